@@ -1,0 +1,1 @@
+//! Distribution framing: length-prefixed frames, ticks, pass-through and fragmented headers.

@@ -1,0 +1,1 @@
+//! EPMD: the client, and the embedded EPMD used when none is running.

@@ -1,0 +1,93 @@
+//! Erlang terms: `eetf` types re-exported so terms pass to and from `erl_dist`
+//! unconverted, plus short constructors and matchers used everywhere else.
+//!
+//! This module never does I/O and never panics on a term that came from the network.
+
+pub mod phash2;
+
+pub use eetf::{
+    Atom, BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
+    InternalFun, List, Map, Pid, Port, Reference, Term, Tuple,
+};
+
+/// An atom term.
+pub fn atom(name: &str) -> Term {
+    Term::Atom(Atom::from(name))
+}
+
+/// A tuple term.
+pub fn tuple(elements: Vec<Term>) -> Term {
+    Term::Tuple(Tuple::from(elements))
+}
+
+/// A proper list term.
+pub fn list(elements: Vec<Term>) -> Term {
+    Term::List(List::from(elements))
+}
+
+/// The empty list `[]`.
+pub fn nil() -> Term {
+    Term::List(List::nil())
+}
+
+/// An integer term, small or big as the value needs.
+pub fn int(value: i64) -> Term {
+    if let Ok(v) = i32::try_from(value) {
+        Term::FixInteger(FixInteger::from(v))
+    } else {
+        Term::BigInteger(BigInteger::from(value))
+    }
+}
+
+/// A binary term.
+pub fn binary(bytes: impl Into<Vec<u8>>) -> Term {
+    Term::Binary(Binary::from(bytes.into()))
+}
+
+/// The atom's text when `term` is an atom.
+pub fn as_atom(term: &Term) -> Option<&str> {
+    match term {
+        Term::Atom(a) => Some(a.name.as_str()),
+        _ => None,
+    }
+}
+
+/// The elements when `term` is a tuple.
+pub fn as_tuple(term: &Term) -> Option<&[Term]> {
+    match term {
+        Term::Tuple(t) => Some(t.elements.as_slice()),
+        _ => None,
+    }
+}
+
+/// The elements when `term` is a proper list (`[]` included). Strings sent as
+/// `STRING_EXT` come back as a list of small integers.
+pub fn as_list(term: &Term) -> Option<Vec<Term>> {
+    match term {
+        Term::List(l) => Some(l.elements.clone()),
+        Term::ByteList(b) => Some(b.bytes.iter().map(|&x| int(i64::from(x))).collect()),
+        _ => None,
+    }
+}
+
+/// The value when `term` is an integer that fits in an `i64`.
+pub fn as_i64(term: &Term) -> Option<i64> {
+    match term {
+        Term::FixInteger(i) => Some(i64::from(i.value)),
+        Term::BigInteger(b) => i64::try_from(&b.value).ok(),
+        _ => None,
+    }
+}
+
+/// True when `term` is the atom `name`.
+pub fn is_atom(term: &Term, name: &str) -> bool {
+    as_atom(term) == Some(name)
+}
+
+/// Builds a tuple from a list of terms: `tup![atom("ok"), int(1)]`.
+#[macro_export]
+macro_rules! tup {
+    ($($e:expr),* $(,)?) => {
+        $crate::term::tuple(vec![$($e),*])
+    };
+}

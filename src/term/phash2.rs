@@ -1,0 +1,1 @@
+//! `erlang:phash2/1,2` computed bit for bit as the BEAM does.
