@@ -7,7 +7,20 @@
 //! - [`node`]: the process table, names, links, monitors, routing, node events.
 //! - [`process`]: mailboxes, selective receive, exit signals, gen_server-style servers.
 //! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex).
+//!
+//! ```no_run
+//! use beam_peer::{Node, NodeConfig, term};
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Node::start(NodeConfig::new("rust@127.0.0.1").cookie("secret")).await?;
+//! assert!(node.ping("erl@127.0.0.1").await);
+//! let mut me = node.process();
+//! let reply = me
+//!     .call(("my_server", "erl@127.0.0.1"), term::atom("hello"), std::time::Duration::from_secs(5))
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
+pub mod demo;
 pub mod dist;
 pub mod epmd;
 pub mod node;
@@ -15,6 +28,7 @@ pub mod process;
 pub mod services;
 pub mod term;
 
-
-
+pub use node::{ConnectError, Dest, Discovery, Node, NodeConfig, NodeError, NodeEvent, RpcError};
+pub use process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
+pub use process::{CallError, Exited, Process, ProcessExit};
 pub use term::Term;

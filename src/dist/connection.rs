@@ -1,1 +1,435 @@
-//! connection task (in progress).
+//! The tokio edge of one distribution connection: the handshake driver, then one
+//! reader task and one writer task per peer.
+//!
+//! The reader turns bytes into frames ([`codec::FrameDecoder`]), frames into
+//! control messages, and hands each to the node. A malformed frame closes this
+//! connection only; an unknown or undecodable control message is logged and
+//! dropped. Silence for `net_ticktime` declares the peer down.
+//!
+//! The writer batches small messages into few writes, ticks when idle, and sends
+//! messages above the fragment size in fragments interleaved with the small
+//! ones, so one 10 MB message does not stall everything behind it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use erl_dist::message::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::dist::codec::{self, Frame, FrameDecoder, Fragmenter};
+use crate::dist::flags;
+use crate::dist::handshake::{Handshake, HandshakeEvent, PeerInfo, ServerStatus};
+use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
+
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+enum Outgoing {
+    Control(Message),
+    Close,
+}
+
+/// A cheap handle to a live connection, held by the node.
+#[derive(Clone)]
+pub struct ConnectionHandle {
+    pub(crate) id: u64,
+    pub(crate) peer: PeerInfo,
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+impl ConnectionHandle {
+    pub(crate) fn send(&self, msg: Message) {
+        let _ = self.tx.send(Outgoing::Control(msg));
+    }
+
+    pub(crate) fn close(&self) {
+        let _ = self.tx.send(Outgoing::Close);
+    }
+}
+
+/// Accepts incoming connections until the node is gone.
+pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListener) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(node) = weak.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let timeout = node.config().connect_timeout;
+            match tokio::time::timeout(timeout, accept_one(node, stream)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(%addr, error = %e, "incoming connection refused"),
+                Err(_) => tracing::warn!(%addr, "incoming handshake timed out"),
+            }
+        });
+    }
+}
+
+async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut hs = Handshake::server(node.handshake_config(), rand::random());
+    let (peer, leftover) = drive_handshake(&node, &mut stream, &mut hs).await?;
+    start(node, stream, peer, leftover, None);
+    Ok(())
+}
+
+/// Connects to `peer` for the node's pending attempt `attempt`.
+pub(crate) async fn connect(weak: WeakNode, peer: String, attempt: u64) -> Result<(), ConnectError> {
+    let node = weak.upgrade().ok_or(ConnectError::ShuttingDown)?;
+    let (alive, host) =
+        split_node_name(&peer).ok_or_else(|| ConnectError::InvalidName(peer.clone()))?;
+    let unreachable = |reason: String| ConnectError::Unreachable {
+        node: peer.clone(),
+        reason,
+    };
+    let (addr, version) = match &node.config().discovery {
+        Discovery::Epmd { port } => {
+            let ip = resolve(host, *port).await.map_err(unreachable)?.ip();
+            let epmd = SocketAddr::new(ip, *port);
+            let entry = crate::epmd::port_please(epmd, alive)
+                .await
+                .map_err(|e| unreachable(format!("EPMD at {epmd}: {e}")))?
+                .ok_or_else(|| ConnectError::NotRegistered(peer.clone()))?;
+            (SocketAddr::new(ip, entry.port), entry.highest_version)
+        }
+        Discovery::Fixed { peer_port, peers } => match peers.get(&peer) {
+            Some(a) => (*a, 6),
+            None => (resolve(host, *peer_port).await.map_err(unreachable)?, 6),
+        },
+    };
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| unreachable(format!("{addr}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
+    let (info, leftover) = drive_handshake(&node, &mut stream, &mut hs)
+        .await
+        .map_err(|reason| ConnectError::Handshake {
+            node: peer.clone(),
+            reason,
+        })?;
+    if info.name != peer {
+        return Err(ConnectError::Handshake {
+            node: peer.clone(),
+            reason: format!("peer answered as {}", info.name),
+        });
+    }
+    start(node, stream, info, leftover, Some(attempt));
+    Ok(())
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    // Prefer IPv4: EPMD and most BEAM nodes listen there.
+    let all: Vec<SocketAddr> = addrs.by_ref().collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| all.first())
+        .copied()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+async fn drive_handshake(
+    node: &Node,
+    stream: &mut TcpStream,
+    hs: &mut Handshake,
+) -> Result<(PeerInfo, Vec<u8>), String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let mut refused = None;
+        while let Some(event) = hs.poll_event() {
+            match event {
+                HandshakeEvent::PeerNamed { name, .. } => {
+                    let status = node.accept_status(&name);
+                    hs.set_status(status);
+                    if matches!(status, ServerStatus::Nok | ServerStatus::NotAllowed) {
+                        refused = Some(format!("{name} refused: {status:?}"));
+                    }
+                }
+                HandshakeEvent::Completed { peer, leftover } => {
+                    let out = hs.take_output();
+                    if !out.is_empty() {
+                        stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                    }
+                    return Ok((peer, leftover));
+                }
+            }
+        }
+        let out = hs.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(why) = refused {
+            return Err(why);
+        }
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("connection closed during handshake".into());
+        }
+        hs.receive(&buf[..n]).map_err(|e| e.to_string())?;
+    }
+}
+
+fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attempt: Option<u64>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let handle = ConnectionHandle {
+        id,
+        peer: peer.clone(),
+        tx,
+    };
+    let (read_half, write_half) = stream.into_split();
+    // The writer starts first so that messages queued while connecting, flushed by
+    // `connection_up`, find it running.
+    let ticktime = node.config().net_ticktime;
+    let fragment_size = node.config().fragment_size;
+    let fragments = peer.flags & flags::FRAGMENTS != 0;
+    let writer_peer = peer.name.clone();
+    tokio::spawn(async move {
+        if let Err(e) = write_loop(write_half, rx, ticktime, fragment_size, fragments).await {
+            tracing::debug!(peer = %writer_peer, error = %e, "writer ended");
+        }
+    });
+    if !node.connection_up(handle.clone(), attempt) {
+        handle.close();
+        return;
+    }
+    let max = node.config().max_message_size;
+    tokio::spawn(async move {
+        let reason = read_loop(&node, read_half, &peer, leftover, ticktime, max).await;
+        handle.close();
+        node.connection_down(&peer.name, id, reason);
+    });
+}
+
+async fn read_loop(
+    node: &Node,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    peer: &PeerInfo,
+    leftover: Vec<u8>,
+    ticktime: Duration,
+    max_message_size: usize,
+) -> String {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    buf.extend_from_slice(&leftover);
+    let mut decoder = FrameDecoder::new(max_message_size);
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Frame::Tick)) => {}
+                Ok(Some(Frame::Message(body))) => match codec::decode_control(&body) {
+                    Ok(msg) => node.handle_control(peer, msg),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(peer = %peer.name, error = %e, "malformed frame; closing this connection");
+                    return format!("malformed frame: {e}");
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        match tokio::time::timeout(ticktime, read.read_buf(&mut buf)).await {
+            Err(_) => return "net_tick_timeout".into(),
+            Ok(Ok(0)) => return "connection_closed".into(),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return format!("read error: {e}"),
+        }
+    }
+}
+
+/// The process a control message speaks for. Signals between one pair of
+/// processes must arrive in the order sent, so a message never overtakes an
+/// earlier one from the same sender that is still going out in fragments.
+fn sender_of(msg: &Message) -> Option<&erl_dist::term::Pid> {
+    Some(match msg {
+        Message::Link(m) => &m.from_pid,
+        Message::Exit(m) => &m.from_pid,
+        Message::Unlink(m) => &m.from_pid,
+        Message::RegSend(m) => &m.from_pid,
+        Message::Exit2(m) => &m.from_pid,
+        Message::RegSendTt(m) => &m.from_pid,
+        Message::MonitorP(m) => &m.from_pid,
+        Message::DemonitorP(m) => &m.from_pid,
+        Message::SendSender(m) => &m.from_pid,
+        Message::SendSenderTt(m) => &m.from_pid,
+        Message::PayloadExit(m) => &m.from_pid,
+        Message::PayloadExit2(m) => &m.from_pid,
+        Message::UnlinkId(m) => &m.from_pid,
+        Message::UnlinkIdAck(m) => &m.from_pid,
+        Message::AliasSend(m) => &m.from_pid,
+        _ => return None,
+    })
+}
+
+enum Item {
+    Frame(Bytes),
+    Fragments(Fragmenter),
+}
+
+/// Frames from one sender that must go out in order, behind a large message.
+struct Stream {
+    sender: Option<erl_dist::term::Pid>,
+    items: VecDeque<Item>,
+}
+
+impl Stream {
+    fn next_frame(&mut self) -> Option<Bytes> {
+        while let Some(item) = self.items.front_mut() {
+            match item {
+                Item::Frame(_) => {
+                    if let Some(Item::Frame(f)) = self.items.pop_front() {
+                        return Some(f);
+                    }
+                }
+                Item::Fragments(f) => match f.next_frame() {
+                    Some(frame) => {
+                        if f.remaining_frames() == 0 {
+                            self.items.pop_front();
+                        }
+                        return Some(frame);
+                    }
+                    None => {
+                        self.items.pop_front();
+                    }
+                },
+            }
+        }
+        None
+    }
+}
+
+struct Writer {
+    fragment_size: usize,
+    fragments: bool,
+    next_sequence: u64,
+    /// Streams with a large message in flight, served round-robin one frame each.
+    streams: VecDeque<Stream>,
+}
+
+impl Writer {
+    fn push(&mut self, msg: Message, out: &mut Vec<u8>) {
+        let sender = sender_of(&msg).cloned();
+        // With FRAGMENTS negotiated the BEAM requires a distribution header on
+        // every frame (a pass-through frame kills the connection); without it,
+        // pass-through is the only form it accepts.
+        let encoded = if self.fragments {
+            codec::encode_control_headered(msg)
+        } else {
+            codec::encode_control(msg)
+        };
+        let body = match encoded {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode control message; dropped");
+                return;
+            }
+        };
+        let item = if !self.fragments {
+            Item::Frame(codec::pass_through_frame(&body))
+        } else if body.len() > self.fragment_size {
+            let seq = self.next_sequence;
+            self.next_sequence += 1;
+            Item::Fragments(Fragmenter::new(seq, body, self.fragment_size))
+        } else {
+            Item::Frame(codec::dist_header_frame(&body))
+        };
+        let existing = self
+            .streams
+            .iter_mut()
+            .find(|s| sender.is_some() && s.sender == sender);
+        match (existing, item) {
+            (Some(stream), item) => stream.items.push_back(item),
+            (None, Item::Frame(f)) => out.extend_from_slice(&f),
+            (None, item) => self.streams.push_back(Stream {
+                sender,
+                items: VecDeque::from([item]),
+            }),
+        }
+    }
+
+    /// Appends one frame of the next stream in turn.
+    fn push_fragment(&mut self, out: &mut Vec<u8>) {
+        if let Some(mut stream) = self.streams.pop_front() {
+            if let Some(frame) = stream.next_frame() {
+                out.extend_from_slice(&frame);
+            }
+            if !stream.items.is_empty() {
+                self.streams.push_back(stream);
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    ticktime: Duration,
+    fragment_size: usize,
+    fragments: bool,
+) -> std::io::Result<()> {
+    let mut w = Writer {
+        fragment_size,
+        fragments,
+        next_sequence: 1,
+        streams: VecDeque::new(),
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let tick_every = (ticktime / 4).max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(tick_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wrote_since_tick = false;
+    let mut closing = false;
+
+    loop {
+        if w.streams.is_empty() {
+            if closing {
+                let _ = write.shutdown().await;
+                return Ok(());
+            }
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Outgoing::Control(m)) => w.push(m, &mut out),
+                    Some(Outgoing::Close) | None => closing = true,
+                },
+                _ = ticker.tick() => {
+                    if !wrote_since_tick {
+                        out.extend_from_slice(&codec::TICK);
+                    }
+                    wrote_since_tick = false;
+                }
+            }
+        }
+        // Take whatever else is queued, up to a batch, so small messages share writes.
+        while !closing && out.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(Outgoing::Control(m)) => w.push(m, &mut out),
+                Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+            }
+        }
+        w.push_fragment(&mut out);
+        if !out.is_empty() {
+            write.write_all(&out).await?;
+            out.clear();
+            wrote_since_tick = true;
+        }
+    }
+}

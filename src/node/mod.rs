@@ -1,1 +1,1469 @@
-//! node (in progress).
+//! The node: the root value every other part hangs off.
+//!
+//! A [`Node`] owns the process table ([`table`]), the mailboxes of its processes,
+//! the distribution connections to its peers, the EPMD registration and the node
+//! events. It routes every signal: a send to a local pid goes straight into the
+//! mailbox; a send to a pid on another node goes to that node's connection,
+//! connecting first when there is none (as the BEAM does).
+//!
+//! What it must never do: block while holding its locks, trust a term from the
+//! network (every control message is checked and at worst dropped), or let one
+//! peer's bad input touch another peer.
+
+pub mod table;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use erl_dist::message::Message;
+use erl_dist::term::PidOrAtom;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::dist::connection::{self, ConnectionHandle};
+use crate::dist::handshake::{HandshakeConfig, PeerInfo, ServerStatus};
+use crate::process::{Process, ProcessExit};
+use crate::term::{self, Pid, Reference, Term};
+use table::{Effect, MonitorObject, ProcessTable, Signal};
+
+pub use table::RegisterError;
+
+/// How peers find each other.
+#[derive(Debug, Clone)]
+pub enum Discovery {
+    /// Register in and look peers up through EPMD on this port; when none answers,
+    /// run an embedded EPMD in-process (real `erl` nodes can use it too).
+    Epmd { port: u16 },
+    /// No EPMD (`-no_epmd` / `-erl_epmd_port` style): we listen on `listen_port`
+    /// and every peer is expected on `peer_port`, unless `peers` names its address.
+    Fixed {
+        peer_port: u16,
+        peers: HashMap<String, SocketAddr>,
+    },
+}
+
+/// Everything needed to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// `name@host` (long or short). A bare `name` gets `@` and this machine's host name.
+    pub name: String,
+    /// The cookie; `None` reads `~/.erlang.cookie`.
+    pub cookie: Option<String>,
+    /// Hidden nodes are not published to peers' `nodes()` and do not form meshes.
+    pub hidden: bool,
+    /// Seconds of silence after which a peer is declared down (BEAM default 60).
+    pub net_ticktime: Duration,
+    pub discovery: Discovery,
+    /// The address the distribution listener binds to.
+    pub listen_addr: IpAddr,
+    /// 0 picks a free port.
+    pub listen_port: u16,
+    /// Messages whose encoded size is above this go out in fragments, so one large
+    /// message does not stall small ones behind it.
+    pub fragment_size: usize,
+    /// The largest message we accept from a peer (after reassembly).
+    pub max_message_size: usize,
+    /// How long a connection attempt (lookup, TCP, handshake) may take.
+    pub connect_timeout: Duration,
+}
+
+impl NodeConfig {
+    pub fn new(name: impl Into<String>) -> Self {
+        NodeConfig {
+            name: name.into(),
+            cookie: None,
+            hidden: false,
+            net_ticktime: Duration::from_secs(60),
+            discovery: Discovery::Epmd {
+                port: crate::epmd::epmd_port(),
+            },
+            listen_addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_port: 0,
+            fragment_size: 64 * 1024,
+            max_message_size: 1 << 30,
+            connect_timeout: Duration::from_secs(7),
+        }
+    }
+
+    pub fn cookie(mut self, cookie: impl Into<String>) -> Self {
+        self.cookie = Some(cookie.into());
+        self
+    }
+
+    pub fn hidden(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    pub fn net_ticktime(mut self, t: Duration) -> Self {
+        self.net_ticktime = t;
+        self
+    }
+
+    pub fn discovery(mut self, d: Discovery) -> Self {
+        self.discovery = d;
+        self
+    }
+
+    pub fn listen(mut self, addr: IpAddr, port: u16) -> Self {
+        self.listen_addr = addr;
+        self.listen_port = port;
+        self
+    }
+
+    pub fn fragment_size(mut self, bytes: usize) -> Self {
+        self.fragment_size = bytes.max(1024);
+        self
+    }
+}
+
+/// Node-level events: a peer came up or went down, with the reason.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeEvent {
+    Up { node: String, hidden: bool },
+    Down { node: String, reason: String },
+}
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid node name {0:?}: expected name@host")]
+    InvalidName(String),
+    #[error("no cookie given and ~/.erlang.cookie could not be read: {0}")]
+    NoCookie(std::io::Error),
+    #[error("cannot listen for distribution on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("EPMD: {0}")]
+    Epmd(#[from] crate::epmd::EpmdError),
+}
+
+/// Why a connection to a peer could not be made.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ConnectError {
+    #[error("invalid node name {0:?}")]
+    InvalidName(String),
+    #[error("node {0} is not registered in EPMD")]
+    NotRegistered(String),
+    #[error("cannot reach {node}: {reason}")]
+    Unreachable { node: String, reason: String },
+    #[error("handshake with {node} failed: {reason}")]
+    Handshake { node: String, reason: String },
+    #[error("connecting to {0} timed out")]
+    Timeout(String),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// A function callable from peers through erpc and rex.
+pub type RpcFunction =
+    Arc<dyn Fn(&Node, Vec<Term>) -> Result<Term, RpcError> + Send + Sync + 'static>;
+
+/// How a Rust-implemented rpc function failed; reported to the caller as the
+/// matching Erlang exception class.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcError {
+    Error(Term),
+    Exit(Term),
+    Throw(Term),
+}
+
+struct Slot {
+    mailbox: mpsc::UnboundedSender<Signal>,
+    task: Option<AbortHandle>,
+}
+
+struct ProcState {
+    table: ProcessTable,
+    slots: HashMap<u32, Slot>,
+}
+
+enum PeerState {
+    Up(ConnectionHandle),
+    Pending {
+        attempt: u64,
+        queue: Vec<Message>,
+        waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,
+    },
+}
+
+pub(crate) struct Inner {
+    name: String,
+    creation: u32,
+    cookie: String,
+    flags: u64,
+    pub(crate) config: NodeConfig,
+    next_number: AtomicU32,
+    next_ref: AtomicU64,
+    next_attempt: AtomicU64,
+    procs: Mutex<ProcState>,
+    peers: Mutex<HashMap<String, PeerState>>,
+    events: broadcast::Sender<NodeEvent>,
+    functions: RwLock<HashMap<(String, String, usize), RpcFunction>>,
+    listen_port: u16,
+    background: Mutex<Vec<AbortHandle>>,
+    _epmd: Mutex<Option<crate::epmd::EmbeddedEpmd>>,
+    _registration: Mutex<Option<crate::epmd::Registration>>,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// A running node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.inner.name).finish()
+    }
+}
+
+fn read_cookie_file() -> Result<String, std::io::Error> {
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "HOME is not set"))?;
+    let path = std::path::Path::new(&home).join(".erlang.cookie");
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.trim().to_string())
+}
+
+fn local_host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Splits `name@host`.
+pub fn split_node_name(node: &str) -> Option<(&str, &str)> {
+    let (name, host) = node.split_once('@')?;
+    if name.is_empty() || host.is_empty() || host.contains('@') {
+        return None;
+    }
+    Some((name, host))
+}
+
+impl Node {
+    /// Starts a node: binds the distribution listener, registers in EPMD (starting
+    /// the embedded one when none answers), and starts the services every BEAM
+    /// node expects (`net_kernel`, `global_name_server`, `rex`).
+    pub async fn start(mut config: NodeConfig) -> Result<Node, NodeError> {
+        if !config.name.contains('@') {
+            config.name = format!("{}@{}", config.name, local_host_name());
+        }
+        let (alive, _host) =
+            split_node_name(&config.name).ok_or_else(|| NodeError::InvalidName(config.name.clone()))?;
+        let alive = alive.to_string();
+        let cookie = match &config.cookie {
+            Some(c) => c.clone(),
+            None => read_cookie_file().map_err(NodeError::NoCookie)?,
+        };
+        let addr = SocketAddr::new(config.listen_addr, config.listen_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let listen_port = listener
+            .local_addr()
+            .map_err(|source| NodeError::Listen { addr, source })?
+            .port();
+
+        let mut embedded = None;
+        let mut registration = None;
+        let creation = match &config.discovery {
+            Discovery::Epmd { port } => {
+                embedded = crate::epmd::ensure_epmd(*port).await?;
+                if embedded.is_some() {
+                    tracing::info!(port, "no EPMD answered; started the embedded EPMD");
+                }
+                let epmd_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *port);
+                let entry = crate::epmd::NodeEntry::new(&alive, listen_port, config.hidden);
+                let reg = crate::epmd::register(epmd_addr, &entry).await?;
+                let creation = reg.creation;
+                registration = Some(reg);
+                creation
+            }
+            Discovery::Fixed { .. } => rand::random::<u32>() | 1,
+        };
+
+        let (events, _) = broadcast::channel(1024);
+        let flags = crate::dist::flags::offered(config.hidden);
+        let inner = Arc::new(Inner {
+            name: config.name.clone(),
+            creation,
+            cookie,
+            flags,
+            config,
+            next_number: AtomicU32::new(1),
+            next_ref: AtomicU64::new(1),
+            next_attempt: AtomicU64::new(1),
+            procs: Mutex::new(ProcState {
+                table: ProcessTable::new("", 0),
+                slots: HashMap::new(),
+            }),
+            peers: Mutex::new(HashMap::new()),
+            events,
+            functions: RwLock::new(HashMap::new()),
+            listen_port,
+            background: Mutex::new(Vec::new()),
+            _epmd: Mutex::new(embedded),
+            _registration: Mutex::new(registration),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
+        });
+        if let Ok(mut p) = inner.procs.lock() {
+            p.table = ProcessTable::new(&inner.name, creation);
+        }
+        let node = Node { inner };
+        let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
+        node.add_background(acceptor.abort_handle());
+        crate::services::start(&node);
+        tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
+        Ok(node)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakNode {
+        WeakNode(Arc::downgrade(&self.inner))
+    }
+
+    fn add_background(&self, h: AbortHandle) {
+        if let Ok(mut b) = self.inner.background.lock() {
+            b.push(h);
+        }
+    }
+
+    /// This node's full name, `name@host`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn creation(&self) -> u32 {
+        self.inner.creation
+    }
+
+    pub fn cookie(&self) -> &str {
+        &self.inner.cookie
+    }
+
+    pub fn is_hidden(&self) -> bool {
+        self.inner.config.hidden
+    }
+
+    /// The TCP port the distribution listener accepts on.
+    pub fn listen_port(&self) -> u16 {
+        self.inner.listen_port
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn handshake_config(&self) -> HandshakeConfig {
+        HandshakeConfig {
+            name: self.inner.name.clone(),
+            creation: self.inner.creation,
+            flags: self.inner.flags,
+            cookie: self.inner.cookie.clone(),
+        }
+    }
+
+    /// Subscribes to nodeup/nodedown events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The peers we have a connection to (visible and hidden).
+    pub fn nodes(&self) -> Vec<String> {
+        match self.inner.peers.lock() {
+            Ok(p) => p
+                .iter()
+                .filter(|(_, s)| matches!(s, PeerState::Up(_)))
+                .map(|(n, _)| n.clone())
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    /// The peers we are connected to that are visible (as `nodes()` on the BEAM).
+    pub fn visible_nodes(&self) -> Vec<String> {
+        match self.inner.peers.lock() {
+            Ok(p) => p
+                .iter()
+                .filter_map(|(n, s)| match s {
+                    PeerState::Up(h) if h.peer.flags & crate::dist::flags::PUBLISHED != 0 => {
+                        Some(n.clone())
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => vec![],
+        }
+    }
+
+    pub fn is_connected(&self, node: &str) -> bool {
+        matches!(
+            self.inner.peers.lock().ok().as_deref().and_then(|p| p.get(node)),
+            Some(PeerState::Up(_))
+        )
+    }
+
+    // ---------------------------------------------------------------- refs
+
+    /// A new reference on this node.
+    pub fn make_ref(&self) -> Reference {
+        let n = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
+        Reference {
+            node: term::Atom::from(self.inner.name.as_str()),
+            id: vec![
+                (n & 0x3ffff) as u32,
+                ((n >> 18) & 0xffff_ffff) as u32,
+                (n >> 50) as u32 ^ 0x5eed,
+            ],
+            creation: self.inner.creation,
+        }
+    }
+
+    // ---------------------------------------------------------------- processes
+
+    fn lock_procs(&self) -> std::sync::MutexGuard<'_, ProcState> {
+        // A panic while holding this lock would be a bug in this module; keep
+        // serving rather than poisoning every later caller.
+        self.inner
+            .procs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn allocate(&self, task: Option<AbortHandle>) -> (Pid, mpsc::UnboundedReceiver<Signal>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.lock_procs();
+        loop {
+            let n = self.inner.next_number.fetch_add(1, Ordering::Relaxed) & table::MAX_LOCAL_NUMBER;
+            if n == 0 || st.table.contains_id(n) {
+                continue;
+            }
+            let pid = st.table.insert(n);
+            st.slots.insert(
+                n,
+                Slot {
+                    mailbox: tx,
+                    task,
+                },
+            );
+            return (pid, rx);
+        }
+    }
+
+    /// A new process whose mailbox the caller owns (like a C node's mbox). The
+    /// process exits with `normal` when the [`Process`] is dropped.
+    pub fn process(&self) -> Process {
+        let (pid, rx) = self.allocate(None);
+        Process::new(self.clone(), pid, rx, true)
+    }
+
+    /// Spawns a process running `f`. The future's output is the exit reason;
+    /// a panic exits with `{panic, Message}`.
+    pub fn spawn<F, Fut>(&self, f: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ProcessExit> + Send + 'static,
+    {
+        self.spawn_opts(f, None, false)
+    }
+
+    /// Spawns a process linked to `link_to`.
+    pub fn spawn_link<F, Fut>(&self, link_to: &Pid, f: F) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ProcessExit> + Send + 'static,
+    {
+        self.spawn_opts(f, Some(link_to.clone()), false)
+    }
+
+    pub(crate) fn spawn_opts<F, Fut>(&self, f: F, link_to: Option<Pid>, trap_exit: bool) -> Pid
+    where
+        F: FnOnce(Process) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ProcessExit> + Send + 'static,
+    {
+        let (pid, rx) = self.allocate(None);
+        if trap_exit {
+            self.set_trap_exit(&pid, true);
+        }
+        if let Some(other) = &link_to {
+            self.link(&pid, other);
+        }
+        let node = self.clone();
+        let process = Process::new(node.clone(), pid.clone(), rx, false);
+        let guard = ExitGuard {
+            node: node.clone(),
+            pid: pid.clone(),
+            reason: None,
+        };
+        let handle = tokio::spawn(async move {
+            let mut guard = guard;
+            let reason = f(process).await;
+            guard.reason = Some(reason.into_term());
+        });
+        let mut st = self.lock_procs();
+        if let Some(n) = st.table.local_id(&pid) {
+            if let Some(slot) = st.slots.get_mut(&n) {
+                slot.task = Some(handle.abort_handle());
+            }
+        } else {
+            // It exited (or was killed) before we could record its task.
+            handle.abort();
+        }
+        pid
+    }
+
+    pub fn is_process_alive(&self, pid: &Pid) -> bool {
+        self.lock_procs().table.is_alive(pid)
+    }
+
+    /// Number of live local processes.
+    pub fn process_count(&self) -> usize {
+        self.lock_procs().table.len()
+    }
+
+    pub fn register(&self, name: &str, pid: &Pid) -> Result<(), RegisterError> {
+        let mut st = self.lock_procs();
+        let n = st.table.local_id(pid).ok_or(RegisterError::NoProc)?;
+        st.table.register(n, name)
+    }
+
+    pub fn unregister(&self, name: &str) -> bool {
+        self.lock_procs().table.unregister(name)
+    }
+
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.lock_procs().table.whereis(name)
+    }
+
+    pub fn registered(&self) -> Vec<String> {
+        self.lock_procs().table.registered()
+    }
+
+    pub fn set_trap_exit(&self, pid: &Pid, on: bool) -> bool {
+        let mut st = self.lock_procs();
+        match st.table.local_id(pid) {
+            Some(n) => st.table.set_trap_exit(n, on),
+            None => false,
+        }
+    }
+
+    pub(crate) fn add_alias(&self, pid: &Pid, reference: &Reference) {
+        let mut st = self.lock_procs();
+        if let Some(n) = st.table.local_id(pid) {
+            st.table.add_alias(n, reference);
+        }
+    }
+
+    pub(crate) fn remove_alias(&self, pid: &Pid, reference: &Reference) {
+        let mut st = self.lock_procs();
+        if let Some(n) = st.table.local_id(pid) {
+            st.table.remove_alias(n, reference);
+        }
+    }
+
+    /// Applies table effects: local deliveries and aborts under the lock we hold,
+    /// remote control messages after it is released.
+    fn apply(&self, st: &mut ProcState, effects: Vec<Effect>, remote: &mut Vec<(String, Message)>) {
+        for effect in effects {
+            match effect {
+                Effect::Deliver { to, signal } => {
+                    if let Some(slot) = st.slots.get(&to) {
+                        let _ = slot.mailbox.send(signal);
+                    }
+                }
+                Effect::Abort { id } => {
+                    if let Some(slot) = st.slots.remove(&id) {
+                        if let Some(task) = slot.task {
+                            task.abort();
+                        }
+                    }
+                }
+                Effect::RemoteLinkExit { from, to, reason } => {
+                    let node = to.node.name.clone();
+                    remote.push((node, exit_message_for(from, to, reason)));
+                }
+                Effect::RemoteDown {
+                    from,
+                    to,
+                    reference,
+                    reason,
+                } => {
+                    let from_proc = match from {
+                        Term::Pid(p) => PidOrAtom::Pid(p),
+                        Term::Atom(a) => PidOrAtom::Atom(a),
+                        _ => continue,
+                    };
+                    let node = to.node.name.clone();
+                    remote.push((node, Message::monitor_p_exit(from_proc, to, reference, reason)));
+                }
+                Effect::RemoteDemonitor {
+                    from,
+                    target,
+                    node,
+                    reference,
+                } => {
+                    let to_proc = match target {
+                        Term::Pid(p) => PidOrAtom::Pid(p),
+                        Term::Atom(a) => PidOrAtom::Atom(a),
+                        _ => continue,
+                    };
+                    remote.push((node, Message::demonitor_p(from, to_proc, reference)));
+                }
+                Effect::Gone { .. } => {}
+            }
+        }
+    }
+
+    /// Runs a table operation and carries out its effects.
+    fn with_table<R>(&self, f: impl FnOnce(&mut ProcessTable) -> (R, Vec<Effect>)) -> R {
+        let mut remote = Vec::new();
+        let result = {
+            let mut st = self.lock_procs();
+            let (result, effects) = f(&mut st.table);
+            self.apply(&mut st, effects, &mut remote);
+            result
+        };
+        for (node, msg) in remote {
+            self.send_control_existing(&node, msg);
+        }
+        result
+    }
+
+    /// The process `pid` ends with `reason` (idempotent).
+    pub fn exit_process(&self, pid: &Pid, reason: Term) {
+        self.with_table(|t| match t.local_id(pid) {
+            Some(n) => ((), t.terminate(n, reason)),
+            None => ((), vec![]),
+        });
+    }
+
+    /// Sends the exit signal `exit(to, reason)` from `from`.
+    pub fn exit(&self, from: &Pid, to: &Pid, reason: Term) {
+        if to.node.name == self.inner.name {
+            self.with_table(|t| match t.local_id(to) {
+                Some(n) => ((), t.exit_signal(n, from.clone(), reason)),
+                None => ((), vec![]),
+            });
+        } else {
+            let msg = if self.peer_has(&to.node.name, crate::dist::flags::EXIT_PAYLOAD) {
+                Message::payload_exit2(from.clone(), to.clone(), reason)
+            } else {
+                Message::exit2(from.clone(), to.clone(), reason)
+            };
+            self.send_control(&to.node.name, msg);
+        }
+    }
+
+    /// Links two processes, `from` being local.
+    pub fn link(&self, from: &Pid, to: &Pid) {
+        let remote = to.node.name != self.inner.name;
+        let linked = self.with_table(|t| match t.local_id(from) {
+            Some(n) => (true, t.link(n, to)),
+            None => (false, vec![]),
+        });
+        if linked && remote {
+            self.send_control(&to.node.name, Message::link(from.clone(), to.clone()));
+        }
+    }
+
+    /// Removes a link, `from` being local. Remote peers get UNLINK_ID when they
+    /// support it, so a concurrent exit cannot be lost or duplicated.
+    pub fn unlink(&self, from: &Pid, to: &Pid) {
+        self.with_table(|t| {
+            if let Some(n) = t.local_id(from) {
+                t.unlink(n, to);
+            }
+            ((), vec![])
+        });
+        if to.node.name != self.inner.name {
+            let node = &to.node.name;
+            let msg = if self.peer_has(node, crate::dist::flags::UNLINK_ID) {
+                let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
+                Message::unlink_id(term::int(id as i64), from.clone(), to.clone())
+            } else {
+                Message::unlink(from.clone(), to.clone())
+            };
+            self.send_control_existing(node, msg);
+        }
+    }
+
+    /// `from` (local) monitors `target`. A missing local target gives a `DOWN`
+    /// with `noproc` at once; a remote one is asked with MONITOR_P.
+    pub fn monitor(&self, from: &Pid, target: &Dest) -> Reference {
+        let reference = self.make_ref();
+        match target {
+            Dest::Pid(p) if p.node.name == self.inner.name => {
+                let r = reference.clone();
+                self.with_table(|t| match t.local_id(from) {
+                    Some(n) => {
+                        let tid = t.local_id(p);
+                        ((), t.monitor_local(n, tid, MonitorObject::Pid(p.clone()), r))
+                    }
+                    None => ((), vec![]),
+                });
+            }
+            Dest::Name(name) => {
+                self.monitor_local_name(from, name, &reference);
+            }
+            Dest::Remote(name, node) if node == &self.inner.name => {
+                self.monitor_local_name(from, name, &reference);
+            }
+            Dest::Pid(p) => {
+                let node = p.node.name.clone();
+                self.with_table(|t| {
+                    if let Some(n) = t.local_id(from) {
+                        t.monitor_remote(n, MonitorObject::Pid(p.clone()), &node, reference.clone());
+                    }
+                    ((), vec![])
+                });
+                self.send_control(
+                    &node,
+                    Message::monitor_p(from.clone(), PidOrAtom::Pid(p.clone()), reference.clone()),
+                );
+            }
+            Dest::Remote(name, node) => {
+                self.with_table(|t| {
+                    if let Some(n) = t.local_id(from) {
+                        t.monitor_remote(
+                            n,
+                            MonitorObject::Name(name.clone(), node.clone()),
+                            node,
+                            reference.clone(),
+                        );
+                    }
+                    ((), vec![])
+                });
+                self.send_control(
+                    node,
+                    Message::monitor_p(
+                        from.clone(),
+                        PidOrAtom::Atom(term::Atom::from(name.as_str())),
+                        reference.clone(),
+                    ),
+                );
+            }
+        }
+        reference
+    }
+
+    fn monitor_local_name(&self, from: &Pid, name: &str, reference: &Reference) {
+        let me = self.inner.name.clone();
+        self.with_table(|t| match t.local_id(from) {
+            Some(n) => {
+                let tid = t.name_id(name);
+                (
+                    (),
+                    t.monitor_local(n, tid, MonitorObject::Name(name.to_string(), me), reference.clone()),
+                )
+            }
+            None => ((), vec![]),
+        });
+    }
+
+    /// Cancels a monitor held by local `from`.
+    pub fn demonitor(&self, from: &Pid, reference: &Reference) {
+        let remote = self.with_table(|t| match t.local_id(from) {
+            Some(n) => (t.demonitor(n, reference), vec![]),
+            None => (None, vec![]),
+        });
+        if let Some((target, node)) = remote {
+            let to_proc = match target {
+                Term::Pid(p) => PidOrAtom::Pid(p),
+                Term::Atom(a) => PidOrAtom::Atom(a),
+                _ => return,
+            };
+            self.send_control_existing(
+                &node,
+                Message::demonitor_p(from.clone(), to_proc, reference.clone()),
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- sending
+
+    /// Delivers a message to a local process by number; false when it is gone.
+    fn deliver_local(&self, pid: &Pid, msg: Term) -> bool {
+        let st = self.lock_procs();
+        match st.table.local_id(pid).and_then(|n| st.slots.get(&n)) {
+            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn deliver_by_name(&self, name: &str, msg: Term) -> bool {
+        let st = self.lock_procs();
+        match st.table.name_id(name).and_then(|n| st.slots.get(&n)) {
+            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn deliver_by_alias(&self, alias: &Reference, msg: Term) -> bool {
+        let st = self.lock_procs();
+        match st.table.alias_owner(alias).and_then(|n| st.slots.get(&n)) {
+            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Sends `msg` to `to`. `from` is needed by the wire for sends by name to
+    /// another node; local sends never fail (like `!`, a dead target drops it).
+    pub fn send(&self, from: &Pid, to: &Dest, msg: Term) {
+        match to {
+            Dest::Pid(p) => {
+                if p.node.name == self.inner.name {
+                    self.deliver_local(p, msg);
+                } else if self.peer_has(&p.node.name, crate::dist::flags::SEND_SENDER) {
+                    self.send_control(
+                        &p.node.name,
+                        Message::send_sender(from.clone(), p.clone(), msg),
+                    );
+                } else {
+                    self.send_control(&p.node.name, Message::send(p.clone(), msg));
+                }
+            }
+            Dest::Name(name) => {
+                self.deliver_by_name(name, msg);
+            }
+            Dest::Remote(name, node) => {
+                if node == &self.inner.name {
+                    self.deliver_by_name(name, msg);
+                } else {
+                    self.send_control(
+                        node,
+                        Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends to a process alias (a reference), local or remote.
+    pub fn send_alias(&self, from: &Pid, alias: &Reference, msg: Term) {
+        if alias.node.name == self.inner.name {
+            self.deliver_by_alias(alias, msg);
+        } else {
+            self.send_control(
+                &alias.node.name,
+                Message::alias_send(from.clone(), alias.clone(), msg),
+            );
+        }
+    }
+
+    /// Answers a gen_server call whose `From` is `{Pid, Tag}`. With an OTP 24+
+    /// alias tag `[alias|Ref]` the reply goes to the alias, so a caller that
+    /// already gave up never sees it.
+    pub fn reply(&self, replier: &Pid, from: &Term, reply: Term) {
+        let Some([to, tag]) = term::as_tuple(from).and_then(|e| <&[Term; 2]>::try_from(e).ok())
+        else {
+            tracing::debug!(?from, "gen reply to a malformed From; dropped");
+            return;
+        };
+        let msg = crate::tup![tag.clone(), reply];
+        if let Some(alias) = alias_of_tag(tag) {
+            let peer_alias_ok = alias.node.name == self.inner.name
+                || self.peer_has(&alias.node.name, crate::dist::flags::ALIAS);
+            if peer_alias_ok {
+                self.send_alias(replier, &alias, msg);
+                return;
+            }
+        }
+        if let Term::Pid(p) = to {
+            self.send(replier, &Dest::Pid(p.clone()), msg);
+        }
+    }
+
+    fn peer_has(&self, node: &str, flag: u64) -> bool {
+        match self.inner.peers.lock().ok().as_deref().and_then(|p| p.get(node)) {
+            Some(PeerState::Up(h)) => h.peer.flags & flag != 0,
+            // Not yet connected: every peer we accept is OTP 25+, which has them.
+            _ => true,
+        }
+    }
+
+    /// Sends a control message to `node`, connecting first when needed. Messages
+    /// queued during the connect go out in order once it is up.
+    pub(crate) fn send_control(&self, node: &str, msg: Message) {
+        if node == self.inner.name || self.inner.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut peers) = self.inner.peers.lock() else {
+            return;
+        };
+        match peers.get_mut(node) {
+            Some(PeerState::Up(h)) => h.send(msg),
+            Some(PeerState::Pending { queue, .. }) => queue.push(msg),
+            None => {
+                let attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
+                peers.insert(
+                    node.to_string(),
+                    PeerState::Pending {
+                        attempt,
+                        queue: vec![msg],
+                        waiters: vec![],
+                    },
+                );
+                drop(peers);
+                self.spawn_connect(node.to_string(), attempt);
+            }
+        }
+    }
+
+    /// Sends only over an existing connection (used for signals that make no sense
+    /// to deliver by auto-connecting, like a DEMONITOR or an unlink ack).
+    fn send_control_existing(&self, node: &str, msg: Message) {
+        let Ok(mut peers) = self.inner.peers.lock() else {
+            return;
+        };
+        match peers.get_mut(node) {
+            Some(PeerState::Up(h)) => h.send(msg),
+            Some(PeerState::Pending { queue, .. }) => queue.push(msg),
+            None => {}
+        }
+    }
+
+    fn spawn_connect(&self, node: String, attempt: u64) {
+        let weak = self.downgrade();
+        let timeout = self.inner.config.connect_timeout;
+        tokio::spawn(async move {
+            let result =
+                match tokio::time::timeout(timeout, connection::connect(weak.clone(), node.clone(), attempt))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ConnectError::Timeout(node.clone())),
+                };
+            if let Some(n) = weak.upgrade() {
+                if let Err(e) = result {
+                    n.connect_failed(&node, attempt, e);
+                }
+            }
+        });
+    }
+
+    /// Connects to `node` (no-op when connected). Like `net_kernel:connect_node/1`.
+    pub async fn connect(&self, node: &str) -> Result<(), ConnectError> {
+        if split_node_name(node).is_none() {
+            return Err(ConnectError::InvalidName(node.to_string()));
+        }
+        if node == self.inner.name {
+            return Ok(());
+        }
+        let rx = {
+            let Ok(mut peers) = self.inner.peers.lock() else {
+                return Err(ConnectError::ShuttingDown);
+            };
+            let (tx, rx) = oneshot::channel();
+            match peers.get_mut(node) {
+                Some(PeerState::Up(_)) => return Ok(()),
+                Some(PeerState::Pending { waiters, .. }) => waiters.push(tx),
+                None => {
+                    let attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    peers.insert(
+                        node.to_string(),
+                        PeerState::Pending {
+                            attempt,
+                            queue: vec![],
+                            waiters: vec![tx],
+                        },
+                    );
+                    drop(peers);
+                    self.spawn_connect(node.to_string(), attempt);
+                }
+            }
+            rx
+        };
+        rx.await.unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// `net_adm:ping/1`: connects and asks the peer's `net_kernel` `{is_auth, Node}`.
+    pub async fn ping(&self, node: &str) -> bool {
+        if self.connect(node).await.is_err() {
+            return false;
+        }
+        let mut p = self.process();
+        let req = crate::tup![term::atom("is_auth"), term::atom(&self.inner.name)];
+        matches!(
+            p.call(Dest::Remote("net_kernel".into(), node.into()), req, Duration::from_secs(10))
+                .await,
+            Ok(ref t) if term::is_atom(t, "yes")
+        )
+    }
+
+    /// Closes the connection to `node` (the peer sees nodedown).
+    pub fn disconnect(&self, node: &str) -> bool {
+        let handle = match self.inner.peers.lock() {
+            Ok(p) => match p.get(node) {
+                Some(PeerState::Up(h)) => Some(h.clone()),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        match handle {
+            Some(h) => {
+                h.close();
+                self.connection_down(node, h.id, "disconnect".into());
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ------------------------------------------------------- connection events
+
+    /// Server side of a handshake: the peer named itself; decide like
+    /// net_kernel does (simultaneous connects resolved by comparing names).
+    pub(crate) fn accept_status(&self, peer: &str) -> ServerStatus {
+        if self.inner.shutting_down.load(Ordering::Relaxed) {
+            return ServerStatus::NotAllowed;
+        }
+        let Ok(mut peers) = self.inner.peers.lock() else {
+            return ServerStatus::NotAllowed;
+        };
+        match peers.get_mut(peer) {
+            None => ServerStatus::Ok,
+            Some(PeerState::Up(_)) => ServerStatus::Alive,
+            Some(PeerState::Pending { attempt, .. }) => {
+                if self.inner.name.as_str() > peer {
+                    // Our own attempt wins; theirs is refused.
+                    ServerStatus::Nok
+                } else {
+                    // Theirs wins: orphan our attempt so its result is ignored.
+                    *attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
+                    ServerStatus::OkSimultaneous
+                }
+            }
+        }
+    }
+
+    /// A handshake completed. `attempt` is set for our outgoing connects; an
+    /// outgoing attempt orphaned by a simultaneous incoming one is refused.
+    pub(crate) fn connection_up(&self, handle: ConnectionHandle, attempt: Option<u64>) -> bool {
+        let name = handle.peer.name.clone();
+        let hidden = handle.peer.flags & crate::dist::flags::PUBLISHED == 0;
+        let mut old = None;
+        let waiters = {
+            let Ok(mut peers) = self.inner.peers.lock() else {
+                return false;
+            };
+            let (queue, waiters) = match peers.remove(&name) {
+                Some(PeerState::Pending {
+                    attempt: current,
+                    queue,
+                    waiters,
+                }) => {
+                    if let Some(a) = attempt {
+                        if a != current {
+                            peers.insert(
+                                name,
+                                PeerState::Pending {
+                                    attempt: current,
+                                    queue,
+                                    waiters,
+                                },
+                            );
+                            return false;
+                        }
+                    }
+                    (queue, waiters)
+                }
+                Some(PeerState::Up(h)) => {
+                    if attempt.is_some() {
+                        peers.insert(name, PeerState::Up(h));
+                        return false;
+                    }
+                    // The peer restarted and reconnected before we noticed.
+                    old = Some(h);
+                    (vec![], vec![])
+                }
+                None => {
+                    if attempt.is_some() {
+                        return false;
+                    }
+                    (vec![], vec![])
+                }
+            };
+            for msg in queue {
+                handle.send(msg);
+            }
+            peers.insert(name.clone(), PeerState::Up(handle));
+            waiters
+        };
+        if let Some(h) = old {
+            h.close();
+            self.node_down_effects(&name);
+            let _ = self.inner.events.send(NodeEvent::Down {
+                node: name.clone(),
+                reason: "connection replaced".into(),
+            });
+        }
+        for w in waiters {
+            let _ = w.send(Ok(()));
+        }
+        tracing::info!(peer = %name, hidden, "nodeup");
+        let _ = self.inner.events.send(NodeEvent::Up { node: name, hidden });
+        true
+    }
+
+    fn connect_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+        let waiters = {
+            let Ok(mut peers) = self.inner.peers.lock() else {
+                return;
+            };
+            match peers.get(node) {
+                Some(PeerState::Pending { attempt: a, .. }) if *a == attempt => {
+                    match peers.remove(node) {
+                        Some(PeerState::Pending { waiters, queue, .. }) => {
+                            if !queue.is_empty() {
+                                tracing::debug!(peer = node, dropped = queue.len(), "connect failed; queued signals dropped");
+                            }
+                            waiters
+                        }
+                        _ => vec![],
+                    }
+                }
+                _ => return,
+            }
+        };
+        tracing::warn!(peer = node, error = %err, "connect failed");
+        for w in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+        // Links and monitors set up while connecting see noconnection, as on the BEAM.
+        self.node_down_effects(node);
+    }
+
+    /// The connection `conn_id` to `node` ended.
+    pub(crate) fn connection_down(&self, node: &str, conn_id: u64, reason: String) {
+        {
+            let Ok(mut peers) = self.inner.peers.lock() else {
+                return;
+            };
+            match peers.get(node) {
+                Some(PeerState::Up(h)) if h.id == conn_id => {
+                    peers.remove(node);
+                }
+                _ => return,
+            }
+        }
+        tracing::info!(peer = node, %reason, "nodedown");
+        self.node_down_effects(node);
+        let _ = self.inner.events.send(NodeEvent::Down {
+            node: node.to_string(),
+            reason,
+        });
+    }
+
+    fn node_down_effects(&self, node: &str) {
+        self.with_table(|t| ((), t.node_down(node)));
+    }
+
+    // ------------------------------------------------------- incoming signals
+
+    /// Handles one control message from `peer`. Never panics; anything that does
+    /// not fit is logged and dropped.
+    pub(crate) fn handle_control(&self, peer: &PeerInfo, msg: Message) {
+        match msg {
+            Message::Send(m) => {
+                self.deliver_local(&m.to_pid, m.message);
+            }
+            Message::SendTt(m) => {
+                self.deliver_local(&m.to_pid, m.message);
+            }
+            Message::SendSender(m) => {
+                self.deliver_local(&m.to_pid, m.message);
+            }
+            Message::SendSenderTt(m) => {
+                self.deliver_local(&m.to_pid, m.message);
+            }
+            Message::RegSend(m) => {
+                if !self.deliver_by_name(&m.to_name.name, m.message) {
+                    tracing::trace!(name = %m.to_name.name, from = %peer.name, "send to unregistered name dropped");
+                }
+            }
+            Message::RegSendTt(m) => {
+                self.deliver_by_name(&m.to_name.name, m.message);
+            }
+            Message::AliasSend(m) => {
+                self.deliver_by_alias(&m.alias, m.message);
+            }
+            Message::AliasSendTt(m) => {
+                self.deliver_by_alias(&m.alias, m.message);
+            }
+            Message::Link(m) => self.remote_link(peer, m.from_pid, m.to_pid),
+            Message::Unlink(m) => self.remote_unlink(m.from_pid, m.to_pid),
+            Message::UnlinkId(m) => {
+                self.remote_unlink(m.from_pid.clone(), m.to_pid.clone());
+                self.send_control_existing(
+                    &peer.name,
+                    Message::unlink_id_ack(m.id, m.to_pid, m.from_pid),
+                );
+            }
+            Message::UnlinkIdAck(_) => {}
+            Message::Exit(m) => self.remote_link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::ExitTt(m) => self.remote_link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExit(m) => self.remote_link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::PayloadExitTt(m) => self.remote_link_exit(m.from_pid, m.to_pid, m.reason),
+            Message::Exit2(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
+            Message::Exit2Tt(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
+            Message::PayloadExit2(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
+            Message::PayloadExit2Tt(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
+            Message::MonitorP(m) => self.remote_monitor(peer, m.from_pid, m.to_proc, m.reference),
+            Message::DemonitorP(m) => {
+                let target = match &m.to_proc {
+                    PidOrAtom::Pid(p) => self.lock_procs().table.local_id(p),
+                    PidOrAtom::Atom(a) => self.lock_procs().table.name_id(&a.name),
+                };
+                if let Some(n) = target {
+                    self.with_table(|t| {
+                        t.remote_demonitor(n, &m.reference);
+                        ((), vec![])
+                    });
+                }
+            }
+            Message::MonitorPExit(m) => {
+                self.remote_down(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::PayloadMonitorPExit(m) => {
+                self.remote_down(peer, m.from_proc, m.to_pid, m.reference, m.reason)
+            }
+            Message::SpawnRequest(m) => crate::services::erpc::spawn_request(
+                self,
+                peer,
+                m.req_id,
+                m.from_pid,
+                m.mfa,
+                m.opt_list,
+                m.arg_list,
+            ),
+            Message::SpawnRequestTt(m) => crate::services::erpc::spawn_request(
+                self,
+                peer,
+                m.req_id,
+                m.from_pid,
+                m.mfa,
+                m.opt_list,
+                m.arg_list,
+            ),
+            Message::SpawnReply(_) | Message::SpawnReplyTt(_) => {
+                tracing::debug!(peer = %peer.name, "SPAWN_REPLY for a request we never made; dropped");
+            }
+            Message::GroupLeader(_) | Message::NodeLink(_) | Message::Tick => {}
+        }
+    }
+
+    fn remote_link(&self, peer: &PeerInfo, from: Pid, to: Pid) {
+        let ok = self.with_table(|t| (t.remote_link(&from, &to), vec![]));
+        if !ok {
+            // The BEAM answers a link to a dead process with an exit `noproc`.
+            let msg = exit_message_for(to, from, term::atom("noproc"));
+            self.send_control_existing(&peer.name, msg);
+        }
+    }
+
+    fn remote_unlink(&self, from: Pid, to: Pid) {
+        self.with_table(|t| {
+            t.remote_unlink(&from, &to);
+            ((), vec![])
+        });
+    }
+
+    fn remote_link_exit(&self, from: Pid, to: Pid, reason: Term) {
+        self.with_table(|t| match t.local_id(&to) {
+            Some(n) => ((), t.link_exit(n, from, reason)),
+            None => ((), vec![]),
+        });
+    }
+
+    fn remote_monitor(&self, peer: &PeerInfo, from: Pid, to: PidOrAtom, reference: Reference) {
+        let me = self.inner.name.clone();
+        let ok = self.with_table(|t| {
+            let (target, object) = match &to {
+                PidOrAtom::Pid(p) => (t.local_id(p), MonitorObject::Pid(p.clone())),
+                PidOrAtom::Atom(a) => (t.name_id(&a.name), MonitorObject::Name(a.name.clone(), me)),
+            };
+            match target {
+                Some(n) => (t.remote_monitor(&from, n, object, reference.clone()), vec![]),
+                None => (false, vec![]),
+            }
+        });
+        if !ok {
+            // Every remote gen call monitors first and would wait forever without this.
+            self.send_control_existing(
+                &peer.name,
+                Message::monitor_p_exit(to, from, reference, term::atom("noproc")),
+            );
+        }
+    }
+
+    fn remote_down(&self, _peer: &PeerInfo, _from: PidOrAtom, to: Pid, reference: Reference, reason: Term) {
+        self.with_table(|t| ((), t.remote_down(&to, &reference, reason)));
+    }
+
+    // ------------------------------------------------------- rpc functions
+
+    /// Makes `module:function/arity` callable from peers through erpc and rex.
+    pub fn register_function(
+        &self,
+        module: &str,
+        function: &str,
+        arity: usize,
+        f: impl Fn(&Node, Vec<Term>) -> Result<Term, RpcError> + Send + Sync + 'static,
+    ) {
+        if let Ok(mut fs) = self.inner.functions.write() {
+            fs.insert((module.into(), function.into(), arity), Arc::new(f));
+        }
+    }
+
+    pub(crate) fn function(&self, module: &str, function: &str, arity: usize) -> Option<RpcFunction> {
+        self.inner
+            .functions
+            .read()
+            .ok()?
+            .get(&(module.to_string(), function.to_string(), arity))
+            .cloned()
+    }
+
+    // ------------------------------------------------------- shutdown
+
+    /// Stops the node: closes every connection (peers see nodedown), stops the
+    /// listener and leaves EPMD.
+    pub fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Relaxed);
+        let handles: Vec<ConnectionHandle> = match self.inner.peers.lock() {
+            Ok(mut p) => p
+                .drain()
+                .filter_map(|(_, s)| match s {
+                    PeerState::Up(h) => Some(h),
+                    _ => None,
+                })
+                .collect(),
+            Err(_) => vec![],
+        };
+        for h in handles {
+            h.close();
+        }
+        if let Ok(mut b) = self.inner.background.lock() {
+            for h in b.drain(..) {
+                h.abort();
+            }
+        }
+        let slots: Vec<Slot> = {
+            let mut st = self.lock_procs();
+            st.slots.drain().map(|(_, s)| s).collect()
+        };
+        for s in slots {
+            if let Some(t) = s.task {
+                t.abort();
+            }
+        }
+        if let Ok(mut r) = self.inner._registration.lock() {
+            r.take();
+        }
+        if let Ok(mut e) = self.inner._epmd.lock() {
+            if let Some(e) = e.take() {
+                e.shutdown();
+            }
+        }
+    }
+}
+
+/// `[alias|Ref]` (or `[[alias|Ref]|_]`) gen call tags carry the caller's alias.
+fn alias_of_tag(tag: &Term) -> Option<Reference> {
+    match tag {
+        Term::ImproperList(l) => {
+            let head = l.elements.first()?;
+            if term::is_atom(head, "alias") && l.elements.len() == 1 {
+                if let Term::Reference(r) = &*l.last {
+                    return Some((**r).clone());
+                }
+            }
+            if l.elements.len() == 1 || !term::is_atom(head, "alias") {
+                return alias_of_tag(head);
+            }
+            None
+        }
+        Term::List(l) if l.elements.len() > 1 => alias_of_tag(&l.elements[0]),
+        _ => None,
+    }
+}
+
+fn exit_message_for(from: Pid, to: Pid, reason: Term) -> Message {
+    // PAYLOAD_EXIT carries any reason term; every peer we accept has EXIT_PAYLOAD.
+    Message::payload_exit(from, to, reason)
+}
+
+/// A weak reference to a node, held by its own background tasks so a dropped
+/// node is not kept alive by its listener.
+#[derive(Clone)]
+pub(crate) struct WeakNode(std::sync::Weak<Inner>);
+
+impl WeakNode {
+    pub(crate) fn upgrade(&self) -> Option<Node> {
+        self.0.upgrade().map(|inner| Node { inner })
+    }
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dest {
+    Pid(Pid),
+    /// A name registered on this node.
+    Name(String),
+    /// `{Name, Node}`
+    Remote(String, String),
+}
+
+impl From<Pid> for Dest {
+    fn from(p: Pid) -> Self {
+        Dest::Pid(p)
+    }
+}
+
+impl From<&Pid> for Dest {
+    fn from(p: &Pid) -> Self {
+        Dest::Pid(p.clone())
+    }
+}
+
+impl From<&str> for Dest {
+    fn from(name: &str) -> Self {
+        Dest::Name(name.to_string())
+    }
+}
+
+impl From<(&str, &str)> for Dest {
+    fn from((name, node): (&str, &str)) -> Self {
+        Dest::Remote(name.to_string(), node.to_string())
+    }
+}
+
+/// Exits the process with the recorded reason when its task ends, panics or is
+/// aborted (the abort case is a no-op: the table already removed it).
+struct ExitGuard {
+    node: Node,
+    pid: Pid,
+    reason: Option<Term>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let reason = match self.reason.take() {
+            Some(r) => r,
+            None if std::thread::panicking() => {
+                crate::tup![term::atom("panic"), term::binary("process panicked")]
+            }
+            None => term::atom("killed"),
+        };
+        self.node.exit_process(&self.pid, reason);
+    }
+}

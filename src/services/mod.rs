@@ -1,1 +1,128 @@
-//! services (in progress).
+//! What every BEAM node expects to find on a peer.
+//!
+//! - `net_kernel` answers `{is_auth, Node}` so `net_adm:ping/1` gets `pong`;
+//! - `global_name_server` answers each `init_connect` with `in_sync`, so
+//!   `global:sync()` returns on every BEAM node while we hold no global names;
+//! - `rex` answers old-style `{call, M, F, A, GL}` requests;
+//! - [`erpc`] emulates `erpc:call/4` for functions implemented in Rust (a table
+//!   any Rust code can add to) and refuses everything else with `notsup`.
+//!
+//! None of these ever stays silent: a peer that asks gets an answer or a refusal,
+//! because every remote caller on the BEAM waits forever otherwise.
+
+pub mod erpc;
+
+use crate::node::{Dest, Node};
+use crate::process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
+use crate::process::Process;
+use crate::term::{self, Term};
+
+/// Starts the services on a freshly started node.
+pub(crate) fn start(node: &Node) {
+    erpc::register_builtins(node);
+    for (name, result) in [
+        (
+            "net_kernel",
+            gen_server::start(node, NetKernel, StartOptions::named("net_kernel")),
+        ),
+        (
+            "global_name_server",
+            gen_server::start(node, GlobalNameServer, StartOptions::named("global_name_server")),
+        ),
+        ("rex", gen_server::start(node, Rex, StartOptions::named("rex"))),
+    ] {
+        if let Err(e) = result {
+            tracing::error!(service = name, error = %e, "service did not start");
+        }
+    }
+}
+
+struct NetKernel;
+
+impl GenServer for NetKernel {
+    async fn handle_call(&mut self, request: Term, _from: Term, process: &mut Process) -> CallReply {
+        match term::as_tuple(&request) {
+            Some([tag, _node]) if term::is_atom(tag, "is_auth") => CallReply::Reply(term::atom("yes")),
+            _ => match term::as_atom(&request) {
+                Some("nodename") => CallReply::Reply(term::atom(process.node().name())),
+                Some("longnames") => CallReply::Reply(term::atom(
+                    if process.node().name().split('@').nth(1).is_some_and(|h| h.contains('.')) {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                )),
+                Some("ticktime") => CallReply::Reply(term::int(
+                    process.node().config().net_ticktime.as_secs() as i64,
+                )),
+                _ => {
+                    tracing::debug!(?request, "net_kernel: unsupported call");
+                    CallReply::Reply(term::atom("ignored"))
+                }
+            },
+        }
+    }
+}
+
+struct GlobalNameServer;
+
+impl GenServer for GlobalNameServer {
+    async fn handle_call(&mut self, request: Term, _from: Term, _process: &mut Process) -> CallReply {
+        tracing::debug!(?request, "global_name_server: unsupported call");
+        CallReply::Reply(term::atom("ok"))
+    }
+
+    async fn handle_cast(&mut self, request: Term, process: &mut Process) -> Flow {
+        // `{init_connect, Vsn, Node, InitMsg}`: the peer starts its global sync with
+        // us. We own no global names, so we are in sync at once.
+        if let Some([tag, _vsn, peer, _init]) = term::as_tuple(&request) {
+            if term::is_atom(tag, "init_connect") {
+                if let Some(peer) = term::as_atom(peer) {
+                    let me = process.node().name().to_string();
+                    process.cast(
+                        Dest::Remote("global_name_server".into(), peer.to_string()),
+                        crate::tup![term::atom("in_sync"), term::atom(&me), term::atom("true")],
+                    );
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+struct Rex;
+
+impl GenServer for Rex {
+    async fn handle_call(&mut self, request: Term, _from: Term, process: &mut Process) -> CallReply {
+        CallReply::Reply(rex_apply(process.node(), &request))
+    }
+
+    async fn handle_info(&mut self, msg: Term, process: &mut Process) -> Flow {
+        // `{From, {call, M, F, A, GL}}` answered with `{rex, Reply}`.
+        if let Some([Term::Pid(from), request]) = term::as_tuple(&msg) {
+            let reply = rex_apply(process.node(), request);
+            process.send(from, crate::tup![term::atom("rex"), reply]);
+        }
+        Flow::Continue
+    }
+}
+
+fn rex_apply(node: &Node, request: &Term) -> Term {
+    let Some([tag, m, f, a, _gl]) = term::as_tuple(request) else {
+        return crate::tup![term::atom("badrpc"), term::atom("notsup")];
+    };
+    if !term::is_atom(tag, "call") {
+        return crate::tup![term::atom("badrpc"), term::atom("notsup")];
+    }
+    match erpc::apply(node, m, f, a) {
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
+            let (class, reason) = erpc::class_and_reason(e);
+            crate::tup![
+                term::atom("badrpc"),
+                crate::tup![term::atom("EXIT"), crate::tup![term::atom(class), reason]]
+            ]
+        }
+        None => crate::tup![term::atom("badrpc"), term::atom("notsup")],
+    }
+}

@@ -1,0 +1,49 @@
+%% Measurements run from a BEAM node against a target node that runs `echo` and
+%% `sink` (a BEAM node with beam_peer_echo, or a Rust node). Results are returned
+%% as a map so the caller can print them side by side.
+-module(beam_peer_bench).
+-export([run/4]).
+
+run(Target, Messages, Calls, BigRounds) ->
+    true = net_kernel:connect_node(Target),
+    %% warm up
+    _ = gen_server:call({echo, Target}, warm),
+    Throughput = throughput(Target, Messages),
+    {P50, P99} = calls(Target, Calls),
+    Big = big(Target, BigRounds),
+    #{msgs_per_sec => Throughput, call_p50_us => P50, call_p99_us => P99,
+      big_rtt_ms => Big}.
+
+throughput(Target, N) ->
+    Sink = {sink, Target},
+    Sink ! {report, self()},
+    receive {count, _} -> ok end,
+    T0 = erlang:monotonic_time(microsecond),
+    send_n(Sink, N),
+    Sink ! {report, self()},
+    receive {count, N} -> ok end,
+    T1 = erlang:monotonic_time(microsecond),
+    N * 1000000 / max(1, T1 - T0).
+
+send_n(_, 0) -> ok;
+send_n(Sink, I) -> Sink ! {m, I}, send_n(Sink, I - 1).
+
+calls(Target, N) ->
+    Echo = {echo, Target},
+    Times = lists:sort([begin
+                            T0 = erlang:monotonic_time(nanosecond),
+                            {x, I} = gen_server:call(Echo, {x, I}),
+                            erlang:monotonic_time(nanosecond) - T0
+                        end || I <- lists:seq(1, N)]),
+    {lists:nth(max(1, N div 2), Times) / 1000,
+     lists:nth(max(1, (N * 99) div 100), Times) / 1000}.
+
+big(Target, Rounds) ->
+    Bin = crypto:strong_rand_bytes(10 * 1024 * 1024),
+    Echo = {echo, Target},
+    Times = lists:sort([begin
+                            T0 = erlang:monotonic_time(microsecond),
+                            Bin = gen_server:call(Echo, Bin, 60000),
+                            erlang:monotonic_time(microsecond) - T0
+                        end || _ <- lists:seq(1, Rounds)]),
+    lists:nth(max(1, Rounds div 2), Times) / 1000.

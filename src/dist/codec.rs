@@ -1,1 +1,0 @@
-//! Distribution framing: length-prefixed frames, ticks, pass-through and fragmented headers.

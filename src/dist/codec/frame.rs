@@ -1,0 +1,465 @@
+//! Length-prefixed frames: decoding (with fragment reassembly) and encoding.
+
+use std::collections::HashMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// A tick: a frame of length zero, sent to keep the connection alive.
+pub const TICK: [u8; 4] = [0, 0, 0, 0];
+
+/// First byte of a frame without distribution header.
+pub const PASS_THROUGH: u8 = 112;
+const VERSION_MAGIC: u8 = 131;
+const DIST_HEADER: u8 = 68;
+const DIST_FRAG_HEADER: u8 = 69;
+const DIST_FRAG_CONT: u8 = 70;
+
+/// `131, 68, NumberOfAtomCacheRefs`.
+const NORMAL_HEADER_LEN: usize = 3;
+/// `131, 69, SequenceId, FragmentId, NumberOfAtomCacheRefs`.
+const FRAG_HEADER_LEN: usize = 2 + 8 + 8 + 1;
+/// `131, 70, SequenceId, FragmentId`.
+const FRAG_CONT_LEN: usize = 2 + 8 + 8;
+
+/// Default bound on one (reassembled) message: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 30;
+/// Default bound on fragment sequences open at once. OTP uses the sending
+/// process as the sequence id, so this is "processes concurrently sending us
+/// large messages".
+pub const DEFAULT_MAX_OPEN_SEQUENCES: usize = 1024;
+/// The fragment payload size OTP itself uses (`ERTS_DIST_FRAGMENT_SIZE`).
+pub const DEFAULT_FRAGMENT_SIZE: usize = 64 * 1024;
+/// Largest up-front reservation for a new sequence, however many fragments it
+/// announces: the announced count is peer input, growth past this is amortised.
+const MAX_INITIAL_RESERVE: usize = 8 << 20;
+
+/// A framing-level protocol violation. Every variant means the byte stream can
+/// no longer be trusted: the connection must be closed.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix announces more than the limits allow.
+    #[error("frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    /// The first two bytes of a frame are no header we know.
+    #[error("unknown frame header {0}, {1}")]
+    UnknownHeader(u8, u8),
+    /// A header is truncated or inconsistent (out-of-order fragment, unknown
+    /// or duplicate sequence, zero fragment id).
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// A distribution header uses the atom cache, which we never negotiate.
+    #[error("distribution header uses atom cache references, which were not negotiated")]
+    AtomCacheRefsUnsupported,
+    /// More fragment sequences open at once than allowed.
+    #[error("too many fragment sequences open at once")]
+    TooManyOpenSequences,
+    /// A sequence grew past the message limit, or all open sequences together
+    /// past the reassembly limit.
+    #[error("fragment reassembly exceeds its size limit")]
+    ReassemblyTooLarge,
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A keep-alive (length 0) frame.
+    Tick,
+    /// The body of one complete control message (control term followed by the
+    /// optional message term), with any dist header removed and fragments
+    /// reassembled.
+    ///
+    /// Terms from a pass-through (112) frame start with the version byte 131;
+    /// terms after a distribution header do not (OTP rejects them if they do).
+    /// [`decode_control`](super::decode_control) accepts both.
+    Message(Bytes),
+}
+
+/// A fragment sequence being reassembled.
+#[derive(Debug)]
+struct Partial {
+    /// The `FragmentId` the next continuation must carry.
+    next_id: u64,
+    data: BytesMut,
+}
+
+/// Sans-I/O decoder for the frames of an established distribution connection.
+///
+/// Feed it the connection's read buffer; it consumes whole frames only, so a
+/// partial frame stays in the buffer until more bytes arrive. State (open
+/// fragment sequences) lives across calls.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max_message_size: usize,
+    max_open_sequences: usize,
+    max_reassembly_bytes: usize,
+    open: HashMap<u64, Partial>,
+    /// Bytes held by all of `open` together.
+    buffered: usize,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_MESSAGE_SIZE)
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder accepting messages of up to `max_message_size` body bytes,
+    /// [`DEFAULT_MAX_OPEN_SEQUENCES`] concurrent fragment sequences and, across
+    /// all of them, `2 * max_message_size` buffered bytes.
+    pub fn new(max_message_size: usize) -> Self {
+        Self::with_limits(
+            max_message_size,
+            DEFAULT_MAX_OPEN_SEQUENCES,
+            max_message_size.saturating_mul(2),
+        )
+    }
+
+    /// A decoder with every limit explicit. `max_reassembly_bytes` bounds the
+    /// bytes buffered across all open fragment sequences.
+    pub fn with_limits(
+        max_message_size: usize,
+        max_open_sequences: usize,
+        max_reassembly_bytes: usize,
+    ) -> Self {
+        Self {
+            max_message_size,
+            max_open_sequences,
+            max_reassembly_bytes,
+            open: HashMap::new(),
+            buffered: 0,
+        }
+    }
+
+    /// Number of fragment sequences currently being reassembled.
+    pub fn open_sequences(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Bytes currently held for unfinished fragment sequences.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered
+    }
+
+    /// Largest frame length accepted: a whole message plus the largest header.
+    fn max_frame_len(&self) -> usize {
+        self.max_message_size.saturating_add(FRAG_HEADER_LEN)
+    }
+
+    /// Consumes whole frames from `buf` (4-byte big-endian length prefix;
+    /// length 0 = tick). Returns `Ok(None)` when more bytes are needed.
+    ///
+    /// Fragments that do not complete a message are absorbed and decoding
+    /// goes on with the next frame, so `Ok(None)` always means "buffer holds
+    /// no complete frame". Pass-through and unfragmented frames are returned
+    /// without copying (`split_to().freeze()`); a fragmented message is copied
+    /// once, into its reassembly buffer.
+    ///
+    /// An error means the stream is corrupt; the offending frame has been
+    /// consumed, but the connection should be closed.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        loop {
+            if buf.len() < 4 {
+                return Ok(None);
+            }
+            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+            if len == 0 {
+                buf.advance(4);
+                return Ok(Some(Frame::Tick));
+            }
+            // Checked before waiting for the bytes, so a hostile length can
+            // never make the caller buffer more than the limits allow.
+            let max = self.max_frame_len();
+            if len > max {
+                return Err(FrameError::TooLarge { len, max });
+            }
+            if buf.len() - 4 < len {
+                return Ok(None);
+            }
+            let mut frame = buf.split_to(4 + len);
+            frame.advance(4);
+            if let Some(body) = self.frame(frame)? {
+                return Ok(Some(Frame::Message(body)));
+            }
+        }
+    }
+
+    /// Handles one frame's contents; `None` when it was a non-final fragment.
+    fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let first = frame[0];
+        if first == PASS_THROUGH {
+            frame.advance(1);
+            return self.whole(frame).map(Some);
+        }
+        let second = frame.get(1).copied().unwrap_or(0);
+        if first != VERSION_MAGIC {
+            return Err(FrameError::UnknownHeader(first, second));
+        }
+        match second {
+            DIST_HEADER => {
+                if frame.len() < NORMAL_HEADER_LEN {
+                    return Err(FrameError::Malformed(
+                        "truncated distribution header".into(),
+                    ));
+                }
+                if frame[2] != 0 {
+                    return Err(FrameError::AtomCacheRefsUnsupported);
+                }
+                frame.advance(NORMAL_HEADER_LEN);
+                self.whole(frame).map(Some)
+            }
+            DIST_FRAG_HEADER => {
+                if frame.len() < FRAG_HEADER_LEN {
+                    return Err(FrameError::Malformed("truncated fragment header".into()));
+                }
+                let seq = be_u64(&frame[2..10]);
+                let frag = be_u64(&frame[10..18]);
+                if frame[18] != 0 {
+                    return Err(FrameError::AtomCacheRefsUnsupported);
+                }
+                frame.advance(FRAG_HEADER_LEN);
+                self.start(seq, frag, frame)
+            }
+            DIST_FRAG_CONT => {
+                if frame.len() < FRAG_CONT_LEN {
+                    return Err(FrameError::Malformed(
+                        "truncated fragment continuation".into(),
+                    ));
+                }
+                let seq = be_u64(&frame[2..10]);
+                let frag = be_u64(&frame[10..18]);
+                frame.advance(FRAG_CONT_LEN);
+                self.cont(seq, frag, &frame)
+            }
+            _ => Err(FrameError::UnknownHeader(first, second)),
+        }
+    }
+
+    /// An unfragmented body: checked against the message limit, then handed
+    /// out without copying.
+    fn whole(&self, body: BytesMut) -> Result<Bytes, FrameError> {
+        if body.len() > self.max_message_size {
+            return Err(FrameError::TooLarge {
+                len: body.len(),
+                max: self.max_message_size,
+            });
+        }
+        Ok(body.freeze())
+    }
+
+    fn start(
+        &mut self,
+        seq: u64,
+        frag: u64,
+        payload: BytesMut,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if frag == 0 {
+            return Err(FrameError::Malformed(format!(
+                "fragment header with FragmentId 0 (sequence {seq})"
+            )));
+        }
+        if self.open.contains_key(&seq) {
+            return Err(FrameError::Malformed(format!(
+                "fragment header for already open sequence {seq}"
+            )));
+        }
+        if frag == 1 {
+            // A one-fragment "sequence" is just a message: no copy needed.
+            return self.whole(payload).map(Some);
+        }
+        if self.open.len() >= self.max_open_sequences {
+            return Err(FrameError::TooManyOpenSequences);
+        }
+        self.admit(payload.len(), payload.len())?;
+        // Reserve what the announced fragment count suggests, but never more
+        // than the limits or a fixed cap: the count is unverified peer input.
+        let announced = (payload.len() as u64).saturating_mul(frag);
+        let reserve = announced
+            .min(self.max_message_size as u64)
+            .min((self.max_reassembly_bytes - self.buffered) as u64)
+            .min(MAX_INITIAL_RESERVE as u64)
+            .max(payload.len() as u64) as usize;
+        let mut data = BytesMut::with_capacity(reserve);
+        data.extend_from_slice(&payload);
+        self.buffered += payload.len();
+        self.open.insert(
+            seq,
+            Partial {
+                next_id: frag - 1,
+                data,
+            },
+        );
+        Ok(None)
+    }
+
+    fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Bytes>, FrameError> {
+        let (max_message, max_total, buffered) = (
+            self.max_message_size,
+            self.max_reassembly_bytes,
+            self.buffered,
+        );
+        let Some(partial) = self.open.get_mut(&seq) else {
+            return Err(FrameError::Malformed(format!(
+                "continuation for unknown sequence {seq}"
+            )));
+        };
+        if frag != partial.next_id {
+            return Err(FrameError::Malformed(format!(
+                "sequence {seq}: got FragmentId {frag}, expected {}",
+                partial.next_id
+            )));
+        }
+        let new_len = partial.data.len().saturating_add(payload.len());
+        if new_len > max_message || buffered.saturating_add(payload.len()) > max_total {
+            // Free the sequence now; the connection is going down anyway.
+            self.drop_sequence(seq);
+            return Err(FrameError::ReassemblyTooLarge);
+        }
+        partial.data.extend_from_slice(payload);
+        self.buffered += payload.len();
+        if frag > 1 {
+            partial.next_id = frag - 1;
+            return Ok(None);
+        }
+        let done = self.open.remove(&seq).map(|p| p.data).unwrap_or_default();
+        self.buffered -= done.len();
+        Ok(Some(done.freeze()))
+    }
+
+    /// Checks that a sequence of `seq_len` bytes, `added` of them new, fits.
+    fn admit(&self, seq_len: usize, added: usize) -> Result<(), FrameError> {
+        if seq_len > self.max_message_size
+            || self.buffered.saturating_add(added) > self.max_reassembly_bytes
+        {
+            return Err(FrameError::ReassemblyTooLarge);
+        }
+        Ok(())
+    }
+
+    fn drop_sequence(&mut self, seq: u64) {
+        if let Some(p) = self.open.remove(&seq) {
+            self.buffered -= p.data.len();
+        }
+    }
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// `u32` frame length for `n` bytes of frame contents.
+///
+/// # Panics
+/// If `n` does not fit the 4-byte length prefix; bodies that large must be
+/// sent through a [`Fragmenter`].
+fn frame_len(n: usize) -> u32 {
+    u32::try_from(n).expect("distribution frame larger than 4 GiB; fragment it")
+}
+
+/// One unfragmented frame without distribution header: length prefix + 112 +
+/// body. `body` must be in pass-through form (every term starts with 131, as
+/// [`encode_control`](super::encode_control) produces). Only valid on a
+/// connection that negotiated neither `DFLAG_FRAGMENTS` nor
+/// `DFLAG_DIST_HDR_ATOM_CACHE`: OTP rejects 112 frames otherwise.
+///
+/// # Panics
+/// If the body exceeds 4 GiB - 2 bytes.
+pub fn pass_through_frame(body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + 1 + body.len());
+    out.put_u32(frame_len(1 + body.len()));
+    out.put_u8(PASS_THROUGH);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// One unfragmented frame with a normal distribution header (`131, 68, 0`):
+/// what OTP requires once `DFLAG_FRAGMENTS` is negotiated. `body` must be in
+/// header form: terms without the 131 version byte, as
+/// [`encode_control_headered`](super::encode_control_headered) produces.
+///
+/// # Panics
+/// If the body exceeds 4 GiB - 4 bytes.
+pub fn dist_header_frame(body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + NORMAL_HEADER_LEN + body.len());
+    out.put_u32(frame_len(NORMAL_HEADER_LEN + body.len()));
+    out.put_slice(&[VERSION_MAGIC, DIST_HEADER, 0]);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// Splits one body into fragment frames (`131, 69` first, with 0 atom cache
+/// refs, then `131, 70`), lazily, so a writer can interleave other messages
+/// between fragments.
+///
+/// The body must be in header form (terms without the 131 version byte; see
+/// [`encode_control_headered`](super::encode_control_headered)). OTP uses the
+/// sending process's pid as `sequence_id`; any id unique among this
+/// connection's unfinished sequences works.
+#[derive(Debug, Clone)]
+pub struct Fragmenter {
+    sequence_id: u64,
+    body: Bytes,
+    fragment_size: usize,
+    total: u64,
+    sent: u64,
+}
+
+impl Fragmenter {
+    /// `fragment_size` is the payload bytes per frame (clamped to 1..=4 GiB
+    /// minus the header). An empty body still yields one frame.
+    pub fn new(sequence_id: u64, body: Bytes, fragment_size: usize) -> Self {
+        let fragment_size = fragment_size.clamp(1, u32::MAX as usize - FRAG_HEADER_LEN);
+        let total = body.len().div_ceil(fragment_size).max(1) as u64;
+        Self {
+            sequence_id,
+            body,
+            fragment_size,
+            total,
+            sent: 0,
+        }
+    }
+
+    /// The next frame, length prefix included; `None` once all are out.
+    /// Copies the fragment's payload once, next to its header.
+    pub fn next_frame(&mut self) -> Option<Bytes> {
+        if self.sent == self.total {
+            return None;
+        }
+        let start = (self.sent as usize) * self.fragment_size;
+        let end = start
+            .saturating_add(self.fragment_size)
+            .min(self.body.len());
+        let payload = &self.body[start.min(end)..end];
+        // FragmentId counts down to 1, which marks the last fragment.
+        let fragment_id = self.total - self.sent;
+        let first = self.sent == 0;
+        let header_len = if first {
+            FRAG_HEADER_LEN
+        } else {
+            FRAG_CONT_LEN
+        };
+        let mut out = BytesMut::with_capacity(4 + header_len + payload.len());
+        out.put_u32(frame_len(header_len + payload.len()));
+        out.put_u8(VERSION_MAGIC);
+        out.put_u8(if first {
+            DIST_FRAG_HEADER
+        } else {
+            DIST_FRAG_CONT
+        });
+        out.put_u64(self.sequence_id);
+        out.put_u64(fragment_id);
+        if first {
+            out.put_u8(0); // NumberOfAtomCacheRefs
+        }
+        out.put_slice(payload);
+        self.sent += 1;
+        Some(out.freeze())
+    }
+
+    /// Frames not yet returned by [`next_frame`](Self::next_frame).
+    pub fn remaining_frames(&self) -> u64 {
+        self.total - self.sent
+    }
+}

@@ -1,0 +1,43 @@
+//! The frame codec of an established distribution connection (sans-I/O).
+//!
+//! Owns: the 4-byte length-prefixed framing used after the handshake, ticks,
+//! the three frame kinds OTP sends (pass-through `112`, normal distribution
+//! header `131,68` and fragments `131,69`/`131,70`), reassembly of
+//! interleaved fragment sequences, splitting large outgoing bodies into
+//! fragments, and the conversion between a frame's body and an
+//! `erl_dist::message::Message`.
+//!
+//! Must never: touch sockets, clocks or tasks (the connection task does);
+//! panic or allocate beyond its limits on peer input (length fields are
+//! checked against limits before bytes are awaited or buffers sized, open
+//! fragment sequences are bounded in count and bytes, bodies are validated
+//! before `eetf` sees them); or decode atom cache references (we never offer
+//! `DFLAG_DIST_HDR_ATOM_CACHE`, so a peer using them is broken).
+//!
+//! Wire form depends on the negotiated flags (erts `erts_prepare_dist_ext`):
+//! - neither `DFLAG_FRAGMENTS` nor `DFLAG_DIST_HDR_ATOM_CACHE`: every frame is
+//!   `112` + terms that each start with the version byte 131 — use
+//!   [`encode_control`] + [`pass_through_frame`];
+//! - `DFLAG_FRAGMENTS`: every frame must carry a distribution header and the
+//!   terms after it must *not* start with 131 — use
+//!   [`encode_control_headered`] + [`dist_header_frame`] or [`Fragmenter`].
+//!   OTP kills the connection on a `112` frame in this mode.
+//!
+//! The decoder accepts all frame kinds regardless; [`decode_control`] accepts
+//! terms with or without the version byte.
+
+mod control;
+mod frame;
+mod scan;
+#[cfg(test)]
+mod tests;
+
+pub use control::{
+    decode_control, encode_control, encode_control_headered, strip_version_bytes, ControlError,
+};
+pub use frame::{
+    dist_header_frame, pass_through_frame, Fragmenter, Frame, FrameDecoder, FrameError,
+    DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OPEN_SEQUENCES, PASS_THROUGH,
+    TICK,
+};
+pub use scan::{TermError, MAX_TERM_DEPTH};

@@ -1,0 +1,185 @@
+//! A non-allocating walk over the external term format, run before any term is
+//! handed to `eetf`.
+//!
+//! Why it exists: `eetf` 0.11 trusts the bytes it reads. It sizes `Vec`s from
+//! length fields before reading a single element (`LIST_EXT` with a count of
+//! 2^32 asks for hundreds of GiB), panics on `ATOM_CACHE_REF` and on a
+//! distribution header (`unimplemented!`), panics in debug builds on a
+//! `BIT_BINARY_EXT` whose bit count is 0 or above 8, recurses without a depth
+//! bound, and inflates zlib data without a size bound. This walk proves, using
+//! only the body's bytes, that every length field is backed by real bytes, that
+//! nesting is bounded, and that none of those tags occur. After it succeeds,
+//! everything `eetf` allocates is bounded by a small multiple of the body size.
+
+use std::fmt;
+
+/// Deepest nesting accepted. `eetf` decodes (and `Term` drops) recursively, so
+/// this bounds stack use; real control messages and ordinary payloads stay far
+/// below it.
+pub const MAX_TERM_DEPTH: usize = 256;
+
+/// The external-format version byte that starts a stand-alone term.
+pub const VERSION_MAGIC: u8 = 131;
+
+/// Why a body is not a term we are willing to decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TermError {
+    /// The bytes end inside a term.
+    Truncated { at: usize },
+    /// A tag byte this crate does not decode.
+    UnknownTag { tag: u8, at: usize },
+    /// `ATOM_CACHE_REF`: only valid with `DFLAG_DIST_HDR_ATOM_CACHE`, which we never offer.
+    AtomCacheRef { at: usize },
+    /// zlib-compressed term: never produced by the distribution encoder, and
+    /// an unbounded inflate is not something we do on peer input.
+    Compressed { at: usize },
+    /// Nesting deeper than [`MAX_TERM_DEPTH`].
+    TooDeep { at: usize },
+    /// A `BIT_BINARY_EXT` whose trailing bit count is not 1..=8.
+    BadBitCount { bits: u8, at: usize },
+}
+
+impl fmt::Display for TermError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { at } => write!(f, "term truncated at byte {at}"),
+            Self::UnknownTag { tag, at } => write!(f, "unsupported term tag {tag} at byte {at}"),
+            Self::AtomCacheRef { at } => write!(f, "atom cache reference at byte {at}"),
+            Self::Compressed { at } => write!(f, "compressed term at byte {at}"),
+            Self::TooDeep { at } => {
+                write!(f, "term nested deeper than {MAX_TERM_DEPTH} at byte {at}")
+            }
+            Self::BadBitCount { bits, at } => {
+                write!(f, "bit binary with {bits} trailing bits at byte {at}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TermError {}
+
+/// Checks one term starting at `pos` (an optional leading version byte is
+/// allowed) and returns `(had_version_byte, end)`.
+pub fn check_term(buf: &[u8], pos: usize) -> Result<(bool, usize), TermError> {
+    let magic = buf.get(pos) == Some(&VERSION_MAGIC);
+    let start = if magic { pos + 1 } else { pos };
+    let end = Walker { buf }.term(start, 0)?;
+    Ok((magic, end))
+}
+
+struct Walker<'a> {
+    buf: &'a [u8],
+}
+
+impl Walker<'_> {
+    /// `pos + n` if those `n` bytes exist.
+    fn take(&self, pos: usize, n: usize) -> Result<usize, TermError> {
+        match pos.checked_add(n) {
+            Some(end) if end <= self.buf.len() => Ok(end),
+            _ => Err(TermError::Truncated { at: pos }),
+        }
+    }
+
+    fn u8_at(&self, pos: usize) -> Result<u8, TermError> {
+        self.buf
+            .get(pos)
+            .copied()
+            .ok_or(TermError::Truncated { at: pos })
+    }
+
+    fn u16_at(&self, pos: usize) -> Result<usize, TermError> {
+        self.take(pos, 2)?;
+        Ok(u16::from_be_bytes([self.buf[pos], self.buf[pos + 1]]) as usize)
+    }
+
+    fn u32_at(&self, pos: usize) -> Result<usize, TermError> {
+        self.take(pos, 4)?;
+        let b = &self.buf[pos..pos + 4];
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    /// Walks `count` consecutive terms. Every term is at least one byte, so a
+    /// lying count fails at the end of the buffer after at most `len` steps.
+    fn terms(&self, mut pos: usize, count: usize, depth: usize) -> Result<usize, TermError> {
+        for _ in 0..count {
+            pos = self.term(pos, depth)?;
+        }
+        Ok(pos)
+    }
+
+    fn term(&self, pos: usize, depth: usize) -> Result<usize, TermError> {
+        if depth >= MAX_TERM_DEPTH {
+            return Err(TermError::TooDeep { at: pos });
+        }
+        let tag = self.u8_at(pos)?;
+        let p = pos + 1;
+        let d = depth + 1;
+        match tag {
+            70 => self.take(p, 8),                                  // NEW_FLOAT_EXT
+            97 => self.take(p, 1),                                  // SMALL_INTEGER_EXT
+            98 => self.take(p, 4),                                  // INTEGER_EXT
+            99 => self.take(p, 31),                                 // FLOAT_EXT
+            106 => Ok(p),                                           // NIL_EXT
+            100 | 118 => self.take(p + 2, self.u16_at(p)?),         // ATOM_EXT, ATOM_UTF8_EXT
+            115 | 119 => self.take(p + 1, self.u8_at(p)? as usize), // SMALL_ATOM(_UTF8)_EXT
+            107 => self.take(p + 2, self.u16_at(p)?),               // STRING_EXT
+            109 => self.take(p + 4, self.u32_at(p)?),               // BINARY_EXT
+            77 => {
+                // BIT_BINARY_EXT
+                let len = self.u32_at(p)?;
+                let bits = self.u8_at(p + 4)?;
+                if bits > 8 || (len > 0 && bits == 0) {
+                    return Err(TermError::BadBitCount { bits, at: pos });
+                }
+                self.take(p + 5, len)
+            }
+            110 => self.take(p + 2, self.u8_at(p)? as usize), // SMALL_BIG_EXT
+            111 => self.take(p + 5, self.u32_at(p)?),         // LARGE_BIG_EXT
+            104 => self.terms(p + 1, self.u8_at(p)? as usize, d), // SMALL_TUPLE_EXT
+            105 => self.terms(p + 4, self.u32_at(p)?, d),     // LARGE_TUPLE_EXT
+            108 => {
+                // LIST_EXT: elements then tail
+                let end = self.terms(p + 4, self.u32_at(p)?, d)?;
+                self.term(end, d)
+            }
+            116 => {
+                // MAP_EXT: `arity` key/value pairs
+                let arity = self.u32_at(p)?;
+                let pairs = arity.checked_mul(2).ok_or(TermError::Truncated { at: p })?;
+                self.terms(p + 4, pairs, d)
+            }
+            // Node-carrying identifiers: node term, then fixed-size fields.
+            103 => self.take(self.term(p, d)?, 9),  // PID_EXT
+            88 => self.take(self.term(p, d)?, 12),  // NEW_PID_EXT
+            102 => self.take(self.term(p, d)?, 5),  // PORT_EXT
+            89 => self.take(self.term(p, d)?, 8),   // NEW_PORT_EXT
+            120 => self.take(self.term(p, d)?, 12), // V4_PORT_EXT
+            101 => self.take(self.term(p, d)?, 5),  // REFERENCE_EXT
+            114 | 90 => {
+                // NEW_REFERENCE_EXT / NEWER_REFERENCE_EXT: Len, Node, Creation, Len x u32
+                let words = self.u16_at(p)?;
+                let creation = if tag == 114 { 1 } else { 4 };
+                let after_node = self.term(p + 2, d)?;
+                self.take(after_node, creation + 4 * words)
+            }
+            113 => self.terms(p, 3, d), // EXPORT_EXT: Module, Function, Arity
+            112 => {
+                // NEW_FUN_EXT: Size, Arity, Uniq[16], Index, NumFree, then
+                // Module, OldIndex, OldUniq, Pid, FreeVars...
+                let fixed = self.take(p, 4 + 1 + 16 + 4)?;
+                let num_free = self.u32_at(fixed)?;
+                let after = self.terms(fixed + 4, 4, d)?;
+                self.terms(after, num_free, d)
+            }
+            117 => {
+                // FUN_EXT: NumFree, Pid, Module, Index, Uniq, FreeVars...
+                let num_free = self.u32_at(p)?;
+                let after = self.terms(p + 4, 4, d)?;
+                self.terms(after, num_free, d)
+            }
+            82 => Err(TermError::AtomCacheRef { at: pos }),
+            80 => Err(TermError::Compressed { at: pos }),
+            _ => Err(TermError::UnknownTag { tag, at: pos }),
+        }
+    }
+}

@@ -1,0 +1,609 @@
+//! Interop with real `erl` nodes (OTP 25 here) started by each test on a
+//! private EPMD port. Each test starts a Rust node first, which finds no EPMD on
+//! its port and starts the embedded one; the real `erl` then registers in it.
+
+mod common;
+
+use std::time::Duration;
+
+use beam_peer::term::{self, Term};
+use beam_peer::{CallError, Dest, NodeConfig, NodeEvent};
+use common::{eval, q, Beam, COOKIE};
+
+const T: Duration = Duration::from_secs(10);
+
+macro_rules! require_erl {
+    ($name:expr) => {
+        if !common::have_erl($name) {
+            return;
+        }
+    };
+}
+
+fn is_true(t: &Term) -> bool {
+    term::is_atom(t, "true")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
+    require_erl!("embedded_epmd_serves_real_erl_and_ping_works_both_ways");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    // erl registered in our embedded EPMD: we can find it there.
+    let epmd = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let names = beam_peer::epmd::names(epmd).await.expect("names");
+    let alive = beam.name.split('@').next().unwrap_or_default();
+    assert!(names.iter().any(|(n, _)| n == alive), "{names:?}");
+
+    assert!(rust.ping(&beam.name).await, "Rust pings erl");
+    let mut p = rust.process();
+    let v = eval(&mut p, &beam.name, &format!("net_adm:ping({}).", q(rust.name()))).await;
+    assert!(term::is_atom(&v, "pong"), "erl pings Rust: {v}");
+    // erl lists us among its EPMD names too.
+    let v = eval(&mut p, &beam.name, "net_adm:names().").await;
+    assert!(v.to_string().contains(rust.name().split('@').next().unwrap_or_default()));
+    let v = eval(&mut p, &beam.name, "nodes().").await;
+    assert!(v.to_string().contains(rust.name()), "visible by default: {v}");
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_server_calls_both_ways() {
+    require_erl!("gen_server_calls_both_ways");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    beam_peer::demo::start_echo_and_sink(&rust).expect("echo");
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut p = rust.process();
+    // BEAM -> Rust: gen_server:call/3 to our echo, by {Name, Node}.
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "gen_server:call({{echo, {}}}, {{hello, [1,2,3], <<\"bin\">>, #{{a => 1.5}}}}, 5000).",
+            q(rust.name())
+        ),
+    )
+    .await;
+    assert_eq!(
+        v.to_string(),
+        "{'hello',[1,2,3],<<98,105,110>>,#{'a'=>1.5}}".to_string(),
+        "echo replies with the request"
+    );
+    // BEAM -> Rust: a call to a name we do not have exits with noproc at once.
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "catch gen_server:call({{nobody, {}}}, x, 5000).",
+            q(rust.name())
+        ),
+    )
+    .await;
+    assert!(v.to_string().contains("noproc"), "{v}");
+    // Rust -> BEAM: our call to erl's ctl is a gen_server call; now the errors.
+    let err = p
+        .call(Dest::Remote("nobody".into(), beam.name.clone()), term::atom("x"), T)
+        .await;
+    assert_eq!(err, Err(CallError::NoProc));
+    let err = p
+        .call(
+            Dest::Remote("ctl".into(), beam.name.clone()),
+            beam_peer::tup![
+                term::atom("eval"),
+                Term::ByteList(term::ByteList::from("timer:sleep(3000)."))
+            ],
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(err, Err(CallError::Timeout));
+    let err = p
+        .call(
+            Dest::Remote("ctl".into(), "nobody_here@127.0.0.1".into()),
+            term::atom("x"),
+            T,
+        )
+        .await;
+    assert_eq!(err, Err(CallError::NodeDown));
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_by_name_and_pid_both_ways() {
+    require_erl!("send_by_name_and_pid_both_ways");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    beam_peer::demo::start_echo_and_sink(&rust).expect("sink");
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut p = rust.process();
+    // BEAM -> Rust by name, then by pid (the pid reaches erl inside a message).
+    let me = q(rust.name());
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "[{{sink, {me}}} ! {{m, I}} || I <- lists:seq(1, 10)], \
+             {{sink, {me}}} ! {{report, self()}}, \
+             receive {{count, N}} -> N after 5000 -> timeout end."
+        ),
+    )
+    .await;
+    assert_eq!(term::as_i64(&v), Some(10), "{v}");
+    let mut q2 = rust.process();
+    q2.register("rust_inbox2").expect("register");
+    let code = format!(
+        "{{rust_inbox2, {me}}} ! {{hello_by_name, self()}}, \
+         receive {{reply_to_pid, X}} -> X after 5000 -> timeout end."
+    );
+    let beam_name = beam.name.clone();
+    let eval_task = tokio::spawn({
+        let rust = rust.clone();
+        async move {
+            let mut p = rust.process();
+            eval(&mut p, &beam_name, &code).await
+        }
+    });
+    let m = q2.receive_timeout(T).await.expect("alive").expect("a message");
+    let from = match term::as_tuple(&m) {
+        Some([tag, Term::Pid(from)]) if term::is_atom(tag, "hello_by_name") => from.clone(),
+        _ => panic!("unexpected {m}"),
+    };
+    q2.send(&from, beam_peer::tup![term::atom("reply_to_pid"), term::int(7)]);
+    let v = eval_task.await.expect("eval task");
+    assert_eq!(term::as_i64(&v), Some(7));
+
+    // Rust -> BEAM by name: erl registers a collector.
+    let v = eval(
+        &mut p,
+        &beam.name,
+        "Parent = self(), spawn(fun() -> register(collector, self()), Parent ! up, \
+         receive M -> receive {get, F} -> F ! {got, M} end end end), \
+         receive up -> ok end.",
+    )
+    .await;
+    assert!(term::is_atom(&v, "ok"));
+    p.send(
+        Dest::Remote("collector".into(), beam.name.clone()),
+        beam_peer::tup![term::atom("from_rust"), term::binary("hi")],
+    );
+    let v = eval(
+        &mut p,
+        &beam.name,
+        "collector ! {get, self()}, receive {got, M} -> M after 5000 -> timeout end.",
+    )
+    .await;
+    assert_eq!(v.to_string(), "{'from_rust',<<104,105>>}");
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_monitors_both_ways_with_unlink_id() {
+    require_erl!("links_and_monitors_both_ways_with_unlink_id");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut ctl = rust.process();
+    // An erl process that exits with `bye` when told.
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "register(victim, spawn(fun() -> receive stop -> exit(bye) end end)), whereis(victim).",
+    )
+    .await;
+    let Term::Pid(victim) = v else {
+        panic!("pid expected, got {v}")
+    };
+    let mut w = rust.process();
+    w.trap_exit(true);
+    w.link(&victim);
+    let mref = w.monitor(&victim);
+    let mref_by_name = w.monitor(Dest::Remote("victim".into(), beam.name.clone()));
+    // Make sure LINK and MONITOR_P were processed before the exit.
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "{links, L} = process_info(whereis(victim), links), {monitored_by, M} = process_info(whereis(victim), monitored_by), {length(L), length(M)}.",
+    )
+    .await;
+    assert_eq!(v.to_string(), "{1,2}", "link and two monitors are in place on the BEAM");
+    ctl.send(Dest::Remote("victim".into(), beam.name.clone()), term::atom("stop"));
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let m = w.receive_timeout(T).await.expect("alive").expect("signal");
+        seen.push(m);
+    }
+    let text: Vec<String> = seen.iter().map(|m| m.to_string()).collect();
+    assert!(
+        seen.contains(&beam_peer::tup![
+            term::atom("EXIT"),
+            Term::Pid(victim.clone()),
+            term::atom("bye")
+        ]),
+        "{text:?}"
+    );
+    assert!(
+        seen.contains(&beam_peer::tup![
+            term::atom("DOWN"),
+            Term::Reference(Box::new(mref)),
+            term::atom("process"),
+            Term::Pid(victim.clone()),
+            term::atom("bye")
+        ]),
+        "{text:?}"
+    );
+    assert!(
+        seen.contains(&beam_peer::tup![
+            term::atom("DOWN"),
+            Term::Reference(Box::new(mref_by_name)),
+            term::atom("process"),
+            beam_peer::tup![term::atom("victim"), term::atom(&beam.name)],
+            term::atom("bye")
+        ]),
+        "{text:?}"
+    );
+
+    // BEAM -> Rust: erl links to and monitors a Rust process, which then exits.
+    let target = rust.spawn(|mut p| async move {
+        match p.receive().await {
+            Ok(m) => beam_peer::ProcessExit::Reason(m),
+            Err(e) => e.into(),
+        }
+    });
+    rust.register("rust_target", &target).expect("register");
+    let code = format!(
+        "T = rpc:call({me}, erlang, whereis, [rust_target]), \
+         Parent = self(), \
+         spawn(fun() -> process_flag(trap_exit, true), link(T), R = monitor(process, T), \
+                        Parent ! ready, \
+                        receive {{'EXIT', T, Why}} -> receive {{'DOWN', R, process, T, Why2}} -> Parent ! {{got, Why, Why2}} end end end), \
+         receive ready -> ok end, \
+         {{rust_target, {me}}} ! {{custom, reason}}, \
+         receive {{got, A, B}} -> {{A, B}} after 5000 -> timeout end.",
+        me = q(rust.name())
+    );
+    let v = eval(&mut ctl, &beam.name, &code).await;
+    assert_eq!(v.to_string(), "{{'custom','reason'},{'custom','reason'}}");
+
+    // UNLINK_ID: after unlink, the peer's death does not reach us.
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "register(victim2, spawn(fun() -> receive stop -> exit(bye2) end end)), whereis(victim2).",
+    )
+    .await;
+    let Term::Pid(victim2) = v else {
+        panic!("pid expected")
+    };
+    let mut u = rust.process();
+    u.link(&victim2);
+    u.unlink(&victim2);
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "{links, L} = process_info(whereis(victim2), links), L.",
+    )
+    .await;
+    assert_eq!(v.to_string(), "[]", "the BEAM removed the link (UNLINK_ID acknowledged)");
+    ctl.send(&victim2, term::atom("stop"));
+    // The erl side unlinks from a Rust process too; the Rust process then dies.
+    let u_pid = u.pid().clone();
+    rust.register("unlinker", &u_pid).expect("register");
+    let code = format!(
+        "T = rpc:call({me}, erlang, whereis, [unlinker]), process_flag(trap_exit, true), \
+         link(T), unlink(T), exit(T, kill), receive {{'EXIT', T, _}} -> linked after 500 -> unlinked end.",
+        me = q(rust.name())
+    );
+    let v = eval(&mut ctl, &beam.name, &code).await;
+    assert!(term::is_atom(&v, "unlinked"), "{v}");
+    assert!(!rust.is_process_alive(&u_pid), "exit(T, kill) from erl killed it");
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
+    require_erl!("kill_dash_nine_of_the_beam_fires_noconnection_everywhere");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let mut beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut events = rust.subscribe();
+    let mut ctl = rust.process();
+    let v = eval(&mut ctl, &beam.name, "spawn(fun() -> receive _ -> ok end end).").await;
+    let Term::Pid(remote) = v else { panic!("pid") };
+    let mut trapper = rust.process();
+    trapper.trap_exit(true);
+    trapper.link(&remote);
+    let mref = trapper.monitor(&remote);
+    // A non-trapping linked process dies with noconnection.
+    let linked = rust.spawn(|mut p| async move {
+        let _ = p.receive().await;
+        beam_peer::ProcessExit::Normal
+    });
+    rust.link(&linked, &remote);
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!("{{links, L}} = process_info({}, links), length(L).", remote_pid_literal(&remote)),
+    )
+    .await;
+    assert_eq!(term::as_i64(&v), Some(2));
+    beam.kill9();
+    let mut got_exit = false;
+    let mut got_down = false;
+    while !(got_exit && got_down) {
+        let m = trapper.receive_timeout(T).await.expect("alive").expect("signal");
+        match term::as_tuple(&m) {
+            Some([t, _, r]) if term::is_atom(t, "EXIT") => {
+                assert!(term::is_atom(r, "noconnection"), "{m}");
+                got_exit = true;
+            }
+            Some([t, r, _, _, reason]) if term::is_atom(t, "DOWN") => {
+                assert_eq!(r, &Term::Reference(Box::new(mref.clone())));
+                assert!(term::is_atom(reason, "noconnection"), "{m}");
+                got_down = true;
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!(!rust.is_process_alive(&linked), "linked process died with noconnection");
+    loop {
+        match tokio::time::timeout(T, events.recv()).await {
+            Ok(Ok(NodeEvent::Down { node, .. })) if node == beam.name => break,
+            Ok(Ok(_)) => continue,
+            other => panic!("no nodedown: {other:?}"),
+        }
+    }
+    rust.shutdown();
+}
+
+fn remote_pid_literal(p: &beam_peer::term::Pid) -> String {
+    // Only works from the pid's own node: <0.Id.Serial>.
+    format!("list_to_pid(\"<0.{}.{}>\")", p.id, p.serial)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_sync_erpc_and_rpc() {
+    require_erl!("global_sync_erpc_and_rpc");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut ctl = rust.process();
+    assert!(rust.ping(&beam.name).await);
+    let me = q(rust.name());
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "Self = self(), spawn(fun() -> Self ! {synced, global:sync()} end), \
+         receive {synced, R} -> R after 8000 -> blocked end.",
+    )
+    .await;
+    assert!(term::is_atom(&v, "ok"), "global:sync() returned: {v}");
+    let alive = rust.process();
+    rust.register("alive_one", alive.pid()).expect("register");
+    let dead = rust.process();
+    let dead_pid = dead.pid().clone();
+    drop(dead);
+    rust.register_function("beam_peer_test", "dead_pid", 0, move |_, _| {
+        Ok(Term::Pid(dead_pid.clone()))
+    });
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!(
+            "P = erpc:call({me}, erlang, whereis, [alive_one]), \
+             D = erpc:call({me}, beam_peer_test, dead_pid, []), \
+             {{erpc:call({me}, erlang, is_process_alive, [P]), \
+               erpc:call({me}, erlang, is_process_alive, [D]), \
+               erpc:call({me}, 'Elixir.Process', 'alive?', [P])}}."
+        ),
+    )
+    .await;
+    assert_eq!(v.to_string(), "{'true','false','true'}");
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!("rpc:call({me}, no_such_module, no_such_function, [1])."),
+    )
+    .await;
+    assert!(
+        matches!(term::as_tuple(&v), Some([t, _]) if term::is_atom(t, "badrpc")),
+        "{v}"
+    );
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!("catch erpc:call({me}, os, cmd, [\"ls\"])."),
+    )
+    .await;
+    assert!(v.to_string().contains("notsup"), "{v}");
+    drop(alive);
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_megabyte_messages_each_way() {
+    require_erl!("ten_megabyte_messages_each_way");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    beam_peer::demo::start_echo_and_sink(&rust).expect("echo");
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut ctl = rust.process();
+    // erl sends 10 MB to our echo (fragmented by the BEAM), which sends it back
+    // (fragmented by us); erl checks it is the same.
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!(
+            "B = crypto:strong_rand_bytes(10*1024*1024), \
+             R = gen_server:call({{echo, {}}}, {{big, B}}, 30000), \
+             {{R =:= {{big, B}}, byte_size(B)}}.",
+            q(rust.name())
+        ),
+    )
+    .await;
+    assert_eq!(v.to_string(), "{'true',10485760}");
+    // While a 10 MB message goes out to erl, a small one from another process is
+    // not stuck behind it.
+    let big = term::binary(vec![7u8; 10 * 1024 * 1024]);
+    let mut other = rust.process();
+    let reply = ctl
+        .call(
+            Dest::Remote("ctl".into(), beam.name.clone()),
+            beam_peer::tup![
+                term::atom("eval"),
+                Term::ByteList(term::ByteList::from("ok."))
+            ],
+            T,
+        )
+        .await;
+    assert!(reply.is_ok());
+    let _ = other
+        .call(Dest::Remote("ctl".into(), beam.name.clone()), term::atom("x"), T)
+        .await;
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "Parent = self(), spawn(fun() -> register(bigsink, self()), Parent ! up, \
+         receive {big, B} -> receive {get, F} -> F ! {size, byte_size(B), binary:at(B, 99)} end end end), \
+         receive up -> ok end.",
+    )
+    .await;
+    assert!(term::is_atom(&v, "ok"));
+    ctl.send(
+        Dest::Remote("bigsink".into(), beam.name.clone()),
+        beam_peer::tup![term::atom("big"), big],
+    );
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "bigsink ! {get, self()}, receive {size, S, B} -> {S, B} after 20000 -> timeout end.",
+    )
+    .await;
+    assert_eq!(v.to_string(), "{10485760,7}");
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_messages_beam_to_rust_none_lost_order_kept() {
+    require_erl!("a_million_messages_beam_to_rust_none_lost_order_kept");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut ctl = rust.process();
+    const N: i64 = 1_000_000;
+    let checker = rust.spawn(|mut p| async move {
+        let mut expected = 1i64;
+        loop {
+            let m = match p.receive().await {
+                Ok(m) => m,
+                Err(e) => return e.into(),
+            };
+            match term::as_tuple(&m) {
+                Some([t, i]) if term::is_atom(t, "m") => {
+                    if term::as_i64(i) != Some(expected) {
+                        return beam_peer::ProcessExit::Reason(beam_peer::tup![
+                            term::atom("out_of_order"),
+                            term::int(expected),
+                            i.clone()
+                        ]);
+                    }
+                    expected += 1;
+                }
+                Some([t, Term::Pid(to)]) if term::is_atom(t, "report") => {
+                    p.send(to, beam_peer::tup![term::atom("count"), term::int(expected - 1)]);
+                }
+                _ => {}
+            }
+        }
+    });
+    rust.register("ordered", &checker).expect("register");
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!(
+            "T = {{ordered, {me}}}, \
+             lists:foreach(fun(I) -> T ! {{m, I}} end, lists:seq(1, {N})), \
+             T ! {{report, self()}}, \
+             receive {{count, C}} -> C after 60000 -> timeout end.",
+            me = q(rust.name())
+        ),
+    )
+    .await;
+    assert_eq!(term::as_i64(&v), Some(N), "all messages arrived in order: {v}");
+    println!("1,000,000 messages BEAM -> Rust: all received in order");
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_cookie_is_refused_both_ways() {
+    require_erl!("wrong_cookie_is_refused_both_ways");
+    let port = common::free_port();
+    let rust = common::rust_node("rust", port).await;
+    let beam = Beam::start("erl", "a_different_cookie", port, &[]);
+    let err = rust.connect(&beam.name).await;
+    assert!(
+        matches!(&err, Err(beam_peer::ConnectError::Handshake { .. })),
+        "{err:?}"
+    );
+    assert!(!rust.ping(&beam.name).await);
+    // erl with the wrong cookie pinging us gets pang; ask it through a second,
+    // correctly-cookied Rust node that can talk to it.
+    let helper = common::rust_node_with(
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("helper"))).cookie("a_different_cookie"),
+        port,
+    )
+    .await;
+    let mut p = helper.process();
+    let v = eval(&mut p, &beam.name, &format!("net_adm:ping({}).", q(rust.name()))).await;
+    assert!(term::is_atom(&v, "pang"), "{v}");
+    assert!(!rust.nodes().contains(&beam.name));
+    helper.shutdown();
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_node_is_not_in_nodes_but_in_nodes_hidden() {
+    require_erl!("hidden_node_is_not_in_nodes_but_in_nodes_hidden");
+    let port = common::free_port();
+    let rust = common::rust_node_with(
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("hidden"))).hidden(true),
+        port,
+    )
+    .await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let mut p = rust.process();
+    let v = eval(&mut p, &beam.name, "{nodes(), nodes(hidden)}.").await;
+    let Some([visible, hidden]) = term::as_tuple(&v) else {
+        panic!("{v}")
+    };
+    assert!(!visible.to_string().contains(rust.name()));
+    assert!(hidden.to_string().contains(rust.name()));
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_declared_down_after_the_tick_limit() {
+    require_erl!("a_silent_peer_is_declared_down_after_the_tick_limit");
+    let port = common::free_port();
+    let rust = common::rust_node_with(
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("ticky"))).net_ticktime(Duration::from_secs(2)),
+        port,
+    )
+    .await;
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    assert!(rust.ping(&beam.name).await);
+    let mut events = rust.subscribe();
+    beam.signal("STOP");
+    let t = std::time::Instant::now();
+    let reason = loop {
+        match tokio::time::timeout(T, events.recv()).await {
+            Ok(Ok(NodeEvent::Down { node, reason })) if node == beam.name => break reason,
+            Ok(Ok(_)) => continue,
+            other => panic!("no nodedown: {other:?}"),
+        }
+    };
+    beam.signal("CONT");
+    assert_eq!(reason, "net_tick_timeout");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    rust.shutdown();
+}
