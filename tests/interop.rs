@@ -20,9 +20,6 @@ macro_rules! require_erl {
     };
 }
 
-fn is_true(t: &Term) -> bool {
-    term::is_atom(t, "true")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
@@ -275,7 +272,7 @@ async fn links_and_monitors_both_ways_with_unlink_id() {
     let Term::Pid(victim2) = v else {
         panic!("pid expected")
     };
-    let mut u = rust.process();
+    let u = rust.process();
     u.link(&victim2);
     u.unlink(&victim2);
     let v = eval(

@@ -177,7 +177,7 @@ async fn drive_handshake(
         }
         let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
         if n == 0 {
-            return Err("connection closed during handshake".into());
+            return Err(hs.connection_closed().to_string());
         }
         hs.receive(&buf[..n]).map_err(|e| e.to_string())?;
     }

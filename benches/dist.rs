@@ -1,0 +1,257 @@
+//! Distribution benchmarks, side by side with the BEAM on this machine.
+//!
+//! Three pairs measured in one run, each with the same work:
+//! - BEAM -> BEAM: an `erl` driver against an `erl` target running the Erlang
+//!   twin of our `echo`/`sink` (erlang/src/beam_peer_echo.erl);
+//! - BEAM -> Rust: the same `erl` driver against a `beam-peer node` process;
+//! - Rust -> BEAM: a Rust node doing the same work against the `erl` target.
+//!
+//! Lines: small-message throughput to `sink` (msgs/s), `gen_server:call` round
+//! trip p50/p99 to `echo` (µs), 10 MB `echo` round trip (ms). Ratios are "times as
+//! fast as BEAM -> BEAM" (above 1 is faster). Run with `scripts/bench.sh`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use beam_peer::term::{self, Term};
+use beam_peer::{Dest, Node, NodeConfig};
+
+const COOKIE: &str = "beam_peer_bench";
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn ebin() -> PathBuf {
+    let out = std::env::temp_dir().join(format!("beam_peer_bench_ebin_{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("ebin dir");
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/src");
+    for f in ["beam_peer_echo.erl", "beam_peer_bench.erl"] {
+        let ok = Command::new("erlc")
+            .arg("-o")
+            .arg(&out)
+            .arg(src.join(f))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "erlc {f}");
+    }
+    out
+}
+
+/// Starts a process and waits for a line starting with `ready`.
+fn start_until_ready(mut cmd: Command) -> Guard {
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("ready") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("ready");
+    Guard(child)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Figures {
+    msgs_per_sec: f64,
+    call_p50_us: f64,
+    call_p99_us: f64,
+    big_rtt_ms: f64,
+}
+
+fn parse_figures(line: &str) -> Option<Figures> {
+    let mut f = Figures::default();
+    for kv in line.split_whitespace() {
+        let (k, v) = kv.split_once('=')?;
+        let v: f64 = v.parse().ok()?;
+        match k {
+            "msgs_per_sec" => f.msgs_per_sec = v,
+            "call_p50_us" => f.call_p50_us = v,
+            "call_p99_us" => f.call_p99_us = v,
+            "big_rtt_ms" => f.big_rtt_ms = v,
+            _ => {}
+        }
+    }
+    Some(f)
+}
+
+fn beam_driver(ebin: &PathBuf, epmd_port: u16, target: &str, msgs: usize, calls: usize, big: usize) -> Figures {
+    let name = format!("bench_driver_{}_{}@127.0.0.1", std::process::id(), free_port());
+    let code = format!(
+        "R = beam_peer_bench:run('{target}', {msgs}, {calls}, {big}), \
+         io:format(\"msgs_per_sec=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p~n\", \
+           [float(maps:get(msgs_per_sec, R)), float(maps:get(call_p50_us, R)), \
+            float(maps:get(call_p99_us, R)), float(maps:get(big_rtt_ms, R))]), halt()."
+    );
+    let out = Command::new("erl")
+        .args(["-name", &name, "-setcookie", COOKIE, "-noshell", "-start_epmd", "false"])
+        .arg("-pa")
+        .arg(ebin)
+        .args(["-eval", &code])
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .output()
+        .expect("erl driver");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.starts_with("msgs_per_sec=").then(|| parse_figures(l)).flatten())
+        .unwrap_or_else(|| {
+            panic!(
+                "driver against {target} printed no figures:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: usize) -> Figures {
+    let mut p = node.process();
+    let echo = Dest::Remote("echo".into(), target.into());
+    let sink = Dest::Remote("sink".into(), target.into());
+    let t = Duration::from_secs(60);
+    p.call(echo.clone(), term::atom("warm"), t).await.expect("warm up");
+    let count_of = |m: &Term| matches!(term::as_tuple(m), Some([c, _]) if term::is_atom(c, "count"));
+    // Throughput: reset, stream, report.
+    p.send(sink.clone(), beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())]);
+    p.receive_match(count_of, Some(t)).await.expect("alive");
+    let start = Instant::now();
+    for i in 0..msgs {
+        p.send(sink.clone(), beam_peer::tup![term::atom("m"), term::int(i as i64)]);
+    }
+    p.send(sink.clone(), beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())]);
+    let got = p.receive_match(count_of, Some(t)).await.expect("alive").expect("count");
+    let secs = start.elapsed().as_secs_f64();
+    let n = term::as_tuple(&got).and_then(|e| term::as_i64(&e[1])).unwrap_or(-1);
+    assert_eq!(n, msgs as i64, "sink counted every message");
+    // Calls.
+    let mut times = Vec::with_capacity(calls);
+    for i in 0..calls {
+        let req = beam_peer::tup![term::atom("x"), term::int(i as i64)];
+        let s = Instant::now();
+        let r = p.call(echo.clone(), req.clone(), t).await.expect("call");
+        times.push(s.elapsed().as_nanos() as f64 / 1000.0);
+        assert_eq!(r, req);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: usize| times[((calls * q) / 100).saturating_sub(1).min(calls - 1)];
+    // 10 MB round trips.
+    let bin = term::binary((0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let mut big_times = Vec::new();
+    for _ in 0..big {
+        let s = Instant::now();
+        let r = p.call(echo.clone(), bin.clone(), t).await.expect("big call");
+        big_times.push(s.elapsed().as_secs_f64() * 1000.0);
+        assert!(r == bin);
+    }
+    big_times.sort_by(|a, b| a.total_cmp(b));
+    Figures {
+        msgs_per_sec: msgs as f64 / secs,
+        call_p50_us: pct(50),
+        call_p99_us: pct(99),
+        big_rtt_ms: big_times[(big.max(1) - 1) / 2],
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run
+    // only when asked to bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("dist bench: pass --bench (scripts/bench.sh) to run");
+        return;
+    }
+    let have_erl = Command::new("erl")
+        .args(["-noshell", "-eval", "halt()."])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !have_erl {
+        println!("SKIPPED dist bench: erl not found (apt-get install erlang-nox)");
+        return;
+    }
+    let msgs = env_usize("BENCH_MESSAGES", 1_000_000);
+    let calls = env_usize("BENCH_CALLS", 20_000);
+    let big = env_usize("BENCH_BIG_ROUNDS", 5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let epmd_port = free_port();
+    let ebin = ebin();
+    rt.block_on(async {
+        // The client node also starts the embedded EPMD everyone registers in.
+        let client = Node::start(
+            NodeConfig::new(format!("bench_client_{}@127.0.0.1", std::process::id()))
+                .cookie(COOKIE)
+                .discovery(beam_peer::Discovery::Epmd { port: epmd_port }),
+        )
+        .await
+        .expect("client node");
+
+        let beam_target = format!("bench_beam_{}@127.0.0.1", std::process::id());
+        let mut cmd = Command::new("erl");
+        cmd.args(["-name", &beam_target, "-setcookie", COOKIE, "-noshell", "-start_epmd", "false"])
+            .arg("-pa")
+            .arg(&ebin)
+            .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
+            .env("ERL_EPMD_PORT", epmd_port.to_string());
+        let _beam = start_until_ready(cmd);
+
+        let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
+        cmd.args(["node", "--name", &rust_target, "--cookie", COOKIE])
+            .env("ERL_EPMD_PORT", epmd_port.to_string());
+        let _rust = start_until_ready(cmd);
+
+        println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
+            String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));
+        let bb = beam_driver(&ebin, epmd_port, &beam_target, msgs, calls, big);
+        let br = beam_driver(&ebin, epmd_port, &rust_target, msgs, calls, big);
+        let rb = rust_driver(&client, &beam_target, msgs, calls, big).await;
+        client.shutdown();
+
+        println!();
+        println!(
+            "{:<34} {:>14} {:>14} {:>7} {:>14} {:>7}",
+            "", "BEAM->BEAM", "BEAM->Rust", "ratio", "Rust->BEAM", "ratio"
+        );
+        let row = |label: &str, b: f64, x: f64, y: f64, higher_is_better: bool| {
+            let r = |v: f64| if higher_is_better { v / b } else { b / v };
+            println!(
+                "{label:<34} {b:>14.1} {x:>14.1} {:>6.2}x {y:>14.1} {:>6.2}x",
+                r(x),
+                r(y)
+            );
+        };
+        row("small messages (msgs/s)", bb.msgs_per_sec, br.msgs_per_sec, rb.msgs_per_sec, true);
+        row("gen_server:call p50 (us)", bb.call_p50_us, br.call_p50_us, rb.call_p50_us, false);
+        row("gen_server:call p99 (us)", bb.call_p99_us, br.call_p99_us, rb.call_p99_us, false);
+        row("10 MB echo round trip (ms)", bb.big_rtt_ms, br.big_rtt_ms, rb.big_rtt_ms, false);
+        println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster)");
+    });
+    let _ = std::fs::remove_dir_all(&ebin);
+}
