@@ -101,8 +101,19 @@ fn parse_figures(line: &str) -> Option<Figures> {
     Some(f)
 }
 
-fn beam_driver(ebin: &PathBuf, epmd_port: u16, target: &str, msgs: usize, calls: usize, big: usize) -> Figures {
-    let name = format!("bench_driver_{}_{}@127.0.0.1", std::process::id(), free_port());
+fn beam_driver(
+    ebin: &PathBuf,
+    epmd_port: u16,
+    target: &str,
+    msgs: usize,
+    calls: usize,
+    big: usize,
+) -> Figures {
+    let name = format!(
+        "bench_driver_{}_{}@127.0.0.1",
+        std::process::id(),
+        free_port()
+    );
     let code = format!(
         "R = beam_peer_bench:run('{target}', {msgs}, {calls}, {big}), \
          io:format(\"msgs_per_sec=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p~n\", \
@@ -110,7 +121,15 @@ fn beam_driver(ebin: &PathBuf, epmd_port: u16, target: &str, msgs: usize, calls:
             float(maps:get(call_p99_us, R)), float(maps:get(big_rtt_ms, R))]), halt()."
     );
     let out = Command::new("erl")
-        .args(["-name", &name, "-setcookie", COOKIE, "-noshell", "-start_epmd", "false"])
+        .args([
+            "-name",
+            &name,
+            "-setcookie",
+            COOKIE,
+            "-noshell",
+            "-start_epmd",
+            "false",
+        ])
         .arg("-pa")
         .arg(ebin)
         .args(["-eval", &code])
@@ -119,7 +138,11 @@ fn beam_driver(ebin: &PathBuf, epmd_port: u16, target: &str, msgs: usize, calls:
         .expect("erl driver");
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
-        .find_map(|l| l.starts_with("msgs_per_sec=").then(|| parse_figures(l)).flatten())
+        .find_map(|l| {
+            l.starts_with("msgs_per_sec=")
+                .then(|| parse_figures(l))
+                .flatten()
+        })
         .unwrap_or_else(|| {
             panic!(
                 "driver against {target} printed no figures:\n{text}\n{}",
@@ -133,19 +156,37 @@ async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: 
     let echo = Dest::Remote("echo".into(), target.into());
     let sink = Dest::Remote("sink".into(), target.into());
     let t = Duration::from_secs(60);
-    p.call(echo.clone(), term::atom("warm"), t).await.expect("warm up");
-    let count_of = |m: &Term| matches!(term::as_tuple(m), Some([c, _]) if term::is_atom(c, "count"));
+    p.call(echo.clone(), term::atom("warm"), t)
+        .await
+        .expect("warm up");
+    let count_of =
+        |m: &Term| matches!(term::as_tuple(m), Some([c, _]) if term::is_atom(c, "count"));
     // Throughput: reset, stream, report.
-    p.send(sink.clone(), beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())]);
+    p.send(
+        sink.clone(),
+        beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())],
+    );
     p.receive_match(count_of, Some(t)).await.expect("alive");
     let start = Instant::now();
     for i in 0..msgs {
-        p.send(sink.clone(), beam_peer::tup![term::atom("m"), term::int(i as i64)]);
+        p.send(
+            sink.clone(),
+            beam_peer::tup![term::atom("m"), term::int(i as i64)],
+        );
     }
-    p.send(sink.clone(), beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())]);
-    let got = p.receive_match(count_of, Some(t)).await.expect("alive").expect("count");
+    p.send(
+        sink.clone(),
+        beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())],
+    );
+    let got = p
+        .receive_match(count_of, Some(t))
+        .await
+        .expect("alive")
+        .expect("count");
     let secs = start.elapsed().as_secs_f64();
-    let n = term::as_tuple(&got).and_then(|e| term::as_i64(&e[1])).unwrap_or(-1);
+    let n = term::as_tuple(&got)
+        .and_then(|e| term::as_i64(&e[1]))
+        .unwrap_or(-1);
     assert_eq!(n, msgs as i64, "sink counted every message");
     // Calls.
     let mut times = Vec::with_capacity(calls);
@@ -159,11 +200,18 @@ async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: 
     times.sort_by(|a, b| a.total_cmp(b));
     let pct = |q: usize| times[((calls * q) / 100).saturating_sub(1).min(calls - 1)];
     // 10 MB round trips.
-    let bin = term::binary((0..10 * 1024 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let bin = term::binary(
+        (0..10 * 1024 * 1024)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let mut big_times = Vec::new();
     for _ in 0..big {
         let s = Instant::now();
-        let r = p.call(echo.clone(), bin.clone(), t).await.expect("big call");
+        let r = p
+            .call(echo.clone(), bin.clone(), t)
+            .await
+            .expect("big call");
         big_times.push(s.elapsed().as_secs_f64() * 1000.0);
         assert!(r == bin);
     }

@@ -21,8 +21,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -31,7 +30,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(c) = args.cookie {
         config = config.cookie(c);
     }
-    let node = beam_peer::Node::start(config).await.context("starting the node")?;
+    let node = beam_peer::Node::start(config)
+        .await
+        .context("starting the node")?;
     beam_peer::demo::start_echo_and_sink(&node).context("starting echo and sink")?;
     println!("ready {} port {}", node.name(), node.listen_port());
     tokio::signal::ctrl_c().await?;

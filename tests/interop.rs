@@ -20,7 +20,6 @@ macro_rules! require_erl {
     };
 }
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
     require_erl!("embedded_epmd_serves_real_erl_and_ping_works_both_ways");
@@ -35,13 +34,23 @@ async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
 
     assert!(rust.ping(&beam.name).await, "Rust pings erl");
     let mut p = rust.process();
-    let v = eval(&mut p, &beam.name, &format!("net_adm:ping({}).", q(rust.name()))).await;
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!("net_adm:ping({}).", q(rust.name())),
+    )
+    .await;
     assert!(term::is_atom(&v, "pong"), "erl pings Rust: {v}");
     // erl lists us among its EPMD names too.
     let v = eval(&mut p, &beam.name, "net_adm:names().").await;
-    assert!(v.to_string().contains(rust.name().split('@').next().unwrap_or_default()));
+    assert!(v
+        .to_string()
+        .contains(rust.name().split('@').next().unwrap_or_default()));
     let v = eval(&mut p, &beam.name, "nodes().").await;
-    assert!(v.to_string().contains(rust.name()), "visible by default: {v}");
+    assert!(
+        v.to_string().contains(rust.name()),
+        "visible by default: {v}"
+    );
     rust.shutdown();
 }
 
@@ -81,7 +90,11 @@ async fn gen_server_calls_both_ways() {
     assert!(v.to_string().contains("noproc"), "{v}");
     // Rust -> BEAM: our call to erl's ctl is a gen_server call; now the errors.
     let err = p
-        .call(Dest::Remote("nobody".into(), beam.name.clone()), term::atom("x"), T)
+        .call(
+            Dest::Remote("nobody".into(), beam.name.clone()),
+            term::atom("x"),
+            T,
+        )
         .await;
     assert_eq!(err, Err(CallError::NoProc));
     let err = p
@@ -141,12 +154,19 @@ async fn send_by_name_and_pid_both_ways() {
             eval(&mut p, &beam_name, &code).await
         }
     });
-    let m = q2.receive_timeout(T).await.expect("alive").expect("a message");
+    let m = q2
+        .receive_timeout(T)
+        .await
+        .expect("alive")
+        .expect("a message");
     let from = match term::as_tuple(&m) {
         Some([tag, Term::Pid(from)]) if term::is_atom(tag, "hello_by_name") => from.clone(),
         _ => panic!("unexpected {m}"),
     };
-    q2.send(&from, beam_peer::tup![term::atom("reply_to_pid"), term::int(7)]);
+    q2.send(
+        &from,
+        beam_peer::tup![term::atom("reply_to_pid"), term::int(7)],
+    );
     let v = eval_task.await.expect("eval task");
     assert_eq!(term::as_i64(&v), Some(7));
 
@@ -203,8 +223,15 @@ async fn links_and_monitors_both_ways_with_unlink_id() {
         "{links, L} = process_info(whereis(victim), links), {monitored_by, M} = process_info(whereis(victim), monitored_by), {length(L), length(M)}.",
     )
     .await;
-    assert_eq!(v.to_string(), "{1,2}", "link and two monitors are in place on the BEAM");
-    ctl.send(Dest::Remote("victim".into(), beam.name.clone()), term::atom("stop"));
+    assert_eq!(
+        v.to_string(),
+        "{1,2}",
+        "link and two monitors are in place on the BEAM"
+    );
+    ctl.send(
+        Dest::Remote("victim".into(), beam.name.clone()),
+        term::atom("stop"),
+    );
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let m = w.receive_timeout(T).await.expect("alive").expect("signal");
@@ -281,7 +308,11 @@ async fn links_and_monitors_both_ways_with_unlink_id() {
         "{links, L} = process_info(whereis(victim2), links), L.",
     )
     .await;
-    assert_eq!(v.to_string(), "[]", "the BEAM removed the link (UNLINK_ID acknowledged)");
+    assert_eq!(
+        v.to_string(),
+        "[]",
+        "the BEAM removed the link (UNLINK_ID acknowledged)"
+    );
     ctl.send(&victim2, term::atom("stop"));
     // The erl side unlinks from a Rust process too; the Rust process then dies.
     let u_pid = u.pid().clone();
@@ -293,7 +324,10 @@ async fn links_and_monitors_both_ways_with_unlink_id() {
     );
     let v = eval(&mut ctl, &beam.name, &code).await;
     assert!(term::is_atom(&v, "unlinked"), "{v}");
-    assert!(!rust.is_process_alive(&u_pid), "exit(T, kill) from erl killed it");
+    assert!(
+        !rust.is_process_alive(&u_pid),
+        "exit(T, kill) from erl killed it"
+    );
     rust.shutdown();
 }
 
@@ -305,7 +339,12 @@ async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
     let mut beam = Beam::start("erl", COOKIE, port, &[]);
     let mut events = rust.subscribe();
     let mut ctl = rust.process();
-    let v = eval(&mut ctl, &beam.name, "spawn(fun() -> receive _ -> ok end end).").await;
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "spawn(fun() -> receive _ -> ok end end).",
+    )
+    .await;
     let Term::Pid(remote) = v else { panic!("pid") };
     let mut trapper = rust.process();
     trapper.trap_exit(true);
@@ -320,7 +359,10 @@ async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
     let v = eval(
         &mut ctl,
         &beam.name,
-        &format!("{{links, L}} = process_info({}, links), length(L).", remote_pid_literal(&remote)),
+        &format!(
+            "{{links, L}} = process_info({}, links), length(L).",
+            remote_pid_literal(&remote)
+        ),
     )
     .await;
     assert_eq!(term::as_i64(&v), Some(2));
@@ -328,7 +370,11 @@ async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
     let mut got_exit = false;
     let mut got_down = false;
     while !(got_exit && got_down) {
-        let m = trapper.receive_timeout(T).await.expect("alive").expect("signal");
+        let m = trapper
+            .receive_timeout(T)
+            .await
+            .expect("alive")
+            .expect("signal");
         match term::as_tuple(&m) {
             Some([t, _, r]) if term::is_atom(t, "EXIT") => {
                 assert!(term::is_atom(r, "noconnection"), "{m}");
@@ -342,7 +388,10 @@ async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
             _ => panic!("unexpected {m}"),
         }
     }
-    assert!(!rust.is_process_alive(&linked), "linked process died with noconnection");
+    assert!(
+        !rust.is_process_alive(&linked),
+        "linked process died with noconnection"
+    );
     loop {
         match tokio::time::timeout(T, events.recv()).await {
             Ok(Ok(NodeEvent::Down { node, .. })) if node == beam.name => break,
@@ -455,7 +504,11 @@ async fn ten_megabyte_messages_each_way() {
         .await;
     assert!(reply.is_ok());
     let _ = other
-        .call(Dest::Remote("ctl".into(), beam.name.clone()), term::atom("x"), T)
+        .call(
+            Dest::Remote("ctl".into(), beam.name.clone()),
+            term::atom("x"),
+            T,
+        )
         .await;
     let v = eval(
         &mut ctl,
@@ -507,7 +560,10 @@ async fn a_million_messages_beam_to_rust_none_lost_order_kept() {
                     expected += 1;
                 }
                 Some([t, Term::Pid(to)]) if term::is_atom(t, "report") => {
-                    p.send(to, beam_peer::tup![term::atom("count"), term::int(expected - 1)]);
+                    p.send(
+                        to,
+                        beam_peer::tup![term::atom("count"), term::int(expected - 1)],
+                    );
                 }
                 _ => {}
             }
@@ -526,7 +582,11 @@ async fn a_million_messages_beam_to_rust_none_lost_order_kept() {
         ),
     )
     .await;
-    assert_eq!(term::as_i64(&v), Some(N), "all messages arrived in order: {v}");
+    assert_eq!(
+        term::as_i64(&v),
+        Some(N),
+        "all messages arrived in order: {v}"
+    );
     println!("1,000,000 messages BEAM -> Rust: all received in order");
     rust.shutdown();
 }
@@ -546,12 +606,18 @@ async fn wrong_cookie_is_refused_both_ways() {
     // erl with the wrong cookie pinging us gets pang; ask it through a second,
     // correctly-cookied Rust node that can talk to it.
     let helper = common::rust_node_with(
-        NodeConfig::new(format!("{}@127.0.0.1", common::unique("helper"))).cookie("a_different_cookie"),
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("helper")))
+            .cookie("a_different_cookie"),
         port,
     )
     .await;
     let mut p = helper.process();
-    let v = eval(&mut p, &beam.name, &format!("net_adm:ping({}).", q(rust.name()))).await;
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!("net_adm:ping({}).", q(rust.name())),
+    )
+    .await;
     assert!(term::is_atom(&v, "pang"), "{v}");
     assert!(!rust.nodes().contains(&beam.name));
     helper.shutdown();
@@ -583,7 +649,8 @@ async fn a_silent_peer_is_declared_down_after_the_tick_limit() {
     require_erl!("a_silent_peer_is_declared_down_after_the_tick_limit");
     let port = common::free_port();
     let rust = common::rust_node_with(
-        NodeConfig::new(format!("{}@127.0.0.1", common::unique("ticky"))).net_ticktime(Duration::from_secs(2)),
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("ticky")))
+            .net_ticktime(Duration::from_secs(2)),
         port,
     )
     .await;

@@ -14,7 +14,11 @@ use beam_peer::{term, Dest, Node, NodeConfig, NodeEvent};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "beam-peer", version, about = "A Rust peer node for Erlang/Elixir clusters")]
+#[command(
+    name = "beam-peer",
+    version,
+    about = "A Rust peer node for Erlang/Elixir clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,10 +140,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Epmd { port } => {
             let port = port.unwrap_or_else(beam_peer::epmd::epmd_port);
-            let epmd =
-                beam_peer::epmd::EmbeddedEpmd::bind(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
-                    .await
-                    .with_context(|| format!("binding EPMD on port {port}"))?;
+            let epmd = beam_peer::epmd::EmbeddedEpmd::bind(std::net::SocketAddr::from((
+                [0, 0, 0, 0],
+                port,
+            )))
+            .await
+            .with_context(|| format!("binding EPMD on port {port}"))?;
             println!("epmd listening on {}", epmd.local_addr());
             tokio::signal::ctrl_c().await?;
             Ok(())
@@ -158,7 +164,10 @@ fn step(label: &str, ok: bool, detail: String) -> anyhow::Result<()> {
 
 async fn demo(count: usize, cookie: &str, messages: usize) -> anyhow::Result<()> {
     let run = std::process::id();
-    println!("starting {count} Rust nodes on 127.0.0.1 (EPMD port {})", beam_peer::epmd::epmd_port());
+    println!(
+        "starting {count} Rust nodes on 127.0.0.1 (EPMD port {})",
+        beam_peer::epmd::epmd_port()
+    );
     let mut nodes = Vec::new();
     for i in 0..count {
         let name = format!("demo{i}_{run}@127.0.0.1");
@@ -175,35 +184,61 @@ async fn demo(count: usize, cookie: &str, messages: usize) -> anyhow::Result<()>
         let alive = n.split('@').next().unwrap_or_default();
         registered.iter().any(|(r, _)| r == alive)
     });
-    step("EPMD registration", all_registered, format!("{} names registered", registered.len()))?;
+    step(
+        "EPMD registration",
+        all_registered,
+        format!("{} names registered", registered.len()),
+    )?;
 
     let first = nodes[0].clone();
     let mut events = first.subscribe();
     for peer in &names[1..] {
         let t = Instant::now();
         let pong = first.ping(peer).await;
-        step(&format!("ping {peer}"), pong, format!("pong in {:?}", t.elapsed()))?;
+        step(
+            &format!("ping {peer}"),
+            pong,
+            format!("pong in {:?}", t.elapsed()),
+        )?;
     }
 
     let mut me = first.process();
     let target = names[count - 1].clone();
-    let request = beam_peer::tup![term::atom("hello"), term::binary("from Rust"), term::int(42)];
+    let request = beam_peer::tup![
+        term::atom("hello"),
+        term::binary("from Rust"),
+        term::int(42)
+    ];
     let t = Instant::now();
     let reply = me
-        .call(Dest::Remote("echo".into(), target.clone()), request.clone(), Duration::from_secs(5))
+        .call(
+            Dest::Remote("echo".into(), target.clone()),
+            request.clone(),
+            Duration::from_secs(5),
+        )
         .await;
     step(
         &format!("gen_server call to echo on {target}"),
         reply.as_ref() == Ok(&request),
-        format!("{:?} in {:?}", reply.as_ref().map(|t| t.to_string()), t.elapsed()),
+        format!(
+            "{:?} in {:?}",
+            reply.as_ref().map(|t| t.to_string()),
+            t.elapsed()
+        ),
     )?;
 
     let t = Instant::now();
     let sink = Dest::Remote("sink".into(), names[1].clone());
     for i in 0..messages {
-        me.send(sink.clone(), beam_peer::tup![term::atom("m"), term::int(i as i64)]);
+        me.send(
+            sink.clone(),
+            beam_peer::tup![term::atom("m"), term::int(i as i64)],
+        );
     }
-    me.send(sink, beam_peer::tup![term::atom("report"), term::Term::Pid(me.pid().clone())]);
+    me.send(
+        sink,
+        beam_peer::tup![term::atom("report"), term::Term::Pid(me.pid().clone())],
+    );
     let count_msg = me
         .receive_match(
             |m| matches!(term::as_tuple(m), Some([t, _]) if term::is_atom(t, "count")),
@@ -238,7 +273,9 @@ async fn demo(count: usize, cookie: &str, messages: usize) -> anyhow::Result<()>
     while !(saw_exit && saw_down) {
         match watcher.receive_timeout(Duration::from_secs(5)).await? {
             Some(m) => match term::as_tuple(&m) {
-                Some([t, _, r]) if term::is_atom(t, "EXIT") => saw_exit = term::is_atom(r, "demo_kill"),
+                Some([t, _, r]) if term::is_atom(t, "EXIT") => {
+                    saw_exit = term::is_atom(r, "demo_kill")
+                }
                 Some([t, r, _, _, reason]) if term::is_atom(t, "DOWN") => {
                     saw_down = r == &term::Term::Reference(Box::new(mref.clone()))
                         && term::is_atom(reason, "demo_kill")
@@ -269,7 +306,11 @@ async fn demo(count: usize, cookie: &str, messages: usize) -> anyhow::Result<()>
             _ => break,
         }
     }
-    step(&format!("nodedown of {target} seen"), down, format!("after {:?}", t.elapsed()))?;
+    step(
+        &format!("nodedown of {target} seen"),
+        down,
+        format!("after {:?}", t.elapsed()),
+    )?;
     for n in &nodes {
         n.shutdown();
     }

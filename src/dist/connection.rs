@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::dist::codec::{self, Frame, FrameDecoder, Fragmenter};
+use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeEvent, PeerInfo, ServerStatus};
 use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
@@ -85,7 +85,11 @@ async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
 }
 
 /// Connects to `peer` for the node's pending attempt `attempt`.
-pub(crate) async fn connect(weak: WeakNode, peer: String, attempt: u64) -> Result<(), ConnectError> {
+pub(crate) async fn connect(
+    weak: WeakNode,
+    peer: String,
+    attempt: u64,
+) -> Result<(), ConnectError> {
     let node = weak.upgrade().ok_or(ConnectError::ShuttingDown)?;
     let (alive, host) =
         split_node_name(&peer).ok_or_else(|| ConnectError::InvalidName(peer.clone()))?;
@@ -113,12 +117,13 @@ pub(crate) async fn connect(weak: WeakNode, peer: String, attempt: u64) -> Resul
         .map_err(|e| unreachable(format!("{addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
-    let (info, leftover) = drive_handshake(&node, &mut stream, &mut hs)
-        .await
-        .map_err(|reason| ConnectError::Handshake {
-            node: peer.clone(),
-            reason,
-        })?;
+    let (info, leftover) =
+        drive_handshake(&node, &mut stream, &mut hs)
+            .await
+            .map_err(|reason| ConnectError::Handshake {
+                node: peer.clone(),
+                reason,
+            })?;
     if info.name != peer {
         return Err(ConnectError::Handshake {
             node: peer.clone(),
@@ -421,7 +426,9 @@ async fn write_loop(
         while !closing && out.len() < 256 * 1024 {
             match rx.try_recv() {
                 Ok(Outgoing::Control(m)) => w.push(m, &mut out),
-                Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+                Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closing = true
+                }
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }

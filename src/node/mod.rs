@@ -220,7 +220,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.inner.name).finish()
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .finish()
     }
 }
 
@@ -258,8 +260,8 @@ impl Node {
         if !config.name.contains('@') {
             config.name = format!("{}@{}", config.name, local_host_name());
         }
-        let (alive, _host) =
-            split_node_name(&config.name).ok_or_else(|| NodeError::InvalidName(config.name.clone()))?;
+        let (alive, _host) = split_node_name(&config.name)
+            .ok_or_else(|| NodeError::InvalidName(config.name.clone()))?;
         let alive = alive.to_string();
         let cookie = match &config.cookie {
             Some(c) => c.clone(),
@@ -407,7 +409,12 @@ impl Node {
 
     pub fn is_connected(&self, node: &str) -> bool {
         matches!(
-            self.inner.peers.lock().ok().as_deref().and_then(|p| p.get(node)),
+            self.inner
+                .peers
+                .lock()
+                .ok()
+                .as_deref()
+                .and_then(|p| p.get(node)),
             Some(PeerState::Up(_))
         )
     }
@@ -443,18 +450,13 @@ impl Node {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut st = self.lock_procs();
         loop {
-            let n = self.inner.next_number.fetch_add(1, Ordering::Relaxed) & table::MAX_LOCAL_NUMBER;
+            let n =
+                self.inner.next_number.fetch_add(1, Ordering::Relaxed) & table::MAX_LOCAL_NUMBER;
             if n == 0 || st.table.contains_id(n) {
                 continue;
             }
             let pid = st.table.insert(n);
-            st.slots.insert(
-                n,
-                Slot {
-                    mailbox: tx,
-                    task,
-                },
-            );
+            st.slots.insert(n, Slot { mailbox: tx, task });
             return (pid, rx);
         }
     }
@@ -603,7 +605,10 @@ impl Node {
                         _ => continue,
                     };
                     let node = to.node.name.clone();
-                    remote.push((node, Message::monitor_p_exit(from_proc, to, reference, reason)));
+                    remote.push((
+                        node,
+                        Message::monitor_p_exit(from_proc, to, reference, reason),
+                    ));
                 }
                 Effect::RemoteDemonitor {
                     from,
@@ -706,7 +711,10 @@ impl Node {
                 self.with_table(|t| match t.local_id(from) {
                     Some(n) => {
                         let tid = t.local_id(p);
-                        ((), t.monitor_local(n, tid, MonitorObject::Pid(p.clone()), r))
+                        (
+                            (),
+                            t.monitor_local(n, tid, MonitorObject::Pid(p.clone()), r),
+                        )
                     }
                     None => ((), vec![]),
                 });
@@ -721,7 +729,12 @@ impl Node {
                 let node = p.node.name.clone();
                 self.with_table(|t| {
                     if let Some(n) = t.local_id(from) {
-                        t.monitor_remote(n, MonitorObject::Pid(p.clone()), &node, reference.clone());
+                        t.monitor_remote(
+                            n,
+                            MonitorObject::Pid(p.clone()),
+                            &node,
+                            reference.clone(),
+                        );
                     }
                     ((), vec![])
                 });
@@ -762,7 +775,12 @@ impl Node {
                 let tid = t.name_id(name);
                 (
                     (),
-                    t.monitor_local(n, tid, MonitorObject::Name(name.to_string(), me), reference.clone()),
+                    t.monitor_local(
+                        n,
+                        tid,
+                        MonitorObject::Name(name.to_string(), me),
+                        reference.clone(),
+                    ),
                 )
             }
             None => ((), vec![]),
@@ -883,7 +901,14 @@ impl Node {
     }
 
     fn peer_has(&self, node: &str, flag: u64) -> bool {
-        match self.inner.peers.lock().ok().as_deref().and_then(|p| p.get(node)) {
+        match self
+            .inner
+            .peers
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(|p| p.get(node))
+        {
             Some(PeerState::Up(h)) => h.peer.flags & flag != 0,
             // Not yet connected: every peer we accept is OTP 25+, which has them.
             _ => true,
@@ -935,13 +960,15 @@ impl Node {
         let weak = self.downgrade();
         let timeout = self.inner.config.connect_timeout;
         tokio::spawn(async move {
-            let result =
-                match tokio::time::timeout(timeout, connection::connect(weak.clone(), node.clone(), attempt))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(ConnectError::Timeout(node.clone())),
-                };
+            let result = match tokio::time::timeout(
+                timeout,
+                connection::connect(weak.clone(), node.clone(), attempt),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ConnectError::Timeout(node.clone())),
+            };
             if let Some(n) = weak.upgrade() {
                 if let Err(e) = result {
                     n.connect_failed(&node, attempt, e);
@@ -1124,7 +1151,11 @@ impl Node {
                     match peers.remove(node) {
                         Some(PeerState::Pending { waiters, queue, .. }) => {
                             if !queue.is_empty() {
-                                tracing::debug!(peer = node, dropped = queue.len(), "connect failed; queued signals dropped");
+                                tracing::debug!(
+                                    peer = node,
+                                    dropped = queue.len(),
+                                    "connect failed; queued signals dropped"
+                                );
                             }
                             waiters
                         }
@@ -1237,22 +1268,10 @@ impl Node {
                 self.remote_down(peer, m.from_proc, m.to_pid, m.reference, m.reason)
             }
             Message::SpawnRequest(m) => crate::services::erpc::spawn_request(
-                self,
-                peer,
-                m.req_id,
-                m.from_pid,
-                m.mfa,
-                m.opt_list,
-                m.arg_list,
+                self, peer, m.req_id, m.from_pid, m.mfa, m.opt_list, m.arg_list,
             ),
             Message::SpawnRequestTt(m) => crate::services::erpc::spawn_request(
-                self,
-                peer,
-                m.req_id,
-                m.from_pid,
-                m.mfa,
-                m.opt_list,
-                m.arg_list,
+                self, peer, m.req_id, m.from_pid, m.mfa, m.opt_list, m.arg_list,
             ),
             Message::SpawnReply(_) | Message::SpawnReplyTt(_) => {
                 tracing::debug!(peer = %peer.name, "SPAWN_REPLY for a request we never made; dropped");
@@ -1292,7 +1311,10 @@ impl Node {
                 PidOrAtom::Atom(a) => (t.name_id(&a.name), MonitorObject::Name(a.name.clone(), me)),
             };
             match target {
-                Some(n) => (t.remote_monitor(&from, n, object, reference.clone()), vec![]),
+                Some(n) => (
+                    t.remote_monitor(&from, n, object, reference.clone()),
+                    vec![],
+                ),
                 None => (false, vec![]),
             }
         });
@@ -1305,7 +1327,14 @@ impl Node {
         }
     }
 
-    fn remote_down(&self, _peer: &PeerInfo, _from: PidOrAtom, to: Pid, reference: Reference, reason: Term) {
+    fn remote_down(
+        &self,
+        _peer: &PeerInfo,
+        _from: PidOrAtom,
+        to: Pid,
+        reference: Reference,
+        reason: Term,
+    ) {
         self.with_table(|t| ((), t.remote_down(&to, &reference, reason)));
     }
 
@@ -1324,7 +1353,12 @@ impl Node {
         }
     }
 
-    pub(crate) fn function(&self, module: &str, function: &str, arity: usize) -> Option<RpcFunction> {
+    pub(crate) fn function(
+        &self,
+        module: &str,
+        function: &str,
+        arity: usize,
+    ) -> Option<RpcFunction> {
         self.inner
             .functions
             .read()

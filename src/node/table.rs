@@ -402,11 +402,7 @@ impl ProcessTable {
             }
             None => vec![Effect::Deliver {
                 to: watcher,
-                signal: Signal::Message(down_message(
-                    &reference,
-                    &object,
-                    term::atom("noproc"),
-                )),
+                signal: Signal::Message(down_message(&reference, &object, term::atom("noproc"))),
             }],
         }
     }
@@ -492,12 +488,21 @@ impl ProcessTable {
 
     /// A monitor held by a local process fired remotely (MONITOR_P_EXIT). Returns
     /// the DOWN delivery, or nothing when the monitor is unknown (demonitored).
-    pub fn remote_down(&mut self, watcher: &Pid, reference: &Reference, reason: Term) -> Vec<Effect> {
+    pub fn remote_down(
+        &mut self,
+        watcher: &Pid,
+        reference: &Reference,
+        reason: Term,
+    ) -> Vec<Effect> {
         let Some(id) = self.local_id(watcher) else {
             return vec![];
         };
         let key = RefKey::from(reference);
-        let Some(out) = self.entries.get_mut(&id).and_then(|e| e.monitors_out.remove(&key)) else {
+        let Some(out) = self
+            .entries
+            .get_mut(&id)
+            .and_then(|e| e.monitors_out.remove(&key))
+        else {
             return vec![];
         };
         vec![Effect::Deliver {
@@ -803,7 +808,10 @@ mod tests {
         t.set_trap_exit(2, true);
         t.link(1, &b);
         let fx = t.exit_signal(1, b.clone(), term::atom("kill"));
-        assert_eq!(delivered(&fx, 1), vec![Signal::Exited(term::atom("killed"))]);
+        assert_eq!(
+            delivered(&fx, 1),
+            vec![Signal::Exited(term::atom("killed"))]
+        );
         assert_eq!(
             delivered(&fx, 2),
             vec![Signal::Message(exit_message(&a, term::atom("killed")))]
@@ -818,7 +826,11 @@ mod tests {
         let fx = t.monitor_local(1, None, obj.clone(), r(1));
         assert_eq!(
             delivered(&fx, 1),
-            vec![Signal::Message(down_message(&r(1), &obj, term::atom("noproc")))]
+            vec![Signal::Message(down_message(
+                &r(1),
+                &obj,
+                term::atom("noproc")
+            ))]
         );
     }
 
@@ -834,7 +846,11 @@ mod tests {
         let fx = t.terminate(2, term::atom("bye"));
         assert_eq!(
             delivered(&fx, 1),
-            vec![Signal::Message(down_message(&r(1), &obj, term::atom("bye")))]
+            vec![Signal::Message(down_message(
+                &r(1),
+                &obj,
+                term::atom("bye")
+            ))]
         );
     }
 
@@ -858,7 +874,9 @@ mod tests {
             reference: r(9),
             reason: term::atom("shutdown")
         }));
-        assert!(fx.iter().any(|e| matches!(e, Effect::RemoteDemonitor { .. })));
+        assert!(fx
+            .iter()
+            .any(|e| matches!(e, Effect::RemoteDemonitor { .. })));
     }
 
     #[test]
@@ -872,14 +890,20 @@ mod tests {
         t.link(2, &peer);
         t.monitor_remote(2, MonitorObject::Pid(peer.clone()), "erl@127.0.0.1", r(3));
         let fx = t.node_down("erl@127.0.0.1");
-        assert_eq!(delivered(&fx, 1), vec![Signal::Exited(term::atom("noconnection"))]);
+        assert_eq!(
+            delivered(&fx, 1),
+            vec![Signal::Exited(term::atom("noconnection"))]
+        );
         let got = delivered(&fx, 2);
         assert!(got.contains(&Signal::Message(down_message(
             &r(3),
             &MonitorObject::Pid(peer.clone()),
             term::atom("noconnection")
         ))));
-        assert!(got.contains(&Signal::Message(exit_message(&peer, term::atom("noconnection")))));
+        assert!(got.contains(&Signal::Message(exit_message(
+            &peer,
+            term::atom("noconnection")
+        ))));
         assert!(!t.is_alive(&a) && t.is_alive(&b));
     }
 
@@ -899,7 +923,10 @@ mod tests {
         let a = t.insert(1);
         t.insert(2);
         t.register(1, "echo").unwrap();
-        assert_eq!(t.register(2, "echo"), Err(RegisterError::NameTaken("echo".into())));
+        assert_eq!(
+            t.register(2, "echo"),
+            Err(RegisterError::NameTaken("echo".into()))
+        );
         assert_eq!(t.whereis("echo"), Some(a));
         t.add_alias(1, &r(4));
         assert_eq!(t.alias_owner(&r(4)), Some(1));

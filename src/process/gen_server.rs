@@ -47,11 +47,19 @@ pub trait GenServer: Send + 'static {
         async { Flow::Continue }
     }
 
-    fn handle_info(&mut self, _msg: Term, _process: &mut Process) -> impl Future<Output = Flow> + Send {
+    fn handle_info(
+        &mut self,
+        _msg: Term,
+        _process: &mut Process,
+    ) -> impl Future<Output = Flow> + Send {
         async { Flow::Continue }
     }
 
-    fn terminate(&mut self, _reason: &Term, _process: &mut Process) -> impl Future<Output = ()> + Send {
+    fn terminate(
+        &mut self,
+        _reason: &Term,
+        _process: &mut Process,
+    ) -> impl Future<Output = ()> + Send {
         async {}
     }
 }
@@ -110,7 +118,10 @@ pub async fn run<S: GenServer>(mut server: S, mut process: Process) -> ProcessEx
             Incoming::Call(from, request) => {
                 let from = from.clone();
                 let request = request.clone();
-                match server.handle_call(request, from.clone(), &mut process).await {
+                match server
+                    .handle_call(request, from.clone(), &mut process)
+                    .await
+                {
                     CallReply::Reply(r) => {
                         process.reply(&from, r);
                         Flow::Continue

@@ -100,7 +100,12 @@ impl Drop for Process {
 }
 
 impl Process {
-    pub(crate) fn new(node: Node, pid: Pid, rx: mpsc::UnboundedReceiver<Signal>, owned: bool) -> Self {
+    pub(crate) fn new(
+        node: Node,
+        pid: Pid,
+        rx: mpsc::UnboundedReceiver<Signal>,
+        owned: bool,
+    ) -> Self {
         Process {
             node,
             pid,
@@ -279,7 +284,12 @@ impl Process {
         timeout: Duration,
     ) -> Result<Term, CallError> {
         let to = to.into();
-        if let Dest::Remote(_, node) | Dest::Pid(Pid { node: term::Atom { name: node }, .. }) = &to {
+        if let Dest::Remote(_, node)
+        | Dest::Pid(Pid {
+            node: term::Atom { name: node },
+            ..
+        }) = &to
+        {
             if node != self.node.name() && self.node.connect(node).await.is_err() {
                 return Err(CallError::NodeDown);
             }
@@ -316,7 +326,10 @@ impl Process {
                 _ => Err(CallError::Exit(m.clone())),
             },
         };
-        if !matches!(result, Err(CallError::NoProc | CallError::NodeDown | CallError::Exit(_))) {
+        if !matches!(
+            result,
+            Err(CallError::NoProc | CallError::NodeDown | CallError::Exit(_))
+        ) {
             self.demonitor(&mref, true);
         }
         result

@@ -19,7 +19,11 @@ pub(crate) fn register_builtins(node: &Node) {
     fn alive(node: &Node, args: Vec<Term>) -> Result<Term, RpcError> {
         match args.as_slice() {
             [Term::Pid(p)] if p.node.name == node.name() => {
-                Ok(term::atom(if node.is_process_alive(p) { "true" } else { "false" }))
+                Ok(term::atom(if node.is_process_alive(p) {
+                    "true"
+                } else {
+                    "false"
+                }))
             }
             [Term::Pid(_)] => Err(RpcError::Error(term::atom("badarg"))),
             _ => Err(RpcError::Error(term::atom("badarg"))),
@@ -29,7 +33,9 @@ pub(crate) fn register_builtins(node: &Node) {
     node.register_function("Elixir.Process", "alive?", 1, alive);
     node.register_function("erlang", "node", 0, |n, _| Ok(term::atom(n.name())));
     node.register_function("erlang", "nodes", 0, |n, _| {
-        Ok(term::list(n.visible_nodes().iter().map(|s| term::atom(s)).collect()))
+        Ok(term::list(
+            n.visible_nodes().iter().map(|s| term::atom(s)).collect(),
+        ))
     });
     node.register_function("erlang", "whereis", 1, |n, args| match args.as_slice() {
         [Term::Atom(a)] => Ok(n
@@ -39,7 +45,9 @@ pub(crate) fn register_builtins(node: &Node) {
         _ => Err(RpcError::Error(term::atom("badarg"))),
     });
     node.register_function("erlang", "registered", 0, |n, _| {
-        Ok(term::list(n.registered().iter().map(|s| term::atom(s)).collect()))
+        Ok(term::list(
+            n.registered().iter().map(|s| term::atom(s)).collect(),
+        ))
     });
 }
 
@@ -81,7 +89,8 @@ pub(crate) fn spawn_request(
             ),
         );
     };
-    if mfa.module.name != "erpc" || mfa.function.name != "execute_call" || args.elements.len() != 4 {
+    if mfa.module.name != "erpc" || mfa.function.name != "execute_call" || args.elements.len() != 4
+    {
         return refuse("only erpc:execute_call/4 is emulated");
     }
     let [res_ref, m, f, a] = [
@@ -99,7 +108,11 @@ pub(crate) fn spawn_request(
     let fake = node.process();
     let fake_pid = fake.pid().clone();
     drop(fake);
-    let flags = if wants_monitor { SPAWN_REPLY_MONITOR } else { 0 };
+    let flags = if wants_monitor {
+        SPAWN_REPLY_MONITOR
+    } else {
+        0
+    };
     node.send_control(
         &peer.name,
         Message::spawn_reply(
@@ -112,7 +125,9 @@ pub(crate) fn spawn_request(
     if wants_monitor {
         let result = match outcome {
             Ok(v) => crate::tup![res_ref.clone(), term::atom("return"), v],
-            Err(RpcError::Error(r)) => crate::tup![res_ref.clone(), term::atom("error"), r, term::nil()],
+            Err(RpcError::Error(r)) => {
+                crate::tup![res_ref.clone(), term::atom("error"), r, term::nil()]
+            }
             Err(RpcError::Exit(r)) => crate::tup![res_ref.clone(), term::atom("exit"), r],
             Err(RpcError::Throw(r)) => crate::tup![res_ref.clone(), term::atom("throw"), r],
         };

@@ -27,9 +27,16 @@ pub(crate) fn start(node: &Node) {
         ),
         (
             "global_name_server",
-            gen_server::start(node, GlobalNameServer, StartOptions::named("global_name_server")),
+            gen_server::start(
+                node,
+                GlobalNameServer,
+                StartOptions::named("global_name_server"),
+            ),
         ),
-        ("rex", gen_server::start(node, Rex, StartOptions::named("rex"))),
+        (
+            "rex",
+            gen_server::start(node, Rex, StartOptions::named("rex")),
+        ),
     ] {
         if let Err(e) = result {
             tracing::error!(service = name, error = %e, "service did not start");
@@ -40,13 +47,26 @@ pub(crate) fn start(node: &Node) {
 struct NetKernel;
 
 impl GenServer for NetKernel {
-    async fn handle_call(&mut self, request: Term, _from: Term, process: &mut Process) -> CallReply {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        _from: Term,
+        process: &mut Process,
+    ) -> CallReply {
         match term::as_tuple(&request) {
-            Some([tag, _node]) if term::is_atom(tag, "is_auth") => CallReply::Reply(term::atom("yes")),
+            Some([tag, _node]) if term::is_atom(tag, "is_auth") => {
+                CallReply::Reply(term::atom("yes"))
+            }
             _ => match term::as_atom(&request) {
                 Some("nodename") => CallReply::Reply(term::atom(process.node().name())),
                 Some("longnames") => CallReply::Reply(term::atom(
-                    if process.node().name().split('@').nth(1).is_some_and(|h| h.contains('.')) {
+                    if process
+                        .node()
+                        .name()
+                        .split('@')
+                        .nth(1)
+                        .is_some_and(|h| h.contains('.'))
+                    {
                         "true"
                     } else {
                         "false"
@@ -67,7 +87,12 @@ impl GenServer for NetKernel {
 struct GlobalNameServer;
 
 impl GenServer for GlobalNameServer {
-    async fn handle_call(&mut self, request: Term, _from: Term, _process: &mut Process) -> CallReply {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        _from: Term,
+        _process: &mut Process,
+    ) -> CallReply {
         tracing::debug!(?request, "global_name_server: unsupported call");
         CallReply::Reply(term::atom("ok"))
     }
@@ -93,7 +118,12 @@ impl GenServer for GlobalNameServer {
 struct Rex;
 
 impl GenServer for Rex {
-    async fn handle_call(&mut self, request: Term, _from: Term, process: &mut Process) -> CallReply {
+    async fn handle_call(
+        &mut self,
+        request: Term,
+        _from: Term,
+        process: &mut Process,
+    ) -> CallReply {
         CallReply::Reply(rex_apply(process.node(), &request))
     }
 

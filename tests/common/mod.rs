@@ -56,7 +56,8 @@ pub fn free_port() -> u16 {
 pub fn ctl_ebin() -> PathBuf {
     static EBIN: OnceLock<PathBuf> = OnceLock::new();
     EBIN.get_or_init(|| {
-        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ebin_{}", std::process::id()));
+        let out =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ebin_{}", std::process::id()));
         std::fs::create_dir_all(&out).expect("ebin dir");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/src/beam_peer_ctl.erl");
         let status = Command::new("erlc")
@@ -83,15 +84,23 @@ impl Beam {
         let alive = unique(prefix);
         let name = format!("{alive}@127.0.0.1");
         let mut cmd = Command::new("erl");
-        cmd.args(["-name", &name, "-setcookie", cookie, "-noshell", "-start_epmd", "false"])
-            .arg("-pa")
-            .arg(ctl_ebin())
-            .args(extra)
-            .args(["-s", "beam_peer_ctl", "start"])
-            .env("ERL_EPMD_PORT", epmd_port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.args([
+            "-name",
+            &name,
+            "-setcookie",
+            cookie,
+            "-noshell",
+            "-start_epmd",
+            "false",
+        ])
+        .arg("-pa")
+        .arg(ctl_ebin())
+        .args(extra)
+        .args(["-s", "beam_peer_ctl", "start"])
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("erl starts");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -140,7 +149,11 @@ impl Drop for Beam {
 /// Starts a Rust node `PREFIX_..@127.0.0.1` on the EPMD at `epmd_port` (the
 /// embedded one is started when none answers there).
 pub async fn rust_node(prefix: &str, epmd_port: u16) -> Node {
-    rust_node_with(NodeConfig::new(format!("{}@127.0.0.1", unique(prefix))), epmd_port).await
+    rust_node_with(
+        NodeConfig::new(format!("{}@127.0.0.1", unique(prefix))),
+        epmd_port,
+    )
+    .await
 }
 
 pub async fn rust_node_with(config: NodeConfig, epmd_port: u16) -> Node {
@@ -159,7 +172,11 @@ pub async fn eval(p: &mut Process, beam: &str, code: &str) -> Term {
         Term::ByteList(term::ByteList::from(code))
     ];
     let reply = p
-        .call(Dest::Remote("ctl".into(), beam.into()), req, Duration::from_secs(60))
+        .call(
+            Dest::Remote("ctl".into(), beam.into()),
+            req,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap_or_else(|e| panic!("eval on {beam} failed: {e}: {code}"));
     match term::as_tuple(&reply) {
