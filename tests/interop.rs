@@ -42,10 +42,17 @@ async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
     .await;
     assert!(term::is_atom(&v, "pong"), "erl pings Rust: {v}");
     // erl lists us among its EPMD names too.
-    let v = eval(&mut p, &beam.name, "net_adm:names().").await;
-    assert!(v
-        .to_string()
-        .contains(rust.name().split('@').next().unwrap_or_default()));
+    let rust_alive = rust.name().split('@').next().unwrap_or_default();
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!("{{ok, Names}} = net_adm:names(\"127.0.0.1\"), lists:keymember(\"{rust_alive}\", 1, Names)."),
+    )
+    .await;
+    assert!(
+        term::is_atom(&v, "true"),
+        "erl's net_adm:names lists us: {v}"
+    );
     let v = eval(&mut p, &beam.name, "nodes().").await;
     assert!(
         v.to_string().contains(rust.name()),
