@@ -23,7 +23,11 @@ use tokio::sync::mpsc;
 
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
-use crate::dist::handshake::{Handshake, HandshakeEvent, PeerInfo, ServerStatus};
+use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
+
+/// What a client handshake reports when the peer refused it because its own
+/// simultaneous connect to us wins.
+const NOK: &str = "nok: the peer's simultaneous connection wins";
 use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -82,9 +86,29 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
 async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let mut hs = Handshake::server(node.handshake_config(), rand::random());
-    let (peer, leftover) = drive_handshake(&node, &mut stream, &mut hs).await?;
-    start(node, stream, peer, leftover, None);
-    Ok(())
+    let mut accepted = None;
+    match drive_handshake(&node, &mut stream, &mut hs, &mut accepted, None).await {
+        Ok((peer, leftover)) => {
+            let attempt = accepted.map(|(_, a)| a);
+            start(node, stream, peer, leftover, attempt);
+            Ok(())
+        }
+        Err(e) => {
+            // We had made this handshake the pending connection to the peer;
+            // release it so waiting senders fail instead of hanging.
+            if let Some((name, attempt)) = accepted {
+                node.connect_failed(
+                    &name,
+                    attempt,
+                    ConnectError::Handshake {
+                        node: name.clone(),
+                        reason: e.clone(),
+                    },
+                );
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Connects to `peer` for the node's pending attempt `attempt`.
@@ -120,13 +144,24 @@ pub(crate) async fn connect(
         .map_err(|e| unreachable(format!("{addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
     let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
-    let (info, leftover) =
-        drive_handshake(&node, &mut stream, &mut hs)
-            .await
-            .map_err(|reason| ConnectError::Handshake {
+    let (info, leftover) = drive_handshake(
+        &node,
+        &mut stream,
+        &mut hs,
+        &mut None,
+        Some((&peer, attempt)),
+    )
+    .await
+    .map_err(|reason| {
+        if reason == NOK {
+            ConnectError::SimultaneousLost(peer.clone())
+        } else {
+            ConnectError::Handshake {
                 node: peer.clone(),
                 reason,
-            })?;
+            }
+        }
+    })?;
     if info.name != peer {
         return Err(ConnectError::Handshake {
             node: peer.clone(),
@@ -150,10 +185,14 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host} has no address"))
 }
 
+/// Runs a handshake to completion. On the server side, `accepted` receives the
+/// peer's name and the pending-connection attempt the node opened for it.
 async fn drive_handshake(
     node: &Node,
     stream: &mut TcpStream,
     hs: &mut Handshake,
+    accepted: &mut Option<(String, u64)>,
+    dialing: Option<(&str, u64)>,
 ) -> Result<(PeerInfo, Vec<u8>), String> {
     let mut buf = vec![0u8; 4096];
     loop {
@@ -161,7 +200,10 @@ async fn drive_handshake(
         while let Some(event) = hs.poll_event() {
             match event {
                 HandshakeEvent::PeerNamed { name, .. } => {
-                    let status = node.accept_status(&name);
+                    let (status, attempt) = node.accept_status(&name);
+                    if let Some(a) = attempt {
+                        *accepted = Some((name.clone(), a));
+                    }
                     hs.set_status(status);
                     if matches!(status, ServerStatus::Nok | ServerStatus::NotAllowed) {
                         refused = Some(format!("{name} refused: {status:?}"));
@@ -187,7 +229,15 @@ async fn drive_handshake(
         if n == 0 {
             return Err(hs.connection_closed().to_string());
         }
-        hs.receive(&buf[..n]).map_err(|e| e.to_string())?;
+        if let Some((peer, attempt)) = dialing {
+            hs.set_alive_answer(node.attempt_is_current(peer, attempt));
+        }
+        if let Err(e) = hs.receive(&buf[..n]) {
+            if matches!(&e, HandshakeError::Refused(status) if status == "nok") {
+                return Err(NOK.to_string());
+            }
+            return Err(e.to_string());
+        }
     }
 }
 

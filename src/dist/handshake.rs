@@ -342,6 +342,10 @@ pub struct Handshake {
     required: u64,
     /// Client: we sent the old `'n'` name.
     sent_old_name: bool,
+    /// Client: what to answer when the server says `alive` (it still has a
+    /// connection from a node of our name). True only when we have no live
+    /// connection to it ourselves, i.e. ours is the newer incarnation.
+    alive_answer: bool,
     state: State,
     input: Vec<u8>,
     output: Vec<u8>,
@@ -399,6 +403,7 @@ impl Handshake {
             challenge,
             required: flags::MANDATORY_OTP25,
             sent_old_name: false,
+            alive_answer: true,
             state,
             input: Vec::new(),
             output: Vec::new(),
@@ -449,6 +454,13 @@ impl Handshake {
 
     /// Server side: answer a [`HandshakeEvent::PeerNamed`]. Ignored (with a
     /// warning) at any other time, since a status is only meaningful there.
+    /// Client side: whether to answer `true` to a server's `alive` status
+    /// (default true). The owner sets it from its connection table before
+    /// feeding bytes, so a redundant simultaneous attempt backs off.
+    pub fn set_alive_answer(&mut self, answer: bool) {
+        self.alive_answer = answer;
+    }
+
     pub fn set_status(&mut self, status: ServerStatus) {
         let pending = match std::mem::replace(&mut self.state, State::Completed) {
             State::ServerAwaitStatus(p) => p,
@@ -621,10 +633,15 @@ impl Handshake {
         };
         match status {
             b"ok" | b"ok_simultaneous" => {}
-            // The server still has a connection from "us"; we are the live
-            // one (the owner only dials when it has no connection), so tell
-            // it to drop the old one.
-            b"alive" => self.send_status("true"),
+            // The server still has a connection from "us". If we have none,
+            // that one belongs to an earlier incarnation: tell it to drop it.
+            // If we do (a simultaneous connect already completed), this
+            // attempt is the redundant one and gives up.
+            b"alive" if self.alive_answer => self.send_status("true"),
+            b"alive" => {
+                self.send_status("false");
+                return Err(HandshakeError::Refused("alive".into()));
+            }
             b"nok" | b"not_allowed" => {
                 return Err(HandshakeError::Refused(
                     String::from_utf8_lossy(status).into_owned(),

@@ -158,6 +158,10 @@ pub enum ConnectError {
     Timeout(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// Our attempt lost a simultaneous connect; the peer's own connection to us
+    /// completes the pending connection instead.
+    #[error("simultaneous connect with {0}: the peer's attempt wins")]
+    SimultaneousLost(String),
 }
 
 /// A function callable from peers through erpc and rex.
@@ -280,13 +284,9 @@ impl Node {
         let mut registration = None;
         let creation = match &config.discovery {
             Discovery::Epmd { port } => {
-                embedded = crate::epmd::ensure_epmd(*port).await?;
-                if embedded.is_some() {
-                    tracing::info!(port, "no EPMD answered; started the embedded EPMD");
-                }
-                let epmd_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), *port);
                 let entry = crate::epmd::NodeEntry::new(&alive, listen_port, config.hidden);
-                let reg = crate::epmd::register(epmd_addr, &entry).await?;
+                let (emb, reg) = register_in_epmd(*port, &entry).await?;
+                embedded = emb;
                 let creation = reg.creation;
                 registration = Some(reg);
                 creation
@@ -324,6 +324,10 @@ impl Node {
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
         node.add_background(acceptor.abort_handle());
+        if let Discovery::Epmd { port } = node.inner.config.discovery {
+            let keeper = tokio::spawn(keep_registered(node.downgrade(), port, alive));
+            node.add_background(keeper.abort_handle());
+        }
         crate::services::start(&node);
         tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
         Ok(node)
@@ -969,9 +973,20 @@ impl Node {
                 Ok(r) => r,
                 Err(_) => Err(ConnectError::Timeout(node.clone())),
             };
-            if let Some(n) = weak.upgrade() {
-                if let Err(e) = result {
-                    n.connect_failed(&node, attempt, e);
+            match result {
+                Ok(()) => {}
+                Err(ConnectError::SimultaneousLost(_)) => {
+                    // The peer is connecting to us right now; its handshake takes
+                    // over our pending entry. Give up only if it never arrives.
+                    tokio::time::sleep(timeout).await;
+                    if let Some(n) = weak.upgrade() {
+                        n.connect_failed(&node, attempt, ConnectError::Timeout(node.clone()));
+                    }
+                }
+                Err(e) => {
+                    if let Some(n) = weak.upgrade() {
+                        n.connect_failed(&node, attempt, e);
+                    }
                 }
             }
         });
@@ -1048,25 +1063,42 @@ impl Node {
     // ------------------------------------------------------- connection events
 
     /// Server side of a handshake: the peer named itself; decide like
-    /// net_kernel does (simultaneous connects resolved by comparing names).
-    pub(crate) fn accept_status(&self, peer: &str) -> ServerStatus {
-        if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return ServerStatus::NotAllowed;
+    /// net_kernel does. An accepted incoming handshake becomes the pending
+    /// connection to that peer (so our own connects wait for it instead of
+    /// racing it), and simultaneous connects are resolved by comparing names:
+    /// the node with the greater name keeps its outgoing attempt.
+    /// Returns the status and, when accepted, the attempt id to complete with.
+    pub(crate) fn accept_status(&self, peer: &str) -> (ServerStatus, Option<u64>) {
+        if self.inner.shutting_down.load(Ordering::Relaxed) || peer == self.inner.name {
+            return (ServerStatus::NotAllowed, None);
         }
         let Ok(mut peers) = self.inner.peers.lock() else {
-            return ServerStatus::NotAllowed;
+            return (ServerStatus::NotAllowed, None);
         };
+        let fresh = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
         match peers.get_mut(peer) {
-            None => ServerStatus::Ok,
-            Some(PeerState::Up(_)) => ServerStatus::Alive,
+            None => {
+                peers.insert(
+                    peer.to_string(),
+                    PeerState::Pending {
+                        attempt: fresh,
+                        queue: vec![],
+                        waiters: vec![],
+                    },
+                );
+                (ServerStatus::Ok, Some(fresh))
+            }
+            // The peer restarted (or lost the connection before we noticed): the
+            // new connection replaces the old one if the peer confirms.
+            Some(PeerState::Up(_)) => (ServerStatus::Alive, None),
             Some(PeerState::Pending { attempt, .. }) => {
                 if self.inner.name.as_str() > peer {
-                    // Our own attempt wins; theirs is refused.
-                    ServerStatus::Nok
+                    (ServerStatus::Nok, None)
                 } else {
-                    // Theirs wins: orphan our attempt so its result is ignored.
-                    *attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
-                    ServerStatus::OkSimultaneous
+                    // Theirs wins: our outgoing attempt is orphaned (its result
+                    // will be ignored) and this handshake completes the entry.
+                    *attempt = fresh;
+                    (ServerStatus::OkSimultaneous, Some(fresh))
                 }
             }
         }
@@ -1141,7 +1173,16 @@ impl Node {
         true
     }
 
-    fn connect_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+    /// True while `attempt` is still the pending connection to `node` (not
+    /// orphaned by a simultaneous incoming connection, not completed).
+    pub(crate) fn attempt_is_current(&self, node: &str, attempt: u64) -> bool {
+        matches!(
+            self.inner.peers.lock().ok().as_deref().and_then(|p| p.get(node)),
+            Some(PeerState::Pending { attempt: a, .. }) if *a == attempt
+        )
+    }
+
+    pub(crate) fn connect_failed(&self, node: &str, attempt: u64, err: ConnectError) {
         let waiters = {
             let Ok(mut peers) = self.inner.peers.lock() else {
                 return;
@@ -1406,6 +1447,90 @@ impl Node {
         if let Ok(mut e) = self.inner._epmd.lock() {
             if let Some(e) = e.take() {
                 e.shutdown();
+            }
+        }
+    }
+}
+
+/// Registers in the EPMD on `port`, starting the embedded one when none answers.
+/// An EPMD that goes away between our probe and our request (another process's
+/// embedded EPMD shutting down) is retried a few times.
+async fn register_in_epmd(
+    port: u16,
+    entry: &crate::epmd::NodeEntry,
+) -> Result<(Option<crate::epmd::EmbeddedEpmd>, crate::epmd::Registration), crate::epmd::EpmdError>
+{
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let mut last = None;
+    for attempt in 0..5u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+        }
+        let embedded = match crate::epmd::ensure_epmd(port).await {
+            Ok(e) => e,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        if embedded.is_some() {
+            tracing::info!(port, "no EPMD answered; started the embedded EPMD");
+        }
+        match crate::epmd::register(addr, entry).await {
+            Ok(reg) => return Ok((embedded, reg)),
+            Err(e @ crate::epmd::EpmdError::RegistrationRefused { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or(crate::epmd::EpmdError::ClosedEarly))
+}
+
+/// Watches our EPMD registration. When the EPMD goes away (say, the embedded EPMD
+/// of another process that exited), register again, starting an embedded EPMD
+/// if nobody else does. The node keeps its creation: pids already handed out
+/// stay valid.
+async fn keep_registered(weak: WeakNode, port: u16, alive: String) {
+    loop {
+        let reg = {
+            let Some(node) = weak.upgrade() else { return };
+            let taken = node
+                .inner
+                ._registration
+                .lock()
+                .ok()
+                .and_then(|mut r| r.take());
+            drop(node);
+            taken
+        };
+        let Some(mut reg) = reg else { return };
+        reg.closed().await;
+        tracing::warn!(port, "EPMD connection lost; registering again");
+        drop(reg);
+        let Some(node) = weak.upgrade() else { return };
+        if node.inner.shutting_down.load(Ordering::Relaxed) {
+            return;
+        }
+        let entry =
+            crate::epmd::NodeEntry::new(&alive, node.inner.listen_port, node.inner.config.hidden);
+        drop(node);
+        let mut delay = Duration::from_millis(100);
+        let (embedded, reg) = loop {
+            match register_in_epmd(port, &entry).await {
+                Ok(x) => break x,
+                Err(e) => {
+                    tracing::warn!(port, error = %e, "EPMD registration failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        let Some(node) = weak.upgrade() else { return };
+        if let Ok(mut r) = node.inner._registration.lock() {
+            *r = Some(reg);
+        }
+        if embedded.is_some() {
+            if let Ok(mut e) = node.inner._epmd.lock() {
+                *e = embedded;
             }
         }
     }

@@ -1,0 +1,345 @@
+//! Rust-only clusters: no BEAM anywhere. Simultaneous connects, fixed ports
+//! without EPMD, many processes, and a peer that sends garbage.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use beam_peer::dist::codec;
+use beam_peer::dist::handshake::{Handshake, HandshakeConfig, HandshakeEvent};
+use beam_peer::term::{self, Term};
+use beam_peer::{Discovery, Node, NodeConfig, NodeEvent, ProcessExit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_connects_leave_exactly_one_connection() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("beam_peer=debug")
+        .with_test_writer()
+        .try_init();
+    for round in 0..10 {
+        let port = common::free_port();
+        let a = common::rust_node(&format!("sim_a{round}"), port).await;
+        let b = common::rust_node(&format!("sim_b{round}"), port).await;
+        let mut ea = a.subscribe();
+        let mut eb = b.subscribe();
+        let (ra, rb) = tokio::join!(a.connect(b.name()), b.connect(a.name()));
+        assert_eq!(ra, Ok(()), "round {round}");
+        assert_eq!(rb, Ok(()), "round {round}");
+        assert_eq!(a.nodes(), vec![b.name().to_string()]);
+        assert_eq!(b.nodes(), vec![a.name().to_string()]);
+        // Exactly one nodeup each, and the connection carries traffic both ways.
+        assert!(matches!(ea.recv().await, Ok(NodeEvent::Up { .. })));
+        assert!(matches!(eb.recv().await, Ok(NodeEvent::Up { .. })));
+        for (x, y) in [(&a, &b), (&b, &a)] {
+            let mut p = x.process();
+            let r = p
+                .call(
+                    ("net_kernel", y.name()),
+                    beam_peer::tup![term::atom("is_auth"), term::atom(x.name())],
+                    T,
+                )
+                .await;
+            assert_eq!(
+                r,
+                Ok(term::atom("yes")),
+                "round {round}: {} pings {}",
+                x.name(),
+                y.name()
+            );
+        }
+        assert!(ea.try_recv().is_err(), "no second nodeup/nodedown on a");
+        assert!(eb.try_recv().is_err(), "no second nodeup/nodedown on b");
+        a.shutdown();
+        b.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixed_ports_without_epmd() {
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let name_a = format!("{}@127.0.0.1", common::unique("fixed_a"));
+    let name_b = format!("{}@127.0.0.1", common::unique("fixed_b"));
+    let fixed = |peer: &str, port: u16| Discovery::Fixed {
+        peer_port: 1,
+        peers: [(peer.to_string(), SocketAddr::from(([127, 0, 0, 1], port)))].into(),
+    };
+    let a = Node::start(
+        NodeConfig::new(&name_a)
+            .cookie(common::COOKIE)
+            .discovery(fixed(&name_b, pb))
+            .listen([127, 0, 0, 1].into(), pa),
+    )
+    .await
+    .expect("a");
+    let b = Node::start(
+        NodeConfig::new(&name_b)
+            .cookie(common::COOKIE)
+            .discovery(fixed(&name_a, pa))
+            .listen([127, 0, 0, 1].into(), pb),
+    )
+    .await
+    .expect("b");
+    beam_peer::demo::start_echo_and_sink(&b).expect("echo");
+    let mut p = a.process();
+    let r = p.call(("echo", name_b.as_str()), term::atom("hi"), T).await;
+    assert_eq!(r, Ok(term::atom("hi")));
+    a.shutdown();
+    b.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_processes_each_answer_a_remote_message() {
+    let port = common::free_port();
+    let a = common::rust_node("many_a", port).await;
+    let b = common::rust_node("many_b", port).await;
+    const N: usize = 50_000;
+    let mut pids = Vec::with_capacity(N);
+    for _ in 0..N {
+        pids.push(b.spawn(|mut p| async move {
+            match p.receive().await {
+                Ok(m) => {
+                    if let Some([Term::Pid(from), n]) = term::as_tuple(&m) {
+                        p.send(from, n.clone());
+                    }
+                    ProcessExit::Normal
+                }
+                Err(e) => e.into(),
+            }
+        }));
+    }
+    assert!(b.process_count() >= N);
+    let mut me = a.process();
+    for (i, pid) in pids.iter().enumerate() {
+        me.send(
+            pid,
+            beam_peer::tup![Term::Pid(me.pid().clone()), term::int(i as i64)],
+        );
+    }
+    let mut seen = vec![false; N];
+    for _ in 0..N {
+        let m = me
+            .receive_timeout(T)
+            .await
+            .expect("alive")
+            .expect("a reply");
+        let i = term::as_i64(&m).expect("int") as usize;
+        assert!(!seen[i], "duplicate reply {i}");
+        seen[i] = true;
+    }
+    // Every process exited normally and left the table.
+    assert!(common::wait_until(T, || b.process_count() < 100).await);
+    a.shutdown();
+    b.shutdown();
+}
+
+/// Completes a handshake as a fake peer over a raw socket and returns the
+/// stream, ready for frames.
+async fn fake_peer(node: &Node, name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.listen_port()))
+        .await
+        .expect("tcp");
+    let mut hs = Handshake::client(
+        HandshakeConfig {
+            name: name.to_string(),
+            creation: 77,
+            flags: beam_peer::dist::flags::offered(true),
+            cookie: common::COOKIE.to_string(),
+        },
+        12345,
+        6,
+    );
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let out = hs.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await.expect("write");
+        }
+        if let Some(HandshakeEvent::Completed { .. }) = hs.poll_event() {
+            let out = hs.take_output();
+            stream.write_all(&out).await.expect("write");
+            return stream;
+        }
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed during handshake");
+        hs.receive(&buf[..n]).expect("handshake");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_closes_only_that_connection() {
+    let port = common::free_port();
+    let node = common::rust_node("victim", port).await;
+    let other = common::rust_node("bystander", port).await;
+    beam_peer::demo::start_echo_and_sink(&node).expect("echo");
+    assert!(other.ping(node.name()).await);
+    let mut events = node.subscribe();
+
+    // An unknown control message (op 99) is dropped; the connection stays.
+    let fake = format!("{}@127.0.0.1", common::unique("fake"));
+    let mut s = fake_peer(&node, &fake).await;
+    let _ = events.recv().await;
+    let mut body = Vec::new();
+    body.push(112u8);
+    eetf::Term::from(beam_peer::tup![term::int(99), term::atom("what")])
+        .encode(&mut body)
+        .expect("encode");
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame).await.expect("write");
+    // Then a valid REG_SEND to `sink` proves the connection still works.
+    let from = beam_peer::term::Pid::new(fake.as_str(), 1, 0, 77);
+    let msg = erl_dist::message::Message::reg_send(
+        from,
+        term::Atom::from("sink"),
+        beam_peer::tup![term::atom("m"), term::int(1)],
+    );
+    let body = codec::encode_control(msg).expect("encode");
+    s.write_all(&codec::pass_through_frame(&body))
+        .await
+        .expect("write");
+    // The fake's connection and ours are separate, so poll the sink until the
+    // fake's message has been counted (the sink resets on each report).
+    let mut probe = other.process();
+    let mut counted = 0;
+    let deadline = std::time::Instant::now() + T;
+    while counted < 1 && std::time::Instant::now() < deadline {
+        probe.send(
+            ("sink", node.name()),
+            beam_peer::tup![term::atom("report"), Term::Pid(probe.pid().clone())],
+        );
+        let m = probe
+            .receive_timeout(T)
+            .await
+            .expect("alive")
+            .expect("count");
+        counted += term::as_tuple(&m)
+            .and_then(|e| term::as_i64(&e[1]))
+            .unwrap_or(0);
+    }
+    assert_eq!(
+        counted, 1,
+        "the fake's message arrived after the unknown op"
+    );
+    assert!(node.nodes().contains(&fake));
+
+    // Garbage: a frame with an unknown header. Only the fake's connection goes.
+    s.write_all(&[0, 0, 0, 3, 131, 99, 1]).await.expect("write");
+    loop {
+        match tokio::time::timeout(T, events.recv()).await {
+            Ok(Ok(NodeEvent::Down { node: n, reason })) if n == fake => {
+                assert!(reason.contains("malformed"), "{reason}");
+                break;
+            }
+            Ok(Ok(_)) => continue,
+            other => panic!("no nodedown for the fake: {other:?}"),
+        }
+    }
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(T, s.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .unwrap_or(0);
+    let _ = n;
+    assert!(other.ping(node.name()).await, "other peers are unaffected");
+    assert!(node.nodes().contains(&other.name().to_string()));
+    node.shutdown();
+    other.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_links_and_selective_receive_on_one_node() {
+    let port = common::free_port();
+    let node = common::rust_node("local", port).await;
+    let mut a = node.process();
+    // Selective receive keeps unmatched messages in order.
+    for i in 1..=5 {
+        a.send(a.pid(), term::int(i));
+    }
+    let four = a
+        .receive_match(|m| term::as_i64(m) == Some(4), Some(T))
+        .await
+        .expect("alive");
+    assert_eq!(four, Some(term::int(4)));
+    for i in [1, 2, 3, 5] {
+        assert_eq!(a.receive().await.expect("alive"), term::int(i));
+    }
+    assert_eq!(a.receive_timeout(Duration::from_millis(20)).await, Ok(None));
+    // exit(Pid, kill) is untrappable; a trapping linked process sees `killed`.
+    let victim = node.spawn(|mut p| async move {
+        p.trap_exit(true);
+        loop {
+            if let Err(e) = p.receive().await {
+                return e.into();
+            }
+        }
+    });
+    a.trap_exit(true);
+    a.link(&victim);
+    a.exit(&victim, term::atom("kill"));
+    let m = a.receive_timeout(T).await.expect("alive").expect("EXIT");
+    assert_eq!(
+        m,
+        beam_peer::tup![
+            term::atom("EXIT"),
+            Term::Pid(victim.clone()),
+            term::atom("killed")
+        ]
+    );
+    assert!(!node.is_process_alive(&victim));
+    // A monitor of a dead pid gives noproc at once; demonitor with flush leaves nothing.
+    let r = a.monitor(&victim);
+    let m = a.receive_timeout(T).await.expect("alive").expect("DOWN");
+    assert_eq!(
+        m,
+        beam_peer::tup![
+            term::atom("DOWN"),
+            Term::Reference(Box::new(r)),
+            term::atom("process"),
+            Term::Pid(victim.clone()),
+            term::atom("noproc")
+        ]
+    );
+    let r2 = a.monitor(&victim);
+    a.demonitor(&r2, true);
+    assert_eq!(a.receive_timeout(Duration::from_millis(20)).await, Ok(None));
+    node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_register_again_when_the_embedded_epmd_owner_leaves() {
+    let port = common::free_port();
+    let owner = common::rust_node("epmd_owner", port).await;
+    let survivor = common::rust_node("survivor", port).await;
+    owner.shutdown();
+    drop(owner);
+    // The survivor notices, starts its own embedded EPMD and registers again, so a
+    // newcomer can still find it by name.
+    let newcomer = common::rust_node("newcomer", port).await;
+    let epmd = SocketAddr::from(([127, 0, 0, 1], port));
+    let alive = survivor
+        .name()
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut found = false;
+    let deadline = std::time::Instant::now() + T;
+    while !found && std::time::Instant::now() < deadline {
+        found = beam_peer::epmd::names(epmd)
+            .await
+            .map(|names| names.iter().any(|(n, _)| *n == alive))
+            .unwrap_or(false);
+        if !found {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(found, "survivor registered again");
+    assert!(newcomer.ping(survivor.name()).await);
+    survivor.shutdown();
+    newcomer.shutdown();
+}
