@@ -185,7 +185,7 @@ async fn a_malformed_frame_closes_only_that_connection() {
     let _ = events.recv().await;
     let mut body = Vec::new();
     body.push(112u8);
-    eetf::Term::from(beam_peer::tup![term::int(99), term::atom("what")])
+    beam_peer::tup![term::int(99), term::atom("what")]
         .encode(&mut body)
         .expect("encode");
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
