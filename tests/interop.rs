@@ -495,48 +495,50 @@ async fn ten_megabyte_messages_each_way() {
     )
     .await;
     assert_eq!(v.to_string(), "{'true',10485760}");
-    // While a 10 MB message goes out to erl, a small one from another process is
-    // not stuck behind it.
+    // Rust -> BEAM: a 10 MB message goes out in fragments. A small message from
+    // another process sent right after it overtakes it (nothing stalls behind a
+    // big message), while a small message from the same process stays behind
+    // it (signal order between a pair of processes is kept).
+    let collector = |name: &str| {
+        format!(
+            "Parent = self(), spawn(fun() -> register({name}, self()), Parent ! up, \
+             L = [receive {{big, B}} -> {{big, byte_size(B), binary:at(B, 99)}}; {{small, X}} -> {{small, X}} end || _ <- [1, 2]], \
+             receive {{get, F}} -> F ! {{got, L}} end end), \
+             receive up -> ok end."
+        )
+    };
     let big = term::binary(vec![7u8; 10 * 1024 * 1024]);
-    let mut other = rust.process();
-    let reply = ctl
-        .call(
-            Dest::Remote("ctl".into(), beam.name.clone()),
-            beam_peer::tup![
-                term::atom("eval"),
-                Term::ByteList(term::ByteList::from("ok."))
-            ],
-            T,
+    let small = |n: i64| beam_peer::tup![term::atom("small"), term::int(n)];
+    for (name, same_sender) in [("coll_other", false), ("coll_same", true)] {
+        let v = eval(&mut ctl, &beam.name, &collector(name)).await;
+        assert!(term::is_atom(&v, "ok"));
+        let dest = Dest::Remote(name.into(), beam.name.clone());
+        let sender = rust.process();
+        let other = rust.process();
+        sender.send(
+            dest.clone(),
+            beam_peer::tup![term::atom("big"), big.clone()],
+        );
+        if same_sender {
+            sender.send(dest.clone(), small(1));
+        } else {
+            other.send(dest.clone(), small(2));
+        }
+        let v = eval(
+            &mut ctl,
+            &beam.name,
+            &format!(
+                "{name} ! {{get, self()}}, receive {{got, L}} -> L after 20000 -> timeout end."
+            ),
         )
         .await;
-    assert!(reply.is_ok());
-    let _ = other
-        .call(
-            Dest::Remote("ctl".into(), beam.name.clone()),
-            term::atom("x"),
-            T,
-        )
-        .await;
-    let v = eval(
-        &mut ctl,
-        &beam.name,
-        "Parent = self(), spawn(fun() -> register(bigsink, self()), Parent ! up, \
-         receive {big, B} -> receive {get, F} -> F ! {size, byte_size(B), binary:at(B, 99)} end end end), \
-         receive up -> ok end.",
-    )
-    .await;
-    assert!(term::is_atom(&v, "ok"));
-    ctl.send(
-        Dest::Remote("bigsink".into(), beam.name.clone()),
-        beam_peer::tup![term::atom("big"), big],
-    );
-    let v = eval(
-        &mut ctl,
-        &beam.name,
-        "bigsink ! {get, self()}, receive {size, S, B} -> {S, B} after 20000 -> timeout end.",
-    )
-    .await;
-    assert_eq!(v.to_string(), "{10485760,7}");
+        let expected = if same_sender {
+            "[{'big',10485760,7},{'small',1}]"
+        } else {
+            "[{'small',2},{'big',10485760,7}]"
+        };
+        assert_eq!(v.to_string(), expected, "same sender: {same_sender}");
+    }
     rust.shutdown();
 }
 

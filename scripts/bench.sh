@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust and
+# Rust->BEAM on this machine, in one run, with ratios.
+#   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v erl >/dev/null 2>&1; then
+    echo "erl not found: install erlang-nox (scripts/test.sh does it) to compare with the BEAM" >&2
+    exit 1
+fi
+cargo bench --bench dist -- --bench "$@"
