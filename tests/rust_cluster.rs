@@ -343,3 +343,33 @@ async fn nodes_register_again_when_the_embedded_epmd_owner_leaves() {
     survivor.shutdown();
     newcomer.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_ping_reads_the_cookie_from_home_erlang_cookie() {
+    let port = common::free_port();
+    let node = common::rust_node("cookie_target", port).await;
+    let home = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(common::unique("home"));
+    std::fs::create_dir_all(&home).expect("home");
+    let ping = |cookie: &str| {
+        std::fs::write(home.join(".erlang.cookie"), cookie).expect("cookie file");
+        std::process::Command::new(env!("CARGO_BIN_EXE_beam-peer"))
+            .args([
+                "ping",
+                node.name(),
+                "--name",
+                &format!("{}@127.0.0.1", common::unique("cli")),
+            ])
+            .env("HOME", &home)
+            .env("ERL_EPMD_PORT", port.to_string())
+            .output()
+            .expect("beam-peer runs")
+    };
+    let ok = ping(&format!("{}\n", common::COOKIE));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "pong");
+    assert!(ok.status.success());
+    let bad = ping("not_the_cookie");
+    assert_eq!(String::from_utf8_lossy(&bad.stdout).trim(), "pang");
+    assert!(!bad.status.success());
+    node.shutdown();
+    let _ = std::fs::remove_dir_all(&home);
+}
