@@ -23,11 +23,9 @@ macro_rules! require_erl {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
     require_erl!("embedded_epmd_serves_real_erl_and_ping_works_both_ways");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     // erl registered in our embedded EPMD: we can find it there.
-    let epmd = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let epmd = std::net::SocketAddr::from(([127, 0, 0, 1], beam.epmd_port));
     let names = beam_peer::epmd::names(epmd).await.expect("names");
     let alive = beam.name.split('@').next().unwrap_or_default();
     assert!(names.iter().any(|(n, _)| n == alive), "{names:?}");
@@ -64,10 +62,7 @@ async fn embedded_epmd_serves_real_erl_and_ping_works_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gen_server_calls_both_ways() {
     require_erl!("gen_server_calls_both_ways");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    beam_peer::demo::start_echo_and_sink(&rust).expect("echo");
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut p = rust.process();
     // BEAM -> Rust: gen_server:call/3 to our echo, by {Name, Node}.
     let v = eval(
@@ -129,10 +124,7 @@ async fn gen_server_calls_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_by_name_and_pid_both_ways() {
     require_erl!("send_by_name_and_pid_both_ways");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    beam_peer::demo::start_echo_and_sink(&rust).expect("sink");
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut p = rust.process();
     // BEAM -> Rust by name, then by pid (the pid reaches erl inside a message).
     let me = q(rust.name());
@@ -204,9 +196,7 @@ async fn send_by_name_and_pid_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_and_monitors_both_ways_with_unlink_id() {
     require_erl!("links_and_monitors_both_ways_with_unlink_id");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut ctl = rust.process();
     // An erl process that exits with `bye` when told.
     let v = eval(
@@ -341,9 +331,7 @@ async fn links_and_monitors_both_ways_with_unlink_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_of_the_beam_fires_noconnection_everywhere() {
     require_erl!("kill_dash_nine_of_the_beam_fires_noconnection_everywhere");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    let mut beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, mut beam) = common::rust_and_beam().await;
     let mut events = rust.subscribe();
     let mut ctl = rust.process();
     let v = eval(
@@ -417,9 +405,7 @@ fn remote_pid_literal(p: &beam_peer::term::Pid) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_sync_erpc_and_rpc() {
     require_erl!("global_sync_erpc_and_rpc");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut ctl = rust.process();
     assert!(rust.ping(&beam.name).await);
     let me = q(rust.name());
@@ -476,10 +462,7 @@ async fn global_sync_erpc_and_rpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_megabyte_messages_each_way() {
     require_erl!("ten_megabyte_messages_each_way");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    beam_peer::demo::start_echo_and_sink(&rust).expect("echo");
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut ctl = rust.process();
     // erl sends 10 MB to our echo (fragmented by the BEAM), which sends it back
     // (fragmented by us); erl checks it is the same.
@@ -545,9 +528,7 @@ async fn ten_megabyte_messages_each_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_messages_beam_to_rust_none_lost_order_kept() {
     require_erl!("a_million_messages_beam_to_rust_none_lost_order_kept");
-    let port = common::free_port();
-    let rust = common::rust_node("rust", port).await;
-    let beam = Beam::start("erl", COOKIE, port, &[]);
+    let (rust, beam) = common::rust_and_beam().await;
     let mut ctl = rust.process();
     const N: i64 = 1_000_000;
     let checker = rust.spawn(|mut p| async move {

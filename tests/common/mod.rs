@@ -76,6 +76,8 @@ pub fn ctl_ebin() -> PathBuf {
 pub struct Beam {
     child: Option<Child>,
     pub name: String,
+    /// The EPMD port the node registered with.
+    pub epmd_port: u16,
 }
 
 impl Beam {
@@ -115,6 +117,7 @@ impl Beam {
         let beam = Beam {
             child: Some(child),
             name,
+            epmd_port,
         };
         rx.recv_timeout(Duration::from_secs(30))
             .expect("erl node printed ready");
@@ -200,4 +203,14 @@ pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// An Erlang atom literal for `text` (quoted).
 pub fn q(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The usual pair: a Rust node (with `echo` and `sink`) that starts the embedded
+/// EPMD on a private port, and a real `erl` node registered in it.
+pub async fn rust_and_beam() -> (Node, Beam) {
+    let port = free_port();
+    let rust = rust_node("rust", port).await;
+    beam_peer::demo::start_echo_and_sink(&rust).expect("echo and sink");
+    let beam = Beam::start("erl", COOKIE, port, &[]);
+    (rust, beam)
 }
