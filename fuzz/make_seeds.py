@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Writes seed inputs for the fuzz targets into fuzz/seeds/<target>/.
+
+Seeds are built from the recorded OTP 25 fixtures in tests/fixtures
+(control-message bodies and handshake transcripts) plus hand-built EPMD
+messages, wrapped in each target's input layout (see the header of each
+fuzz_targets/*.rs). Run from anywhere: python3 fuzz/make_seeds.py
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "tests", "fixtures")
+SEEDS = os.path.join(HERE, "seeds")
+
+
+def write(target, name, data):
+    d = os.path.join(SEEDS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(bytes(data))
+
+
+def be32(n):
+    return struct.pack(">I", n)
+
+
+def be64(n):
+    return struct.pack(">Q", n)
+
+
+def frame(payload):
+    return be32(len(payload)) + payload
+
+
+def bodies():
+    d = os.path.join(FIXTURES, "codec")
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".bin"):
+            with open(os.path.join(d, f), "rb") as fh:
+                yield f[:-4], fh.read()
+
+
+# control: raw frame bodies as OTP sends them.
+for name, body in bodies():
+    write("control", name, body)
+
+# frame_decoder: [chunking seed, limits selector] + frames.
+for name, body in bodies():
+    tick = frame(b"")
+    write("frame_decoder", name + "_pass", b"\x07\x00" + frame(b"\x70" + body) + tick)
+    # Dist header without atom cache refs; drops the control term's 131.
+    write("frame_decoder", name + "_hdr", b"\x03\x00" + frame(b"\x83\x44\x00" + body[1:]))
+    half = max(1, len(body) // 2)
+    first = frame(b"\x83\x45" + be64(7) + be64(2) + b"\x00" + body[1:half])
+    cont = frame(b"\x83\x46" + be64(7) + be64(1) + body[half:])
+    write("frame_decoder", name + "_frag", b"\x05\x00" + first + tick + cont)
+    # The same under small limits (selector bit 7 set).
+    write("frame_decoder", name + "_frag_small", b"\x02\x9a" + first + cont)
+
+# handshake: [mode, chunking seed] + bytes; honest prefix of 0..3 outputs.
+for side in (0, 1):
+    for version in (0, 2):
+        for prefix in range(4):
+            mode = side | version | (prefix << 2)
+            write("handshake", "mode_%02x" % mode, bytes([mode, 0x03]))
+
+
+def transcript(name):
+    fields = {}
+    with open(os.path.join(FIXTURES, "handshake", name)) as fh:
+        for line in fh:
+            if "=" in line and not line.startswith("#"):
+                k, v = line.strip().split("=", 1)
+                fields[k] = v
+    return bytes.fromhex(fields["peer_to_us"])
+
+
+# A real erl client talking to our server, and a real erl server to our client.
+write("handshake", "erl_client_v6", b"\x00\x04" + transcript("erl_client_v6.txt"))
+write("handshake", "erl_server_v6", b"\x01\x04" + transcript("erl_server_v6.txt"))
+
+
+# epmd_proto: [selector] + bytes.
+def req(body):
+    return struct.pack(">H", len(body)) + body
+
+
+def entry(name, extra=b""):
+    return (struct.pack(">HBBHH", 4370, 77, 0, 6, 5) + struct.pack(">H", len(name)) + name
+            + struct.pack(">H", len(extra)) + extra)
+
+
+write("epmd_proto", "alive2_req", b"\x00" + req(b"x" + entry(b"erl1", b"\x01\x02")))
+write("epmd_proto", "port_please2_req", b"\x00" + req(b"zerl1"))
+write("epmd_proto", "names_req", b"\x00" + req(b"n"))
+write("epmd_proto", "alive2_x_resp", b"\x01" + b"v\x00" + be32(1795423969))
+write("epmd_proto", "alive2_resp", b"\x01" + b"y\x00\x00\x03")
+write("epmd_proto", "port2_resp_found", b"\x02" + b"w\x00" + entry(b"erl1"))
+write("epmd_proto", "port2_resp_not_found", b"\x02" + b"w\x01")
+write("epmd_proto", "names_resp", b"\x03" + be32(4369)
+      + b"name erl1 at port 4370\nname rust at port 40000\n")
