@@ -20,6 +20,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod crdt;
 pub mod demo;
 pub mod dist;
 pub mod epmd;

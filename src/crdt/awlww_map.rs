@@ -1,0 +1,813 @@
+//! DeltaCrdt's `AWLWWMap` (delta_crdt 0.6.4), as a plain value.
+//!
+//! State: a causal context (`dots`) and, per key, a map from `{value, timestamp}`
+//! to the set of dots that wrote it. This module owns the operations (`add`,
+//! `remove`, `clear`), the key-restricted `join`, `read`, the diffs DeltaCrdt
+//! derives from a join, and the `%DeltaCrdt.AWLWWMap{}` wire term. It never
+//! reads a clock, draws a node id, or talks to anyone: callers pass
+//! timestamps and node ids in and ship the returned values themselves.
+//!
+//! Every rule mirrors upstream, quirks included, because a BEAM replica
+//! applying the same join must reach the same state:
+//! - an entry survives a join when both sides hold its dot, or one side
+//!   holds it and the other side's context does not cover it;
+//! - the joined context is the union of both *whole* contexts, even when
+//!   only some keys are joined;
+//! - keys outside the join's key list are not joined: the right-hand side's
+//!   entries for such a key replace the left-hand side's wholesale;
+//! - a read picks, per key, the entry with the largest timestamp; among
+//!   equal timestamps the first in the BEAM's map iteration order, which for
+//!   a key with at most 32 entries is the smallest `{value, ts}` in term order.
+//!
+//! Map keys are Erlang terms compared with [`term_cmp`] (exact term order,
+//! so `1` and `1.0` are distinct keys, as in an Elixir map).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use super::dots::{int_field, DotSet, Dots, NodeId};
+use super::{elixir, CrdtTermError};
+use crate::term::{as_tuple, atom, int, tuple, BigInteger, InternalFun, List, Map, Term};
+
+#[cfg(test)]
+mod beam_oracle;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+/// The Elixir module name of the state struct.
+pub const STRUCT_NAME: &str = "Elixir.DeltaCrdt.AWLWWMap";
+
+/// The deepest key or value `from_term` accepts. [`term_cmp`] recurses once
+/// per nesting level, so a peer must not be able to pick the depth.
+pub const MAX_TERM_DEPTH: usize = 512;
+
+/// A term ordered by [`term_cmp`]; equality is Erlang's `=:=`.
+#[derive(Debug, Clone)]
+pub struct OrdTerm(pub Term);
+
+impl PartialEq for OrdTerm {
+    fn eq(&self, other: &Self) -> bool {
+        term_cmp(&self.0, &other.0) == Ordering::Equal
+    }
+}
+impl Eq for OrdTerm {}
+impl PartialOrd for OrdTerm {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for OrdTerm {
+    fn cmp(&self, other: &Self) -> Ordering {
+        term_cmp(&self.0, &other.0)
+    }
+}
+impl From<Term> for OrdTerm {
+    fn from(term: Term) -> Self {
+        OrdTerm(term)
+    }
+}
+
+/// One written value: the `{value, timestamp}` tuple DeltaCrdt keys entries by.
+/// Field order makes the derived order the tuple's term order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamped {
+    pub value: OrdTerm,
+    /// The writer's `System.monotonic_time(:nanosecond)`: often a large negative number.
+    pub ts: i64,
+}
+
+impl Stamped {
+    pub fn to_term(&self) -> Term {
+        tuple(vec![self.value.0.clone(), int(self.ts)])
+    }
+
+    fn from_term(term: &Term) -> Result<Self, CrdtTermError> {
+        const AT: &str = "entry";
+        match as_tuple(term) {
+            Some([value, ts]) => {
+                check_depth(value)?;
+                Ok(Stamped {
+                    value: OrdTerm(value.clone()),
+                    ts: int_field(ts, AT)?,
+                })
+            }
+            _ => Err(CrdtTermError::Shape {
+                at: AT,
+                expected: "a {value, timestamp} tuple",
+            }),
+        }
+    }
+}
+
+/// All entries of one key: `%{{value, ts} => MapSet of dots}`.
+pub type Entries = BTreeMap<Stamped, DotSet>;
+
+/// An AWLWWMap state or delta. States carry a compressed context
+/// ([`Dots::Context`]); deltas from `add`/`remove` carry an exact set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwLwwMap {
+    pub dots: Dots,
+    pub value: BTreeMap<OrdTerm, Entries>,
+}
+
+/// A change of a key's raw entries between two states: what DeltaCrdt feeds
+/// its MerkleMap (`put(key, entries)` / `delete(key)`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawChange {
+    /// `entries` is the key's `%{{value, ts} => MapSet}` wire term.
+    Put {
+        key: Term,
+        entries: Term,
+    },
+    Delete {
+        key: Term,
+    },
+}
+
+/// A change of a key's read value: what DeltaCrdt hands to `on_diffs`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Diff {
+    Add { key: Term, value: Term },
+    Remove { key: Term },
+}
+
+impl Diff {
+    /// `{:add, key, value}` or `{:remove, key}`.
+    pub fn to_term(&self) -> Term {
+        match self {
+            Diff::Add { key, value } => tuple(vec![atom("add"), key.clone(), value.clone()]),
+            Diff::Remove { key } => tuple(vec![atom("remove"), key.clone()]),
+        }
+    }
+}
+
+/// What joining a delta into a state changed, in the order DeltaCrdt reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinOutcome {
+    /// For the MerkleMap: keys whose raw entries changed.
+    pub raw: Vec<RawChange>,
+    /// For `on_diffs`: keys among those whose read value changed.
+    pub diffs: Vec<Diff>,
+}
+
+impl AwLwwMap {
+    /// A fresh replica's state: empty, with an empty compressed context.
+    pub fn new() -> Self {
+        AwLwwMap::default()
+    }
+
+    /// The delta that sets `key` to `value` as a write by `node` at `ts`: it
+    /// removes every dot now under `key` and adds one new dot.
+    pub fn add(&self, key: Term, value: Term, node: NodeId, ts: i64) -> AwLwwMap {
+        let key = OrdTerm(key);
+        let removal = self.removal_of(&key);
+        let dot = self.dots.next_dot(node);
+        let stamped = Stamped {
+            value: OrdTerm(value),
+            ts,
+        };
+        // Upstream puts the new dot into whatever dots the same {value, ts}
+        // already had; those are all in `removal` too, so the union below is
+        // the same set.
+        let mut add_dots: DotSet = self
+            .value
+            .get(&key)
+            .and_then(|e| e.get(&stamped))
+            .cloned()
+            .unwrap_or_default();
+        add_dots.insert(dot);
+        let addition = AwLwwMap {
+            dots: Dots::Set(add_dots),
+            value: BTreeMap::from([(
+                key.clone(),
+                Entries::from([(stamped, DotSet::from_iter([dot]))]),
+            )]),
+        };
+        match &removal.dots {
+            Dots::Set(s) if s.is_empty() => addition,
+            // Going through the real join keeps upstream's behaviour even for
+            // a malformed state whose entries already hold the new dot.
+            _ => removal.join_ord(&addition, &[key]),
+        }
+    }
+
+    /// The delta that removes `key`: every dot under it, and no values.
+    /// `node` is unused, as upstream; every operation takes it.
+    pub fn remove(&self, key: &Term, _node: NodeId) -> AwLwwMap {
+        self.removal_of(&OrdTerm(key.clone()))
+    }
+
+    /// The delta that removes everything this state has seen: the whole
+    /// context with no values. Join it with every current key to apply it.
+    /// (DeltaCrdt 0.6.4 defines this but its process cannot run it: operations
+    /// there must name a key.)
+    pub fn clear(&self, _node: NodeId) -> AwLwwMap {
+        AwLwwMap {
+            dots: self.dots.clone(),
+            value: BTreeMap::new(),
+        }
+    }
+
+    fn removal_of(&self, key: &OrdTerm) -> AwLwwMap {
+        let mut dots = DotSet::new();
+        for set in self.value.get(key).into_iter().flat_map(|e| e.values()) {
+            dots.extend(set);
+        }
+        AwLwwMap {
+            dots: Dots::Set(dots),
+            value: BTreeMap::new(),
+        }
+    }
+
+    /// DeltaCrdt's `join(self, other, keys)`. Only `keys` are joined entry by
+    /// entry; for any other key `other`'s entries (if any) replace `self`'s.
+    /// The context is always the union of both contexts.
+    pub fn join(&self, other: &AwLwwMap, keys: &[Term]) -> AwLwwMap {
+        let keys: Vec<OrdTerm> = keys.iter().cloned().map(OrdTerm).collect();
+        self.join_ord(other, &keys)
+    }
+
+    fn join_ord(&self, other: &AwLwwMap, keys: &[OrdTerm]) -> AwLwwMap {
+        let listed: BTreeSet<&OrdTerm> = keys.iter().collect();
+        let mut value: BTreeMap<OrdTerm, Entries> = BTreeMap::new();
+        for (k, e) in self.value.iter().chain(other.value.iter()) {
+            if !listed.contains(k) {
+                value.insert(k.clone(), e.clone());
+            }
+        }
+        for key in listed {
+            let joined = join_entries(
+                self.value.get(key),
+                &self.dots,
+                other.value.get(key),
+                &other.dots,
+            );
+            if !joined.is_empty() {
+                value.insert(key.clone(), joined);
+            }
+        }
+        AwLwwMap {
+            dots: self.dots.union(&other.dots),
+            value,
+        }
+    }
+
+    /// Every key this map holds, in term order.
+    pub fn keys(&self) -> Vec<Term> {
+        self.value.keys().map(|k| k.0.clone()).collect()
+    }
+
+    /// This state with its values cut down to `keys` and its whole context:
+    /// what a sync sends for a list of differing keys.
+    pub fn slice(&self, keys: &[Term]) -> AwLwwMap {
+        let value = keys
+            .iter()
+            .filter_map(|k| {
+                let k = OrdTerm(k.clone());
+                let e = self.value.get(&k)?.clone();
+                Some((k, e))
+            })
+            .collect();
+        AwLwwMap {
+            dots: self.dots.clone(),
+            value,
+        }
+    }
+
+    /// The current value of `key`, if any.
+    pub fn get(&self, key: &Term) -> Option<&Term> {
+        self.value
+            .get(&OrdTerm(key.clone()))
+            .and_then(winner)
+            .map(|s| &s.value.0)
+    }
+
+    /// Every key's current value. A key whose entries are empty (only a
+    /// malformed peer produces one; upstream's read would crash on it) reads
+    /// as absent.
+    pub fn read(&self) -> BTreeMap<OrdTerm, Term> {
+        self.value
+            .iter()
+            .filter_map(|(k, e)| Some((k.clone(), winner(e)?.value.0.clone())))
+            .collect()
+    }
+
+    /// The current values of those of `keys` that are present.
+    pub fn read_keys(&self, keys: &[Term]) -> BTreeMap<OrdTerm, Term> {
+        keys.iter()
+            .filter_map(|k| Some((OrdTerm(k.clone()), self.get(k)?.clone())))
+            .collect()
+    }
+
+    /// The raw entries of `key` as their wire term, for the MerkleMap.
+    pub fn entries_term(&self, key: &Term) -> Option<Term> {
+        self.value.get(&OrdTerm(key.clone())).map(entries_to_term)
+    }
+
+    /// Joins `delta` into this state for `keys` and reports what changed,
+    /// as DeltaCrdt does on every operation and every received sync.
+    pub fn apply(&mut self, delta: &AwLwwMap, keys: &[Term]) -> JoinOutcome {
+        let new = self.join(delta, keys);
+        let raw = raw_changes(self, &new, keys);
+        let changed: Vec<Term> = raw
+            .iter()
+            .map(|c| match c {
+                RawChange::Put { key, .. } | RawChange::Delete { key } => key.clone(),
+            })
+            .collect();
+        let diffs = diffs(self, &new, &changed);
+        *self = new;
+        JoinOutcome { raw, diffs }
+    }
+
+    /// `%DeltaCrdt.AWLWWMap{dots: ..., value: %{key => %{{v, ts} => MapSet}}}`.
+    pub fn to_term(&self) -> Term {
+        let value = self
+            .value
+            .iter()
+            .map(|(k, e)| (k.0.clone(), entries_to_term(e)))
+            .collect();
+        elixir::build_struct(
+            STRUCT_NAME,
+            vec![
+                ("dots", self.dots.to_term()),
+                ("value", Term::Map(Map { map: value })),
+            ],
+        )
+    }
+
+    /// Parses a state or delta sent by a peer. Never panics; rejects any
+    /// shape DeltaCrdt would not produce, integers beyond `i64`, keys that
+    /// collide under `=:=`, and terms deeper than [`MAX_TERM_DEPTH`].
+    pub fn from_term(term: &Term) -> Result<Self, CrdtTermError> {
+        let fields = elixir::match_struct(term, STRUCT_NAME).ok_or(CrdtTermError::Shape {
+            at: "state",
+            expected: "a %DeltaCrdt.AWLWWMap{} struct",
+        })?;
+        let missing = |at| CrdtTermError::Shape {
+            at,
+            expected: "the field to be present",
+        };
+        let dots = Dots::from_term(elixir::field(fields, "dots").ok_or(missing("dots"))?)?;
+        let Term::Map(values) = elixir::field(fields, "value").ok_or(missing("value"))? else {
+            return Err(CrdtTermError::Shape {
+                at: "value",
+                expected: "a map",
+            });
+        };
+        let mut value = BTreeMap::new();
+        for (key, entries) in &values.map {
+            check_depth(key)?;
+            if value
+                .insert(OrdTerm(key.clone()), entries_from_term(entries)?)
+                .is_some()
+            {
+                return Err(CrdtTermError::DuplicateKey { at: "value" });
+            }
+        }
+        Ok(AwLwwMap { dots, value })
+    }
+}
+
+/// One key's entries after a join: an entry's dot stays when both sides
+/// hold it, or when one side holds it and the other side has not seen it.
+fn join_entries(e1: Option<&Entries>, c1: &Dots, e2: Option<&Entries>, c2: &Dots) -> Entries {
+    let empty = Entries::new();
+    let (e1, e2) = (e1.unwrap_or(&empty), e2.unwrap_or(&empty));
+    let no_dots = DotSet::new();
+    let stamps: BTreeSet<&Stamped> = e1.keys().chain(e2.keys()).collect();
+    let mut out = Entries::new();
+    for stamped in stamps {
+        let s1 = e1.get(stamped).unwrap_or(&no_dots);
+        let s2 = e2.get(stamped).unwrap_or(&no_dots);
+        let mut kept = s1.intersection(s2);
+        kept.extend(&s1.uncovered_by(c2));
+        kept.extend(&s2.uncovered_by(c1));
+        if !kept.is_empty() {
+            out.insert(stamped.clone(), kept);
+        }
+    }
+    out
+}
+
+/// The entry a read returns: the largest timestamp, and on a tie the first
+/// in iteration order (upstream's `Enum.max_by` keeps the first maximum).
+fn winner(entries: &Entries) -> Option<&Stamped> {
+    let mut best: Option<&Stamped> = None;
+    for stamped in entries.keys() {
+        if best.is_none_or(|b| stamped.ts > b.ts) {
+            best = Some(stamped);
+        }
+    }
+    best
+}
+
+/// Keys among `keys` whose raw entries differ between `old` and `new`, in
+/// the order (and with the repetitions) of `keys`.
+pub fn raw_changes(old: &AwLwwMap, new: &AwLwwMap, keys: &[Term]) -> Vec<RawChange> {
+    keys.iter()
+        .filter_map(|key| {
+            let k = OrdTerm(key.clone());
+            match (old.value.get(&k), new.value.get(&k)) {
+                (o, n) if o == n => None,
+                (_, None) => Some(RawChange::Delete { key: key.clone() }),
+                (_, Some(e)) => Some(RawChange::Put {
+                    key: key.clone(),
+                    entries: entries_to_term(e),
+                }),
+            }
+        })
+        .collect()
+}
+
+/// The `on_diffs` list for `keys` between `old` and `new`. As upstream,
+/// a value equal to the atom `nil` is indistinguishable from no value: a
+/// key whose new value is `nil` is reported removed.
+pub fn diffs(old: &AwLwwMap, new: &AwLwwMap, keys: &[Term]) -> Vec<Diff> {
+    let nil = atom("nil");
+    keys.iter()
+        .filter_map(|key| {
+            let o = old.get(key).unwrap_or(&nil);
+            let n = new.get(key).unwrap_or(&nil);
+            if term_cmp(o, n) == Ordering::Equal {
+                None
+            } else if term_cmp(n, &nil) == Ordering::Equal {
+                Some(Diff::Remove { key: key.clone() })
+            } else {
+                Some(Diff::Add {
+                    key: key.clone(),
+                    value: n.clone(),
+                })
+            }
+        })
+        .collect()
+}
+
+fn entries_to_term(entries: &Entries) -> Term {
+    let map = entries
+        .iter()
+        .map(|(s, dots)| (s.to_term(), dots.to_term()))
+        .collect();
+    Term::Map(Map { map })
+}
+
+fn entries_from_term(term: &Term) -> Result<Entries, CrdtTermError> {
+    let Term::Map(m) = term else {
+        return Err(CrdtTermError::Shape {
+            at: "entries",
+            expected: "a map {value, ts} => MapSet",
+        });
+    };
+    let mut entries = Entries::new();
+    for (stamped, dots) in &m.map {
+        if entries
+            .insert(Stamped::from_term(stamped)?, DotSet::from_term(dots)?)
+            .is_some()
+        {
+            return Err(CrdtTermError::DuplicateKey { at: "entries" });
+        }
+    }
+    Ok(entries)
+}
+
+/// Rejects terms nesting deeper than [`MAX_TERM_DEPTH`], without recursing.
+fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
+    let mut stack: Vec<(&Term, usize)> = vec![(term, 1)];
+    while let Some((t, depth)) = stack.pop() {
+        if depth > MAX_TERM_DEPTH {
+            return Err(CrdtTermError::TooDeep {
+                limit: MAX_TERM_DEPTH,
+            });
+        }
+        let d = depth + 1;
+        match t {
+            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
+            Term::ImproperList(l) => {
+                stack.extend(l.elements.iter().map(|e| (e, d)));
+                stack.push((&l.last, d));
+            }
+            Term::Tuple(t) => stack.extend(t.elements.iter().map(|e| (e, d))),
+            Term::Map(m) => {
+                for (k, v) in &m.map {
+                    stack.push((k, d));
+                    stack.push((v, d));
+                }
+            }
+            Term::InternalFun(f) => {
+                let vars = match f.as_ref() {
+                    InternalFun::Old { free_vars, .. } | InternalFun::New { free_vars, .. } => {
+                        free_vars
+                    }
+                };
+                stack.extend(vars.iter().map(|e| (e, d)));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---- Erlang term order ----------------------------------------------------
+
+/// Erlang's exact term order (the order of map keys, where `=:=` is
+/// equality): number < atom < reference < fun < port < pid < tuple < map
+/// < nil < list < bitstring; any integer sorts before any float; equal
+/// integers are equal whatever their encoding; a byte list equals the list
+/// of its bytes. Exact for everything DeltaCrdt and Horde store except the
+/// relative order of two different references, funs, ports or pids of
+/// different nodes, which is a stable best effort (it only matters to
+/// break a timestamp tie). Recurses once per nesting level.
+pub fn term_cmp(a: &Term, b: &Term) -> Ordering {
+    let (a, b) = (peel(a), peel(b));
+    let (ra, rb) = (rank(a), rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match (a, b) {
+        (Term::Atom(x), Term::Atom(y)) => x.name.as_bytes().cmp(y.name.as_bytes()),
+        (Term::Tuple(x), Term::Tuple(y)) => x
+            .elements
+            .len()
+            .cmp(&y.elements.len())
+            .then_with(|| cmp_seq(&x.elements, &y.elements)),
+        (Term::Map(x), Term::Map(y)) => cmp_maps(&x.map, &y.map),
+        (Term::Pid(x), Term::Pid(y)) => x
+            .node
+            .name
+            .cmp(&y.node.name)
+            .then(x.serial.cmp(&y.serial))
+            .then(x.id.cmp(&y.id))
+            .then(x.creation.cmp(&y.creation)),
+        (Term::Port(x), Term::Port(y)) => x
+            .node
+            .name
+            .cmp(&y.node.name)
+            .then(x.id.cmp(&y.id))
+            .then(x.creation.cmp(&y.creation)),
+        (Term::Reference(x), Term::Reference(y)) => x
+            .node
+            .name
+            .cmp(&y.node.name)
+            .then(x.id.len().cmp(&y.id.len()))
+            .then_with(|| x.id.iter().rev().cmp(y.id.iter().rev()))
+            .then(x.creation.cmp(&y.creation)),
+        _ => match ra {
+            Rank::Number => cmp_numbers(a, b),
+            Rank::Fun => cmp_funs(a, b),
+            Rank::Nil => Ordering::Equal,
+            Rank::List => cmp_lists(a, b),
+            Rank::Bitstring => cmp_bits(a, b),
+            // Same rank implies same variant for the remaining ranks.
+            _ => Ordering::Equal,
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    Number,
+    Atom,
+    Reference,
+    Fun,
+    Port,
+    Pid,
+    Tuple,
+    Map,
+    Nil,
+    List,
+    Bitstring,
+}
+
+/// `[| x]` (an improper list with no elements) is just `x`.
+fn peel(mut t: &Term) -> &Term {
+    while let Term::ImproperList(l) = t {
+        if !l.elements.is_empty() {
+            break;
+        }
+        t = &l.last;
+    }
+    t
+}
+
+fn rank(t: &Term) -> Rank {
+    match t {
+        Term::FixInteger(_) | Term::BigInteger(_) | Term::Float(_) => Rank::Number,
+        Term::Atom(_) => Rank::Atom,
+        Term::Reference(_) => Rank::Reference,
+        Term::ExternalFun(_) | Term::InternalFun(_) => Rank::Fun,
+        Term::Port(_) => Rank::Port,
+        Term::Pid(_) => Rank::Pid,
+        Term::Tuple(_) => Rank::Tuple,
+        Term::Map(_) => Rank::Map,
+        Term::List(l) if l.elements.is_empty() => Rank::Nil,
+        Term::ByteList(l) if l.bytes.is_empty() => Rank::Nil,
+        Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => Rank::List,
+        Term::Binary(_) | Term::BitBinary(_) => Rank::Bitstring,
+    }
+}
+
+fn cmp_seq(a: &[Term], b: &[Term]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        match term_cmp(x, y) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn cmp_numbers(a: &Term, b: &Term) -> Ordering {
+    match (a, b) {
+        (Term::Float(x), Term::Float(y)) => {
+            x.value.partial_cmp(&y.value).unwrap_or(Ordering::Equal)
+        }
+        // Exact order: every integer sorts before every float.
+        (Term::Float(_), _) => Ordering::Greater,
+        (_, Term::Float(_)) => Ordering::Less,
+        (Term::FixInteger(x), Term::FixInteger(y)) => x.value.cmp(&y.value),
+        _ => big(a).value.cmp(&big(b).value),
+    }
+}
+
+fn big(t: &Term) -> BigInteger {
+    match t {
+        Term::FixInteger(i) => BigInteger::from(i64::from(i.value)),
+        Term::BigInteger(b) => b.clone(),
+        _ => BigInteger::from(0i64),
+    }
+}
+
+/// Maps: by size, then keys in order, then values in key order.
+fn cmp_maps(a: &HashMap<Term, Term>, b: &HashMap<Term, Term>) -> Ordering {
+    a.len().cmp(&b.len()).then_with(|| {
+        let (ka, kb) = (sorted_entries(a), sorted_entries(b));
+        for ((x, _), (y, _)) in ka.iter().zip(&kb) {
+            match term_cmp(x, y) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        for ((_, x), (_, y)) in ka.iter().zip(&kb) {
+            match term_cmp(x, y) {
+                Ordering::Equal => {}
+                o => return o,
+            }
+        }
+        Ordering::Equal
+    })
+}
+
+fn sorted_entries(m: &HashMap<Term, Term>) -> Vec<(&Term, &Term)> {
+    let mut kv: Vec<(&Term, &Term)> = m.iter().collect();
+    kv.sort_by(|x, y| term_cmp(x.0, y.0));
+    kv
+}
+
+fn cmp_funs(a: &Term, b: &Term) -> Ordering {
+    match (a, b) {
+        (Term::ExternalFun(x), Term::ExternalFun(y)) => x
+            .module
+            .name
+            .cmp(&y.module.name)
+            .then(x.function.name.cmp(&y.function.name))
+            .then(x.arity.cmp(&y.arity)),
+        (Term::InternalFun(x), Term::InternalFun(y)) => cmp_internal_funs(x, y),
+        (Term::InternalFun(_), _) => Ordering::Less,
+        _ => Ordering::Greater,
+    }
+}
+
+fn cmp_internal_funs(a: &InternalFun, b: &InternalFun) -> Ordering {
+    use InternalFun::{New, Old};
+    match (a, b) {
+        (
+            New {
+                module: m1,
+                uniq: u1,
+                index: i1,
+                free_vars: v1,
+                ..
+            },
+            New {
+                module: m2,
+                uniq: u2,
+                index: i2,
+                free_vars: v2,
+                ..
+            },
+        ) => m1
+            .name
+            .cmp(&m2.name)
+            .then(i1.cmp(i2))
+            .then(u1.cmp(u2))
+            .then_with(|| v1.len().cmp(&v2.len()))
+            .then_with(|| cmp_seq(v1, v2)),
+        (
+            Old {
+                module: m1,
+                index: i1,
+                uniq: u1,
+                free_vars: v1,
+                ..
+            },
+            Old {
+                module: m2,
+                index: i2,
+                uniq: u2,
+                free_vars: v2,
+                ..
+            },
+        ) => m1
+            .name
+            .cmp(&m2.name)
+            .then(i1.cmp(i2))
+            .then(u1.cmp(u2))
+            .then_with(|| v1.len().cmp(&v2.len()))
+            .then_with(|| cmp_seq(v1, v2)),
+        (Old { .. }, New { .. }) => Ordering::Less,
+        (New { .. }, Old { .. }) => Ordering::Greater,
+    }
+}
+
+/// The empty list, the tail of every proper list.
+static NIL: Term = Term::List(List {
+    elements: Vec::new(),
+});
+
+/// A list's elements (byte lists and nested improper tails flattened) and
+/// its final tail (`[]` for a proper list).
+fn flatten_list(mut t: &Term) -> (Vec<Term>, &Term) {
+    let mut out = Vec::new();
+    loop {
+        match t {
+            Term::List(l) => {
+                out.extend(l.elements.iter().cloned());
+                return (out, &NIL);
+            }
+            Term::ByteList(l) => {
+                out.extend(l.bytes.iter().map(|&b| int(i64::from(b))));
+                return (out, &NIL);
+            }
+            Term::ImproperList(l) => {
+                out.extend(l.elements.iter().cloned());
+                t = &l.last;
+            }
+            other => return (out, other),
+        }
+    }
+}
+
+fn cmp_lists(a: &Term, b: &Term) -> Ordering {
+    let (ea, ta) = flatten_list(a);
+    let (eb, tb) = flatten_list(b);
+    for (x, y) in ea.iter().zip(&eb) {
+        match term_cmp(x, y) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    // Where one list runs out, its tail meets the other's next cons cell.
+    match ea.len().cmp(&eb.len()) {
+        Ordering::Equal => term_cmp(ta, tb),
+        Ordering::Less => rank(ta).cmp(&Rank::List).then(Ordering::Less),
+        Ordering::Greater => Rank::List.cmp(&rank(tb)).then(Ordering::Greater),
+    }
+}
+
+/// Bits MSB first and the bit length. eetf keeps a partial last byte's
+/// bits in its low end; shift them back to the high end.
+fn bits(t: &Term) -> (Vec<u8>, usize) {
+    match t {
+        Term::Binary(b) => (b.bytes.clone(), b.bytes.len() * 8),
+        Term::BitBinary(b) if !b.bytes.is_empty() => {
+            let tail = usize::from(b.tail_bits_size.clamp(1, 8));
+            let mut bytes = b.bytes.clone();
+            if let Some(last) = bytes.last_mut() {
+                *last <<= 8 - tail;
+            }
+            let len = (bytes.len() - 1) * 8 + tail;
+            (bytes, len)
+        }
+        _ => (Vec::new(), 0),
+    }
+}
+
+fn cmp_bits(a: &Term, b: &Term) -> Ordering {
+    let ((xa, la), (xb, lb)) = (bits(a), bits(b));
+    let common = la.min(lb);
+    let whole = common / 8;
+    match xa[..whole].cmp(&xb[..whole]) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    for i in whole * 8..common {
+        let bit = |x: &[u8]| (x[i / 8] >> (7 - i % 8)) & 1;
+        match bit(&xa).cmp(&bit(&xb)) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+    }
+    la.cmp(&lb)
+}
