@@ -181,7 +181,12 @@ async fn send_by_name_and_pid_both_ways() {
     assert!(term::is_atom(&v, "ok"));
     p.send(
         Dest::Remote("collector".into(), beam.name.clone()),
-        beam_peer::tup![term::atom("from_rust"), term::binary("hi")],
+        beam_peer::tup![
+            term::atom("from_rust"),
+            term::binary("hi"),
+            // Small negative integers in a list: eetf 0.11 would send [255, 251].
+            term::list(vec![term::int(-1), term::int(-5), term::int(7)])
+        ],
     );
     let v = eval(
         &mut p,
@@ -189,7 +194,7 @@ async fn send_by_name_and_pid_both_ways() {
         "collector ! {get, self()}, receive {got, M} -> M after 5000 -> timeout end.",
     )
     .await;
-    assert_eq!(v.to_string(), "{'from_rust',<<104,105>>}");
+    assert_eq!(v.to_string(), "{'from_rust',<<104,105>>,[-1,-5,7]}");
     rust.shutdown();
 }
 

@@ -4,6 +4,7 @@
 //! This module never does I/O and never panics on a term that came from the network.
 
 pub mod elixir;
+pub mod etf;
 pub mod phash2;
 
 pub use eetf::{

@@ -36,6 +36,9 @@ pub enum ControlError {
     /// Encoding failed.
     #[error("cannot encode control message: {0}")]
     Encode(#[from] SendError),
+    /// A term in the message cannot be put in the external format.
+    #[error("cannot encode a term of the control message: {0}")]
+    Term(crate::term::etf::EncodeError),
     /// `Message::Tick` has no body: send [`TICK`](super::TICK) instead.
     #[error("a tick has no body; send TICK")]
     TickHasNoBody,
@@ -227,13 +230,7 @@ fn workaround(op: Option<i32>, parts: &Parts<'_>) -> Result<Option<Message>, Con
 /// Encodes a control message into a pass-through body (each term starts with
 /// 131), for [`pass_through_frame`](super::pass_through_frame).
 pub fn encode_control(msg: Message) -> Result<Bytes, ControlError> {
-    // erl_dist's write_into hits `unreachable!()` on Tick.
-    if matches!(msg, Message::Tick) {
-        return Err(ControlError::TickHasNoBody);
-    }
-    let mut out = Vec::with_capacity(128);
-    msg.write_into(&mut out)?;
-    Ok(Bytes::from(out))
+    encode_with(msg, true)
 }
 
 /// Encodes a control message into a dist-header body (terms without the 131
@@ -241,8 +238,219 @@ pub fn encode_control(msg: Message) -> Result<Bytes, ControlError> {
 /// [`Fragmenter`](super::Fragmenter): the form OTP requires once
 /// `DFLAG_FRAGMENTS` is negotiated.
 pub fn encode_control_headered(msg: Message) -> Result<Bytes, ControlError> {
-    let versioned = encode_control(msg)?;
-    strip_version_bytes(&versioned)
+    encode_with(msg, false)
+}
+
+fn encode_with(msg: Message, version_bytes: bool) -> Result<Bytes, ControlError> {
+    let (ctrl, payload) = control_terms(msg)?;
+    let mut out = Vec::with_capacity(128);
+    for t in std::iter::once(&ctrl).chain(payload.as_ref()) {
+        if version_bytes {
+            out.push(131);
+        }
+        crate::term::etf::encode(t, &mut out).map_err(ControlError::Term)?;
+    }
+    Ok(Bytes::from(out))
+}
+
+/// The control tuple and the optional payload term of a control message, as
+/// the distribution protocol lays them out. We encode these ourselves (see
+/// `term::etf` for why eetf's encoder is not used).
+pub fn control_terms(msg: Message) -> Result<(Term, Option<Term>), ControlError> {
+    use crate::term::{atom, FixInteger};
+    fn op(n: i32) -> Term {
+        Term::FixInteger(FixInteger::from(n))
+    }
+    fn tup(v: Vec<Term>) -> Term {
+        Term::Tuple(crate::term::Tuple::from(v))
+    }
+    fn pid(p: crate::term::Pid) -> Term {
+        Term::Pid(p)
+    }
+    fn r(x: crate::term::Reference) -> Term {
+        Term::Reference(Box::new(x))
+    }
+    let unused = || atom("");
+    Ok(match msg {
+        Message::Link(m) => (tup(vec![op(1), pid(m.from_pid), pid(m.to_pid)]), None),
+        Message::Send(m) => (tup(vec![op(2), unused(), pid(m.to_pid)]), Some(m.message)),
+        Message::Exit(m) => (
+            tup(vec![op(3), pid(m.from_pid), pid(m.to_pid), m.reason]),
+            None,
+        ),
+        Message::Unlink(m) => (tup(vec![op(4), pid(m.from_pid), pid(m.to_pid)]), None),
+        Message::NodeLink(_) => (tup(vec![op(5)]), None),
+        Message::RegSend(m) => (
+            tup(vec![
+                op(6),
+                pid(m.from_pid),
+                unused(),
+                Term::Atom(m.to_name),
+            ]),
+            Some(m.message),
+        ),
+        Message::GroupLeader(m) => (tup(vec![op(7), pid(m.from_pid), pid(m.to_pid)]), None),
+        Message::Exit2(m) => (
+            tup(vec![op(8), pid(m.from_pid), pid(m.to_pid), m.reason]),
+            None,
+        ),
+        Message::SendTt(m) => (
+            tup(vec![op(12), unused(), pid(m.to_pid), m.trace_token]),
+            Some(m.message),
+        ),
+        Message::ExitTt(m) => (
+            tup(vec![
+                op(13),
+                pid(m.from_pid),
+                pid(m.to_pid),
+                m.trace_token,
+                m.reason,
+            ]),
+            None,
+        ),
+        Message::RegSendTt(m) => (
+            tup(vec![
+                op(16),
+                pid(m.from_pid),
+                unused(),
+                Term::Atom(m.to_name),
+                m.trace_token,
+            ]),
+            Some(m.message),
+        ),
+        Message::Exit2Tt(m) => (
+            tup(vec![
+                op(18),
+                pid(m.from_pid),
+                pid(m.to_pid),
+                m.trace_token,
+                m.reason,
+            ]),
+            None,
+        ),
+        Message::MonitorP(m) => (
+            tup(vec![
+                op(19),
+                pid(m.from_pid),
+                Term::from(m.to_proc),
+                r(m.reference),
+            ]),
+            None,
+        ),
+        Message::DemonitorP(m) => (
+            tup(vec![
+                op(20),
+                pid(m.from_pid),
+                Term::from(m.to_proc),
+                r(m.reference),
+            ]),
+            None,
+        ),
+        Message::MonitorPExit(m) => (
+            tup(vec![
+                op(21),
+                Term::from(m.from_proc),
+                pid(m.to_pid),
+                r(m.reference),
+                m.reason,
+            ]),
+            None,
+        ),
+        Message::SendSender(m) => (
+            tup(vec![op(22), pid(m.from_pid), pid(m.to_pid)]),
+            Some(m.message),
+        ),
+        Message::SendSenderTt(m) => (
+            tup(vec![op(23), pid(m.from_pid), pid(m.to_pid), m.trace_token]),
+            Some(m.message),
+        ),
+        Message::PayloadExit(m) => (
+            tup(vec![op(24), pid(m.from_pid), pid(m.to_pid)]),
+            Some(m.reason),
+        ),
+        Message::PayloadExitTt(m) => (
+            tup(vec![op(25), pid(m.from_pid), pid(m.to_pid), m.trace_token]),
+            Some(m.reason),
+        ),
+        Message::PayloadExit2(m) => (
+            tup(vec![op(26), pid(m.from_pid), pid(m.to_pid)]),
+            Some(m.reason),
+        ),
+        Message::PayloadExit2Tt(m) => (
+            tup(vec![op(27), pid(m.from_pid), pid(m.to_pid), m.trace_token]),
+            Some(m.reason),
+        ),
+        Message::PayloadMonitorPExit(m) => (
+            tup(vec![
+                op(28),
+                Term::from(m.from_proc),
+                pid(m.to_pid),
+                r(m.reference),
+            ]),
+            Some(m.reason),
+        ),
+        Message::SpawnRequest(m) => (
+            tup(vec![
+                op(29),
+                r(m.req_id),
+                pid(m.from_pid),
+                pid(m.group_leader),
+                Term::from(m.mfa),
+                Term::List(m.opt_list),
+            ]),
+            Some(Term::List(m.arg_list)),
+        ),
+        Message::SpawnRequestTt(m) => (
+            tup(vec![
+                op(30),
+                r(m.req_id),
+                pid(m.from_pid),
+                pid(m.group_leader),
+                Term::from(m.mfa),
+                Term::List(m.opt_list),
+                m.trace_token,
+            ]),
+            Some(Term::List(m.arg_list)),
+        ),
+        Message::SpawnReply(m) => (
+            tup(vec![
+                op(31),
+                r(m.req_id),
+                pid(m.to_pid),
+                Term::FixInteger(m.flags),
+                Term::from(m.result),
+            ]),
+            None,
+        ),
+        Message::SpawnReplyTt(m) => (
+            tup(vec![
+                op(32),
+                r(m.req_id),
+                pid(m.to_pid),
+                Term::FixInteger(m.flags),
+                Term::from(m.result),
+                m.trace_token,
+            ]),
+            None,
+        ),
+        Message::AliasSend(m) => (
+            tup(vec![op(33), pid(m.from_pid), r(m.alias)]),
+            Some(m.message),
+        ),
+        Message::AliasSendTt(m) => (
+            tup(vec![op(34), pid(m.from_pid), r(m.alias), m.trace_token]),
+            Some(m.message),
+        ),
+        Message::UnlinkId(m) => (
+            tup(vec![op(35), m.id, pid(m.from_pid), pid(m.to_pid)]),
+            None,
+        ),
+        Message::UnlinkIdAck(m) => (
+            tup(vec![op(36), m.id, pid(m.from_pid), pid(m.to_pid)]),
+            None,
+        ),
+        Message::Tick => return Err(ControlError::TickHasNoBody),
+    })
 }
 
 /// Converts a pass-through body into a dist-header body by dropping the
