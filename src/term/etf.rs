@@ -411,3 +411,474 @@ mod tests {
         }
     }
 }
+
+// ------------------------------------------------------------------ decoding
+
+/// Why bytes are not a term we accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("term truncated at byte {0}")]
+    Truncated(usize),
+    #[error("unsupported term tag {tag} at byte {at}")]
+    UnknownTag { tag: u8, at: usize },
+    #[error("term nested deeper than {MAX_DEPTH} at byte {0}")]
+    TooDeep(usize),
+    #[error("invalid {what} at byte {at}")]
+    Invalid { what: &'static str, at: usize },
+}
+
+/// Deepest nesting accepted: `Term` is dropped recursively, so this bounds the
+/// stack any received term can need.
+pub const MAX_DEPTH: usize = 256;
+
+/// `binary_to_term/1` for one term: the version byte is optional.
+/// Returns the term and the offset just past it.
+///
+/// Never panics, and never allocates more than a small multiple of the input:
+/// every element count is checked against the bytes that remain before any
+/// vector is sized.
+pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
+    let start = if buf.get(pos) == Some(&VERSION) {
+        pos + 1
+    } else {
+        pos
+    };
+    let mut d = Decoder { buf, pos: start };
+    let t = d.term(0)?;
+    Ok((t, d.pos))
+}
+
+/// Decodes exactly one term filling `buf` (version byte optional).
+pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
+    let (t, end) = decode_at(buf, 0)?;
+    if end != buf.len() {
+        return Err(DecodeError::Invalid {
+            what: "trailing bytes",
+            at: end,
+        });
+    }
+    Ok(t)
+}
+
+struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Decoder<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(DecodeError::Truncated(self.pos))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    /// An element count, refused when the remaining bytes cannot hold that many
+    /// elements of at least `min_size` bytes each.
+    fn count(&mut self, n: usize, min_size: usize) -> Result<usize, DecodeError> {
+        let remaining = self.buf.len() - self.pos;
+        if n.saturating_mul(min_size) > remaining {
+            return Err(DecodeError::Truncated(self.pos));
+        }
+        Ok(n)
+    }
+
+    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<String, DecodeError> {
+        let at = self.pos;
+        let b = self.bytes(len)?;
+        if utf8 {
+            std::str::from_utf8(b)
+                .map(str::to_owned)
+                .map_err(|_| DecodeError::Invalid {
+                    what: "UTF-8 atom",
+                    at,
+                })
+        } else {
+            Ok(b.iter().map(|&c| char::from(c)).collect())
+        }
+    }
+
+    fn atom(&mut self) -> Result<crate::term::Atom, DecodeError> {
+        let at = self.pos;
+        let tag = self.u8()?;
+        let name = match tag {
+            SMALL_ATOM_UTF8_EXT => {
+                let n = usize::from(self.u8()?);
+                self.atom_text(n, true)?
+            }
+            ATOM_UTF8_EXT => {
+                let n = usize::from(self.u16()?);
+                self.atom_text(n, true)?
+            }
+            SMALL_ATOM_EXT => {
+                let n = usize::from(self.u8()?);
+                self.atom_text(n, false)?
+            }
+            ATOM_EXT => {
+                let n = usize::from(self.u16()?);
+                self.atom_text(n, false)?
+            }
+            _ => return Err(DecodeError::Invalid { what: "atom", at }),
+        };
+        Ok(crate::term::Atom::from(name))
+    }
+
+    fn small_int(&mut self, depth: usize) -> Result<i64, DecodeError> {
+        let at = self.pos;
+        match self.term(depth + 1)? {
+            Term::FixInteger(i) => Ok(i64::from(i.value)),
+            _ => Err(DecodeError::Invalid {
+                what: "integer",
+                at,
+            }),
+        }
+    }
+
+    fn pid_term(&mut self, depth: usize) -> Result<crate::term::Pid, DecodeError> {
+        let at = self.pos;
+        match self.term(depth + 1)? {
+            Term::Pid(p) => Ok(p),
+            _ => Err(DecodeError::Invalid { what: "pid", at }),
+        }
+    }
+
+    fn term(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        use crate::term::{
+            BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
+            List, Map, Pid, Port, Reference, Tuple,
+        };
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep(self.pos));
+        }
+        let at = self.pos;
+        let tag = self.u8()?;
+        Ok(match tag {
+            SMALL_INTEGER_EXT => Term::FixInteger(FixInteger::from(i32::from(self.u8()?))),
+            INTEGER_EXT => Term::FixInteger(FixInteger::from(self.u32()? as i32)),
+            NEW_FLOAT_EXT => {
+                let v = f64::from_bits(self.u64()?);
+                if !v.is_finite() {
+                    return Err(DecodeError::Invalid { what: "float", at });
+                }
+                Term::Float(Float { value: v })
+            }
+            FLOAT_EXT => {
+                let b = self.bytes(31)?;
+                let text = std::str::from_utf8(b)
+                    .ok()
+                    .map(|s| s.trim_end_matches('\0').trim());
+                match text.and_then(|s| s.parse::<f64>().ok()) {
+                    Some(v) if v.is_finite() => Term::Float(Float { value: v }),
+                    _ => return Err(DecodeError::Invalid { what: "float", at }),
+                }
+            }
+            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
+                self.pos = at;
+                Term::Atom(self.atom()?)
+            }
+            SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
+                let n = if tag == SMALL_TUPLE_EXT {
+                    usize::from(self.u8()?)
+                } else {
+                    self.u32()? as usize
+                };
+                let n = self.count(n, 1)?;
+                let mut elements = Vec::with_capacity(n);
+                for _ in 0..n {
+                    elements.push(self.term(depth + 1)?);
+                }
+                Term::Tuple(Tuple { elements })
+            }
+            NIL_EXT => Term::List(List::nil()),
+            STRING_EXT => {
+                let n = usize::from(self.u16()?);
+                Term::ByteList(ByteList::from(self.bytes(n)?.to_vec()))
+            }
+            LIST_EXT => {
+                let n = self.u32()? as usize;
+                let n = self.count(n, 1)?;
+                let mut elements = Vec::with_capacity(n);
+                for _ in 0..n {
+                    elements.push(self.term(depth + 1)?);
+                }
+                let tail = self.term(depth + 1)?;
+                match tail {
+                    Term::List(l) if l.elements.is_empty() => Term::List(List { elements }),
+                    last => {
+                        if elements.is_empty() {
+                            return Err(DecodeError::Invalid { what: "list", at });
+                        }
+                        Term::ImproperList(ImproperList {
+                            elements,
+                            last: Box::new(last),
+                        })
+                    }
+                }
+            }
+            BINARY_EXT => {
+                let n = self.u32()? as usize;
+                Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+            }
+            BIT_BINARY_EXT => {
+                let n = self.u32()? as usize;
+                let bits = self.u8()?;
+                if bits == 0 || bits > 8 || (n == 0 && bits != 8) {
+                    return Err(DecodeError::Invalid {
+                        what: "bit count",
+                        at,
+                    });
+                }
+                let bytes = self.bytes(n)?.to_vec();
+                if bits == 8 {
+                    Term::Binary(Binary::from(bytes))
+                } else {
+                    Term::BitBinary(BitBinary {
+                        bytes,
+                        tail_bits_size: bits,
+                    })
+                }
+            }
+            SMALL_BIG_EXT | LARGE_BIG_EXT => {
+                let n = if tag == SMALL_BIG_EXT {
+                    usize::from(self.u8()?)
+                } else {
+                    self.u32()? as usize
+                };
+                let sign = self.u8()?;
+                let digits = self.bytes(n)?;
+                let sign = match sign {
+                    0 => num_bigint::Sign::Plus,
+                    1 => num_bigint::Sign::Minus,
+                    _ => {
+                        return Err(DecodeError::Invalid {
+                            what: "bignum sign",
+                            at,
+                        })
+                    }
+                };
+                let v = num_bigint::BigInt::from_bytes_le(sign, digits);
+                // The BEAM's own terms never carry a 32-bit value as a bignum,
+                // but normalise so equal integers compare equal.
+                match i32::try_from(&v) {
+                    Ok(small) => Term::FixInteger(FixInteger::from(small)),
+                    Err(_) => Term::BigInteger(BigInteger { value: v }),
+                }
+            }
+            NEW_PID_EXT | PID_EXT => {
+                let node = self.atom()?;
+                let id = self.u32()?;
+                let serial = self.u32()?;
+                let creation = if tag == NEW_PID_EXT {
+                    self.u32()?
+                } else {
+                    u32::from(self.u8()?)
+                };
+                Term::Pid(Pid {
+                    node,
+                    id,
+                    serial,
+                    creation,
+                })
+            }
+            NEW_PORT_EXT | PORT_EXT | V4_PORT_EXT => {
+                let node = self.atom()?;
+                let id = if tag == V4_PORT_EXT {
+                    self.u64()?
+                } else {
+                    u64::from(self.u32()?)
+                };
+                let creation = if tag == PORT_EXT {
+                    u32::from(self.u8()?)
+                } else {
+                    self.u32()?
+                };
+                Term::Port(Port { node, id, creation })
+            }
+            NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT => {
+                let n = usize::from(self.u16()?);
+                if n == 0 || n > 5 {
+                    return Err(DecodeError::Invalid {
+                        what: "reference",
+                        at,
+                    });
+                }
+                let node = self.atom()?;
+                let creation = if tag == NEWER_REFERENCE_EXT {
+                    self.u32()?
+                } else {
+                    u32::from(self.u8()?)
+                };
+                let mut id = Vec::with_capacity(n);
+                for _ in 0..n {
+                    id.push(self.u32()?);
+                }
+                Term::Reference(Box::new(Reference { node, id, creation }))
+            }
+            REFERENCE_EXT => {
+                let node = self.atom()?;
+                let id = vec![self.u32()?];
+                let creation = u32::from(self.u8()?);
+                Term::Reference(Box::new(Reference { node, id, creation }))
+            }
+            EXPORT_EXT => {
+                let module = self.atom()?;
+                let function = self.atom()?;
+                let arity = self.small_int(depth)?;
+                let arity =
+                    u8::try_from(arity).map_err(|_| DecodeError::Invalid { what: "arity", at })?;
+                Term::ExternalFun(Box::new(ExternalFun {
+                    module,
+                    function,
+                    arity,
+                }))
+            }
+            NEW_FUN_EXT => {
+                let size = self.u32()? as usize;
+                let end = at.checked_add(size).filter(|&e| e <= self.buf.len());
+                let Some(end) = end else {
+                    return Err(DecodeError::Truncated(at));
+                };
+                let arity = self.u8()?;
+                let mut uniq = [0u8; 16];
+                uniq.copy_from_slice(self.bytes(16)?);
+                let index = self.u32()?;
+                let num_free = self.u32()? as usize;
+                let num_free = self.count(num_free, 1)?;
+                let module = self.atom()?;
+                let old_index = self.small_int(depth)? as i32;
+                let old_uniq = self.small_int(depth)? as i32;
+                let pid = self.pid_term(depth)?;
+                let mut free_vars = Vec::with_capacity(num_free);
+                for _ in 0..num_free {
+                    free_vars.push(self.term(depth + 1)?);
+                }
+                if self.pos != end {
+                    return Err(DecodeError::Invalid {
+                        what: "fun size",
+                        at,
+                    });
+                }
+                Term::InternalFun(Box::new(InternalFun::New {
+                    module,
+                    arity,
+                    pid,
+                    free_vars,
+                    index,
+                    uniq,
+                    old_index,
+                    old_uniq,
+                }))
+            }
+            FUN_EXT => {
+                let num_free = self.u32()? as usize;
+                let num_free = self.count(num_free, 1)?;
+                let pid = self.pid_term(depth)?;
+                let module = self.atom()?;
+                let index = self.small_int(depth)? as i32;
+                let uniq = self.small_int(depth)? as i32;
+                let mut free_vars = Vec::with_capacity(num_free);
+                for _ in 0..num_free {
+                    free_vars.push(self.term(depth + 1)?);
+                }
+                Term::InternalFun(Box::new(InternalFun::Old {
+                    module,
+                    pid,
+                    free_vars,
+                    index,
+                    uniq,
+                }))
+            }
+            MAP_EXT => {
+                let n = self.u32()? as usize;
+                let n = self.count(n, 2)?;
+                let mut map = std::collections::HashMap::with_capacity(n);
+                for _ in 0..n {
+                    let k = self.term(depth + 1)?;
+                    let v = self.term(depth + 1)?;
+                    map.insert(k, v);
+                }
+                Term::Map(Map { map })
+            }
+            _ => return Err(DecodeError::UnknownTag { tag, at }),
+        })
+    }
+}
+
+const ATOM_EXT: u8 = 100;
+const SMALL_ATOM_EXT: u8 = 115;
+const FLOAT_EXT: u8 = 99;
+const PID_EXT: u8 = 103;
+const PORT_EXT: u8 = 102;
+const REFERENCE_EXT: u8 = 101;
+const NEW_REFERENCE_EXT: u8 = 114;
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use crate::term;
+
+    #[test]
+    fn decodes_what_we_encode() {
+        let t = crate::tup![
+            term::atom("héllo"),
+            term::list(vec![term::int(-1), term::int(1 << 40), term::nil()]),
+            term::binary(vec![1, 2, 3]),
+            Term::Pid(term::Pid::new("a@b", 1, 2, 3)),
+            Term::Map(term::Map::from([(term::atom("k"), term::int(-7))])),
+            Term::ImproperList(term::ImproperList::from((
+                vec![term::atom("alias")],
+                term::int(5)
+            ))),
+        ];
+        let bytes = to_binary(&t).expect("encode");
+        assert_eq!(from_binary(&bytes).expect("decode"), t);
+    }
+
+    #[test]
+    fn hostile_lengths_are_refused_without_allocating() {
+        // LIST_EXT claiming 2^32-1 elements, then nothing.
+        assert!(matches!(
+            from_binary(&[131, 108, 255, 255, 255, 255]),
+            Err(DecodeError::Truncated(_))
+        ));
+        assert!(matches!(
+            from_binary(&[131, 116, 255, 255, 255, 255, 106]),
+            Err(DecodeError::Truncated(_))
+        ));
+        assert!(matches!(
+            from_binary(&[131, 82, 0]),
+            Err(DecodeError::UnknownTag { tag: 82, .. })
+        ));
+        let mut deep = vec![131];
+        for _ in 0..1000 {
+            deep.extend_from_slice(&[104, 1]);
+        }
+        deep.push(106);
+        assert!(matches!(from_binary(&deep), Err(DecodeError::TooDeep(_))));
+    }
+}

@@ -1,12 +1,11 @@
 //! Control-message bodies <-> `erl_dist::message::Message`.
 
-use std::io::Read;
-
 use bytes::Bytes;
-use eetf::Term;
-use erl_dist::message::{Message, RecvError, SendError};
+use eetf::{FixInteger, List, Term};
+use erl_dist::message::Message;
+use erl_dist::term::{Mfa, PidOrAtom};
 
-use super::scan::{check_term, TermError, VERSION_MAGIC};
+use super::scan::{check_term, TermError};
 
 /// Why one control message could not be decoded or encoded. Unlike
 /// [`FrameError`](super::FrameError), these concern a single message: the
@@ -26,27 +25,15 @@ pub enum ControlError {
     /// control tuple, for logging.
     #[error("unknown distribution operation {op}: {control}")]
     UnknownOp { op: i32, control: Term },
-    /// `erl_dist` rejected the terms (wrong arity or element types for `op`).
-    #[error("cannot decode control message (op {op:?}): {source}")]
-    Decode {
-        op: Option<i32>,
-        #[source]
-        source: RecvError,
-    },
-    /// Encoding failed.
-    #[error("cannot encode control message: {0}")]
-    Encode(#[from] SendError),
+    /// The terms do not have the shape the protocol defines for `op`.
+    #[error("cannot decode control message (op {op:?}): {reason}")]
+    Decode { op: Option<i32>, reason: String },
     /// A term in the message cannot be put in the external format.
     #[error("cannot encode a term of the control message: {0}")]
     Term(crate::term::etf::EncodeError),
     /// `Message::Tick` has no body: send [`TICK`](super::TICK) instead.
     #[error("a tick has no body; send TICK")]
     TickHasNoBody,
-}
-
-/// Operations `erl_dist` 0.8 `Message::read_from` has a variant for.
-fn erl_dist_knows(op: i32) -> bool {
-    matches!(op, 1..=8 | 12 | 13 | 16 | 18..=36)
 }
 
 /// The op of a control tuple, read straight from its first bytes when it has
@@ -89,142 +76,243 @@ fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
     })
 }
 
-/// A reader presenting `term` (validated, version byte stripped) as a
-/// stand-alone external term, without copying it.
-fn versioned(term: &[u8]) -> impl Read + '_ {
-    const MAGIC: &[u8] = &[VERSION_MAGIC];
-    MAGIC.chain(term)
-}
-
-fn decode_term(term: &[u8]) -> Result<Term, ControlError> {
-    Term::decode(versioned(term)).map_err(|e| ControlError::Decode {
-        op: None,
-        source: RecvError::Decode(e),
-    })
-}
-
-/// Decodes a [`Frame::Message`](super::Frame::Message) body into an
-/// `erl_dist` control message.
+/// Decodes a [`Frame::Message`](super::Frame::Message) body into a control
+/// message.
 ///
 /// Accepts terms with and without the 131 version byte (pass-through vs.
-/// dist-header frames). The body is validated first (see `scan`), so hostile
-/// length fields cannot make `eetf` over-allocate or panic. An op `erl_dist`
-/// does not know yields [`ControlError::UnknownOp`] with the control tuple.
-///
-/// Two shapes OTP sends that `erl_dist` 0.8 misreads are decoded here
-/// instead: `SEND_TT` (erl_dist swaps ToPid and TraceToken) and
-/// `SPAWN_REQUEST(_TT)` whose argument list is a `STRING_EXT` (e.g. `[1, 10]`).
+/// dist-header frames). The body is validated first (see `scan`), then decoded
+/// by our own decoder (`term::etf`) and laid out by op as the distribution
+/// protocol defines it. An op we do not know yields
+/// [`ControlError::UnknownOp`] with the control tuple, so the caller can log
+/// and drop that one message.
 pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
     let parts = split(body)?;
     let op = peek_op(parts.ctrl);
-    if let Some(op) = op.filter(|op| !erl_dist_knows(*op)) {
-        let control = decode_term(parts.ctrl)?;
-        return Err(ControlError::UnknownOp { op, control });
-    }
-    if let Some(msg) = workaround(op, &parts)? {
-        return Ok(msg);
-    }
-    let empty: &[u8] = &[];
-    let mut reader = versioned(parts.ctrl).chain(match parts.payload {
-        Some(p) => Box::new(versioned(p)) as Box<dyn Read>,
-        None => Box::new(empty),
-    });
-    match Message::read_from(&mut reader) {
-        Ok(msg) => Ok(msg),
-        Err(RecvError::UnsupportedOp { op }) => Err(ControlError::UnknownOp {
-            op,
-            control: decode_term(parts.ctrl)?,
-        }),
-        Err(source) => Err(ControlError::Decode { op, source }),
-    }
+    let ctrl = decode_term(parts.ctrl, op)?;
+    let payload = match parts.payload {
+        Some(p) => Some(decode_term(p, op)?),
+        None => None,
+    };
+    message_from_terms(ctrl, payload)
 }
 
-/// Decodes the ops `erl_dist` 0.8 gets wrong; `None` for everything else.
-fn workaround(op: Option<i32>, parts: &Parts<'_>) -> Result<Option<Message>, ControlError> {
-    let shape_err = |what: &str| ControlError::Decode {
+fn decode_term(term: &[u8], op: Option<i32>) -> Result<Term, ControlError> {
+    crate::term::etf::from_binary(term).map_err(|e| ControlError::Decode {
         op,
-        source: RecvError::Decode(eetf::DecodeError::UnexpectedType {
-            value: Term::from(eetf::Atom::from("control")),
-            expected: what.to_owned(),
-        }),
+        reason: e.to_string(),
+    })
+}
+
+/// Builds a control message from its control tuple and optional payload,
+/// checking every element's type.
+pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, ControlError> {
+    let Term::Tuple(t) = ctrl else {
+        return Err(ControlError::Decode {
+            op: None,
+            reason: "control message is not a tuple".into(),
+        });
     };
-    match op {
-        // {12, Unused, ToPid, TraceToken} + Message
-        Some(12) => {
-            let Some(payload) = parts.payload else {
-                return Err(shape_err("SEND_TT followed by a message"));
-            };
-            let ctrl = decode_term(parts.ctrl)?;
-            let Term::Tuple(t) = ctrl else {
-                return Err(shape_err("tuple"));
-            };
-            let mut e = t.elements.into_iter();
-            let (Some(_), Some(_), Some(Term::Pid(to)), Some(token), None) =
-                (e.next(), e.next(), e.next(), e.next(), e.next())
-            else {
-                return Err(shape_err("{12, Unused, ToPid, TraceToken}"));
-            };
-            Ok(Some(Message::send_tt(to, decode_term(payload)?, token)))
+    let op = match t.elements.first() {
+        Some(Term::FixInteger(i)) => i.value,
+        _ => {
+            return Err(ControlError::Decode {
+                op: None,
+                reason: "control tuple does not start with an op".into(),
+            })
         }
-        // SPAWN_REQUEST(_TT) whose ArgList is a STRING_EXT: erl_dist only
-        // accepts LIST_EXT/NIL_EXT there.
-        Some(29 | 30) if parts.payload.is_some_and(|p| p.first() == Some(&107)) => {
-            let Some(payload) = parts.payload else {
-                return Ok(None);
+    };
+    let control = Term::Tuple(t);
+    let bad = |what: &str| ControlError::Decode {
+        op: Some(op),
+        reason: format!("expected {what}"),
+    };
+    let Term::Tuple(t) = &control else {
+        return Err(bad("tuple"));
+    };
+    let e = &t.elements[1..];
+    let pid = |i: usize| match e.get(i) {
+        Some(Term::Pid(p)) => Ok(p.clone()),
+        _ => Err(bad("a pid")),
+    };
+    let reference = |i: usize| match e.get(i) {
+        Some(Term::Reference(r)) => Ok((**r).clone()),
+        _ => Err(bad("a reference")),
+    };
+    let atom = |i: usize| match e.get(i) {
+        Some(Term::Atom(a)) => Ok(a.clone()),
+        _ => Err(bad("an atom")),
+    };
+    let any = |i: usize| e.get(i).cloned().ok_or_else(|| bad("more elements"));
+    let pid_or_atom = |i: usize| match e.get(i) {
+        Some(Term::Pid(p)) => Ok(PidOrAtom::Pid(p.clone())),
+        Some(Term::Atom(a)) => Ok(PidOrAtom::Atom(a.clone())),
+        _ => Err(bad("a pid or an atom")),
+    };
+    let arity = |n: usize| {
+        if e.len() == n {
+            Ok(())
+        } else {
+            Err(bad(&format!("{} elements", n + 1)))
+        }
+    };
+    let mut payload = payload;
+    let mut body = |what: &str| payload.take().ok_or_else(|| bad(what));
+    let list = |t: Term| match t {
+        Term::List(l) => Ok(l),
+        Term::ByteList(b) => Ok(List::from(
+            b.bytes
+                .iter()
+                .map(|&x| Term::from(FixInteger::from(i32::from(x))))
+                .collect::<Vec<_>>(),
+        )),
+        _ => Err(bad("a list")),
+    };
+    let msg = match op {
+        1 => {
+            arity(2)?;
+            Message::link(pid(0)?, pid(1)?)
+        }
+        2 => {
+            arity(2)?;
+            Message::send(pid(1)?, body("a message")?)
+        }
+        3 => {
+            arity(3)?;
+            Message::exit(pid(0)?, pid(1)?, any(2)?)
+        }
+        4 => {
+            arity(2)?;
+            Message::unlink(pid(0)?, pid(1)?)
+        }
+        5 => Message::node_link(),
+        6 => {
+            arity(3)?;
+            Message::reg_send(pid(0)?, atom(2)?, body("a message")?)
+        }
+        7 => {
+            arity(2)?;
+            Message::group_leader(pid(0)?, pid(1)?)
+        }
+        8 => {
+            arity(3)?;
+            Message::exit2(pid(0)?, pid(1)?, any(2)?)
+        }
+        12 => {
+            arity(3)?;
+            Message::send_tt(pid(1)?, body("a message")?, any(2)?)
+        }
+        13 => {
+            arity(4)?;
+            Message::exit_tt(pid(0)?, pid(1)?, any(3)?, any(2)?)
+        }
+        16 => {
+            arity(4)?;
+            Message::reg_send_tt(pid(0)?, atom(2)?, body("a message")?, any(3)?)
+        }
+        18 => {
+            arity(4)?;
+            Message::exit2_tt(pid(0)?, pid(1)?, any(3)?, any(2)?)
+        }
+        19 => {
+            arity(3)?;
+            Message::monitor_p(pid(0)?, pid_or_atom(1)?, reference(2)?)
+        }
+        20 => {
+            arity(3)?;
+            Message::demonitor_p(pid(0)?, pid_or_atom(1)?, reference(2)?)
+        }
+        21 => {
+            arity(4)?;
+            Message::monitor_p_exit(pid_or_atom(0)?, pid(1)?, reference(2)?, any(3)?)
+        }
+        22 => {
+            arity(2)?;
+            Message::send_sender(pid(0)?, pid(1)?, body("a message")?)
+        }
+        23 => {
+            arity(3)?;
+            Message::send_sender_tt(pid(0)?, pid(1)?, body("a message")?, any(2)?)
+        }
+        24 => {
+            arity(2)?;
+            Message::payload_exit(pid(0)?, pid(1)?, body("a reason")?)
+        }
+        25 => {
+            arity(3)?;
+            Message::payload_exit_tt(pid(0)?, pid(1)?, body("a reason")?, any(2)?)
+        }
+        26 => {
+            arity(2)?;
+            Message::payload_exit2(pid(0)?, pid(1)?, body("a reason")?)
+        }
+        27 => {
+            arity(3)?;
+            Message::payload_exit2_tt(pid(0)?, pid(1)?, body("a reason")?, any(2)?)
+        }
+        28 => {
+            arity(3)?;
+            Message::payload_monitor_p_exit(
+                pid_or_atom(0)?,
+                pid(1)?,
+                reference(2)?,
+                body("a reason")?,
+            )
+        }
+        29 | 30 => {
+            arity(if op == 29 { 5 } else { 6 })?;
+            let mfa = match e.get(3) {
+                Some(Term::Tuple(m)) => match m.elements.as_slice() {
+                    [Term::Atom(module), Term::Atom(function), Term::FixInteger(a)] => Mfa {
+                        module: module.clone(),
+                        function: function.clone(),
+                        arity: a.clone(),
+                    },
+                    _ => return Err(bad("{Module, Function, Arity}")),
+                },
+                _ => return Err(bad("{Module, Function, Arity}")),
             };
-            let Term::ByteList(bl) = decode_term(payload)? else {
-                return Ok(None);
-            };
-            let args = eetf::List::from(
-                bl.bytes
-                    .iter()
-                    .map(|b| Term::from(eetf::FixInteger::from(i32::from(*b))))
-                    .collect::<Vec<_>>(),
-            );
-            // Re-encoding would not help (eetf writes such a list as
-            // STRING_EXT again), so build the message from the tuple.
-            let Term::Tuple(t) = decode_term(parts.ctrl)? else {
-                return Err(shape_err("tuple"));
-            };
-            let mut e = t.elements.into_iter().skip(1);
-            let (
-                Some(Term::Reference(req_id)),
-                Some(Term::Pid(from)),
-                Some(Term::Pid(gl)),
-                Some(Term::Tuple(mfa)),
-                Some(opts),
-            ) = (e.next(), e.next(), e.next(), e.next(), e.next())
-            else {
-                return Err(shape_err(
-                    "{29, ReqId, From, GroupLeader, {M, F, A}, OptList}",
-                ));
-            };
-            let mfa = match <[Term; 3]>::try_from(mfa.elements) {
-                Ok([Term::Atom(module), Term::Atom(function), Term::FixInteger(arity)]) => {
-                    erl_dist::term::Mfa {
-                        module,
-                        function,
-                        arity,
-                    }
-                }
-                _ => return Err(shape_err("{Module, Function, Arity}")),
-            };
-            let opts = match opts {
-                Term::List(l) => l,
-                _ => return Err(shape_err("option list")),
-            };
-            match (op, e.next(), e.next()) {
-                (Some(29), None, _) => Ok(Some(Message::spawn_request(
-                    *req_id, from, gl, mfa, opts, args,
-                ))),
-                (Some(30), Some(token), None) => Ok(Some(Message::spawn_request_tt(
-                    *req_id, from, gl, mfa, opts, args, token,
-                ))),
-                _ => Err(shape_err("SPAWN_REQUEST arity")),
+            let opts = list(any(4)?)?;
+            let args = list(body("an argument list")?)?;
+            if op == 29 {
+                Message::spawn_request(reference(0)?, pid(1)?, pid(2)?, mfa, opts, args)
+            } else {
+                Message::spawn_request_tt(reference(0)?, pid(1)?, pid(2)?, mfa, opts, args, any(5)?)
             }
         }
-        _ => Ok(None),
+        31 | 32 => {
+            arity(if op == 31 { 4 } else { 5 })?;
+            let flags = match e.get(2) {
+                Some(Term::FixInteger(f)) => f.clone(),
+                _ => return Err(bad("integer flags")),
+            };
+            if op == 31 {
+                Message::spawn_reply(reference(0)?, pid(1)?, flags, pid_or_atom(3)?)
+            } else {
+                Message::spawn_reply_tt(reference(0)?, pid(1)?, flags, pid_or_atom(3)?, any(4)?)
+            }
+        }
+        33 => {
+            arity(2)?;
+            Message::alias_send(pid(0)?, reference(1)?, body("a message")?)
+        }
+        34 => {
+            arity(3)?;
+            Message::alias_send_tt(pid(0)?, reference(1)?, body("a message")?, any(2)?)
+        }
+        35 => {
+            arity(3)?;
+            Message::unlink_id(any(0)?, pid(1)?, pid(2)?)
+        }
+        36 => {
+            arity(3)?;
+            Message::unlink_id_ack(any(0)?, pid(1)?, pid(2)?)
+        }
+        _ => return Err(ControlError::UnknownOp { op, control }),
+    };
+    if payload.is_some() {
+        return Err(bad("no payload after this control tuple"));
     }
+    Ok(msg)
 }
 
 /// Encodes a control message into a pass-through body (each term starts with
