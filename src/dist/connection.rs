@@ -253,11 +253,22 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     // The writer starts first so that messages queued while connecting, flushed by
     // `connection_up`, find it running.
     let ticktime = node.config().net_ticktime;
+    let liveness = std::sync::Arc::new(Liveness::default());
+    let writer_liveness = liveness.clone();
     let fragment_size = node.config().fragment_size;
     let fragments = peer.flags & flags::FRAGMENTS != 0;
     let writer_peer = peer.name.clone();
     tokio::spawn(async move {
-        if let Err(e) = write_loop(write_half, rx, ticktime, fragment_size, fragments).await {
+        if let Err(e) = write_loop(
+            write_half,
+            rx,
+            writer_liveness,
+            ticktime,
+            fragment_size,
+            fragments,
+        )
+        .await
+        {
             tracing::debug!(peer = %writer_peer, error = %e, "writer ended");
         }
     });
@@ -267,7 +278,7 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     }
     let max = node.config().max_message_size;
     tokio::spawn(async move {
-        let reason = read_loop(&node, read_half, &peer, leftover, ticktime, max).await;
+        let reason = read_loop(&node, read_half, &peer, leftover, liveness, max).await;
         handle.close();
         node.connection_down(&peer.name, id, reason);
     });
@@ -278,7 +289,7 @@ async fn read_loop(
     mut read: tokio::net::tcp::OwnedReadHalf,
     peer: &PeerInfo,
     leftover: Vec<u8>,
-    ticktime: Duration,
+    liveness: std::sync::Arc<Liveness>,
     max_message_size: usize,
 ) -> String {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -304,11 +315,13 @@ async fn read_loop(
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
-        match tokio::time::timeout(ticktime, read.read_buf(&mut buf)).await {
-            Err(_) => return "net_tick_timeout".into(),
-            Ok(Ok(0)) => return "connection_closed".into(),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return format!("read error: {e}"),
+        tokio::select! {
+            r = read.read_buf(&mut buf) => match r {
+                Ok(0) => return "connection_closed".into(),
+                Ok(_) => liveness.heard.store(true, Ordering::Relaxed),
+                Err(e) => return format!("read error: {e}"),
+            },
+            _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
     }
 }
@@ -335,6 +348,15 @@ fn sender_of(msg: &Message) -> Option<&erl_dist::term::Pid> {
         Message::AliasSend(m) => &m.from_pid,
         _ => return None,
     })
+}
+
+/// Shared between a connection's reader and writer: the reader notes that it
+/// heard from the peer; the writer's ticker checks that every tick interval, so
+/// no timer is armed per read.
+#[derive(Default)]
+struct Liveness {
+    heard: std::sync::atomic::AtomicBool,
+    timed_out: tokio::sync::Notify,
 }
 
 enum Item {
@@ -423,22 +445,21 @@ impl Writer {
         }
     }
 
-    /// Appends one frame of the next stream in turn.
-    fn push_fragment(&mut self, out: &mut Vec<u8>) {
-        if let Some(mut stream) = self.streams.pop_front() {
-            if let Some(frame) = stream.next_frame() {
-                out.extend_from_slice(&frame);
-            }
-            if !stream.items.is_empty() {
-                self.streams.push_back(stream);
-            }
+    /// The next frame of the next stream in turn (round-robin between senders).
+    fn next_fragment(&mut self) -> Option<Bytes> {
+        let mut stream = self.streams.pop_front()?;
+        let frame = stream.next_frame();
+        if !stream.items.is_empty() {
+            self.streams.push_back(stream);
         }
+        frame
     }
 }
 
 async fn write_loop(
     mut write: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    liveness: std::sync::Arc<Liveness>,
     ticktime: Duration,
     fragment_size: usize,
     fragments: bool,
@@ -451,10 +472,11 @@ async fn write_loop(
     };
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let tick_every = (ticktime / 4).max(Duration::from_millis(100));
-    let mut ticker = tokio::time::interval(tick_every);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wrote_since_tick = false;
     let mut closing = false;
+    let mut silent_ticks = 0u32;
 
     loop {
         if w.streams.is_empty() {
@@ -472,6 +494,17 @@ async fn write_loop(
                         out.extend_from_slice(&codec::TICK);
                     }
                     wrote_since_tick = false;
+                    // Like the BEAM: four tick intervals without a byte from the
+                    // peer and it is down.
+                    if liveness.heard.swap(false, Ordering::Relaxed) {
+                        silent_ticks = 0;
+                    } else {
+                        silent_ticks += 1;
+                        if silent_ticks >= 4 {
+                            liveness.timed_out.notify_one();
+                            silent_ticks = 0;
+                        }
+                    }
                 }
             }
         }
@@ -485,10 +518,15 @@ async fn write_loop(
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }
-        w.push_fragment(&mut out);
         if !out.is_empty() {
             write.write_all(&out).await?;
             out.clear();
+            wrote_since_tick = true;
+        }
+        // Fragments are written as they are: copying 64 KiB frames into the
+        // batch buffer would cost a second pass over every large message.
+        if let Some(frame) = w.next_fragment() {
+            write.write_all(&frame).await?;
             wrote_since_tick = true;
         }
     }
