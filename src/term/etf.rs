@@ -126,6 +126,12 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                 out.extend_from_slice(&b.bytes);
             }
             Term::BitBinary(b) => {
+                if b.bytes.is_empty() {
+                    // `<<>>`, however the bit count was recorded.
+                    out.push(BINARY_EXT);
+                    out.extend_from_slice(&0u32.to_be_bytes());
+                    continue;
+                }
                 if b.tail_bits_size == 0 || b.tail_bits_size > 8 {
                     return Err(EncodeError::BadBitCount(b.tail_bits_size));
                 }
@@ -137,7 +143,11 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
                     out.extend_from_slice(&len32("bitstring", b.bytes.len())?.to_be_bytes());
                     out.push(b.tail_bits_size);
                 }
-                out.extend_from_slice(&b.bytes);
+                // eetf keeps the trailing bits at the low end of the last byte;
+                // the wire carries them at the high end.
+                let (last, init) = b.bytes.split_last().unwrap_or((&0, &[]));
+                out.extend_from_slice(init);
+                out.push(last << (8 - b.tail_bits_size));
             }
             Term::ByteList(l) => {
                 if l.bytes.is_empty() {
@@ -653,7 +663,11 @@ impl<'a> Decoder<'a> {
                         at,
                     });
                 }
-                let bytes = self.bytes(n)?.to_vec();
+                let mut bytes = self.bytes(n)?.to_vec();
+                if let Some(last) = bytes.last_mut() {
+                    // Low end, as eetf's BitBinary keeps them (see `encode`).
+                    *last >>= 8 - bits;
+                }
                 if bits == 8 {
                     Term::Binary(Binary::from(bytes))
                 } else {

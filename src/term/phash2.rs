@@ -1,1 +1,709 @@
 //! `erlang:phash2/1,2` computed bit for bit as the BEAM does.
+//!
+//! Horde (and anything else that places keys on a ring or builds merkle
+//! trees) uses `erlang:phash2`, so a peer that wants to agree with BEAM
+//! nodes about placement must produce the very same 32-bit values. This
+//! module reimplements the emulator's portable term hash (`make_hash2` in
+//! `erts/emulator/beam/utils.c`) for every term `eetf` can carry, as it
+//! behaves on a 64-bit emulator (OTP 25 verified against a real `erl`).
+//!
+//! How the hash works, in short:
+//!
+//! * The running state is one `u32`. Most terms fold themselves in with one
+//!   or two rounds of Bob Jenkins' 96-bit `mix`, keyed by a per-type
+//!   constant (a multiple of the golden-ratio constant).
+//! * Atoms are hashed by a value the emulator stores with the atom: the
+//!   `hashpjw` hash of its text, where two-byte UTF-8 sequences of Latin-1
+//!   characters are folded back to the Latin-1 byte (so `'é'` hashes like it
+//!   did before atoms became UTF-8).
+//! * Integers in the signed 28-bit range are hashed as 32-bit values; all
+//!   other integers (including 64-bit "small" integers) are hashed by their
+//!   magnitude in 64-bit digits, with a constant that encodes the sign.
+//! * Runs of byte-sized integers inside lists are packed four to a word,
+//!   which is why `"abc"` and `[97, 98, 99]` hash alike but differently from
+//!   a list of the same bytes interrupted by another term.
+//! * Map pairs are hashed independently and combined with XOR, so the
+//!   result does not depend on iteration order (`HashMap` order here,
+//!   flatmap or HAMT order on the BEAM).
+//! * Pids, ports and references hash only their number (pid: the id field,
+//!   port: the 64-bit id as two 32-bit halves, reference: the first id
+//!   word); node name, creation and pid serial do not take part, so a pid
+//!   hashes the same on its own node (internal pid) and elsewhere.
+//! * Export funs hash arity, module and function; local funs hash the
+//!   number of free variables, the module, the fun's `index` (not
+//!   `old_index`) and `old_uniq`, then the free variables in order. The
+//!   MD5 `uniq`, the arity and the creator pid do not take part. (OTP 25
+//!   refuses to decode the old `FUN_EXT`; `InternalFun::Old` is hashed as
+//!   if its `index`/`uniq` were the new fields, which no BEAM can confirm.)
+//! * Flatmaps (<= 32 keys) and HAMT maps (> 32 keys) hash identically.
+//!
+//! The result is independent of how `eetf` happens to shape a term: an
+//! integer is an integer whether `FixInteger` or `BigInteger`, a string is
+//! a list whether `ByteList` or `List`, and `ImproperList`s whose tail is
+//! itself a list (or that have no elements) hash as the list they denote.
+//!
+//! The traversal uses an explicit work stack, like the C code, so arbitrarily
+//! deep terms hash without recursion. All arithmetic is wrapping `u32`
+//! arithmetic, as in C, so no input can make it panic.
+
+use super::Term;
+use eetf::BigInteger;
+
+/// The golden-ratio constant and its multiples (mod 2^32) used as
+/// per-type keys. Each is `GOLDEN * n` for the `n` in its name.
+const GOLDEN: u32 = 0x9e37_79b9;
+const GOLDEN_2: u32 = GOLDEN.wrapping_mul(2);
+const GOLDEN_3: u32 = GOLDEN.wrapping_mul(3);
+const GOLDEN_4: u32 = GOLDEN.wrapping_mul(4);
+const GOLDEN_5: u32 = GOLDEN.wrapping_mul(5);
+const GOLDEN_6: u32 = GOLDEN.wrapping_mul(6);
+const GOLDEN_7: u32 = GOLDEN.wrapping_mul(7);
+const GOLDEN_9: u32 = GOLDEN.wrapping_mul(9);
+const GOLDEN_10: u32 = GOLDEN.wrapping_mul(10);
+const GOLDEN_11: u32 = GOLDEN.wrapping_mul(11);
+const GOLDEN_12: u32 = GOLDEN.wrapping_mul(12);
+const GOLDEN_13: u32 = GOLDEN.wrapping_mul(13);
+const GOLDEN_14: u32 = GOLDEN.wrapping_mul(14);
+const GOLDEN_15: u32 = GOLDEN.wrapping_mul(15);
+const GOLDEN_16: u32 = GOLDEN.wrapping_mul(16);
+const GOLDEN_19: u32 = GOLDEN.wrapping_mul(19);
+
+/// What `[]` contributes when it is the very first thing hashed.
+const NIL_FIRST: u32 = 3_468_870_702;
+/// The emulator's internal type number for `[]`, hashed when `[]` is not
+/// the first thing seen (e.g. the tail of every proper list).
+const NIL_TYPE_NUMBER: u32 = 2;
+
+/// `erlang:phash2/1`: the hash reduced to the range `0..2^27`.
+pub fn phash2(term: &Term) -> u32 {
+    make_hash2(term) & ((1 << 27) - 1)
+}
+
+/// `erlang:phash2/2`: the hash reduced to `0..range`.
+///
+/// The BEAM accepts `1 <= range <= 2^32` and raises `badarg` otherwise; this
+/// function never fails, so a `range` of 0 is treated as 1 and anything
+/// above 2^32 as 2^32.
+pub fn phash2_range(term: &Term, range: u64) -> u32 {
+    let hash = make_hash2(term);
+    let range = range.clamp(1, 1 << 32);
+    // For range == 2^32 this is the identity, as in the BEAM.
+    (u64::from(hash) % range) as u32
+}
+
+/// The full 32-bit `make_hash2` value, before any range reduction.
+pub fn make_hash2(term: &Term) -> u32 {
+    Hasher::default().run(term)
+}
+
+/// The hash the emulator stores with an atom: `hashpjw` over the UTF-8
+/// text, with two-byte sequences starting 0xC2/0xC3 folded into the single
+/// Latin-1 byte they encode.
+pub fn atom_hash(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut h: u32 = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let mut v = bytes[i];
+        i += 1;
+        if i < bytes.len() && (v & 0xFE) == 0xC2 && (bytes[i] & 0xC0) == 0x80 {
+            // The C code keeps this in a byte, so the high bits of the lead
+            // byte fall off and only the Latin-1 code point remains.
+            v = (v << 6) | (bytes[i] & 0x3F);
+            i += 1;
+        }
+        h = (h << 4).wrapping_add(u32::from(v));
+        let g = h & 0xF000_0000;
+        if g != 0 {
+            h ^= g >> 24;
+            h ^= g;
+        }
+    }
+    h
+}
+
+/// Bob Jenkins' 96-bit mix; `c` carries the running hash and is the result.
+#[inline]
+fn mix(a: u32, b: u32, c: u32) -> u32 {
+    mix3(a, b, c).2
+}
+
+/// Jenkins' lookup2 hash of a byte block, seeded with `init`; used for
+/// binaries.
+fn block_hash(bytes: &[u8], init: u32) -> u32 {
+    let word = |k: &[u8]| u32::from_le_bytes([k[0], k[1], k[2], k[3]]);
+    let (mut a, mut b, mut c) = (GOLDEN, GOLDEN, init);
+    let mut chunks = bytes.chunks_exact(12);
+    for k in &mut chunks {
+        a = a.wrapping_add(word(&k[0..4]));
+        b = b.wrapping_add(word(&k[4..8]));
+        c = c.wrapping_add(word(&k[8..12]));
+        let (na, nb, nc) = mix3(a, b, c);
+        a = na;
+        b = nb;
+        c = nc;
+    }
+    // The binary size is truncated to 32 bits by the emulator too.
+    c = c.wrapping_add(bytes.len() as u32);
+    // The tail: up to 11 bytes, little-endian into a, b and the upper three
+    // bytes of c (its low byte was taken by the length).
+    let mut tail = [0u8; 12];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    a = a.wrapping_add(word(&tail[0..4]));
+    b = b.wrapping_add(word(&tail[4..8]));
+    c = c.wrapping_add(word(&tail[8..12]) << 8);
+    mix3(a, b, c).2
+}
+
+/// The full mix, returning all three words (the block hash carries them
+/// from block to block).
+#[inline]
+fn mix3(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
+    a = a.wrapping_sub(b).wrapping_sub(c) ^ (c >> 13);
+    b = b.wrapping_sub(c).wrapping_sub(a) ^ (a << 8);
+    c = c.wrapping_sub(a).wrapping_sub(b) ^ (b >> 13);
+    a = a.wrapping_sub(b).wrapping_sub(c) ^ (c >> 12);
+    b = b.wrapping_sub(c).wrapping_sub(a) ^ (a << 16);
+    c = c.wrapping_sub(a).wrapping_sub(b) ^ (b >> 5);
+    a = a.wrapping_sub(b).wrapping_sub(c) ^ (c >> 3);
+    b = b.wrapping_sub(c).wrapping_sub(a) ^ (a << 10);
+    c = c.wrapping_sub(a).wrapping_sub(b) ^ (b >> 15);
+    (a, b, c)
+}
+
+/// An integer as the hash sees it: either within the signed 28-bit range
+/// (hashed as a 32-bit value) or a sign and magnitude in 64-bit digits,
+/// least significant first (the emulator's bignum layout; 64-bit smalls
+/// outside 28 bits are hashed the same way).
+enum IntRepr {
+    Small28(i32),
+    Big { negative: bool, digits: Vec<u64> },
+}
+
+const SMALL28_MIN: i64 = -(1 << 27);
+const SMALL28_MAX: i64 = (1 << 27) - 1;
+
+fn int_repr_i64(v: i64) -> IntRepr {
+    if (SMALL28_MIN..=SMALL28_MAX).contains(&v) {
+        IntRepr::Small28(v as i32)
+    } else {
+        IntRepr::Big {
+            negative: v < 0,
+            digits: vec![v.unsigned_abs()],
+        }
+    }
+}
+
+fn int_repr_big(b: &BigInteger) -> IntRepr {
+    // A bignum that fits in 28 bits is a small integer on the BEAM (the
+    // external format may still carry it as a bignum).
+    if let Ok(v) = i64::try_from(&b.value) {
+        return int_repr_i64(v);
+    }
+    let zero = BigInteger::from(0i32).value;
+    IntRepr::Big {
+        negative: b.value < zero,
+        digits: b.value.magnitude().to_u64_digits(),
+    }
+}
+
+/// The value of a list element when it is an integer in `0..=255`: such
+/// elements are packed four to a word by the list hashing.
+fn as_byte(term: &Term) -> Option<u8> {
+    match skip_empty_improper(term) {
+        Term::FixInteger(i) => u8::try_from(i.value).ok(),
+        Term::BigInteger(b) => u8::try_from(&b.value).ok(),
+        _ => None,
+    }
+}
+
+/// The cells of one `eetf` list value: `List` and `ImproperList` hold
+/// terms, `ByteList` (`STRING_EXT`) holds bytes.
+#[derive(Clone, Copy)]
+enum Cells<'a> {
+    Terms(&'a [Term]),
+    Bytes(&'a [u8]),
+}
+
+impl Cells<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Cells::Terms(t) => t.len(),
+            Cells::Bytes(b) => b.len(),
+        }
+    }
+}
+
+/// A position inside a non-empty run of cons cells: `cells[idx..]`, then
+/// `tail` (`None` is `[]`). `idx < cells.len()` always holds.
+#[derive(Clone, Copy)]
+struct ListPos<'a> {
+    cells: Cells<'a>,
+    idx: usize,
+    tail: Option<&'a Term>,
+}
+
+/// A term as the hash walks it: `eetf` has several shapes for one Erlang
+/// list (`List`, `ByteList`, `ImproperList` whose tail is again a list), so
+/// they are normalised into "a cons cell at some position" or `[]`.
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Nil,
+    Cons(ListPos<'a>),
+    /// A byte-sized integer taken out of a `ByteList` cell.
+    Byte(u8),
+    /// Any non-list term.
+    Other(&'a Term),
+}
+
+/// An `ImproperList` without elements is nothing but its tail.
+fn skip_empty_improper(mut term: &Term) -> &Term {
+    while let Term::ImproperList(l) = term {
+        if !l.elements.is_empty() {
+            break;
+        }
+        term = &l.last;
+    }
+    term
+}
+
+/// Normalises a term into what the BEAM would see: `[]`, a cons cell, or
+/// another term.
+fn node_of(term: &Term) -> Node<'_> {
+    match skip_empty_improper(term) {
+        Term::List(l) if l.elements.is_empty() => Node::Nil,
+        Term::List(l) => Node::Cons(ListPos {
+            cells: Cells::Terms(&l.elements),
+            idx: 0,
+            tail: None,
+        }),
+        Term::ByteList(b) if b.bytes.is_empty() => Node::Nil,
+        Term::ByteList(b) => Node::Cons(ListPos {
+            cells: Cells::Bytes(&b.bytes),
+            idx: 0,
+            tail: None,
+        }),
+        Term::ImproperList(l) => Node::Cons(ListPos {
+            cells: Cells::Terms(&l.elements),
+            idx: 0,
+            tail: Some(&l.last),
+        }),
+        other => Node::Other(other),
+    }
+}
+
+/// The CDR of the cons cell at `pos`.
+fn cdr<'a>(pos: ListPos<'a>) -> Node<'a> {
+    if pos.idx + 1 < pos.cells.len() {
+        Node::Cons(ListPos {
+            idx: pos.idx + 1,
+            ..pos
+        })
+    } else {
+        match pos.tail {
+            None => Node::Nil,
+            Some(t) => node_of(t),
+        }
+    }
+}
+
+/// The CAR of the cons cell at `pos`.
+fn car<'a>(pos: ListPos<'a>) -> Node<'a> {
+    match pos.cells {
+        Cells::Terms(t) => node_of(&t[pos.idx]),
+        Cells::Bytes(b) => Node::Byte(b[pos.idx]),
+    }
+}
+
+/// The byte value of the CAR at `pos`, if it is a byte-sized integer.
+fn car_byte(pos: &ListPos<'_>) -> Option<u8> {
+    match pos.cells {
+        Cells::Terms(t) => as_byte(&t[pos.idx]),
+        Cells::Bytes(b) => Some(b[pos.idx]),
+    }
+}
+
+/// Pending work on the explicit stack.
+enum Work<'a> {
+    /// Hash this term next.
+    Node(Node<'a>),
+    /// A map key and value have been hashed: fold them into the pair XOR.
+    MapPair,
+    /// All pairs of a map are done: restore the outer state and fold in
+    /// the XOR of the pairs.
+    MapEnd { outer_hash: u32, outer_xor: u32 },
+}
+
+#[derive(Default)]
+struct Hasher<'a> {
+    hash: u32,
+    /// XOR of the pair hashes of the map being hashed.
+    xor_pairs: u32,
+    stack: Vec<Work<'a>>,
+}
+
+impl<'a> Hasher<'a> {
+    #[inline]
+    fn mix2(&mut self, x: u32, y: u32, key: u32) {
+        self.hash = mix(key.wrapping_add(x), key.wrapping_add(y), self.hash);
+    }
+
+    #[inline]
+    fn mix1(&mut self, x: u32, key: u32) {
+        self.mix2(x, 0, key);
+    }
+
+    fn run(mut self, term: &'a Term) -> u32 {
+        let mut next = Some(node_of(term));
+        loop {
+            match next.take() {
+                Some(node) => next = self.step(node),
+                None => match self.stack.pop() {
+                    None => return self.hash,
+                    Some(Work::Node(node)) => next = Some(node),
+                    Some(Work::MapPair) => {
+                        self.xor_pairs ^= self.hash;
+                        self.hash = 0;
+                    }
+                    Some(Work::MapEnd {
+                        outer_hash,
+                        outer_xor,
+                    }) => {
+                        self.hash = outer_hash;
+                        let pairs = self.xor_pairs;
+                        self.mix1(pairs, GOLDEN_19);
+                        self.xor_pairs = outer_xor;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Hashes one node; returns the node to continue with directly (the
+    /// first child), leaving the rest on the stack.
+    fn step(&mut self, node: Node<'a>) -> Option<Node<'a>> {
+        match node {
+            Node::Nil => {
+                // Like atoms: a constant while nothing has been hashed yet.
+                if self.hash == 0 {
+                    self.hash = NIL_FIRST;
+                } else {
+                    self.mix1(NIL_TYPE_NUMBER, GOLDEN_2);
+                }
+                None
+            }
+            Node::Byte(b) => {
+                self.int(IntRepr::Small28(i32::from(b)));
+                None
+            }
+            Node::Cons(pos) => self.list(pos),
+            Node::Other(term) => self.term(term),
+        }
+    }
+
+    fn int(&mut self, repr: IntRepr) {
+        match repr {
+            IntRepr::Small28(v) => {
+                if v < 0 {
+                    // The emulator mixes negative numbers twice: first the
+                    // magnitude, then the two's complement value.
+                    self.mix1(v.unsigned_abs(), GOLDEN);
+                }
+                self.mix1(v as u32, GOLDEN);
+            }
+            IntRepr::Big { negative, digits } => {
+                let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
+                for d in digits {
+                    self.mix2(d as u32, (d >> 32) as u32, key);
+                }
+            }
+        }
+    }
+
+    /// Hashes the list starting at `pos`: a run of byte-sized elements is
+    /// packed into words; the first other element is returned for hashing
+    /// with the rest of the list pushed behind it.
+    fn list(&mut self, mut pos: ListPos<'a>) -> Option<Node<'a>> {
+        let mut packed: u32 = 0;
+        let mut count = 0;
+        let stop = loop {
+            let Some(b) = car_byte(&pos) else {
+                break Node::Cons(pos);
+            };
+            packed = (packed << 8).wrapping_add(u32::from(b));
+            if count == 3 {
+                self.mix1(packed, GOLDEN_4);
+                packed = 0;
+                count = 0;
+            } else {
+                count += 1;
+            }
+            match cdr(pos) {
+                Node::Cons(p) => pos = p,
+                end => break end,
+            }
+        };
+        if count > 0 {
+            self.mix1(packed, GOLDEN_4);
+        }
+        match stop {
+            Node::Cons(p) => {
+                self.stack.push(Work::Node(cdr(p)));
+                Some(car(p))
+            }
+            // The list ended (in `[]` or an improper tail) inside the run.
+            end => Some(end),
+        }
+    }
+
+    fn term(&mut self, term: &'a Term) -> Option<Node<'a>> {
+        match term {
+            Term::Atom(a) => {
+                let h = atom_hash(&a.name);
+                // The emulator takes the stored hash as is while the running
+                // value is still 0 (e.g. a bare atom, or the first atom of a
+                // map key), and mixes it in otherwise.
+                if self.hash == 0 {
+                    self.hash = h;
+                } else {
+                    self.mix1(h, GOLDEN_3);
+                }
+                None
+            }
+            Term::FixInteger(i) => {
+                self.int(int_repr_i64(i64::from(i.value)));
+                None
+            }
+            Term::BigInteger(b) => {
+                self.int(int_repr_big(b));
+                None
+            }
+            Term::Float(f) => {
+                // -0.0 hashes as 0.0.
+                let bits = if f.value == 0.0 { 0 } else { f.value.to_bits() };
+                self.mix2((bits >> 32) as u32, bits as u32, GOLDEN_12);
+                None
+            }
+            Term::Binary(b) => {
+                self.bits(&b.bytes, 0);
+                None
+            }
+            Term::BitBinary(b) => {
+                self.bits(&b.bytes, b.tail_bits_size);
+                None
+            }
+            Term::Pid(p) => {
+                self.mix1(p.id, GOLDEN_5);
+                None
+            }
+            Term::Port(p) => {
+                self.mix2(p.id as u32, (p.id >> 32) as u32, GOLDEN_6);
+                None
+            }
+            Term::Reference(r) => {
+                self.mix1(r.id.first().copied().unwrap_or(0), GOLDEN_7);
+                None
+            }
+            Term::ExternalFun(f) => {
+                self.mix2(u32::from(f.arity), atom_hash(&f.module.name), GOLDEN);
+                self.mix1(atom_hash(&f.function.name), GOLDEN_14);
+                None
+            }
+            Term::InternalFun(f) => {
+                let (module, free_vars, index, uniq) = match &**f {
+                    eetf::InternalFun::New {
+                        module,
+                        free_vars,
+                        index,
+                        old_uniq,
+                        ..
+                    } => (module, free_vars, *index, *old_uniq as u32),
+                    // Not decodable by current BEAMs; hashed by analogy.
+                    eetf::InternalFun::Old {
+                        module,
+                        free_vars,
+                        index,
+                        uniq,
+                        ..
+                    } => (module, free_vars, *index as u32, *uniq as u32),
+                };
+                self.mix2(free_vars.len() as u32, atom_hash(&module.name), GOLDEN);
+                self.mix2(index, uniq, GOLDEN);
+                self.sequence(free_vars)
+            }
+            Term::Tuple(t) => {
+                self.mix1(t.elements.len() as u32, GOLDEN_9);
+                self.sequence(&t.elements)
+            }
+            Term::Map(m) => {
+                self.mix1(m.map.len() as u32, GOLDEN_16);
+                if m.map.is_empty() {
+                    return None;
+                }
+                self.stack.push(Work::MapEnd {
+                    outer_hash: self.hash,
+                    outer_xor: self.xor_pairs,
+                });
+                self.hash = 0;
+                self.xor_pairs = 0;
+                for (k, v) in &m.map {
+                    self.stack.push(Work::MapPair);
+                    self.stack.push(Work::Node(node_of(v)));
+                    self.stack.push(Work::Node(node_of(k)));
+                }
+                None
+            }
+            // Lists never reach here: `node_of` turned them into `Nil`/`Cons`.
+            Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => Some(node_of(term)),
+        }
+    }
+
+    /// Queues `terms` to be hashed in order; returns the first.
+    fn sequence(&mut self, terms: &'a [Term]) -> Option<Node<'a>> {
+        let (first, rest) = terms.split_first()?;
+        self.stack
+            .extend(rest.iter().rev().map(|t| Work::Node(node_of(t))));
+        Some(node_of(first))
+    }
+
+    /// Hashes a bitstring: `bytes` holds whole bytes, except that when
+    /// `tail_bits` is 1..=7 the last byte holds only that many bits.
+    ///
+    /// `eetf` keeps those bits right-aligned (its decoder shifts them down
+    /// from the high end where the external format puts them, its encoder
+    /// shifts them back up and so drops anything above them). The emulator
+    /// hashes the same value: the tail bits shifted down.
+    fn bits(&mut self, bytes: &[u8], tail_bits: u8) {
+        let (whole, partial) = match bytes.split_last() {
+            Some((&last, init)) if (1..8).contains(&tail_bits) => (init, Some(last)),
+            _ => (bytes, None),
+        };
+        let seed = GOLDEN_13.wrapping_add(self.hash);
+        if whole.is_empty() && partial.is_none() {
+            self.hash = seed;
+            return;
+        }
+        self.hash = block_hash(whole, seed);
+        if let Some(last) = partial {
+            self.mix2(
+                u32::from(tail_bits),
+                u32::from(last & ((1u8 << tail_bits) - 1)),
+                GOLDEN_15,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::{atom, binary, int, list, nil, tuple};
+
+    #[test]
+    fn simple_values_match_the_beam() {
+        // Recorded from OTP 25 with erlang:phash2(X, 1 bsl 32).
+        let cases: Vec<(Term, u32)> = vec![
+            (nil(), 3468870702),
+            (tuple(vec![]), 221703996),
+            (list(vec![nil()]), 499070068),
+            (tuple(vec![nil()]), 1775079505),
+            (atom("a"), 97),
+            (atom("héllo"), 7799599),
+            (int(0), 3175731469),
+            (int(1), 539485162),
+            (int(-1), 1117813597),
+            (Term::Float(eetf::Float { value: 1.0 }), 3029937084),
+            (Term::Float(eetf::Float { value: 0.0 }), 423528920),
+            (Term::Float(eetf::Float { value: -0.0 }), 423528920),
+            (binary(vec![]), 147926629),
+        ];
+        for (term, expected) in cases {
+            assert_eq!(make_hash2(&term), expected, "{term}");
+        }
+    }
+
+    /// Drops a term without recursion (`eetf::Term`'s drop recurses).
+    fn dismantle(t: Term) {
+        let mut stack = vec![t];
+        while let Some(t) = stack.pop() {
+            match t {
+                Term::List(l) => stack.extend(l.elements),
+                Term::Tuple(x) => stack.extend(x.elements),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_uses_no_recursion() {
+        // Values recorded from OTP 25 (tests/fixtures/phash2/corpus.txt).
+        let mut deep_list = nil();
+        let mut deep_tuple = tuple(vec![]);
+        for _ in 0..100_000 {
+            deep_list = list(vec![deep_list]);
+            deep_tuple = tuple(vec![deep_tuple]);
+        }
+        assert_eq!(make_hash2(&deep_list), 4276146740);
+        assert_eq!(make_hash2(&deep_tuple), 2747071206);
+        dismantle(deep_list);
+        dismantle(deep_tuple);
+    }
+
+    #[test]
+    fn ranges() {
+        let t = atom("héllo"); // make_hash2 = 7799599
+        assert_eq!(phash2(&t), 7799599 & ((1 << 27) - 1));
+        assert_eq!(phash2_range(&t, 1), 0);
+        assert_eq!(phash2_range(&t, 1000), 7799599 % 1000);
+        assert_eq!(phash2_range(&t, 1 << 32), 7799599);
+        // Out of the BEAM's accepted range: clamped, never a panic.
+        assert_eq!(phash2_range(&t, 0), 0);
+        assert_eq!(phash2_range(&t, u64::MAX), 7799599);
+    }
+
+    #[test]
+    fn atom_hash_folds_latin1_back_from_utf8() {
+        assert_eq!(atom_hash("ÿ"), 255);
+        assert_eq!(atom_hash("é"), 0xE9);
+        // Only C2/C3 lead bytes are folded; other sequences hash bytewise.
+        assert_ne!(atom_hash("Ω"), 0x3A9);
+        assert_eq!(atom_hash(""), 0);
+    }
+
+    #[test]
+    fn shapes_the_beam_never_sends_do_not_panic() {
+        let odd = vec![
+            Term::BitBinary(eetf::BitBinary::from((vec![], 5))),
+            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 0))),
+            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 200))),
+            Term::Reference(Box::new(eetf::Reference {
+                node: eetf::Atom::from("a@b"),
+                id: vec![],
+                creation: 0,
+            })),
+            Term::Port(eetf::Port {
+                node: eetf::Atom::from("a@b"),
+                id: u64::MAX,
+                creation: u32::MAX,
+            }),
+            Term::ImproperList(eetf::ImproperList::from((
+                vec![],
+                Term::ImproperList(eetf::ImproperList::from((vec![], nil()))),
+            ))),
+            Term::InternalFun(Box::new(eetf::InternalFun::Old {
+                module: eetf::Atom::from("m"),
+                pid: eetf::Pid::new("a@b", 1, 2, 3),
+                free_vars: vec![int(i64::MIN), int(i64::MAX)],
+                index: -1,
+                uniq: i32::MIN,
+            })),
+            Term::FixInteger(eetf::FixInteger::from(i32::MIN)),
+        ];
+        for t in &odd {
+            let _ = (make_hash2(t), phash2(t), phash2_range(t, 7));
+        }
+        // An empty-element improper list is its tail: here `[]`.
+        assert_eq!(make_hash2(&odd[5]), make_hash2(&nil()));
+    }
+}
