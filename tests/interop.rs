@@ -666,3 +666,51 @@ async fn a_silent_peer_is_declared_down_after_the_tick_limit() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     rust.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_connects_with_a_real_beam_leave_one_connection() {
+    require_erl!("simultaneous_connects_with_a_real_beam_leave_one_connection");
+    let (rust, beam) = common::rust_and_beam().await;
+    let helper = common::rust_node("helper", beam.epmd_port).await;
+    let mut ctl = helper.process();
+    let me = q(rust.name());
+    for round in 0..8 {
+        // erl dials us while we dial it.
+        let code = format!("net_kernel:connect_node({me}).");
+        let beam_name = beam.name.clone();
+        let helper_node = helper.clone();
+        let dial = tokio::spawn(async move {
+            let mut p = helper_node.process();
+            eval(&mut p, &beam_name, &code).await
+        });
+        let ours = rust.connect(&beam.name).await;
+        let theirs = dial.await.expect("eval task");
+        assert_eq!(ours, Ok(()), "round {round}");
+        assert!(term::is_atom(&theirs, "true"), "round {round}: {theirs}");
+        assert_eq!(rust.nodes().iter().filter(|n| **n == beam.name).count(), 1);
+        let v = eval(
+            &mut ctl,
+            &beam.name,
+            &format!("lists:member({me}, nodes())."),
+        )
+        .await;
+        assert!(term::is_atom(&v, "true"), "round {round}: erl lists us");
+        assert!(rust.ping(&beam.name).await, "round {round}: traffic flows");
+        // Drop the connection from our side and wait until erl has noticed.
+        let mut events = rust.subscribe();
+        assert!(rust.disconnect(&beam.name));
+        let _ = events.recv().await;
+        let v = eval(
+            &mut ctl,
+            &beam.name,
+            &format!(
+                "(fun W(0) -> still_connected; W(N) -> case lists:member({me}, nodes()) of \
+                 true -> timer:sleep(10), W(N - 1); false -> gone end end)(500)."
+            ),
+        )
+        .await;
+        assert!(term::is_atom(&v, "gone"), "round {round}");
+    }
+    helper.shutdown();
+    rust.shutdown();
+}
