@@ -19,12 +19,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    beam_peer::demo::init_logging();
     let args = Args::parse();
     let mut config = beam_peer::NodeConfig::new(args.name).hidden(args.hidden);
     if let Some(c) = args.cookie {

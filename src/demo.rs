@@ -43,3 +43,14 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
     node.register("sink", &sink)?;
     Ok(())
 }
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings), for the CLI and
+/// the examples. A library never installs a subscriber by itself.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -932,15 +932,7 @@ impl Node {
             Some(PeerState::Up(h)) => h.send(msg),
             Some(PeerState::Pending { queue, .. }) => queue.push(msg),
             None => {
-                let attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
-                peers.insert(
-                    node.to_string(),
-                    PeerState::Pending {
-                        attempt,
-                        queue: vec![msg],
-                        waiters: vec![],
-                    },
-                );
+                let attempt = self.open_pending(&mut peers, node, vec![msg], vec![]);
                 drop(peers);
                 self.spawn_connect(node.to_string(), attempt);
             }
@@ -958,6 +950,27 @@ impl Node {
             Some(PeerState::Pending { queue, .. }) => queue.push(msg),
             None => {}
         }
+    }
+
+    /// Records a new pending connection to `node` and returns its attempt id;
+    /// the caller starts the connect once the lock is released.
+    fn open_pending(
+        &self,
+        peers: &mut HashMap<String, PeerState>,
+        node: &str,
+        queue: Vec<Message>,
+        waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> u64 {
+        let attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
+        peers.insert(
+            node.to_string(),
+            PeerState::Pending {
+                attempt,
+                queue,
+                waiters,
+            },
+        );
+        attempt
     }
 
     fn spawn_connect(&self, node: String, attempt: u64) {
@@ -1009,15 +1022,7 @@ impl Node {
                 Some(PeerState::Up(_)) => return Ok(()),
                 Some(PeerState::Pending { waiters, .. }) => waiters.push(tx),
                 None => {
-                    let attempt = self.inner.next_attempt.fetch_add(1, Ordering::Relaxed);
-                    peers.insert(
-                        node.to_string(),
-                        PeerState::Pending {
-                            attempt,
-                            queue: vec![],
-                            waiters: vec![tx],
-                        },
-                    );
+                    let attempt = self.open_pending(&mut peers, node, vec![], vec![tx]);
                     drop(peers);
                     self.spawn_connect(node.to_string(), attempt);
                 }
