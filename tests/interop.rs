@@ -714,3 +714,45 @@ async fn simultaneous_connects_with_a_real_beam_leave_one_connection() {
     helper.shutdown();
     rust.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_beam_encodes_we_decode_including_compressed() {
+    require_erl!("what_the_beam_encodes_we_decode_including_compressed");
+    let (rust, beam) = common::rust_and_beam().await;
+    let mut ctl = rust.process();
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        "T = {'é', [-1, -5, 300], 1 bsl 100, -(1 bsl 70), 3.5, -0.0, <<1,2,3:5>>, \
+              maps:from_list([{I, I * I} || I <- lists:seq(1, 40)]), \
+              fun lists:map/2, self(), make_ref(), lists:duplicate(300, <<\"abc\">>)}, \
+         {T, term_to_binary(T), term_to_binary(T, [compressed]), \
+          term_to_binary(T, [{minor_version, 2}])}.",
+    )
+    .await;
+    let Some([t, plain, compressed, v2]) = term::as_tuple(&v) else {
+        panic!("{v}")
+    };
+    for (label, bin) in [
+        ("plain", plain),
+        ("compressed", compressed),
+        ("minor 2", v2),
+    ] {
+        let Term::Binary(b) = bin else {
+            panic!("{label}: binary expected")
+        };
+        let decoded =
+            beam_peer::term::etf::from_binary(&b.bytes).unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(&decoded, t, "{label}");
+    }
+    // And what we encode, the BEAM decodes to the same term (sent back to us).
+    let ours = beam_peer::term::etf::to_binary(t).expect("encode");
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!("binary_to_term(list_to_binary({ours:?}))."),
+    )
+    .await;
+    assert_eq!(&v, t);
+    rust.shutdown();
+}

@@ -448,14 +448,63 @@ pub const MAX_DEPTH: usize = 256;
 /// every element count is checked against the bytes that remain before any
 /// vector is sized.
 pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
-    let start = if buf.get(pos) == Some(&VERSION) {
-        pos + 1
-    } else {
-        pos
-    };
+    let versioned = buf.get(pos) == Some(&VERSION);
+    let start = if versioned { pos + 1 } else { pos };
+    if versioned && buf.get(start) == Some(&COMPRESSED) {
+        // `term_to_binary(T, [compressed])`: the rest of `buf` is zlib data.
+        let t = decompress(buf, start + 1, MAX_INFLATED)?;
+        return Ok((t, buf.len()));
+    }
     let mut d = Decoder { buf, pos: start };
     let t = d.term(0)?;
     Ok((t, d.pos))
+}
+
+const COMPRESSED: u8 = 80;
+
+/// The largest term we inflate: the declared size is checked before any
+/// buffer is sized, and inflating stops there.
+pub const MAX_INFLATED: usize = 256 << 20;
+
+fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
+    use std::io::Read;
+    let header = buf.get(pos..pos + 4).ok_or(DecodeError::Truncated(pos))?;
+    let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let input = &buf[pos + 4..];
+    // zlib cannot expand data by more than about 1032:1, so a declared size
+    // beyond that for this input is a lie, refused before allocating for it.
+    if size > max || size > input.len().saturating_mul(1032) + 64 {
+        return Err(DecodeError::Invalid {
+            what: "compressed term size",
+            at: pos,
+        });
+    }
+    let mut inflated = Vec::with_capacity(size);
+    let mut reader = flate2::read::ZlibDecoder::new(input).take(size as u64 + 1);
+    reader
+        .read_to_end(&mut inflated)
+        .map_err(|_| DecodeError::Invalid {
+            what: "zlib data",
+            at: pos + 4,
+        })?;
+    if inflated.len() != size {
+        return Err(DecodeError::Invalid {
+            what: "compressed term size",
+            at: pos,
+        });
+    }
+    let mut d = Decoder {
+        buf: &inflated,
+        pos: 0,
+    };
+    let t = d.term(0)?;
+    if d.pos != inflated.len() {
+        return Err(DecodeError::Invalid {
+            what: "trailing bytes in compressed term",
+            at: pos,
+        });
+    }
+    Ok(t)
 }
 
 /// Decodes exactly one term filling `buf` (version byte optional).
@@ -855,6 +904,27 @@ const NEW_REFERENCE_EXT: u8 = 114;
 mod decode_tests {
     use super::*;
     use crate::term;
+
+    #[test]
+    fn compressed_terms_decode_and_lies_are_refused() {
+        let t = term::list(
+            (0..100)
+                .map(|_| crate::tup![term::atom("a"), term::binary("xyz")])
+                .collect(),
+        );
+        let plain = to_binary(&t).expect("encode");
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &plain[1..]).expect("deflate");
+        let deflated = z.finish().expect("deflate");
+        let mut bytes = vec![131, 80];
+        bytes.extend_from_slice(&((plain.len() - 1) as u32).to_be_bytes());
+        bytes.extend_from_slice(&deflated);
+        assert_eq!(from_binary(&bytes).expect("decode"), t);
+        // A declared size the data cannot back is refused without allocating it.
+        let mut lie = vec![131, 80, 0x0f, 0xff, 0xff, 0xff];
+        lie.extend_from_slice(&deflated);
+        assert!(from_binary(&lie).is_err());
+    }
 
     #[test]
     fn decodes_what_we_encode() {
