@@ -8,4 +8,5 @@ if ! command -v erl >/dev/null 2>&1; then
     echo "erl not found: install erlang-nox (scripts/test.sh does it) to compare with the BEAM" >&2
     exit 1
 fi
+cargo bench --bench terms -- --bench
 cargo bench --bench dist -- --bench "$@"

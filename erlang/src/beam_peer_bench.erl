@@ -2,7 +2,7 @@
 %% `sink` (a BEAM node with beam_peer_echo, or a Rust node). Results are returned
 %% as a map so the caller can print them side by side.
 -module(beam_peer_bench).
--export([run/4]).
+-export([run/4, terms/2]).
 
 run(Target, Messages, Calls, BigRounds) ->
     true = net_kernel:connect_node(Target),
@@ -47,3 +47,42 @@ big(Target, Rounds) ->
                             erlang:monotonic_time(microsecond) - T0
                         end || _ <- lists:seq(1, Rounds)]),
     lists:nth(max(1, Rounds div 2), Times) / 1000.
+
+%% term_to_binary / binary_to_term / phash2 over a corpus file written by
+%% benches/terms.rs, compiled code (not erl_eval) so the BEAM runs at full speed.
+%% Prints "EncodeMB/s DecodeMB/s Phash2Terms/s".
+terms(Path, Rounds) ->
+    {ok, B} = file:read_file(Path),
+    Ts = binary_to_term(B),
+    Enc = [term_to_binary(T) || T <- Ts],
+    Bytes = lists:sum([byte_size(E) || E <- Enc]),
+    E = loop(fun() -> encode_all(Ts) end, Rounds),
+    D = loop(fun() -> decode_all(Enc) end, Rounds),
+    H = loop(fun() -> hash_all(Ts) end, Rounds),
+    MB = Bytes * Rounds / 1.0e6,
+    io:format("~f ~f ~f~n", [MB / (E / 1.0e6), MB / (D / 1.0e6),
+                             length(Ts) * Rounds / (H / 1.0e6)]).
+
+loop(F, Rounds) ->
+    {Us, _} = timer:tc(fun() -> repeat(F, Rounds) end),
+    max(1, Us).
+
+repeat(_, 0) -> ok;
+repeat(F, N) -> F(), repeat(F, N - 1).
+
+%% Each loop folds its results into an accumulator so no work can be dropped.
+encode_all(Ts) -> encode_all(Ts, 0).
+encode_all([], Acc) -> Acc;
+encode_all([T | Ts], Acc) -> encode_all(Ts, Acc + byte_size(term_to_binary(T))).
+
+decode_all(Bs) -> decode_all(Bs, 0).
+decode_all([], Acc) -> Acc;
+decode_all([B | Bs], Acc) ->
+    case binary_to_term(B) of
+        X when is_integer(X) -> decode_all(Bs, Acc + 1);
+        _ -> decode_all(Bs, Acc)
+    end.
+
+hash_all(Ts) -> hash_all(Ts, 0).
+hash_all([], Acc) -> Acc;
+hash_all([T | Ts], Acc) -> hash_all(Ts, Acc bxor erlang:phash2(T)).
