@@ -10,6 +10,7 @@
 
 pub mod awlww_map;
 pub mod dots;
+pub mod merkle;
 pub mod storage;
 
 pub use awlww_map::{term_cmp, AwLwwMap, Diff, JoinOutcome, OrdTerm, RawChange, Stamped};

@@ -1,0 +1,331 @@
+//! The tree itself: node shapes, locations, insertion, deletion and lazy
+//! rehashing, with exactly the shapes and stale markers merkle_map 0.2.2
+//! produces (both are visible on the wire and in recorded states).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::crdt::awlww_map::OrdTerm;
+use crate::term::phash2::phash2_range;
+use crate::term::{binary, nil, tuple, Map, Term};
+
+/// Bits in a key hash, and so the deepest level a leaf can sit at. Inner
+/// nodes live at levels `0..KEY_BITS`; their children one level further.
+pub const KEY_BITS: u32 = 32;
+
+/// `phash2(_, 2^32)`: the range merkle_map hashes everything into.
+const HASH_RANGE: u64 = 1 << KEY_BITS;
+
+/// A stored node hash: `None` is upstream's `[]`, meaning "not computed yet"
+/// (after a put or delete on the path) or, for a branch, "empty".
+pub type Hash = Option<u32>;
+
+/// `phash2(term, 2^32)`, the 32-bit value merkle_map stores as `<<h::32>>`.
+pub fn hash_of(term: &Term) -> u32 {
+    phash2_range(term, HASH_RANGE)
+}
+
+/// The tree position of `key`: its hash read MSB first.
+pub fn key_hash(key: &Term) -> u32 {
+    hash_of(key)
+}
+
+/// The term a [`Hash`] is on the wire: `[]` or a 4-byte big-endian binary.
+pub fn hash_term(hash: Hash) -> Term {
+    match hash {
+        None => nil(),
+        Some(h) => binary(h.to_be_bytes()),
+    }
+}
+
+/// Bit `level` (MSB first) of a 32-bit key hash; `None` past the last bit.
+pub fn bit(key_hash: u32, level: u32) -> Option<u8> {
+    (level < KEY_BITS).then(|| ((key_hash >> (KEY_BITS - 1 - level)) & 1) as u8)
+}
+
+/// A path from the root: up to 32 directions, 0 = left, 1 = right. On the
+/// wire it is a bitstring of exactly `len` bits (`<<>>` for the root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Loc {
+    /// The directions, left-aligned: direction `i` is bit `31 - i`. Bits past
+    /// `len` are always zero, so derived equality is path equality.
+    path: u32,
+    len: u8,
+}
+
+impl Loc {
+    /// The root, `<<>>`.
+    pub const ROOT: Loc = Loc { path: 0, len: 0 };
+
+    /// A location from its first `len` bits of `path` (left-aligned, MSB
+    /// first); `None` when `len > 32`.
+    pub fn new(path: u32, len: u32) -> Option<Loc> {
+        match len {
+            0 => Some(Loc::ROOT),
+            1..=KEY_BITS => Some(Loc {
+                path: path & (u32::MAX << (KEY_BITS - len)),
+                len: len as u8,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Number of directions (the bitstring's `bit_size`).
+    pub fn len(self) -> u32 {
+        u32::from(self.len)
+    }
+
+    /// True for the root location.
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    /// The directions, left-aligned in a `u32`.
+    pub fn path(self) -> u32 {
+        self.path
+    }
+
+    /// Direction `i`, if the location is that long.
+    pub fn bit(self, i: u32) -> Option<u8> {
+        (i < self.len()).then(|| bit(self.path, i)).flatten()
+    }
+
+    /// One step further. Saturates at 32 directions: only inner nodes have
+    /// children and they sit at levels below 32, so a well-formed tree never
+    /// asks for a 33rd direction.
+    pub(super) fn child(self, direction: u8) -> Loc {
+        if self.len() >= KEY_BITS {
+            return self;
+        }
+        let shift = KEY_BITS - 1 - self.len();
+        Loc {
+            path: self.path | (u32::from(direction & 1) << shift),
+            len: self.len + 1,
+        }
+    }
+}
+
+/// A tree or subtree, with the four shapes merkle_map uses:
+/// `[]`, `{hash, left, right}`, `{hash, {key_hash, %{k => v}}}` and, only in
+/// subtrees cut for a diff, `{:partial, location}`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Node {
+    #[default]
+    Empty,
+    Inner(Box<Inner>),
+    Leaf(Box<Leaf>),
+    /// Where a diff subtree was cut: the sender has an inner node here and
+    /// will send that subtree if asked. Never part of a [`super::MerkleMap`].
+    Partial(Loc),
+}
+
+/// `{hash, left, right}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inner {
+    pub hash: Hash,
+    pub left: Node,
+    pub right: Node,
+}
+
+/// `{hash, {<<key_hash::32>>, %{key => value, ...}}}`. Several keys share a
+/// leaf only when their 32-bit hashes collide. Keys are kept in Erlang term
+/// order, which is `Map.keys/1` order for maps of up to 32 keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leaf {
+    pub hash: Hash,
+    pub key_hash: u32,
+    pub contents: BTreeMap<OrdTerm, Term>,
+}
+
+impl Leaf {
+    /// The leaf's contents as the map term upstream hashes and ships.
+    pub fn contents_term(&self) -> Term {
+        let map: HashMap<Term, Term> = self
+            .contents
+            .iter()
+            .map(|(k, v)| (k.0.clone(), v.clone()))
+            .collect();
+        Term::Map(Map::from(map))
+    }
+}
+
+impl Node {
+    /// The stored hash; `[]` for the empty tree and for partial markers.
+    pub fn hash(&self) -> Hash {
+        match self {
+            Node::Inner(i) => i.hash,
+            Node::Leaf(l) => l.hash,
+            Node::Empty | Node::Partial(_) => None,
+        }
+    }
+
+    /// True when the node's own hash is `[]` although it is not empty: what
+    /// upstream refuses to diff ("Must call MerkleMap.update_hashes/1").
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Node::Inner(_) | Node::Leaf(_)) && self.hash().is_none()
+    }
+
+    /// The child in `direction` of an inner node.
+    fn child_mut(inner: &mut Inner, direction: u8) -> &mut Node {
+        if direction == 0 {
+            &mut inner.left
+        } else {
+            &mut inner.right
+        }
+    }
+
+    /// Inserts `key => value` at key hash `kh`; `level` is this node's depth.
+    /// Every node on the way gets a `[]` hash; a leaf that has to move down
+    /// to make room keeps its hash, as upstream's split does.
+    pub(super) fn put(&mut self, kh: u32, level: u32, key: OrdTerm, value: Term) {
+        match self {
+            Node::Empty | Node::Partial(_) => {
+                *self = Node::Leaf(Box::new(Leaf {
+                    hash: None,
+                    key_hash: kh,
+                    contents: BTreeMap::from([(key, value)]),
+                }));
+            }
+            Node::Inner(inner) => {
+                inner.hash = None;
+                // Inner nodes never sit at level 32 in trees this module
+                // builds or accepts, so the bit always exists.
+                if let Some(d) = bit(kh, level) {
+                    Node::child_mut(inner, d).put(kh, level + 1, key, value);
+                }
+            }
+            Node::Leaf(leaf) if leaf.key_hash == kh => {
+                leaf.hash = None;
+                leaf.contents.insert(key, value);
+            }
+            Node::Leaf(leaf) => {
+                // Two different hashes differ somewhere within 32 bits, so a
+                // resident leaf is only met at a level that still has a bit.
+                let Some(resident_dir) = bit(leaf.key_hash, level) else {
+                    return;
+                };
+                let resident = std::mem::take(self);
+                let (left, right) = if resident_dir == 0 {
+                    (resident, Node::Empty)
+                } else {
+                    (Node::Empty, resident)
+                };
+                *self = Node::Inner(Box::new(Inner {
+                    hash: None,
+                    left,
+                    right,
+                }));
+                self.put(kh, level, key, value);
+            }
+        }
+    }
+
+    /// Removes `key` (hash `kh`). The leaf reached is rewritten even when it
+    /// does not hold `key` (its hash becomes `[]`), and an inner node left
+    /// with only one leaf and an empty side is replaced by that leaf, exactly
+    /// as upstream, so the shape after any history equals a fresh build.
+    pub(super) fn delete(&mut self, kh: u32, level: u32, key: &OrdTerm) {
+        match self {
+            Node::Empty | Node::Partial(_) => {}
+            Node::Leaf(leaf) => {
+                leaf.contents.remove(key);
+                if leaf.contents.is_empty() {
+                    *self = Node::Empty;
+                } else {
+                    leaf.hash = None;
+                }
+            }
+            Node::Inner(inner) => {
+                inner.hash = None;
+                if let Some(d) = bit(kh, level) {
+                    Node::child_mut(inner, d).delete(kh, level + 1, key);
+                }
+                let collapse = match (&inner.left, &inner.right) {
+                    (Node::Empty, Node::Empty) => Some(Node::Empty),
+                    (Node::Empty, Node::Leaf(_)) => Some(std::mem::take(&mut inner.right)),
+                    (Node::Leaf(_), Node::Empty) => Some(std::mem::take(&mut inner.left)),
+                    _ => None,
+                };
+                if let Some(replacement) = collapse {
+                    *self = replacement;
+                }
+            }
+        }
+    }
+
+    /// Fills in every `[]` hash and returns this node's hash. A node that
+    /// already has a hash is trusted without looking below it: that is what
+    /// keeps a rehash after k updates at O(k * depth), and what upstream does.
+    pub(super) fn update_hashes(&mut self) -> Hash {
+        match self {
+            Node::Empty | Node::Partial(_) => None,
+            Node::Inner(inner) => {
+                if inner.hash.is_none() {
+                    let l = inner.left.update_hashes();
+                    let r = inner.right.update_hashes();
+                    inner.hash = Some(hash_of(&tuple(vec![hash_term(l), hash_term(r)])));
+                }
+                inner.hash
+            }
+            Node::Leaf(leaf) => {
+                if leaf.hash.is_none() {
+                    leaf.hash = Some(hash_of(&leaf.contents_term()));
+                }
+                leaf.hash
+            }
+        }
+    }
+
+    /// The node found by following `loc` from here, stopping early at a
+    /// leaf or an empty branch (upstream's `find_subtree`).
+    pub(super) fn find(&self, loc: Loc) -> &Node {
+        let mut node = self;
+        let mut i = 0;
+        while let Node::Inner(inner) = node {
+            match loc.bit(i) {
+                Some(0) => node = &inner.left,
+                Some(_) => node = &inner.right,
+                None => break,
+            }
+            i += 1;
+        }
+        node
+    }
+
+    /// A copy of this node as found at `loc`, cut `depth` levels down:
+    /// inner nodes at the cut become `{:partial, their location}`, leaves
+    /// are kept whole wherever they are (upstream's `get_subtree`).
+    pub(super) fn cut(&self, loc: Loc, depth: u32) -> Node {
+        match self {
+            Node::Empty => Node::Empty,
+            Node::Leaf(l) => Node::Leaf(l.clone()),
+            Node::Partial(p) => Node::Partial(*p),
+            Node::Inner(_) if depth == 0 => Node::Partial(loc),
+            Node::Inner(i) => Node::Inner(Box::new(Inner {
+                hash: i.hash,
+                left: i.left.cut(loc.child(0), depth - 1),
+                right: i.right.cut(loc.child(1), depth - 1),
+            })),
+        }
+    }
+
+    /// Keys in upstream's traversal order (`MerkleTree.keys/1`): right
+    /// branch before left, each leaf's keys in term order.
+    pub(super) fn collect_keys<'a>(&'a self, out: &mut Vec<&'a Term>) {
+        match self {
+            Node::Empty | Node::Partial(_) => {}
+            Node::Leaf(l) => out.extend(l.contents.keys().map(|k| &k.0)),
+            Node::Inner(i) => {
+                i.right.collect_keys(out);
+                i.left.collect_keys(out);
+            }
+        }
+    }
+
+    /// Depth of the deepest leaf or empty branch (upstream's `max_depth`).
+    pub fn max_depth(&self) -> u32 {
+        match self {
+            Node::Inner(i) => 1 + i.left.max_depth().max(i.right.max_depth()),
+            _ => 0,
+        }
+    }
+}
