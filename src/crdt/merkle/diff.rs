@@ -22,6 +22,13 @@ use super::MerkleError;
 use crate::crdt::awlww_map::term_cmp;
 use crate::term::{atom, BigInteger, Term};
 
+#[cfg(test)]
+thread_local! {
+    /// Pairs of nodes compared on this thread: lets tests check that a diff
+    /// does work proportional to the differences, not to the map.
+    pub(super) static VISITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// One entry of a diff result before partial locations are split off.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Item<'a> {
@@ -125,6 +132,8 @@ pub(super) fn diff<'a>(
     level: u32,
     out: &mut Vec<Item<'a>>,
 ) -> Result<(), MerkleError> {
+    #[cfg(test)]
+    VISITS.with(|v| v.set(v.get() + 1));
     // Arms in upstream's clause order: it decides e.g. that an empty side
     // lists the other side whole even when that side is only a partial marker.
     match (a.view(), b.view()) {
