@@ -12,6 +12,7 @@ pub mod awlww_map;
 pub mod dots;
 pub mod merkle;
 pub mod storage;
+pub mod sync;
 
 pub use awlww_map::{term_cmp, AwLwwMap, Diff, JoinOutcome, OrdTerm, RawChange, Stamped};
 pub use dots::{Context, Counter, Dot, DotSet, Dots, NodeId};

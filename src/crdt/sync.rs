@@ -1,0 +1,662 @@
+//! DeltaCrdt 0.6.4's process protocol (`DeltaCrdt.CausalCrdt`) as a sans-I/O
+//! state machine: one [`Replica`] is what one DeltaCrdt process is on a BEAM
+//! node, minus the process.
+//!
+//! What it owns: the replica's [`AwLwwMap`] state, the [`MerkleMap`] of
+//! `key => raw AWLWWMap entries` that DeltaCrdt keeps next to it, the
+//! neighbour set, which neighbours are monitored, and which have a sync
+//! round outstanding. Every input is a method call (a decoded message, a
+//! local operation, the current time) and every effect is an [`Action`] the
+//! caller carries out: sending a term, monitoring or demonitoring a
+//! neighbour, handing read diffs to the owner, writing storage.
+//!
+//! What it never does: I/O, reading a clock (time and write timestamps are
+//! passed in), creating pids or references (the runtime does, and may tell
+//! the replica a monitor's reference with [`Replica::bind_monitor`]),
+//! panicking on a peer's term, or changing its state when a message is
+//! rejected.
+//!
+//! ## The round, as the BEAM runs it
+//! On every sync (timer tick, `:sync`, `set_neighbours`) the replica monitors
+//! each neighbour it does not monitor yet and sends each monitored
+//! neighbour `{:diff, %DeltaCrdt.CausalCrdt.Diff{}}` addressed exactly as the
+//! neighbour was given, carrying the top 8 levels of its merkle tree and its
+//! causal context. Each side then swaps `from`/`to` and answers with its own
+//! subtrees at the cut locations until one side has the final key list:
+//! - no keys: the side acks the originator (`{:ack_diff, neighbour}`);
+//! - the neighbour finished: it asks the originator for values
+//!   (`{:get_diff, diff, keys}`) and acks; the originator ships its values
+//!   `{:diff, %AWLWWMap{dots: diff.dots, value: taken}, keys}` to the
+//!   neighbour and acks itself;
+//! - the originator finished: it ships its values and acks itself.
+//!
+//! Values therefore only ever flow originator → neighbour within a round;
+//! the opposite direction is the neighbour's own round.
+//!
+//! ## Deliberate differences from upstream (all documented on the items)
+//! - Upstream 0.6.4 drops every successfully sent entry from
+//!   `outstanding_syncs` at the end of each sync (it keeps only failed
+//!   sends), so in practice it re-sends a `{:diff, ..}` on every tick even
+//!   while a round is still running. By default this replica keeps one
+//!   outstanding round per neighbour, cleared by an ack or a DOWN, as the
+//!   data structure intends; [`Config::resend_while_outstanding`] restores
+//!   the upstream behaviour.
+//! - Messages upstream would crash on (a DOWN for an unknown monitor, a diff
+//!   whose `originator` is neither end, a malformed term) are rejected with
+//!   a [`SyncError`] and leave the replica as it was, with nothing sent.
+//! - The replica never syncs with itself (by pid or by its own name tuple);
+//!   upstream only skips its own pid and would run a pointless round
+//!   against its own name.
+//! - Neighbours are iterated in Erlang term order, which is the order
+//!   upstream's maps iterate in up to 32 neighbours; beyond that BEAM maps
+//!   iterate in hash order, so the order of the `{:diff, ..}` sends of one
+//!   sync may differ (the set sent is the same).
+//! - DOWNs are matched by the reference the runtime reported with
+//!   [`Replica::bind_monitor`], or else by the DOWN's object (the neighbour
+//!   as monitored), since the replica cannot create references itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange};
+use crate::crdt::merkle::{DiffStep, MerkleError, MerkleMap, PartialDiff};
+use crate::crdt::{CrdtTermError, NodeId};
+use crate::term::elixir::{self, StructBuilder};
+use crate::term::{as_list, as_tuple, atom, is_atom, list, tuple, Term};
+
+#[cfg(test)]
+mod replay_tests;
+#[cfg(test)]
+mod tests;
+
+/// The subtree depth DeltaCrdt uses for every diff step.
+pub const DIFF_DEPTH: u32 = 8;
+
+/// Module name of the sync message struct.
+pub const CAUSAL_DIFF_STRUCT: &str = "DeltaCrdt.CausalCrdt.Diff";
+
+/// `max_sync_size`: how many keys (and, for a continuation, keys plus
+/// subtrees) one message may carry. Horde passes `:infinite`; DeltaCrdt's
+/// own default is 200. A finite limit loses data (delta_crdt_ex#65): the
+/// receiver joins the whole context of a truncated state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxSyncSize {
+    Infinite,
+    /// Upstream refuses 0 at start-up; here 0 is treated as 1.
+    Limit(usize),
+}
+
+impl MaxSyncSize {
+    fn limit(self) -> Option<usize> {
+        match self {
+            MaxSyncSize::Infinite => None,
+            MaxSyncSize::Limit(n) => Some(n.max(1)),
+        }
+    }
+}
+
+/// Construction parameters of a [`Replica`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This replica's DeltaCrdt node id (random in 1..=1_000_000_000 upstream).
+    pub node_id: NodeId,
+    /// The pid peers answer to (`originator`/`from` of our rounds).
+    pub self_pid: Term,
+    /// Our own name as peers address us (`{Name, node}`); never synced with.
+    pub self_name: Option<Term>,
+    /// Milliseconds between periodic syncs (Horde: 300).
+    pub sync_interval: u64,
+    pub max_sync_size: MaxSyncSize,
+    /// Upstream 0.6.4 behaviour: send a new round on every sync even while
+    /// one is outstanding. Off by default (one round per neighbour).
+    pub resend_while_outstanding: bool,
+}
+
+impl Config {
+    /// Horde's defaults: `sync_interval: 300`, `max_sync_size: :infinite`.
+    pub fn horde(node_id: NodeId, self_pid: Term, self_name: Option<Term>) -> Config {
+        Config {
+            node_id,
+            self_pid,
+            self_name,
+            sync_interval: 300,
+            max_sync_size: MaxSyncSize::Infinite,
+            resend_while_outstanding: false,
+        }
+    }
+}
+
+/// An effect for the caller to carry out, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// `send(to, msg)`: `to` is a pid or a `{name, node}` tuple, exactly as
+    /// DeltaCrdt addresses it.
+    Send { to: Term, msg: Term },
+    /// `Process.monitor(target)`; report the reference with
+    /// [`Replica::bind_monitor`] if DOWNs should be matched by reference.
+    Monitor { target: Term },
+    /// `Process.demonitor(ref, [:flush])` for the monitor of `target`.
+    Demonitor {
+        target: Term,
+        monitor_ref: Option<Term>,
+    },
+    /// Read-value changes for the owner (`on_diffs`; Horde turns them into
+    /// `{:crdt_update, diffs}`). Emitted whenever raw entries changed, so it
+    /// can be empty, as upstream.
+    Diffs(Vec<awlww_map::Diff>),
+    /// The state changed (or may have: upstream writes after every join);
+    /// write [`Replica::storage_term`] if storage is configured.
+    Persist,
+}
+
+/// Why a message was rejected. The replica is unchanged and nothing was sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SyncError {
+    #[error("unknown message")]
+    Unknown,
+    #[error("malformed {0}")]
+    Malformed(&'static str),
+    #[error("bad CRDT term: {0}")]
+    Term(#[from] CrdtTermError),
+    #[error("merkle diff failed: {0}")]
+    Merkle(#[from] MerkleError),
+    #[error("diff has an originator that is neither end of it")]
+    NoOriginator,
+    #[error("DOWN for a monitor we do not hold")]
+    UnknownMonitor,
+}
+
+/// A decoded `%DeltaCrdt.CausalCrdt.Diff{}`. Everything but the
+/// continuation is kept as the exact term received, because it travels back
+/// unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncDiff {
+    pub continuation: PartialDiff,
+    /// The originator's causal context when the round started.
+    pub dots: Term,
+    pub originator: Term,
+    pub from: Term,
+    pub to: Term,
+}
+
+impl SyncDiff {
+    pub fn to_term(&self) -> Term {
+        StructBuilder::new(CAUSAL_DIFF_STRUCT)
+            .field("continuation", self.continuation.to_term())
+            .field("dots", self.dots.clone())
+            .field("originator", self.originator.clone())
+            .field("from", self.from.clone())
+            .field("to", self.to.clone())
+            .build()
+    }
+
+    pub fn from_term(term: &Term) -> Result<SyncDiff, SyncError> {
+        if !elixir::is_struct(term, CAUSAL_DIFF_STRUCT) {
+            return Err(SyncError::Malformed("%DeltaCrdt.CausalCrdt.Diff{}"));
+        }
+        let field = |name| {
+            elixir::struct_field(term, name)
+                .cloned()
+                .ok_or(SyncError::Malformed("diff field missing"))
+        };
+        Ok(SyncDiff {
+            continuation: PartialDiff::from_term(&field("continuation")?)?,
+            dots: field("dots")?,
+            originator: field("originator")?,
+            from: field("from")?,
+            to: field("to")?,
+        })
+    }
+
+    /// What the receiver of a diff does first: it is now `from`.
+    fn reversed(mut self) -> SyncDiff {
+        std::mem::swap(&mut self.from, &mut self.to);
+        self
+    }
+
+    /// The ack that ends a round: to the originator, naming the neighbour.
+    /// `None` when neither end is the originator (upstream crashes there).
+    fn ack(&self) -> Option<Action> {
+        let neighbour = if self.originator == self.from {
+            &self.to
+        } else if self.originator == self.to {
+            &self.from
+        } else {
+            return None;
+        };
+        Some(Action::Send {
+            to: self.originator.clone(),
+            msg: tuple(vec![atom("ack_diff"), neighbour.clone()]),
+        })
+    }
+}
+
+/// One DeltaCrdt replica; see the module docs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replica {
+    cfg: Config,
+    state: AwLwwMap,
+    /// Hashes are kept current after every change, so diffs never find the
+    /// tree stale and a rejected message cannot leave a half-updated tree.
+    merkle: MerkleMap,
+    /// Term order, as Elixir's MapSet iterates small sets.
+    neighbours: BTreeSet<OrdTerm>,
+    /// Monitored neighbours, with the reference once the runtime bound it.
+    monitors: BTreeMap<OrdTerm, Option<Term>>,
+    outstanding: BTreeSet<OrdTerm>,
+    next_sync_at: Option<u64>,
+}
+
+impl PartialEq for Config {
+    fn eq(&self, o: &Config) -> bool {
+        self.node_id == o.node_id
+            && self.self_pid == o.self_pid
+            && self.self_name == o.self_name
+            && self.sync_interval == o.sync_interval
+            && self.max_sync_size == o.max_sync_size
+            && self.resend_while_outstanding == o.resend_while_outstanding
+    }
+}
+
+impl Replica {
+    /// A fresh replica (empty state), as DeltaCrdt starts without storage.
+    pub fn new(cfg: Config) -> Replica {
+        Replica::with_state(cfg, AwLwwMap::new())
+    }
+
+    /// A replica restored from `state` (e.g. read from storage); the merkle
+    /// map is rebuilt from it, which gives the same tree as upstream's stored
+    /// one because the tree shape depends only on the contents.
+    pub fn with_state(cfg: Config, state: AwLwwMap) -> Replica {
+        let mut merkle = MerkleMap::new();
+        for key in state.keys() {
+            if let Some(entries) = state.entries_term(&key) {
+                merkle.put(key, entries);
+            }
+        }
+        merkle.update_hashes();
+        Replica {
+            cfg,
+            state,
+            merkle,
+            neighbours: BTreeSet::new(),
+            monitors: BTreeMap::new(),
+            outstanding: BTreeSet::new(),
+            next_sync_at: None,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> &AwLwwMap {
+        &self.state
+    }
+
+    pub fn merkle(&self) -> &MerkleMap {
+        &self.merkle
+    }
+
+    /// `DeltaCrdt.to_map/1`.
+    pub fn read(&self) -> BTreeMap<OrdTerm, Term> {
+        self.state.read()
+    }
+
+    /// `DeltaCrdt.read/2` for some keys.
+    pub fn read_keys(&self, keys: &[Term]) -> BTreeMap<OrdTerm, Term> {
+        self.state.read_keys(keys)
+    }
+
+    /// `DeltaCrdt.get/2`.
+    pub fn get(&self, key: &Term) -> Option<&Term> {
+        self.state.get(key)
+    }
+
+    /// The `%DeltaCrdt.AWLWWMap{}` state term; [`Replica::with_state`]
+    /// takes it back (after `AwLwwMap::from_term`).
+    pub fn storage_term(&self) -> Term {
+        self.state.to_term()
+    }
+
+    /// What DeltaCrdt's `storage_module.write/2` receives:
+    /// `{node_id, sequence_number, crdt_state, merkle_map}`. The sequence
+    /// number is never advanced by 0.6.4, so it is always 0 here.
+    pub fn storage_tuple(&self) -> Term {
+        tuple(vec![
+            crate::term::int(self.cfg.node_id),
+            crate::term::int(0),
+            self.state.to_term(),
+            self.merkle.to_term(),
+        ])
+    }
+
+    pub fn neighbours(&self) -> impl Iterator<Item = &Term> {
+        self.neighbours.iter().map(|n| &n.0)
+    }
+
+    /// Neighbours with a round in flight.
+    pub fn outstanding(&self) -> impl Iterator<Item = &Term> {
+        self.outstanding.iter().map(|n| &n.0)
+    }
+
+    /// Records the reference the runtime got for a [`Action::Monitor`], so
+    /// DOWNs are matched by reference (as upstream) rather than by object.
+    pub fn bind_monitor(&mut self, target: &Term, monitor_ref: Term) {
+        if let Some(slot) = self.monitors.get_mut(&OrdTerm(target.clone())) {
+            *slot = Some(monitor_ref);
+        }
+    }
+
+    // ---- local operations --------------------------------------------------
+
+    /// `DeltaCrdt.put/3` (`{:add, [key, value]}`); `ts` is the writer's
+    /// `System.monotonic_time(:nanosecond)` equivalent, passed in.
+    pub fn put(&mut self, key: Term, value: Term, ts: i64) -> Vec<Action> {
+        let delta = self.state.add(key.clone(), value, self.cfg.node_id, ts);
+        self.join_delta(&delta, &[key])
+    }
+
+    /// `DeltaCrdt.delete/2` (`{:remove, [key]}`).
+    pub fn delete(&mut self, key: Term) -> Vec<Action> {
+        let delta = self.state.remove(&key, self.cfg.node_id);
+        self.join_delta(&delta, &[key])
+    }
+
+    /// An `{:operation, {f, args}}` payload as `DeltaCrdt.put/delete` send
+    /// it: `{:add, [key, value]}` or `{:remove, [key]}`.
+    pub fn operation(&mut self, op: &Term, ts: i64) -> Result<Vec<Action>, SyncError> {
+        let Some([f, args]) = as_tuple(op) else {
+            return Err(SyncError::Malformed("operation"));
+        };
+        let args = as_list(args).ok_or(SyncError::Malformed("operation arguments"))?;
+        match (f, args.as_slice()) {
+            (f, [k, v]) if is_atom(f, "add") => {
+                check_depth(k)?;
+                check_depth(v)?;
+                Ok(self.put(k.clone(), v.clone(), ts))
+            }
+            (f, [k]) if is_atom(f, "remove") => {
+                check_depth(k)?;
+                Ok(self.delete(k.clone()))
+            }
+            _ => Err(SyncError::Unknown),
+        }
+    }
+
+    // ---- the sync protocol --------------------------------------------------
+
+    /// The periodic timer: syncs when `now` (ms, any monotonic origin) has
+    /// reached the next due time. The first tick always syncs, as upstream
+    /// sends itself `:sync` on start.
+    pub fn tick(&mut self, now: u64) -> Vec<Action> {
+        if self.next_sync_at.is_some_and(|due| now < due) {
+            return Vec::new();
+        }
+        self.next_sync_at = Some(now.saturating_add(self.cfg.sync_interval));
+        self.sync()
+    }
+
+    /// When the next tick will sync, if ticked before.
+    pub fn next_sync_at(&self) -> Option<u64> {
+        self.next_sync_at
+    }
+
+    /// `{:set_neighbours, list}`: forget and demonitor neighbours no longer
+    /// listed, then sync with everyone.
+    pub fn set_neighbours(&mut self, list: Vec<Term>) -> Vec<Action> {
+        let new: BTreeSet<OrdTerm> = list.into_iter().map(OrdTerm).collect();
+        let mut out = Vec::new();
+        for gone in self.neighbours.difference(&new) {
+            if let Some(r) = self.monitors.get(gone) {
+                out.push(Action::Demonitor {
+                    target: gone.0.clone(),
+                    monitor_ref: r.clone(),
+                });
+            }
+        }
+        self.outstanding.retain(|n| new.contains(n));
+        self.monitors.retain(|n, _| new.contains(n));
+        self.neighbours = new;
+        out.extend(self.sync());
+        out
+    }
+
+    /// One sync (the `:sync` timer message): monitor new neighbours, then
+    /// start a round with every monitored neighbour that has none running.
+    pub fn sync(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        for n in &self.neighbours {
+            if self.is_self(&n.0) || self.monitors.contains_key(n) {
+                continue;
+            }
+            self.monitors.insert(n.clone(), None);
+            out.push(Action::Monitor {
+                target: n.0.clone(),
+            });
+        }
+        let continuation = match self.merkle.prepare_partial_diff(DIFF_DEPTH) {
+            Ok(c) => c,
+            // Hashes are kept current and the depth is fixed, so this cannot
+            // happen; skipping a round is the harmless answer if it does.
+            Err(_) => return out,
+        };
+        let dots = self.state.dots.to_term();
+        let targets: Vec<OrdTerm> = self.monitors.keys().cloned().collect();
+        for n in targets {
+            if self.is_self(&n.0)
+                || (!self.cfg.resend_while_outstanding && self.outstanding.contains(&n))
+            {
+                continue;
+            }
+            let diff = SyncDiff {
+                continuation: continuation.clone(),
+                dots: dots.clone(),
+                originator: self.cfg.self_pid.clone(),
+                from: self.cfg.self_pid.clone(),
+                to: n.0.clone(),
+            };
+            out.push(Action::Send {
+                to: n.0.clone(),
+                msg: tuple(vec![atom("diff"), diff.to_term()]),
+            });
+            self.outstanding.insert(n);
+        }
+        out
+    }
+
+    /// Every message a DeltaCrdt process receives from peers or its timer:
+    /// `{:diff, Diff}`, `{:diff, state, keys}`, `{:get_diff, Diff, keys}`,
+    /// `{:ack_diff, neighbour}`, `{:DOWN, ref, :process, obj, reason}`,
+    /// `{:set_neighbours, list}` and `:sync`. On `Err` nothing changed.
+    pub fn handle_message(&mut self, msg: &Term) -> Result<Vec<Action>, SyncError> {
+        if is_atom(msg, "sync") {
+            return Ok(self.sync());
+        }
+        let Some(parts) = as_tuple(msg) else {
+            return Err(SyncError::Unknown);
+        };
+        let Some((tag, rest)) = parts.split_first() else {
+            return Err(SyncError::Unknown);
+        };
+        let Term::Atom(tag) = tag else {
+            return Err(SyncError::Unknown);
+        };
+        match (tag.name.as_str(), rest) {
+            ("diff", [diff]) => self.on_diff(diff),
+            ("diff", [state, keys]) => self.on_state(state, keys),
+            ("get_diff", [diff, keys]) => self.on_get_diff(diff, keys),
+            ("ack_diff", [neighbour]) => {
+                self.outstanding.remove(&OrdTerm(neighbour.clone()));
+                Ok(Vec::new())
+            }
+            ("DOWN", [r, kind, obj, _reason]) if is_atom(kind, "process") => self.on_down(r, obj),
+            ("set_neighbours", [l]) => {
+                let l = as_list(l).ok_or(SyncError::Malformed("neighbour list"))?;
+                Ok(self.set_neighbours(l))
+            }
+            // `{:EXIT, pid, :normal}` is ignored upstream (it traps exits).
+            ("EXIT", [_, reason]) if is_atom(reason, "normal") => Ok(Vec::new()),
+            _ => Err(SyncError::Unknown),
+        }
+    }
+
+    /// `{:diff, Diff}`: compare the peer's subtrees with ours.
+    fn on_diff(&mut self, diff: &Term) -> Result<Vec<Action>, SyncError> {
+        let diff = SyncDiff::from_term(diff)?.reversed();
+        // Checked before anything is sent: upstream would crash half way.
+        let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        let step = self
+            .merkle
+            .continue_partial_diff(&diff.continuation, DIFF_DEPTH)?;
+        let mut out = Vec::new();
+        match step {
+            DiffStep::Continue(next) => {
+                let continuation = match self.cfg.max_sync_size.limit() {
+                    None => next,
+                    Some(n) => next.truncate(n),
+                };
+                let to = diff.to.clone();
+                let next = SyncDiff {
+                    continuation,
+                    ..diff
+                };
+                out.push(Action::Send {
+                    to,
+                    msg: tuple(vec![atom("diff"), next.to_term()]),
+                });
+            }
+            DiffStep::Done(keys) if keys.is_empty() => out.push(ack),
+            DiffStep::Done(mut keys) => {
+                if let Some(n) = self.cfg.max_sync_size.limit() {
+                    keys.truncate(n);
+                }
+                if diff.originator == diff.to {
+                    // The peer is the originator: ask it for its values.
+                    let msg = tuple(vec![atom("get_diff"), diff.to_term(), list(keys)]);
+                    out.push(Action::Send {
+                        to: diff.to.clone(),
+                        msg,
+                    });
+                } else {
+                    out.push(self.ship_state(&diff, keys));
+                }
+                out.push(ack);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `{:get_diff, Diff, keys}`: the neighbour found the keys; ship ours.
+    fn on_get_diff(&mut self, diff: &Term, keys: &Term) -> Result<Vec<Action>, SyncError> {
+        let diff = SyncDiff::from_term(diff)?.reversed();
+        let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
+        let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        Ok(vec![self.ship_state(&diff, keys), ack])
+    }
+
+    /// `{:diff, %AWLWWMap{dots: diff.dots, value: our entries for keys}, keys}`
+    /// to `diff.to`. The context is the originator's from the round start,
+    /// not ours now (see the fixtures' finding 7).
+    fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Action {
+        let state = match self.state.slice(&keys).to_term() {
+            Term::Map(mut m) => {
+                m.map.insert(atom("dots"), diff.dots.clone());
+                Term::Map(m)
+            }
+            other => other,
+        };
+        Action::Send {
+            to: diff.to.clone(),
+            msg: tuple(vec![atom("diff"), state, list(keys)]),
+        }
+    }
+
+    /// `{:diff, state, keys}`: join the shipped values for those keys.
+    fn on_state(&mut self, state: &Term, keys: &Term) -> Result<Vec<Action>, SyncError> {
+        let delta = AwLwwMap::from_term(state)?;
+        let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
+        for k in &keys {
+            check_depth(k)?;
+        }
+        Ok(self.join_delta(&delta, &keys))
+    }
+
+    /// `{:DOWN, ..}` of a neighbour monitor: the neighbour is no longer
+    /// monitored (the next sync re-monitors it) and its round is over.
+    fn on_down(&mut self, r: &Term, obj: &Term) -> Result<Vec<Action>, SyncError> {
+        let by_ref = self
+            .monitors
+            .iter()
+            .find(|(_, bound)| bound.as_ref() == Some(r))
+            .map(|(n, _)| n.clone());
+        // Without a bound reference, the DOWN's object is the neighbour as
+        // monitored (`{Name, node}` or the pid).
+        let found = by_ref.or_else(|| {
+            let n = OrdTerm(obj.clone());
+            matches!(self.monitors.get(&n), Some(None)).then_some(n)
+        });
+        let n = found.ok_or(SyncError::UnknownMonitor)?;
+        self.monitors.remove(&n);
+        self.outstanding.remove(&n);
+        Ok(Vec::new())
+    }
+
+    /// DeltaCrdt's `update_state_with_delta`: join, mirror raw entry changes
+    /// into the merkle map, report read changes, persist.
+    fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
+        let outcome = self.state.apply(delta, keys);
+        for change in &outcome.raw {
+            match change {
+                RawChange::Put { key, entries } => self.merkle.put(key.clone(), entries.clone()),
+                RawChange::Delete { key } => self.merkle.delete(key),
+            }
+        }
+        self.merkle.update_hashes();
+        let mut out = Vec::new();
+        if !outcome.raw.is_empty() {
+            out.push(Action::Diffs(outcome.diffs));
+        }
+        out.push(Action::Persist);
+        out
+    }
+
+    fn is_self(&self, t: &Term) -> bool {
+        *t == self.cfg.self_pid || self.cfg.self_name.as_ref() == Some(t)
+    }
+}
+
+/// `[{:add, key, value} | {:remove, key}]` as handed to `on_diffs`.
+pub fn diffs_term(diffs: &[awlww_map::Diff]) -> Term {
+    list(diffs.iter().map(|d| d.to_term()).collect())
+}
+
+/// Bounds the nesting of a key or value that did not come through
+/// `AwLwwMap::from_term` (which checks its own): term comparison recurses,
+/// so an absurdly deep key from a peer must be refused before it is
+/// compared. Iterative, so the check itself cannot overflow the stack.
+fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
+    let limit = awlww_map::MAX_TERM_DEPTH;
+    let mut stack: Vec<(&Term, usize)> = vec![(term, 1)];
+    while let Some((t, depth)) = stack.pop() {
+        if depth > limit {
+            return Err(CrdtTermError::TooDeep { limit });
+        }
+        let d = depth + 1;
+        match t {
+            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
+            Term::ImproperList(l) => {
+                stack.extend(l.elements.iter().map(|e| (e, d)));
+                stack.push((&l.last, d));
+            }
+            Term::Tuple(t) => stack.extend(t.elements.iter().map(|e| (e, d))),
+            Term::Map(m) => {
+                for (k, v) in &m.map {
+                    stack.push((k, d));
+                    stack.push((v, d));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

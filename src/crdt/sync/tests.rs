@@ -1,0 +1,534 @@
+//! Rust-only behaviour of [`Replica`]: convergence of three replicas over an
+//! in-memory bus that reorders, delays and drops (on "kill"), the rules for
+//! outstanding rounds and monitors, and rejection of malformed messages
+//! without any state change.
+
+use super::*;
+use crate::term::{binary, int, Pid, Reference};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn node(i: usize) -> Term {
+    atom(&format!("n{i}@127.0.0.1"))
+}
+
+fn name(i: usize) -> Term {
+    tuple(vec![elixir::module("Fix.Crdt"), node(i)])
+}
+
+fn pid(i: usize, incarnation: u32) -> Term {
+    Term::Pid(Pid::new(format!("n{i}@127.0.0.1"), 100 + incarnation, 0, 1))
+}
+
+fn cfg(i: usize, incarnation: u32) -> Config {
+    Config::horde(1000 + i as i64, pid(i, incarnation), Some(name(i)))
+}
+
+// ---- the bus ----------------------------------------------------------------
+
+struct Node {
+    replica: Replica,
+    alive: bool,
+    incarnation: u32,
+    /// What `Action::Persist` last wrote.
+    stored: Term,
+}
+
+struct Bus {
+    nodes: Vec<Node>,
+    /// (deliver at, destination index, its incarnation, message): a message
+    /// queued for a process that died is lost, even if a new one takes the name.
+    queue: Vec<(u64, usize, u32, Term)>,
+    now: u64,
+    rng: StdRng,
+    next_ref: u32,
+    /// Every message delivered, for inspecting rounds.
+    log: Vec<Term>,
+    max_delay: u64,
+    kills: usize,
+    /// (watcher, target, reference): who to tell when a node dies.
+    monitors: Vec<(usize, Term, Term)>,
+}
+
+impl Bus {
+    fn new(n: usize, seed: u64) -> Bus {
+        let nodes = (0..n)
+            .map(|i| {
+                let replica = Replica::new(cfg(i, 0));
+                let stored = replica.storage_term();
+                Node {
+                    replica,
+                    alive: true,
+                    incarnation: 0,
+                    stored,
+                }
+            })
+            .collect();
+        Bus {
+            nodes,
+            queue: Vec::new(),
+            now: 0,
+            rng: StdRng::seed_from_u64(seed),
+            next_ref: 0,
+            log: Vec::new(),
+            max_delay: 50,
+            monitors: Vec::new(),
+            kills: 0,
+        }
+    }
+
+    /// Which live node a `send` destination reaches: a pid only reaches
+    /// the incarnation it belongs to, a name reaches whoever holds it.
+    fn resolve(&self, to: &Term) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.alive
+                && (to == &n.replica.config().self_pid
+                    || Some(to) == n.replica.config().self_name.as_ref())
+        })
+    }
+
+    fn run_actions(&mut self, from: usize, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send { to, msg } => {
+                    if let Some(dest) = self.resolve(&to) {
+                        let delay = self.rng.random_range(0..=self.max_delay);
+                        let inc = self.nodes[dest].incarnation;
+                        self.queue.push((self.now + delay, dest, inc, msg));
+                    }
+                }
+                Action::Monitor { target } => {
+                    let r = Term::Reference(Box::new(Reference {
+                        node: crate::term::Atom::from("n@127.0.0.1"),
+                        id: vec![self.next_ref, 0, 0],
+                        creation: 1,
+                    }));
+                    self.next_ref += 1;
+                    // Half the nodes bind references, half rely on the DOWN's object.
+                    if from.is_multiple_of(2) {
+                        self.nodes[from].replica.bind_monitor(&target, r.clone());
+                    }
+                    if self.resolve(&target).is_none() {
+                        // Monitoring something dead gives an immediate DOWN.
+                        let inc = self.nodes[from].incarnation;
+                        self.queue.push((self.now, from, inc, down(r, target)));
+                    } else {
+                        self.monitors.push((from, target, r));
+                    }
+                }
+                Action::Demonitor { target, .. } => {
+                    self.monitors
+                        .retain(|(f, t, _)| !(*f == from && *t == target));
+                }
+                Action::Persist => {
+                    self.nodes[from].stored = self.nodes[from].replica.storage_term();
+                }
+                Action::Diffs(_) => {}
+            }
+        }
+    }
+
+    fn deliver_due(&mut self) {
+        loop {
+            let due: Vec<usize> = (0..self.queue.len())
+                .filter(|&i| self.queue[i].0 <= self.now)
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            // Random order among the due messages.
+            let pick = due[self.rng.random_range(0..due.len())];
+            let (_, dest, inc, msg) = self.queue.swap_remove(pick);
+            if !self.nodes[dest].alive || self.nodes[dest].incarnation != inc {
+                continue;
+            }
+            self.log.push(msg.clone());
+            let actions = self.nodes[dest]
+                .replica
+                .handle_message(&msg)
+                .unwrap_or_else(|e| panic!("rejected at {dest}: {msg:?}: {e}"));
+            self.run_actions(dest, actions);
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        for _ in 0..ms {
+            self.now += 1;
+            self.deliver_due();
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].alive {
+                    let a = self.nodes[i].replica.tick(self.now);
+                    self.run_actions(i, a);
+                }
+            }
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.kills += 1;
+        self.nodes[i].alive = false;
+        let watchers: Vec<(usize, Term, Term)> = self
+            .monitors
+            .iter()
+            .filter(|(_, t, _)| *t == name(i) || *t == self.nodes[i].replica.config().self_pid)
+            .cloned()
+            .collect();
+        let own_pid = self.nodes[i].replica.config().self_pid.clone();
+        // Its monitors die with it, and nobody watches it any more.
+        self.monitors
+            .retain(|(w, t, _)| *w != i && *t != name(i) && *t != own_pid);
+        for (w, t, r) in watchers {
+            let inc = self.nodes[w].incarnation;
+            self.queue.push((self.now, w, inc, down(r, t)));
+        }
+    }
+
+    /// Restarts from storage with a new pid, as a supervisor would.
+    fn revive(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.incarnation += 1;
+        let state = AwLwwMap::from_term(&n.stored).expect("stored state");
+        n.replica = Replica::with_state(cfg(i, n.incarnation), state);
+        n.alive = true;
+        let all: Vec<Term> = (0..self.nodes.len()).map(name).collect();
+        let a = self.nodes[i].replica.set_neighbours(all);
+        self.run_actions(i, a);
+    }
+
+    fn reads(&self) -> Vec<BTreeMap<OrdTerm, Term>> {
+        self.nodes.iter().map(|n| n.replica.read()).collect()
+    }
+}
+
+fn down(r: Term, obj: Term) -> Term {
+    tuple(vec![
+        atom("DOWN"),
+        r,
+        atom("process"),
+        obj,
+        atom("noconnection"),
+    ])
+}
+
+/// Returns how many kills happened.
+fn converge(seed: u64) -> usize {
+    let mut bus = Bus::new(3, seed);
+    let all: Vec<Term> = (0..3).map(name).collect();
+    for i in 0..3 {
+        // Each replica lists itself too, as Horde's member lists do.
+        let a = bus.nodes[i].replica.set_neighbours(all.clone());
+        bus.run_actions(i, a);
+    }
+    let mut ts = 0i64;
+    for _step in 0..400 {
+        let i = bus.rng.random_range(0..3);
+        if bus.nodes[i].alive {
+            let key = binary(format!("k{}", bus.rng.random_range(0..25)));
+            let actions = if bus.rng.random_bool(0.7) {
+                // Writers' clocks are not in step: conflicts resolve by ts.
+                ts += 1;
+                let t = ts * 10 + bus.rng.random_range(-30..30);
+                bus.nodes[i]
+                    .replica
+                    .put(key, int(bus.rng.random_range(0..1000)), t)
+            } else {
+                bus.nodes[i].replica.delete(key)
+            };
+            bus.run_actions(i, actions);
+        }
+        if bus.rng.random_bool(0.01) {
+            let k = bus.rng.random_range(0..3);
+            if bus.nodes[k].alive {
+                bus.kill(k);
+            } else {
+                bus.revive(k);
+            }
+        }
+        let ms = bus.rng.random_range(0..40);
+        bus.advance(ms);
+    }
+    for k in 0..3 {
+        if !bus.nodes[k].alive {
+            bus.revive(k);
+        }
+    }
+    // Quiet period: no writes, until every read agrees.
+    let mut rounds = 0;
+    while {
+        let r = bus.reads();
+        r[0] != r[1] || r[1] != r[2]
+    } {
+        rounds += 1;
+        assert!(
+            rounds < 100,
+            "seed {seed}: no convergence after 100 intervals"
+        );
+        bus.advance(300);
+    }
+    // Let in-flight rounds finish, then watch one idle interval.
+    bus.advance(400);
+    let before = bus.reads();
+    bus.log.clear();
+    bus.advance(300);
+    assert_eq!(before, bus.reads());
+    let mut rounds_seen = 0;
+    for msg in &bus.log {
+        let parts = as_tuple(msg).unwrap();
+        assert!(
+            !is_atom(&parts[0], "get_diff"),
+            "seed {seed}: idle round asked for keys"
+        );
+        if is_atom(&parts[0], "diff") {
+            assert_eq!(parts.len(), 2, "seed {seed}: idle round shipped state");
+            let d = SyncDiff::from_term(&parts[1]).unwrap();
+            assert!(d.continuation.keys.is_empty(), "seed {seed}: keys moved");
+            rounds_seen += 1;
+        }
+    }
+    assert!(
+        rounds_seen >= 6,
+        "seed {seed}: every pair syncs each interval"
+    );
+    assert!(
+        !bus.reads()[0].is_empty(),
+        "seed {seed}: something survived"
+    );
+    bus.kills
+}
+
+#[test]
+fn three_replicas_converge() {
+    let kills: usize = (0..12).map(converge).sum();
+    assert!(kills >= 12, "the runs must include kills ({kills})");
+}
+
+#[test]
+fn three_replicas_converge_with_upstream_resend() {
+    // Upstream 0.6.4's policy: a new round on every tick even while one runs.
+    for seed in 100..104 {
+        let mut bus = Bus::new(3, seed);
+        for n in &mut bus.nodes {
+            let mut c = n.replica.config().clone();
+            c.resend_while_outstanding = true;
+            n.replica = Replica::new(c);
+        }
+        let all: Vec<Term> = (0..3).map(name).collect();
+        for i in 0..3 {
+            let a = bus.nodes[i].replica.set_neighbours(all.clone());
+            bus.run_actions(i, a);
+        }
+        for step in 0..200i64 {
+            let i = bus.rng.random_range(0..3);
+            let key = binary(format!("k{}", bus.rng.random_range(0..25)));
+            let a = bus.nodes[i].replica.put(key, int(step), step * 10);
+            bus.run_actions(i, a);
+            let ms = bus.rng.random_range(0..40);
+            bus.advance(ms);
+        }
+        bus.advance(3000);
+        let r = bus.reads();
+        assert!(r[0] == r[1] && r[1] == r[2], "seed {seed}");
+    }
+}
+
+// ---- single-replica rules ----------------------------------------------------
+
+fn sends(actions: &[Action]) -> Vec<(Term, Term)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, msg } => Some((to.clone(), msg.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ack(neighbour: Term) -> Term {
+    tuple(vec![atom("ack_diff"), neighbour])
+}
+
+/// A replica with data, two neighbours, one of them bound by reference, and
+/// a round outstanding with each.
+fn busy() -> Replica {
+    let mut r = Replica::new(cfg(0, 0));
+    r.put(binary(*b"a"), int(1), 10);
+    r.put(binary(*b"b"), int(2), 11);
+    r.delete(binary(*b"a"));
+    r.set_neighbours(vec![name(1), pid(2, 0)]);
+    r.bind_monitor(&name(1), binary(*b"ref-1"));
+    r
+}
+
+#[test]
+fn one_round_per_neighbour_until_ack_or_down() {
+    let mut r = busy();
+    assert_eq!(r.outstanding().count(), 2);
+    assert!(sends(&r.sync()).is_empty(), "rounds still open");
+    r.handle_message(&ack(name(1))).unwrap();
+    let s = sends(&r.sync());
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].0, name(1));
+    // DOWN by reference clears the round and the monitor; the next sync
+    // monitors again and starts a round.
+    let d = down(binary(*b"ref-1"), name(1));
+    r.handle_message(&d).unwrap();
+    assert_eq!(r.outstanding().count(), 1);
+    let a = r.sync();
+    assert!(a.contains(&Action::Monitor { target: name(1) }));
+    assert_eq!(sends(&a).len(), 1);
+    // DOWN by object for the neighbour without a bound reference.
+    r.handle_message(&down(binary(*b"whatever"), pid(2, 0)))
+        .unwrap();
+    assert_eq!(r.outstanding().count(), 1);
+}
+
+#[test]
+fn set_neighbours_demonitors_and_forgets() {
+    let mut r = busy();
+    let a = r.set_neighbours(vec![pid(2, 0), name(0), pid(0, 0)]);
+    assert_eq!(
+        a[0],
+        Action::Demonitor {
+            target: name(1),
+            monitor_ref: Some(binary(*b"ref-1"))
+        }
+    );
+    // Itself (by name or pid) is never monitored nor synced; the pid
+    // neighbour's round is still open.
+    assert!(sends(&a).is_empty());
+    assert!(!a.iter().any(|x| matches!(x, Action::Monitor { .. })));
+    assert_eq!(
+        r.outstanding().cloned().collect::<Vec<_>>(),
+        vec![pid(2, 0)]
+    );
+    // The same list again as a message.
+    let msg = tuple(vec![atom("set_neighbours"), list(vec![pid(2, 0)])]);
+    assert!(r.handle_message(&msg).unwrap().is_empty());
+}
+
+#[test]
+fn ticks_follow_the_interval() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.set_neighbours(vec![name(1)]);
+    r.handle_message(&ack(name(1))).unwrap();
+    assert_eq!(sends(&r.tick(1_000)).len(), 1, "first tick syncs");
+    r.handle_message(&ack(name(1))).unwrap();
+    assert!(r.tick(1_299).is_empty());
+    assert_eq!(sends(&r.tick(1_300)).len(), 1);
+    assert_eq!(r.next_sync_at(), Some(1_600));
+}
+
+#[test]
+fn a_full_round_between_two_replicas() {
+    // A originates; B lacks A's key, so B asks A (get_diff), A ships and
+    // acks itself; B acked too: A gets two acks, as upstream.
+    let mut a = Replica::new(cfg(0, 0));
+    let mut b = Replica::new(cfg(1, 0));
+    a.put(binary(*b"x"), int(7), 1);
+    let start = sends(&a.set_neighbours(vec![name(1)]));
+    assert_eq!(start.len(), 1);
+    let mut to_b = vec![start[0].1.clone()];
+    let mut to_a = Vec::new();
+    let mut diffs = Vec::new();
+    while !to_a.is_empty() || !to_b.is_empty() {
+        for m in std::mem::take(&mut to_b) {
+            for act in b.handle_message(&m).unwrap() {
+                match act {
+                    Action::Send { to, msg } => {
+                        assert_eq!(to, pid(0, 0), "B answers A's pid");
+                        to_a.push(msg)
+                    }
+                    Action::Diffs(d) => diffs.extend(d),
+                    _ => {}
+                }
+            }
+        }
+        for m in std::mem::take(&mut to_a) {
+            for (to, msg) in sends(&a.handle_message(&m).unwrap()) {
+                if to == pid(0, 0) {
+                    to_a.push(msg);
+                } else {
+                    assert_eq!(to, name(1), "A addresses B as given");
+                    to_b.push(msg);
+                }
+            }
+        }
+    }
+    assert_eq!(a.read(), b.read());
+    assert_eq!(
+        diffs,
+        vec![awlww_map::Diff::Add {
+            key: binary(*b"x"),
+            value: int(7)
+        }]
+    );
+    assert_eq!(a.outstanding().count(), 0);
+}
+
+#[test]
+fn malformed_messages_change_nothing() {
+    let r0 = busy();
+    let good_diff = match &sends(&Replica::new(cfg(1, 0)).set_neighbours(vec![name(0)]))[0].1 {
+        Term::Tuple(t) => t.elements[1].clone(),
+        _ => unreachable!(),
+    };
+    let with = |field: &str, v: Term| match &good_diff {
+        Term::Map(m) => {
+            let mut m = m.clone();
+            m.map.insert(atom(field), v);
+            Term::Map(m)
+        }
+        _ => unreachable!(),
+    };
+    let mut deep = nil_list();
+    for _ in 0..2_000 {
+        deep = list(vec![deep]);
+    }
+    let state = r0.storage_term();
+    let bad: Vec<Term> = vec![
+        atom("nonsense"),
+        int(5),
+        tuple(vec![]),
+        tuple(vec![int(1), int(2)]),
+        tuple(vec![atom("diff"), atom("x")]),
+        tuple(vec![atom("diff"), with("continuation", atom("x"))]),
+        tuple(vec![atom("diff"), with("originator", pid(9, 9))]),
+        tuple(vec![atom("diff"), with("__struct__", atom("Elixir.Other"))]),
+        tuple(vec![atom("diff"), atom("state"), list(vec![])]),
+        tuple(vec![atom("diff"), state.clone(), atom("not_a_list")]),
+        tuple(vec![atom("diff"), state.clone(), list(vec![deep.clone()])]),
+        tuple(vec![atom("get_diff"), good_diff.clone(), atom("x")]),
+        tuple(vec![atom("get_diff"), atom("x"), list(vec![])]),
+        tuple(vec![atom("ack_diff")]),
+        tuple(vec![
+            atom("DOWN"),
+            binary(*b"nope"),
+            atom("process"),
+            name(7),
+            atom("normal"),
+        ]),
+        tuple(vec![
+            atom("DOWN"),
+            binary(*b"ref-1"),
+            atom("port"),
+            name(1),
+            atom("normal"),
+        ]),
+        tuple(vec![atom("set_neighbours"), atom("x")]),
+        tuple(vec![atom("EXIT"), pid(3, 0), atom("killed")]),
+    ];
+    for m in &bad {
+        let mut r = r0.clone();
+        assert!(r.handle_message(m).is_err(), "accepted {m:?}");
+        assert_eq!(r, r0, "changed by {m:?}");
+    }
+    let mut r = r0.clone();
+    let op = tuple(vec![atom("add"), list(vec![deep])]);
+    assert!(r.operation(&op, 1).is_err());
+    assert!(r.operation(&atom("x"), 1).is_err());
+    assert_eq!(r, r0);
+}
+
+fn nil_list() -> Term {
+    list(vec![])
+}
