@@ -474,39 +474,13 @@ fn entries_from_term(term: &Term) -> Result<Entries, CrdtTermError> {
 
 /// Rejects terms nesting deeper than [`MAX_TERM_DEPTH`], without recursing.
 fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
-    let mut stack: Vec<(&Term, usize)> = vec![(term, 1)];
-    while let Some((t, depth)) = stack.pop() {
-        if depth > MAX_TERM_DEPTH {
-            return Err(CrdtTermError::TooDeep {
-                limit: MAX_TERM_DEPTH,
-            });
-        }
-        let d = depth + 1;
-        match t {
-            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
-            Term::ImproperList(l) => {
-                stack.extend(l.elements.iter().map(|e| (e, d)));
-                stack.push((&l.last, d));
-            }
-            Term::Tuple(t) => stack.extend(t.elements.iter().map(|e| (e, d))),
-            Term::Map(m) => {
-                for (k, v) in &m.map {
-                    stack.push((k, d));
-                    stack.push((v, d));
-                }
-            }
-            Term::InternalFun(f) => {
-                let vars = match f.as_ref() {
-                    InternalFun::Old { free_vars, .. } | InternalFun::New { free_vars, .. } => {
-                        free_vars
-                    }
-                };
-                stack.extend(vars.iter().map(|e| (e, d)));
-            }
-            _ => {}
-        }
+    if crate::term::depth_within(term, MAX_TERM_DEPTH) {
+        Ok(())
+    } else {
+        Err(CrdtTermError::TooDeep {
+            limit: MAX_TERM_DEPTH,
+        })
     }
-    Ok(())
 }
 
 // ---- Erlang term order ----------------------------------------------------

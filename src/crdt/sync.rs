@@ -636,27 +636,9 @@ pub fn diffs_term(diffs: &[awlww_map::Diff]) -> Term {
 /// compared. Iterative, so the check itself cannot overflow the stack.
 fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
     let limit = awlww_map::MAX_TERM_DEPTH;
-    let mut stack: Vec<(&Term, usize)> = vec![(term, 1)];
-    while let Some((t, depth)) = stack.pop() {
-        if depth > limit {
-            return Err(CrdtTermError::TooDeep { limit });
-        }
-        let d = depth + 1;
-        match t {
-            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
-            Term::ImproperList(l) => {
-                stack.extend(l.elements.iter().map(|e| (e, d)));
-                stack.push((&l.last, d));
-            }
-            Term::Tuple(t) => stack.extend(t.elements.iter().map(|e| (e, d))),
-            Term::Map(m) => {
-                for (k, v) in &m.map {
-                    stack.push((k, d));
-                    stack.push((v, d));
-                }
-            }
-            _ => {}
-        }
+    if crate::term::depth_within(term, limit) {
+        Ok(())
+    } else {
+        Err(CrdtTermError::TooDeep { limit })
     }
-    Ok(())
 }

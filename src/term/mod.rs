@@ -93,3 +93,40 @@ macro_rules! tup {
         $crate::term::tuple(vec![$($e),*])
     };
 }
+
+/// True when `term` nests at most `limit` levels deep (the term itself is
+/// level 1). Iterative, so checking a hostile term cannot overflow the stack
+/// (its recursive `Drop` or comparison later might: that is what the limit is for).
+pub fn depth_within(term: &Term, limit: usize) -> bool {
+    let mut stack: Vec<(&Term, usize)> = vec![(term, 1)];
+    while let Some((t, depth)) = stack.pop() {
+        if depth > limit {
+            return false;
+        }
+        let d = depth + 1;
+        match t {
+            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
+            Term::ImproperList(l) => {
+                stack.extend(l.elements.iter().map(|e| (e, d)));
+                stack.push((&l.last, d));
+            }
+            Term::Tuple(t) => stack.extend(t.elements.iter().map(|e| (e, d))),
+            Term::Map(m) => {
+                for (k, v) in &m.map {
+                    stack.push((k, d));
+                    stack.push((v, d));
+                }
+            }
+            Term::InternalFun(f) => {
+                let vars = match f.as_ref() {
+                    InternalFun::Old { free_vars, .. } | InternalFun::New { free_vars, .. } => {
+                        free_vars
+                    }
+                };
+                stack.extend(vars.iter().map(|e| (e, d)));
+            }
+            _ => {}
+        }
+    }
+    true
+}

@@ -203,38 +203,14 @@ fn ordered_map(
 
 /// Rejects terms nesting deeper than [`MAX_TERM_DEPTH`], without recursing.
 fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
-    let mut stack = vec![(term, 0usize)];
-    while let Some((t, depth)) = stack.pop() {
-        if depth > MAX_TERM_DEPTH {
-            return Err(CrdtTermError::TooDeep {
-                limit: MAX_TERM_DEPTH,
-            });
-        }
-        let d = depth + 1;
-        match t {
-            Term::List(l) => stack.extend(l.elements.iter().map(|e| (e, d))),
-            Term::ImproperList(l) => {
-                stack.extend(l.elements.iter().map(|e| (e, d)));
-                stack.push((&l.last, d));
-            }
-            Term::Tuple(x) => stack.extend(x.elements.iter().map(|e| (e, d))),
-            Term::Map(m) => {
-                for (k, v) in &m.map {
-                    stack.push((k, d));
-                    stack.push((v, d));
-                }
-            }
-            Term::InternalFun(f) => {
-                let vars = match f.as_ref() {
-                    crate::term::InternalFun::Old { free_vars, .. }
-                    | crate::term::InternalFun::New { free_vars, .. } => free_vars,
-                };
-                stack.extend(vars.iter().map(|e| (e, d)));
-            }
-            _ => {}
-        }
+    // The root counts as level 0 here, hence one more level than the limit.
+    if crate::term::depth_within(term, MAX_TERM_DEPTH + 1) {
+        Ok(())
+    } else {
+        Err(CrdtTermError::TooDeep {
+            limit: MAX_TERM_DEPTH,
+        })
     }
-    Ok(())
 }
 
 // ---- diffs ----------------------------------------------------------------
