@@ -11,6 +11,7 @@
 pub mod awlww_map;
 pub mod dots;
 pub mod merkle;
+pub mod process;
 pub mod storage;
 pub mod sync;
 
