@@ -840,32 +840,47 @@ impl Node {
     /// Sends `msg` to `to`. `from` is needed by the wire for sends by name to
     /// another node; local sends never fail (like `!`, a dead target drops it).
     pub fn send(&self, from: &Pid, to: &Dest, msg: Term) {
-        match to {
+        self.send_with(from, to, msg, true);
+    }
+
+    /// `erlang:send(Dest, Msg, [noconnect])`: a message for a node we are not
+    /// connected to is dropped instead of opening a connection. Replies to a
+    /// peer use this, so a late reply never resurrects a closed connection.
+    pub fn send_noconnect(&self, from: &Pid, to: &Dest, msg: Term) {
+        self.send_with(from, to, msg, false);
+    }
+
+    fn send_with(&self, from: &Pid, to: &Dest, msg: Term, connect: bool) {
+        let (node, control) = match to {
+            Dest::Pid(p) if p.node.name == self.inner.name => {
+                self.deliver_local(p, msg);
+                return;
+            }
             Dest::Pid(p) => {
-                if p.node.name == self.inner.name {
-                    self.deliver_local(p, msg);
-                } else if self.peer_has(&p.node.name, crate::dist::flags::SEND_SENDER) {
-                    self.send_control(
-                        &p.node.name,
-                        Message::send_sender(from.clone(), p.clone(), msg),
-                    );
+                let control = if self.peer_has(&p.node.name, crate::dist::flags::SEND_SENDER) {
+                    Message::send_sender(from.clone(), p.clone(), msg)
                 } else {
-                    self.send_control(&p.node.name, Message::send(p.clone(), msg));
-                }
+                    Message::send(p.clone(), msg)
+                };
+                (p.node.name.as_str(), control)
             }
             Dest::Name(name) => {
                 self.deliver_by_name(name, msg);
+                return;
             }
-            Dest::Remote(name, node) => {
-                if node == &self.inner.name {
-                    self.deliver_by_name(name, msg);
-                } else {
-                    self.send_control(
-                        node,
-                        Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
-                    );
-                }
+            Dest::Remote(name, node) if node == &self.inner.name => {
+                self.deliver_by_name(name, msg);
+                return;
             }
+            Dest::Remote(name, node) => (
+                node.as_str(),
+                Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
+            ),
+        };
+        if connect {
+            self.send_control(node, control);
+        } else {
+            self.send_control_existing(node, control);
         }
     }
 

@@ -219,6 +219,12 @@ impl Process {
         self.node.send(&self.pid, &to.into(), msg);
     }
 
+    /// Sends without opening a connection (`[noconnect]`): dropped when the
+    /// destination's node is not connected.
+    pub fn send_noconnect(&self, to: impl Into<Dest>, msg: Term) {
+        self.node.send_noconnect(&self.pid, &to.into(), msg);
+    }
+
     /// Sends to an alias reference.
     pub fn send_alias(&self, alias: &Reference, msg: Term) {
         self.node.send_alias(&self.pid, alias, msg);

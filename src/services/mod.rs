@@ -104,9 +104,14 @@ impl GenServer for GlobalNameServer {
             if term::is_atom(tag, "init_connect") {
                 if let Some(peer) = term::as_atom(peer) {
                     let me = process.node().name().to_string();
-                    process.cast(
+                    // Only over the connection the request came on: a late
+                    // init_connect must not reopen a connection that closed.
+                    process.send_noconnect(
                         Dest::Remote("global_name_server".into(), peer.to_string()),
-                        crate::tup![term::atom("in_sync"), term::atom(&me), term::atom("true")],
+                        crate::tup![
+                            term::atom("$gen_cast"),
+                            crate::tup![term::atom("in_sync"), term::atom(&me), term::atom("true")]
+                        ],
                     );
                 }
             }
