@@ -294,6 +294,7 @@ impl Node {
             Discovery::Fixed { .. } => rand::random::<u32>() | 1,
         };
 
+        let table = ProcessTable::new(&config.name, creation);
         let (events, _) = broadcast::channel(1024);
         let flags = crate::dist::flags::offered(config.hidden);
         let inner = Arc::new(Inner {
@@ -306,7 +307,7 @@ impl Node {
             next_ref: AtomicU64::new(1),
             next_attempt: AtomicU64::new(1),
             procs: Mutex::new(ProcState {
-                table: ProcessTable::new("", 0),
+                table,
                 slots: HashMap::new(),
             }),
             peers: Mutex::new(HashMap::new()),
@@ -318,9 +319,6 @@ impl Node {
             _registration: Mutex::new(registration),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         });
-        if let Ok(mut p) = inner.procs.lock() {
-            p.table = ProcessTable::new(&inner.name, creation);
-        }
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
         node.add_background(acceptor.abort_handle());
@@ -663,12 +661,13 @@ impl Node {
                 None => ((), vec![]),
             });
         } else {
-            let msg = if self.peer_has(&to.node.name, crate::dist::flags::EXIT_PAYLOAD) {
-                Message::payload_exit2(from.clone(), to.clone(), reason)
-            } else {
-                Message::exit2(from.clone(), to.clone(), reason)
-            };
-            self.send_control(&to.node.name, msg);
+            self.route(&to.node.name, true, |flags| {
+                if flags & crate::dist::flags::EXIT_PAYLOAD != 0 {
+                    Message::payload_exit2(from.clone(), to.clone(), reason)
+                } else {
+                    Message::exit2(from.clone(), to.clone(), reason)
+                }
+            });
         }
     }
 
@@ -694,14 +693,14 @@ impl Node {
             ((), vec![])
         });
         if to.node.name != self.inner.name {
-            let node = &to.node.name;
-            let msg = if self.peer_has(node, crate::dist::flags::UNLINK_ID) {
-                let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-                Message::unlink_id(term::int(id as i64), from.clone(), to.clone())
-            } else {
-                Message::unlink(from.clone(), to.clone())
-            };
-            self.send_control_existing(node, msg);
+            self.route(&to.node.name, false, |flags| {
+                if flags & crate::dist::flags::UNLINK_ID != 0 {
+                    let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
+                    Message::unlink_id(term::int(id as i64), from.clone(), to.clone())
+                } else {
+                    Message::unlink(from.clone(), to.clone())
+                }
+            });
         }
     }
 
@@ -857,12 +856,16 @@ impl Node {
                 return;
             }
             Dest::Pid(p) => {
-                let control = if self.peer_has(&p.node.name, crate::dist::flags::SEND_SENDER) {
-                    Message::send_sender(from.clone(), p.clone(), msg)
-                } else {
-                    Message::send(p.clone(), msg)
-                };
-                (p.node.name.as_str(), control)
+                // The form depends on the peer's flags, read under the same lock
+                // that routes the message (one lock per send).
+                self.route(&p.node.name, connect, |flags| {
+                    if flags & crate::dist::flags::SEND_SENDER != 0 {
+                        Message::send_sender(from.clone(), p.clone(), msg)
+                    } else {
+                        Message::send(p.clone(), msg)
+                    }
+                });
+                return;
             }
             Dest::Name(name) => {
                 self.deliver_by_name(name, msg);
@@ -877,11 +880,7 @@ impl Node {
                 Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
             ),
         };
-        if connect {
-            self.send_control(node, control);
-        } else {
-            self.send_control_existing(node, control);
-        }
+        self.route(node, connect, |_| control);
     }
 
     /// Sends to a process alias (a reference), local or remote.
@@ -937,6 +936,20 @@ impl Node {
     /// Sends a control message to `node`, connecting first when needed. Messages
     /// queued during the connect go out in order once it is up.
     pub(crate) fn send_control(&self, node: &str, msg: Message) {
+        self.route(node, true, |_| msg);
+    }
+
+    /// Sends only over an existing or pending connection (signals that make no
+    /// sense to deliver by auto-connecting, like a DEMONITOR or an unlink ack).
+    fn send_control_existing(&self, node: &str, msg: Message) {
+        self.route(node, false, |_| msg);
+    }
+
+    /// Routes the control message `build` makes from the peer's distribution
+    /// flags. A peer not connected yet is assumed to have every flag: every peer
+    /// we accept is OTP 25 or later. With `connect`, an unknown peer is dialled
+    /// and the message waits in its queue.
+    fn route(&self, node: &str, connect: bool, build: impl FnOnce(u64) -> Message) {
         if node == self.inner.name || self.inner.shutting_down.load(Ordering::Relaxed) {
             return;
         }
@@ -944,25 +957,16 @@ impl Node {
             return;
         };
         match peers.get_mut(node) {
-            Some(PeerState::Up(h)) => h.send(msg),
-            Some(PeerState::Pending { queue, .. }) => queue.push(msg),
-            None => {
-                let attempt = self.open_pending(&mut peers, node, vec![msg], vec![]);
+            Some(PeerState::Up(h)) => {
+                let msg = build(h.peer.flags);
+                h.send(msg);
+            }
+            Some(PeerState::Pending { queue, .. }) => queue.push(build(!0)),
+            None if connect => {
+                let attempt = self.open_pending(&mut peers, node, vec![build(!0)], vec![]);
                 drop(peers);
                 self.spawn_connect(node.to_string(), attempt);
             }
-        }
-    }
-
-    /// Sends only over an existing connection (used for signals that make no sense
-    /// to deliver by auto-connecting, like a DEMONITOR or an unlink ack).
-    fn send_control_existing(&self, node: &str, msg: Message) {
-        let Ok(mut peers) = self.inner.peers.lock() else {
-            return;
-        };
-        match peers.get_mut(node) {
-            Some(PeerState::Up(h)) => h.send(msg),
-            Some(PeerState::Pending { queue, .. }) => queue.push(msg),
             None => {}
         }
     }
@@ -1310,18 +1314,16 @@ impl Node {
             Message::PayloadExit2(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
             Message::PayloadExit2Tt(m) => self.exit(&m.from_pid, &m.to_pid, m.reason),
             Message::MonitorP(m) => self.remote_monitor(peer, m.from_pid, m.to_proc, m.reference),
-            Message::DemonitorP(m) => {
+            Message::DemonitorP(m) => self.with_table(|t| {
                 let target = match &m.to_proc {
-                    PidOrAtom::Pid(p) => self.lock_procs().table.local_id(p),
-                    PidOrAtom::Atom(a) => self.lock_procs().table.name_id(&a.name),
+                    PidOrAtom::Pid(p) => t.local_id(p),
+                    PidOrAtom::Atom(a) => t.name_id(&a.name),
                 };
                 if let Some(n) = target {
-                    self.with_table(|t| {
-                        t.remote_demonitor(n, &m.reference);
-                        ((), vec![])
-                    });
+                    t.remote_demonitor(n, &m.reference);
                 }
-            }
+                ((), vec![])
+            }),
             Message::MonitorPExit(m) => {
                 self.remote_down(peer, m.from_proc, m.to_pid, m.reference, m.reason)
             }
