@@ -98,6 +98,11 @@ async fn three_replicas_converge_and_one_restarts_from_storage() {
     }
     rc2.put(term::atom("after_restart"), term::int(1))
         .expect("alive");
+    // `get` runs after the put sent before it.
+    assert_eq!(
+        rc2.get(term::atom("after_restart")).await,
+        Ok(Some(term::int(1)))
+    );
     assert!(converged(&[&ra, &rb, &rc2], Duration::from_secs(10)).await);
     assert!(ra
         .read()

@@ -48,6 +48,7 @@ enum Command {
     Put(Term, Term),
     Delete(Term),
     Read(oneshot::Sender<BTreeMap<OrdTerm, Term>>),
+    Get(Term, oneshot::Sender<Option<Term>>),
     SetNeighbours(Vec<Term>),
 }
 
@@ -90,6 +91,15 @@ impl CrdtHandle {
     pub async fn read(&self) -> Result<BTreeMap<OrdTerm, Term>, Stopped> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Read(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// The current value of one key (DeltaCrdt `get`). Commands run in the
+    /// order sent, so this also waits until earlier puts and deletes of this
+    /// handle's clones have been applied.
+    pub async fn get(&self, key: Term) -> Result<Option<Term>, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Get(key, tx)).map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
     }
 
@@ -177,6 +187,10 @@ async fn run(
                 Some(Command::SetNeighbours(n)) => replica.set_neighbours(n),
                 Some(Command::Read(reply)) => {
                     let _ = reply.send(replica.read());
+                    vec![]
+                }
+                Some(Command::Get(key, reply)) => {
+                    let _ = reply.send(replica.get(&key).cloned());
                     vec![]
                 }
             },
