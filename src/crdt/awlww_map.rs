@@ -22,6 +22,7 @@
 //! Map keys are Erlang terms compared with [`term_cmp`] (exact term order,
 //! so `1` and `1.0` are distinct keys, as in an Elixir map).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -751,10 +752,11 @@ fn cmp_lists(a: &Term, b: &Term) -> Ordering {
 }
 
 /// Bits MSB first and the bit length. eetf keeps a partial last byte's
-/// bits in its low end; shift them back to the high end.
-fn bits(t: &Term) -> (Vec<u8>, usize) {
+/// bits in its low end; shift them back to the high end (only that case
+/// copies).
+fn bits(t: &Term) -> (Cow<'_, [u8]>, usize) {
     match t {
-        Term::Binary(b) => (b.bytes.clone(), b.bytes.len() * 8),
+        Term::Binary(b) => (Cow::Borrowed(&b.bytes), b.bytes.len() * 8),
         Term::BitBinary(b) if !b.bytes.is_empty() => {
             let tail = usize::from(b.tail_bits_size.clamp(1, 8));
             let mut bytes = b.bytes.clone();
@@ -762,13 +764,17 @@ fn bits(t: &Term) -> (Vec<u8>, usize) {
                 *last <<= 8 - tail;
             }
             let len = (bytes.len() - 1) * 8 + tail;
-            (bytes, len)
+            (Cow::Owned(bytes), len)
         }
-        _ => (Vec::new(), 0),
+        _ => (Cow::Borrowed(&[]), 0),
     }
 }
 
 fn cmp_bits(a: &Term, b: &Term) -> Ordering {
+    // Two binaries (the usual key): byte order, then the shorter first.
+    if let (Term::Binary(x), Term::Binary(y)) = (a, b) {
+        return x.bytes.cmp(&y.bytes);
+    }
     let ((xa, la), (xb, lb)) = (bits(a), bits(b));
     let common = la.min(lb);
     let whole = common / 8;
