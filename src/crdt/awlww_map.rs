@@ -24,7 +24,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 
 use super::dots::{int_field, DotSet, Dots, NodeId};
 use super::{elixir, CrdtTermError};
@@ -70,24 +70,54 @@ impl From<Term> for OrdTerm {
     }
 }
 
-/// A borrowed term ordered by [`term_cmp`], for lookups without a clone.
+/// A borrowed term for hash lookups without a clone: hashed by
+/// `make_hash2` (computed once), equal when [`term_cmp`] says so. Terms
+/// that are `=:=` hash alike, so this agrees with the ordered maps here.
 #[derive(Debug, Clone, Copy)]
-struct ByTerm<'a>(&'a Term);
+struct Keyed<'a> {
+    hash: u32,
+    term: &'a Term,
+}
 
-impl PartialEq for ByTerm<'_> {
+impl<'a> Keyed<'a> {
+    fn new(term: &'a Term) -> Self {
+        Keyed {
+            hash: crate::term::phash2::make_hash2(term),
+            term,
+        }
+    }
+}
+
+/// [`Keyed`] already carries a hash: the map uses it as it is.
+#[derive(Default)]
+struct KeyedHasher(u64);
+
+impl std::hash::Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, h: u32) {
+        // Spread into the high bits too: hashbrown takes its tag from them.
+        self.0 = u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type KeyedMap<'a, V> = HashMap<Keyed<'a>, V, std::hash::BuildHasherDefault<KeyedHasher>>;
+
+impl PartialEq for Keyed<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        self.hash == other.hash && term_cmp(self.term, other.term) == Ordering::Equal
     }
 }
-impl Eq for ByTerm<'_> {}
-impl PartialOrd for ByTerm<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for ByTerm<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        term_cmp(self.0, other.0)
+impl Eq for Keyed<'_> {}
+impl std::hash::Hash for Keyed<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(self.hash);
     }
 }
 
@@ -344,28 +374,31 @@ impl AwLwwMap {
             read: Option<Option<Term>>,
         }
         let nil = atom("nil");
-        // Per distinct listed key, joined against the state before the join:
-        // the index of its change (if any) in `changes`.
-        let mut seen: BTreeMap<ByTerm<'_>, Option<usize>> = BTreeMap::new();
+        // Each distinct listed key is joined once, against the state before
+        // the join (a key's join reads only its own entries and the two
+        // contexts, which change last); `seen` maps it to its change, if any.
+        let mut seen: KeyedMap<'_, Option<usize>> =
+            KeyedMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut changes: Vec<Change> = Vec::new();
-        let mut updates: Vec<(OrdTerm, Option<Entries>)> = Vec::new();
         let mut order: Vec<Option<usize>> = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(&at) = seen.get(&ByTerm(key)) {
+            let keyed = Keyed::new(key);
+            if let Some(&at) = seen.get(&keyed) {
                 order.push(at);
                 continue;
             }
-            let k = OrdTerm(key.clone());
-            let old = self.value.get(&k);
-            let joined = join_entries(old, &self.dots, delta.value.get(&k), &delta.dots);
-            let new = (!joined.is_empty()).then_some(joined);
-            let at = if old == new.as_ref() {
+            let entry = self.value.entry(OrdTerm(key.clone()));
+            let old = match &entry {
+                btree_map::Entry::Occupied(o) => Some(o.get()),
+                btree_map::Entry::Vacant(_) => None,
+            };
+            let joined = join_entries(old, &self.dots, delta.value.get(entry.key()), &delta.dots);
+            let new = (!joined.is_empty()).then_some(&joined);
+            let at = if old == new {
                 None
             } else {
-                let (o, n) = (
-                    read_entries(old).unwrap_or(&nil),
-                    read_entries(new.as_ref()).unwrap_or(&nil),
-                );
+                let n = read_entries(new).unwrap_or(&nil);
+                let o = read_entries(old).unwrap_or(&nil);
                 let read = if term_cmp(o, n) == Ordering::Equal {
                     None
                 } else if term_cmp(n, &nil) == Ordering::Equal {
@@ -373,50 +406,65 @@ impl AwLwwMap {
                 } else {
                     Some(Some(n.clone()))
                 };
-                changes.push(Change {
-                    entries: new.as_ref().map(entries_to_term),
-                    read,
-                });
-                updates.push((k, new));
+                let entries = new.map(entries_to_term);
+                match (entry, joined.is_empty()) {
+                    (btree_map::Entry::Occupied(o), true) => {
+                        o.remove();
+                    }
+                    (btree_map::Entry::Occupied(mut o), false) => {
+                        o.insert(joined);
+                    }
+                    (btree_map::Entry::Vacant(v), false) => {
+                        v.insert(joined);
+                    }
+                    (btree_map::Entry::Vacant(_), true) => {}
+                }
+                changes.push(Change { entries, read });
                 Some(changes.len() - 1)
             };
-            seen.insert(ByTerm(key), at);
+            seen.insert(keyed, at);
             order.push(at);
-        }
-        for (k, new) in updates {
-            match new {
-                Some(e) => self.value.insert(k, e),
-                None => self.value.remove(&k),
-            };
         }
         // Keys the delta carries but the join does not list: its entries
         // replace ours wholesale, as upstream's `Map.merge`.
         for (k, e) in &delta.value {
-            if !seen.contains_key(&ByTerm(&k.0)) {
+            if !seen.contains_key(&Keyed::new(&k.0)) {
                 self.value.insert(k.clone(), e.clone());
             }
         }
         self.dots = self.dots.union(&delta.dots);
         // Reported per position of `keys`, each with the key as given there
-        // (`5` and a big-encoded `5` are one key but two terms).
+        // (`5` and a big-encoded `5` are one key but two terms); a change's
+        // terms move into its last position and are copied for earlier ones.
+        let mut uses = vec![0usize; changes.len()];
+        for i in order.iter().flatten() {
+            uses[*i] += 1;
+        }
         let mut out = JoinOutcome::default();
         for (key, at) in keys.iter().zip(order) {
-            let Some(c) = at.map(|i| &changes[i]) else {
+            let Some(i) = at else {
                 continue;
             };
-            out.raw.push(match &c.entries {
+            uses[i] -= 1;
+            let c = &mut changes[i];
+            let (entries, read) = if uses[i] == 0 {
+                (c.entries.take(), c.read.take())
+            } else {
+                (c.entries.clone(), c.read.clone())
+            };
+            out.raw.push(match entries {
                 None => RawChange::Delete { key: key.clone() },
                 Some(entries) => RawChange::Put {
                     key: key.clone(),
-                    entries: entries.clone(),
+                    entries,
                 },
             });
-            match &c.read {
+            match read {
                 None => {}
                 Some(None) => out.diffs.push(Diff::Remove { key: key.clone() }),
                 Some(Some(value)) => out.diffs.push(Diff::Add {
                     key: key.clone(),
-                    value: value.clone(),
+                    value,
                 }),
             }
         }
