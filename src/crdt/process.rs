@@ -161,17 +161,23 @@ async fn run(
             Some(state) => Replica::with_state(cfg, state),
             None => Replica::new(cfg),
         };
+    // The replica keeps the sync schedule (ms since `started`; the first
+    // sync one interval in). It is checked before anything else on every
+    // turn: a steady stream of messages or commands must not starve it.
     let started = Instant::now();
-    let interval = Duration::from_millis(opts.sync_interval.max(1));
-    let mut next_tick = tokio::time::Instant::now() + interval;
+    let first = opts.sync_interval.max(1);
     loop {
-        let actions = tokio::select! {
-            m = p.receive_match(|_| true, Some(next_tick.saturating_duration_since(tokio::time::Instant::now()))) => match m {
+        let due = started + Duration::from_millis(replica.next_sync_at().unwrap_or(first));
+        let now = Instant::now();
+        let actions = if now >= due {
+            // At `due` or later the elapsed milliseconds have reached it.
+            replica.tick(started.elapsed().as_millis() as u64)
+        } else {
+            tokio::select! {
+            m = p.receive_match(|_| true, Some(due - now)) => match m {
                 Err(e) => return e.into(),
-                Ok(None) => {
-                    next_tick = tokio::time::Instant::now() + interval;
-                    replica.tick(started.elapsed().as_millis() as u64)
-                }
+                // Timed out: the next turn syncs.
+                Ok(None) => vec![],
                 Ok(Some(msg)) => match replica.handle_message(&msg) {
                     Ok(a) => a,
                     Err(e) => {
@@ -194,6 +200,7 @@ async fn run(
                     vec![]
                 }
             },
+            }
         };
         for action in actions {
             match action {
