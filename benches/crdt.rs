@@ -497,6 +497,7 @@ fn main() {
         println!("crdt bench: pass --bench (scripts/bench.sh) to run");
         return;
     }
+    beam_peer::demo::init_logging();
     let counts: Vec<usize> = env_or("BENCH_CRDT_KEYS", "1000,10000,100000")
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
