@@ -37,7 +37,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use crate::crdt::awlww_map::OrdTerm;
+use crate::crdt::awlww_map::{by_term, OrdTerm};
 use crate::term::Term;
 
 pub use diff::arith_eq;
@@ -131,14 +131,13 @@ impl MerkleMap {
     /// absent, as upstream.
     pub fn delete(&mut self, key: &Term) {
         let kh = key_hash(key);
-        let key = OrdTerm(key.clone());
-        self.tree.delete(kh, 0, &key);
-        self.map.remove(&key);
+        self.tree.delete(kh, 0, key);
+        self.map.remove(by_term(key));
     }
 
     /// The value stored for `key`.
     pub fn get(&self, key: &Term) -> Option<&Term> {
-        self.map.get(&OrdTerm(key.clone()))
+        self.map.get(by_term(key))
     }
 
     pub fn len(&self) -> usize {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::crdt::awlww_map::OrdTerm;
+use crate::crdt::awlww_map::{by_term, OrdTerm};
 use crate::term::phash2::{phash2_range, Hash2};
 use crate::term::{binary, nil, Map, Term};
 
@@ -241,11 +241,11 @@ impl Node {
     /// does not hold `key` (its hash becomes `[]`), and an inner node left
     /// with only one leaf and an empty side is replaced by that leaf, exactly
     /// as upstream, so the shape after any history equals a fresh build.
-    pub(super) fn delete(&mut self, kh: u32, level: u32, key: &OrdTerm) {
+    pub(super) fn delete(&mut self, kh: u32, level: u32, key: &Term) {
         match self {
             Node::Empty | Node::Partial(_) => {}
             Node::Leaf(leaf) => {
-                leaf.contents.remove(key);
+                leaf.contents.remove(by_term(key));
                 if leaf.contents.is_empty() {
                     *self = Node::Empty;
                 } else {
