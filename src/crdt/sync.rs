@@ -235,8 +235,9 @@ impl SyncDiff {
 pub struct Replica {
     cfg: Config,
     state: AwLwwMap,
-    /// Hashes are kept current after every change, so diffs never find the
-    /// tree stale and a rejected message cannot leave a half-updated tree.
+    /// Changes only mark their paths stale; hashes are brought up to date
+    /// right before a diff reads them (as upstream), so a burst of n writes
+    /// hashes each shared upper node once instead of n times.
     merkle: MerkleMap,
     /// Term order, as Elixir's MapSet iterates small sets.
     neighbours: BTreeSet<OrdTerm>,
@@ -293,6 +294,8 @@ impl Replica {
         &self.state
     }
 
+    /// The merkle map; its hashes may be stale (`[]`) since the last
+    /// change, as upstream's between syncs.
     pub fn merkle(&self) -> &MerkleMap {
         &self.merkle
     }
@@ -434,9 +437,10 @@ impl Replica {
                 target: n.0.clone(),
             });
         }
+        self.merkle.update_hashes();
         let continuation = match self.merkle.prepare_partial_diff(DIFF_DEPTH) {
             Ok(c) => c,
-            // Hashes are kept current and the depth is fixed, so this cannot
+            // Hashes were just updated and the depth is fixed, so this cannot
             // happen; skipping a round is the harmless answer if it does.
             Err(_) => return out,
         };
@@ -505,6 +509,9 @@ impl Replica {
         let diff = SyncDiff::from_term(diff)?.reversed();
         // Checked before anything is sent: upstream would crash half way.
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        // Only fills in stale hashes: the contents are unchanged even if the
+        // message is rejected below.
+        self.merkle.update_hashes();
         let step = self
             .merkle
             .continue_partial_diff(&diff.continuation, DIFF_DEPTH)?;
@@ -612,7 +619,6 @@ impl Replica {
                 RawChange::Delete { key } => self.merkle.delete(&key),
             }
         }
-        self.merkle.update_hashes();
         let mut out = Vec::new();
         if changed {
             out.push(Action::Diffs(outcome.diffs));
