@@ -34,6 +34,10 @@
 //! the opposite direction is the neighbour's own round.
 //!
 //! ## Deliberate differences from upstream (all documented on the items)
+//! - [`Config::diff_depth`] sets how deep the subtrees we send are cut;
+//!   [`Config::horde`] keeps upstream's 8, replica processes default to
+//!   [`COMPACT_DIFF_DEPTH`]. Upstream peers compare any subtree they get,
+//!   so the two interoperate; only the number and size of steps change.
 //! - Upstream 0.6.4 drops every successfully sent entry from
 //!   `outstanding_syncs` at the end of each sync (it keeps only failed
 //!   sends), so in practice it re-sends a `{:diff, ..}` on every tick even
@@ -70,6 +74,12 @@ mod tests;
 
 /// The subtree depth DeltaCrdt uses for every diff step.
 pub const DIFF_DEPTH: u32 = 8;
+
+/// The subtree depth Rust replica processes use by default (see
+/// [`Config::diff_depth`]): 4 levels (at most 31 nodes) per location per
+/// step keeps an idle round to a few hundred bytes and a one-key round to a
+/// few kilobytes whatever the number of keys, for about twice the steps.
+pub const COMPACT_DIFF_DEPTH: u32 = 4;
 
 /// Module name of the sync message struct.
 pub const CAUSAL_DIFF_STRUCT: &str = "DeltaCrdt.CausalCrdt.Diff";
@@ -109,6 +119,14 @@ pub struct Config {
     /// Upstream 0.6.4 behaviour: send a new round on every sync even while
     /// one is outstanding. Off by default (one round per neighbour).
     pub resend_while_outstanding: bool,
+    /// How many levels of our merkle tree each diff message carries below
+    /// each location (1..=32). Upstream always sends 8, which makes every
+    /// idle round carry the top 255 nodes and a one-key round carry up to
+    /// 256 leaves (values included) per step once the map is large. Any
+    /// depth is understood by upstream peers, which compare whatever
+    /// subtrees they get and answer with their own 8 levels; a smaller depth
+    /// only means more, smaller steps.
+    pub diff_depth: u32,
 }
 
 impl Config {
@@ -121,7 +139,13 @@ impl Config {
             sync_interval: 300,
             max_sync_size: MaxSyncSize::Infinite,
             resend_while_outstanding: false,
+            diff_depth: DIFF_DEPTH,
         }
+    }
+
+    /// The depth diff messages are cut at, within what upstream accepts.
+    fn depth(&self) -> u32 {
+        self.diff_depth.clamp(1, crate::crdt::merkle::KEY_BITS)
     }
 }
 
@@ -255,6 +279,7 @@ impl PartialEq for Config {
             && self.sync_interval == o.sync_interval
             && self.max_sync_size == o.max_sync_size
             && self.resend_while_outstanding == o.resend_while_outstanding
+            && self.diff_depth == o.diff_depth
     }
 }
 
@@ -438,9 +463,9 @@ impl Replica {
             });
         }
         self.merkle.update_hashes();
-        let continuation = match self.merkle.prepare_partial_diff(DIFF_DEPTH) {
+        let continuation = match self.merkle.prepare_partial_diff(self.cfg.depth()) {
             Ok(c) => c,
-            // Hashes were just updated and the depth is fixed, so this cannot
+            // Hashes were just updated and the depth is at least 1, so this cannot
             // happen; skipping a round is the harmless answer if it does.
             Err(_) => return out,
         };
@@ -514,7 +539,7 @@ impl Replica {
         self.merkle.update_hashes();
         let step = self
             .merkle
-            .continue_partial_diff(&diff.continuation, DIFF_DEPTH)?;
+            .continue_partial_diff(&diff.continuation, self.cfg.depth())?;
         let mut out = Vec::new();
         match step {
             DiffStep::Continue(next) => {

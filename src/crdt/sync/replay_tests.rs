@@ -198,6 +198,7 @@ fn setup(resend: bool) -> Replay {
         sync_interval: 300,
         max_sync_size: MaxSyncSize::Limit(200),
         resend_while_outstanding: resend,
+        diff_depth: DIFF_DEPTH,
     };
     let phases = [
         "01_set_neighbours",
