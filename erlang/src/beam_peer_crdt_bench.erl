@@ -9,7 +9,8 @@
 %%
 %% Per key count N, two clusters, one after the other:
 %% - periodic (sync_interval = SyncMs): N puts on the first replica; time to
-%%   apply them, then time until the other two have every key;
+%%   apply them, then time until the other two have every key, and the CPU
+%%   time the three nodes used meanwhile (erlang:statistics(runtime));
 %% - manual (sync_interval of an hour; the driver sends `sync`): the same
 %%   writes, synced by `sync` to the writer until converged; then
 %%   IdleRounds times `sync` to all three (one idle interval: six rounds),
@@ -18,6 +19,7 @@
 -module(beam_peer_crdt_bench).
 -export([main/4, node_ready/0, start_replica/2, stop_replica/1,
          set_neighbours/2, added/1, bytes/1, digest/1, write/2, put_one/3, idle/1,
+         cpu_ms/0,
          on_diffs/2, key/1, value/1]).
 
 -define(CRDT, 'Elixir.DeltaCrdt').
@@ -76,6 +78,10 @@ added(Name) ->
     {Counter, _} = persistent_term:get({?MODULE, Name}),
     counters:get(Counter, 1).
 
+cpu_ms() ->
+    {Total, _} = erlang:statistics(runtime),
+    Total.
+
 %% Bytes this node has written on its dist sockets to Peers.
 bytes(Peers) ->
     lists:sum([send_oct(Port) || {N, Port} <- erlang:system_info(dist_ctrl),
@@ -122,11 +128,13 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     %% Periodic cluster: convergence time.
     P = list_to_atom("Elixir.BenchCrdt.P" ++ integer_to_list(N)),
     start_cluster(Nodes, P, SyncMs),
+    Cpu0 = cluster_cpu_ms(Nodes),
     T0 = now_us(),
     _ = call(A, write, [P, N]),
     Tw = now_us(),
     ok = wait_added(P, [B, C], N, none),
     Tc = now_us(),
+    Cpu = cluster_cpu_ms(Nodes) - Cpu0,
     same_everywhere(Nodes, P, N),
     stop_cluster(Nodes, P),
     wait_quiet(Nodes, none),
@@ -155,9 +163,9 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     same_everywhere(Nodes, M, N),
     stop_cluster(Nodes, M),
     wait_quiet(Nodes, none),
-    io:format("crdt_beam n=~b write_ms=~.1f converge_ms=~.1f idle_bytes=~b "
+    io:format("crdt_beam n=~b write_ms=~.1f converge_ms=~.1f cpu_ms=~b idle_bytes=~b "
               "idle_min=~b idle_max=~b one_key_bytes=~b one_key_ms=~.1f~n",
-              [N, (Tw - T0) / 1000, (Tc - Tw) / 1000,
+              [N, (Tw - T0) / 1000, (Tc - Tw) / 1000, Cpu,
                lists:sum(Idle) div length(Idle), lists:min(Idle), lists:max(Idle),
                OneKey, (T2 - T1) / 1000]).
 
@@ -209,6 +217,10 @@ kick(Name, {Writer, Every, Due}) ->
         true -> {Name, Writer} ! sync, {Writer, Every, now_us() + Every * 1000};
         false -> {Writer, Every, Due}
     end.
+
+%% CPU milliseconds the three nodes' runtime threads have used.
+cluster_cpu_ms(Nodes) ->
+    lists:sum([call(X, cpu_ms, []) || X <- Nodes]).
 
 cluster_bytes(Nodes) ->
     lists:sum([call(X, bytes, [Nodes -- [X]]) || X <- Nodes]).
