@@ -9,11 +9,12 @@
 %% sockets between the three.
 %%
 %% Per key count N, two clusters, one after the other:
-%% - periodic (sync_interval = SyncMs): N puts on the first replica; time to
-%%   apply them, then time until the other two have every key, and the CPU
-%%   time the three nodes used meanwhile (erlang:statistics(runtime));
+%% - periodic (sync_interval = SyncMs): N puts on the first replica before
+%%   the replicas know each other (time to apply them), then neighbours are
+%%   set; time until the other two have every key, and the CPU time the
+%%   three nodes used meanwhile (erlang:statistics(runtime));
 %% - manual (sync_interval of an hour; the driver sends `sync`): the same
-%%   writes, synced by `sync` to the writer until converged; then
+%%   writes, neighbours set, `sync` to the writer until converged; then
 %%   IdleRounds times `sync` to all three (one idle interval: six rounds),
 %%   bytes each until the wire is quiet; then one key changed on the writer,
 %%   `sync` to it, bytes until both others have it and the wire is quiet.
@@ -132,10 +133,11 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     %% Periodic cluster: convergence time.
     P = list_to_atom("Elixir.BenchCrdt.P" ++ integer_to_list(N)),
     start_cluster(Nodes, P, SyncMs),
-    Cpu0 = cluster_cpu_ms(Nodes),
     T0 = now_us(),
     _ = call(A, write, [P, N]),
     Tw = now_us(),
+    Cpu0 = cluster_cpu_ms(Nodes),
+    set_neighbours_all(Nodes, P),
     ok = wait_added(P, [B, C], N, none),
     Tc = now_us(),
     Cpu = cluster_cpu_ms(Nodes) - Cpu0,
@@ -146,6 +148,7 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     M = list_to_atom("Elixir.BenchCrdt.M" ++ integer_to_list(N)),
     start_cluster(Nodes, M, ?MANUAL_INTERVAL),
     _ = call(A, write, [M, N]),
+    set_neighbours_all(Nodes, M),
     ok = wait_added(M, [B, C], N, {A, SyncMs}),
     wait_quiet(Nodes, M),
     same_everywhere(Nodes, M, N),
@@ -183,6 +186,10 @@ call(Node, F, Args) ->
 
 start_cluster(Nodes, Name, SyncMs) ->
     [call(X, start_replica, [Name, SyncMs]) || X <- Nodes],
+    ok.
+
+%% Each replica gets the two others as neighbours (and starts a round).
+set_neighbours_all(Nodes, Name) ->
     [call(X, set_neighbours, [Name, [{Name, Y} || Y <- Nodes, Y =/= X]]) || X <- Nodes],
     ok.
 

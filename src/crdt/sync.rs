@@ -75,6 +75,10 @@ mod tests;
 /// The subtree depth DeltaCrdt uses for every diff step.
 pub const DIFF_DEPTH: u32 = 8;
 
+/// A continuation comparing more subtrees than this is a wide difference,
+/// answered at [`DIFF_DEPTH`] even with a smaller [`Config::diff_depth`].
+pub const WIDE_DIFF_LOCATIONS: usize = 4;
+
 /// The subtree depth Rust replica processes use by default (see
 /// [`Config::diff_depth`]): 4 levels (at most 31 nodes) per location per
 /// step keeps an idle round to a few hundred bytes and a one-key round to a
@@ -146,6 +150,18 @@ impl Config {
     /// The depth diff messages are cut at, within what upstream accepts.
     fn depth(&self) -> u32 {
         self.diff_depth.clamp(1, crate::crdt::merkle::KEY_BITS)
+    }
+
+    /// The depth for answering a continuation that compares `locations`
+    /// subtrees: [`Config::diff_depth`] while the difference is narrow (a
+    /// few changed keys), at least upstream's 8 once it is wide, where more
+    /// steps would resend the growing key list more often.
+    fn step_depth(&self, locations: usize) -> u32 {
+        if locations > WIDE_DIFF_LOCATIONS {
+            self.depth().max(DIFF_DEPTH)
+        } else {
+            self.depth()
+        }
     }
 }
 
@@ -537,9 +553,10 @@ impl Replica {
         // Only fills in stale hashes: the contents are unchanged even if the
         // message is rejected below.
         self.merkle.update_hashes();
+        let depth = self.cfg.step_depth(diff.continuation.trees.len());
         let step = self
             .merkle
-            .continue_partial_diff(&diff.continuation, self.cfg.depth())?;
+            .continue_partial_diff(&diff.continuation, depth)?;
         let mut out = Vec::new();
         match step {
             DiffStep::Continue(next) => {

@@ -172,7 +172,7 @@ fn leaf_diff<'a>(x: &'a Leaf, y: &'a Leaf, out: &mut Vec<Item<'a>>) {
             .map(|k| Item::Key(&k.0)),
     );
     let nil = atom("nil");
-    for (k, v1) in &x.contents {
+    for (k, v1) in x.contents.iter() {
         let v2 = y.contents.get(k).unwrap_or(&nil);
         if !arith_eq(v1, v2) {
             out.push(Item::Key(&k.0));

@@ -3,6 +3,7 @@
 //! produces (both are visible on the wire and in recorded states).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::crdt::awlww_map::{by_term, OrdTerm};
 use crate::term::phash2::{phash2_range, Hash2};
@@ -144,7 +145,9 @@ pub struct Inner {
 pub struct Leaf {
     pub hash: Hash,
     pub key_hash: u32,
-    pub contents: BTreeMap<OrdTerm, Term>,
+    /// Shared, so the copies `cut` makes for diff messages cost no more
+    /// than a reference count; `put`/`delete` copy it only while shared.
+    pub contents: Arc<BTreeMap<OrdTerm, Term>>,
 }
 
 impl Leaf {
@@ -200,7 +203,7 @@ impl Node {
                 *self = Node::Leaf(Box::new(Leaf {
                     hash: None,
                     key_hash: kh,
-                    contents: BTreeMap::from([(key, value)]),
+                    contents: Arc::new(BTreeMap::from([(key, value)])),
                 }));
             }
             Node::Inner(inner) => {
@@ -213,7 +216,7 @@ impl Node {
             }
             Node::Leaf(leaf) if leaf.key_hash == kh => {
                 leaf.hash = None;
-                leaf.contents.insert(key, value);
+                Arc::make_mut(&mut leaf.contents).insert(key, value);
             }
             Node::Leaf(leaf) => {
                 // Two different hashes differ somewhere within 32 bits, so a
@@ -245,7 +248,7 @@ impl Node {
         match self {
             Node::Empty | Node::Partial(_) => {}
             Node::Leaf(leaf) => {
-                leaf.contents.remove(by_term(key));
+                Arc::make_mut(&mut leaf.contents).remove(by_term(key));
                 if leaf.contents.is_empty() {
                     *self = Node::Empty;
                 } else {

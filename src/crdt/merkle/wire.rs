@@ -160,7 +160,7 @@ impl Node {
                 Ok(Node::Leaf(Box::new(Leaf {
                     hash: hash_from_term(h)?,
                     key_hash,
-                    contents: ordered_map(&m.map, "leaf")?,
+                    contents: std::sync::Arc::new(ordered_map(&m.map, "leaf")?),
                 })))
             }
             _ => Err(shape("merkle tree", "[], {hash, l, r} or {hash, leaf}")),
@@ -342,7 +342,7 @@ fn check_placement(
             if !on_path {
                 return Err(shape(AT, "leaves on their key hash's path"));
             }
-            for (k, v) in &l.contents {
+            for (k, v) in l.contents.iter() {
                 if key_hash(&k.0) != l.key_hash {
                     return Err(shape(AT, "leaf keys matching the leaf's key hash"));
                 }
