@@ -49,6 +49,21 @@ enum Command {
         #[arg(long)]
         join: Vec<String>,
     },
+    /// Run one Horde.Registry member (`members: :auto`) with an echo server
+    /// registered under KEY; prints register/unregister events until Ctrl-C.
+    Registry {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        cookie: Option<String>,
+        /// A node whose cluster to join (repeatable).
+        #[arg(long)]
+        join: Vec<String>,
+        #[arg(long, default_value = "Elixir.MyApp.Registry")]
+        registry: String,
+        #[arg(long, default_value = "rust-echo")]
+        key: String,
+    },
     /// Ping a node (prints pong or pang).
     Ping {
         node: String,
@@ -107,6 +122,34 @@ async fn main() -> anyhow::Result<()> {
                         Err(_) => {}
                     }
                 }
+            }
+            node.shutdown();
+            Ok(())
+        }
+        Command::Registry {
+            name,
+            cookie,
+            join,
+            registry,
+            key,
+        } => {
+            let mut config = NodeConfig::new(name);
+            if let Some(c) = cookie {
+                config = config.cookie(c);
+            }
+            let node = Node::start(config).await.context("starting the node")?;
+            for seed in &join {
+                let joined = node
+                    .join(seed)
+                    .await
+                    .with_context(|| format!("joining {seed}"))?;
+                println!("joined {}", joined.join(" "));
+            }
+            let reg = beam_peer::demo::start_registry_member(&node, &registry, &key).await?;
+            println!("ready {} port {}", node.name(), node.listen_port());
+            tokio::select! {
+                _ = beam_peer::demo::print_registry_events(reg.subscribe()) => {}
+                _ = tokio::signal::ctrl_c() => {}
             }
             node.shutdown();
             Ok(())

@@ -1082,6 +1082,48 @@ impl Node {
         rx.await.unwrap_or(Err(ConnectError::ShuttingDown))
     }
 
+    /// Joins the cluster `seed` belongs to: connects to `seed`, asks its
+    /// `rex` for `erlang:nodes()` and connects to each of those, as the
+    /// BEAM's `global` meshes a cluster. Returns the nodes connected to
+    /// (the seed first); a node that cannot be reached is skipped. Only the
+    /// seed's connection is an error.
+    pub async fn join(&self, seed: &str) -> Result<Vec<String>, ConnectError> {
+        self.connect(seed).await?;
+        let mut joined = vec![seed.to_string()];
+        let mut p = self.process();
+        let req = crate::tup![
+            term::atom("call"),
+            term::atom("erlang"),
+            term::atom("nodes"),
+            term::nil(),
+            Term::Pid(p.pid().clone())
+        ];
+        let others = match p
+            .call(
+                Dest::Remote("rex".into(), seed.into()),
+                req,
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            Ok(t) => term::as_list(&t).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%seed, error = %e, "join: the seed did not list its nodes");
+                Vec::new()
+            }
+        };
+        for other in others.iter().filter_map(term::as_atom) {
+            if other == self.inner.name || other == seed {
+                continue;
+            }
+            match self.connect(other).await {
+                Ok(()) => joined.push(other.to_string()),
+                Err(e) => tracing::warn!(node = %other, error = %e, "join: cannot connect"),
+            }
+        }
+        Ok(joined)
+    }
+
     /// `net_adm:ping/1`: connects and asks the peer's `net_kernel` `{is_auth, Node}`.
     pub async fn ping(&self, node: &str) -> bool {
         if self.connect(node).await.is_err() {
