@@ -48,12 +48,12 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("joining {seed}"))?;
         println!("joined {}", joined.join(" "));
     }
-    let reg = beam_peer::demo::start_registry_member(&node, &args.registry, &args.key)
+    let (_reg, events) = beam_peer::demo::start_registry_member(&node, &args.registry, &args.key)
         .await
         .context("starting the registry")?;
     println!("ready {} port {}", node.name(), node.listen_port());
     tokio::select! {
-        _ = beam_peer::demo::print_registry_events(reg.subscribe()) => {}
+        _ = beam_peer::demo::print_registry_events(events) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     node.shutdown();

@@ -67,14 +67,22 @@ pub enum RegistryDemoError {
 /// The `horde_registry` example and `beam-peer registry`: starts the Horde
 /// registry `registry` (`members: :auto`) and an [`Echo`] server registered
 /// in it under the binary `key` (value `nil`). A key someone else already
-/// holds is reported and left to them.
+/// holds is reported and left to them. The events come from before the
+/// echo server registers, so its own registration is the first.
 pub async fn start_registry_member(
     node: &crate::Node,
     registry: &str,
     key: &str,
-) -> Result<crate::horde::registry::Registry, RegistryDemoError> {
+) -> Result<
+    (
+        crate::horde::registry::Registry,
+        tokio::sync::broadcast::Receiver<crate::horde::registry::RegistryEvent>,
+    ),
+    RegistryDemoError,
+> {
     use crate::horde::registry::{self, RegistryError, RegistryOptions};
     let reg = registry::start(node, RegistryOptions::new(registry))?;
+    let events = reg.subscribe();
     let echo = crate::gen_server::start(node, Echo, crate::StartOptions::default())?;
     match reg
         .register(term::binary(key.as_bytes()), term::atom("nil"), &echo)
@@ -86,7 +94,7 @@ pub async fn start_registry_member(
         Err(e) => tracing::warn!(error = %e, "registering echo"),
         Ok(()) => {}
     }
-    Ok(reg)
+    Ok((reg, events))
 }
 
 /// Prints every register/unregister event of `events` as one line, until

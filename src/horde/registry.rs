@@ -455,14 +455,19 @@ impl Driver {
         let interval = Duration::from_millis(self.opts.sync_interval.max(1));
         let mut next_tick = tokio::time::Instant::now();
         loop {
-            let wait = next_tick.saturating_duration_since(tokio::time::Instant::now());
+            let now = tokio::time::Instant::now();
+            if now >= next_tick {
+                // A due sync goes first however busy the mailbox is, as the
+                // BEAM's `:sync` timer message queues among the others.
+                next_tick = now + interval;
+                let effects = self.state.tick(started.elapsed().as_millis() as u64);
+                self.carry_out(&mut p, effects);
+                continue;
+            }
             let effects = tokio::select! {
-                m = p.receive_match(|_| true, Some(wait)) => match m {
+                m = p.receive_match(|_| true, Some(next_tick - now)) => match m {
                     Err(e) => return e.into(),
-                    Ok(None) => {
-                        next_tick = tokio::time::Instant::now() + interval;
-                        self.state.tick(started.elapsed().as_millis() as u64)
-                    }
+                    Ok(None) => Vec::new(),
                     Ok(Some(msg)) => match self.mailbox(&mut p, &msg) {
                         Ok(effects) => effects,
                         Err(exit) => return exit,

@@ -43,7 +43,7 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Tables {
     keys: BTreeMap<OrdTerm, Entry>,
-    pids: HashMap<Pid, Vec<Term>>,
+    pids: HashMap<Pid, BTreeSet<OrdTerm>>,
     members: BTreeSet<OrdTerm>,
     meta: BTreeMap<OrdTerm, Term>,
 }
@@ -62,9 +62,12 @@ impl Tables {
         self.keys.get(&OrdTerm(key.clone()))
     }
 
-    /// Keys `pid` holds, most recent first (Horde's pids table).
+    /// Keys `pid` holds, in term order (Horde's pids table).
     pub fn keys_of(&self, pid: &Pid) -> Vec<Term> {
-        self.pids.get(pid).cloned().unwrap_or_default()
+        self.pids
+            .get(pid)
+            .map(|keys| keys.iter().map(|k| k.0.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Number of registered keys.
@@ -91,15 +94,15 @@ impl Tables {
     }
 
     fn add_key_to_pid(&mut self, pid: &Pid, key: &Term) {
-        let keys = self.pids.entry(pid.clone()).or_default();
-        if !keys.contains(key) {
-            keys.insert(0, key.clone());
-        }
+        self.pids
+            .entry(pid.clone())
+            .or_default()
+            .insert(OrdTerm(key.clone()));
     }
 
     fn remove_key_from_pid(&mut self, pid: &Pid, key: &Term) {
         if let Some(keys) = self.pids.get_mut(pid) {
-            keys.retain(|k| k != key);
+            keys.remove(&OrdTerm(key.clone()));
             if keys.is_empty() {
                 self.pids.remove(pid);
             }
@@ -317,6 +320,7 @@ impl RegistryState {
         let Some(keys) = keys else {
             return (false, Vec::new());
         };
+        let keys: Vec<Term> = keys.into_iter().map(|k| k.0).collect();
         let mut actions = Vec::new();
         for key in &keys {
             actions.extend(self.replica.delete(key_key(key)));
