@@ -10,3 +10,4 @@ if ! command -v erl >/dev/null 2>&1; then
 fi
 cargo bench --bench terms -- --bench
 cargo bench --bench dist -- --bench "$@"
+cargo bench --bench horde_registry
