@@ -360,7 +360,10 @@ impl Registry {
 }
 
 /// Starts a registry member on `node`: `R` and `R.Crdt` are registered, the
-/// CRDT starts syncing with the members.
+/// CRDT starts syncing with the members. The member runs while a handle to
+/// it (any clone of the returned [`Registry`]) exists, or until its node
+/// shuts down; the processes registered through it are linked to it, as in
+/// Horde.
 pub fn start(node: &Node, opts: RegistryOptions) -> Result<Registry, StartError> {
     let crdt = crdt_name(&opts.name);
     let (fwd_tx, fwd_rx) = mpsc::unbounded_channel();
