@@ -347,3 +347,71 @@ fn malformed_registrations_from_a_peer_are_skipped() {
     assert!(t.lookup(&key("good")).is_some());
     assert_eq!(t.members().count(), 2);
 }
+
+/// What real Horde 0.10 members wrote (tests/fixtures/horde, recorded from
+/// two Elixir nodes), shipped to a Rust member as a BEAM replica ships it.
+#[test]
+fn a_recorded_horde_registry_state_reads_as_horde_reads_it() {
+    fn struct_field<'a>(t: &'a Term, name: &str) -> Option<&'a Term> {
+        match t {
+            Term::Map(m) => m.map.get(&atom(name)),
+            _ => None,
+        }
+    }
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/horde/registry_contents.etf");
+    let bytes = std::fs::read(&path).expect("fixture");
+    let recorded = crate::term::etf::from_binary(&bytes).expect("fixture decodes");
+    let a = struct_field(&recorded, "crdt")
+        .and_then(|c| struct_field(c, "a"))
+        .expect("crdt.a");
+    let crdt_state = struct_field(a, "crdt_state").expect("crdt_state").clone();
+    let keys = AwLwwMap::from_term(&crdt_state)
+        .expect("an AWLWWMap")
+        .keys();
+    let name = "Elixir.MyApp.Registry";
+    let cfg = Config::horde(
+        77,
+        Term::Pid(Pid::new("c@127.0.0.1", 1, 0, 1)),
+        Some(crate::tup![
+            atom("Elixir.MyApp.Registry.Crdt"),
+            atom("c@127.0.0.1")
+        ]),
+    );
+    let mut member = RegistryState::new(name, "c@127.0.0.1", Replica::new(cfg));
+    let msg = crate::tup![atom("diff"), crdt_state, term::list(keys)];
+    let effects = member
+        .crdt_message(&msg)
+        .expect("a BEAM replica's state is accepted");
+    let registered = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Event(RegistryEvent::Register { .. })))
+        .count();
+    assert_eq!(registered, 5);
+    assert!(!effects
+        .iter()
+        .any(|e| matches!(e, Effect::Exit { .. } | Effect::Link(_))));
+    let t = member.read();
+    assert_eq!(t.count(), 5);
+    assert_eq!(t.members().count(), 2);
+    // Every lookup Horde made on node a gives the same answer here.
+    let lookups = struct_field(&recorded, "lookups")
+        .and_then(|l| struct_field(l, "a"))
+        .and_then(|l| term::as_list(l))
+        .expect("lookups.a");
+    assert_eq!(lookups.len(), 4);
+    for l in lookups {
+        let Some([k, found]) = term::as_tuple(&l) else {
+            panic!("lookup record {l}")
+        };
+        let expected = term::as_list(found).expect("a list");
+        let ours: Vec<Term> = t
+            .lookup(k)
+            .map(|e| crate::tup![Term::Pid(e.pid.clone()), e.value.clone()])
+            .into_iter()
+            .collect();
+        assert_eq!(ours, expected, "lookup of {k}");
+    }
+    let b_member = member(name, "b@127.0.0.1");
+    assert!(t.is_member(&b_member));
+}
