@@ -155,31 +155,40 @@ async fn run(
     let interval = Duration::from_millis(opts.sync_interval.max(1));
     let mut next_tick = tokio::time::Instant::now() + interval;
     loop {
-        let actions = tokio::select! {
-            m = p.receive_match(|_| true, Some(next_tick.saturating_duration_since(tokio::time::Instant::now()))) => match m {
-                Err(e) => return e.into(),
-                Ok(None) => {
-                    next_tick = tokio::time::Instant::now() + interval;
-                    replica.tick(started.elapsed().as_millis() as u64)
-                }
-                Ok(Some(msg)) => match replica.handle_message(&msg) {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::debug!(name = %opts.name, error = %e, "CRDT message dropped");
+        let now = tokio::time::Instant::now();
+        let actions = if now >= next_tick {
+            // A due sync goes before the next message, however busy the
+            // mailbox is. Upstream's `:sync` is a timer message that queues
+            // behind what is already there; waiting for an idle mailbox
+            // instead starved our rounds whenever a peer kept us busy (a BEAM
+            // replica starts a round every interval without waiting for acks).
+            next_tick = now + interval;
+            replica.tick(started.elapsed().as_millis() as u64)
+        } else {
+            tokio::select! {
+                m = p.receive_match(|_| true, Some(next_tick - now)) => match m {
+                    Err(e) => return e.into(),
+                    // Due now: the top of the loop syncs.
+                    Ok(None) => Vec::new(),
+                    Ok(Some(msg)) => match replica.handle_message(&msg) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::debug!(name = %opts.name, error = %e, "CRDT message dropped");
+                            vec![]
+                        }
+                    },
+                },
+                c = commands.recv() => match c {
+                    None => return ProcessExit::Normal,
+                    Some(Command::Put(k, v)) => replica.put(k, v, now_ns()),
+                    Some(Command::Delete(k)) => replica.delete(k),
+                    Some(Command::SetNeighbours(n)) => replica.set_neighbours(n),
+                    Some(Command::Read(reply)) => {
+                        let _ = reply.send(replica.read());
                         vec![]
                     }
                 },
-            },
-            c = commands.recv() => match c {
-                None => return ProcessExit::Normal,
-                Some(Command::Put(k, v)) => replica.put(k, v, now_ns()),
-                Some(Command::Delete(k)) => replica.delete(k),
-                Some(Command::SetNeighbours(n)) => replica.set_neighbours(n),
-                Some(Command::Read(reply)) => {
-                    let _ = reply.send(replica.read());
-                    vec![]
-                }
-            },
+            }
         };
         for action in actions {
             let pending = perform(&mut p, action, &mut |t, r| replica.bind_monitor(t, r));
