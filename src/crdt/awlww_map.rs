@@ -308,17 +308,55 @@ impl AwLwwMap {
 
     /// Joins `delta` into this state for `keys` and reports what changed,
     /// as DeltaCrdt does on every operation and every received sync.
+    ///
+    /// The result is exactly `self.join(delta, keys)`, computed in place: the
+    /// cost grows with `keys` and `delta`, not with the size of this state
+    /// (rebuilding the whole map on every write made a replica holding a few
+    /// thousand keys take milliseconds per operation).
     pub fn apply(&mut self, delta: &AwLwwMap, keys: &[Term]) -> JoinOutcome {
-        let new = self.join(delta, keys);
-        let raw = raw_changes(self, &new, keys);
+        let listed: BTreeSet<OrdTerm> = keys.iter().cloned().map(OrdTerm).collect();
+        // The listed keys' entries before the join, for the change report.
+        let old = AwLwwMap {
+            dots: Dots::default(),
+            value: listed
+                .iter()
+                .filter_map(|k| Some((k.clone(), self.value.get(k)?.clone())))
+                .collect(),
+        };
+        // Joined against both contexts as they were before the join.
+        let joined: Vec<(OrdTerm, Entries)> = listed
+            .iter()
+            .map(|k| {
+                let e = join_entries(
+                    self.value.get(k),
+                    &self.dots,
+                    delta.value.get(k),
+                    &delta.dots,
+                );
+                (k.clone(), e)
+            })
+            .collect();
+        for (k, e) in &delta.value {
+            if !listed.contains(k) {
+                self.value.insert(k.clone(), e.clone());
+            }
+        }
+        for (k, e) in joined {
+            if e.is_empty() {
+                self.value.remove(&k);
+            } else {
+                self.value.insert(k, e);
+            }
+        }
+        self.dots = self.dots.union(&delta.dots);
+        let raw = raw_changes(&old, self, keys);
         let changed: Vec<Term> = raw
             .iter()
             .map(|c| match c {
                 RawChange::Put { key, .. } | RawChange::Delete { key } => key.clone(),
             })
             .collect();
-        let diffs = diffs(self, &new, &changed);
-        *self = new;
+        let diffs = diffs(&old, self, &changed);
         JoinOutcome { raw, diffs }
     }
 
