@@ -57,7 +57,13 @@ async fn elixir_lookup(p: &mut Process, beam: &Beam, name: &str, k: &str) -> Opt
 }
 
 async fn elixir_count(p: &mut Process, beam: &Beam, name: &str) -> i64 {
-    let n = common::eval_elixir(p, &beam.name, "Horde.Registry.count(r)", vec![("r", term::atom(name))]).await;
+    let n = common::eval_elixir(
+        p,
+        &beam.name,
+        "Horde.Registry.count(r)",
+        vec![("r", term::atom(name))],
+    )
+    .await;
     term::as_i64(&n).unwrap_or(-1)
 }
 
@@ -77,7 +83,9 @@ macro_rules! eventually {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
-    let Some(ebins) = common::horde_or_skip("elixir_and_rust_find_and_call_each_other_through_the_registry") else {
+    let Some(ebins) =
+        common::horde_or_skip("elixir_and_rust_find_and_call_each_other_through_the_registry")
+    else {
         return;
     };
     let port = common::free_port();
@@ -92,7 +100,9 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
     // A Rust server registered in Rust is found and called from Elixir.
     let echo = beam_peer::gen_server::start(&node, beam_peer::demo::Echo, Default::default())
         .expect("echo starts");
-    reg.register(key("rust-echo"), term::atom("nil"), &echo).await.expect("registers");
+    reg.register(key("rust-echo"), term::atom("nil"), &echo)
+        .await
+        .expect("registers");
     eventually!(
         elixir_lookup(&mut p, &beam, &name, "rust-echo").await == Some(echo.clone()),
         "Elixir's Horde.Registry.lookup/2 finds the Rust process"
@@ -105,8 +115,18 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
     )
     .await;
     assert_eq!(reply, beam_peer::tup![term::atom("hello"), term::int(1)]);
-    let members = common::eval_elixir(&mut p, &beam.name, "Horde.Cluster.members(r)", vec![("r", term::atom(&name))]).await;
-    assert_eq!(term::as_list(&members).map(|m| m.len()), Some(2), "{members}");
+    let members = common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "Horde.Cluster.members(r)",
+        vec![("r", term::atom(&name))],
+    )
+    .await;
+    assert_eq!(
+        term::as_list(&members).map(|m| m.len()),
+        Some(2),
+        "{members}"
+    );
 
     // An Elixir GenServer registered with a via tuple is found and called from Rust.
     let define = "defmodule LiveEcho do
@@ -116,7 +136,8 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
       end
       {:ok, pid} = :beam_peer_ctl.keep(fn -> GenServer.start_link(LiveEcho, nil, name: {:via, Horde.Registry, {r, \"elixir-echo\"}}) end)
       pid";
-    let elixir_echo = common::eval_elixir(&mut p, &beam.name, define, vec![("r", term::atom(&name))]).await;
+    let elixir_echo =
+        common::eval_elixir(&mut p, &beam.name, define, vec![("r", term::atom(&name))]).await;
     eventually!(
         reg.whereis(&key("elixir-echo")).map(Term::Pid).as_ref() == Some(&elixir_echo),
         "Rust lookup finds the Elixir process"
@@ -125,21 +146,29 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
         .call(reg.via(key("elixir-echo")), term::atom("hi"), T)
         .await
         .expect("call through via");
-    assert_eq!(reply, beam_peer::tup![term::atom("echoed"), term::atom("hi")]);
+    assert_eq!(
+        reply,
+        beam_peer::tup![term::atom("echoed"), term::atom("hi")]
+    );
     // Rust refuses a key Elixir holds.
     assert_eq!(
-        reg.register(key("elixir-echo"), term::atom("nil"), &echo).await,
-        Err(registry::RegistryError::AlreadyRegistered(match &elixir_echo {
-            Term::Pid(pid) => pid.clone(),
-            other => panic!("not a pid: {other}"),
-        }))
+        reg.register(key("elixir-echo"), term::atom("nil"), &echo)
+            .await,
+        Err(registry::RegistryError::AlreadyRegistered(
+            match &elixir_echo {
+                Term::Pid(pid) => pid.clone(),
+                other => panic!("not a pid: {other}"),
+            }
+        ))
     );
     node.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
-    let Some(ebins) = common::horde_or_skip("a_conflict_between_elixir_and_rust_resolves_the_same_on_both") else {
+    let Some(ebins) =
+        common::horde_or_skip("a_conflict_between_elixir_and_rust_resolves_the_same_on_both")
+    else {
         return;
     };
     let port = common::free_port();
@@ -148,7 +177,8 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
     let mut p = node.process();
     let name = reg_name();
     // Both halves hold a registration of "dup" before they ever meet.
-    let collector = common::eval_elixir(&mut p, &beam.name, ":beam_peer_ctl.collector()", vec![]).await;
+    let collector =
+        common::eval_elixir(&mut p, &beam.name, ":beam_peer_ctl.collector()", vec![]).await;
     start_elixir_registry(&mut p, &beam, &name).await;
     let elixir_holder = common::eval_elixir(
         &mut p,
@@ -165,7 +195,11 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
     )
     .await;
     eventually!(
-        elixir_lookup(&mut p, &beam, &name, "dup").await.map(Term::Pid).as_ref() == Some(&elixir_holder),
+        elixir_lookup(&mut p, &beam, &name, "dup")
+            .await
+            .map(Term::Pid)
+            .as_ref()
+            == Some(&elixir_holder),
         "the Elixir registration is in place"
     );
     let reg = start_rust_registry(&node, &name);
@@ -187,7 +221,9 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
             }
         }
     });
-    reg.register(key("dup"), term::atom("rust"), &rust_holder).await.expect("registers");
+    reg.register(key("dup"), term::atom("rust"), &rust_holder)
+        .await
+        .expect("registers");
 
     // Heal: connect. Both members must settle on one holder.
     node.join(&beam.name).await.expect("joins");
@@ -218,13 +254,23 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
         Term::Pid(winner.clone())
     ];
     if loser_is_rust {
-        let got = watcher.receive_timeout(T).await.expect("alive").expect("loser told");
+        let got = watcher
+            .receive_timeout(T)
+            .await
+            .expect("alive")
+            .expect("loser told");
         assert_eq!(got, reason);
     } else {
         let mut lost = None;
         eventually!(
             {
-                let got = common::eval_elixir(&mut p, &beam.name, ":beam_peer_ctl.collected(c)", vec![("c", collector.clone())]).await;
+                let got = common::eval_elixir(
+                    &mut p,
+                    &beam.name,
+                    ":beam_peer_ctl.collected(c)",
+                    vec![("c", collector.clone())],
+                )
+                .await;
                 for m in term::as_list(&got).unwrap_or_default() {
                     if let Some([tag, _, r]) = term::as_tuple(&m) {
                         if term::is_atom(tag, "lost") {
@@ -239,7 +285,10 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
         assert_eq!(lost, Some(reason));
         assert!(node.is_process_alive(&rust_holder), "the Rust winner lives");
     }
-    println!("conflict winner: {} holder", if loser_is_rust { "Elixir" } else { "Rust" });
+    println!(
+        "conflict winner: {} holder",
+        if loser_is_rust { "Elixir" } else { "Rust" }
+    );
     node.shutdown();
 }
 
@@ -255,7 +304,9 @@ impl Drop for Member {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
-    let Some(ebins) = common::horde_or_skip("kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups") else {
+    let Some(ebins) =
+        common::horde_or_skip("kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups")
+    else {
         return;
     };
     let port = common::free_port();
@@ -267,7 +318,15 @@ async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
     let victim = format!("{}@127.0.0.1", common::unique("hlk_victim"));
     let mut member = Member(
         Command::new(env!("CARGO_BIN_EXE_beam-peer"))
-            .args(["registry", "--name", &victim, "--cookie", common::COOKIE, "--join", &beam.name])
+            .args([
+                "registry",
+                "--name",
+                &victim,
+                "--cookie",
+                common::COOKIE,
+                "--join",
+                &beam.name,
+            ])
             .args(["--registry", &name, "--key", "victim-echo"])
             .env("ERL_EPMD_PORT", port.to_string())
             .stdout(Stdio::null())
@@ -275,13 +334,17 @@ async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
             .expect("beam-peer registry runs"),
     );
     eventually!(
-        elixir_lookup(&mut p, &beam, &name, "victim-echo").await.is_some(),
+        elixir_lookup(&mut p, &beam, &name, "victim-echo")
+            .await
+            .is_some(),
         "Elixir sees the Rust member's name"
     );
     member.0.kill().expect("kill -9");
     let _ = member.0.wait();
     eventually!(
-        elixir_lookup(&mut p, &beam, &name, "victim-echo").await.is_none()
+        elixir_lookup(&mut p, &beam, &name, "victim-echo")
+            .await
+            .is_none()
             && elixir_count(&mut p, &beam, &name).await == 0,
         "Elixir dropped the dead Rust member's names"
     );
@@ -290,7 +353,9 @@ async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups() {
-    let Some(ebins) = common::horde_or_skip("kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups") else {
+    let Some(ebins) =
+        common::horde_or_skip("kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups")
+    else {
         return;
     };
     let port = common::free_port();
@@ -308,7 +373,10 @@ async fn kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups() {
         vec![("r", term::atom(&name))],
     )
     .await;
-    eventually!(reg.lookup(&key("elixir-agent")).is_some(), "Rust sees the Elixir name");
+    eventually!(
+        reg.lookup(&key("elixir-agent")).is_some(),
+        "Rust sees the Elixir name"
+    );
     beam.kill9();
     eventually!(
         reg.lookup(&key("elixir-agent")).is_none() && reg.count() == 0,
