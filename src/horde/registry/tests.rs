@@ -412,6 +412,6 @@ fn a_recorded_horde_registry_state_reads_as_horde_reads_it() {
             .collect();
         assert_eq!(ours, expected, "lookup of {k}");
     }
-    let b_member = member(name, "b@127.0.0.1");
+    let b_member = crate::horde::member(name, "b@127.0.0.1");
     assert!(t.is_member(&b_member));
 }
