@@ -397,7 +397,7 @@ fn a_recorded_horde_registry_state_reads_as_horde_reads_it() {
     // Every lookup Horde made on node a gives the same answer here.
     let lookups = struct_field(&recorded, "lookups")
         .and_then(|l| struct_field(l, "a"))
-        .and_then(|l| term::as_list(l))
+        .and_then(term::as_list)
         .expect("lookups.a");
     assert_eq!(lookups.len(), 4);
     for l in lookups {
