@@ -123,6 +123,20 @@ async fn three_members_see_every_registration_and_via_names_work() {
             .await,
         Err(beam_peer::CallError::NoProc)
     ));
+    // The registry server answers Horde's gen_server calls from anyone.
+    let members = p
+        .call((name.as_str(), nodes[0].name()), term::atom("members"), T)
+        .await
+        .expect(":members call");
+    assert_eq!(term::as_list(&members).map(|m| m.len()), Some(3));
+    let unknown = p
+        .call((name.as_str(), nodes[0].name()), term::atom("nonsense"), T)
+        .await
+        .expect("an unknown call is answered");
+    assert_eq!(
+        term::as_tuple(&unknown).map(|t| t[0].clone()),
+        Some(term::atom("error"))
+    );
     // Unregister on a; everyone forgets it; keys/2 follows.
     assert_eq!(regs[0].keys(&servers[0]), vec![key("echo-0")]);
     regs[0]
