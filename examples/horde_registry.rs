@@ -11,7 +11,6 @@
 //! From Elixir (with Horde.Registry `MyApp.Registry` started, `members: :auto`):
 //!   GenServer.call({:via, Horde.Registry, {MyApp.Registry, "rust-echo"}}, :hello)
 
-use anyhow::Context;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -38,24 +37,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(c) = args.cookie {
         config = config.cookie(c);
     }
-    let node = beam_peer::Node::start(config)
+    beam_peer::demo::run_registry_member(config, &args.join, &args.registry, &args.key)
         .await
-        .context("starting the node")?;
-    for seed in &args.join {
-        let joined = node
-            .join(seed)
-            .await
-            .with_context(|| format!("joining {seed}"))?;
-        println!("joined {}", joined.join(" "));
-    }
-    let (_reg, events) = beam_peer::demo::start_registry_member(&node, &args.registry, &args.key)
-        .await
-        .context("starting the registry")?;
-    println!("ready {} port {}", node.name(), node.listen_port());
-    tokio::select! {
-        _ = beam_peer::demo::print_registry_events(events) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    node.shutdown();
-    Ok(())
+        .map_err(|e| anyhow::anyhow!(e))
 }

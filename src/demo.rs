@@ -97,6 +97,31 @@ pub async fn start_registry_member(
     Ok((reg, events))
 }
 
+/// The whole `horde_registry` example and `beam-peer registry`: starts a
+/// node, joins each seed's cluster, starts the registry member of
+/// [`start_registry_member`], prints `ready NODE port PORT` and every
+/// register/unregister event until Ctrl-C.
+pub async fn run_registry_member(
+    config: crate::NodeConfig,
+    seeds: &[String],
+    registry: &str,
+    key: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let node = crate::Node::start(config).await?;
+    for seed in seeds {
+        let joined = node.join(seed).await?;
+        println!("joined {}", joined.join(" "));
+    }
+    let (_registry, events) = start_registry_member(&node, registry, key).await?;
+    println!("ready {} port {}", node.name(), node.listen_port());
+    tokio::select! {
+        _ = print_registry_events(events) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    node.shutdown();
+    Ok(())
+}
+
 /// Prints every register/unregister event of `events` as one line, until
 /// the registry stops.
 pub async fn print_registry_events(

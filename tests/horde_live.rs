@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use beam_peer::horde::registry::{self, Registry, RegistryOptions};
@@ -292,16 +291,6 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
     node.shutdown();
 }
 
-/// A `beam-peer registry` member in its own OS process, killed by pid.
-struct Member(Child);
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
     let Some(ebins) =
@@ -315,32 +304,14 @@ async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
     let mut p = node.process();
     let name = reg_name();
     start_elixir_registry(&mut p, &beam, &name).await;
-    let victim = format!("{}@127.0.0.1", common::unique("hlk_victim"));
-    let mut member = Member(
-        Command::new(env!("CARGO_BIN_EXE_beam-peer"))
-            .args([
-                "registry",
-                "--name",
-                &victim,
-                "--cookie",
-                common::COOKIE,
-                "--join",
-                &beam.name,
-            ])
-            .args(["--registry", &name, "--key", "victim-echo"])
-            .env("ERL_EPMD_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("beam-peer registry runs"),
-    );
+    let mut member = common::RegistryMember::start(&beam.name, port, &name, "victim-echo");
     eventually!(
         elixir_lookup(&mut p, &beam, &name, "victim-echo")
             .await
             .is_some(),
         "Elixir sees the Rust member's name"
     );
-    member.0.kill().expect("kill -9");
-    let _ = member.0.wait();
+    member.kill9();
     eventually!(
         elixir_lookup(&mut p, &beam, &name, "victim-echo")
             .await

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use beam_peer::horde::registry::{self, Registry, RegistryOptions};
@@ -217,16 +216,6 @@ async fn a_conflict_after_a_partition_heals_leaves_one_winner() {
     b.shutdown();
 }
 
-/// A `beam-peer registry` member in its own OS process, killed by pid.
-struct Member(Child);
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_member_removes_its_names_everywhere() {
     let port = common::free_port();
@@ -236,27 +225,7 @@ async fn kill_9_of_a_member_removes_its_names_everywhere() {
     let name = reg_name();
     let ra = start(&a, &name).await;
     let rb = start(&b, &name).await;
-    let victim = format!("{}@127.0.0.1", common::unique("k9_victim"));
-    let mut member = Member(
-        Command::new(env!("CARGO_BIN_EXE_beam-peer"))
-            .args([
-                "registry",
-                "--name",
-                &victim,
-                "--cookie",
-                common::COOKIE,
-                "--join",
-                a.name(),
-                "--registry",
-                &name,
-                "--key",
-                "victim-echo",
-            ])
-            .env("ERL_EPMD_PORT", port.to_string())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("beam-peer registry runs"),
-    );
+    let mut member = common::RegistryMember::start(a.name(), port, &name, "victim-echo");
     let seen = |r: &Registry| r.lookup(&key("victim-echo")).is_some();
     assert!(
         common::wait_until(T, || seen(&ra) && seen(&rb)).await,
@@ -268,8 +237,7 @@ async fn kill_9_of_a_member_removes_its_names_everywhere() {
             .await,
         Ok(term::atom("ping"))
     );
-    member.0.kill().expect("kill -9");
-    let _ = member.0.wait();
+    member.kill9();
     assert!(
         common::wait_until(T, || !seen(&ra)
             && !seen(&rb)

@@ -137,23 +137,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(c) = cookie {
                 config = config.cookie(c);
             }
-            let node = Node::start(config).await.context("starting the node")?;
-            for seed in &join {
-                let joined = node
-                    .join(seed)
-                    .await
-                    .with_context(|| format!("joining {seed}"))?;
-                println!("joined {}", joined.join(" "));
-            }
-            let (_reg, events) =
-                beam_peer::demo::start_registry_member(&node, &registry, &key).await?;
-            println!("ready {} port {}", node.name(), node.listen_port());
-            tokio::select! {
-                _ = beam_peer::demo::print_registry_events(events) => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            node.shutdown();
-            Ok(())
+            beam_peer::demo::run_registry_member(config, &join, &registry, &key)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
         }
         Command::Ping { node, name, cookie } => {
             let mut config = NodeConfig::new(name).hidden(true);

@@ -283,18 +283,23 @@ pub async fn eval(p: &mut Process, beam: &str, code: &str) -> Term {
         term::atom("eval"),
         Term::ByteList(term::ByteList::from(code))
     ];
-    let reply = p
-        .call(
-            Dest::Remote("ctl".into(), beam.into()),
-            req,
-            Duration::from_secs(60),
-        )
+    let reply = ctl_call(p, beam, req)
         .await
         .unwrap_or_else(|e| panic!("eval on {beam} failed: {e}: {code}"));
     match term::as_tuple(&reply) {
         Some([ok, v]) if term::is_atom(ok, "ok") => v.clone(),
         _ => panic!("eval on {beam} raised {reply}: {code}"),
     }
+}
+
+/// A call to the test peer's `ctl` server (erlang/src/beam_peer_ctl.erl).
+async fn ctl_call(p: &mut Process, beam: &str, req: Term) -> Result<Term, beam_peer::CallError> {
+    p.call(
+        Dest::Remote("ctl".into(), beam.into()),
+        req,
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 /// Evaluates Elixir `code` on `beam` (a node from [`Beam::start_elixir`]) with
@@ -318,12 +323,7 @@ pub async fn try_eval_elixir(
         term::binary(code.as_bytes().to_vec()),
         bindings
     ];
-    let reply = p
-        .call(
-            Dest::Remote("ctl".into(), beam.into()),
-            req,
-            Duration::from_secs(60),
-        )
+    let reply = ctl_call(p, beam, req)
         .await
         .map_err(|e| format!("eval_elixir on {beam} failed: {e}"))?;
     match term::as_tuple(&reply) {
@@ -373,4 +373,37 @@ pub async fn rust_and_beam() -> (Node, Beam) {
     beam_peer::demo::start_echo_and_sink(&rust).expect("echo and sink");
     let beam = Beam::start("erl", COOKIE, port, &[]);
     (rust, beam)
+}
+
+/// A `beam-peer registry` member (Horde registry `registry`, `members: :auto`,
+/// an echo server under `key`) in its own OS process, joined to `seed` and
+/// using the EPMD on `epmd_port`; killed (by pid, SIGKILL) when dropped.
+pub struct RegistryMember(pub Child);
+
+impl RegistryMember {
+    pub fn start(seed: &str, epmd_port: u16, registry: &str, key: &str) -> RegistryMember {
+        let name = format!("{}@127.0.0.1", unique("member"));
+        let child = Command::new(env!("CARGO_BIN_EXE_beam-peer"))
+            .args([
+                "registry", "--name", &name, "--cookie", COOKIE, "--join", seed,
+            ])
+            .args(["--registry", registry, "--key", key])
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("beam-peer registry runs");
+        RegistryMember(child)
+    }
+
+    /// kill -9, waiting until the process is gone.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RegistryMember {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
