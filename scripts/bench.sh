@@ -2,6 +2,10 @@
 # Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust and
 # Rust->BEAM on this machine, in one run, with ratios.
 #   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (5)
+#   CRDT sync (benches/crdt.rs): BENCH_CRDT_KEYS (1000,10000,100000),
+#   BENCH_CRDT_SYNC_MS (300), BENCH_CRDT_IDLE_ROUNDS (5); its BEAM column needs
+#   BEAM_PEER_HORDE_EBIN (colon-separated ebin dirs of delta_crdt, merkle_map,
+#   telemetry) and is skipped with one line without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v erl >/dev/null 2>&1; then
@@ -10,4 +14,5 @@ if ! command -v erl >/dev/null 2>&1; then
 fi
 cargo bench --bench terms -- --bench
 cargo bench --bench dist -- --bench "$@"
+cargo bench --bench crdt -- --bench "$@"
 cargo bench --bench horde_registry

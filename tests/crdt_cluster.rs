@@ -102,6 +102,11 @@ async fn three_replicas_converge_and_one_restarts_from_storage() {
     }
     rc2.put(term::atom("after_restart"), term::int(1))
         .expect("alive");
+    // `get` runs after the put sent before it.
+    assert_eq!(
+        rc2.get(term::atom("after_restart")).await,
+        Ok(Some(term::int(1)))
+    );
     assert!(converged(&[&ra, &rb, &rc2], Duration::from_secs(10)).await);
     assert!(ra
         .read()
@@ -199,4 +204,64 @@ async fn a_busy_mailbox_does_not_starve_syncs() {
     assert!(arrived, "the write reached b while a was kept busy");
     a.shutdown();
     b.shutdown();
+}
+
+/// A replica keeps its sync schedule while a stream of local writes keeps it
+/// busy: a neighbour hears `{:diff, ..}` rounds before the writes are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_go_out_while_writes_keep_the_replica_busy() {
+    let port = common::free_port();
+    let node = common::rust_node("crdt_busy", port).await;
+    let mut opts = CrdtOptions::new(NAME);
+    opts.sync_interval = 10;
+    let replica = process::start(&node, opts).expect("replica starts");
+    // A neighbour that acks every round and counts them.
+    let rounds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = rounds.clone();
+    let neighbour = node.spawn(move |mut p| async move {
+        loop {
+            let Ok(msg) = p.receive().await else {
+                return beam_peer::ProcessExit::Normal;
+            };
+            if let Some([tag, _diff]) = term::as_tuple(&msg) {
+                if term::is_atom(tag, "diff") {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let me = Term::Pid(p.pid().clone());
+                    let ack = beam_peer::tup![term::atom("ack_diff"), me];
+                    let originator = replica_pid_of(&msg);
+                    p.send(originator, ack);
+                }
+            }
+        }
+    });
+    replica
+        .set_neighbours(vec![Term::Pid(neighbour.clone())])
+        .expect("alive");
+    let n = 50_000;
+    for i in 0..n {
+        replica.put(term::int(i), term::int(i)).expect("alive");
+    }
+    let during = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    let last = replica.get(term::int(n - 1)).await.expect("alive");
+    let after_writes = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(last, Some(term::int(n - 1)));
+    assert!(
+        after_writes > during.max(1),
+        "rounds while writing: {during} when queued, {after_writes} when applied"
+    );
+    node.shutdown();
+}
+
+/// The originator of a `{:diff, %Diff{}}`: whom to ack.
+fn replica_pid_of(msg: &Term) -> beam_peer::term::Pid {
+    let Some([_, diff]) = term::as_tuple(msg) else {
+        panic!("not a diff: {msg}");
+    };
+    let Term::Map(m) = diff else {
+        panic!("not a struct: {diff}");
+    };
+    match m.map.get(&term::atom("originator")) {
+        Some(Term::Pid(p)) => p.clone(),
+        other => panic!("originator: {other:?}"),
+    }
 }

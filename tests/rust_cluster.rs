@@ -88,6 +88,27 @@ async fn fixed_ports_without_epmd() {
     let mut p = a.process();
     let r = p.call(("echo", name_b.as_str()), term::atom("hi"), T).await;
     assert_eq!(r, Ok(term::atom("hi")));
+    // Each side's counters see the other's traffic: what a wrote, b read.
+    let stats = |n: &Node| n.connection_stats().first().map(|(_, s)| *s);
+    let agree = || match (stats(&a), stats(&b)) {
+        (Some(x), Some(y)) => {
+            x.bytes_out == y.bytes_in
+                && y.bytes_out == x.bytes_in
+                && x.messages_out == y.messages_in
+                && y.messages_out == x.messages_in
+        }
+        _ => false,
+    };
+    assert!(
+        common::wait_until(T, agree).await,
+        "{:?} {:?}",
+        stats(&a),
+        stats(&b)
+    );
+    let sa = stats(&a).expect("connected");
+    assert_eq!(a.connection_stats()[0].0, name_b);
+    assert!(sa.messages_out >= 1 && sa.messages_in >= 1, "{sa:?}");
+    assert!(sa.bytes_out > sa.messages_out && sa.bytes_in > sa.messages_in);
     a.shutdown();
     b.shutdown();
 }

@@ -22,8 +22,9 @@
 //! Map keys are Erlang terms compared with [`term_cmp`] (exact term order,
 //! so `1` and `1.0` are distinct keys, as in an Elixir map).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
 
 use super::dots::{int_field, DotSet, Dots, NodeId};
 use super::{elixir, CrdtTermError};
@@ -66,6 +67,57 @@ impl Ord for OrdTerm {
 impl From<Term> for OrdTerm {
     fn from(term: Term) -> Self {
         OrdTerm(term)
+    }
+}
+
+/// A borrowed term for hash lookups without a clone: hashed by
+/// `make_hash2` (computed once), equal when [`term_cmp`] says so. Terms
+/// that are `=:=` hash alike, so this agrees with the ordered maps here.
+#[derive(Debug, Clone, Copy)]
+struct Keyed<'a> {
+    hash: u32,
+    term: &'a Term,
+}
+
+impl<'a> Keyed<'a> {
+    fn new(term: &'a Term) -> Self {
+        Keyed {
+            hash: crate::term::phash2::make_hash2(term),
+            term,
+        }
+    }
+}
+
+/// [`Keyed`] already carries a hash: the map uses it as it is.
+#[derive(Default)]
+struct KeyedHasher(u64);
+
+impl std::hash::Hasher for KeyedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u32(&mut self, h: u32) {
+        // Spread into the high bits too: hashbrown takes its tag from them.
+        self.0 = u64::from(h).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type KeyedMap<'a, V> = HashMap<Keyed<'a>, V, std::hash::BuildHasherDefault<KeyedHasher>>;
+
+impl PartialEq for Keyed<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && term_cmp(self.term, other.term) == Ordering::Equal
+    }
+}
+impl Eq for Keyed<'_> {}
+impl std::hash::Hash for Keyed<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u32(self.hash);
     }
 }
 
@@ -309,55 +361,114 @@ impl AwLwwMap {
     /// Joins `delta` into this state for `keys` and reports what changed,
     /// as DeltaCrdt does on every operation and every received sync.
     ///
-    /// The result is exactly `self.join(delta, keys)`, computed in place: the
-    /// cost grows with `keys` and `delta`, not with the size of this state
-    /// (rebuilding the whole map on every write made a replica holding a few
-    /// thousand keys take milliseconds per operation).
+    /// The result is exactly `*self = self.join(delta, keys)` with the
+    /// changes [`raw_changes`] and [`diffs`] report for it (in the order, and
+    /// with the repetitions, of `keys`), but computed in place: only the
+    /// listed keys and `delta`'s own keys are touched, so a one-key operation
+    /// on a map of n keys costs O(log n) instead of a copy of the map.
     pub fn apply(&mut self, delta: &AwLwwMap, keys: &[Term]) -> JoinOutcome {
-        let listed: BTreeSet<OrdTerm> = keys.iter().cloned().map(OrdTerm).collect();
-        // The listed keys' entries before the join, for the change report.
-        let old = AwLwwMap {
-            dots: Dots::default(),
-            value: listed
-                .iter()
-                .filter_map(|k| Some((k.clone(), self.value.get(k)?.clone())))
-                .collect(),
-        };
-        // Joined against both contexts as they were before the join.
-        let joined: Vec<(OrdTerm, Entries)> = listed
-            .iter()
-            .map(|k| {
-                let e = join_entries(
-                    self.value.get(k),
-                    &self.dots,
-                    delta.value.get(k),
-                    &delta.dots,
-                );
-                (k.clone(), e)
-            })
-            .collect();
+        /// What changed for one distinct key: its new entries as a term
+        /// (`None`: deleted) and its read change (`Some(None)`: removed).
+        struct Change {
+            entries: Option<Term>,
+            read: Option<Option<Term>>,
+        }
+        let nil = atom("nil");
+        // Each distinct listed key is joined once, against the state before
+        // the join (a key's join reads only its own entries and the two
+        // contexts, which change last); `seen` maps it to its change, if any.
+        let mut seen: KeyedMap<'_, Option<usize>> =
+            KeyedMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut changes: Vec<Change> = Vec::new();
+        let mut order: Vec<Option<usize>> = Vec::with_capacity(keys.len());
+        for key in keys {
+            let keyed = Keyed::new(key);
+            if let Some(&at) = seen.get(&keyed) {
+                order.push(at);
+                continue;
+            }
+            let entry = self.value.entry(OrdTerm(key.clone()));
+            let old = match &entry {
+                btree_map::Entry::Occupied(o) => Some(o.get()),
+                btree_map::Entry::Vacant(_) => None,
+            };
+            let joined = join_entries(old, &self.dots, delta.value.get(entry.key()), &delta.dots);
+            let new = (!joined.is_empty()).then_some(&joined);
+            let at = if old == new {
+                None
+            } else {
+                let n = read_entries(new).unwrap_or(&nil);
+                let o = read_entries(old).unwrap_or(&nil);
+                let read = if term_cmp(o, n) == Ordering::Equal {
+                    None
+                } else if term_cmp(n, &nil) == Ordering::Equal {
+                    Some(None)
+                } else {
+                    Some(Some(n.clone()))
+                };
+                let entries = new.map(entries_to_term);
+                match (entry, joined.is_empty()) {
+                    (btree_map::Entry::Occupied(o), true) => {
+                        o.remove();
+                    }
+                    (btree_map::Entry::Occupied(mut o), false) => {
+                        o.insert(joined);
+                    }
+                    (btree_map::Entry::Vacant(v), false) => {
+                        v.insert(joined);
+                    }
+                    (btree_map::Entry::Vacant(_), true) => {}
+                }
+                changes.push(Change { entries, read });
+                Some(changes.len() - 1)
+            };
+            seen.insert(keyed, at);
+            order.push(at);
+        }
+        // Keys the delta carries but the join does not list: its entries
+        // replace ours wholesale, as upstream's `Map.merge`.
         for (k, e) in &delta.value {
-            if !listed.contains(k) {
+            if !seen.contains_key(&Keyed::new(&k.0)) {
                 self.value.insert(k.clone(), e.clone());
             }
         }
-        for (k, e) in joined {
-            if e.is_empty() {
-                self.value.remove(&k);
+        self.dots = self.dots.union(&delta.dots);
+        // Reported per position of `keys`, each with the key as given there
+        // (`5` and a big-encoded `5` are one key but two terms); a change's
+        // terms move into its last position and are copied for earlier ones.
+        let mut uses = vec![0usize; changes.len()];
+        for i in order.iter().flatten() {
+            uses[*i] += 1;
+        }
+        let mut out = JoinOutcome::default();
+        for (key, at) in keys.iter().zip(order) {
+            let Some(i) = at else {
+                continue;
+            };
+            uses[i] -= 1;
+            let c = &mut changes[i];
+            let (entries, read) = if uses[i] == 0 {
+                (c.entries.take(), c.read.take())
             } else {
-                self.value.insert(k, e);
+                (c.entries.clone(), c.read.clone())
+            };
+            out.raw.push(match entries {
+                None => RawChange::Delete { key: key.clone() },
+                Some(entries) => RawChange::Put {
+                    key: key.clone(),
+                    entries,
+                },
+            });
+            match read {
+                None => {}
+                Some(None) => out.diffs.push(Diff::Remove { key: key.clone() }),
+                Some(Some(value)) => out.diffs.push(Diff::Add {
+                    key: key.clone(),
+                    value,
+                }),
             }
         }
-        self.dots = self.dots.union(&delta.dots);
-        let raw = raw_changes(&old, self, keys);
-        let changed: Vec<Term> = raw
-            .iter()
-            .map(|c| match c {
-                RawChange::Put { key, .. } | RawChange::Delete { key } => key.clone(),
-            })
-            .collect();
-        let diffs = diffs(&old, self, &changed);
-        JoinOutcome { raw, diffs }
+        out
     }
 
     /// `%DeltaCrdt.AWLWWMap{dots: ..., value: %{key => %{{v, ts} => MapSet}}}`.
@@ -440,6 +551,11 @@ fn winner(entries: &Entries) -> Option<&Stamped> {
         }
     }
     best
+}
+
+/// The value a read returns for a key with these entries.
+fn read_entries(entries: Option<&Entries>) -> Option<&Term> {
+    entries.and_then(winner).map(|s| &s.value.0)
 }
 
 /// Keys among `keys` whose raw entries differ between `old` and `new`, in
@@ -532,6 +648,24 @@ fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
 /// different nodes, which is a stable best effort (it only matters to
 /// break a timestamp tie). Recurses once per nesting level.
 pub fn term_cmp(a: &Term, b: &Term) -> Ordering {
+    // The shapes map keys are made of, compared before the general path
+    // (kept out of line: its large frame made every call cost as much).
+    match (a, b) {
+        (Term::Atom(x), Term::Atom(y)) => x.name.as_bytes().cmp(y.name.as_bytes()),
+        (Term::Binary(x), Term::Binary(y)) => x.bytes.cmp(&y.bytes),
+        (Term::FixInteger(x), Term::FixInteger(y)) => x.value.cmp(&y.value),
+        (Term::Tuple(x), Term::Tuple(y)) => x
+            .elements
+            .len()
+            .cmp(&y.elements.len())
+            .then_with(|| cmp_seq(&x.elements, &y.elements)),
+        _ => term_cmp_general(a, b),
+    }
+}
+
+/// [`term_cmp`] for every other pair of shapes.
+#[inline(never)]
+fn term_cmp_general(a: &Term, b: &Term) -> Ordering {
     let (a, b) = (peel(a), peel(b));
     let (ra, rb) = (rank(a), rank(b));
     if ra != rb {
@@ -789,10 +923,11 @@ fn cmp_lists(a: &Term, b: &Term) -> Ordering {
 }
 
 /// Bits MSB first and the bit length. eetf keeps a partial last byte's
-/// bits in its low end; shift them back to the high end.
-fn bits(t: &Term) -> (Vec<u8>, usize) {
+/// bits in its low end; shift them back to the high end (only that case
+/// copies).
+fn bits(t: &Term) -> (Cow<'_, [u8]>, usize) {
     match t {
-        Term::Binary(b) => (b.bytes.clone(), b.bytes.len() * 8),
+        Term::Binary(b) => (Cow::Borrowed(&b.bytes), b.bytes.len() * 8),
         Term::BitBinary(b) if !b.bytes.is_empty() => {
             let tail = usize::from(b.tail_bits_size.clamp(1, 8));
             let mut bytes = b.bytes.clone();
@@ -800,13 +935,17 @@ fn bits(t: &Term) -> (Vec<u8>, usize) {
                 *last <<= 8 - tail;
             }
             let len = (bytes.len() - 1) * 8 + tail;
-            (bytes, len)
+            (Cow::Owned(bytes), len)
         }
-        _ => (Vec::new(), 0),
+        _ => (Cow::Borrowed(&[]), 0),
     }
 }
 
 fn cmp_bits(a: &Term, b: &Term) -> Ordering {
+    // Two binaries (the usual key): byte order, then the shorter first.
+    if let (Term::Binary(x), Term::Binary(y)) = (a, b) {
+        return x.bytes.cmp(&y.bytes);
+    }
     let ((xa, la), (xb, lb)) = (bits(a), bits(b));
     let common = la.min(lb);
     let whole = common / 8;

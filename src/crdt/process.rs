@@ -48,6 +48,7 @@ enum Command {
     Put(Term, Term),
     Delete(Term),
     Read(oneshot::Sender<BTreeMap<OrdTerm, Term>>),
+    Get(Term, oneshot::Sender<Option<Term>>),
     SetNeighbours(Vec<Term>),
 }
 
@@ -90,6 +91,15 @@ impl CrdtHandle {
     pub async fn read(&self) -> Result<BTreeMap<OrdTerm, Term>, Stopped> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Command::Read(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// The current value of one key (DeltaCrdt `get`). Commands run in the
+    /// order sent, so this also waits until earlier puts and deletes of this
+    /// handle's clones have been applied.
+    pub async fn get(&self, key: Term) -> Result<Option<Term>, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Get(key, tx)).map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
     }
 
@@ -151,43 +161,45 @@ async fn run(
             Some(state) => Replica::with_state(cfg, state),
             None => Replica::new(cfg),
         };
+    // The replica keeps the sync schedule (ms since `started`; the first
+    // sync one interval in). It is checked before anything else on every
+    // turn: a steady stream of messages or commands must not starve it.
     let started = Instant::now();
-    let interval = Duration::from_millis(opts.sync_interval.max(1));
-    let mut next_tick = tokio::time::Instant::now() + interval;
+    let first = opts.sync_interval.max(1);
     loop {
-        let now = tokio::time::Instant::now();
-        let actions = if now >= next_tick {
-            // A due sync goes before the next message, however busy the
-            // mailbox is. Upstream's `:sync` is a timer message that queues
-            // behind what is already there; waiting for an idle mailbox
-            // instead starved our rounds whenever a peer kept us busy (a BEAM
-            // replica starts a round every interval without waiting for acks).
-            next_tick = now + interval;
+        let due = started + Duration::from_millis(replica.next_sync_at().unwrap_or(first));
+        let now = Instant::now();
+        let actions = if now >= due {
+            // At `due` or later the elapsed milliseconds have reached it.
             replica.tick(started.elapsed().as_millis() as u64)
         } else {
             tokio::select! {
-                m = p.receive_match(|_| true, Some(next_tick - now)) => match m {
-                    Err(e) => return e.into(),
-                    // Due now: the top of the loop syncs.
-                    Ok(None) => Vec::new(),
-                    Ok(Some(msg)) => match replica.handle_message(&msg) {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::debug!(name = %opts.name, error = %e, "CRDT message dropped");
-                            vec![]
-                        }
-                    },
-                },
-                c = commands.recv() => match c {
-                    None => return ProcessExit::Normal,
-                    Some(Command::Put(k, v)) => replica.put(k, v, now_ns()),
-                    Some(Command::Delete(k)) => replica.delete(k),
-                    Some(Command::SetNeighbours(n)) => replica.set_neighbours(n),
-                    Some(Command::Read(reply)) => {
-                        let _ = reply.send(replica.read());
+            m = p.receive_match(|_| true, Some(due - now)) => match m {
+                Err(e) => return e.into(),
+                // Timed out: the next turn syncs.
+                Ok(None) => vec![],
+                Ok(Some(msg)) => match replica.handle_message(&msg) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::debug!(name = %opts.name, error = %e, "CRDT message dropped");
                         vec![]
                     }
                 },
+            },
+            c = commands.recv() => match c {
+                None => return ProcessExit::Normal,
+                Some(Command::Put(k, v)) => replica.put(k, v, now_ns()),
+                Some(Command::Delete(k)) => replica.delete(k),
+                Some(Command::SetNeighbours(n)) => replica.set_neighbours(n),
+                Some(Command::Read(reply)) => {
+                    let _ = reply.send(replica.read());
+                    vec![]
+                }
+                Some(Command::Get(key, reply)) => {
+                    let _ = reply.send(replica.get(&key).cloned());
+                    vec![]
+                }
+            },
             }
         };
         for action in actions {

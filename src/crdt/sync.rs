@@ -195,16 +195,16 @@ impl SyncDiff {
             return Err(SyncError::Malformed("%DeltaCrdt.CausalCrdt.Diff{}"));
         }
         let field = |name| {
-            elixir::struct_field(term, name)
-                .cloned()
-                .ok_or(SyncError::Malformed("diff field missing"))
+            elixir::struct_field(term, name).ok_or(SyncError::Malformed("diff field missing"))
         };
         Ok(SyncDiff {
-            continuation: PartialDiff::from_term(&field("continuation")?)?,
-            dots: field("dots")?,
-            originator: field("originator")?,
-            from: field("from")?,
-            to: field("to")?,
+            // Parsed where it lies: it can be large, and only its parsed
+            // form is kept.
+            continuation: PartialDiff::from_term(field("continuation")?)?,
+            dots: field("dots")?.clone(),
+            originator: field("originator")?.clone(),
+            from: field("from")?.clone(),
+            to: field("to")?.clone(),
         })
     }
 
@@ -624,15 +624,16 @@ impl Replica {
     /// into the merkle map, report read changes, persist.
     fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
         let outcome = self.state.apply(delta, keys);
-        for change in &outcome.raw {
+        let changed = !outcome.raw.is_empty();
+        for change in outcome.raw {
             match change {
-                RawChange::Put { key, entries } => self.merkle.put(key.clone(), entries.clone()),
-                RawChange::Delete { key } => self.merkle.delete(key),
+                RawChange::Put { key, entries } => self.merkle.put(key, entries),
+                RawChange::Delete { key } => self.merkle.delete(&key),
             }
         }
         self.merkle.update_hashes();
         let mut out = Vec::new();
-        if !outcome.raw.is_empty() {
+        if changed {
             out.push(Action::Diffs(outcome.diffs));
         }
         out.push(Action::Persist);

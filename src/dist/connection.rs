@@ -9,6 +9,11 @@
 //! The writer batches small messages into few writes, ticks when idle, and sends
 //! messages above the fragment size in fragments interleaved with the small
 //! ones, so one 10 MB message does not stall everything behind it.
+//!
+//! Both count what they move ([`ConnectionStats`]): bytes written to and read
+//! from the socket after the handshake (frame headers and ticks included) and
+//! control messages. The counters are plain relaxed atomics, one add per write
+//! or read, and the node reports them per peer (`Node::connection_stats`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -40,15 +45,70 @@ enum Outgoing {
     Close,
 }
 
+/// What one connection has moved since its handshake completed: every byte
+/// written to or read from the socket (length headers, distribution headers
+/// and ticks included; the handshake itself not), and the control messages
+/// sent and received (a fragmented message counts once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub messages_out: u64,
+    pub messages_in: u64,
+}
+
+impl std::ops::Add for ConnectionStats {
+    type Output = ConnectionStats;
+    fn add(self, o: ConnectionStats) -> ConnectionStats {
+        ConnectionStats {
+            bytes_out: self.bytes_out + o.bytes_out,
+            bytes_in: self.bytes_in + o.bytes_in,
+            messages_out: self.messages_out + o.messages_out,
+            messages_in: self.messages_in + o.messages_in,
+        }
+    }
+}
+
+/// The live counters behind [`ConnectionStats`], shared by the reader, the
+/// writer and the node's handle.
+#[derive(Debug, Default)]
+struct Counters {
+    bytes_out: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    messages_in: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> ConnectionStats {
+        ConnectionStats {
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            messages_out: self.messages_out.load(Ordering::Relaxed),
+            messages_in: self.messages_in.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A cheap handle to a live connection, held by the node.
 #[derive(Clone)]
 pub struct ConnectionHandle {
     pub(crate) id: u64,
     pub(crate) peer: PeerInfo,
     tx: mpsc::UnboundedSender<Outgoing>,
+    counters: std::sync::Arc<Counters>,
 }
 
 impl ConnectionHandle {
+    /// What the connection has moved so far.
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        self.counters.snapshot()
+    }
+
     pub(crate) fn send(&self, msg: Message) {
         let _ = self.tx.send(Outgoing::Control(msg));
     }
@@ -244,10 +304,12 @@ async fn drive_handshake(
 fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attempt: Option<u64>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    let counters = std::sync::Arc::new(Counters::default());
     let handle = ConnectionHandle {
         id,
         peer: peer.clone(),
         tx,
+        counters: counters.clone(),
     };
     let (read_half, write_half) = stream.into_split();
     // The writer starts first so that messages queued while connecting, flushed by
@@ -258,11 +320,13 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     let fragment_size = node.config().fragment_size;
     let fragments = peer.flags & flags::FRAGMENTS != 0;
     let writer_peer = peer.name.clone();
+    let writer_counters = counters.clone();
     tokio::spawn(async move {
         if let Err(e) = write_loop(
             write_half,
             rx,
             writer_liveness,
+            writer_counters,
             ticktime,
             fragment_size,
             fragments,
@@ -278,8 +342,11 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     }
     let max = node.config().max_message_size;
     tokio::spawn(async move {
-        let reason = read_loop(&node, read_half, &peer, leftover, liveness, max).await;
+        let reason = read_loop(&node, read_half, &peer, leftover, liveness, &counters, max).await;
         handle.close();
+        let s = counters.snapshot();
+        tracing::debug!(peer = %peer.name, bytes_out = s.bytes_out, bytes_in = s.bytes_in,
+            messages_out = s.messages_out, messages_in = s.messages_in, "connection ended");
         node.connection_down(&peer.name, id, reason);
     });
 }
@@ -290,21 +357,26 @@ async fn read_loop(
     peer: &PeerInfo,
     leftover: Vec<u8>,
     liveness: std::sync::Arc<Liveness>,
+    counters: &Counters,
     max_message_size: usize,
 ) -> String {
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(max_message_size);
     loop {
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Frame::Tick)) => {}
-                Ok(Some(Frame::Message(body))) => match codec::decode_control(&body) {
-                    Ok(msg) => node.handle_control(peer, msg),
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
+                Ok(Some(Frame::Message(body))) => {
+                    Counters::add(&counters.messages_in, 1);
+                    match codec::decode_control(&body) {
+                        Ok(msg) => node.handle_control(peer, msg),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
+                        }
                     }
-                },
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!(peer = %peer.name, error = %e, "malformed frame; closing this connection");
@@ -318,7 +390,10 @@ async fn read_loop(
         tokio::select! {
             r = read.read_buf(&mut buf) => match r {
                 Ok(0) => return "connection_closed".into(),
-                Ok(_) => liveness.heard.store(true, Ordering::Relaxed),
+                Ok(n) => {
+                    Counters::add(&counters.bytes_in, n);
+                    liveness.heard.store(true, Ordering::Relaxed);
+                }
                 Err(e) => return format!("read error: {e}"),
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
@@ -402,6 +477,8 @@ struct Writer {
     next_sequence: u64,
     /// Streams with a large message in flight, served round-robin one frame each.
     streams: VecDeque<Stream>,
+    /// Control messages encoded since the counters last took them.
+    pushed: usize,
 }
 
 impl Writer {
@@ -422,6 +499,7 @@ impl Writer {
                 return;
             }
         };
+        self.pushed += 1;
         let item = if !self.fragments {
             Item::Frame(codec::pass_through_frame(&body))
         } else if body.len() > self.fragment_size {
@@ -460,6 +538,7 @@ async fn write_loop(
     mut write: tokio::net::tcp::OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     liveness: std::sync::Arc<Liveness>,
+    counters: std::sync::Arc<Counters>,
     ticktime: Duration,
     fragment_size: usize,
     fragments: bool,
@@ -469,6 +548,7 @@ async fn write_loop(
         fragments,
         next_sequence: 1,
         streams: VecDeque::new(),
+        pushed: 0,
     };
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
     let tick_every = (ticktime / 4).max(Duration::from_millis(100));
@@ -518,8 +598,10 @@ async fn write_loop(
                 Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }
+        Counters::add(&counters.messages_out, std::mem::take(&mut w.pushed));
         if !out.is_empty() {
             write.write_all(&out).await?;
+            Counters::add(&counters.bytes_out, out.len());
             out.clear();
             wrote_since_tick = true;
         }
@@ -527,6 +609,7 @@ async fn write_loop(
         // batch buffer would cost a second pass over every large message.
         if let Some(frame) = w.next_fragment() {
             write.write_all(&frame).await?;
+            Counters::add(&counters.bytes_out, frame.len());
             wrote_since_tick = true;
         }
     }

@@ -8,3 +8,5 @@ pub mod codec;
 pub mod connection;
 pub mod flags;
 pub mod handshake;
+
+pub use connection::ConnectionStats;

@@ -23,7 +23,7 @@ use erl_dist::term::PidOrAtom;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::dist::connection::{self, ConnectionHandle};
+use crate::dist::connection::{self, ConnectionHandle, ConnectionStats};
 use crate::dist::handshake::{HandshakeConfig, PeerInfo, ServerStatus};
 use crate::process::{Process, ProcessExit};
 use crate::term::{self, Pid, Reference, Term};
@@ -407,6 +407,24 @@ impl Node {
                 .collect(),
             Err(_) => vec![],
         }
+    }
+
+    /// Bytes and control messages moved on each live connection since its
+    /// handshake, by peer name in name order. A peer's counters start from
+    /// zero when it reconnects.
+    pub fn connection_stats(&self) -> Vec<(String, ConnectionStats)> {
+        let mut out: Vec<(String, ConnectionStats)> = match self.inner.peers.lock() {
+            Ok(p) => p
+                .iter()
+                .filter_map(|(n, s)| match s {
+                    PeerState::Up(h) => Some((n.clone(), h.stats())),
+                    PeerState::Pending { .. } => None,
+                })
+                .collect(),
+            Err(_) => vec![],
+        };
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     pub fn is_connected(&self, node: &str) -> bool {

@@ -290,6 +290,31 @@ proptest! {
     }
 
     #[test]
+    fn apply_in_place_equals_join_then_compare(
+        ops in scenario(),
+        i in any::<prop::sample::Index>(),
+        j in any::<prop::sample::Index>(),
+        picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let run = run(&ops);
+        let mut pool: Vec<&AwLwwMap> = run.snapshots.iter().collect();
+        pool.extend(&run.deltas);
+        let (a, b) = (pool[i.index(pool.len())], pool[j.index(pool.len())]);
+        // Any keys, some repeated, some held by neither side.
+        let key_pool = key_pool();
+        let keys: Vec<Term> = picks.iter().map(|p| key_pool[p.index(key_pool.len())].clone()).collect();
+        let joined = a.join(b, &keys);
+        let raw = raw_changes(a, &joined, &keys);
+        let changed: Vec<Term> = raw.iter().map(|c| match c {
+            RawChange::Put { key, .. } | RawChange::Delete { key } => key.clone(),
+        }).collect();
+        let expected = JoinOutcome { diffs: diffs(a, &joined, &changed), raw };
+        let mut s = a.clone();
+        prop_assert_eq!(s.apply(b, &keys), expected);
+        prop_assert_eq!(s, joined);
+    }
+
+    #[test]
     fn diffs_describe_the_read_change(
         ops in scenario(),
         i in any::<prop::sample::Index>(),

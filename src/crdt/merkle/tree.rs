@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::crdt::awlww_map::OrdTerm;
-use crate::term::phash2::phash2_range;
-use crate::term::{binary, nil, tuple, Map, Term};
+use crate::term::phash2::{phash2_range, Hash2};
+use crate::term::{binary, nil, Map, Term};
 
 /// Bits in a key hash, and so the deepest level a leaf can sit at. Inner
 /// nodes live at levels `0..KEY_BITS`; their children one level further.
@@ -27,6 +27,17 @@ pub fn hash_of(term: &Term) -> u32 {
 /// The tree position of `key`: its hash read MSB first.
 pub fn key_hash(key: &Term) -> u32 {
     hash_of(key)
+}
+
+/// An inner node's hash: `phash2({left_hash, right_hash}, 2^32)` with each
+/// side `[]` or `<<h::32>>`, without building the tuple.
+pub fn inner_hash(left: Hash, right: Hash) -> u32 {
+    let side = |h: Hash2, x: Hash| match x {
+        None => h.nil(),
+        Some(x) => h.binary(&x.to_be_bytes()),
+    };
+    // make_hash2 is below 2^32, so the range leaves it as it is.
+    side(side(Hash2::new().tuple(2), left), right).finish()
 }
 
 /// The term a [`Hash`] is on the wire: `[]` or a 4-byte big-endian binary.
@@ -137,6 +148,13 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// `phash2(contents_term(), 2^32)`, computed from the contents in place.
+    pub fn contents_hash(&self) -> u32 {
+        Hash2::new()
+            .map(self.contents.iter().map(|(k, v)| (&k.0, v)))
+            .finish()
+    }
+
     /// The leaf's contents as the map term upstream hashes and ships.
     pub fn contents_term(&self) -> Term {
         let map: HashMap<Term, Term> = self
@@ -262,13 +280,13 @@ impl Node {
                 if inner.hash.is_none() {
                     let l = inner.left.update_hashes();
                     let r = inner.right.update_hashes();
-                    inner.hash = Some(hash_of(&tuple(vec![hash_term(l), hash_term(r)])));
+                    inner.hash = Some(inner_hash(l, r));
                 }
                 inner.hash
             }
             Node::Leaf(leaf) => {
                 if leaf.hash.is_none() {
-                    leaf.hash = Some(hash_of(&leaf.contents_term()));
+                    leaf.hash = Some(leaf.contents_hash());
                 }
                 leaf.hash
             }
