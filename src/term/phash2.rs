@@ -760,6 +760,17 @@ mod tests {
     }
 
     #[test]
+    fn recursion_and_the_work_stack_agree() {
+        let mut rng = crate::term::testgen::Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let t = crate::term::testgen::term(&mut rng, 4);
+            let mut slow = Hasher::default();
+            slow.run(node_of(&t));
+            assert_eq!(make_hash2(&t), slow.hash, "{t}");
+        }
+    }
+
+    #[test]
     fn ranges() {
         let t = atom("héllo"); // make_hash2 = 7799599
         assert_eq!(phash2(&t), 7799599 & ((1 << 27) - 1));
