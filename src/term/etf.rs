@@ -663,25 +663,44 @@ impl<'a> Decoder<'a> {
         Ok(s)
     }
 
+    /// The next `N` bytes as an array (bounds checked once, no slice
+    /// arithmetic that could overflow).
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match rest.first_chunk::<N>() {
+            Some(a) => {
+                self.pos += N;
+                Ok(*a)
+            }
+            None => Err(DecodeError::Truncated(self.pos)),
+        }
+    }
+
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.bytes(1)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(DecodeError::Truncated(self.pos)),
+        }
     }
 
+    #[inline]
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        self.array().map(u16::from_be_bytes)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.array().map(u32::from_be_bytes)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.bytes(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
+        self.array().map(u64::from_be_bytes)
     }
 
     /// An element count, refused when the remaining bytes cannot hold that many
@@ -871,6 +890,20 @@ impl<'a> Decoder<'a> {
                         })
                     }
                 };
+                if let Some(word) = word_of(digits) {
+                    // Up to 64 bits: no BigInt arithmetic to find the value.
+                    let v = if sign == num_bigint::Sign::Minus {
+                        -i128::from(word)
+                    } else {
+                        i128::from(word)
+                    };
+                    return Ok(match i32::try_from(v) {
+                        Ok(small) => Term::FixInteger(FixInteger::from(small)),
+                        Err(_) => Term::BigInteger(BigInteger {
+                            value: num_bigint::BigInt::from(v),
+                        }),
+                    });
+                }
                 let v = num_bigint::BigInt::from_bytes_le(sign, digits);
                 // The BEAM's own terms never carry a 32-bit value as a bignum,
                 // but normalise so equal integers compare equal.
@@ -1019,6 +1052,14 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// The value of little-endian bignum digits when they fit 64 bits.
+#[inline]
+fn word_of(digits: &[u8]) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.get_mut(..digits.len())?.copy_from_slice(digits);
+    Some(u64::from_le_bytes(w))
+}
+
 const ATOM_EXT: u8 = 100;
 const SMALL_ATOM_EXT: u8 = 115;
 const FLOAT_EXT: u8 = 99;
@@ -1068,6 +1109,32 @@ mod decode_tests {
         ];
         let bytes = to_binary(&t).expect("encode");
         assert_eq!(from_binary(&bytes).expect("decode"), t);
+    }
+
+    #[test]
+    fn word_sized_bignums_decode_like_the_general_path() {
+        let mut rng = crate::term::testgen::Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..20_000u64 {
+            let n = (i % 10) as usize; // 0..=9 digit bytes: both paths
+            let sign = (rng.next() % 2) as u8;
+            let digits: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let mut bytes = vec![131, SMALL_BIG_EXT, n as u8, sign];
+            bytes.extend_from_slice(&digits);
+            let s = if sign == 1 {
+                num_bigint::Sign::Minus
+            } else {
+                num_bigint::Sign::Plus
+            };
+            let v = num_bigint::BigInt::from_bytes_le(s, &digits);
+            let expected = match i32::try_from(&v) {
+                Ok(small) => term::int(i64::from(small)),
+                Err(_) => Term::BigInteger(term::BigInteger { value: v }),
+            };
+            assert_eq!(from_binary(&bytes), Ok(expected), "{bytes:?}");
+        }
+        // Cut short: refused, never a panic.
+        assert!(from_binary(&[131, SMALL_BIG_EXT, 8, 0, 1, 2]).is_err());
+        assert!(from_binary(&[131, NEW_FLOAT_EXT, 1, 2, 3]).is_err());
     }
 
     #[test]
