@@ -370,7 +370,24 @@ impl<'a> Hasher<'a> {
                 let _ = self.step(node);
             }
             Node::Cons(pos) => self.list_rec(pos, depth),
+            // The most common leaves, without the depth check and the
+            // second dispatch of `term_rec`.
+            Node::Other(Term::FixInteger(i)) => self.int(int_repr_i64(i64::from(i.value))),
+            Node::Other(Term::Atom(a)) => self.atom(&a.name),
             Node::Other(term) => self.term_rec(term, depth),
+        }
+    }
+
+    /// An atom: its stored hash taken as is while the running value is
+    /// still 0 (e.g. a bare atom, or the first atom of a map key), mixed in
+    /// otherwise.
+    #[inline]
+    fn atom(&mut self, name: &str) {
+        let h = atom_hash(name);
+        if self.hash == 0 {
+            self.hash = h;
+        } else {
+            self.mix1(h, GOLDEN_3);
         }
     }
 
@@ -569,15 +586,7 @@ impl<'a> Hasher<'a> {
     fn term(&mut self, term: &'a Term) -> Option<Node<'a>> {
         match term {
             Term::Atom(a) => {
-                let h = atom_hash(&a.name);
-                // The emulator takes the stored hash as is while the running
-                // value is still 0 (e.g. a bare atom, or the first atom of a
-                // map key), and mixes it in otherwise.
-                if self.hash == 0 {
-                    self.hash = h;
-                } else {
-                    self.mix1(h, GOLDEN_3);
-                }
+                self.atom(&a.name);
                 None
             }
             Term::FixInteger(i) => {
