@@ -16,3 +16,4 @@ fi
 cargo bench --bench terms -- --bench
 cargo bench --bench dist -- --bench "$@"
 cargo bench --bench crdt -- --bench "$@"
+cargo bench --bench horde_registry

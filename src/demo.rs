@@ -54,3 +54,106 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// What [`start_registry_member`] can fail on.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryDemoError {
+    #[error(transparent)]
+    Registry(#[from] crate::horde::registry::StartError),
+    #[error(transparent)]
+    Echo(#[from] crate::gen_server::StartError),
+}
+
+/// The `horde_registry` example and `beam-peer registry`: starts the Horde
+/// registry `registry` (`members: :auto`) and an [`Echo`] server registered
+/// in it under the binary `key` (value `nil`). A key someone else already
+/// holds is reported and left to them. The events come from before the
+/// echo server registers, so its own registration is the first.
+pub async fn start_registry_member(
+    node: &crate::Node,
+    registry: &str,
+    key: &str,
+) -> Result<
+    (
+        crate::horde::registry::Registry,
+        tokio::sync::broadcast::Receiver<crate::horde::registry::RegistryEvent>,
+    ),
+    RegistryDemoError,
+> {
+    use crate::horde::registry::{self, RegistryError, RegistryOptions};
+    let reg = registry::start(node, RegistryOptions::new(registry))?;
+    let events = reg.subscribe();
+    let echo = crate::gen_server::start(node, Echo, crate::StartOptions::default())?;
+    match reg
+        .register(term::binary(key.as_bytes()), term::atom("nil"), &echo)
+        .await
+    {
+        Err(RegistryError::AlreadyRegistered(pid)) => {
+            println!("{key} is already registered by {}", show_pid(&pid))
+        }
+        Err(e) => tracing::warn!(error = %e, "registering echo"),
+        Ok(()) => {}
+    }
+    Ok((reg, events))
+}
+
+/// The whole `horde_registry` example and `beam-peer registry`: starts a
+/// node, joins each seed's cluster, starts the registry member of
+/// [`start_registry_member`], prints `ready NODE port PORT` and every
+/// register/unregister event until Ctrl-C.
+pub async fn run_registry_member(
+    config: crate::NodeConfig,
+    seeds: &[String],
+    registry: &str,
+    key: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let node = crate::Node::start(config).await?;
+    for seed in seeds {
+        let joined = node.join(seed).await?;
+        println!("joined {}", joined.join(" "));
+    }
+    let (_registry, events) = start_registry_member(&node, registry, key).await?;
+    println!("ready {} port {}", node.name(), node.listen_port());
+    tokio::select! {
+        _ = print_registry_events(events) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    node.shutdown();
+    Ok(())
+}
+
+/// Prints every register/unregister event of `events` as one line, until
+/// the registry stops.
+pub async fn print_registry_events(
+    mut events: tokio::sync::broadcast::Receiver<crate::horde::registry::RegistryEvent>,
+) {
+    use crate::horde::registry::RegistryEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(RegistryEvent::Register { key, pid, value }) => {
+                println!("register {} {} {value}", show_key(&key), show_pid(&pid))
+            }
+            Ok(RegistryEvent::Unregister { key, pid }) => {
+                println!("unregister {} {}", show_key(&key), show_pid(&pid))
+            }
+            Err(RecvError::Lagged(n)) => println!("({n} events not shown)"),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// A UTF-8 binary as an Elixir string, anything else as Erlang prints it.
+fn show_key(key: &Term) -> String {
+    match key {
+        Term::Binary(b) => match std::str::from_utf8(&b.bytes) {
+            Ok(s) => format!("{s:?}"),
+            Err(_) => key.to_string(),
+        },
+        _ => key.to_string(),
+    }
+}
+
+fn show_pid(pid: &crate::term::Pid) -> String {
+    format!("<{}.{}>@{}", pid.id, pid.serial, pid.node.name)
+}

@@ -24,6 +24,7 @@ pub mod crdt;
 pub mod demo;
 pub mod dist;
 pub mod epmd;
+pub mod horde;
 pub mod node;
 pub mod process;
 pub mod services;

@@ -3,11 +3,15 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use beam_peer::crdt::merkle::PartialDiff;
 use beam_peer::crdt::process::{self, CrdtHandle, CrdtOptions};
 use beam_peer::crdt::storage::FileStorage;
+use beam_peer::crdt::sync::SyncDiff;
+use beam_peer::crdt::AwLwwMap;
 use beam_peer::term::{self, Term};
 use beam_peer::Node;
 
@@ -114,6 +118,92 @@ async fn three_replicas_converge_and_one_restarts_from_storage() {
         n.shutdown();
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A replica whose mailbox never goes quiet still syncs on time: a BEAM
+/// replica starts a round every interval without waiting for acks, so a busy
+/// mailbox is the normal case next to one. (Syncs used to wait for an idle
+/// mailbox, so a replica kept busy never started a round and never shipped
+/// its writes.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_mailbox_does_not_starve_syncs() {
+    let port = common::free_port();
+    let a = common::rust_node("busy_a", port).await;
+    let b = common::rust_node("busy_b", port).await;
+    let start = |node: &Node| {
+        let mut opts = CrdtOptions::new(NAME);
+        opts.sync_interval = 50;
+        process::start(node, opts).expect("replica starts")
+    };
+    let (ra, rb) = (start(&a), start(&b));
+    ra.set_neighbours(neighbours(&[&a, &b], &a)).expect("alive");
+    rb.set_neighbours(neighbours(&[&a, &b], &b)).expect("alive");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Keep a's mailbox from ever being empty, with bounded memory: 64 pairs
+    // of (a state naming 5,000 keys a does not hold: slow to join, changes
+    // nothing; a `{:get_diff, _, []}` whose ack comes back to us) are always
+    // queued, each ack answered with a new pair.
+    let mut flooder = a.process();
+    let me = Term::Pid(flooder.pid().clone());
+    let busywork = beam_peer::tup![
+        term::atom("diff"),
+        AwLwwMap::new().to_term(),
+        term::list((0..5000).map(term::int).collect())
+    ];
+    let marker = beam_peer::tup![
+        term::atom("get_diff"),
+        SyncDiff {
+            continuation: PartialDiff::default(),
+            dots: AwLwwMap::new().dots.to_term(),
+            originator: me.clone(),
+            from: me.clone(),
+            to: me,
+        }
+        .to_term(),
+        term::nil()
+    ];
+    let target = ra.pid().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let flood = tokio::spawn(async move {
+        let send_pair = |f: &beam_peer::Process| {
+            f.send(target.clone(), busywork.clone());
+            f.send(target.clone(), marker.clone());
+        };
+        for _ in 0..64 {
+            send_pair(&flooder);
+        }
+        let mut pairs = 64u64;
+        while !stopped.load(Relaxed) {
+            match flooder
+                .receive_match(|_| true, Some(Duration::from_secs(5)))
+                .await
+            {
+                Ok(Some(m))
+                    if term::as_tuple(&m).is_some_and(|t| term::is_atom(&t[0], "ack_diff")) =>
+                {
+                    send_pair(&flooder);
+                    pairs += 1;
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        pairs
+    });
+    let written = Instant::now();
+    ra.put(term::atom("written_while_busy"), term::int(1))
+        .expect("alive");
+    let arrived = converged(&[&ra, &rb], Duration::from_secs(5)).await
+        && rb.read().await.expect("alive").len() == 1;
+    let took = written.elapsed();
+    stop.store(true, Relaxed);
+    let pairs = flood.await.expect("flooder");
+    println!("the write reached b: {arrived}, after {took:?}, while a took {pairs} pairs");
+    assert!(arrived, "the write reached b while a was kept busy");
+    a.shutdown();
+    b.shutdown();
 }
 
 /// A replica keeps its sync schedule while a stream of local writes keeps it

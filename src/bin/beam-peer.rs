@@ -49,6 +49,21 @@ enum Command {
         #[arg(long)]
         join: Vec<String>,
     },
+    /// Run one Horde.Registry member (`members: :auto`) with an echo server
+    /// registered under KEY; prints register/unregister events until Ctrl-C.
+    Registry {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        cookie: Option<String>,
+        /// A node whose cluster to join (repeatable).
+        #[arg(long)]
+        join: Vec<String>,
+        #[arg(long, default_value = "Elixir.MyApp.Registry")]
+        registry: String,
+        #[arg(long, default_value = "rust-echo")]
+        key: String,
+    },
     /// Ping a node (prints pong or pang).
     Ping {
         node: String,
@@ -110,6 +125,21 @@ async fn main() -> anyhow::Result<()> {
             }
             node.shutdown();
             Ok(())
+        }
+        Command::Registry {
+            name,
+            cookie,
+            join,
+            registry,
+            key,
+        } => {
+            let mut config = NodeConfig::new(name);
+            if let Some(c) = cookie {
+                config = config.cookie(c);
+            }
+            beam_peer::demo::run_registry_member(config, &join, &registry, &key)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
         }
         Command::Ping { node, name, cookie } => {
             let mut config = NodeConfig::new(name).hidden(true);

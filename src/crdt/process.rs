@@ -117,7 +117,7 @@ impl CrdtHandle {
 /// `System.monotonic_time(:nanosecond)` of the writer, which is not comparable
 /// across nodes either; wall-clock nanoseconds keep Rust writers ordered among
 /// themselves.
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
@@ -208,29 +208,14 @@ async fn run(
             }
         };
         for action in actions {
-            match action {
-                Action::Send { to, msg } => {
-                    if let Some(dest) = dest_of(&to) {
-                        p.send(dest, msg);
-                    }
+            let pending = perform(&mut p, action, &mut |t, r| replica.bind_monitor(t, r));
+            match pending {
+                None => {}
+                Some(Action::Diffs(d)) if !d.is_empty() => {
+                    let _ = diffs.send(d);
                 }
-                Action::Monitor { target } => {
-                    if let Some(dest) = dest_of(&target) {
-                        let r = p.monitor(dest);
-                        replica.bind_monitor(&target, Term::Reference(Box::new(r)));
-                    }
-                }
-                Action::Demonitor { monitor_ref, .. } => {
-                    if let Some(Term::Reference(r)) = monitor_ref {
-                        p.demonitor(&r, true);
-                    }
-                }
-                Action::Diffs(d) => {
-                    if !d.is_empty() {
-                        let _ = diffs.send(d);
-                    }
-                }
-                Action::Persist => {
+                Some(Action::Diffs(_)) => {}
+                Some(Action::Persist) => {
                     if let Some(storage) = &opts.storage {
                         let snapshot = super::storage::Snapshot {
                             node_id,
@@ -249,13 +234,47 @@ async fn run(
                         }
                     }
                 }
+                Some(other) => tracing::debug!(?other, "CRDT action not carried out"),
             }
         }
     }
 }
 
+/// Carries out the process-level replica actions (send, monitor, demonitor)
+/// on behalf of `p`, telling `bind` each monitor's reference; hands back the
+/// ones only the owner knows how to do (diffs, persist).
+pub(crate) fn perform(
+    p: &mut Process,
+    action: Action,
+    bind: &mut dyn FnMut(&Term, Term),
+) -> Option<Action> {
+    match action {
+        Action::Send { to, msg } => {
+            match dest_of(&to) {
+                Some(dest) => p.send(dest, msg),
+                None => tracing::debug!(?to, "CRDT send to a non-address dropped"),
+            }
+            None
+        }
+        Action::Monitor { target } => {
+            if let Some(dest) = dest_of(&target) {
+                let r = p.monitor(dest);
+                bind(&target, Term::Reference(Box::new(r)));
+            }
+            None
+        }
+        Action::Demonitor { monitor_ref, .. } => {
+            if let Some(Term::Reference(r)) = monitor_ref {
+                p.demonitor(&r, true);
+            }
+            None
+        }
+        other => Some(other),
+    }
+}
+
 /// A pid or a `{Name, Node}` tuple as a destination.
-fn dest_of(t: &Term) -> Option<Dest> {
+pub(crate) fn dest_of(t: &Term) -> Option<Dest> {
     match t {
         Term::Pid(p) => Some(Dest::Pid(p.clone())),
         _ => match term::as_tuple(t) {

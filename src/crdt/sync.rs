@@ -43,7 +43,8 @@
 //!   sends), so in practice it re-sends a `{:diff, ..}` on every tick even
 //!   while a round is still running. By default this replica keeps one
 //!   outstanding round per neighbour, cleared by an ack or a DOWN, as the
-//!   data structure intends; [`Config::resend_while_outstanding`] restores
+//!   data structure intends, or given up after [`STALE_ROUND_INTERVALS`]
+//!   intervals without either; [`Config::resend_while_outstanding`] restores
 //!   the upstream behaviour.
 //! - Messages upstream would crash on (a DOWN for an unknown monitor, a diff
 //!   whose `originator` is neither end, a malformed term) are rejected with
@@ -283,9 +284,18 @@ pub struct Replica {
     neighbours: BTreeSet<OrdTerm>,
     /// Monitored neighbours, with the reference once the runtime bound it.
     monitors: BTreeMap<OrdTerm, Option<Term>>,
-    outstanding: BTreeSet<OrdTerm>,
+    /// Neighbours with a round of ours running, and when (ms) it started.
+    outstanding: BTreeMap<OrdTerm, u64>,
     next_sync_at: Option<u64>,
+    /// The time of the last tick (ms).
+    now: u64,
 }
+
+/// A round unanswered for this many sync intervals is given up and a new
+/// one starts: a message of it may have been lost without a DOWN (a peer
+/// that dropped a message it could not read), and one lost message must not
+/// stop the syncs to that neighbour for good.
+pub const STALE_ROUND_INTERVALS: u64 = 10;
 
 impl PartialEq for Config {
     fn eq(&self, o: &Config) -> bool {
@@ -322,7 +332,8 @@ impl Replica {
             merkle,
             neighbours: BTreeSet::new(),
             monitors: BTreeMap::new(),
-            outstanding: BTreeSet::new(),
+            outstanding: BTreeMap::new(),
+            now: 0,
             next_sync_at: None,
         }
     }
@@ -380,7 +391,7 @@ impl Replica {
 
     /// Neighbours with a round in flight.
     pub fn outstanding(&self) -> impl Iterator<Item = &Term> {
-        self.outstanding.iter().map(|n| &n.0)
+        self.outstanding.keys().map(|n| &n.0)
     }
 
     /// Records the reference the runtime got for a [`Action::Monitor`], so
@@ -433,11 +444,20 @@ impl Replica {
     /// reached the next due time. The first tick always syncs, as upstream
     /// sends itself `:sync` on start.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
+        self.now = self.now.max(now);
         if self.next_sync_at.is_some_and(|due| now < due) {
             return Vec::new();
         }
         self.next_sync_at = Some(now.saturating_add(self.cfg.sync_interval));
         self.sync()
+    }
+
+    /// A round with `n` is running and not yet stale.
+    fn round_running(&self, n: &OrdTerm) -> bool {
+        let stale_after = self.cfg.sync_interval.max(1) * STALE_ROUND_INTERVALS;
+        self.outstanding
+            .get(n)
+            .is_some_and(|&since| self.now.saturating_sub(since) < stale_after)
     }
 
     /// When the next tick will sync, if ticked before.
@@ -458,7 +478,7 @@ impl Replica {
                 });
             }
         }
-        self.outstanding.retain(|n| new.contains(n));
+        self.outstanding.retain(|n, _| new.contains(n));
         self.monitors.retain(|n, _| new.contains(n));
         self.neighbours = new;
         out.extend(self.sync());
@@ -488,8 +508,7 @@ impl Replica {
         let dots = self.state.dots.to_term();
         let targets: Vec<OrdTerm> = self.monitors.keys().cloned().collect();
         for n in targets {
-            if self.is_self(&n.0)
-                || (!self.cfg.resend_while_outstanding && self.outstanding.contains(&n))
+            if self.is_self(&n.0) || (!self.cfg.resend_while_outstanding && self.round_running(&n))
             {
                 continue;
             }
@@ -504,7 +523,7 @@ impl Replica {
                 to: n.0.clone(),
                 msg: tuple(vec![atom("diff"), diff.to_term()]),
             });
-            self.outstanding.insert(n);
+            self.outstanding.insert(n, self.now);
         }
         out
     }

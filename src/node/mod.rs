@@ -726,7 +726,29 @@ impl Node {
     /// with `noproc` at once; a remote one is asked with MONITOR_P.
     pub fn monitor(&self, from: &Pid, target: &Dest) -> Reference {
         let reference = self.make_ref();
+        let resolved;
+        let target = match target {
+            Dest::Via(v) => match v.whereis() {
+                Some(pid) => {
+                    resolved = Dest::Pid(pid);
+                    &resolved
+                }
+                None => {
+                    let down = crate::tup![
+                        term::atom("DOWN"),
+                        Term::Reference(Box::new(reference.clone())),
+                        term::atom("process"),
+                        v.name().clone(),
+                        term::atom("noproc")
+                    ];
+                    self.deliver_local(from, down);
+                    return reference;
+                }
+            },
+            other => other,
+        };
         match target {
+            Dest::Via(_) => {}
             Dest::Pid(p) if p.node.name == self.inner.name => {
                 let r = reference.clone();
                 self.with_table(|t| match t.local_id(from) {
@@ -869,6 +891,15 @@ impl Node {
 
     fn send_with(&self, from: &Pid, to: &Dest, msg: Term, connect: bool) {
         let (node, control) = match to {
+            Dest::Via(v) => {
+                match v.whereis() {
+                    Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
+                    None => {
+                        tracing::debug!(name = ?v.name(), "send to an unregistered via name dropped")
+                    }
+                }
+                return;
+            }
             Dest::Pid(p) if p.node.name == self.inner.name => {
                 self.deliver_local(p, msg);
                 return;
@@ -1067,6 +1098,48 @@ impl Node {
             rx
         };
         rx.await.unwrap_or(Err(ConnectError::ShuttingDown))
+    }
+
+    /// Joins the cluster `seed` belongs to: connects to `seed`, asks its
+    /// `rex` for `erlang:nodes()` and connects to each of those, as the
+    /// BEAM's `global` meshes a cluster. Returns the nodes connected to
+    /// (the seed first); a node that cannot be reached is skipped. Only the
+    /// seed's connection is an error.
+    pub async fn join(&self, seed: &str) -> Result<Vec<String>, ConnectError> {
+        self.connect(seed).await?;
+        let mut joined = vec![seed.to_string()];
+        let mut p = self.process();
+        let req = crate::tup![
+            term::atom("call"),
+            term::atom("erlang"),
+            term::atom("nodes"),
+            term::nil(),
+            Term::Pid(p.pid().clone())
+        ];
+        let others = match p
+            .call(
+                Dest::Remote("rex".into(), seed.into()),
+                req,
+                Duration::from_secs(10),
+            )
+            .await
+        {
+            Ok(t) => term::as_list(&t).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(%seed, error = %e, "join: the seed did not list its nodes");
+                Vec::new()
+            }
+        };
+        for other in others.iter().filter_map(term::as_atom) {
+            if other == self.inner.name || other == seed {
+                continue;
+            }
+            match self.connect(other).await {
+                Ok(()) => joined.push(other.to_string()),
+                Err(e) => tracing::warn!(node = %other, error = %e, "join: cannot connect"),
+            }
+        }
+        Ok(joined)
     }
 
     /// `net_adm:ping/1`: connects and asks the peer's `net_kernel` `{is_auth, Node}`.
@@ -1620,6 +1693,56 @@ pub enum Dest {
     Name(String),
     /// `{Name, Node}`
     Remote(String, String),
+    /// A name held by a process registry (Erlang's `{via, Module, Name}`),
+    /// resolved when the message is sent.
+    Via(Via),
+}
+
+/// A process registry that can resolve names to pids, such as
+/// [`crate::horde::registry::Registry`].
+pub trait NameRegistry: Send + Sync {
+    /// The pid registered under `name`, if any (Erlang's `whereis_name/1`).
+    fn whereis_name(&self, name: &Term) -> Option<Pid>;
+}
+
+/// `{via, Registry, Name}`: a name to resolve through a [`NameRegistry`].
+#[derive(Clone)]
+pub struct Via {
+    registry: Arc<dyn NameRegistry>,
+    name: Term,
+}
+
+impl Via {
+    pub fn new(registry: Arc<dyn NameRegistry>, name: Term) -> Via {
+        Via { registry, name }
+    }
+
+    pub fn name(&self) -> &Term {
+        &self.name
+    }
+
+    /// The pid the name resolves to now.
+    pub fn whereis(&self) -> Option<Pid> {
+        self.registry.whereis_name(&self.name)
+    }
+}
+
+impl std::fmt::Debug for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Via({:?})", self.name)
+    }
+}
+
+impl PartialEq for Via {
+    fn eq(&self, other: &Via) -> bool {
+        Arc::ptr_eq(&self.registry, &other.registry) && self.name == other.name
+    }
+}
+
+impl From<Via> for Dest {
+    fn from(v: Via) -> Self {
+        Dest::Via(v)
+    }
 }
 
 impl From<Pid> for Dest {

@@ -289,7 +289,10 @@ impl Process {
         request: Term,
         timeout: Duration,
     ) -> Result<Term, CallError> {
-        let to = to.into();
+        let to = match to.into() {
+            Dest::Via(v) => Dest::Pid(v.whereis().ok_or(CallError::NoProc)?),
+            to => to,
+        };
         if let Dest::Remote(_, node)
         | Dest::Pid(Pid {
             node: term::Atom { name: node },

@@ -59,7 +59,55 @@ pub fn to_binary(term: &Term) -> Result<Vec<u8>, EncodeError> {
 
 /// Appends the term (without the version byte) to `out`.
 pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    // Explicit stack: deeply nested terms must not exhaust the Rust stack.
+    encode_rec(term, out, 0)
+}
+
+/// Nesting encoded by plain recursion; a subterm deeper than this goes to
+/// the explicit stack ([`encode_iter`]), so deeply nested terms cannot
+/// exhaust the Rust stack while the common term needs no stack allocation.
+const MAX_RECURSION: u32 = 64;
+
+/// What remains to encode once a term's own header has been written.
+enum Children<'a> {
+    None,
+    /// List elements, then the tail (`None`: `[]`).
+    List(&'a [Term], Option<&'a Term>),
+    Tuple(&'a [Term]),
+    Map(&'a std::collections::HashMap<Term, Term>),
+}
+
+fn encode_rec(term: &Term, out: &mut Vec<u8>, depth: u32) -> Result<(), EncodeError> {
+    if depth >= MAX_RECURSION {
+        return encode_iter(term, out);
+    }
+    match header(term, out)? {
+        Children::None => {}
+        Children::List(elements, tail) => {
+            for e in elements {
+                encode_rec(e, out, depth + 1)?;
+            }
+            match tail {
+                None => out.push(NIL_EXT),
+                Some(t) => encode_rec(t, out, depth + 1)?,
+            }
+        }
+        Children::Tuple(elements) => {
+            for e in elements {
+                encode_rec(e, out, depth + 1)?;
+            }
+        }
+        Children::Map(map) => {
+            for (k, v) in map {
+                encode_rec(k, out, depth + 1)?;
+                encode_rec(v, out, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`encode`] with an explicit stack, for arbitrarily deep terms.
+fn encode_iter(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     enum Work<'a> {
         Term(&'a Term),
         Nil,
@@ -73,141 +121,20 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             }
             Work::Term(t) => t,
         };
-        match t {
-            Term::Atom(a) => atom(&a.name, out)?,
-            Term::FixInteger(i) => integer(i64::from(i.value), out),
-            Term::BigInteger(b) => big(&b.value, out)?,
-            Term::Float(f) => {
-                out.push(NEW_FLOAT_EXT);
-                out.extend_from_slice(&f.value.to_bits().to_be_bytes());
+        match header(t, out)? {
+            Children::None => {}
+            Children::List(elements, tail) => {
+                stack.push(match tail {
+                    None => Work::Nil,
+                    Some(t) => Work::Term(t),
+                });
+                stack.extend(elements.iter().rev().map(Work::Term));
             }
-            Term::Pid(p) => {
-                out.push(NEW_PID_EXT);
-                atom(&p.node.name, out)?;
-                out.extend_from_slice(&p.id.to_be_bytes());
-                out.extend_from_slice(&p.serial.to_be_bytes());
-                out.extend_from_slice(&p.creation.to_be_bytes());
-            }
-            Term::Port(p) => {
-                if let Ok(id) = u32::try_from(p.id) {
-                    out.push(NEW_PORT_EXT);
-                    atom(&p.node.name, out)?;
-                    out.extend_from_slice(&id.to_be_bytes());
-                } else {
-                    out.push(V4_PORT_EXT);
-                    atom(&p.node.name, out)?;
-                    out.extend_from_slice(&p.id.to_be_bytes());
-                }
-                out.extend_from_slice(&p.creation.to_be_bytes());
-            }
-            Term::Reference(r) => {
-                if r.id.is_empty() || r.id.len() > 5 {
-                    return Err(EncodeError::BadReference(r.id.len()));
-                }
-                out.push(NEWER_REFERENCE_EXT);
-                out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
-                atom(&r.node.name, out)?;
-                out.extend_from_slice(&r.creation.to_be_bytes());
-                for w in &r.id {
-                    out.extend_from_slice(&w.to_be_bytes());
-                }
-            }
-            Term::ExternalFun(f) => {
-                out.push(EXPORT_EXT);
-                atom(&f.module.name, out)?;
-                atom(&f.function.name, out)?;
-                out.push(SMALL_INTEGER_EXT);
-                out.push(f.arity);
-            }
-            Term::InternalFun(f) => internal_fun(f, out)?,
-            Term::Binary(b) => {
-                out.push(BINARY_EXT);
-                out.extend_from_slice(&len32("binary", b.bytes.len())?.to_be_bytes());
-                out.extend_from_slice(&b.bytes);
-            }
-            Term::BitBinary(b) => {
-                if b.bytes.is_empty() {
-                    // `<<>>`, however the bit count was recorded.
-                    out.push(BINARY_EXT);
-                    out.extend_from_slice(&0u32.to_be_bytes());
-                    continue;
-                }
-                if b.tail_bits_size == 0 || b.tail_bits_size > 8 {
-                    return Err(EncodeError::BadBitCount(b.tail_bits_size));
-                }
-                if b.tail_bits_size == 8 {
-                    out.push(BINARY_EXT);
-                    out.extend_from_slice(&len32("binary", b.bytes.len())?.to_be_bytes());
-                } else {
-                    out.push(BIT_BINARY_EXT);
-                    out.extend_from_slice(&len32("bitstring", b.bytes.len())?.to_be_bytes());
-                    out.push(b.tail_bits_size);
-                }
-                // eetf keeps the trailing bits at the low end of the last byte;
-                // the wire carries them at the high end.
-                let (last, init) = b.bytes.split_last().unwrap_or((&0, &[]));
-                out.extend_from_slice(init);
-                out.push(last << (8 - b.tail_bits_size));
-            }
-            Term::ByteList(l) => {
-                if l.bytes.is_empty() {
-                    out.push(NIL_EXT);
-                } else if l.bytes.len() <= u16::MAX as usize {
-                    out.push(STRING_EXT);
-                    out.extend_from_slice(&(l.bytes.len() as u16).to_be_bytes());
-                    out.extend_from_slice(&l.bytes);
-                } else {
-                    out.push(LIST_EXT);
-                    out.extend_from_slice(&len32("list", l.bytes.len())?.to_be_bytes());
-                    for &b in &l.bytes {
-                        out.push(SMALL_INTEGER_EXT);
-                        out.push(b);
-                    }
-                    out.push(NIL_EXT);
-                }
-            }
-            Term::List(l) => {
-                if l.elements.is_empty() {
-                    out.push(NIL_EXT);
-                } else if let Some(bytes) = as_string(&l.elements) {
-                    // What the BEAM does for a list of 0..=255 integers.
-                    out.push(STRING_EXT);
-                    out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
-                    out.extend_from_slice(&bytes);
-                } else {
-                    out.push(LIST_EXT);
-                    out.extend_from_slice(&len32("list", l.elements.len())?.to_be_bytes());
-                    stack.push(Work::Nil);
-                    for e in l.elements.iter().rev() {
-                        stack.push(Work::Term(e));
-                    }
-                }
-            }
-            Term::ImproperList(l) => {
-                out.push(LIST_EXT);
-                out.extend_from_slice(&len32("list", l.elements.len())?.to_be_bytes());
-                stack.push(Work::Term(&l.last));
-                for e in l.elements.iter().rev() {
-                    stack.push(Work::Term(e));
-                }
-            }
-            Term::Tuple(t) => {
-                if let Ok(n) = u8::try_from(t.elements.len()) {
-                    out.push(SMALL_TUPLE_EXT);
-                    out.push(n);
-                } else {
-                    out.push(LARGE_TUPLE_EXT);
-                    out.extend_from_slice(&len32("tuple", t.elements.len())?.to_be_bytes());
-                }
-                for e in t.elements.iter().rev() {
-                    stack.push(Work::Term(e));
-                }
-            }
-            Term::Map(m) => {
-                out.push(MAP_EXT);
-                out.extend_from_slice(&len32("map", m.map.len())?.to_be_bytes());
+            Children::Tuple(elements) => stack.extend(elements.iter().rev().map(Work::Term)),
+            Children::Map(map) => {
                 // Pushed in reverse so pairs come out key, value, key, value...
-                let pairs: Vec<(&Term, &Term)> = m.map.iter().collect();
+                // in iteration order, as `encode_rec` writes them.
+                let pairs: Vec<(&Term, &Term)> = map.iter().collect();
                 for (k, v) in pairs.into_iter().rev() {
                     stack.push(Work::Term(v));
                     stack.push(Work::Term(k));
@@ -218,26 +145,161 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     Ok(())
 }
 
+/// Writes `t` itself: everything of a leaf, the header of a list, tuple or
+/// map (whose elements the caller writes next).
+#[inline]
+fn header<'a>(t: &'a Term, out: &mut Vec<u8>) -> Result<Children<'a>, EncodeError> {
+    match t {
+        Term::Atom(a) => atom(&a.name, out)?,
+        Term::FixInteger(i) => integer(i64::from(i.value), out),
+        Term::BigInteger(b) => big(&b.value, out)?,
+        Term::Float(f) => {
+            out.push(NEW_FLOAT_EXT);
+            out.extend_from_slice(&f.value.to_bits().to_be_bytes());
+        }
+        Term::Pid(p) => {
+            out.push(NEW_PID_EXT);
+            atom(&p.node.name, out)?;
+            out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.serial.to_be_bytes());
+            out.extend_from_slice(&p.creation.to_be_bytes());
+        }
+        Term::Port(p) => {
+            if let Ok(id) = u32::try_from(p.id) {
+                out.push(NEW_PORT_EXT);
+                atom(&p.node.name, out)?;
+                out.extend_from_slice(&id.to_be_bytes());
+            } else {
+                out.push(V4_PORT_EXT);
+                atom(&p.node.name, out)?;
+                out.extend_from_slice(&p.id.to_be_bytes());
+            }
+            out.extend_from_slice(&p.creation.to_be_bytes());
+        }
+        Term::Reference(r) => {
+            if r.id.is_empty() || r.id.len() > 5 {
+                return Err(EncodeError::BadReference(r.id.len()));
+            }
+            out.push(NEWER_REFERENCE_EXT);
+            out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
+            atom(&r.node.name, out)?;
+            out.extend_from_slice(&r.creation.to_be_bytes());
+            for w in &r.id {
+                out.extend_from_slice(&w.to_be_bytes());
+            }
+        }
+        Term::ExternalFun(f) => {
+            out.push(EXPORT_EXT);
+            atom(&f.module.name, out)?;
+            atom(&f.function.name, out)?;
+            out.push(SMALL_INTEGER_EXT);
+            out.push(f.arity);
+        }
+        Term::InternalFun(f) => internal_fun(f, out)?,
+        Term::Binary(b) => {
+            out.push(BINARY_EXT);
+            out.extend_from_slice(&len32("binary", b.bytes.len())?.to_be_bytes());
+            out.extend_from_slice(&b.bytes);
+        }
+        Term::BitBinary(b) => {
+            if b.bytes.is_empty() {
+                // `<<>>`, however the bit count was recorded.
+                out.push(BINARY_EXT);
+                out.extend_from_slice(&0u32.to_be_bytes());
+                return Ok(Children::None);
+            }
+            if b.tail_bits_size == 0 || b.tail_bits_size > 8 {
+                return Err(EncodeError::BadBitCount(b.tail_bits_size));
+            }
+            if b.tail_bits_size == 8 {
+                out.push(BINARY_EXT);
+                out.extend_from_slice(&len32("binary", b.bytes.len())?.to_be_bytes());
+            } else {
+                out.push(BIT_BINARY_EXT);
+                out.extend_from_slice(&len32("bitstring", b.bytes.len())?.to_be_bytes());
+                out.push(b.tail_bits_size);
+            }
+            // eetf keeps the trailing bits at the low end of the last byte;
+            // the wire carries them at the high end.
+            let (last, init) = b.bytes.split_last().unwrap_or((&0, &[]));
+            out.extend_from_slice(init);
+            out.push(last << (8 - b.tail_bits_size));
+        }
+        Term::ByteList(l) => {
+            if l.bytes.is_empty() {
+                out.push(NIL_EXT);
+            } else if l.bytes.len() <= u16::MAX as usize {
+                out.push(STRING_EXT);
+                out.extend_from_slice(&(l.bytes.len() as u16).to_be_bytes());
+                out.extend_from_slice(&l.bytes);
+            } else {
+                out.push(LIST_EXT);
+                out.extend_from_slice(&len32("list", l.bytes.len())?.to_be_bytes());
+                for &b in &l.bytes {
+                    out.push(SMALL_INTEGER_EXT);
+                    out.push(b);
+                }
+                out.push(NIL_EXT);
+            }
+        }
+        Term::List(l) => {
+            if l.elements.is_empty() {
+                out.push(NIL_EXT);
+            } else if is_string(&l.elements) {
+                // What the BEAM does for a list of 0..=255 integers.
+                out.push(STRING_EXT);
+                out.extend_from_slice(&(l.elements.len() as u16).to_be_bytes());
+                out.extend(l.elements.iter().map(|e| match e {
+                    Term::FixInteger(i) => i.value as u8,
+                    _ => 0, // not reached: `is_string` checked every element
+                }));
+            } else {
+                out.push(LIST_EXT);
+                out.extend_from_slice(&len32("list", l.elements.len())?.to_be_bytes());
+                return Ok(Children::List(&l.elements, None));
+            }
+        }
+        Term::ImproperList(l) => {
+            out.push(LIST_EXT);
+            out.extend_from_slice(&len32("list", l.elements.len())?.to_be_bytes());
+            return Ok(Children::List(&l.elements, Some(&l.last)));
+        }
+        Term::Tuple(t) => {
+            if let Ok(n) = u8::try_from(t.elements.len()) {
+                out.push(SMALL_TUPLE_EXT);
+                out.push(n);
+            } else {
+                out.push(LARGE_TUPLE_EXT);
+                out.extend_from_slice(&len32("tuple", t.elements.len())?.to_be_bytes());
+            }
+            return Ok(Children::Tuple(&t.elements));
+        }
+        Term::Map(m) => {
+            out.push(MAP_EXT);
+            out.extend_from_slice(&len32("map", m.map.len())?.to_be_bytes());
+            return Ok(Children::Map(&m.map));
+        }
+    }
+    Ok(Children::None)
+}
+
 fn len32(what: &'static str, len: usize) -> Result<u32, EncodeError> {
     u32::try_from(len).map_err(|_| EncodeError::TooLarge { what, len })
 }
 
-fn as_string(elements: &[Term]) -> Option<Vec<u8>> {
-    if elements.len() > u16::MAX as usize {
-        return None;
-    }
-    elements
-        .iter()
-        .map(|e| match e {
-            Term::FixInteger(i) => u8::try_from(i.value).ok(),
-            _ => None,
-        })
-        .collect()
+/// True when `elements` can go as a `STRING_EXT`: at most 65535 integers,
+/// each in 0..=255.
+fn is_string(elements: &[Term]) -> bool {
+    elements.len() <= u16::MAX as usize
+        && elements
+            .iter()
+            .all(|e| matches!(e, Term::FixInteger(i) if (0..=255).contains(&i.value)))
 }
 
 fn atom(name: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    // The BEAM limits atoms to 255 characters (not bytes).
-    if name.chars().count() > 255 {
+    // The BEAM limits atoms to 255 characters (not bytes); a character is at
+    // least one byte, so only longer texts need counting.
+    if name.len() > 255 && name.chars().count() > 255 {
         return Err(EncodeError::AtomTooLong(name.to_string()));
     }
     if let Ok(n) = u8::try_from(name.len()) {
@@ -259,14 +321,30 @@ fn integer(v: i64, out: &mut Vec<u8>) {
         out.push(INTEGER_EXT);
         out.extend_from_slice(&i.to_be_bytes());
     } else {
-        big(&num_bigint::BigInt::from(v), out).unwrap_or(());
+        word_big(v, out);
     }
+}
+
+/// An integer beyond 32 bits that fits an `i64`, as `SMALL_BIG_EXT`: the
+/// magnitude's significant bytes, least significant first (what
+/// `BigInt::to_bytes_le` gives, without allocating).
+fn word_big(v: i64, out: &mut Vec<u8>) {
+    let magnitude = v.unsigned_abs();
+    let n = 8 - (magnitude.leading_zeros() / 8) as usize;
+    out.push(SMALL_BIG_EXT);
+    out.push(n as u8);
+    out.push(u8::from(v < 0));
+    out.extend_from_slice(&magnitude.to_le_bytes()[..n]);
 }
 
 fn big(v: &num_bigint::BigInt, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     // The BEAM normalises: an integer that fits 32 bits is never a bignum.
     if let Ok(small) = i32::try_from(v) {
         integer(i64::from(small), out);
+        return Ok(());
+    }
+    if let Ok(word) = i64::try_from(v) {
+        word_big(word, out);
         return Ok(());
     }
     let (sign, digits) = v.to_bytes_le();
@@ -379,6 +457,55 @@ mod tests {
             to_binary(&Term::BigInteger(BigInteger::from(-3i64))).unwrap(),
             vec![131, 98, 255, 255, 255, 253]
         );
+    }
+
+    #[test]
+    fn recursion_and_the_work_stack_agree() {
+        let mut rng = crate::term::testgen::Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let t = crate::term::testgen::term(&mut rng, 4);
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            let a = encode(&t, &mut fast);
+            let b = encode_iter(&t, &mut slow);
+            assert_eq!(a, b, "{t}");
+            assert_eq!(fast, slow, "{t}");
+            if a.is_ok() && crate::term::depth_within(&t, MAX_DEPTH) {
+                assert_eq!(from_binary(&fast).map(|_| ()), Ok(()), "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn word_bignums_match_the_general_encoding() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut values = vec![i64::MIN, i64::MAX, i64::MIN + 1, 1 << 31, -(1 << 31) - 1];
+        for shift in 31..64 {
+            values.push(1i64 << shift.min(62));
+            values.push(-(1i64 << shift.min(62)));
+        }
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x as i64) >> (x % 40));
+        }
+        for v in values {
+            let wide = num_bigint::BigInt::from(v);
+            let mut general = Vec::new();
+            if i32::try_from(v).is_ok() {
+                integer(v, &mut general);
+            } else {
+                let (sign, digits) = wide.to_bytes_le();
+                general.extend_from_slice(&[SMALL_BIG_EXT, digits.len() as u8]);
+                general.push(u8::from(sign == num_bigint::Sign::Minus));
+                general.extend_from_slice(&digits);
+            }
+            let (mut fast, mut via_big) = (Vec::new(), Vec::new());
+            integer(v, &mut fast);
+            big(&wide, &mut via_big).expect("encodes");
+            assert_eq!(fast, general, "{v}");
+            assert_eq!(via_big, general, "{v}");
+        }
     }
 
     #[test]
@@ -536,25 +663,44 @@ impl<'a> Decoder<'a> {
         Ok(s)
     }
 
+    /// The next `N` bytes as an array (bounds checked once, no slice
+    /// arithmetic that could overflow).
+    #[inline]
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        match rest.first_chunk::<N>() {
+            Some(a) => {
+                self.pos += N;
+                Ok(*a)
+            }
+            None => Err(DecodeError::Truncated(self.pos)),
+        }
+    }
+
+    #[inline]
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.bytes(1)?[0])
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(DecodeError::Truncated(self.pos)),
+        }
     }
 
+    #[inline]
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.bytes(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        self.array().map(u16::from_be_bytes)
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.bytes(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.array().map(u32::from_be_bytes)
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        let b = self.bytes(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(u64::from_be_bytes(a))
+        self.array().map(u64::from_be_bytes)
     }
 
     /// An element count, refused when the remaining bytes cannot hold that many
@@ -744,6 +890,20 @@ impl<'a> Decoder<'a> {
                         })
                     }
                 };
+                if let Some(word) = word_of(digits) {
+                    // Up to 64 bits: no BigInt arithmetic to find the value.
+                    let v = if sign == num_bigint::Sign::Minus {
+                        -i128::from(word)
+                    } else {
+                        i128::from(word)
+                    };
+                    return Ok(match i32::try_from(v) {
+                        Ok(small) => Term::FixInteger(FixInteger::from(small)),
+                        Err(_) => Term::BigInteger(BigInteger {
+                            value: num_bigint::BigInt::from(v),
+                        }),
+                    });
+                }
                 let v = num_bigint::BigInt::from_bytes_le(sign, digits);
                 // The BEAM's own terms never carry a 32-bit value as a bignum,
                 // but normalise so equal integers compare equal.
@@ -892,6 +1052,14 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// The value of little-endian bignum digits when they fit 64 bits.
+#[inline]
+fn word_of(digits: &[u8]) -> Option<u64> {
+    let mut w = [0u8; 8];
+    w.get_mut(..digits.len())?.copy_from_slice(digits);
+    Some(u64::from_le_bytes(w))
+}
+
 const ATOM_EXT: u8 = 100;
 const SMALL_ATOM_EXT: u8 = 115;
 const FLOAT_EXT: u8 = 99;
@@ -941,6 +1109,32 @@ mod decode_tests {
         ];
         let bytes = to_binary(&t).expect("encode");
         assert_eq!(from_binary(&bytes).expect("decode"), t);
+    }
+
+    #[test]
+    fn word_sized_bignums_decode_like_the_general_path() {
+        let mut rng = crate::term::testgen::Rng(0x9e37_79b9_7f4a_7c15);
+        for i in 0..20_000u64 {
+            let n = (i % 10) as usize; // 0..=9 digit bytes: both paths
+            let sign = (rng.next() % 2) as u8;
+            let digits: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let mut bytes = vec![131, SMALL_BIG_EXT, n as u8, sign];
+            bytes.extend_from_slice(&digits);
+            let s = if sign == 1 {
+                num_bigint::Sign::Minus
+            } else {
+                num_bigint::Sign::Plus
+            };
+            let v = num_bigint::BigInt::from_bytes_le(s, &digits);
+            let expected = match i32::try_from(&v) {
+                Ok(small) => term::int(i64::from(small)),
+                Err(_) => Term::BigInteger(term::BigInteger { value: v }),
+            };
+            assert_eq!(from_binary(&bytes), Ok(expected), "{bytes:?}");
+        }
+        // Cut short: refused, never a panic.
+        assert!(from_binary(&[131, SMALL_BIG_EXT, 8, 0, 1, 2]).is_err());
+        assert!(from_binary(&[131, NEW_FLOAT_EXT, 1, 2, 3]).is_err());
     }
 
     #[test]

@@ -130,3 +130,72 @@ pub fn depth_within(term: &Term, limit: usize) -> bool {
     }
     true
 }
+
+/// Random terms for tests that compare two paths over the same terms.
+#[cfg(test)]
+pub(crate) mod testgen {
+    use super::*;
+
+    /// A xorshift generator, so failures reproduce.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// A term up to `depth` levels of containers deep, of every shape the
+    /// hash and the encoder distinguish.
+    pub(crate) fn term(rng: &mut Rng, depth: u32) -> Term {
+        let kinds = if depth == 0 { 8 } else { 14 };
+        match rng.below(kinds) {
+            0 => int(rng.below(300) as i64 - 20),
+            1 => int(rng.next() as i64 >> rng.below(64)),
+            2 => Term::BigInteger(BigInteger {
+                value: num_bigint::BigInt::from(rng.next() as i64)
+                    * num_bigint::BigInt::from(rng.next())
+                    * num_bigint::BigInt::from(rng.next()),
+            }),
+            3 => atom(["ok", "", "héllo", "key", "Ω"][rng.below(5) as usize]),
+            4 => binary((0..rng.below(30)).map(|i| i as u8).collect::<Vec<u8>>()),
+            5 => Term::ByteList(ByteList::from(
+                (0..rng.below(6)).map(|i| i as u8).collect::<Vec<u8>>(),
+            )),
+            6 => Term::Float(Float {
+                value: rng.next() as f64 / 3.0 - 1e18,
+            }),
+            7 => nil(),
+            8 | 9 => list((0..rng.below(6)).map(|_| term(rng, depth - 1)).collect()),
+            10 => tuple((0..rng.below(5)).map(|_| term(rng, depth - 1)).collect()),
+            11 => Term::Map(Map {
+                map: (0..rng.below(5))
+                    .map(|_| (term(rng, depth - 1), term(rng, depth - 1)))
+                    .collect(),
+            }),
+            12 => Term::ImproperList(ImproperList::from((
+                (0..=rng.below(3)).map(|_| term(rng, depth - 1)).collect(),
+                term(rng, depth - 1),
+            ))),
+            _ => {
+                // One deep chain, past the recursion bounds of the fast paths.
+                let mut t = term(rng, 1);
+                for i in 0..rng.below(150) {
+                    t = match i % 3 {
+                        0 => list(vec![int(1), t]),
+                        1 => tuple(vec![t]),
+                        _ => Term::Map(Map::from([(int(i as i64), t)])),
+                    };
+                }
+                t
+            }
+        }
+    }
+}

@@ -93,7 +93,9 @@ pub fn phash2_range(term: &Term, range: u64) -> u32 {
 
 /// The full 32-bit `make_hash2` value, before any range reduction.
 pub fn make_hash2(term: &Term) -> u32 {
-    Hasher::default().run(term)
+    let mut h = Hasher::default();
+    h.node(node_of(term), 0);
+    h.hash
 }
 
 /// `make_hash2` of a tuple or map whose parts live elsewhere, without
@@ -122,7 +124,9 @@ impl Hash2 {
 
     /// One whole term.
     pub fn term(mut self, term: &Term) -> Hash2 {
-        self.hash = self.hasher().run(term);
+        let mut h = self.hasher();
+        h.node(node_of(term), 0);
+        self.hash = h.hash;
         self
     }
 
@@ -155,7 +159,8 @@ impl Hash2 {
             // A pair is hashed from 0: its key, then its value.
             let mut pair = Hasher::default();
             pair.stack.push(Work::Node(node_of(v)));
-            xor ^= pair.run(k);
+            pair.run(node_of(k));
+            xor ^= pair.hash;
         }
         h.mix1(xor, GOLDEN_19);
         self.hash = h.hash;
@@ -175,6 +180,10 @@ impl Hash2 {
         }
     }
 }
+/// Nesting hashed by plain recursion; a subterm deeper than this is handed
+/// to the explicit work stack ([`Hasher::run`]), so no input can overflow
+/// the Rust stack while the common shallow term needs no stack allocation.
+const MAX_RECURSION: u32 = 64;
 
 /// The hash the emulator stores with an atom: `hashpjw` over the UTF-8
 /// text, with two-byte sequences starting 0xC2/0xC3 folded into the single
@@ -255,37 +264,36 @@ fn mix3(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
 /// An integer as the hash sees it: either within the signed 28-bit range
 /// (hashed as a 32-bit value) or a sign and magnitude in 64-bit digits,
 /// least significant first (the emulator's bignum layout; 64-bit smalls
-/// outside 28 bits are hashed the same way).
-enum IntRepr {
+/// outside 28 bits are hashed the same way). Integers that fit an `i64`
+/// carry their single digit inline, so hashing them never allocates.
+enum IntRepr<'b> {
     Small28(i32),
-    Big { negative: bool, digits: Vec<u64> },
+    Word { negative: bool, magnitude: u64 },
+    Big(&'b BigInteger),
 }
 
 const SMALL28_MIN: i64 = -(1 << 27);
 const SMALL28_MAX: i64 = (1 << 27) - 1;
 
-fn int_repr_i64(v: i64) -> IntRepr {
+#[inline]
+fn int_repr_i64<'b>(v: i64) -> IntRepr<'b> {
     if (SMALL28_MIN..=SMALL28_MAX).contains(&v) {
         IntRepr::Small28(v as i32)
     } else {
-        IntRepr::Big {
+        IntRepr::Word {
             negative: v < 0,
-            digits: vec![v.unsigned_abs()],
+            magnitude: v.unsigned_abs(),
         }
     }
 }
 
-fn int_repr_big(b: &BigInteger) -> IntRepr {
+fn int_repr_big(b: &BigInteger) -> IntRepr<'_> {
     // A bignum that fits in 28 bits is a small integer on the BEAM (the
     // external format may still carry it as a bignum).
     if let Ok(v) = i64::try_from(&b.value) {
         return int_repr_i64(v);
     }
-    let zero = BigInteger::from(0i32).value;
-    IntRepr::Big {
-        negative: b.value < zero,
-        digits: b.value.magnitude().to_u64_digits(),
-    }
+    IntRepr::Big(b)
 }
 
 /// The value of a list element when it is an integer in `0..=255`: such
@@ -434,13 +442,117 @@ impl<'a> Hasher<'a> {
         self.mix2(x, 0, key);
     }
 
-    fn run(mut self, term: &'a Term) -> u32 {
-        let mut next = Some(node_of(term));
+    /// Hashes `node` completely (the fast path): recursion for nesting up
+    /// to [`MAX_RECURSION`], the explicit stack below that.
+    #[inline]
+    fn node(&mut self, node: Node<'a>, depth: u32) {
+        match node {
+            Node::Nil | Node::Byte(_) => {
+                // Leaves: no children to continue with.
+                let _ = self.step(node);
+            }
+            Node::Cons(pos) => self.list_rec(pos, depth),
+            // The most common leaves, without the depth check and the
+            // second dispatch of `term_rec`.
+            Node::Other(Term::FixInteger(i)) => self.int(int_repr_i64(i64::from(i.value))),
+            Node::Other(Term::Atom(a)) => self.atom(&a.name),
+            Node::Other(term) => self.term_rec(term, depth),
+        }
+    }
+
+    /// An atom: its stored hash taken as is while the running value is
+    /// still 0 (e.g. a bare atom, or the first atom of a map key), mixed in
+    /// otherwise.
+    #[inline]
+    fn atom(&mut self, name: &str) {
+        let h = atom_hash(name);
+        if self.hash == 0 {
+            self.hash = h;
+        } else {
+            self.mix1(h, GOLDEN_3);
+        }
+    }
+
+    fn term_rec(&mut self, term: &'a Term, depth: u32) {
+        if depth >= MAX_RECURSION {
+            self.run(Node::Other(term));
+            return;
+        }
+        match term {
+            Term::Tuple(t) => {
+                self.mix1(t.elements.len() as u32, GOLDEN_9);
+                for e in &t.elements {
+                    self.node(node_of(e), depth + 1);
+                }
+            }
+            Term::Map(m) => {
+                self.mix1(m.map.len() as u32, GOLDEN_16);
+                if m.map.is_empty() {
+                    return;
+                }
+                let (outer_hash, outer_xor) = (self.hash, self.xor_pairs);
+                self.hash = 0;
+                self.xor_pairs = 0;
+                for (k, v) in &m.map {
+                    self.node(node_of(k), depth + 1);
+                    self.node(node_of(v), depth + 1);
+                    self.xor_pairs ^= self.hash;
+                    self.hash = 0;
+                }
+                self.hash = outer_hash;
+                let pairs = self.xor_pairs;
+                self.mix1(pairs, GOLDEN_19);
+                self.xor_pairs = outer_xor;
+            }
+            Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => {
+                // `node_of` never maps a list back to `Node::Other`.
+                match node_of(term) {
+                    Node::Other(_) => self.run(Node::Other(term)),
+                    n => self.node(n, depth),
+                }
+            }
+            // Leaves, and funs (rare: their free variables take the stack).
+            _ => {
+                if let Some(next) = self.term(term) {
+                    self.run(next);
+                }
+            }
+        }
+    }
+
+    /// The list starting at `pos`, by recursion into its elements.
+    fn list_rec(&mut self, pos: ListPos<'a>, depth: u32) {
+        if depth >= MAX_RECURSION {
+            self.run(Node::Cons(pos));
+            return;
+        }
+        let mut node = Node::Cons(pos);
+        loop {
+            match node {
+                Node::Cons(pos) => match self.byte_run(pos) {
+                    Node::Cons(p) => {
+                        self.node(car(p), depth + 1);
+                        node = cdr(p);
+                    }
+                    end => node = end,
+                },
+                end => {
+                    self.node(end, depth + 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The slow path: hashes `node` completely with the explicit work stack
+    /// (which is empty on entry and on return), like the C code.
+    fn run(&mut self, node: Node<'a>) {
+        let mut next = Some(node);
         loop {
             match next.take() {
                 Some(node) => next = self.step(node),
                 None => match self.stack.pop() {
-                    None => return self.hash,
+                    None => return,
                     Some(Work::Node(node)) => next = Some(node),
                     Some(Work::MapPair) => {
                         self.xor_pairs ^= self.hash;
@@ -482,7 +594,7 @@ impl<'a> Hasher<'a> {
         }
     }
 
-    fn int(&mut self, repr: IntRepr) {
+    fn int(&mut self, repr: IntRepr<'_>) {
         match repr {
             IntRepr::Small28(v) => {
                 if v < 0 {
@@ -492,9 +604,17 @@ impl<'a> Hasher<'a> {
                 }
                 self.mix1(v as u32, GOLDEN);
             }
-            IntRepr::Big { negative, digits } => {
+            IntRepr::Word {
+                negative,
+                magnitude,
+            } => {
                 let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
-                for d in digits {
+                self.mix2(magnitude as u32, (magnitude >> 32) as u32, key);
+            }
+            IntRepr::Big(b) => {
+                let negative = b.value.sign() == num_bigint::Sign::Minus;
+                let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
+                for d in b.value.magnitude().iter_u64_digits() {
                     self.mix2(d as u32, (d >> 32) as u32, key);
                 }
             }
@@ -504,7 +624,22 @@ impl<'a> Hasher<'a> {
     /// Hashes the list starting at `pos`: a run of byte-sized elements is
     /// packed into words; the first other element is returned for hashing
     /// with the rest of the list pushed behind it.
-    fn list(&mut self, mut pos: ListPos<'a>) -> Option<Node<'a>> {
+    fn list(&mut self, pos: ListPos<'a>) -> Option<Node<'a>> {
+        match self.byte_run(pos) {
+            Node::Cons(p) => {
+                self.stack.push(Work::Node(cdr(p)));
+                Some(car(p))
+            }
+            // The list ended (in `[]` or an improper tail) inside the run.
+            end => Some(end),
+        }
+    }
+
+    /// Packs the run of byte-sized elements starting at `pos` four to a
+    /// word; returns the cons cell of the first other element, or the end
+    /// of the list (`[]` or an improper tail) when the run reaches it.
+    #[inline]
+    fn byte_run(&mut self, mut pos: ListPos<'a>) -> Node<'a> {
         let mut packed: u32 = 0;
         let mut count = 0;
         let stop = loop {
@@ -527,28 +662,13 @@ impl<'a> Hasher<'a> {
         if count > 0 {
             self.mix1(packed, GOLDEN_4);
         }
-        match stop {
-            Node::Cons(p) => {
-                self.stack.push(Work::Node(cdr(p)));
-                Some(car(p))
-            }
-            // The list ended (in `[]` or an improper tail) inside the run.
-            end => Some(end),
-        }
+        stop
     }
 
     fn term(&mut self, term: &'a Term) -> Option<Node<'a>> {
         match term {
             Term::Atom(a) => {
-                let h = atom_hash(&a.name);
-                // The emulator takes the stored hash as is while the running
-                // value is still 0 (e.g. a bare atom, or the first atom of a
-                // map key), and mixes it in otherwise.
-                if self.hash == 0 {
-                    self.hash = h;
-                } else {
-                    self.mix1(h, GOLDEN_3);
-                }
+                self.atom(&a.name);
                 None
             }
             Term::FixInteger(i) => {
@@ -779,6 +899,17 @@ mod tests {
                 Some(x) => p.binary(&x.to_be_bytes()),
             };
             assert_eq!(p.binary(&3u32.to_be_bytes()).finish(), built);
+        }
+    }
+
+    #[test]
+    fn recursion_and_the_work_stack_agree() {
+        let mut rng = crate::term::testgen::Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..3000 {
+            let t = crate::term::testgen::term(&mut rng, 4);
+            let mut slow = Hasher::default();
+            slow.run(node_of(&t));
+            assert_eq!(make_hash2(&t), slow.hash, "{t}");
         }
     }
 

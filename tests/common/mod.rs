@@ -72,6 +72,67 @@ pub fn ctl_ebin() -> PathBuf {
     .clone()
 }
 
+/// The ebin directories of Horde and its dependencies, each to be passed to
+/// the BEAM with `-pa`:
+/// 1. `BEAM_PEER_HORDE_EBIN`, a colon-separated list, when set and not empty;
+/// 2. else a built `erlang/` mix project (`cd erlang && mix deps.get && mix
+///    compile`): every `erlang/_build/<env>/lib/<app>/ebin` of the first
+///    `<env>` (in name order) that has `horde/ebin/horde.app`, except the
+///    project's own app (the tests compile `erlang/src` themselves);
+/// 3. else `None`.
+pub fn horde_ebin() -> Option<Vec<PathBuf>> {
+    if let Ok(list) = std::env::var("BEAM_PEER_HORDE_EBIN") {
+        let dirs: Vec<PathBuf> = list
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if !dirs.is_empty() {
+            return Some(dirs);
+        }
+    }
+    mix_ebins(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang"))
+}
+
+/// The dependency ebins of a compiled mix project at `project` (see [`horde_ebin`]).
+pub fn mix_ebins(project: &std::path::Path) -> Option<Vec<PathBuf>> {
+    let mut envs: Vec<PathBuf> = std::fs::read_dir(project.join("_build"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    envs.sort();
+    envs.into_iter().find_map(|env| {
+        let lib = env.join("lib");
+        if !lib.join("horde/ebin/horde.app").is_file() {
+            return None;
+        }
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&lib)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|app| !app.ends_with(MIX_APP))
+            .map(|app| app.join("ebin"))
+            .filter(|ebin| ebin.is_dir())
+            .collect();
+        dirs.sort();
+        Some(dirs)
+    })
+}
+
+/// The app name of `erlang/mix.exs`.
+pub const MIX_APP: &str = "beam_peer_peers";
+
+/// Horde's ebins, or one skip line and `None`. A missing Horde is never a
+/// failure (CI has `erl` but no Horde, even with BEAM_PEER_REQUIRE_ERL=1).
+pub fn horde_or_skip(test: &str) -> Option<Vec<PathBuf>> {
+    let found = horde_ebin();
+    if found.is_none() {
+        println!(
+            "SKIPPED {test}: Horde modules not found (set BEAM_PEER_HORDE_EBIN or build erlang/ with mix)"
+        );
+    }
+    found
+}
+
 /// A real BEAM node started by a test; killed (by pid) when dropped.
 pub struct Beam {
     child: Option<Child>,
@@ -98,12 +159,60 @@ impl Beam {
         .arg("-pa")
         .arg(ctl_ebin())
         .args(extra)
-        .args(["-s", "beam_peer_ctl", "start"])
-        .env("ERL_EPMD_PORT", epmd_port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("erl starts");
+        .args(["-s", "beam_peer_ctl", "start"]);
+        Beam::spawn(cmd, name, epmd_port)
+    }
+
+    /// Starts an Elixir node `PREFIX_..@127.0.0.1` (the `elixir` command, so
+    /// Elixir and Logger are loaded) using the EPMD on `epmd_port`, with each
+    /// of `code_path` added by `-pa`, and the applications `apps` started
+    /// (`Application.ensure_all_started/1`, in order) before it reports
+    /// ready. [`eval_elixir`] runs Elixir code on it; [`Beam::kill9`] ends it.
+    pub fn start_elixir(
+        prefix: &str,
+        cookie: &str,
+        epmd_port: u16,
+        code_path: &[PathBuf],
+        apps: &[&str],
+    ) -> Beam {
+        let alive = unique(prefix);
+        let name = format!("{alive}@127.0.0.1");
+        let mut cmd = Command::new("elixir");
+        cmd.args(["--name", &name, "--cookie", cookie])
+            .args(["--erl", "-start_epmd false"])
+            .arg("-pa")
+            .arg(ctl_ebin());
+        for dir in code_path {
+            cmd.arg("-pa").arg(dir);
+        }
+        // Anything that fails to start is printed and ends the node, so the
+        // test fails at once on "no ready line" rather than later.
+        let mut boot = String::new();
+        for app in apps {
+            boot.push_str(&format!(
+                "case Application.ensure_all_started(:{app}) do {{:ok, _}} -> :ok; e -> IO.inspect(e, label: \"cannot start {app}\"); System.halt(1) end; "
+            ));
+        }
+        boot.push_str(":beam_peer_ctl.start()");
+        cmd.args(["--no-halt", "-e", &boot]);
+        Beam::spawn(cmd, name, epmd_port)
+    }
+
+    /// An Elixir node with Horde and its dependencies started (see [`horde_ebin`]).
+    pub fn start_horde(prefix: &str, cookie: &str, epmd_port: u16, ebins: &[PathBuf]) -> Beam {
+        Beam::start_elixir(prefix, cookie, epmd_port, ebins, &["horde"])
+    }
+
+    /// Runs `cmd` (an `erl`-like command line that ends by starting
+    /// `beam_peer_ctl`) and waits for its ready line.
+    fn spawn(mut cmd: Command, name: String, epmd_port: u16) -> Beam {
+        cmd.env("ERL_EPMD_PORT", epmd_port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} does not start: {e}", cmd.get_program()));
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -174,18 +283,69 @@ pub async fn eval(p: &mut Process, beam: &str, code: &str) -> Term {
         term::atom("eval"),
         Term::ByteList(term::ByteList::from(code))
     ];
-    let reply = p
-        .call(
-            Dest::Remote("ctl".into(), beam.into()),
-            req,
-            Duration::from_secs(60),
-        )
+    let reply = ctl_call(p, beam, req)
         .await
         .unwrap_or_else(|e| panic!("eval on {beam} failed: {e}: {code}"));
     match term::as_tuple(&reply) {
         Some([ok, v]) if term::is_atom(ok, "ok") => v.clone(),
         _ => panic!("eval on {beam} raised {reply}: {code}"),
     }
+}
+
+/// A call to the test peer's `ctl` server (erlang/src/beam_peer_ctl.erl).
+async fn ctl_call(p: &mut Process, beam: &str, req: Term) -> Result<Term, beam_peer::CallError> {
+    p.call(
+        Dest::Remote("ctl".into(), beam.into()),
+        req,
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// Evaluates Elixir `code` on `beam` (a node from [`Beam::start_elixir`]) with
+/// `bindings` as variables, and returns the value or the formatted exception.
+/// Code runs in a fresh process that ends after it answers: wrap what must
+/// stay linked in `:beam_peer_ctl.keep(fn -> ... end)`.
+pub async fn try_eval_elixir(
+    p: &mut Process,
+    beam: &str,
+    code: &str,
+    bindings: Vec<(&str, Term)>,
+) -> Result<Term, String> {
+    let bindings = term::list(
+        bindings
+            .into_iter()
+            .map(|(k, v)| beam_peer::tup![term::atom(k), v])
+            .collect(),
+    );
+    let req = beam_peer::tup![
+        term::atom("eval_elixir"),
+        term::binary(code.as_bytes().to_vec()),
+        bindings
+    ];
+    let reply = ctl_call(p, beam, req)
+        .await
+        .map_err(|e| format!("eval_elixir on {beam} failed: {e}"))?;
+    match term::as_tuple(&reply) {
+        Some([ok, v]) if term::is_atom(ok, "ok") => Ok(v.clone()),
+        Some([err, text]) if term::is_atom(err, "error") => Err(match text {
+            Term::Binary(b) => String::from_utf8_lossy(&b.bytes).into_owned(),
+            other => other.to_string(),
+        }),
+        _ => Err(format!("unexpected reply {reply}")),
+    }
+}
+
+/// [`try_eval_elixir`], panicking with the exception and the code.
+pub async fn eval_elixir(
+    p: &mut Process,
+    beam: &str,
+    code: &str,
+    bindings: Vec<(&str, Term)>,
+) -> Term {
+    try_eval_elixir(p, beam, code, bindings)
+        .await
+        .unwrap_or_else(|e| panic!("eval_elixir on {beam} raised:\n{e}\ncode: {code}"))
 }
 
 /// Waits until `f` is true, checking every 20 ms, up to `limit`.
@@ -213,4 +373,37 @@ pub async fn rust_and_beam() -> (Node, Beam) {
     beam_peer::demo::start_echo_and_sink(&rust).expect("echo and sink");
     let beam = Beam::start("erl", COOKIE, port, &[]);
     (rust, beam)
+}
+
+/// A `beam-peer registry` member (Horde registry `registry`, `members: :auto`,
+/// an echo server under `key`) in its own OS process, joined to `seed` and
+/// using the EPMD on `epmd_port`; killed (by pid, SIGKILL) when dropped.
+pub struct RegistryMember(pub Child);
+
+impl RegistryMember {
+    pub fn start(seed: &str, epmd_port: u16, registry: &str, key: &str) -> RegistryMember {
+        let name = format!("{}@127.0.0.1", unique("member"));
+        let child = Command::new(env!("CARGO_BIN_EXE_beam-peer"))
+            .args([
+                "registry", "--name", &name, "--cookie", COOKIE, "--join", seed,
+            ])
+            .args(["--registry", registry, "--key", key])
+            .env("ERL_EPMD_PORT", epmd_port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("beam-peer registry runs");
+        RegistryMember(child)
+    }
+
+    /// kill -9, waiting until the process is gone.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for RegistryMember {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }

@@ -342,6 +342,45 @@ proptest! {
     }
 
     #[test]
+    fn apply_in_place_is_the_join(
+        ops in scenario(),
+        i in any::<prop::sample::Index>(),
+        j in any::<prop::sample::Index>(),
+        mask in any::<u64>(),
+        extra in any::<bool>(),
+    ) {
+        // States and deltas alike, any subset of keys, duplicates and absent keys too.
+        let run = run(&ops);
+        let pool: Vec<AwLwwMap> = run.snapshots.iter().chain(&run.deltas).cloned().collect();
+        let (a, b) = (pick(&pool, i), pick(&pool, j));
+        let mut k: Vec<Term> = all_keys(&[a, b])
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| mask >> (n % 64) & 1 == 1)
+            .map(|(_, k)| k)
+            .collect();
+        if extra {
+            k.push(atom("absent_key"));
+            if let Some(first) = k.first().cloned() {
+                k.push(first);
+            }
+        }
+        let joined = a.join(b, &k);
+        let mut s = a.clone();
+        let out = s.apply(b, &k);
+        prop_assert_eq!(&s, &joined);
+        let raw = raw_changes(a, &joined, &k);
+        let changed: Vec<Term> = raw
+            .iter()
+            .map(|c| match c {
+                RawChange::Put { key, .. } | RawChange::Delete { key } => key.clone(),
+            })
+            .collect();
+        prop_assert_eq!(out.raw, raw);
+        prop_assert_eq!(out.diffs, diffs(a, &joined, &changed));
+    }
+
+    #[test]
     fn wire_round_trip(ops in scenario()) {
         let run = run(&ops);
         for x in run.snapshots.iter().chain(&run.deltas) {

@@ -420,6 +420,25 @@ fn one_round_per_neighbour_until_ack_or_down() {
 }
 
 #[test]
+fn a_round_lost_without_a_down_is_given_up_after_some_intervals() {
+    let mut r = busy();
+    let interval = r.config().sync_interval;
+    let start = r.next_sync_at().unwrap_or(0);
+    // No ack and no DOWN ever come: ticks keep quiet until the round is stale.
+    let mut t = start;
+    while t < start + interval * (STALE_ROUND_INTERVALS - 1) {
+        assert!(sends(&r.tick(t)).is_empty(), "tick at {t}");
+        t += interval;
+    }
+    let mut resent = 0;
+    for _ in 0..3 {
+        resent += sends(&r.tick(t)).len();
+        t += interval;
+    }
+    assert_eq!(resent, 2, "a new round with each neighbour");
+}
+
+#[test]
 fn set_neighbours_demonitors_and_forgets() {
     let mut r = busy();
     let a = r.set_neighbours(vec![pid(2, 0), name(0), pid(0, 0)]);
