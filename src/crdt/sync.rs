@@ -284,17 +284,21 @@ pub struct Replica {
     neighbours: BTreeSet<OrdTerm>,
     /// Monitored neighbours, with the reference once the runtime bound it.
     monitors: BTreeMap<OrdTerm, Option<Term>>,
-    /// Neighbours with a round of ours running, and when (ms) it started.
+    /// Neighbours with a round of ours running, and when (ms) it last moved
+    /// (started, or a message of it came back).
     outstanding: BTreeMap<OrdTerm, u64>,
     next_sync_at: Option<u64>,
     /// The time of the last tick (ms).
     now: u64,
 }
 
-/// A round unanswered for this many sync intervals is given up and a new
-/// one starts: a message of it may have been lost without a DOWN (a peer
-/// that dropped a message it could not read), and one lost message must not
-/// stop the syncs to that neighbour for good.
+/// A round of ours that has seen no message of it for this many sync
+/// intervals is given up and a new one starts: a message of it may have been
+/// lost without a DOWN (a peer that dropped a message it could not read), and
+/// one lost message must not stop the syncs to that neighbour for good. The
+/// clock restarts with every message of the round, so a long round that is
+/// still moving (a first sync of 100,000 keys on a loaded machine) is never
+/// abandoned and restarted: that would repeat its work over and over.
 pub const STALE_ROUND_INTERVALS: u64 = 10;
 
 impl PartialEq for Config {
@@ -569,6 +573,7 @@ impl Replica {
         let diff = SyncDiff::from_term(diff)?.reversed();
         // Checked before anything is sent: upstream would crash half way.
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        self.round_moved(&diff);
         // Only fills in stale hashes: the contents are unchanged even if the
         // message is rejected below.
         self.merkle.update_hashes();
@@ -619,7 +624,20 @@ impl Replica {
         let diff = SyncDiff::from_term(diff)?.reversed();
         let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        self.round_moved(&diff);
         Ok(vec![self.ship_state(&diff, keys), ack])
+    }
+
+    /// A message of our round with `diff.to` came back: the round is alive.
+    /// Messages of the neighbour's own rounds do not count, or a round of
+    /// ours that lost a message would be kept alive by them for good.
+    fn round_moved(&mut self, diff: &SyncDiff) {
+        if diff.originator != self.cfg.self_pid {
+            return;
+        }
+        if let Some(since) = self.outstanding.get_mut(&OrdTerm(diff.to.clone())) {
+            *since = self.now;
+        }
     }
 
     /// `{:diff, %AWLWWMap{dots: diff.dots, value: our entries for keys}, keys}`

@@ -438,6 +438,56 @@ fn a_round_lost_without_a_down_is_given_up_after_some_intervals() {
     assert_eq!(resent, 2, "a new round with each neighbour");
 }
 
+/// The diff of our round with `n` in `actions`, as `n` sends it back.
+fn reply_from(actions: &[Action], n: &Term) -> Term {
+    let (_, msg) = sends(actions)
+        .into_iter()
+        .find(|(to, _)| to == n)
+        .expect("a round with the neighbour");
+    let d = SyncDiff::from_term(&as_tuple(&msg).unwrap()[1]).unwrap();
+    let back = SyncDiff {
+        from: d.to.clone(),
+        to: d.from.clone(),
+        ..d
+    };
+    tuple(vec![atom("diff"), back.to_term()])
+}
+
+#[test]
+fn a_round_that_keeps_moving_is_never_given_up() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.put(binary(*b"a"), int(1), 10);
+    let started = r.tick(0);
+    let started = [started, r.set_neighbours(vec![name(1)])].concat();
+    let reply = reply_from(&started, &name(1));
+    let interval = r.config().sync_interval;
+    let mut t = 0;
+    for _ in 0..STALE_ROUND_INTERVALS * 3 {
+        t += interval;
+        let new_rounds = sends(&r.tick(t));
+        assert!(new_rounds.is_empty(), "round restarted at {t}");
+        // A step of the same round comes back each interval (its ack is
+        // never delivered here).
+        r.handle_message(&reply).unwrap();
+    }
+    // The neighbour's own rounds do not keep ours alive.
+    let theirs = {
+        let d = SyncDiff::from_term(&as_tuple(&reply).unwrap()[1]).unwrap();
+        let d = SyncDiff {
+            originator: name(1),
+            ..d
+        };
+        tuple(vec![atom("diff"), d.to_term()])
+    };
+    let mut restarted = 0;
+    for _ in 0..STALE_ROUND_INTERVALS + 2 {
+        t += interval;
+        restarted += sends(&r.tick(t)).len();
+        let _ = r.handle_message(&theirs);
+    }
+    assert_eq!(restarted, 1, "a silent round of ours is given up once");
+}
+
 #[test]
 fn set_neighbours_demonitors_and_forgets() {
     let mut r = busy();
