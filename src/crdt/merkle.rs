@@ -214,6 +214,29 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<DiffStep, MerkleError> {
+        self.continue_diff(partial, depth, false)
+    }
+
+    /// [`MerkleMap::continue_partial_diff`], except that where the peer's
+    /// side is empty our keys are listed whole instead of cut: a replica
+    /// that has nothing under a location gets our keys there in one step,
+    /// not after further steps that ship our subtrees (values included)
+    /// and come back with the same keys. Upstream peers take the result as
+    /// any other: the keys go into `get_diff` or a shipped state.
+    pub fn continue_partial_diff_listing_own(
+        &self,
+        partial: &PartialDiff,
+        depth: u32,
+    ) -> Result<DiffStep, MerkleError> {
+        self.continue_diff(partial, depth, true)
+    }
+
+    fn continue_diff(
+        &self,
+        partial: &PartialDiff,
+        depth: u32,
+        list_own: bool,
+    ) -> Result<DiffStep, MerkleError> {
         self.check_ready(depth)?;
         let mut items = Vec::new();
         for (loc, theirs) in &partial.trees {
@@ -221,7 +244,10 @@ impl MerkleMap {
             if theirs.is_stale() || self.tree.find(*loc).is_stale() {
                 return Err(MerkleError::StaleHashes);
             }
-            let ours = Cursor::own(&self.tree, *loc, depth);
+            let mut ours = Cursor::own(&self.tree, *loc, depth);
+            if list_own {
+                ours = ours.listing_whole();
+            }
             diff::diff(ours, Cursor::peer(theirs), loc.len(), &mut items)?;
         }
         let mut keys = partial.keys.clone();

@@ -161,6 +161,7 @@ async fn run(
     let mut cfg = Config::horde(node_id, Term::Pid(p.pid().clone()), Some(self_name));
     cfg.sync_interval = opts.sync_interval;
     cfg.diff_depth = opts.diff_depth;
+    cfg.list_own_keys = true;
     let mut replica =
         match restored.and_then(|s| super::awlww_map::AwLwwMap::from_term(&s.crdt_state).ok()) {
             Some(state) => Replica::with_state(cfg, state),

@@ -132,6 +132,13 @@ pub struct Config {
     /// subtrees they get and answer with their own 8 levels; a smaller depth
     /// only means more, smaller steps.
     pub diff_depth: u32,
+    /// Answer a step with our keys wherever the peer's side is empty,
+    /// instead of our cut subtree
+    /// ([`MerkleMap::continue_partial_diff_listing_own`]): a new or empty
+    /// replica gets a large map in a few small steps instead of steps that
+    /// ship the whole tree with its values first. Off in [`Config::horde`]
+    /// (exactly upstream's steps); on in replica processes.
+    pub list_own_keys: bool,
 }
 
 impl Config {
@@ -145,6 +152,7 @@ impl Config {
             max_sync_size: MaxSyncSize::Infinite,
             resend_while_outstanding: false,
             diff_depth: DIFF_DEPTH,
+            list_own_keys: false,
         }
     }
 
@@ -310,6 +318,7 @@ impl PartialEq for Config {
             && self.max_sync_size == o.max_sync_size
             && self.resend_while_outstanding == o.resend_while_outstanding
             && self.diff_depth == o.diff_depth
+            && self.list_own_keys == o.list_own_keys
     }
 }
 
@@ -578,9 +587,13 @@ impl Replica {
         // message is rejected below.
         self.merkle.update_hashes();
         let depth = self.cfg.step_depth(diff.continuation.trees.len());
-        let step = self
-            .merkle
-            .continue_partial_diff(&diff.continuation, depth)?;
+        let step = if self.cfg.list_own_keys {
+            self.merkle
+                .continue_partial_diff_listing_own(&diff.continuation, depth)?
+        } else {
+            self.merkle
+                .continue_partial_diff(&diff.continuation, depth)?
+        };
         let mut out = Vec::new();
         match step {
             DiffStep::Continue(next) => {

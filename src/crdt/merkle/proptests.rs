@@ -104,16 +104,27 @@ fn differing(a: &BTreeMap<OrdTerm, Term>, b: &BTreeMap<OrdTerm, Term>) -> BTreeS
 
 /// A whole DeltaCrdt round, A originating: keys found when the round ends.
 fn protocol_round(a: &MerkleMap, b: &MerkleMap) -> Vec<Term> {
-    protocol_round_at(a, 8, b, 8)
+    protocol_round_at(a, (8, false), b, (8, false))
 }
 
-/// A round where each side cuts the subtrees it sends at its own depth.
-fn protocol_round_at(a: &MerkleMap, da: u32, b: &MerkleMap, db: u32) -> Vec<Term> {
+/// A round where each side cuts the subtrees it sends at its own depth and
+/// lists its own keys whole where the other side is empty, or not.
+fn protocol_round_at(
+    a: &MerkleMap,
+    (da, la): (u32, bool),
+    b: &MerkleMap,
+    (db, lb): (u32, bool),
+) -> Vec<Term> {
     let mut msg = a.prepare_partial_diff(da).unwrap();
     let mut turn_b = true;
     for _ in 0..200 {
-        let (me, depth) = if turn_b { (b, db) } else { (a, da) };
-        match me.continue_partial_diff(&msg, depth).unwrap() {
+        let (me, depth, listing) = if turn_b { (b, db, lb) } else { (a, da, la) };
+        let step = if listing {
+            me.continue_partial_diff_listing_own(&msg, depth)
+        } else {
+            me.continue_partial_diff(&msg, depth)
+        };
+        match step.unwrap() {
             DiffStep::Done(keys) => return keys,
             DiffStep::Continue(next) => msg = next,
         }
@@ -173,13 +184,14 @@ proptest! {
 
     /// The same when each side cuts its subtrees at its own depth (a Rust
     /// replica with a compact depth against upstream's 8, or two compact
-    /// ones): every differing key is found, nothing neither side has.
+    /// ones) and either side lists its own keys whole where the other has
+    /// none: every differing key is found, nothing neither side has.
     #[test]
     fn rounds_with_mixed_depths_find_the_differing_keys(
         a_ops in ops_without_collisions(),
         b_ops in ops_without_collisions(),
-        da in 1u32..=8,
-        db in 1u32..=8,
+        da in (1u32..=8, any::<bool>()),
+        db in (1u32..=8, any::<bool>()),
     ) {
         let (a, am) = run(&a_ops);
         let (b, bm) = run(&b_ops);

@@ -199,6 +199,7 @@ fn setup(resend: bool) -> Replay {
         max_sync_size: MaxSyncSize::Limit(200),
         resend_while_outstanding: resend,
         diff_depth: DIFF_DEPTH,
+        list_own_keys: false,
     };
     let phases = [
         "01_set_neighbours",
