@@ -286,11 +286,7 @@ impl MerkleMap {
     /// `%MerkleMap{map: %{...}, merkle_tree: %MerkleMap.MerkleTree{tree: ...}}`,
     /// stale hashes included.
     pub fn to_term(&self) -> Term {
-        let map: HashMap<Term, Term> = self
-            .map
-            .iter()
-            .map(|(k, v)| (k.0.clone(), v.clone()))
-            .collect();
+        let map: HashMap<Term, Term> = self.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         StructBuilder::new(MERKLE_MAP_STRUCT)
             .field("map", Term::Map(Map::from(map)))
             .field("merkle_tree", tree_struct(&self.tree))
@@ -319,7 +315,10 @@ impl MerkleMap {
         if seen != map.len() {
             return Err(shape(AT, "a tree holding exactly the map's keys"));
         }
-        Ok(MerkleMap { map, tree })
+        Ok(MerkleMap {
+            tree,
+            len: map.len(),
+        })
     }
 }
 
