@@ -38,6 +38,10 @@
 //!   [`Config::horde`] keeps upstream's 8, replica processes default to
 //!   [`COMPACT_DIFF_DEPTH`]. Upstream peers compare any subtree they get,
 //!   so the two interoperate; only the number and size of steps change.
+//! - [`Config::list_own_keys`]: where the peer's side of a step is empty,
+//!   replica processes answer with their keys there instead of their cut
+//!   subtree (which upstream would send, only to get the same keys back
+//!   after more steps that carry the values). Off in [`Config::horde`].
 //! - Upstream 0.6.4 drops every successfully sent entry from
 //!   `outstanding_syncs` at the end of each sync (it keeps only failed
 //!   sends), so in practice it re-sends a `{:diff, ..}` on every tick even
