@@ -4,10 +4,13 @@
 //! one writer, Horde's `sync_interval` (300 ms; `BENCH_CRDT_SYNC_MS`). For each
 //! key count N (`BENCH_CRDT_KEYS`, default 1000,10000,100000), each side runs
 //! the same two clusters one after the other:
-//! - periodic: N puts on the first replica; "writes" is the time until the
-//!   writer has applied them, "converge" the time from then until both other
-//!   replicas have reported every key added (then all three maps are
-//!   compared);
+//! - periodic: N puts on the first replica before the replicas know each
+//!   other ("writes": until the writer has applied them); then each is given
+//!   the two others as neighbours, and "converge" is the time until both
+//!   others have reported every key added (then all three maps are
+//!   compared), "CPU" what the three nodes used meanwhile. (Writing while
+//!   the replicas sync makes every round during the writes compare a large
+//!   difference, on both sides; that run time varies too much to compare.)
 //! - manual (a sync interval of an hour; the driver sends each replica the
 //!   `:sync` message its timer would send): the same writes, synced by
 //!   `:sync` to the writer until converged; then (b) `BENCH_CRDT_IDLE_ROUNDS`
@@ -21,6 +24,9 @@
 //! side, `inet:getstat(Port, [send_oct])` of the dist ports on the BEAM side
 //! (erlang/src/beam_peer_crdt_bench.erl, driven from a fourth BEAM node whose
 //! own traffic is not counted).
+//!
+//! The Rust replicas cut their diff messages at the library's default depth
+//! (`BENCH_CRDT_DIFF_DEPTH` overrides it; 8 is exactly what DeltaCrdt sends).
 //!
 //! The BEAM side needs DeltaCrdt, MerkleMap and telemetry: set
 //! `BEAM_PEER_HORDE_EBIN` to their colon-separated ebin directories. Without
@@ -62,6 +68,8 @@ fn changed_value(i: usize) -> Term {
 struct Figures {
     write_ms: f64,
     converge_ms: f64,
+    /// CPU time the three nodes used from setting neighbours to convergence.
+    cpu_ms: u64,
     idle_bytes: u64,
     idle_min: u64,
     idle_max: u64,
@@ -72,8 +80,8 @@ struct Figures {
 impl Figures {
     fn line(&self, side: &str, n: usize) -> String {
         format!(
-            "crdt_{side} n={n} write_ms={:.1} converge_ms={:.1} idle_bytes={} idle_min={} idle_max={} one_key_bytes={} one_key_ms={:.1}",
-            self.write_ms, self.converge_ms, self.idle_bytes, self.idle_min, self.idle_max,
+            "crdt_{side} n={n} write_ms={:.1} converge_ms={:.1} cpu_ms={} idle_bytes={} idle_min={} idle_max={} one_key_bytes={} one_key_ms={:.1}",
+            self.write_ms, self.converge_ms, self.cpu_ms, self.idle_bytes, self.idle_min, self.idle_max,
             self.one_key_bytes, self.one_key_ms
         )
     }
@@ -87,6 +95,7 @@ impl Figures {
                 "n" => n = v.parse().ok(),
                 "write_ms" => f.write_ms = v.parse().ok()?,
                 "converge_ms" => f.converge_ms = v.parse().ok()?,
+                "cpu_ms" => f.cpu_ms = v.parse().ok()?,
                 "idle_bytes" => f.idle_bytes = v.parse().ok()?,
                 "idle_min" => f.idle_min = v.parse().ok()?,
                 "idle_max" => f.idle_max = v.parse().ok()?,
@@ -131,18 +140,24 @@ impl Cluster {
         for node in &nodes {
             let mut opts = CrdtOptions::new(&name);
             opts.sync_interval = sync_ms;
+            if let Some(depth) = diff_depth() {
+                opts.diff_depth = depth;
+            }
             let handle = process::start(node, opts).expect("replica starts");
-            added.push(count_added(&handle));
+            // Only the two readers are waited on. A subscriber on the writer
+            // would receive one diff per put and lag behind them.
+            added.push(if replicas.is_empty() {
+                Arc::new(AtomicUsize::new(0))
+            } else {
+                count_added(&handle)
+            });
             replicas.push(handle);
         }
-        for (i, r) in replicas.iter().enumerate() {
-            let others = nodes
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, n)| beam_peer::tup![term::atom(&name), term::atom(n.name())])
-                .collect();
-            r.set_neighbours(others).expect("alive");
+        // Connected now, so that no handshake falls inside a measurement.
+        for (i, a) in nodes.iter().enumerate() {
+            for b in &nodes[i + 1..] {
+                a.connect(b.name()).await.expect("nodes connect");
+            }
         }
         let senders = nodes.iter().map(|n| n.process()).collect();
         Cluster {
@@ -151,6 +166,21 @@ impl Cluster {
             added,
             senders,
             name,
+        }
+    }
+
+    /// Makes the three neighbours of each other; each starts a round with
+    /// the two others at once.
+    fn set_neighbours(&self) {
+        for (i, r) in self.replicas.iter().enumerate() {
+            let others = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, n)| beam_peer::tup![term::atom(&self.name), term::atom(n.name())])
+                .collect();
+            r.set_neighbours(others).expect("alive");
         }
     }
 
@@ -234,6 +264,12 @@ impl Cluster {
     }
 }
 
+/// `BENCH_CRDT_DIFF_DEPTH`: merkle levels per diff step on the Rust side
+/// (8 sends exactly what DeltaCrdt sends); unset, the library default.
+fn diff_depth() -> Option<u32> {
+    std::env::var("BENCH_CRDT_DIFF_DEPTH").ok()?.parse().ok()
+}
+
 /// Counts `{:add, ..}` diffs of one replica, as the BEAM side's `on_diffs`.
 fn count_added(handle: &CrdtHandle) -> Arc<AtomicUsize> {
     let count = Arc::new(AtomicUsize::new(0));
@@ -263,6 +299,22 @@ fn count_added(handle: &CrdtHandle) -> Arc<AtomicUsize> {
     count
 }
 
+/// CPU milliseconds this process (the three Rust nodes, and the idle anchor
+/// node) has used, from /proc/self/stat (user + system, in clock ticks of
+/// 10 ms); 0 where that file does not exist.
+fn process_cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the
+    // 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    ticks * 10
+}
+
 async fn rust_side(epmd_port: u16, n: usize, sync_ms: u64, idle_rounds: usize) -> Figures {
     let mut f = Figures::default();
     // Periodic cluster: convergence.
@@ -270,8 +322,11 @@ async fn rust_side(epmd_port: u16, n: usize, sync_ms: u64, idle_rounds: usize) -
     let t0 = Instant::now();
     c.write(n).await;
     let tw = Instant::now();
+    let cpu0 = process_cpu_ms();
+    c.set_neighbours();
     c.wait_added(&[(1, n), (2, n)], None).await;
     let tc = Instant::now();
+    f.cpu_ms = process_cpu_ms().saturating_sub(cpu0);
     c.same_everywhere(n).await;
     c.stop();
     f.write_ms = (tw - t0).as_secs_f64() * 1000.0;
@@ -280,6 +335,7 @@ async fn rust_side(epmd_port: u16, n: usize, sync_ms: u64, idle_rounds: usize) -
     // Manual cluster: bytes.
     let c = Cluster::start(epmd_port, &format!("M{n}"), MANUAL_INTERVAL_MS).await;
     c.write(n).await;
+    c.set_neighbours();
     c.wait_added(&[(1, n), (2, n)], Some(sync_ms)).await;
     c.wait_quiet().await;
     c.same_everywhere(n).await;
@@ -459,6 +515,8 @@ fn beam_side(
         "-setcookie",
         COOKIE,
         "-noshell",
+        // Hidden: not part of global's mesh between the three.
+        "-hidden",
         "-start_epmd",
         "false",
     ])
@@ -513,8 +571,9 @@ fn main() {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port");
+    let depth = diff_depth().unwrap_or(CrdtOptions::new("x").diff_depth);
     println!(
-        "crdt bench: 3 replicas on 3 nodes, one writer, sync_interval {sync_ms} ms, keys {counts:?}, {idle_rounds} idle intervals; 2-core machine"
+        "crdt bench: 3 replicas on 3 nodes, one writer, sync_interval {sync_ms} ms, keys {counts:?}, {idle_rounds} idle intervals; diff depth Rust {depth} (BEAM 8); 2-core machine"
     );
     let (anchor, rust): (Node, Vec<(usize, Figures)>) = rt.block_on(async {
         // Owns the embedded EPMD every node (Rust and BEAM) registers in.
@@ -552,10 +611,22 @@ fn main() {
     };
 
     println!();
-    println!("time (ms)          writes applied on the writer       converged after the writes        writes + convergence");
+    println!("time (ms)          N puts on one replica alone        converged once neighbours set     puts + convergence              CPU of the 3 nodes converging");
     println!(
-        "{:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8}",
-        "keys", "BEAM", "Rust", "ratio", "BEAM", "Rust", "ratio", "BEAM", "Rust", "ratio"
+        "{:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8} {:>12} {:>10} {:>8}",
+        "keys",
+        "BEAM",
+        "Rust",
+        "ratio",
+        "BEAM",
+        "Rust",
+        "ratio",
+        "BEAM",
+        "Rust",
+        "ratio",
+        "BEAM",
+        "Rust",
+        "ratio"
     );
     for (n, r) in &rust {
         let b = beam_of(*n);
@@ -563,8 +634,10 @@ fn main() {
         let bc = b.as_ref().map(|b| b.converge_ms);
         let bt = b.as_ref().map(|b| b.write_ms + b.converge_ms);
         let rt_ = r.write_ms + r.converge_ms;
+        let bcpu = b.as_ref().map(|b| b.cpu_ms as f64);
+        let rcpu = r.cpu_ms as f64;
         println!(
-            "{n:>8} {:>12} {:>10.1} {:>8} {:>12} {:>10.1} {:>8} {:>12} {:>10.1} {:>8}",
+            "{n:>8} {:>12} {:>10.1} {:>8} {:>12} {:>10.1} {:>8} {:>12} {:>10.1} {:>8} {:>12} {:>10.0} {:>8}",
             cell(bw, 1),
             r.write_ms,
             ratio(bw, r.write_ms),
@@ -574,9 +647,12 @@ fn main() {
             cell(bt, 1),
             rt_,
             ratio(bt, rt_),
+            cell(bcpu, 0),
+            rcpu,
+            ratio(bcpu, rcpu),
         );
     }
-    println!("ratio = times as fast as the BEAM (above 1.00x is faster)");
+    println!("ratio = times as fast as the BEAM (above 1.00x is faster; for CPU: times as little)");
     println!();
     println!("bytes on the wire  idle sync interval (6 rounds)     per idle round          one changed key (2 rounds)   key synced (ms)");
     println!(

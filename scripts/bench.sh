@@ -3,7 +3,8 @@
 # Rust->BEAM on this machine, in one run, with ratios.
 #   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (5)
 #   CRDT sync (benches/crdt.rs): BENCH_CRDT_KEYS (1000,10000,100000),
-#   BENCH_CRDT_SYNC_MS (300), BENCH_CRDT_IDLE_ROUNDS (5); its BEAM column needs
+#   BENCH_CRDT_SYNC_MS (300), BENCH_CRDT_IDLE_ROUNDS (5), BENCH_CRDT_DIFF_DEPTH
+#   (Rust side; default the library's, 8 = what DeltaCrdt sends); its BEAM column needs
 #   BEAM_PEER_HORDE_EBIN (colon-separated ebin dirs of delta_crdt, merkle_map,
 #   telemetry) and is skipped with one line without it.
 set -euo pipefail

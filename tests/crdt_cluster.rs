@@ -265,3 +265,162 @@ fn replica_pid_of(msg: &Term) -> beam_peer::term::Pid {
         other => panic!("originator: {other:?}"),
     }
 }
+
+/// The Elixir stdlib and logger ebin directories, from `elixir` itself.
+fn elixir_ebins() -> Option<Vec<String>> {
+    let out = std::process::Command::new("elixir")
+        .args(["-e", "IO.puts(:code.lib_dir(:elixir))"])
+        .output()
+        .ok()?;
+    let lib = String::from_utf8(out.stdout).ok()?;
+    let lib = std::path::Path::new(lib.trim());
+    let root = lib.parent()?;
+    Some(
+        ["elixir", "logger"]
+            .iter()
+            .map(|app| root.join(app).join("ebin").display().to_string())
+            .collect(),
+    )
+}
+
+/// A Rust replica with the compact diff depth and a real DeltaCrdt 0.6.4
+/// replica on a BEAM node (`BEAM_PEER_HORDE_EBIN`) write, overwrite and
+/// delete on both sides and end with the same map. Skipped in one line
+/// without the modules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_rust_replica_and_a_beam_delta_crdt_converge() {
+    const TEST: &str = "a_compact_rust_replica_and_a_beam_delta_crdt_converge";
+    let ebin = std::env::var("BEAM_PEER_HORDE_EBIN").unwrap_or_default();
+    if ebin.trim().is_empty() {
+        println!("SKIPPED {TEST}: BEAM_PEER_HORDE_EBIN is not set");
+        return;
+    }
+    if !common::have_erl(TEST) {
+        return;
+    }
+    let Some(elixir) = elixir_ebins() else {
+        println!("SKIPPED {TEST}: elixir not found");
+        return;
+    };
+    // Our BEAM-side helper, next to the ctl module.
+    let helper = common::ctl_ebin();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("erlang/src/beam_peer_crdt_bench.erl");
+    let ok = std::process::Command::new("erlc")
+        .arg("-o")
+        .arg(&helper)
+        .arg(&src)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "erlc {}", src.display());
+    let mut extra: Vec<String> = Vec::new();
+    for dir in elixir.iter().map(String::as_str).chain(ebin.split(':')) {
+        if !dir.is_empty() {
+            extra.push("-pa".into());
+            extra.push(dir.into());
+        }
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+
+    let port = common::free_port();
+    let rust = common::rust_node("crdt_live", port).await;
+    let beam = common::Beam::start("crdt_live_erl", common::COOKIE, port, &extra);
+    let name = "Elixir.Live.Crdt";
+    let eval = |code: String| {
+        let beam = beam.name.clone();
+        let mut p = rust.process();
+        async move { common::eval(&mut p, &beam, &code).await }
+    };
+    eval("beam_peer_crdt_bench:node_ready(), ok.".into()).await;
+    eval(format!(
+        "beam_peer_crdt_bench:start_replica('{name}', 50), ok."
+    ))
+    .await;
+    let mut opts = CrdtOptions::new(name);
+    opts.sync_interval = 50;
+    let replica = process::start(&rust, opts).expect("replica starts");
+    replica
+        .set_neighbours(vec![beam_peer::tup![
+            term::atom(name),
+            term::atom(&beam.name)
+        ]])
+        .expect("alive");
+    eval(format!(
+        "beam_peer_crdt_bench:set_neighbours('{name}', [{{'{name}', '{}'}}]), ok.",
+        rust.name()
+    ))
+    .await;
+    // Writes on both sides, then an overwrite of a Rust key on the BEAM and
+    // a delete of a BEAM key on Rust once each side has seen the other's.
+    let key = |i: i64| beam_peer::tup![term::atom("key"), term::int(i)];
+    for i in 1..=300 {
+        replica.put(key(i), term::int(i)).expect("alive");
+    }
+    eval(format!(
+        "[ 'Elixir.DeltaCrdt':put('{name}', {{key, I}}, I) || I <- lists:seq(301, 600)], ok."
+    ))
+    .await;
+    let has = |k: Term| {
+        let r = replica.clone();
+        async move { r.get(k).await.expect("alive").is_some() }
+    };
+    let start = Instant::now();
+    while !has(key(600)).await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "BEAM writes reach Rust"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replica.delete(key(450)).expect("alive");
+    let seen_on_beam = |code: &'static str| {
+        let eval = &eval;
+        async move {
+            let start = Instant::now();
+            loop {
+                if eval(code.replace("NAME", name)).await == term::atom("true") {
+                    return;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "not seen: {code}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    seen_on_beam("'Elixir.DeltaCrdt':get('NAME', {key, 300}) =:= 300.").await;
+    eval(format!(
+        "'Elixir.DeltaCrdt':put('{name}', {{key, 7}}, {{changed, 7}}), ok."
+    ))
+    .await;
+    seen_on_beam("'Elixir.DeltaCrdt':get('NAME', {key, 450}) =:= nil.").await;
+    // Both read the same map: 599 keys, key 7 changed.
+    let start = Instant::now();
+    loop {
+        let ours = replica.read().await.expect("alive");
+        let map: std::collections::HashMap<Term, Term> =
+            ours.into_iter().map(|(k, v)| (k.0, v)).collect();
+        let digest = beam_peer::tup![
+            term::int(map.len() as i64),
+            term::int(i64::from(beam_peer::term::phash2::phash2(&Term::Map(
+                beam_peer::term::Map::from(map)
+            ))))
+        ];
+        let theirs = eval(format!("beam_peer_crdt_bench:digest('{name}').")).await;
+        if theirs == digest {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "maps differ: BEAM {theirs}, Rust {digest}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        replica.get(key(7)).await.expect("alive"),
+        Some(beam_peer::tup![term::atom("changed"), term::int(7)])
+    );
+    rust.shutdown();
+}

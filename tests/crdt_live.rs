@@ -393,6 +393,43 @@ async fn thousands_of_keys_converge_both_ways() {
     live.stop();
 }
 
+/// An empty replica next to a full one, on either side: our replica answers
+/// the BEAM's steps with its keys wherever the BEAM has nothing (not with
+/// cut subtrees, as upstream would), and DeltaCrdt takes them as it takes
+/// its own peers' key lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_replica_fills_from_a_full_one_on_either_side() {
+    let ebins = require_horde!("an_empty_replica_fills_from_a_full_one_on_either_side");
+    const N: i64 = 5000;
+    // Rust full, BEAM empty.
+    let mut live = Live::start(&ebins, vec![("max_sync_size", term::atom("infinite"))]).await;
+    for i in 0..N {
+        live.crdt
+            .put(
+                beam_peer::tup![term::atom("rust"), term::int(i)],
+                s(&format!("value {i}")),
+            )
+            .expect("alive");
+    }
+    live.connect(true).await;
+    let (agreed, took) = live.converge(None, Duration::from_secs(30)).await;
+    assert_eq!(agreed.len(), N as usize);
+    println!("{N} Rust keys reached an empty BEAM replica in {took:?}");
+    live.stop();
+    // BEAM full, Rust empty.
+    let mut live = Live::start(&ebins, vec![("max_sync_size", term::atom("infinite"))]).await;
+    live.elixir(
+        "DeltaCrdt.merge(name, Map.new(0..(n - 1), fn i -> {{:beam, i}, \"value #{i}\"} end), 30_000)",
+        vec![("n", term::int(N))],
+    )
+    .await;
+    live.connect(true).await;
+    let (agreed, took) = live.converge(None, Duration::from_secs(30)).await;
+    assert_eq!(agreed.len(), N as usize);
+    println!("{N} BEAM keys reached an empty Rust replica in {took:?}");
+    live.stop();
+}
+
 /// `erlang:phash2(i)` of a small non-negative integer, via our own phash2.
 fn phash2_of_int(i: i64) -> i64 {
     i64::from(beam_peer::term::phash2::phash2(&term::int(i)))

@@ -4,20 +4,24 @@
 %% Only DeltaCrdt's public API is used (start_link/2, set_neighbours/2, put/4,
 %% to_map/2, the on_diffs option) plus the `sync` message its process handles
 %% (what its own timer sends it). A driver node (not one of the three) runs
-%% main/4 and reaches the three nodes by rpc, so its own traffic never shows
-%% in the bytes, which are the send_oct of the dist sockets between the three.
+%% main/4 (as a hidden node) and reaches the three nodes by rpc, so its own
+%% traffic never shows in the bytes, which are the send_oct of the dist
+%% sockets between the three.
 %%
 %% Per key count N, two clusters, one after the other:
-%% - periodic (sync_interval = SyncMs): N puts on the first replica; time to
-%%   apply them, then time until the other two have every key;
+%% - periodic (sync_interval = SyncMs): N puts on the first replica before
+%%   the replicas know each other (time to apply them), then neighbours are
+%%   set; time until the other two have every key, and the CPU time the
+%%   three nodes used meanwhile (erlang:statistics(runtime));
 %% - manual (sync_interval of an hour; the driver sends `sync`): the same
-%%   writes, synced by `sync` to the writer until converged; then
+%%   writes, neighbours set, `sync` to the writer until converged; then
 %%   IdleRounds times `sync` to all three (one idle interval: six rounds),
 %%   bytes each until the wire is quiet; then one key changed on the writer,
 %%   `sync` to it, bytes until both others have it and the wire is quiet.
 -module(beam_peer_crdt_bench).
 -export([main/4, node_ready/0, start_replica/2, stop_replica/1,
          set_neighbours/2, added/1, bytes/1, digest/1, write/2, put_one/3, idle/1,
+         cpu_ms/0,
          on_diffs/2, key/1, value/1]).
 
 -define(CRDT, 'Elixir.DeltaCrdt').
@@ -49,7 +53,10 @@ start_replica(Name, SyncMs) ->
         Caller ! {started, self(), Pid},
         receive
             {stop, From} ->
-                exit(Pid, shutdown),
+                %% Killed, not shut down: a replica still working through
+                %% a mailbox of sync messages would see a shutdown only
+                %% after all of them, and stopping is not measured.
+                exit(Pid, kill),
                 receive {'EXIT', Pid, _} -> ok end,
                 From ! {stopped, self()}
         end
@@ -75,6 +82,10 @@ on_diffs(Counter, Diffs) ->
 added(Name) ->
     {Counter, _} = persistent_term:get({?MODULE, Name}),
     counters:get(Counter, 1).
+
+cpu_ms() ->
+    {Total, _} = erlang:statistics(runtime),
+    Total.
 
 %% Bytes this node has written on its dist sockets to Peers.
 bytes(Peers) ->
@@ -116,6 +127,9 @@ put_one(Name, I, V) ->
 
 main(Nodes, Counts, SyncMs, IdleRounds) ->
     [pong = net_adm:ping(N) || N <- Nodes],
+    %% The three connect to each other as DeltaCrdt sends; connect them
+    %% first so that no handshake falls inside a measurement.
+    [true = rpc:call(X, net_kernel, connect_node, [Y]) || X <- Nodes, Y <- Nodes, X < Y],
     lists:foreach(fun(N) -> run(Nodes, N, SyncMs, IdleRounds) end, Counts).
 
 run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
@@ -125,8 +139,13 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     T0 = now_us(),
     _ = call(A, write, [P, N]),
     Tw = now_us(),
+    Cpu0 = cluster_cpu_ms(Nodes),
+    set_neighbours_all(Nodes, P),
     ok = wait_added(P, [B, C], N, none),
     Tc = now_us(),
+    Cpu = cluster_cpu_ms(Nodes) - Cpu0,
+    io:format(standard_error, "crdt_beam_periodic n=~b write_ms=~.1f converge_ms=~.1f cpu_ms=~b~n",
+              [N, (Tw - T0) / 1000, (Tc - Tw) / 1000, Cpu]),
     same_everywhere(Nodes, P, N),
     stop_cluster(Nodes, P),
     wait_quiet(Nodes, none),
@@ -134,6 +153,7 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     M = list_to_atom("Elixir.BenchCrdt.M" ++ integer_to_list(N)),
     start_cluster(Nodes, M, ?MANUAL_INTERVAL),
     _ = call(A, write, [M, N]),
+    set_neighbours_all(Nodes, M),
     ok = wait_added(M, [B, C], N, {A, SyncMs}),
     wait_quiet(Nodes, M),
     same_everywhere(Nodes, M, N),
@@ -155,9 +175,9 @@ run([A, B, C] = Nodes, N, SyncMs, IdleRounds) ->
     same_everywhere(Nodes, M, N),
     stop_cluster(Nodes, M),
     wait_quiet(Nodes, none),
-    io:format("crdt_beam n=~b write_ms=~.1f converge_ms=~.1f idle_bytes=~b "
+    io:format("crdt_beam n=~b write_ms=~.1f converge_ms=~.1f cpu_ms=~b idle_bytes=~b "
               "idle_min=~b idle_max=~b one_key_bytes=~b one_key_ms=~.1f~n",
-              [N, (Tw - T0) / 1000, (Tc - Tw) / 1000,
+              [N, (Tw - T0) / 1000, (Tc - Tw) / 1000, Cpu,
                lists:sum(Idle) div length(Idle), lists:min(Idle), lists:max(Idle),
                OneKey, (T2 - T1) / 1000]).
 
@@ -171,6 +191,10 @@ call(Node, F, Args) ->
 
 start_cluster(Nodes, Name, SyncMs) ->
     [call(X, start_replica, [Name, SyncMs]) || X <- Nodes],
+    ok.
+
+%% Each replica gets the two others as neighbours (and starts a round).
+set_neighbours_all(Nodes, Name) ->
     [call(X, set_neighbours, [Name, [{Name, Y} || Y <- Nodes, Y =/= X]]) || X <- Nodes],
     ok.
 
@@ -209,6 +233,10 @@ kick(Name, {Writer, Every, Due}) ->
         true -> {Name, Writer} ! sync, {Writer, Every, now_us() + Every * 1000};
         false -> {Writer, Every, Due}
     end.
+
+%% CPU milliseconds the three nodes' runtime threads have used.
+cluster_cpu_ms(Nodes) ->
+    lists:sum([call(X, cpu_ms, []) || X <- Nodes]).
 
 cluster_bytes(Nodes) ->
     lists:sum([call(X, bytes, [Nodes -- [X]]) || X <- Nodes]).

@@ -24,7 +24,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{btree_map, BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dots::{int_field, DotSet, Dots, NodeId};
 use super::{elixir, CrdtTermError};
@@ -68,6 +68,52 @@ impl From<Term> for OrdTerm {
     fn from(term: Term) -> Self {
         OrdTerm(term)
     }
+}
+
+/// Looks a plain `&Term` up in a map keyed by [`OrdTerm`] without cloning
+/// it: `map.get(by_term(&key))`. Ordered exactly as [`OrdTerm`].
+pub trait TermKey {
+    fn term(&self) -> &Term;
+}
+
+impl TermKey for Term {
+    fn term(&self) -> &Term {
+        self
+    }
+}
+
+impl TermKey for OrdTerm {
+    fn term(&self) -> &Term {
+        &self.0
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn TermKey + 'a> for OrdTerm {
+    fn borrow(&self) -> &(dyn TermKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn TermKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        term_cmp(self.term(), other.term()) == Ordering::Equal
+    }
+}
+impl Eq for dyn TermKey + '_ {}
+impl PartialOrd for dyn TermKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn TermKey + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        term_cmp(self.term(), other.term())
+    }
+}
+
+/// `term` as a lookup key for maps keyed by [`OrdTerm`].
+pub fn by_term(term: &Term) -> &(dyn TermKey + '_) {
+    term
 }
 
 /// A borrowed term for hash lookups without a clone: hashed by
@@ -214,7 +260,7 @@ impl AwLwwMap {
     /// removes every dot now under `key` and adds one new dot.
     pub fn add(&self, key: Term, value: Term, node: NodeId, ts: i64) -> AwLwwMap {
         let key = OrdTerm(key);
-        let removal = self.removal_of(&key);
+        let removal = self.removal_of(&key.0);
         let dot = self.dots.next_dot(node);
         let stamped = Stamped {
             value: OrdTerm(value),
@@ -248,7 +294,7 @@ impl AwLwwMap {
     /// The delta that removes `key`: every dot under it, and no values.
     /// `node` is unused, as upstream; every operation takes it.
     pub fn remove(&self, key: &Term, _node: NodeId) -> AwLwwMap {
-        self.removal_of(&OrdTerm(key.clone()))
+        self.removal_of(key)
     }
 
     /// The delta that removes everything this state has seen: the whole
@@ -262,9 +308,14 @@ impl AwLwwMap {
         }
     }
 
-    fn removal_of(&self, key: &OrdTerm) -> AwLwwMap {
+    fn removal_of(&self, key: &Term) -> AwLwwMap {
         let mut dots = DotSet::new();
-        for set in self.value.get(key).into_iter().flat_map(|e| e.values()) {
+        for set in self
+            .value
+            .get(by_term(key))
+            .into_iter()
+            .flat_map(|e| e.values())
+        {
             dots.extend(set);
         }
         AwLwwMap {
@@ -317,9 +368,8 @@ impl AwLwwMap {
         let value = keys
             .iter()
             .filter_map(|k| {
-                let k = OrdTerm(k.clone());
-                let e = self.value.get(&k)?.clone();
-                Some((k, e))
+                let e = self.value.get(by_term(k))?.clone();
+                Some((OrdTerm(k.clone()), e))
             })
             .collect();
         AwLwwMap {
@@ -331,7 +381,7 @@ impl AwLwwMap {
     /// The current value of `key`, if any.
     pub fn get(&self, key: &Term) -> Option<&Term> {
         self.value
-            .get(&OrdTerm(key.clone()))
+            .get(by_term(key))
             .and_then(winner)
             .map(|s| &s.value.0)
     }
@@ -355,7 +405,7 @@ impl AwLwwMap {
 
     /// The raw entries of `key` as their wire term, for the MerkleMap.
     pub fn entries_term(&self, key: &Term) -> Option<Term> {
-        self.value.get(&OrdTerm(key.clone())).map(entries_to_term)
+        self.value.get(by_term(key)).map(entries_to_term)
     }
 
     /// Joins `delta` into this state for `keys` and reports what changed,
@@ -382,17 +432,14 @@ impl AwLwwMap {
         let mut changes: Vec<Change> = Vec::new();
         let mut order: Vec<Option<usize>> = Vec::with_capacity(keys.len());
         for key in keys {
-            let keyed = Keyed::new(key);
-            if let Some(&at) = seen.get(&keyed) {
+            // A single key (every local operation) cannot repeat.
+            let keyed = (keys.len() > 1).then(|| Keyed::new(key));
+            if let Some(&at) = keyed.as_ref().and_then(|k| seen.get(k)) {
                 order.push(at);
                 continue;
             }
-            let entry = self.value.entry(OrdTerm(key.clone()));
-            let old = match &entry {
-                btree_map::Entry::Occupied(o) => Some(o.get()),
-                btree_map::Entry::Vacant(_) => None,
-            };
-            let joined = join_entries(old, &self.dots, delta.value.get(entry.key()), &delta.dots);
+            let old = self.value.get(by_term(key));
+            let joined = join_entries(old, &self.dots, delta.value.get(by_term(key)), &delta.dots);
             let new = (!joined.is_empty()).then_some(&joined);
             let at = if old == new {
                 None
@@ -407,28 +454,38 @@ impl AwLwwMap {
                     Some(Some(n.clone()))
                 };
                 let entries = new.map(entries_to_term);
-                match (entry, joined.is_empty()) {
-                    (btree_map::Entry::Occupied(o), true) => {
-                        o.remove();
+                // The key is cloned only when it is new here.
+                let existed = old.is_some();
+                match (existed, joined.is_empty()) {
+                    (true, true) => {
+                        self.value.remove(by_term(key));
                     }
-                    (btree_map::Entry::Occupied(mut o), false) => {
-                        o.insert(joined);
+                    (true, false) => {
+                        if let Some(slot) = self.value.get_mut(by_term(key)) {
+                            *slot = joined;
+                        }
                     }
-                    (btree_map::Entry::Vacant(v), false) => {
-                        v.insert(joined);
+                    (false, false) => {
+                        self.value.insert(OrdTerm(key.clone()), joined);
                     }
-                    (btree_map::Entry::Vacant(_), true) => {}
+                    (false, true) => {}
                 }
                 changes.push(Change { entries, read });
                 Some(changes.len() - 1)
             };
-            seen.insert(keyed, at);
+            if let Some(k) = keyed {
+                seen.insert(k, at);
+            }
             order.push(at);
         }
         // Keys the delta carries but the join does not list: its entries
         // replace ours wholesale, as upstream's `Map.merge`.
+        let listed = |k: &Term| match keys {
+            [only] => term_cmp(only, k) == Ordering::Equal,
+            _ => seen.contains_key(&Keyed::new(k)),
+        };
         for (k, e) in &delta.value {
-            if !seen.contains_key(&Keyed::new(&k.0)) {
+            if !listed(&k.0) {
                 self.value.insert(k.clone(), e.clone());
             }
         }

@@ -35,9 +35,7 @@ mod proptests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
-
-use crate::crdt::awlww_map::OrdTerm;
+use crate::crdt::awlww_map::{term_cmp, OrdTerm};
 use crate::term::Term;
 
 pub use diff::arith_eq;
@@ -100,8 +98,11 @@ impl PartialDiff {
 /// A map whose contents are summarised by a hash tree; see the module docs.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MerkleMap {
-    map: BTreeMap<OrdTerm, Term>,
+    /// The tree's leaves hold every pair: upstream's separate `map` field
+    /// is rebuilt from them for the wire (`to_term`), not kept as a second
+    /// copy of every key and value.
     tree: Node,
+    len: usize,
 }
 
 impl MerkleMap {
@@ -123,35 +124,39 @@ impl MerkleMap {
     /// stale even when the value did not change, as upstream.
     pub fn put(&mut self, key: Term, value: Term) {
         let kh = key_hash(&key);
-        self.tree.put(kh, 0, OrdTerm(key.clone()), value.clone());
-        self.map.insert(OrdTerm(key), value);
+        if self.tree.put(kh, 0, OrdTerm(key), value) {
+            self.len += 1;
+        }
     }
 
     /// `MerkleMap.delete/2`. The path is marked stale even when `key` is
     /// absent, as upstream.
     pub fn delete(&mut self, key: &Term) {
         let kh = key_hash(key);
-        let key = OrdTerm(key.clone());
-        self.tree.delete(kh, 0, &key);
-        self.map.remove(&key);
+        if self.tree.delete(kh, 0, key) {
+            self.len -= 1;
+        }
     }
 
     /// The value stored for `key`.
     pub fn get(&self, key: &Term) -> Option<&Term> {
-        self.map.get(&OrdTerm(key.clone()))
+        self.tree.get(key_hash(key), key)
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Key/value pairs in Erlang term order of the keys.
     pub fn iter(&self) -> impl Iterator<Item = (&Term, &Term)> {
-        self.map.iter().map(|(k, v)| (&k.0, v))
+        let mut pairs = Vec::with_capacity(self.len);
+        self.tree.collect_pairs(&mut pairs);
+        pairs.sort_by(|a, b| term_cmp(a.0, b.0));
+        pairs.into_iter()
     }
 
     /// `MerkleMap.update_hashes/1`: computes the stale hashes only.
@@ -177,7 +182,7 @@ impl MerkleMap {
 
     /// `MerkleTree.keys/1`: keys in the tree's traversal order.
     pub fn tree_keys(&self) -> Vec<&Term> {
-        let mut out = Vec::with_capacity(self.map.len());
+        let mut out = Vec::with_capacity(self.len);
         self.tree.collect_keys(&mut out);
         out
     }
@@ -215,6 +220,29 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<DiffStep, MerkleError> {
+        self.continue_diff(partial, depth, false)
+    }
+
+    /// [`MerkleMap::continue_partial_diff`], except that where the peer's
+    /// side is empty our keys are listed whole instead of cut: a replica
+    /// that has nothing under a location gets our keys there in one step,
+    /// not after further steps that ship our subtrees (values included)
+    /// and come back with the same keys. Upstream peers take the result as
+    /// any other: the keys go into `get_diff` or a shipped state.
+    pub fn continue_partial_diff_listing_own(
+        &self,
+        partial: &PartialDiff,
+        depth: u32,
+    ) -> Result<DiffStep, MerkleError> {
+        self.continue_diff(partial, depth, true)
+    }
+
+    fn continue_diff(
+        &self,
+        partial: &PartialDiff,
+        depth: u32,
+        list_own: bool,
+    ) -> Result<DiffStep, MerkleError> {
         self.check_ready(depth)?;
         let mut items = Vec::new();
         for (loc, theirs) in &partial.trees {
@@ -222,7 +250,10 @@ impl MerkleMap {
             if theirs.is_stale() || self.tree.find(*loc).is_stale() {
                 return Err(MerkleError::StaleHashes);
             }
-            let ours = Cursor::own(&self.tree, *loc, depth);
+            let mut ours = Cursor::own(&self.tree, *loc, depth);
+            if list_own {
+                ours = ours.listing_whole();
+            }
             diff::diff(ours, Cursor::peer(theirs), loc.len(), &mut items)?;
         }
         let mut keys = partial.keys.clone();

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::awlww_map::{Diff, OrdTerm};
 use super::storage::Storage;
-use super::sync::{Action, Config, Replica};
+use super::sync::{Action, Config, Replica, COMPACT_DIFF_DEPTH};
 use crate::node::{Dest, Node};
 use crate::process::{Process, ProcessExit};
 use crate::term::{self, Pid, Term};
@@ -32,6 +32,9 @@ pub struct CrdtOptions {
     pub sync_interval: u64,
     /// Where snapshots go; a replica with the same name restarts from it.
     pub storage: Option<Arc<dyn Storage>>,
+    /// Merkle levels per diff step ([`Config::diff_depth`]); default
+    /// [`COMPACT_DIFF_DEPTH`], 8 to send exactly what a BEAM replica sends.
+    pub diff_depth: u32,
 }
 
 impl CrdtOptions {
@@ -40,6 +43,7 @@ impl CrdtOptions {
             name: name.into(),
             sync_interval: 300,
             storage: None,
+            diff_depth: COMPACT_DIFF_DEPTH,
         }
     }
 }
@@ -156,6 +160,8 @@ async fn run(
         .unwrap_or_else(|| i64::from(rand::random::<u32>() % 1_000_000_000) + 1);
     let mut cfg = Config::horde(node_id, Term::Pid(p.pid().clone()), Some(self_name));
     cfg.sync_interval = opts.sync_interval;
+    cfg.diff_depth = opts.diff_depth;
+    cfg.list_own_keys = true;
     let mut replica =
         match restored.and_then(|s| super::awlww_map::AwLwwMap::from_term(&s.crdt_state).ok()) {
             Some(state) => Replica::with_state(cfg, state),

@@ -34,6 +34,14 @@
 //! the opposite direction is the neighbour's own round.
 //!
 //! ## Deliberate differences from upstream (all documented on the items)
+//! - [`Config::diff_depth`] sets how deep the subtrees we send are cut;
+//!   [`Config::horde`] keeps upstream's 8, replica processes default to
+//!   [`COMPACT_DIFF_DEPTH`]. Upstream peers compare any subtree they get,
+//!   so the two interoperate; only the number and size of steps change.
+//! - [`Config::list_own_keys`]: where the peer's side of a step is empty,
+//!   replica processes answer with their keys there instead of their cut
+//!   subtree (which upstream would send, only to get the same keys back
+//!   after more steps that carry the values). Off in [`Config::horde`].
 //! - Upstream 0.6.4 drops every successfully sent entry from
 //!   `outstanding_syncs` at the end of each sync (it keeps only failed
 //!   sends), so in practice it re-sends a `{:diff, ..}` on every tick even
@@ -71,6 +79,16 @@ mod tests;
 
 /// The subtree depth DeltaCrdt uses for every diff step.
 pub const DIFF_DEPTH: u32 = 8;
+
+/// A continuation comparing more subtrees than this is a wide difference,
+/// answered at [`DIFF_DEPTH`] even with a smaller [`Config::diff_depth`].
+pub const WIDE_DIFF_LOCATIONS: usize = 4;
+
+/// The subtree depth Rust replica processes use by default (see
+/// [`Config::diff_depth`]): 4 levels (at most 31 nodes) per location per
+/// step keeps an idle round to a few hundred bytes and a one-key round to a
+/// few kilobytes whatever the number of keys, for about twice the steps.
+pub const COMPACT_DIFF_DEPTH: u32 = 4;
 
 /// Module name of the sync message struct.
 pub const CAUSAL_DIFF_STRUCT: &str = "DeltaCrdt.CausalCrdt.Diff";
@@ -110,6 +128,21 @@ pub struct Config {
     /// Upstream 0.6.4 behaviour: send a new round on every sync even while
     /// one is outstanding. Off by default (one round per neighbour).
     pub resend_while_outstanding: bool,
+    /// How many levels of our merkle tree each diff message carries below
+    /// each location (1..=32). Upstream always sends 8, which makes every
+    /// idle round carry the top 255 nodes and a one-key round carry up to
+    /// 256 leaves (values included) per step once the map is large. Any
+    /// depth is understood by upstream peers, which compare whatever
+    /// subtrees they get and answer with their own 8 levels; a smaller depth
+    /// only means more, smaller steps.
+    pub diff_depth: u32,
+    /// Answer a step with our keys wherever the peer's side is empty,
+    /// instead of our cut subtree
+    /// ([`MerkleMap::continue_partial_diff_listing_own`]): a new or empty
+    /// replica gets a large map in a few small steps instead of steps that
+    /// ship the whole tree with its values first. Off in [`Config::horde`]
+    /// (exactly upstream's steps); on in replica processes.
+    pub list_own_keys: bool,
 }
 
 impl Config {
@@ -122,6 +155,25 @@ impl Config {
             sync_interval: 300,
             max_sync_size: MaxSyncSize::Infinite,
             resend_while_outstanding: false,
+            diff_depth: DIFF_DEPTH,
+            list_own_keys: false,
+        }
+    }
+
+    /// The depth diff messages are cut at, within what upstream accepts.
+    fn depth(&self) -> u32 {
+        self.diff_depth.clamp(1, crate::crdt::merkle::KEY_BITS)
+    }
+
+    /// The depth for answering a continuation that compares `locations`
+    /// subtrees: [`Config::diff_depth`] while the difference is narrow (a
+    /// few changed keys), at least upstream's 8 once it is wide, where more
+    /// steps would resend the growing key list more often.
+    fn step_depth(&self, locations: usize) -> u32 {
+        if locations > WIDE_DIFF_LOCATIONS {
+            self.depth().max(DIFF_DEPTH)
+        } else {
+            self.depth()
         }
     }
 }
@@ -236,24 +288,29 @@ impl SyncDiff {
 pub struct Replica {
     cfg: Config,
     state: AwLwwMap,
-    /// Hashes are kept current after every change, so diffs never find the
-    /// tree stale and a rejected message cannot leave a half-updated tree.
+    /// Changes only mark their paths stale; hashes are brought up to date
+    /// right before a diff reads them (as upstream), so a burst of n writes
+    /// hashes each shared upper node once instead of n times.
     merkle: MerkleMap,
     /// Term order, as Elixir's MapSet iterates small sets.
     neighbours: BTreeSet<OrdTerm>,
     /// Monitored neighbours, with the reference once the runtime bound it.
     monitors: BTreeMap<OrdTerm, Option<Term>>,
-    /// Neighbours with a round of ours running, and when (ms) it started.
+    /// Neighbours with a round of ours running, and when (ms) it last moved
+    /// (started, or a message of it came back).
     outstanding: BTreeMap<OrdTerm, u64>,
     next_sync_at: Option<u64>,
     /// The time of the last tick (ms).
     now: u64,
 }
 
-/// A round unanswered for this many sync intervals is given up and a new
-/// one starts: a message of it may have been lost without a DOWN (a peer
-/// that dropped a message it could not read), and one lost message must not
-/// stop the syncs to that neighbour for good.
+/// A round of ours that has seen no message of it for this many sync
+/// intervals is given up and a new one starts: a message of it may have been
+/// lost without a DOWN (a peer that dropped a message it could not read), and
+/// one lost message must not stop the syncs to that neighbour for good. The
+/// clock restarts with every message of the round, so a long round that is
+/// still moving (a first sync of 100,000 keys on a loaded machine) is never
+/// abandoned and restarted: that would repeat its work over and over.
 pub const STALE_ROUND_INTERVALS: u64 = 10;
 
 impl PartialEq for Config {
@@ -264,6 +321,8 @@ impl PartialEq for Config {
             && self.sync_interval == o.sync_interval
             && self.max_sync_size == o.max_sync_size
             && self.resend_while_outstanding == o.resend_while_outstanding
+            && self.diff_depth == o.diff_depth
+            && self.list_own_keys == o.list_own_keys
     }
 }
 
@@ -304,6 +363,8 @@ impl Replica {
         &self.state
     }
 
+    /// The merkle map; its hashes may be stale (`[]`) since the last
+    /// change, as upstream's between syncs.
     pub fn merkle(&self) -> &MerkleMap {
         &self.merkle
     }
@@ -454,9 +515,10 @@ impl Replica {
                 target: n.0.clone(),
             });
         }
-        let continuation = match self.merkle.prepare_partial_diff(DIFF_DEPTH) {
+        self.merkle.update_hashes();
+        let continuation = match self.merkle.prepare_partial_diff(self.cfg.depth()) {
             Ok(c) => c,
-            // Hashes are kept current and the depth is fixed, so this cannot
+            // Hashes were just updated and the depth is at least 1, so this cannot
             // happen; skipping a round is the harmless answer if it does.
             Err(_) => return out,
         };
@@ -524,9 +586,18 @@ impl Replica {
         let diff = SyncDiff::from_term(diff)?.reversed();
         // Checked before anything is sent: upstream would crash half way.
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
-        let step = self
-            .merkle
-            .continue_partial_diff(&diff.continuation, DIFF_DEPTH)?;
+        self.round_moved(&diff);
+        // Only fills in stale hashes: the contents are unchanged even if the
+        // message is rejected below.
+        self.merkle.update_hashes();
+        let depth = self.cfg.step_depth(diff.continuation.trees.len());
+        let step = if self.cfg.list_own_keys {
+            self.merkle
+                .continue_partial_diff_listing_own(&diff.continuation, depth)?
+        } else {
+            self.merkle
+                .continue_partial_diff(&diff.continuation, depth)?
+        };
         let mut out = Vec::new();
         match step {
             DiffStep::Continue(next) => {
@@ -570,7 +641,20 @@ impl Replica {
         let diff = SyncDiff::from_term(diff)?.reversed();
         let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        self.round_moved(&diff);
         Ok(vec![self.ship_state(&diff, keys), ack])
+    }
+
+    /// A message of our round with `diff.to` came back: the round is alive.
+    /// Messages of the neighbour's own rounds do not count, or a round of
+    /// ours that lost a message would be kept alive by them for good.
+    fn round_moved(&mut self, diff: &SyncDiff) {
+        if diff.originator != self.cfg.self_pid {
+            return;
+        }
+        if let Some(since) = self.outstanding.get_mut(&OrdTerm(diff.to.clone())) {
+            *since = self.now;
+        }
     }
 
     /// `{:diff, %AWLWWMap{dots: diff.dots, value: our entries for keys}, keys}`
@@ -631,7 +715,6 @@ impl Replica {
                 RawChange::Delete { key } => self.merkle.delete(&key),
             }
         }
-        self.merkle.update_hashes();
         let mut out = Vec::new();
         if changed {
             out.push(Action::Diffs(outcome.diffs));

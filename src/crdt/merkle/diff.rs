@@ -46,6 +46,9 @@ pub(super) struct Cursor<'a> {
     node: &'a Node,
     loc: Loc,
     budget: Option<u32>,
+    /// Where the other side has nothing, list our keys whole instead of
+    /// stopping at the cut (see [`Cursor::listing_whole`]).
+    list_whole: bool,
 }
 
 enum View<'a> {
@@ -62,7 +65,19 @@ impl<'a> Cursor<'a> {
             node: root.find(loc),
             loc,
             budget: Some(depth),
+            list_whole: false,
         }
+    }
+
+    /// Where the peer's side is empty (or a leaf beside our inner node), our
+    /// keys there are listed whole rather than cut into `{:partial, loc}`
+    /// locations. Upstream would send our subtree on and the peer would
+    /// answer with exactly those keys: the same result, one or more round
+    /// trips and a copy of our values on the wire later. Not what upstream
+    /// sends, so off where a test compares with recorded upstream steps.
+    pub(super) fn listing_whole(mut self) -> Self {
+        self.list_whole = true;
+        self
     }
 
     /// A subtree received from a peer.
@@ -71,6 +86,7 @@ impl<'a> Cursor<'a> {
             node,
             loc: Loc::ROOT,
             budget: None,
+            list_whole: false,
         }
     }
 
@@ -100,18 +116,24 @@ impl<'a> Cursor<'a> {
                 node: &inner.left,
                 loc: step(0),
                 budget,
+                list_whole: self.list_whole,
             },
             Cursor {
                 node: &inner.right,
                 loc: step(1),
                 budget,
+                list_whole: self.list_whole,
             },
         )
     }
 }
 
-/// Everything under `c`, as a side missing on the other end.
-fn list_all<'a>(c: Cursor<'a>, out: &mut Vec<Item<'a>>) {
+/// Everything under `c`, as a side missing on the other end. With
+/// `list_whole`, our own side is listed below where its cut would end.
+fn list_all<'a>(mut c: Cursor<'a>, out: &mut Vec<Item<'a>>) {
+    if c.list_whole && c.budget.is_some() {
+        c.budget = Some(u32::MAX);
+    }
     match c.view() {
         View::Empty => {}
         View::Leaf(l, _) => out.extend(l.contents.keys().map(|k| Item::Key(&k.0))),
@@ -172,7 +194,7 @@ fn leaf_diff<'a>(x: &'a Leaf, y: &'a Leaf, out: &mut Vec<Item<'a>>) {
             .map(|k| Item::Key(&k.0)),
     );
     let nil = atom("nil");
-    for (k, v1) in &x.contents {
+    for (k, v1) in x.contents.iter() {
         let v2 = y.contents.get(k).unwrap_or(&nil);
         if !arith_eq(v1, v2) {
             out.push(Item::Key(&k.0));

@@ -104,11 +104,27 @@ fn differing(a: &BTreeMap<OrdTerm, Term>, b: &BTreeMap<OrdTerm, Term>) -> BTreeS
 
 /// A whole DeltaCrdt round, A originating: keys found when the round ends.
 fn protocol_round(a: &MerkleMap, b: &MerkleMap) -> Vec<Term> {
-    let mut msg = a.prepare_partial_diff(8).unwrap();
+    protocol_round_at(a, (8, false), b, (8, false))
+}
+
+/// A round where each side cuts the subtrees it sends at its own depth and
+/// lists its own keys whole where the other side is empty, or not.
+fn protocol_round_at(
+    a: &MerkleMap,
+    (da, la): (u32, bool),
+    b: &MerkleMap,
+    (db, lb): (u32, bool),
+) -> Vec<Term> {
+    let mut msg = a.prepare_partial_diff(da).unwrap();
     let mut turn_b = true;
-    for _ in 0..64 {
-        let me = if turn_b { b } else { a };
-        match me.continue_partial_diff(&msg, 8).unwrap() {
+    for _ in 0..200 {
+        let (me, depth, listing) = if turn_b { (b, db, lb) } else { (a, da, la) };
+        let step = if listing {
+            me.continue_partial_diff_listing_own(&msg, depth)
+        } else {
+            me.continue_partial_diff(&msg, depth)
+        };
+        match step.unwrap() {
             DiffStep::Done(keys) => return keys,
             DiffStep::Continue(next) => msg = next,
         }
@@ -161,6 +177,27 @@ proptest! {
         prop_assert_eq!(a.equal(&b).unwrap(), want.is_empty());
         for (x, y) in [(&a, &b), (&b, &a)] {
             let found = as_set(&protocol_round(x, y));
+            prop_assert!(found.is_superset(&want));
+            prop_assert!(found.iter().all(|k| am.contains_key(k) || bm.contains_key(k)));
+        }
+    }
+
+    /// The same when each side cuts its subtrees at its own depth (a Rust
+    /// replica with a compact depth against upstream's 8, or two compact
+    /// ones) and either side lists its own keys whole where the other has
+    /// none: every differing key is found, nothing neither side has.
+    #[test]
+    fn rounds_with_mixed_depths_find_the_differing_keys(
+        a_ops in ops_without_collisions(),
+        b_ops in ops_without_collisions(),
+        da in (1u32..=8, any::<bool>()),
+        db in (1u32..=8, any::<bool>()),
+    ) {
+        let (a, am) = run(&a_ops);
+        let (b, bm) = run(&b_ops);
+        let want = differing(&am, &bm);
+        for (x, dx, y, dy) in [(&a, da, &b, db), (&b, db, &a, da)] {
+            let found = as_set(&protocol_round_at(x, dx, y, dy));
             prop_assert!(found.is_superset(&want));
             prop_assert!(found.iter().all(|k| am.contains_key(k) || bm.contains_key(k)));
         }

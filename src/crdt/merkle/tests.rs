@@ -719,3 +719,38 @@ fn a_leaf_meeting_a_cut_inner_node_is_listed_once_per_partial() {
     assert!(next.trees.len() > 1);
     assert!(next.trees.iter().all(|(_, t)| t == a.tree()));
 }
+
+#[test]
+fn listing_own_keys_answers_an_empty_peer_in_one_step() {
+    let mut full = MerkleMap::from_pairs((0..5000).map(|i| (int(i), int(i))));
+    let mut empty = MerkleMap::new();
+    full.update_hashes();
+    empty.update_hashes();
+    // The empty side starts; upstream's answer is our cut tree, and the
+    // keys only come back after more steps.
+    let start = empty.prepare_partial_diff(4).unwrap();
+    let DiffStep::Continue(_) = full.continue_partial_diff(&start, 4).unwrap() else {
+        panic!("5000 keys go deeper than 4 levels")
+    };
+    let DiffStep::Done(keys) = full.continue_partial_diff_listing_own(&start, 4).unwrap() else {
+        panic!("our keys are listed at once")
+    };
+    let mut keys: Vec<i64> = keys
+        .iter()
+        .map(|k| match k {
+            Term::FixInteger(i) => i64::from(i.value),
+            other => panic!("unexpected key {other:?}"),
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, (0..5000).collect::<Vec<_>>());
+    // Where the peer has a cut subtree of its own, we still go deeper.
+    let start = full.prepare_partial_diff(4).unwrap();
+    let other = MerkleMap::from_pairs((0..5000).map(|i| (int(i), int(i + 1))));
+    let mut other = other;
+    other.update_hashes();
+    assert!(matches!(
+        other.continue_partial_diff_listing_own(&start, 4).unwrap(),
+        DiffStep::Continue(_)
+    ));
+}

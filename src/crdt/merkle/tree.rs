@@ -3,8 +3,9 @@
 //! produces (both are visible on the wire and in recorded states).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use crate::crdt::awlww_map::OrdTerm;
+use crate::crdt::awlww_map::{by_term, OrdTerm};
 use crate::term::phash2::{phash2_range, Hash2};
 use crate::term::{binary, nil, Map, Term};
 
@@ -144,7 +145,9 @@ pub struct Inner {
 pub struct Leaf {
     pub hash: Hash,
     pub key_hash: u32,
-    pub contents: BTreeMap<OrdTerm, Term>,
+    /// Shared, so the copies `cut` makes for diff messages cost no more
+    /// than a reference count; `put`/`delete` copy it only while shared.
+    pub contents: Arc<BTreeMap<OrdTerm, Term>>,
 }
 
 impl Leaf {
@@ -194,32 +197,37 @@ impl Node {
     /// Inserts `key => value` at key hash `kh`; `level` is this node's depth.
     /// Every node on the way gets a `[]` hash; a leaf that has to move down
     /// to make room keeps its hash, as upstream's split does.
-    pub(super) fn put(&mut self, kh: u32, level: u32, key: OrdTerm, value: Term) {
+    /// True when `key` was not in the tree before.
+    pub(super) fn put(&mut self, kh: u32, level: u32, key: OrdTerm, value: Term) -> bool {
         match self {
             Node::Empty | Node::Partial(_) => {
                 *self = Node::Leaf(Box::new(Leaf {
                     hash: None,
                     key_hash: kh,
-                    contents: BTreeMap::from([(key, value)]),
+                    contents: Arc::new(BTreeMap::from([(key, value)])),
                 }));
+                true
             }
             Node::Inner(inner) => {
                 inner.hash = None;
                 // Inner nodes never sit at level 32 in trees this module
                 // builds or accepts, so the bit always exists.
-                if let Some(d) = bit(kh, level) {
-                    Node::child_mut(inner, d).put(kh, level + 1, key, value);
+                match bit(kh, level) {
+                    Some(d) => Node::child_mut(inner, d).put(kh, level + 1, key, value),
+                    None => false,
                 }
             }
             Node::Leaf(leaf) if leaf.key_hash == kh => {
                 leaf.hash = None;
-                leaf.contents.insert(key, value);
+                Arc::make_mut(&mut leaf.contents)
+                    .insert(key, value)
+                    .is_none()
             }
             Node::Leaf(leaf) => {
                 // Two different hashes differ somewhere within 32 bits, so a
                 // resident leaf is only met at a level that still has a bit.
                 let Some(resident_dir) = bit(leaf.key_hash, level) else {
-                    return;
+                    return false;
                 };
                 let resident = std::mem::take(self);
                 let (left, right) = if resident_dir == 0 {
@@ -232,7 +240,7 @@ impl Node {
                     left,
                     right,
                 }));
-                self.put(kh, level, key, value);
+                self.put(kh, level, key, value)
             }
         }
     }
@@ -241,22 +249,27 @@ impl Node {
     /// does not hold `key` (its hash becomes `[]`), and an inner node left
     /// with only one leaf and an empty side is replaced by that leaf, exactly
     /// as upstream, so the shape after any history equals a fresh build.
-    pub(super) fn delete(&mut self, kh: u32, level: u32, key: &OrdTerm) {
+    /// True when `key` was in the tree.
+    pub(super) fn delete(&mut self, kh: u32, level: u32, key: &Term) -> bool {
         match self {
-            Node::Empty | Node::Partial(_) => {}
+            Node::Empty | Node::Partial(_) => false,
             Node::Leaf(leaf) => {
-                leaf.contents.remove(key);
+                let removed = Arc::make_mut(&mut leaf.contents)
+                    .remove(by_term(key))
+                    .is_some();
                 if leaf.contents.is_empty() {
                     *self = Node::Empty;
                 } else {
                     leaf.hash = None;
                 }
+                removed
             }
             Node::Inner(inner) => {
                 inner.hash = None;
-                if let Some(d) = bit(kh, level) {
-                    Node::child_mut(inner, d).delete(kh, level + 1, key);
-                }
+                let removed = match bit(kh, level) {
+                    Some(d) => Node::child_mut(inner, d).delete(kh, level + 1, key),
+                    None => false,
+                };
                 let collapse = match (&inner.left, &inner.right) {
                     (Node::Empty, Node::Empty) => Some(Node::Empty),
                     (Node::Empty, Node::Leaf(_)) => Some(std::mem::take(&mut inner.right)),
@@ -266,6 +279,28 @@ impl Node {
                 if let Some(replacement) = collapse {
                     *self = replacement;
                 }
+                removed
+            }
+        }
+    }
+
+    /// The value stored for `key` (hash `kh`): one walk down the hash path.
+    pub(super) fn get(&self, kh: u32, key: &Term) -> Option<&Term> {
+        let loc = Loc::new(kh, KEY_BITS)?;
+        match self.find(loc) {
+            Node::Leaf(leaf) if leaf.key_hash == kh => leaf.contents.get(by_term(key)),
+            _ => None,
+        }
+    }
+
+    /// Every key/value pair, in no particular order.
+    pub(super) fn collect_pairs<'a>(&'a self, out: &mut Vec<(&'a Term, &'a Term)>) {
+        match self {
+            Node::Empty | Node::Partial(_) => {}
+            Node::Leaf(l) => out.extend(l.contents.iter().map(|(k, v)| (&k.0, v))),
+            Node::Inner(i) => {
+                i.left.collect_pairs(out);
+                i.right.collect_pairs(out);
             }
         }
     }

@@ -160,7 +160,7 @@ impl Node {
                 Ok(Node::Leaf(Box::new(Leaf {
                     hash: hash_from_term(h)?,
                     key_hash,
-                    contents: ordered_map(&m.map, "leaf")?,
+                    contents: std::sync::Arc::new(ordered_map(&m.map, "leaf")?),
                 })))
             }
             _ => Err(shape("merkle tree", "[], {hash, l, r} or {hash, leaf}")),
@@ -286,11 +286,7 @@ impl MerkleMap {
     /// `%MerkleMap{map: %{...}, merkle_tree: %MerkleMap.MerkleTree{tree: ...}}`,
     /// stale hashes included.
     pub fn to_term(&self) -> Term {
-        let map: HashMap<Term, Term> = self
-            .map
-            .iter()
-            .map(|(k, v)| (k.0.clone(), v.clone()))
-            .collect();
+        let map: HashMap<Term, Term> = self.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         StructBuilder::new(MERKLE_MAP_STRUCT)
             .field("map", Term::Map(Map::from(map)))
             .field("merkle_tree", tree_struct(&self.tree))
@@ -319,7 +315,10 @@ impl MerkleMap {
         if seen != map.len() {
             return Err(shape(AT, "a tree holding exactly the map's keys"));
         }
-        Ok(MerkleMap { map, tree })
+        Ok(MerkleMap {
+            tree,
+            len: map.len(),
+        })
     }
 }
 
@@ -342,7 +341,7 @@ fn check_placement(
             if !on_path {
                 return Err(shape(AT, "leaves on their key hash's path"));
             }
-            for (k, v) in &l.contents {
+            for (k, v) in l.contents.iter() {
                 if key_hash(&k.0) != l.key_hash {
                     return Err(shape(AT, "leaf keys matching the leaf's key hash"));
                 }

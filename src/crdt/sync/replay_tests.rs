@@ -198,6 +198,8 @@ fn setup(resend: bool) -> Replay {
         sync_interval: 300,
         max_sync_size: MaxSyncSize::Limit(200),
         resend_while_outstanding: resend,
+        diff_depth: DIFF_DEPTH,
+        list_own_keys: false,
     };
     let phases = [
         "01_set_neighbours",

@@ -48,13 +48,28 @@ struct Bus {
     kills: usize,
     /// (watcher, target, reference): who to tell when a node dies.
     monitors: Vec<(usize, Term, Term)>,
+    /// Each node's `diff_depth`, kept across restarts.
+    depths: Vec<u32>,
 }
 
 impl Bus {
     fn new(n: usize, seed: u64) -> Bus {
-        let nodes = (0..n)
+        Bus::with_depths(seed, vec![DIFF_DEPTH; n])
+    }
+
+    fn cfg(&self, i: usize, incarnation: u32) -> Config {
+        let mut c = cfg(i, incarnation);
+        c.diff_depth = self.depths[i];
+        c
+    }
+
+    /// One node per entry of `depths`, each cutting its diffs that deep.
+    fn with_depths(seed: u64, depths: Vec<u32>) -> Bus {
+        let nodes = (0..depths.len())
             .map(|i| {
-                let replica = Replica::new(cfg(i, 0));
+                let mut c = cfg(i, 0);
+                c.diff_depth = depths[i];
+                let replica = Replica::new(c);
                 let stored = replica.storage_term();
                 Node {
                     replica,
@@ -74,6 +89,7 @@ impl Bus {
             max_delay: 50,
             monitors: Vec::new(),
             kills: 0,
+            depths,
         }
     }
 
@@ -185,10 +201,11 @@ impl Bus {
 
     /// Restarts from storage with a new pid, as a supervisor would.
     fn revive(&mut self, i: usize) {
+        self.nodes[i].incarnation += 1;
+        let state = AwLwwMap::from_term(&self.nodes[i].stored).expect("stored state");
+        let c = self.cfg(i, self.nodes[i].incarnation);
         let n = &mut self.nodes[i];
-        n.incarnation += 1;
-        let state = AwLwwMap::from_term(&n.stored).expect("stored state");
-        n.replica = Replica::with_state(cfg(i, n.incarnation), state);
+        n.replica = Replica::with_state(c, state);
         n.alive = true;
         let all: Vec<Term> = (0..self.nodes.len()).map(name).collect();
         let a = self.nodes[i].replica.set_neighbours(all);
@@ -212,7 +229,10 @@ fn down(r: Term, obj: Term) -> Term {
 
 /// Returns how many kills happened.
 fn converge(seed: u64) -> usize {
-    let mut bus = Bus::new(3, seed);
+    converge_with(Bus::new(3, seed), seed)
+}
+
+fn converge_with(mut bus: Bus, seed: u64) -> usize {
     let all: Vec<Term> = (0..3).map(name).collect();
     for i in 0..3 {
         // Each replica lists itself too, as Horde's member lists do.
@@ -265,13 +285,16 @@ fn converge(seed: u64) -> usize {
         );
         bus.advance(300);
     }
-    // Let in-flight rounds finish, then watch one idle interval.
-    bus.advance(400);
+    // Let in-flight rounds finish (a round at diff depth 1 takes a step per
+    // level, each up to 50 ms on the bus), then watch two idle intervals:
+    // with delivery delays one interval may see a pair's round twice or not
+    // at all, two always see each pair.
+    bus.advance(2000);
     let before = bus.reads();
     bus.log.clear();
-    bus.advance(300);
+    bus.advance(600);
     assert_eq!(before, bus.reads());
-    let mut rounds_seen = 0;
+    let mut pairs = BTreeSet::new();
     for msg in &bus.log {
         let parts = as_tuple(msg).unwrap();
         assert!(
@@ -282,11 +305,16 @@ fn converge(seed: u64) -> usize {
             assert_eq!(parts.len(), 2, "seed {seed}: idle round shipped state");
             let d = SyncDiff::from_term(&parts[1]).unwrap();
             assert!(d.continuation.keys.is_empty(), "seed {seed}: keys moved");
-            rounds_seen += 1;
+            assert_eq!(
+                d.originator, d.from,
+                "seed {seed}: idle rounds take one step"
+            );
+            pairs.insert((OrdTerm(d.from), OrdTerm(d.to)));
         }
     }
-    assert!(
-        rounds_seen >= 6,
+    assert_eq!(
+        pairs.len(),
+        6,
         "seed {seed}: every pair syncs each interval"
     );
     assert!(
@@ -300,6 +328,15 @@ fn converge(seed: u64) -> usize {
 fn three_replicas_converge() {
     let kills: usize = (0..12).map(converge).sum();
     assert!(kills >= 12, "the runs must include kills ({kills})");
+}
+
+#[test]
+fn replicas_cutting_diffs_at_different_depths_converge() {
+    // Upstream's 8 next to compact depths, down to one level per step.
+    for seed in 200..206 {
+        let depths = vec![DIFF_DEPTH, COMPACT_DIFF_DEPTH, 1 + (seed as u32 % 3)];
+        converge_with(Bus::with_depths(seed, depths), seed);
+    }
 }
 
 #[test]
@@ -399,6 +436,56 @@ fn a_round_lost_without_a_down_is_given_up_after_some_intervals() {
         t += interval;
     }
     assert_eq!(resent, 2, "a new round with each neighbour");
+}
+
+/// The diff of our round with `n` in `actions`, as `n` sends it back.
+fn reply_from(actions: &[Action], n: &Term) -> Term {
+    let (_, msg) = sends(actions)
+        .into_iter()
+        .find(|(to, _)| to == n)
+        .expect("a round with the neighbour");
+    let d = SyncDiff::from_term(&as_tuple(&msg).unwrap()[1]).unwrap();
+    let back = SyncDiff {
+        from: d.to.clone(),
+        to: d.from.clone(),
+        ..d
+    };
+    tuple(vec![atom("diff"), back.to_term()])
+}
+
+#[test]
+fn a_round_that_keeps_moving_is_never_given_up() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.put(binary(*b"a"), int(1), 10);
+    let started = r.tick(0);
+    let started = [started, r.set_neighbours(vec![name(1)])].concat();
+    let reply = reply_from(&started, &name(1));
+    let interval = r.config().sync_interval;
+    let mut t = 0;
+    for _ in 0..STALE_ROUND_INTERVALS * 3 {
+        t += interval;
+        let new_rounds = sends(&r.tick(t));
+        assert!(new_rounds.is_empty(), "round restarted at {t}");
+        // A step of the same round comes back each interval (its ack is
+        // never delivered here).
+        r.handle_message(&reply).unwrap();
+    }
+    // The neighbour's own rounds do not keep ours alive.
+    let theirs = {
+        let d = SyncDiff::from_term(&as_tuple(&reply).unwrap()[1]).unwrap();
+        let d = SyncDiff {
+            originator: name(1),
+            ..d
+        };
+        tuple(vec![atom("diff"), d.to_term()])
+    };
+    let mut restarted = 0;
+    for _ in 0..STALE_ROUND_INTERVALS + 2 {
+        t += interval;
+        restarted += sends(&r.tick(t)).len();
+        let _ = r.handle_message(&theirs);
+    }
+    assert_eq!(restarted, 1, "a silent round of ours is given up once");
 }
 
 #[test]
