@@ -439,9 +439,19 @@ impl AwLwwMap {
                 continue;
             }
             let old = self.value.get(by_term(key));
-            let joined = join_entries(old, &self.dots, delta.value.get(by_term(key)), &delta.dots);
+            let theirs = delta.value.get(by_term(key));
+            // Equal entries join to themselves whatever the contexts (every
+            // dot is on both sides): nothing to compute or report. An entry
+            // with no dots (only a malformed peer sends one) would be
+            // dropped by the join, so it takes the general path.
+            let unchanged = old.is_some_and(|o| o.values().all(|d| !d.is_empty())) && old == theirs;
+            let joined = if unchanged {
+                Entries::new()
+            } else {
+                join_entries(old, &self.dots, theirs, &delta.dots)
+            };
             let new = (!joined.is_empty()).then_some(&joined);
-            let at = if old == new {
+            let at = if unchanged || old == new {
                 None
             } else {
                 let n = read_entries(new).unwrap_or(&nil);
@@ -529,6 +539,23 @@ impl AwLwwMap {
     }
 
     /// `%DeltaCrdt.AWLWWMap{dots: ..., value: %{key => %{{v, ts} => MapSet}}}`.
+    /// `slice(keys)` with context `dots`, straight to its wire term: what a
+    /// replica ships at the end of a round, without copying the entries
+    /// into an intermediate map first.
+    pub fn slice_term(&self, keys: &[Term], dots: Term) -> Term {
+        let value = keys
+            .iter()
+            .filter_map(|k| {
+                let e = self.value.get(by_term(k))?;
+                Some((k.clone(), entries_to_term(e)))
+            })
+            .collect();
+        elixir::build_struct(
+            STRUCT_NAME,
+            vec![("dots", dots), ("value", Term::Map(Map { map: value }))],
+        )
+    }
+
     pub fn to_term(&self) -> Term {
         let value = self
             .value
@@ -580,6 +607,13 @@ impl AwLwwMap {
 /// One key's entries after a join: an entry's dot stays when both sides
 /// hold it, or when one side holds it and the other side has not seen it.
 fn join_entries(e1: Option<&Entries>, c1: &Dots, e2: Option<&Entries>, c2: &Dots) -> Entries {
+    // One side without entries (a key new to a replica, the bulk of a first
+    // sync): the other side's dots stay unless the empty side has seen them.
+    match (e1, e2) {
+        (None, Some(only)) => return uncovered_entries(only, c1),
+        (Some(only), None) => return uncovered_entries(only, c2),
+        _ => {}
+    }
     let empty = Entries::new();
     let (e1, e2) = (e1.unwrap_or(&empty), e2.unwrap_or(&empty));
     let no_dots = DotSet::new();
@@ -596,6 +630,18 @@ fn join_entries(e1: Option<&Entries>, c1: &Dots, e2: Option<&Entries>, c2: &Dots
         }
     }
     out
+}
+
+/// [`join_entries`] against a side with no entries and context `seen`:
+/// each entry keeps the dots `seen` does not cover, and goes when none is left.
+fn uncovered_entries(entries: &Entries, seen: &Dots) -> Entries {
+    entries
+        .iter()
+        .filter_map(|(stamped, dots)| {
+            let kept = dots.uncovered_by(seen);
+            (!kept.is_empty()).then(|| (stamped.clone(), kept))
+        })
+        .collect()
 }
 
 /// The entry a read returns: the largest timestamp, and on a tie the first

@@ -661,13 +661,7 @@ impl Replica {
     /// to `diff.to`. The context is the originator's from the round start,
     /// not ours now (see the fixtures' finding 7).
     fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Action {
-        let state = match self.state.slice(&keys).to_term() {
-            Term::Map(mut m) => {
-                m.map.insert(atom("dots"), diff.dots.clone());
-                Term::Map(m)
-            }
-            other => other,
-        };
+        let state = self.state.slice_term(&keys, diff.dots.clone());
         Action::Send {
             to: diff.to.clone(),
             msg: tuple(vec![atom("diff"), state, list(keys)]),
