@@ -443,8 +443,18 @@ impl AwLwwMap {
             // Equal entries join to themselves whatever the contexts (every
             // dot is on both sides): nothing to compute or report. An entry
             // with no dots (only a malformed peer sends one) would be
-            // dropped by the join, so it takes the general path.
-            let unchanged = old.is_some_and(|o| o.values().all(|d| !d.is_empty())) && old == theirs;
+            // dropped by any join, so it takes the general path.
+            let unchanged = match (old, theirs) {
+                (Some(o), _) if o.values().any(|d| d.is_empty()) => false,
+                (Some(_), Some(_)) => old == theirs,
+                // Nothing on their side: ours stays unless their context has
+                // seen one of our dots (a delete). The common case when a
+                // replica with nothing ships its "values" for our keys.
+                (Some(o), None) => o
+                    .values()
+                    .all(|d| d.iter().all(|dot| !delta.dots.covers(dot))),
+                (None, _) => false,
+            };
             let joined = if unchanged {
                 Entries::new()
             } else {
