@@ -378,6 +378,16 @@ impl AwLwwMap {
         }
     }
 
+    /// True when `context` has seen one of the dots of `key`'s entries: a
+    /// state with that context and no entries for `key` would remove them.
+    pub fn seen_by(&self, key: &Term, context: &Dots) -> bool {
+        self.value.get(by_term(key)).is_some_and(|entries| {
+            entries
+                .values()
+                .any(|dots| dots.iter().any(|d| context.covers(d)))
+        })
+    }
+
     /// The current value of `key`, if any.
     pub fn get(&self, key: &Term) -> Option<&Term> {
         self.value

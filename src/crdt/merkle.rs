@@ -220,7 +220,7 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<DiffStep, MerkleError> {
-        self.continue_diff(partial, depth, false)
+        Ok(self.continue_diff(partial, depth, false)?.0)
     }
 
     /// [`MerkleMap::continue_partial_diff`], except that where the peer's
@@ -229,11 +229,15 @@ impl MerkleMap {
     /// not after further steps that ship our subtrees (values included)
     /// and come back with the same keys. Upstream peers take the result as
     /// any other: the keys go into `get_diff` or a shipped state.
+    ///
+    /// With a finished step comes, for each of its keys, whether it was
+    /// listed here from our side where the peer's side was empty (keys
+    /// carried over from earlier steps are not marked).
     pub fn continue_partial_diff_listing_own(
         &self,
         partial: &PartialDiff,
         depth: u32,
-    ) -> Result<DiffStep, MerkleError> {
+    ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
         self.continue_diff(partial, depth, true)
     }
 
@@ -242,7 +246,7 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
         list_own: bool,
-    ) -> Result<DiffStep, MerkleError> {
+    ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
         self.check_ready(depth)?;
         let mut items = Vec::new();
         for (loc, theirs) in &partial.trees {
@@ -257,27 +261,36 @@ impl MerkleMap {
             diff::diff(ours, Cursor::peer(theirs), loc.len(), &mut items)?;
         }
         let mut keys = partial.keys.clone();
+        let mut own_only = vec![false; keys.len()];
         let mut locs = Vec::new();
         for item in items {
-            match item {
-                Item::Partial(loc) => locs.push(loc),
-                // Upstream separates locations from keys by the shape
-                // `{:partial, _}`, so such a key is taken for a location.
-                Item::Key(k) => match wire::partial_key_loc(k) {
-                    Some(Ok(loc)) => locs.push(loc),
-                    Some(Err(())) => return Err(MerkleError::PartialKey),
-                    None => keys.push(k.clone()),
-                },
+            let (k, ours) = match item {
+                Item::Partial(loc) => {
+                    locs.push(loc);
+                    continue;
+                }
+                Item::Key(k) => (k, false),
+                Item::OwnOnly(k) => (k, true),
+            };
+            // Upstream separates locations from keys by the shape
+            // `{:partial, _}`, so such a key is taken for a location.
+            match wire::partial_key_loc(k) {
+                Some(Ok(loc)) => locs.push(loc),
+                Some(Err(())) => return Err(MerkleError::PartialKey),
+                None => {
+                    keys.push(k.clone());
+                    own_only.push(ours);
+                }
             }
         }
         if locs.is_empty() {
-            return Ok(DiffStep::Done(keys));
+            return Ok((DiffStep::Done(keys), own_only));
         }
         let trees = locs
             .into_iter()
             .map(|loc| (loc, self.tree.find(loc).cut(loc, depth)))
             .collect();
-        Ok(DiffStep::Continue(PartialDiff { keys, trees }))
+        Ok((DiffStep::Continue(PartialDiff { keys, trees }), Vec::new()))
     }
 
     /// `MerkleMap.diff_keys/2`: every key whose value differs (or that one
@@ -292,7 +305,7 @@ impl MerkleMap {
         Ok(items
             .into_iter()
             .filter_map(|i| match i {
-                Item::Key(k) => Some(k.clone()),
+                Item::Key(k) | Item::OwnOnly(k) => Some(k.clone()),
                 Item::Partial(_) => None,
             })
             .collect())

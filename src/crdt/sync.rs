@@ -591,13 +591,27 @@ impl Replica {
         // message is rejected below.
         self.merkle.update_hashes();
         let depth = self.cfg.step_depth(diff.continuation.trees.len());
-        let step = if self.cfg.list_own_keys {
-            self.merkle
-                .continue_partial_diff_listing_own(&diff.continuation, depth)?
+        let mut step = if self.cfg.list_own_keys {
+            let (step, own_only) = self
+                .merkle
+                .continue_partial_diff_listing_own(&diff.continuation, depth)?;
+            match step {
+                // The peer is the originator and will ship its values for
+                // the keys we ask for, with its context from the round start.
+                DiffStep::Done(keys) if diff.originator == diff.to => {
+                    DiffStep::Done(self.worth_asking(keys, &own_only, &diff.dots))
+                }
+                other => other,
+            }
         } else {
             self.merkle
                 .continue_partial_diff(&diff.continuation, depth)?
         };
+        if let DiffStep::Done(keys) = &mut step {
+            if let Some(n) = self.cfg.max_sync_size.limit() {
+                keys.truncate(n);
+            }
+        }
         let mut out = Vec::new();
         match step {
             DiffStep::Continue(next) => {
@@ -616,10 +630,7 @@ impl Replica {
                 });
             }
             DiffStep::Done(keys) if keys.is_empty() => out.push(ack),
-            DiffStep::Done(mut keys) => {
-                if let Some(n) = self.cfg.max_sync_size.limit() {
-                    keys.truncate(n);
-                }
+            DiffStep::Done(keys) => {
                 if diff.originator == diff.to {
                     // The peer is the originator: ask it for its values.
                     let msg = tuple(vec![atom("get_diff"), diff.to_term(), list(keys)]);
@@ -634,6 +645,28 @@ impl Replica {
             }
         }
         Ok(out)
+    }
+
+    /// The keys worth a `get_diff` to the originator: all but those listed
+    /// from our side where the originator's tree had nothing and whose dots
+    /// its round-start context (`dots`, what it will ship with) has not
+    /// seen. Its answer for such a key would be no entries under a context
+    /// that deletes none of ours: a join that changes nothing, for a state
+    /// message carrying every such key (a whole map when an empty replica
+    /// starts a round with a full one). Anything it gained since comes with
+    /// its next round. With an unreadable context every key is kept.
+    fn worth_asking(&self, keys: Vec<Term>, own_only: &[bool], dots: &Term) -> Vec<Term> {
+        if !own_only.contains(&true) {
+            return keys;
+        }
+        let Ok(seen) = crate::crdt::Dots::from_term(dots) else {
+            return keys;
+        };
+        keys.into_iter()
+            .zip(own_only.iter().copied().chain(std::iter::repeat(false)))
+            .filter(|(k, ours)| !ours || self.state.seen_by(k, &seen))
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// `{:get_diff, Diff, keys}`: the neighbour found the keys; ship ours.

@@ -33,6 +33,9 @@ thread_local! {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Item<'a> {
     Key(&'a Term),
+    /// A key of ours listed whole where the peer's side is empty (only
+    /// when listing whole, see [`Cursor::listing_whole`]).
+    OwnOnly(&'a Term),
     Partial(Loc),
 }
 
@@ -136,6 +139,10 @@ fn list_all<'a>(mut c: Cursor<'a>, out: &mut Vec<Item<'a>>) {
     }
     match c.view() {
         View::Empty => {}
+        // Listed whole, our side holds keys the peer has none of there.
+        View::Leaf(l, _) if c.list_whole && c.budget.is_some() => {
+            out.extend(l.contents.keys().map(|k| Item::OwnOnly(&k.0)))
+        }
         View::Leaf(l, _) => out.extend(l.contents.keys().map(|k| Item::Key(&k.0))),
         View::Partial(p) => out.push(Item::Partial(p)),
         View::Inner(_, l, r) => {

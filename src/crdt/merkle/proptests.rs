@@ -121,6 +121,7 @@ fn protocol_round_at(
         let (me, depth, listing) = if turn_b { (b, db, lb) } else { (a, da, la) };
         let step = if listing {
             me.continue_partial_diff_listing_own(&msg, depth)
+                .map(|(s, _)| s)
         } else {
             me.continue_partial_diff(&msg, depth)
         };

@@ -732,9 +732,16 @@ fn listing_own_keys_answers_an_empty_peer_in_one_step() {
     let DiffStep::Continue(_) = full.continue_partial_diff(&start, 4).unwrap() else {
         panic!("5000 keys go deeper than 4 levels")
     };
-    let DiffStep::Done(keys) = full.continue_partial_diff_listing_own(&start, 4).unwrap() else {
+    let (DiffStep::Done(keys), own_only) =
+        full.continue_partial_diff_listing_own(&start, 4).unwrap()
+    else {
         panic!("our keys are listed at once")
     };
+    assert_eq!(own_only.len(), keys.len());
+    assert!(
+        own_only.iter().all(|&o| o),
+        "all listed where the peer has none"
+    );
     let mut keys: Vec<i64> = keys
         .iter()
         .map(|k| match k {
@@ -750,7 +757,10 @@ fn listing_own_keys_answers_an_empty_peer_in_one_step() {
     let mut other = other;
     other.update_hashes();
     assert!(matches!(
-        other.continue_partial_diff_listing_own(&start, 4).unwrap(),
+        other
+            .continue_partial_diff_listing_own(&start, 4)
+            .unwrap()
+            .0,
         DiffStep::Continue(_)
     ));
 }

@@ -34,6 +34,12 @@ struct Node {
     stored: Term,
 }
 
+/// Odd nodes answer like replica processes (own keys listed where the peer
+/// has none, only worthwhile keys asked for), even ones exactly as upstream.
+fn lists_own_keys(i: usize) -> bool {
+    i % 2 == 1
+}
+
 struct Bus {
     nodes: Vec<Node>,
     /// (deliver at, destination index, its incarnation, message): a message
@@ -60,6 +66,7 @@ impl Bus {
     fn cfg(&self, i: usize, incarnation: u32) -> Config {
         let mut c = cfg(i, incarnation);
         c.diff_depth = self.depths[i];
+        c.list_own_keys = lists_own_keys(i);
         c
     }
 
@@ -69,6 +76,7 @@ impl Bus {
             .map(|i| {
                 let mut c = cfg(i, 0);
                 c.diff_depth = depths[i];
+                c.list_own_keys = lists_own_keys(i);
                 let replica = Replica::new(c);
                 let stored = replica.storage_term();
                 Node {
@@ -637,4 +645,83 @@ fn malformed_messages_change_nothing() {
 
 fn nil_list() -> Term {
     list(vec![])
+}
+
+/// Delivers messages between two replicas, by name or pid, until none is
+/// left; returns every message delivered.
+fn exchange(rs: &mut [Replica; 2], first: Vec<Action>) -> Vec<Term> {
+    let mut queue: std::collections::VecDeque<(usize, Term)> = Default::default();
+    let mut log = Vec::new();
+    let route = |rs: &[Replica; 2], to: &Term| {
+        rs.iter()
+            .position(|r| to == &r.config().self_pid || Some(to) == r.config().self_name.as_ref())
+    };
+    let push = |rs: &[Replica; 2],
+                q: &mut std::collections::VecDeque<(usize, Term)>,
+                acts: Vec<Action>| {
+        for (to, msg) in sends(&acts) {
+            if let Some(i) = route(rs, &to) {
+                q.push_back((i, msg));
+            }
+        }
+    };
+    push(rs, &mut queue, first);
+    while let Some((i, msg)) = queue.pop_front() {
+        log.push(msg.clone());
+        let acts = rs[i].handle_message(&msg).unwrap();
+        push(rs, &mut queue, acts);
+    }
+    log
+}
+
+fn listing(i: usize) -> Replica {
+    let mut c = cfg(i, 0);
+    c.list_own_keys = true;
+    Replica::new(c)
+}
+
+fn tagged(log: &[Term], tag: &str) -> usize {
+    log.iter()
+        .filter(|m| as_tuple(m).is_some_and(|p| is_atom(&p[0], tag) && p.len() == 3))
+        .count()
+}
+
+#[test]
+fn an_empty_originator_is_not_asked_for_values_it_cannot_have() {
+    let mut rs = [listing(0), listing(1)];
+    for i in 0..300 {
+        rs[0].put(int(i), int(i * 2), 10 + i);
+    }
+    // The empty replica starts a round with the full one: nothing can flow
+    // its way in that round, and nothing is asked of it.
+    let start = rs[1].set_neighbours(vec![name(0)]);
+    let log = exchange(&mut rs, start);
+    assert_eq!(tagged(&log, "get_diff"), 0, "{log:?}");
+    assert_eq!(tagged(&log, "diff"), 0, "no state shipped");
+    assert_eq!(rs[0].read().len(), 300);
+    // The full one's own round fills the empty one.
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    assert_eq!(rs[1].read(), rs[0].read());
+}
+
+#[test]
+fn an_originator_that_deleted_keys_is_still_asked_for_them() {
+    let mut rs = [listing(0), listing(1)];
+    for i in 0..300 {
+        rs[0].put(int(i), int(i * 2), 10 + i);
+    }
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    assert_eq!(rs[1].read().len(), 300);
+    // Replica 1 deletes everything: its tree is empty, its context has seen
+    // every dot of replica 0's entries.
+    for i in 0..300 {
+        rs[1].delete(int(i));
+    }
+    rs[0].set_neighbours(vec![]);
+    let start = rs[1].set_neighbours(vec![name(0)]);
+    let log = exchange(&mut rs, start);
+    assert_eq!(tagged(&log, "get_diff"), 1, "the deletes are asked for");
+    assert!(rs[0].read().is_empty(), "the deletes reached replica 0");
 }
