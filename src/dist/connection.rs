@@ -37,6 +37,16 @@ use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Most room the reader makes at once for a frame it has not fully read.
+const MAX_READ_RESERVE: usize = 16 << 20;
+
+/// What the writer's batch buffer starts with (and is given again after a
+/// large message took it).
+const BATCH_CAPACITY: usize = 64 * 1024;
+
+/// A batch is written once it holds this much.
+const BATCH_LIMIT: usize = 256 * 1024;
+
 // Boxing the message would add an allocation to every send; the channel slot is
 // the only place the size difference shows.
 #[allow(clippy::large_enum_variant)]
@@ -360,7 +370,7 @@ async fn read_loop(
     counters: &Counters,
     max_message_size: usize,
 ) -> String {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(codec::READ_CHUNK);
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(max_message_size);
@@ -384,8 +394,15 @@ async fn read_loop(
                 }
             }
         }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
+        // Room for the whole unfinished frame when it is announced (so a
+        // 64 KiB fragment is read in place, not copied into a new buffer
+        // half-way through), else for a good read. Up-front room for a large
+        // frame is capped: its length is peer input; beyond the cap the
+        // buffer grows as bytes arrive.
+        let missing = decoder.bytes_needed(&buf).saturating_sub(buf.len());
+        let spare = buf.capacity() - buf.len();
+        if spare < missing.max(16 * 1024) {
+            buf.reserve(missing.clamp(codec::READ_CHUNK, MAX_READ_RESERVE));
         }
         tokio::select! {
             r = read.read_buf(&mut buf) => match r {
@@ -439,6 +456,22 @@ enum Item {
     Fragments(Fragmenter),
 }
 
+/// A frame leaving a stream: whole, or a fragment's header and its payload
+/// (a slice of the message's body), written together without joining them.
+enum OutFrame {
+    Whole(Bytes),
+    Fragment(codec::FragmentHead, Bytes),
+}
+
+impl OutFrame {
+    fn parts(&self) -> (&[u8], &[u8]) {
+        match self {
+            OutFrame::Whole(b) => (b, &[]),
+            OutFrame::Fragment(h, p) => (h.as_ref(), p),
+        }
+    }
+}
+
 /// Frames from one sender that must go out in order, behind a large message.
 struct Stream {
     sender: Option<erl_dist::term::Pid>,
@@ -446,20 +479,20 @@ struct Stream {
 }
 
 impl Stream {
-    fn next_frame(&mut self) -> Option<Bytes> {
+    fn next_frame(&mut self) -> Option<OutFrame> {
         while let Some(item) = self.items.front_mut() {
             match item {
                 Item::Frame(_) => {
                     if let Some(Item::Frame(f)) = self.items.pop_front() {
-                        return Some(f);
+                        return Some(OutFrame::Whole(f));
                     }
                 }
-                Item::Fragments(f) => match f.next_frame() {
-                    Some(frame) => {
+                Item::Fragments(f) => match f.next_frame_parts() {
+                    Some((head, payload)) => {
                         if f.remaining_frames() == 0 {
                             self.items.pop_front();
                         }
-                        return Some(frame);
+                        return Some(OutFrame::Fragment(head, payload));
                     }
                     None => {
                         self.items.pop_front();
@@ -482,49 +515,108 @@ struct Writer {
 }
 
 impl Writer {
-    fn push(&mut self, msg: Message, out: &mut Vec<u8>) {
-        let sender = sender_of(&msg).cloned();
-        // With FRAGMENTS negotiated the BEAM requires a distribution header on
-        // every frame (a pass-through frame kills the connection); without it,
-        // pass-through is the only form it accepts.
-        let encoded = if self.fragments {
-            codec::encode_control_headered(msg)
+    /// The frame header after the length prefix: with FRAGMENTS negotiated
+    /// the BEAM requires a distribution header on every frame (a pass-through
+    /// frame kills the connection); without it, pass-through is the only form
+    /// it accepts.
+    fn header(&self) -> &'static [u8] {
+        if self.fragments {
+            &codec::NORMAL_DIST_HEADER
         } else {
-            codec::encode_control(msg)
-        };
-        let body = match encoded {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode control message; dropped");
-                return;
-            }
-        };
-        self.pushed += 1;
-        let item = if !self.fragments {
-            Item::Frame(codec::pass_through_frame(&body))
-        } else if body.len() > self.fragment_size {
-            let seq = self.next_sequence;
-            self.next_sequence += 1;
-            Item::Fragments(Fragmenter::new(seq, body, self.fragment_size))
-        } else {
-            Item::Frame(codec::dist_header_frame(&body))
-        };
-        let existing = self
-            .streams
-            .iter_mut()
-            .find(|s| sender.is_some() && s.sender == sender);
-        match (existing, item) {
-            (Some(stream), item) => stream.items.push_back(item),
-            (None, Item::Frame(f)) => out.extend_from_slice(&f),
-            (None, item) => self.streams.push_back(Stream {
-                sender,
-                items: VecDeque::from([item]),
-            }),
+            &[codec::PASS_THROUGH]
         }
     }
 
+    /// Encodes `msg` and queues it: straight into the batch `out` when its
+    /// sender has nothing still going out in fragments (the common case: no
+    /// buffer of its own, no copy), behind that sender's fragments otherwise.
+    fn push(&mut self, msg: Message, out: &mut Vec<u8>) {
+        let sender = sender_of(&msg).cloned();
+        if sender.is_some() {
+            if let Some(i) = self.streams.iter().position(|s| s.sender == sender) {
+                let mut own = Vec::with_capacity(128);
+                if let Some(body_start) = self.encode(msg, &mut own) {
+                    let item = match self.fragmenter(Bytes::from(own), body_start) {
+                        Ok(f) => Item::Fragments(f),
+                        Err(frame) => Item::Frame(frame),
+                    };
+                    self.streams[i].items.push_back(item);
+                }
+                return;
+            }
+        }
+        let start = out.len();
+        let Some(body_start) = self.encode(msg, out) else {
+            return;
+        };
+        if out.len() - body_start <= self.fragment_size || !self.fragments {
+            return;
+        }
+        // Too large for one frame: the body leaves the batch without a copy;
+        // the small frames before it (at most one batch) are copied back.
+        let whole = Bytes::from(std::mem::replace(out, Vec::with_capacity(BATCH_CAPACITY)));
+        out.extend_from_slice(&whole[..start]);
+        let item = match self.fragmenter(whole.slice(start..), body_start - start) {
+            Ok(f) => Item::Fragments(f),
+            Err(frame) => Item::Frame(frame),
+        };
+        self.streams.push_back(Stream {
+            sender,
+            items: VecDeque::from([item]),
+        });
+    }
+
+    /// Appends `msg` to `out` as one whole frame (length prefix, header,
+    /// body), encoding the body in place behind room for the prefix and
+    /// header. Returns where the body starts; `None` when the message could
+    /// not be encoded (logged, `out` left as it was).
+    fn encode(&mut self, msg: Message, out: &mut Vec<u8>) -> Option<usize> {
+        let start = out.len();
+        let header = self.header();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(header);
+        let body_start = out.len();
+        let encoded = codec::encode_control_into(msg, !self.fragments, out);
+        let len = out.len() - start - 4;
+        match (encoded, u32::try_from(len)) {
+            (Ok(()), Ok(len)) => {
+                out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+                self.pushed += 1;
+                Some(body_start)
+            }
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "cannot encode control message; dropped");
+                out.truncate(start);
+                None
+            }
+            (Ok(()), Err(_)) => {
+                tracing::warn!(
+                    bytes = len,
+                    "control message too large for one frame; dropped"
+                );
+                out.truncate(start);
+                None
+            }
+        }
+    }
+
+    /// A whole frame (as `encode` made it, body at `body_start`) as
+    /// fragments when its body is above the fragment size, else unchanged.
+    fn fragmenter(&mut self, frame: Bytes, body_start: usize) -> Result<Fragmenter, Bytes> {
+        if !self.fragments || frame.len() - body_start <= self.fragment_size {
+            return Err(frame);
+        }
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        Ok(Fragmenter::new(
+            seq,
+            frame.slice(body_start..),
+            self.fragment_size,
+        ))
+    }
+
     /// The next frame of the next stream in turn (round-robin between senders).
-    fn next_fragment(&mut self) -> Option<Bytes> {
+    fn next_fragment(&mut self) -> Option<OutFrame> {
         let mut stream = self.streams.pop_front()?;
         let frame = stream.next_frame();
         if !stream.items.is_empty() {
@@ -550,7 +642,7 @@ async fn write_loop(
         streams: VecDeque::new(),
         pushed: 0,
     };
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(BATCH_CAPACITY);
     let tick_every = (ticktime / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -589,7 +681,7 @@ async fn write_loop(
             }
         }
         // Take whatever else is queued, up to a batch, so small messages share writes.
-        while !closing && out.len() < 256 * 1024 {
+        while !closing && out.len() < BATCH_LIMIT {
             match rx.try_recv() {
                 Ok(Outgoing::Control(m)) => w.push(m, &mut out),
                 Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -599,18 +691,161 @@ async fn write_loop(
             }
         }
         Counters::add(&counters.messages_out, std::mem::take(&mut w.pushed));
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-            Counters::add(&counters.bytes_out, out.len());
+        // The batch and the next fragment (its header and its payload, a
+        // slice of the message) go out in one vectored write: a fragment's
+        // 64 KiB are never copied into the batch.
+        let fragment = w.next_fragment();
+        let (head, payload) = fragment.as_ref().map(OutFrame::parts).unwrap_or_default();
+        let total = out.len() + head.len() + payload.len();
+        if total > 0 {
+            write_all_parts(&mut write, [&out, head, payload]).await?;
+            Counters::add(&counters.bytes_out, total);
             out.clear();
             wrote_since_tick = true;
         }
-        // Fragments are written as they are: copying 64 KiB frames into the
-        // batch buffer would cost a second pass over every large message.
-        if let Some(frame) = w.next_fragment() {
-            write.write_all(&frame).await?;
-            Counters::add(&counters.bytes_out, frame.len());
-            wrote_since_tick = true;
+        if out.capacity() > 4 * BATCH_LIMIT {
+            // One huge unfragmented message (a peer without FRAGMENTS) must
+            // not keep its buffer for the connection's life.
+            out = Vec::with_capacity(BATCH_CAPACITY);
         }
+    }
+}
+
+/// Writes every byte of `parts`, in order, with as few (vectored) writes as
+/// the socket allows.
+async fn write_all_parts(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut parts: [&[u8]; 3],
+) -> std::io::Result<()> {
+    loop {
+        let slices = parts.map(std::io::IoSlice::new);
+        let first = parts.iter().position(|p| !p.is_empty());
+        let Some(first) = first else {
+            return Ok(());
+        };
+        let mut n = write.write_vectored(&slices[first..]).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        for p in parts.iter_mut() {
+            let k = n.min(p.len());
+            *p = &p[k..];
+            n -= k;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::{self, Pid, Term};
+
+    fn pid(id: u32) -> Pid {
+        Pid::new("a@host", id, 0, 1)
+    }
+
+    fn msg(from: u32, payload: Term) -> Message {
+        Message::reg_send(pid(from), term::Atom::from("sink"), payload)
+    }
+
+    fn writer(fragments: bool) -> Writer {
+        Writer {
+            fragment_size: 100,
+            fragments,
+            next_sequence: 1,
+            streams: VecDeque::new(),
+            pushed: 0,
+        }
+    }
+
+    /// Everything the writer would put on the socket: the batch, then the
+    /// streams' frames in turn.
+    fn drain(w: &mut Writer, out: &mut Vec<u8>) -> Vec<u8> {
+        let mut wire = std::mem::take(out);
+        while let Some(f) = w.next_fragment() {
+            let (head, payload) = f.parts();
+            wire.extend_from_slice(head);
+            wire.extend_from_slice(payload);
+        }
+        wire
+    }
+
+    fn received(wire: &[u8]) -> Vec<(u32, Term)> {
+        let mut buf = BytesMut::from(wire);
+        let mut dec = FrameDecoder::default();
+        let mut got = Vec::new();
+        while let Some(frame) = dec.decode(&mut buf).expect("well-formed") {
+            let Frame::Message(body) = frame else {
+                continue;
+            };
+            match codec::decode_control(&body).expect("decodes") {
+                Message::RegSend(m) => got.push((m.from_pid.id, m.message)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(buf.is_empty());
+        got
+    }
+
+    #[test]
+    fn frames_built_in_place_equal_the_codec_frames() {
+        for fragments in [true, false] {
+            let mut w = writer(fragments);
+            let mut out = Vec::new();
+            let m = msg(1, term::atom("hello"));
+            w.push(m.clone(), &mut out);
+            let expected = if fragments {
+                codec::dist_header_frame(&codec::encode_control_headered(m).expect("encodes"))
+            } else {
+                codec::pass_through_frame(&codec::encode_control(m).expect("encodes"))
+            };
+            assert_eq!(out, expected.to_vec());
+            assert_eq!(w.pushed, 1);
+        }
+    }
+
+    #[test]
+    fn large_messages_are_fragmented_and_order_per_sender_is_kept() {
+        let big = |n: u8| term::binary(vec![n; 1000]);
+        let mut w = writer(true);
+        let mut out = Vec::new();
+        w.push(msg(1, term::int(1)), &mut out);
+        w.push(msg(1, big(2)), &mut out);
+        w.push(msg(1, term::int(3)), &mut out);
+        w.push(msg(2, term::int(4)), &mut out);
+        w.push(msg(2, big(5)), &mut out);
+        w.push(msg(2, big(6)), &mut out);
+        w.push(msg(3, term::int(7)), &mut out);
+        assert_eq!(w.pushed, 7);
+        let got = received(&drain(&mut w, &mut out));
+        assert_eq!(got.len(), 7);
+        // Small messages from senders with nothing in flight are not held back.
+        assert_eq!(
+            got[..3],
+            [(1, term::int(1)), (2, term::int(4)), (3, term::int(7))]
+        );
+        for sender in [1, 2] {
+            let order: Vec<&Term> = got
+                .iter()
+                .filter(|(s, _)| *s == sender)
+                .map(|(_, t)| t)
+                .collect();
+            let expected = if sender == 1 {
+                vec![term::int(1), big(2), term::int(3)]
+            } else {
+                vec![term::int(4), big(5), big(6)]
+            };
+            assert_eq!(order, expected.iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn without_fragments_large_messages_stay_whole() {
+        let mut w = writer(false);
+        let mut out = Vec::new();
+        w.push(msg(1, term::binary(vec![9; 1000])), &mut out);
+        assert!(w.streams.is_empty());
+        let got = received(&drain(&mut w, &mut out));
+        assert_eq!(got, vec![(1, term::binary(vec![9; 1000]))]);
     }
 }

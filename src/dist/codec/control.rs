@@ -330,15 +330,29 @@ pub fn encode_control_headered(msg: Message) -> Result<Bytes, ControlError> {
 }
 
 fn encode_with(msg: Message, version_bytes: bool) -> Result<Bytes, ControlError> {
-    let (ctrl, payload) = control_terms(msg)?;
     let mut out = Vec::with_capacity(128);
+    encode_control_into(msg, version_bytes, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// Appends a control message's body to `out`: pass-through form (each term
+/// starts with 131) with `version_bytes`, dist-header form without. Lets a
+/// writer encode straight into its batch buffer, after a frame header it
+/// fills in once the length is known. On error `out` may hold part of the
+/// body: the caller truncates it.
+pub fn encode_control_into(
+    msg: Message,
+    version_bytes: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), ControlError> {
+    let (ctrl, payload) = control_terms(msg)?;
     for t in std::iter::once(&ctrl).chain(payload.as_ref()) {
         if version_bytes {
             out.push(131);
         }
-        crate::term::etf::encode(t, &mut out).map_err(ControlError::Term)?;
+        crate::term::etf::encode(t, out).map_err(ControlError::Term)?;
     }
-    Ok(Bytes::from(out))
+    Ok(())
 }
 
 /// The control tuple and the optional payload term of a control message, as

@@ -16,6 +16,9 @@ const DIST_FRAG_CONT: u8 = 70;
 
 /// `131, 68, NumberOfAtomCacheRefs`.
 const NORMAL_HEADER_LEN: usize = 3;
+/// The normal distribution header without atom cache references, what
+/// [`dist_header_frame`] puts after the length prefix.
+pub const NORMAL_DIST_HEADER: [u8; NORMAL_HEADER_LEN] = [VERSION_MAGIC, DIST_HEADER, 0];
 /// `131, 69, SequenceId, FragmentId, NumberOfAtomCacheRefs`.
 const FRAG_HEADER_LEN: usize = 2 + 8 + 8 + 1;
 /// `131, 70, SequenceId, FragmentId`.
@@ -29,9 +32,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 30;
 pub const DEFAULT_MAX_OPEN_SEQUENCES: usize = 1024;
 /// The fragment payload size OTP itself uses (`ERTS_DIST_FRAGMENT_SIZE`).
 pub const DEFAULT_FRAGMENT_SIZE: usize = 64 * 1024;
-/// Largest up-front reservation for a new sequence, however many fragments it
-/// announces: the announced count is peer input, growth past this is amortised.
-const MAX_INITIAL_RESERVE: usize = 8 << 20;
+/// How much a connection's reader asks for at a time. Frames split off a read
+/// buffer keep it alive until they are dropped, so a new buffer is started
+/// (and only the unfinished frame copied into it) once this is used up.
+pub const READ_CHUNK: usize = 256 * 1024;
 
 /// A framing-level protocol violation. Every variant means the byte stream can
 /// no longer be trusted: the connection must be closed.
@@ -80,6 +84,8 @@ struct Partial {
     /// The `FragmentId` the next continuation must carry.
     next_id: u64,
     data: BytesMut,
+    /// Capacity reserved up front for this sequence (see `FrameDecoder::reserved`).
+    reserved: usize,
 }
 
 /// Sans-I/O decoder for the frames of an established distribution connection.
@@ -95,6 +101,13 @@ pub struct FrameDecoder {
     open: HashMap<u64, Partial>,
     /// Bytes held by all of `open` together.
     buffered: usize,
+    /// Capacity reserved up front for all of `open` together. Each sequence
+    /// reserves what its first fragment announces (fragment size times
+    /// count), so a message is copied once, into a buffer that never grows;
+    /// the count is peer input, so reservations together stay within
+    /// `max_reassembly_bytes`, and a sequence that outgrows its reservation
+    /// grows as its bytes arrive.
+    reserved: usize,
 }
 
 impl Default for FrameDecoder {
@@ -128,6 +141,7 @@ impl FrameDecoder {
             max_reassembly_bytes,
             open: HashMap::new(),
             buffered: 0,
+            reserved: 0,
         }
     }
 
@@ -139,6 +153,21 @@ impl FrameDecoder {
     /// Bytes currently held for unfinished fragment sequences.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
+    }
+
+    /// Bytes `buf` must hold before the frame at its start is complete: the
+    /// length prefix, then the announced frame when within the limits (a
+    /// frame beyond them is an error [`decode`](Self::decode) reports).
+    /// Lets the reader size its buffer so a large frame arrives in one piece
+    /// instead of being copied each time the buffer fills.
+    pub fn bytes_needed(&self, buf: &[u8]) -> usize {
+        match buf.first_chunk::<4>() {
+            Some(h) => {
+                let len = u32::from_be_bytes(*h) as usize;
+                4 + len.min(self.max_frame_len())
+            }
+            None => 4,
+        }
     }
 
     /// Largest frame length accepted: a whole message plus the largest header.
@@ -271,22 +300,21 @@ impl FrameDecoder {
             return Err(FrameError::TooManyOpenSequences);
         }
         self.admit(payload.len(), payload.len())?;
-        // Reserve what the announced fragment count suggests, but never more
-        // than the limits or a fixed cap: the count is unverified peer input.
         let announced = (payload.len() as u64).saturating_mul(frag);
         let reserve = announced
             .min(self.max_message_size as u64)
-            .min((self.max_reassembly_bytes - self.buffered) as u64)
-            .min(MAX_INITIAL_RESERVE as u64)
+            .min(self.max_reassembly_bytes.saturating_sub(self.reserved) as u64)
             .max(payload.len() as u64) as usize;
         let mut data = BytesMut::with_capacity(reserve);
         data.extend_from_slice(&payload);
         self.buffered += payload.len();
+        self.reserved += reserve;
         self.open.insert(
             seq,
             Partial {
                 next_id: frag - 1,
                 data,
+                reserved: reserve,
             },
         );
         Ok(None)
@@ -309,21 +337,25 @@ impl FrameDecoder {
                 partial.next_id
             )));
         }
-        let new_len = partial.data.len().saturating_add(payload.len());
-        if new_len > max_message || buffered.saturating_add(payload.len()) > max_total {
+        let added = payload.len();
+        let new_len = partial.data.len().saturating_add(added);
+        if new_len > max_message || buffered.saturating_add(added) > max_total {
             // Free the sequence now; the connection is going down anyway.
             self.drop_sequence(seq);
             return Err(FrameError::ReassemblyTooLarge);
         }
         partial.data.extend_from_slice(payload);
-        self.buffered += payload.len();
+        self.buffered += added;
         if frag > 1 {
             partial.next_id = frag - 1;
             return Ok(None);
         }
-        let done = self.open.remove(&seq).map(|p| p.data).unwrap_or_default();
-        self.buffered -= done.len();
-        Ok(Some(done.freeze()))
+        let Some(done) = self.open.remove(&seq) else {
+            return Ok(None);
+        };
+        self.buffered -= done.data.len();
+        self.reserved -= done.reserved;
+        Ok(Some(done.data.freeze()))
     }
 
     /// Checks that a sequence of `seq_len` bytes, `added` of them new, fits.
@@ -339,6 +371,7 @@ impl FrameDecoder {
     fn drop_sequence(&mut self, seq: u64) {
         if let Some(p) = self.open.remove(&seq) {
             self.buffered -= p.data.len();
+            self.reserved -= p.reserved;
         }
     }
 }
@@ -422,8 +455,20 @@ impl Fragmenter {
     }
 
     /// The next frame, length prefix included; `None` once all are out.
-    /// Copies the fragment's payload once, next to its header.
+    /// Copies the fragment's payload once, next to its header; a writer that
+    /// can write two buffers at once uses [`next_frame_parts`](Self::next_frame_parts).
     pub fn next_frame(&mut self) -> Option<Bytes> {
+        let (head, payload) = self.next_frame_parts()?;
+        let mut out = BytesMut::with_capacity(head.as_ref().len() + payload.len());
+        out.put_slice(head.as_ref());
+        out.put_slice(&payload);
+        Some(out.freeze())
+    }
+
+    /// The next frame as its header (length prefix included) and its payload,
+    /// a slice of the body: nothing is copied, so a 10 MB message is not
+    /// copied a second time on its way out.
+    pub fn next_frame_parts(&mut self) -> Option<(FragmentHead, Bytes)> {
         if self.sent == self.total {
             return None;
         }
@@ -431,7 +476,7 @@ impl Fragmenter {
         let end = start
             .saturating_add(self.fragment_size)
             .min(self.body.len());
-        let payload = &self.body[start.min(end)..end];
+        let payload = self.body.slice(start.min(end)..end);
         // FragmentId counts down to 1, which marks the last fragment.
         let fragment_id = self.total - self.sent;
         let first = self.sent == 0;
@@ -440,26 +485,41 @@ impl Fragmenter {
         } else {
             FRAG_CONT_LEN
         };
-        let mut out = BytesMut::with_capacity(4 + header_len + payload.len());
-        out.put_u32(frame_len(header_len + payload.len()));
-        out.put_u8(VERSION_MAGIC);
-        out.put_u8(if first {
+        let mut head = FragmentHead {
+            bytes: [0; 4 + FRAG_HEADER_LEN],
+            len: 4 + header_len,
+        };
+        let mut h = &mut head.bytes[..];
+        h.put_u32(frame_len(header_len + payload.len()));
+        h.put_u8(VERSION_MAGIC);
+        h.put_u8(if first {
             DIST_FRAG_HEADER
         } else {
             DIST_FRAG_CONT
         });
-        out.put_u64(self.sequence_id);
-        out.put_u64(fragment_id);
-        if first {
-            out.put_u8(0); // NumberOfAtomCacheRefs
-        }
-        out.put_slice(payload);
+        h.put_u64(self.sequence_id);
+        h.put_u64(fragment_id);
+        // With `first`, the last byte is NumberOfAtomCacheRefs: 0.
         self.sent += 1;
-        Some(out.freeze())
+        Some((head, payload))
     }
 
     /// Frames not yet returned by [`next_frame`](Self::next_frame).
     pub fn remaining_frames(&self) -> u64 {
         self.total - self.sent
+    }
+}
+
+/// A fragment frame's length prefix and header, as
+/// [`Fragmenter::next_frame_parts`] returns it.
+#[derive(Debug, Clone, Copy)]
+pub struct FragmentHead {
+    bytes: [u8; 4 + FRAG_HEADER_LEN],
+    len: usize,
+}
+
+impl AsRef<[u8]> for FragmentHead {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }

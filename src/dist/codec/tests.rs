@@ -553,3 +553,22 @@ proptest! {
         let _ = decode_control(&[&[104u8, 3, 97, op][..], &tail].concat());
     }
 }
+
+#[test]
+fn fragment_parts_are_the_frames_split_at_the_header() {
+    let body: Bytes = (0..=255u8).cycle().take(1000).collect::<Vec<_>>().into();
+    let (mut whole, mut parts) = (
+        Fragmenter::new(9, body.clone(), 300),
+        Fragmenter::new(9, body.clone(), 300),
+    );
+    let mut n = 0;
+    while let Some(frame) = whole.next_frame() {
+        let (head, payload) = parts.next_frame_parts().expect("as many parts as frames");
+        assert_eq!([head.as_ref(), &payload[..]].concat(), frame.to_vec());
+        // The payload is the body's own memory, not a copy.
+        let offset = payload.as_ptr() as usize - body.as_ptr() as usize;
+        assert_eq!(offset, n * 300);
+        n += 1;
+    }
+    assert_eq!((n, parts.next_frame_parts().is_none()), (4, true));
+}
