@@ -572,3 +572,28 @@ fn fragment_parts_are_the_frames_split_at_the_header() {
     }
     assert_eq!((n, parts.next_frame_parts().is_none()), (4, true));
 }
+
+#[test]
+fn direct_decoding_agrees_with_the_checked_path() {
+    // Every fixture, and every one-byte corruption of it: what the direct
+    // decoding accepts, the checked path accepts as the same message.
+    let mut accepted = 0;
+    for (_, body) in fixtures() {
+        let mut bodies = vec![body.to_vec(), headered(body).to_vec()];
+        for i in 0..body.len() {
+            for v in [0u8, 1, 97, 104, 255] {
+                let mut b = body.to_vec();
+                b[i] = v;
+                bodies.push(b);
+            }
+        }
+        for b in bodies {
+            if let Ok(m) = decode_control(&b) {
+                accepted += 1;
+                let checked = control::decode_control_checked(&b);
+                assert_eq!(checked.ok(), Some(m), "{b:?}");
+            }
+        }
+    }
+    assert!(accepted > 100);
+}
