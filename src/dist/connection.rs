@@ -44,6 +44,10 @@ const MAX_READ_RESERVE: usize = 16 << 20;
 /// large message took it).
 const BATCH_CAPACITY: usize = 64 * 1024;
 
+/// Binaries at least this large (and above the fragment size) are sent from
+/// their own memory instead of being copied into the encoded message.
+const MIN_DETACHED_BINARY: usize = 64 * 1024;
+
 /// A batch is written once it holds this much.
 const BATCH_LIMIT: usize = 256 * 1024;
 
@@ -457,18 +461,20 @@ enum Item {
 }
 
 /// A frame leaving a stream: whole, or a fragment's header and its payload
-/// (a slice of the message's body), written together without joining them.
+/// (slices of the message's body), written together without joining them.
 enum OutFrame {
     Whole(Bytes),
-    Fragment(codec::FragmentHead, Bytes),
+    Fragment(codec::FragmentHead, Vec<Bytes>),
 }
 
 impl OutFrame {
-    fn parts(&self) -> (&[u8], &[u8]) {
-        match self {
+    /// The frame's bytes, in order, in as many pieces as it is held in.
+    fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let (first, rest): (&[u8], &[Bytes]) = match self {
             OutFrame::Whole(b) => (b, &[]),
             OutFrame::Fragment(h, p) => (h.as_ref(), p),
-        }
+        };
+        std::iter::once(first).chain(rest.iter().map(|b| &b[..]))
     }
 }
 
@@ -535,31 +541,30 @@ impl Writer {
         if sender.is_some() {
             if let Some(i) = self.streams.iter().position(|s| s.sender == sender) {
                 let mut own = Vec::with_capacity(128);
-                if let Some(body_start) = self.encode(msg, &mut own) {
-                    let item = match self.fragmenter(Bytes::from(own), body_start) {
-                        Ok(f) => Item::Fragments(f),
-                        Err(frame) => Item::Frame(frame),
-                    };
+                if let Some((body_start, detached)) = self.encode(msg, &mut own) {
+                    let item = self.item(Bytes::from(own), body_start, detached);
                     self.streams[i].items.push_back(item);
                 }
                 return;
             }
         }
         let start = out.len();
-        let Some(body_start) = self.encode(msg, out) else {
+        let Some((body_start, detached)) = self.encode(msg, out) else {
             return;
         };
-        if out.len() - body_start <= self.fragment_size || !self.fragments {
+        if detached.is_empty() && (out.len() - body_start <= self.fragment_size || !self.fragments)
+        {
             return;
         }
         // Too large for one frame: the body leaves the batch without a copy;
         // the small frames before it (at most one batch) are copied back.
         let whole = Bytes::from(std::mem::replace(out, Vec::with_capacity(BATCH_CAPACITY)));
         out.extend_from_slice(&whole[..start]);
-        let item = match self.fragmenter(whole.slice(start..), body_start - start) {
-            Ok(f) => Item::Fragments(f),
-            Err(frame) => Item::Frame(frame),
-        };
+        let detached = detached
+            .into_iter()
+            .map(|(at, b)| (at - start, b))
+            .collect();
+        let item = self.item(whole.slice(start..), body_start - start, detached);
         self.streams.push_back(Stream {
             sender,
             items: VecDeque::from([item]),
@@ -568,28 +573,38 @@ impl Writer {
 
     /// Appends `msg` to `out` as one whole frame (length prefix, header,
     /// body), encoding the body in place behind room for the prefix and
-    /// header. Returns where the body starts; `None` when the message could
-    /// not be encoded (logged, `out` left as it was).
-    fn encode(&mut self, msg: Message, out: &mut Vec<u8>) -> Option<usize> {
+    /// header. With FRAGMENTS, binaries too large for one fragment are left
+    /// out of `out` and returned with the offsets their contents belong at:
+    /// they go to the socket from their own memory (the frame's length
+    /// prefix then does not count them; such a message always leaves in
+    /// fragments, which carry their own). Returns where the body starts;
+    /// `None` when the message could not be encoded (logged, `out` left as
+    /// it was).
+    fn encode(&mut self, msg: Message, out: &mut Vec<u8>) -> Option<(usize, Vec<(usize, Bytes)>)> {
         let start = out.len();
         let header = self.header();
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(header);
         let body_start = out.len();
-        let encoded = codec::encode_control_into(msg, !self.fragments, out);
+        let min_detached = if self.fragments {
+            self.fragment_size.max(MIN_DETACHED_BINARY)
+        } else {
+            usize::MAX
+        };
+        let encoded = codec::encode_control_into_detached(msg, !self.fragments, out, min_detached);
         let len = out.len() - start - 4;
         match (encoded, u32::try_from(len)) {
-            (Ok(()), Ok(len)) => {
+            (Ok(detached), Ok(len)) => {
                 out[start..start + 4].copy_from_slice(&len.to_be_bytes());
                 self.pushed += 1;
-                Some(body_start)
+                Some((body_start, detached))
             }
             (Err(e), _) => {
                 tracing::warn!(error = %e, "cannot encode control message; dropped");
                 out.truncate(start);
                 None
             }
-            (Ok(()), Err(_)) => {
+            (Ok(_), Err(_)) => {
                 tracing::warn!(
                     bytes = len,
                     "control message too large for one frame; dropped"
@@ -600,19 +615,27 @@ impl Writer {
         }
     }
 
-    /// A whole frame (as `encode` made it, body at `body_start`) as
-    /// fragments when its body is above the fragment size, else unchanged.
-    fn fragmenter(&mut self, frame: Bytes, body_start: usize) -> Result<Fragmenter, Bytes> {
-        if !self.fragments || frame.len() - body_start <= self.fragment_size {
-            return Err(frame);
+    /// A whole frame as `encode` made it (body at `body_start`, `detached`
+    /// binaries at their offsets) as the item that sends it: fragments when
+    /// the body is above the fragment size or binaries were left out, else
+    /// the frame unchanged.
+    fn item(&mut self, frame: Bytes, body_start: usize, detached: Vec<(usize, Bytes)>) -> Item {
+        if detached.is_empty()
+            && (!self.fragments || frame.len() - body_start <= self.fragment_size)
+        {
+            return Item::Frame(frame);
         }
+        let mut parts = Vec::with_capacity(2 * detached.len() + 1);
+        let mut at = body_start;
+        for (offset, binary) in detached {
+            parts.push(frame.slice(at..offset));
+            parts.push(binary);
+            at = offset;
+        }
+        parts.push(frame.slice(at..));
         let seq = self.next_sequence;
         self.next_sequence += 1;
-        Ok(Fragmenter::new(
-            seq,
-            frame.slice(body_start..),
-            self.fragment_size,
-        ))
+        Item::Fragments(Fragmenter::from_parts(seq, parts, self.fragment_size))
     }
 
     /// The next frame of the next stream in turn (round-robin between senders).
@@ -695,10 +718,11 @@ async fn write_loop(
         // slice of the message) go out in one vectored write: a fragment's
         // 64 KiB are never copied into the batch.
         let fragment = w.next_fragment();
-        let (head, payload) = fragment.as_ref().map(OutFrame::parts).unwrap_or_default();
-        let total = out.len() + head.len() + payload.len();
+        let mut parts: Vec<&[u8]> = vec![&out];
+        parts.extend(fragment.iter().flat_map(OutFrame::parts));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > 0 {
-            write_all_parts(&mut write, [&out, head, payload]).await?;
+            write_all_parts(&mut write, &mut parts).await?;
             Counters::add(&counters.bytes_out, total);
             out.clear();
             wrote_since_tick = true;
@@ -715,15 +739,17 @@ async fn write_loop(
 /// the socket allows.
 async fn write_all_parts(
     write: &mut tokio::net::tcp::OwnedWriteHalf,
-    mut parts: [&[u8]; 3],
+    parts: &mut [&[u8]],
 ) -> std::io::Result<()> {
     loop {
-        let slices = parts.map(std::io::IoSlice::new);
-        let first = parts.iter().position(|p| !p.is_empty());
-        let Some(first) = first else {
+        let Some(first) = parts.iter().position(|p| !p.is_empty()) else {
             return Ok(());
         };
-        let mut n = write.write_vectored(&slices[first..]).await?;
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -763,9 +789,9 @@ mod tests {
     fn drain(w: &mut Writer, out: &mut Vec<u8>) -> Vec<u8> {
         let mut wire = std::mem::take(out);
         while let Some(f) = w.next_fragment() {
-            let (head, payload) = f.parts();
-            wire.extend_from_slice(head);
-            wire.extend_from_slice(payload);
+            for p in f.parts() {
+                wire.extend_from_slice(p);
+            }
         }
         wire
     }
@@ -837,6 +863,35 @@ mod tests {
             };
             assert_eq!(order, expected.iter().collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn large_binaries_go_out_from_their_own_memory() {
+        let big = |n: u8| term::binary(vec![n; 200_000]);
+        let mut map = term::Map::from([(big(1), big(2))]);
+        map.map.insert(term::int(3), big(4));
+        let payloads = vec![
+            big(5),
+            crate::tup![term::atom("$gen_call"), term::int(1), big(6)],
+            term::list(vec![big(7), term::int(8), big(9)]),
+            Term::Map(map),
+        ];
+        let mut w = writer(true);
+        let mut out = Vec::new();
+        for p in &payloads {
+            w.push(msg(1, term::int(0)), &mut out);
+            w.push(msg(1, p.clone()), &mut out);
+        }
+        w.push(msg(2, term::int(10)), &mut out);
+        let got = received(&drain(&mut w, &mut out));
+        let mut expected = vec![(1, term::int(0))];
+        for p in payloads {
+            expected.extend([(1, p), (1, term::int(0))]);
+        }
+        expected.pop();
+        let from_1: Vec<(u32, Term)> = got.iter().filter(|(s, _)| *s == 1).cloned().collect();
+        assert_eq!(from_1, expected);
+        assert!(got.contains(&(2, term::int(10))));
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub enum ControlError {
     /// `Message::Tick` has no body: send [`TICK`](super::TICK) instead.
     #[error("a tick has no body; send TICK")]
     TickHasNoBody,
+    /// A binary taken out to be sent from its own memory was not met by the
+    /// encoder (a bug: the message is dropped rather than sent wrong).
+    #[error("a detached binary was not met by the encoder")]
+    DetachedBinaryLost,
 }
 
 /// The op of a control tuple, read straight from its first bytes when it has
@@ -405,6 +409,44 @@ pub fn encode_control_into(
         crate::term::etf::encode(t, out).map_err(ControlError::Term)?;
     }
     Ok(())
+}
+
+/// [`encode_control_into`] leaving out the contents of every binary of at
+/// least `min` bytes (map keys and fun environments excepted): returns where
+/// in `out` each one's contents belong, with them, in order. The caller sends
+/// `out` with those pieces put back between its bytes (see
+/// [`Fragmenter::from_parts`](super::Fragmenter::from_parts)), so a 10 MB
+/// binary is never copied on its way to the socket.
+pub fn encode_control_into_detached(
+    msg: Message,
+    version_bytes: bool,
+    out: &mut Vec<u8>,
+    min: usize,
+) -> Result<Vec<(usize, Bytes)>, ControlError> {
+    use crate::term::etf;
+    let (mut ctrl, mut payload) = control_terms(msg)?;
+    let mut spans = Vec::new();
+    for t in std::iter::once(&mut ctrl).chain(payload.as_mut()) {
+        if version_bytes {
+            out.push(131);
+        }
+        let binaries = etf::detach_binaries(t, min);
+        if binaries.is_empty() {
+            etf::encode(t, out).map_err(ControlError::Term)?;
+            continue;
+        }
+        // `t` is not moved between taking its binaries and encoding it: the
+        // encoder recognises them by address.
+        let mut d = etf::Detached::new(std::mem::take(out), binaries);
+        let encoded = etf::encode_detached(t, &mut d);
+        *out = std::mem::take(&mut d.buf);
+        encoded.map_err(ControlError::Term)?;
+        if !d.complete() {
+            return Err(ControlError::DetachedBinaryLost);
+        }
+        spans.append(&mut d.spans);
+    }
+    Ok(spans)
 }
 
 /// The control tuple and the optional payload term of a control message, as

@@ -433,7 +433,8 @@ pub fn dist_header_frame(body: &[u8]) -> Bytes {
 #[derive(Debug, Clone)]
 pub struct Fragmenter {
     sequence_id: u64,
-    body: Bytes,
+    /// The body still to send, as one or more pieces (see [`Fragmenter::from_parts`]).
+    body: std::collections::VecDeque<Bytes>,
     fragment_size: usize,
     total: u64,
     sent: u64,
@@ -443,11 +444,18 @@ impl Fragmenter {
     /// `fragment_size` is the payload bytes per frame (clamped to 1..=4 GiB
     /// minus the header). An empty body still yields one frame.
     pub fn new(sequence_id: u64, body: Bytes, fragment_size: usize) -> Self {
+        Self::from_parts(sequence_id, vec![body], fragment_size)
+    }
+
+    /// A body given in pieces, sent as if joined: lets a large binary go out
+    /// from its own memory between the encoded bytes around it.
+    pub fn from_parts(sequence_id: u64, parts: Vec<Bytes>, fragment_size: usize) -> Self {
         let fragment_size = fragment_size.clamp(1, u32::MAX as usize - FRAG_HEADER_LEN);
-        let total = body.len().div_ceil(fragment_size).max(1) as u64;
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        let total = len.div_ceil(fragment_size).max(1) as u64;
         Self {
             sequence_id,
-            body,
+            body: parts.into_iter().filter(|p| !p.is_empty()).collect(),
             fragment_size,
             total,
             sent: 0,
@@ -456,27 +464,40 @@ impl Fragmenter {
 
     /// The next frame, length prefix included; `None` once all are out.
     /// Copies the fragment's payload once, next to its header; a writer that
-    /// can write two buffers at once uses [`next_frame_parts`](Self::next_frame_parts).
+    /// can write several buffers at once uses [`next_frame_parts`](Self::next_frame_parts).
     pub fn next_frame(&mut self) -> Option<Bytes> {
         let (head, payload) = self.next_frame_parts()?;
-        let mut out = BytesMut::with_capacity(head.as_ref().len() + payload.len());
+        let len = payload.iter().map(Bytes::len).sum::<usize>();
+        let mut out = BytesMut::with_capacity(head.as_ref().len() + len);
         out.put_slice(head.as_ref());
-        out.put_slice(&payload);
+        for p in &payload {
+            out.put_slice(p);
+        }
         Some(out.freeze())
     }
 
     /// The next frame as its header (length prefix included) and its payload,
-    /// a slice of the body: nothing is copied, so a 10 MB message is not
-    /// copied a second time on its way out.
-    pub fn next_frame_parts(&mut self) -> Option<(FragmentHead, Bytes)> {
+    /// slices of the body (more than one where the fragment spans pieces):
+    /// nothing is copied, so a 10 MB message is not copied again on its way out.
+    pub fn next_frame_parts(&mut self) -> Option<(FragmentHead, Vec<Bytes>)> {
         if self.sent == self.total {
             return None;
         }
-        let start = (self.sent as usize) * self.fragment_size;
-        let end = start
-            .saturating_add(self.fragment_size)
-            .min(self.body.len());
-        let payload = self.body.slice(start.min(end)..end);
+        let mut payload = Vec::with_capacity(1);
+        let mut want = self.fragment_size;
+        while want > 0 {
+            let Some(front) = self.body.front_mut() else {
+                break;
+            };
+            if front.len() <= want {
+                want -= front.len();
+                payload.extend(self.body.pop_front());
+            } else {
+                payload.push(front.split_to(want));
+                want = 0;
+            }
+        }
+        let payload_len = self.fragment_size - want;
         // FragmentId counts down to 1, which marks the last fragment.
         let fragment_id = self.total - self.sent;
         let first = self.sent == 0;
@@ -490,7 +511,7 @@ impl Fragmenter {
             len: 4 + header_len,
         };
         let mut h = &mut head.bytes[..];
-        h.put_u32(frame_len(header_len + payload.len()));
+        h.put_u32(frame_len(header_len + payload_len));
         h.put_u8(VERSION_MAGIC);
         h.put_u8(if first {
             DIST_FRAG_HEADER

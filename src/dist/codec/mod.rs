@@ -34,7 +34,7 @@ mod tests;
 
 pub use control::{
     decode_control, encode_control, encode_control_headered, encode_control_into,
-    strip_version_bytes, ControlError,
+    encode_control_into_detached, strip_version_bytes, ControlError,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
