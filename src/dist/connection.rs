@@ -382,9 +382,14 @@ async fn read_loop(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Frame::Tick)) => {}
-                Ok(Some(Frame::Message(body))) => {
+                Ok(Some(frame)) => {
                     Counters::add(&counters.messages_in, 1);
-                    match codec::decode_control(&body) {
+                    let decoded = match frame {
+                        Frame::Message(body) => codec::decode_control(&body),
+                        Frame::Split { body, hole } => codec::decode_control_with_hole(&body, hole),
+                        Frame::Tick => continue,
+                    };
+                    match decoded {
                         Ok(msg) => node.handle_control(peer, msg),
                         Err(e) => {
                             tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
@@ -796,21 +801,33 @@ mod tests {
         wire
     }
 
-    fn received(wire: &[u8]) -> Vec<(u32, Term)> {
+    /// The messages on `wire`, and how many arrived split (large binaries
+    /// gathered apart).
+    fn received_split(wire: &[u8]) -> (Vec<(u32, Term)>, usize) {
+        let mut splits = 0;
         let mut buf = BytesMut::from(wire);
         let mut dec = FrameDecoder::default();
         let mut got = Vec::new();
         while let Some(frame) = dec.decode(&mut buf).expect("well-formed") {
-            let Frame::Message(body) = frame else {
-                continue;
+            let decoded = match frame {
+                Frame::Message(body) => codec::decode_control(&body),
+                Frame::Split { body, hole } => {
+                    splits += 1;
+                    codec::decode_control_with_hole(&body, hole)
+                }
+                Frame::Tick => continue,
             };
-            match codec::decode_control(&body).expect("decodes") {
+            match decoded.expect("decodes") {
                 Message::RegSend(m) => got.push((m.from_pid.id, m.message)),
                 other => panic!("unexpected {other:?}"),
             }
         }
         assert!(buf.is_empty());
-        got
+        (got, splits)
+    }
+
+    fn received(wire: &[u8]) -> Vec<(u32, Term)> {
+        received_split(wire).0
     }
 
     #[test]
@@ -883,7 +900,9 @@ mod tests {
             w.push(msg(1, p.clone()), &mut out);
         }
         w.push(msg(2, term::int(10)), &mut out);
-        let got = received(&drain(&mut w, &mut out));
+        let (got, splits) = received_split(&drain(&mut w, &mut out));
+        // Each message's first large binary is gathered apart on arrival.
+        assert_eq!(splits, 4);
         let mut expected = vec![(1, term::int(0))];
         for p in payloads {
             expected.extend([(1, p), (1, term::int(0))]);

@@ -762,8 +762,50 @@ pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
         let t = decompress(buf, start + 1, MAX_INFLATED)?;
         return Ok((t, buf.len()));
     }
-    let mut d = Decoder { buf, pos: start };
+    let mut d = Decoder {
+        buf,
+        pos: start,
+        hole: None,
+    };
     let t = d.term(0)?;
+    Ok((t, d.pos))
+}
+
+/// A binary's contents held apart from the bytes being decoded: `buf` has
+/// the binary's tag and length, the contents (`bytes`) belong at `at`.
+/// Reassembly fills such a buffer as fragments arrive, so a large binary is
+/// not copied out of the joined message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    pub at: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// [`decode_at`] of bytes that leave out one binary's contents, given in
+/// `hole`: the binary whose contents belong at `hole.at` gets them (taken
+/// out of `hole`, which is `None` afterwards) without a copy. A term that
+/// does not meet the hole leaves it in place.
+pub fn decode_at_with_hole(
+    buf: &[u8],
+    pos: usize,
+    hole: &mut Option<Hole>,
+) -> Result<(Term, usize), DecodeError> {
+    let versioned = buf.get(pos) == Some(&VERSION);
+    let start = if versioned { pos + 1 } else { pos };
+    if versioned && buf.get(start) == Some(&COMPRESSED) {
+        return Err(DecodeError::Invalid {
+            what: "compressed term around a held-apart binary",
+            at: start,
+        });
+    }
+    let mut d = Decoder {
+        buf,
+        pos: start,
+        hole: hole.take(),
+    };
+    let r = d.term(0);
+    *hole = d.hole.take();
+    let t = r?;
     Ok((t, d.pos))
 }
 
@@ -803,6 +845,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
     let mut d = Decoder {
         buf: &inflated,
         pos: 0,
+        hole: None,
     };
     let t = d.term(0)?;
     if d.pos != inflated.len() {
@@ -829,6 +872,8 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// See [`decode_at_with_hole`].
+    hole: Option<Hole>,
 }
 
 impl<'a> Decoder<'a> {
@@ -1027,7 +1072,15 @@ impl<'a> Decoder<'a> {
             }
             BINARY_EXT => {
                 let n = self.u32()? as usize;
-                Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                match self.hole.take() {
+                    Some(h) if h.at == self.pos && h.bytes.len() == n => {
+                        Term::Binary(Binary::from(h.bytes))
+                    }
+                    other => {
+                        self.hole = other;
+                        Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                    }
+                }
             }
             BIT_BINARY_EXT => {
                 let n = self.u32()? as usize;

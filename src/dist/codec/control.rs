@@ -96,6 +96,55 @@ pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
     decode_control_checked(body)
 }
 
+/// [`decode_control`] of a body whose largest binary's contents are held
+/// apart (as reassembly gathers a large message: see
+/// [`Frame::Split`](super::Frame::Split)): the binary gets them without a copy.
+pub fn decode_control_with_hole(
+    body: &[u8],
+    hole: crate::term::etf::Hole,
+) -> Result<Message, ControlError> {
+    use crate::term::etf::decode_at_with_hole;
+    let mut hole = Some(hole);
+    let compressed = |pos: usize| body.get(pos..pos + 2) == Some(&[131, 80][..]);
+    let mut direct = || {
+        if compressed(0) {
+            return None;
+        }
+        let (ctrl, end) = decode_at_with_hole(body, 0, &mut hole).ok()?;
+        if end == body.len() {
+            return Some((ctrl, None));
+        }
+        if compressed(end) {
+            return None;
+        }
+        match decode_at_with_hole(body, end, &mut hole) {
+            Ok((payload, end)) if end == body.len() => Some((ctrl, Some(payload))),
+            _ => None,
+        }
+    };
+    let decoded = direct();
+    match (decoded, hole) {
+        (Some((ctrl, payload)), None) => message_from_terms(ctrl, payload),
+        // Something is wrong: joined, the body goes down the usual path,
+        // which says what.
+        (_, Some(hole)) => {
+            let at = hole.at.min(body.len());
+            let mut joined = Vec::with_capacity(body.len() + hole.bytes.len());
+            joined.extend_from_slice(&body[..at]);
+            joined.extend_from_slice(&hole.bytes);
+            joined.extend_from_slice(&body[at..]);
+            decode_control(&joined)
+        }
+        (None, None) => Err(ControlError::Decode {
+            op: peek_op(
+                body.get(usize::from(body.first() == Some(&131))..)
+                    .unwrap_or_default(),
+            ),
+            reason: "malformed terms after a large binary".into(),
+        }),
+    }
+}
+
 /// [`decode_control`] with the validating walk first: the path for bodies the
 /// direct decoding refused, so the error says what is wrong with them.
 pub(crate) fn decode_control_checked(body: &[u8]) -> Result<Message, ControlError> {

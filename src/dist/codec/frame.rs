@@ -4,6 +4,9 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::scan;
+use crate::term::etf::Hole;
+
 /// A tick: a frame of length zero, sent to keep the connection alive.
 pub const TICK: [u8; 4] = [0, 0, 0, 0];
 
@@ -36,6 +39,10 @@ pub const DEFAULT_FRAGMENT_SIZE: usize = 64 * 1024;
 /// buffer keep it alive until they are dropped, so a new buffer is started
 /// (and only the unfinished frame copied into it) once this is used up.
 pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Binaries at least this large that run on past a message's first fragment
+/// are gathered apart during reassembly (see [`Frame::Split`]).
+const MIN_HELD_APART: usize = 64 * 1024;
 
 /// A framing-level protocol violation. Every variant means the byte stream can
 /// no longer be trusted: the connection must be closed.
@@ -76,6 +83,31 @@ pub enum Frame {
     /// terms after a distribution header do not (OTP rejects them if they do).
     /// [`decode_control`](super::decode_control) accepts both.
     Message(Bytes),
+    /// A fragmented message whose largest binary's contents were gathered
+    /// in a buffer of their own: `body` is the message without them, they
+    /// belong at `hole.at`. Decode with
+    /// [`decode_control_with_hole`](super::decode_control_with_hole), which
+    /// gives them to the binary without a copy; [`Frame::joined`] is the
+    /// plain body.
+    Split { body: Bytes, hole: Hole },
+}
+
+impl Frame {
+    /// A message's body as one buffer (`None` for a tick); copies a split one.
+    pub fn joined(&self) -> Option<Bytes> {
+        match self {
+            Frame::Tick => None,
+            Frame::Message(b) => Some(b.clone()),
+            Frame::Split { body, hole } => {
+                let at = hole.at.min(body.len());
+                let mut out = BytesMut::with_capacity(body.len() + hole.bytes.len());
+                out.extend_from_slice(&body[..at]);
+                out.extend_from_slice(&hole.bytes);
+                out.extend_from_slice(&body[at..]);
+                Some(out.freeze())
+            }
+        }
+    }
 }
 
 /// A fragment sequence being reassembled.
@@ -83,9 +115,68 @@ pub enum Frame {
 struct Partial {
     /// The `FragmentId` the next continuation must carry.
     next_id: u64,
+    /// The message so far, but for the contents of `hole`.
     data: BytesMut,
+    /// A large binary's contents, gathered apart (see `FrameDecoder::start`).
+    hole: Option<HeldApart>,
     /// Capacity reserved up front for this sequence (see `FrameDecoder::reserved`).
     reserved: usize,
+}
+
+/// The contents of a binary that belong at `at` in a [`Partial`]'s data.
+#[derive(Debug)]
+struct HeldApart {
+    at: usize,
+    len: usize,
+    bytes: Vec<u8>,
+}
+
+impl Partial {
+    /// Bytes received so far.
+    fn len(&self) -> usize {
+        self.data.len() + self.hole.as_ref().map_or(0, |h| h.bytes.len())
+    }
+
+    /// Appends a fragment's payload: up to the hole into `data`, then into
+    /// the hole until it is full, the rest into `data` again.
+    fn push(&mut self, mut p: &[u8]) {
+        if let Some(h) = &mut self.hole {
+            if self.data.len() < h.at {
+                let k = (h.at - self.data.len()).min(p.len());
+                self.data.extend_from_slice(&p[..k]);
+                p = &p[k..];
+            }
+            if self.data.len() == h.at {
+                let k = (h.len - h.bytes.len()).min(p.len());
+                h.bytes.extend_from_slice(&p[..k]);
+                p = &p[k..];
+            }
+        }
+        self.data.extend_from_slice(p);
+    }
+
+    /// The whole message: split when its hole was filled; joined (one copy)
+    /// when the message ended before it was, which decoding then reports.
+    fn finish(self) -> Frame {
+        match self.hole {
+            None => Frame::Message(self.data.freeze()),
+            Some(h) if h.bytes.len() == h.len => Frame::Split {
+                body: self.data.freeze(),
+                hole: Hole {
+                    at: h.at,
+                    bytes: h.bytes,
+                },
+            },
+            Some(h) => {
+                let at = h.at.min(self.data.len());
+                let mut joined = BytesMut::with_capacity(self.data.len() + h.bytes.len());
+                joined.extend_from_slice(&self.data[..at]);
+                joined.extend_from_slice(&h.bytes);
+                joined.extend_from_slice(&self.data[at..]);
+                Frame::Message(joined.freeze())
+            }
+        }
+    }
 }
 
 /// Sans-I/O decoder for the frames of an established distribution connection.
@@ -207,14 +298,14 @@ impl FrameDecoder {
             }
             let mut frame = buf.split_to(4 + len);
             frame.advance(4);
-            if let Some(body) = self.frame(frame)? {
-                return Ok(Some(Frame::Message(body)));
+            if let Some(message) = self.frame(frame)? {
+                return Ok(Some(message));
             }
         }
     }
 
     /// Handles one frame's contents; `None` when it was a non-final fragment.
-    fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Bytes>, FrameError> {
+    fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Frame>, FrameError> {
         let first = frame[0];
         if first == PASS_THROUGH {
             frame.advance(1);
@@ -266,14 +357,14 @@ impl FrameDecoder {
 
     /// An unfragmented body: checked against the message limit, then handed
     /// out without copying.
-    fn whole(&self, body: BytesMut) -> Result<Bytes, FrameError> {
+    fn whole(&self, body: BytesMut) -> Result<Frame, FrameError> {
         if body.len() > self.max_message_size {
             return Err(FrameError::TooLarge {
                 len: body.len(),
                 max: self.max_message_size,
             });
         }
-        Ok(body.freeze())
+        Ok(Frame::Message(body.freeze()))
     }
 
     fn start(
@@ -281,7 +372,7 @@ impl FrameDecoder {
         seq: u64,
         frag: u64,
         payload: BytesMut,
-    ) -> Result<Option<Bytes>, FrameError> {
+    ) -> Result<Option<Frame>, FrameError> {
         if frag == 0 {
             return Err(FrameError::Malformed(format!(
                 "fragment header with FragmentId 0 (sequence {seq})"
@@ -305,22 +396,44 @@ impl FrameDecoder {
             .min(self.max_message_size as u64)
             .min(self.max_reassembly_bytes.saturating_sub(self.reserved) as u64)
             .max(payload.len() as u64) as usize;
-        let mut data = BytesMut::with_capacity(reserve);
-        data.extend_from_slice(&payload);
+        // A large binary whose contents run on past this first fragment
+        // gets a buffer of its own, filled as they arrive: decoding then
+        // takes it as it is instead of copying it out of the joined message.
+        // Its length is peer input: it must fit what the sequence announced
+        // and the limits.
+        let budget = self.max_reassembly_bytes.saturating_sub(self.reserved);
+        let cut = scan::cut_binary(&payload, MIN_HELD_APART).filter(|&(at, len)| {
+            at <= payload.len()
+                && len as u64 <= announced
+                && len <= self.max_message_size
+                && len <= budget
+        });
+        let (data, hole, reserve) = match cut {
+            Some((at, len)) => {
+                let around = reserve.saturating_sub(len).min(at + 64 * 1024);
+                let hole = HeldApart {
+                    at,
+                    len,
+                    bytes: Vec::with_capacity(len),
+                };
+                (BytesMut::with_capacity(around), Some(hole), around + len)
+            }
+            None => (BytesMut::with_capacity(reserve), None, reserve),
+        };
+        let mut partial = Partial {
+            next_id: frag - 1,
+            data,
+            hole,
+            reserved: reserve,
+        };
+        partial.push(&payload);
         self.buffered += payload.len();
         self.reserved += reserve;
-        self.open.insert(
-            seq,
-            Partial {
-                next_id: frag - 1,
-                data,
-                reserved: reserve,
-            },
-        );
+        self.open.insert(seq, partial);
         Ok(None)
     }
 
-    fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Bytes>, FrameError> {
+    fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
         let (max_message, max_total, buffered) = (
             self.max_message_size,
             self.max_reassembly_bytes,
@@ -338,13 +451,13 @@ impl FrameDecoder {
             )));
         }
         let added = payload.len();
-        let new_len = partial.data.len().saturating_add(added);
+        let new_len = partial.len().saturating_add(added);
         if new_len > max_message || buffered.saturating_add(added) > max_total {
             // Free the sequence now; the connection is going down anyway.
             self.drop_sequence(seq);
             return Err(FrameError::ReassemblyTooLarge);
         }
-        partial.data.extend_from_slice(payload);
+        partial.push(payload);
         self.buffered += added;
         if frag > 1 {
             partial.next_id = frag - 1;
@@ -353,9 +466,9 @@ impl FrameDecoder {
         let Some(done) = self.open.remove(&seq) else {
             return Ok(None);
         };
-        self.buffered -= done.data.len();
+        self.buffered -= done.len();
         self.reserved -= done.reserved;
-        Ok(Some(done.data.freeze()))
+        Ok(Some(done.finish()))
     }
 
     /// Checks that a sequence of `seq_len` bytes, `added` of them new, fits.
@@ -370,7 +483,7 @@ impl FrameDecoder {
 
     fn drop_sequence(&mut self, seq: u64) {
         if let Some(p) = self.open.remove(&seq) {
-            self.buffered -= p.data.len();
+            self.buffered -= p.len();
             self.reserved -= p.reserved;
         }
     }

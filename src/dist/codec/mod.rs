@@ -33,8 +33,8 @@ mod scan;
 mod tests;
 
 pub use control::{
-    decode_control, encode_control, encode_control_headered, encode_control_into,
-    encode_control_into_detached, strip_version_bytes, ControlError,
+    decode_control, decode_control_with_hole, encode_control, encode_control_headered,
+    encode_control_into, encode_control_into_detached, strip_version_bytes, ControlError,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
