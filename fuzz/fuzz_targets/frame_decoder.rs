@@ -63,7 +63,8 @@ fn drain(dec: &mut FrameDecoder, buf: &mut BytesMut, lim: &Limits, out: &mut Vec
         match r {
             Ok(None) => return true,
             Ok(Some(Frame::Tick)) => out.push(Out::Tick),
-            Ok(Some(Frame::Message(body))) => {
+            Ok(Some(frame @ (Frame::Message(_) | Frame::Split { .. }))) => {
+                let body = frame.joined().expect("a message");
                 assert!(body.len() <= lim.max_message, "message over the size limit");
                 check_control(&body);
                 out.push(Out::Message(body.to_vec()));

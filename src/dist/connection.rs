@@ -37,6 +37,20 @@ use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Most room the reader makes at once for a frame it has not fully read.
+const MAX_READ_RESERVE: usize = 16 << 20;
+
+/// What the writer's batch buffer starts with (and is given again after a
+/// large message took it).
+const BATCH_CAPACITY: usize = 64 * 1024;
+
+/// Binaries at least this large (and above the fragment size) are sent from
+/// their own memory instead of being copied into the encoded message.
+const MIN_DETACHED_BINARY: usize = 64 * 1024;
+
+/// A batch is written once it holds this much.
+const BATCH_LIMIT: usize = 256 * 1024;
+
 // Boxing the message would add an allocation to every send; the channel slot is
 // the only place the size difference shows.
 #[allow(clippy::large_enum_variant)]
@@ -360,7 +374,7 @@ async fn read_loop(
     counters: &Counters,
     max_message_size: usize,
 ) -> String {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(codec::READ_CHUNK);
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(max_message_size);
@@ -368,9 +382,14 @@ async fn read_loop(
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Frame::Tick)) => {}
-                Ok(Some(Frame::Message(body))) => {
+                Ok(Some(frame)) => {
                     Counters::add(&counters.messages_in, 1);
-                    match codec::decode_control(&body) {
+                    let decoded = match frame {
+                        Frame::Message(body) => codec::decode_control(&body),
+                        Frame::Split { body, hole } => codec::decode_control_with_hole(&body, hole),
+                        Frame::Tick => continue,
+                    };
+                    match decoded {
                         Ok(msg) => node.handle_control(peer, msg),
                         Err(e) => {
                             tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
@@ -384,8 +403,15 @@ async fn read_loop(
                 }
             }
         }
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
+        // Room for the whole unfinished frame when it is announced (so a
+        // 64 KiB fragment is read in place, not copied into a new buffer
+        // half-way through), else for a good read. Up-front room for a large
+        // frame is capped: its length is peer input; beyond the cap the
+        // buffer grows as bytes arrive.
+        let missing = decoder.bytes_needed(&buf).saturating_sub(buf.len());
+        let spare = buf.capacity() - buf.len();
+        if spare < missing.max(16 * 1024) {
+            buf.reserve(missing.clamp(codec::READ_CHUNK, MAX_READ_RESERVE));
         }
         tokio::select! {
             r = read.read_buf(&mut buf) => match r {
@@ -439,6 +465,24 @@ enum Item {
     Fragments(Fragmenter),
 }
 
+/// A frame leaving a stream: whole, or a fragment's header and its payload
+/// (slices of the message's body), written together without joining them.
+enum OutFrame {
+    Whole(Bytes),
+    Fragment(codec::FragmentHead, Vec<Bytes>),
+}
+
+impl OutFrame {
+    /// The frame's bytes, in order, in as many pieces as it is held in.
+    fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        let (first, rest): (&[u8], &[Bytes]) = match self {
+            OutFrame::Whole(b) => (b, &[]),
+            OutFrame::Fragment(h, p) => (h.as_ref(), p),
+        };
+        std::iter::once(first).chain(rest.iter().map(|b| &b[..]))
+    }
+}
+
 /// Frames from one sender that must go out in order, behind a large message.
 struct Stream {
     sender: Option<erl_dist::term::Pid>,
@@ -446,20 +490,20 @@ struct Stream {
 }
 
 impl Stream {
-    fn next_frame(&mut self) -> Option<Bytes> {
+    fn next_frame(&mut self) -> Option<OutFrame> {
         while let Some(item) = self.items.front_mut() {
             match item {
                 Item::Frame(_) => {
                     if let Some(Item::Frame(f)) = self.items.pop_front() {
-                        return Some(f);
+                        return Some(OutFrame::Whole(f));
                     }
                 }
-                Item::Fragments(f) => match f.next_frame() {
-                    Some(frame) => {
+                Item::Fragments(f) => match f.next_frame_parts() {
+                    Some((head, payload)) => {
                         if f.remaining_frames() == 0 {
                             self.items.pop_front();
                         }
-                        return Some(frame);
+                        return Some(OutFrame::Fragment(head, payload));
                     }
                     None => {
                         self.items.pop_front();
@@ -482,49 +526,125 @@ struct Writer {
 }
 
 impl Writer {
-    fn push(&mut self, msg: Message, out: &mut Vec<u8>) {
-        let sender = sender_of(&msg).cloned();
-        // With FRAGMENTS negotiated the BEAM requires a distribution header on
-        // every frame (a pass-through frame kills the connection); without it,
-        // pass-through is the only form it accepts.
-        let encoded = if self.fragments {
-            codec::encode_control_headered(msg)
+    /// The frame header after the length prefix: with FRAGMENTS negotiated
+    /// the BEAM requires a distribution header on every frame (a pass-through
+    /// frame kills the connection); without it, pass-through is the only form
+    /// it accepts.
+    fn header(&self) -> &'static [u8] {
+        if self.fragments {
+            &codec::NORMAL_DIST_HEADER
         } else {
-            codec::encode_control(msg)
-        };
-        let body = match encoded {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot encode control message; dropped");
-                return;
-            }
-        };
-        self.pushed += 1;
-        let item = if !self.fragments {
-            Item::Frame(codec::pass_through_frame(&body))
-        } else if body.len() > self.fragment_size {
-            let seq = self.next_sequence;
-            self.next_sequence += 1;
-            Item::Fragments(Fragmenter::new(seq, body, self.fragment_size))
-        } else {
-            Item::Frame(codec::dist_header_frame(&body))
-        };
-        let existing = self
-            .streams
-            .iter_mut()
-            .find(|s| sender.is_some() && s.sender == sender);
-        match (existing, item) {
-            (Some(stream), item) => stream.items.push_back(item),
-            (None, Item::Frame(f)) => out.extend_from_slice(&f),
-            (None, item) => self.streams.push_back(Stream {
-                sender,
-                items: VecDeque::from([item]),
-            }),
+            &[codec::PASS_THROUGH]
         }
     }
 
+    /// Encodes `msg` and queues it: straight into the batch `out` when its
+    /// sender has nothing still going out in fragments (the common case: no
+    /// buffer of its own, no copy), behind that sender's fragments otherwise.
+    fn push(&mut self, msg: Message, out: &mut Vec<u8>) {
+        let sender = sender_of(&msg).cloned();
+        if sender.is_some() {
+            if let Some(i) = self.streams.iter().position(|s| s.sender == sender) {
+                let mut own = Vec::with_capacity(128);
+                if let Some((body_start, detached)) = self.encode(msg, &mut own) {
+                    let item = self.item(Bytes::from(own), body_start, detached);
+                    self.streams[i].items.push_back(item);
+                }
+                return;
+            }
+        }
+        let start = out.len();
+        let Some((body_start, detached)) = self.encode(msg, out) else {
+            return;
+        };
+        if detached.is_empty() && (out.len() - body_start <= self.fragment_size || !self.fragments)
+        {
+            return;
+        }
+        // Too large for one frame: the body leaves the batch without a copy;
+        // the small frames before it (at most one batch) are copied back.
+        let whole = Bytes::from(std::mem::replace(out, Vec::with_capacity(BATCH_CAPACITY)));
+        out.extend_from_slice(&whole[..start]);
+        let detached = detached
+            .into_iter()
+            .map(|(at, b)| (at - start, b))
+            .collect();
+        let item = self.item(whole.slice(start..), body_start - start, detached);
+        self.streams.push_back(Stream {
+            sender,
+            items: VecDeque::from([item]),
+        });
+    }
+
+    /// Appends `msg` to `out` as one whole frame (length prefix, header,
+    /// body), encoding the body in place behind room for the prefix and
+    /// header. With FRAGMENTS, binaries too large for one fragment are left
+    /// out of `out` and returned with the offsets their contents belong at:
+    /// they go to the socket from their own memory (the frame's length
+    /// prefix then does not count them; such a message always leaves in
+    /// fragments, which carry their own). Returns where the body starts;
+    /// `None` when the message could not be encoded (logged, `out` left as
+    /// it was).
+    fn encode(&mut self, msg: Message, out: &mut Vec<u8>) -> Option<(usize, Vec<(usize, Bytes)>)> {
+        let start = out.len();
+        let header = self.header();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(header);
+        let body_start = out.len();
+        let min_detached = if self.fragments {
+            self.fragment_size.max(MIN_DETACHED_BINARY)
+        } else {
+            usize::MAX
+        };
+        let encoded = codec::encode_control_into_detached(msg, !self.fragments, out, min_detached);
+        let len = out.len() - start - 4;
+        match (encoded, u32::try_from(len)) {
+            (Ok(detached), Ok(len)) => {
+                out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+                self.pushed += 1;
+                Some((body_start, detached))
+            }
+            (Err(e), _) => {
+                tracing::warn!(error = %e, "cannot encode control message; dropped");
+                out.truncate(start);
+                None
+            }
+            (Ok(_), Err(_)) => {
+                tracing::warn!(
+                    bytes = len,
+                    "control message too large for one frame; dropped"
+                );
+                out.truncate(start);
+                None
+            }
+        }
+    }
+
+    /// A whole frame as `encode` made it (body at `body_start`, `detached`
+    /// binaries at their offsets) as the item that sends it: fragments when
+    /// the body is above the fragment size or binaries were left out, else
+    /// the frame unchanged.
+    fn item(&mut self, frame: Bytes, body_start: usize, detached: Vec<(usize, Bytes)>) -> Item {
+        if detached.is_empty()
+            && (!self.fragments || frame.len() - body_start <= self.fragment_size)
+        {
+            return Item::Frame(frame);
+        }
+        let mut parts = Vec::with_capacity(2 * detached.len() + 1);
+        let mut at = body_start;
+        for (offset, binary) in detached {
+            parts.push(frame.slice(at..offset));
+            parts.push(binary);
+            at = offset;
+        }
+        parts.push(frame.slice(at..));
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        Item::Fragments(Fragmenter::from_parts(seq, parts, self.fragment_size))
+    }
+
     /// The next frame of the next stream in turn (round-robin between senders).
-    fn next_fragment(&mut self) -> Option<Bytes> {
+    fn next_fragment(&mut self) -> Option<OutFrame> {
         let mut stream = self.streams.pop_front()?;
         let frame = stream.next_frame();
         if !stream.items.is_empty() {
@@ -550,7 +670,7 @@ async fn write_loop(
         streams: VecDeque::new(),
         pushed: 0,
     };
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(BATCH_CAPACITY);
     let tick_every = (ticktime / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -589,7 +709,7 @@ async fn write_loop(
             }
         }
         // Take whatever else is queued, up to a batch, so small messages share writes.
-        while !closing && out.len() < 256 * 1024 {
+        while !closing && out.len() < BATCH_LIMIT {
             match rx.try_recv() {
                 Ok(Outgoing::Control(m)) => w.push(m, &mut out),
                 Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -599,18 +719,207 @@ async fn write_loop(
             }
         }
         Counters::add(&counters.messages_out, std::mem::take(&mut w.pushed));
-        if !out.is_empty() {
-            write.write_all(&out).await?;
-            Counters::add(&counters.bytes_out, out.len());
+        // The batch and the next fragment (its header and its payload, a
+        // slice of the message) go out in one vectored write: a fragment's
+        // 64 KiB are never copied into the batch.
+        let fragment = w.next_fragment();
+        let mut parts: Vec<&[u8]> = vec![&out];
+        parts.extend(fragment.iter().flat_map(OutFrame::parts));
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > 0 {
+            write_all_parts(&mut write, &mut parts).await?;
+            Counters::add(&counters.bytes_out, total);
             out.clear();
             wrote_since_tick = true;
         }
-        // Fragments are written as they are: copying 64 KiB frames into the
-        // batch buffer would cost a second pass over every large message.
-        if let Some(frame) = w.next_fragment() {
-            write.write_all(&frame).await?;
-            Counters::add(&counters.bytes_out, frame.len());
-            wrote_since_tick = true;
+        if out.capacity() > 4 * BATCH_LIMIT {
+            // One huge unfragmented message (a peer without FRAGMENTS) must
+            // not keep its buffer for the connection's life.
+            out = Vec::with_capacity(BATCH_CAPACITY);
         }
+    }
+}
+
+/// Writes every byte of `parts`, in order, with as few (vectored) writes as
+/// the socket allows.
+async fn write_all_parts(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    parts: &mut [&[u8]],
+) -> std::io::Result<()> {
+    loop {
+        let Some(first) = parts.iter().position(|p| !p.is_empty()) else {
+            return Ok(());
+        };
+        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+            .iter()
+            .map(|p| std::io::IoSlice::new(p))
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        for p in parts.iter_mut() {
+            let k = n.min(p.len());
+            *p = &p[k..];
+            n -= k;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term::{self, Pid, Term};
+
+    fn pid(id: u32) -> Pid {
+        Pid::new("a@host", id, 0, 1)
+    }
+
+    fn msg(from: u32, payload: Term) -> Message {
+        Message::reg_send(pid(from), term::Atom::from("sink"), payload)
+    }
+
+    fn writer(fragments: bool) -> Writer {
+        Writer {
+            fragment_size: 100,
+            fragments,
+            next_sequence: 1,
+            streams: VecDeque::new(),
+            pushed: 0,
+        }
+    }
+
+    /// Everything the writer would put on the socket: the batch, then the
+    /// streams' frames in turn.
+    fn drain(w: &mut Writer, out: &mut Vec<u8>) -> Vec<u8> {
+        let mut wire = std::mem::take(out);
+        while let Some(f) = w.next_fragment() {
+            for p in f.parts() {
+                wire.extend_from_slice(p);
+            }
+        }
+        wire
+    }
+
+    /// The messages on `wire`, and how many arrived split (large binaries
+    /// gathered apart).
+    fn received_split(wire: &[u8]) -> (Vec<(u32, Term)>, usize) {
+        let mut splits = 0;
+        let mut buf = BytesMut::from(wire);
+        let mut dec = FrameDecoder::default();
+        let mut got = Vec::new();
+        while let Some(frame) = dec.decode(&mut buf).expect("well-formed") {
+            let decoded = match frame {
+                Frame::Message(body) => codec::decode_control(&body),
+                Frame::Split { body, hole } => {
+                    splits += 1;
+                    codec::decode_control_with_hole(&body, hole)
+                }
+                Frame::Tick => continue,
+            };
+            match decoded.expect("decodes") {
+                Message::RegSend(m) => got.push((m.from_pid.id, m.message)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(buf.is_empty());
+        (got, splits)
+    }
+
+    fn received(wire: &[u8]) -> Vec<(u32, Term)> {
+        received_split(wire).0
+    }
+
+    #[test]
+    fn frames_built_in_place_equal_the_codec_frames() {
+        for fragments in [true, false] {
+            let mut w = writer(fragments);
+            let mut out = Vec::new();
+            let m = msg(1, term::atom("hello"));
+            w.push(m.clone(), &mut out);
+            let expected = if fragments {
+                codec::dist_header_frame(&codec::encode_control_headered(m).expect("encodes"))
+            } else {
+                codec::pass_through_frame(&codec::encode_control(m).expect("encodes"))
+            };
+            assert_eq!(out, expected.to_vec());
+            assert_eq!(w.pushed, 1);
+        }
+    }
+
+    #[test]
+    fn large_messages_are_fragmented_and_order_per_sender_is_kept() {
+        let big = |n: u8| term::binary(vec![n; 1000]);
+        let mut w = writer(true);
+        let mut out = Vec::new();
+        w.push(msg(1, term::int(1)), &mut out);
+        w.push(msg(1, big(2)), &mut out);
+        w.push(msg(1, term::int(3)), &mut out);
+        w.push(msg(2, term::int(4)), &mut out);
+        w.push(msg(2, big(5)), &mut out);
+        w.push(msg(2, big(6)), &mut out);
+        w.push(msg(3, term::int(7)), &mut out);
+        assert_eq!(w.pushed, 7);
+        let got = received(&drain(&mut w, &mut out));
+        assert_eq!(got.len(), 7);
+        // Small messages from senders with nothing in flight are not held back.
+        assert_eq!(
+            got[..3],
+            [(1, term::int(1)), (2, term::int(4)), (3, term::int(7))]
+        );
+        for sender in [1, 2] {
+            let order: Vec<&Term> = got
+                .iter()
+                .filter(|(s, _)| *s == sender)
+                .map(|(_, t)| t)
+                .collect();
+            let expected = if sender == 1 {
+                vec![term::int(1), big(2), term::int(3)]
+            } else {
+                vec![term::int(4), big(5), big(6)]
+            };
+            assert_eq!(order, expected.iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn large_binaries_go_out_from_their_own_memory() {
+        let big = |n: u8| term::binary(vec![n; 200_000]);
+        let mut map = term::Map::from([(big(1), big(2))]);
+        map.map.insert(term::int(3), big(4));
+        let payloads = vec![
+            big(5),
+            crate::tup![term::atom("$gen_call"), term::int(1), big(6)],
+            term::list(vec![big(7), term::int(8), big(9)]),
+            Term::Map(map),
+        ];
+        let mut w = writer(true);
+        let mut out = Vec::new();
+        for p in &payloads {
+            w.push(msg(1, term::int(0)), &mut out);
+            w.push(msg(1, p.clone()), &mut out);
+        }
+        w.push(msg(2, term::int(10)), &mut out);
+        let (got, splits) = received_split(&drain(&mut w, &mut out));
+        // Each message's first large binary is gathered apart on arrival.
+        assert_eq!(splits, 4);
+        let mut expected = vec![(1, term::int(0))];
+        for p in payloads {
+            expected.extend([(1, p), (1, term::int(0))]);
+        }
+        expected.pop();
+        let from_1: Vec<(u32, Term)> = got.iter().filter(|(s, _)| *s == 1).cloned().collect();
+        assert_eq!(from_1, expected);
+        assert!(got.contains(&(2, term::int(10))));
+    }
+
+    #[test]
+    fn without_fragments_large_messages_stay_whole() {
+        let mut w = writer(false);
+        let mut out = Vec::new();
+        w.push(msg(1, term::binary(vec![9; 1000])), &mut out);
+        assert!(w.streams.is_empty());
+        let got = received(&drain(&mut w, &mut out));
+        assert_eq!(got, vec![(1, term::binary(vec![9; 1000]))]);
     }
 }

@@ -10,6 +10,7 @@
 //! network (every control message is checked and at worst dropped), or let one
 //! peer's bad input touch another peer.
 
+mod local_hash;
 pub mod table;
 
 use std::collections::HashMap;
@@ -184,7 +185,7 @@ struct Slot {
 
 struct ProcState {
     table: ProcessTable,
-    slots: HashMap<u32, Slot>,
+    slots: HashMap<u32, Slot, local_hash::LocalHash>,
 }
 
 enum PeerState {
@@ -308,7 +309,7 @@ impl Node {
             next_attempt: AtomicU64::new(1),
             procs: Mutex::new(ProcState {
                 table,
-                slots: HashMap::new(),
+                slots: HashMap::default(),
             }),
             peers: Mutex::new(HashMap::new()),
             events,

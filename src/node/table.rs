@@ -16,6 +16,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::local_hash::LocalHash;
+
 use crate::term::{self, Pid, Reference, Term};
 
 /// A monitor or alias reference, reduced to what identifies it.
@@ -127,8 +129,8 @@ struct Entry {
 pub struct ProcessTable {
     node: String,
     creation: u32,
-    entries: HashMap<u32, Entry>,
-    names: HashMap<String, u32>,
+    entries: HashMap<u32, Entry, LocalHash>,
+    names: HashMap<String, u32, LocalHash>,
     aliases: HashMap<RefKey, u32>,
 }
 
@@ -148,8 +150,8 @@ impl ProcessTable {
         ProcessTable {
             node: node.to_string(),
             creation,
-            entries: HashMap::new(),
-            names: HashMap::new(),
+            entries: HashMap::default(),
+            names: HashMap::default(),
             aliases: HashMap::new(),
         }
     }

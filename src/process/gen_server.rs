@@ -114,10 +114,8 @@ pub async fn run<S: GenServer>(mut server: S, mut process: Process) -> ProcessEx
             Ok(m) => m,
             Err(e) => return ProcessExit::from(e),
         };
-        let flow = match classify(&msg) {
+        let flow = match classify(msg) {
             Incoming::Call(from, request) => {
-                let from = from.clone();
-                let request = request.clone();
                 match server
                     .handle_call(request, from.clone(), &mut process)
                     .await
@@ -135,8 +133,8 @@ pub async fn run<S: GenServer>(mut server: S, mut process: Process) -> ProcessEx
                     }
                 }
             }
-            Incoming::Cast(request) => server.handle_cast(request.clone(), &mut process).await,
-            Incoming::Info => server.handle_info(msg, &mut process).await,
+            Incoming::Cast(request) => server.handle_cast(request, &mut process).await,
+            Incoming::Info(msg) => server.handle_info(msg, &mut process).await,
         };
         if let Flow::Stop(reason) = flow {
             server.terminate(&reason, &mut process).await;
@@ -145,22 +143,29 @@ pub async fn run<S: GenServer>(mut server: S, mut process: Process) -> ProcessEx
     }
 }
 
-enum Incoming<'a> {
-    Call(&'a Term, &'a Term),
-    Cast(&'a Term),
-    Info,
+/// A message sorted by what the server does with it. The parts are moved out
+/// of the message, not cloned: a request can be a 10 MB binary.
+enum Incoming {
+    Call(Term, Term),
+    Cast(Term),
+    Info(Term),
 }
 
-fn classify(msg: &Term) -> Incoming<'_> {
-    match term::as_tuple(msg) {
-        Some([tag, from, request]) if term::is_atom(tag, "$gen_call") => {
-            if matches!(term::as_tuple(from), Some([Term::Pid(_), _])) {
-                Incoming::Call(from, request)
-            } else {
-                Incoming::Info
-            }
-        }
-        Some([tag, request]) if term::is_atom(tag, "$gen_cast") => Incoming::Cast(request),
-        _ => Incoming::Info,
+fn classify(msg: Term) -> Incoming {
+    let is_call = |e: &[Term]| {
+        matches!(e, [tag, from, _] if term::is_atom(tag, "$gen_call")
+            && matches!(term::as_tuple(from), Some([Term::Pid(_), _])))
+    };
+    let is_cast = |e: &[Term]| matches!(e, [tag, _] if term::is_atom(tag, "$gen_cast"));
+    match msg {
+        Term::Tuple(t) if is_call(&t.elements) => match <[Term; 3]>::try_from(t.elements) {
+            Ok([_, from, request]) => Incoming::Call(from, request),
+            Err(elements) => Incoming::Info(term::tuple(elements)),
+        },
+        Term::Tuple(t) if is_cast(&t.elements) => match <[Term; 2]>::try_from(t.elements) {
+            Ok([_, request]) => Incoming::Cast(request),
+            Err(elements) => Incoming::Info(term::tuple(elements)),
+        },
+        other => Incoming::Info(other),
     }
 }

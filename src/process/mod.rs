@@ -325,8 +325,11 @@ impl Process {
         let result = match got {
             Err(Exited(reason)) => Err(CallError::CallerExited(reason)),
             Ok(None) => Err(CallError::Timeout),
+            // The reply is moved out, not cloned: it can be a 10 MB binary.
+            Ok(Some(Term::Tuple(t))) if t.elements.len() == 2 => {
+                Ok(t.elements.into_iter().nth(1).unwrap_or_else(term::nil))
+            }
             Ok(Some(m)) => match term::as_tuple(&m) {
-                Some([_, reply]) => Ok(reply.clone()),
                 Some([_, _, _, _, reason]) => Err(match term::as_atom(reason) {
                     Some("noproc") => CallError::NoProc,
                     Some("noconnection") => CallError::NodeDown,

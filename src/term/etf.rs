@@ -62,6 +62,147 @@ pub fn encode(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     encode_rec(term, out, 0)
 }
 
+/// Where an encoding goes: a buffer, and a say in how binaries' contents get
+/// there. A plain `Vec<u8>` copies them in; [`Detached`] leaves out the
+/// contents of binaries it was given to send as they are.
+trait Out {
+    fn buf(&mut self) -> &mut Vec<u8>;
+    /// The length to write for a binary.
+    #[inline]
+    fn binary_len(&self, b: &crate::term::Binary) -> usize {
+        b.bytes.len()
+    }
+    /// Writes a binary's contents (its tag and length are already written).
+    fn binary(&mut self, b: &crate::term::Binary);
+}
+
+impl Out for Vec<u8> {
+    #[inline]
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    #[inline]
+    fn binary(&mut self, b: &crate::term::Binary) {
+        self.extend_from_slice(&b.bytes);
+    }
+}
+
+/// An encoding that leaves out the contents of chosen binaries, so a large
+/// binary goes to the socket from its own memory instead of being copied
+/// into the encoded body.
+///
+/// The binaries are chosen by identity (their address in the term being
+/// encoded, compared, never dereferenced): the caller takes their bytes out
+/// of the term it owns ([`detach_binaries`]) and encodes the same, unmoved
+/// term; each such binary, now empty, is written with its real length and
+/// no contents, and its place recorded.
+pub struct Detached {
+    /// The encoding, without the detached contents.
+    pub buf: Vec<u8>,
+    /// Binaries still to be met, in the order the encoder meets them.
+    pending: std::collections::VecDeque<(*const crate::term::Binary, bytes::Bytes)>,
+    /// Where in `buf` each detached binary's contents belong, with them.
+    pub spans: Vec<(usize, bytes::Bytes)>,
+}
+
+impl Detached {
+    /// An encoding into `buf` that leaves out `binaries` (from [`detach_binaries`]).
+    pub fn new(buf: Vec<u8>, binaries: Vec<(*const crate::term::Binary, bytes::Bytes)>) -> Self {
+        Detached {
+            buf,
+            pending: binaries.into(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// True when every detached binary was met (and its place recorded).
+    pub fn complete(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+impl Out for Detached {
+    #[inline]
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn binary_len(&self, b: &crate::term::Binary) -> usize {
+        match self.pending.front() {
+            Some((p, bytes)) if std::ptr::eq(*p, b) => bytes.len(),
+            _ => b.bytes.len(),
+        }
+    }
+
+    fn binary(&mut self, b: &crate::term::Binary) {
+        match self.pending.front() {
+            Some((p, _)) if std::ptr::eq(*p, b) => {
+                if let Some((_, bytes)) = self.pending.pop_front() {
+                    self.spans.push((self.buf.len(), bytes));
+                }
+            }
+            _ => self.buf.extend_from_slice(&b.bytes),
+        }
+    }
+}
+
+/// Takes the bytes out of every binary of at least `min` bytes in `term`
+/// (map keys excepted: they cannot be changed in place; and anything nested
+/// deeper than the encoder's recursion, which is simply copied), leaving them
+/// empty, and returns them with the binaries' addresses in the order
+/// [`encode_detached`] meets them. Allocates nothing when there are none, so
+/// every message can be offered.
+pub fn detach_binaries(
+    term: &mut Term,
+    min: usize,
+) -> Vec<(*const crate::term::Binary, bytes::Bytes)> {
+    fn walk(
+        t: &mut Term,
+        min: usize,
+        depth: u32,
+        found: &mut Vec<(*const crate::term::Binary, bytes::Bytes)>,
+    ) {
+        if depth >= MAX_RECURSION {
+            return;
+        }
+        match t {
+            Term::Binary(b) if b.bytes.len() >= min => {
+                let bytes = bytes::Bytes::from(std::mem::take(&mut b.bytes));
+                found.push((&*b as *const crate::term::Binary, bytes));
+            }
+            Term::List(l) => l
+                .elements
+                .iter_mut()
+                .for_each(|e| walk(e, min, depth + 1, found)),
+            Term::ImproperList(l) => {
+                l.elements
+                    .iter_mut()
+                    .for_each(|e| walk(e, min, depth + 1, found));
+                walk(&mut l.last, min, depth + 1, found);
+            }
+            Term::Tuple(t) => t
+                .elements
+                .iter_mut()
+                .for_each(|e| walk(e, min, depth + 1, found)),
+            Term::Map(m) => m
+                .map
+                .values_mut()
+                .for_each(|v| walk(v, min, depth + 1, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(term, min, 0, &mut found);
+    found
+}
+
+/// [`encode`] into a [`Detached`]: the binaries it holds are written as their
+/// tag and real length only.
+pub fn encode_detached(term: &Term, out: &mut Detached) -> Result<(), EncodeError> {
+    encode_rec(term, out, 0)
+}
+
 /// Nesting encoded by plain recursion; a subterm deeper than this goes to
 /// the explicit stack ([`encode_iter`]), so deeply nested terms cannot
 /// exhaust the Rust stack while the common term needs no stack allocation.
@@ -76,7 +217,7 @@ enum Children<'a> {
     Map(&'a std::collections::HashMap<Term, Term>),
 }
 
-fn encode_rec(term: &Term, out: &mut Vec<u8>, depth: u32) -> Result<(), EncodeError> {
+fn encode_rec<O: Out>(term: &Term, out: &mut O, depth: u32) -> Result<(), EncodeError> {
     if depth >= MAX_RECURSION {
         return encode_iter(term, out);
     }
@@ -87,7 +228,7 @@ fn encode_rec(term: &Term, out: &mut Vec<u8>, depth: u32) -> Result<(), EncodeEr
                 encode_rec(e, out, depth + 1)?;
             }
             match tail {
-                None => out.push(NIL_EXT),
+                None => out.buf().push(NIL_EXT),
                 Some(t) => encode_rec(t, out, depth + 1)?,
             }
         }
@@ -107,7 +248,7 @@ fn encode_rec(term: &Term, out: &mut Vec<u8>, depth: u32) -> Result<(), EncodeEr
 }
 
 /// [`encode`] with an explicit stack, for arbitrarily deep terms.
-fn encode_iter(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn encode_iter<O: Out>(term: &Term, out: &mut O) -> Result<(), EncodeError> {
     enum Work<'a> {
         Term(&'a Term),
         Nil,
@@ -116,7 +257,7 @@ fn encode_iter(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     while let Some(w) = stack.pop() {
         let t = match w {
             Work::Nil => {
-                out.push(NIL_EXT);
+                out.buf().push(NIL_EXT);
                 continue;
             }
             Work::Term(t) => t,
@@ -148,7 +289,16 @@ fn encode_iter(term: &Term, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 /// Writes `t` itself: everything of a leaf, the header of a list, tuple or
 /// map (whose elements the caller writes next).
 #[inline]
-fn header<'a>(t: &'a Term, out: &mut Vec<u8>) -> Result<Children<'a>, EncodeError> {
+fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeError> {
+    if let Term::Binary(b) = t {
+        let len = o.binary_len(b);
+        let out = o.buf();
+        out.push(BINARY_EXT);
+        out.extend_from_slice(&len32("binary", len)?.to_be_bytes());
+        o.binary(b);
+        return Ok(Children::None);
+    }
+    let out = o.buf();
     match t {
         Term::Atom(a) => atom(&a.name, out)?,
         Term::FixInteger(i) => integer(i64::from(i.value), out),
@@ -196,11 +346,7 @@ fn header<'a>(t: &'a Term, out: &mut Vec<u8>) -> Result<Children<'a>, EncodeErro
             out.push(f.arity);
         }
         Term::InternalFun(f) => internal_fun(f, out)?,
-        Term::Binary(b) => {
-            out.push(BINARY_EXT);
-            out.extend_from_slice(&len32("binary", b.bytes.len())?.to_be_bytes());
-            out.extend_from_slice(&b.bytes);
-        }
+        Term::Binary(_) => {} // written above
         Term::BitBinary(b) => {
             if b.bytes.is_empty() {
                 // `<<>>`, however the bit count was recorded.
@@ -476,6 +622,40 @@ mod tests {
     }
 
     #[test]
+    fn detached_binaries_put_back_give_the_plain_encoding() {
+        let mut rng = crate::term::testgen::Rng(0x9e37_79b9_7f4a_7c15);
+        let mut detached_some = 0;
+        for _ in 0..3000 {
+            let original = crate::term::testgen::term(&mut rng, 4);
+            let mut plain = Vec::new();
+            if encode(&original, &mut plain).is_err() {
+                continue;
+            }
+            let mut t = original.clone();
+            let binaries = detach_binaries(&mut t, 5);
+            let expected: usize = binaries.iter().map(|(_, b)| b.len()).sum();
+            let mut d = Detached::new(vec![7], binaries);
+            encode_detached(&t, &mut d).expect("encodes as before");
+            assert!(d.complete(), "{original}");
+            assert_eq!(
+                d.spans.iter().map(|(_, b)| b.len()).sum::<usize>(),
+                expected
+            );
+            detached_some += usize::from(!d.spans.is_empty());
+            let mut joined = Vec::new();
+            let mut at = 0;
+            for (offset, bytes) in &d.spans {
+                joined.extend_from_slice(&d.buf[at..*offset]);
+                joined.extend_from_slice(bytes);
+                at = *offset;
+            }
+            joined.extend_from_slice(&d.buf[at..]);
+            assert_eq!(joined[1..], plain[..], "{original}");
+        }
+        assert!(detached_some > 300, "{detached_some}");
+    }
+
+    #[test]
     fn word_bignums_match_the_general_encoding() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut values = vec![i64::MIN, i64::MAX, i64::MIN + 1, 1 << 31, -(1 << 31) - 1];
@@ -582,8 +762,50 @@ pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
         let t = decompress(buf, start + 1, MAX_INFLATED)?;
         return Ok((t, buf.len()));
     }
-    let mut d = Decoder { buf, pos: start };
+    let mut d = Decoder {
+        buf,
+        pos: start,
+        hole: None,
+    };
     let t = d.term(0)?;
+    Ok((t, d.pos))
+}
+
+/// A binary's contents held apart from the bytes being decoded: `buf` has
+/// the binary's tag and length, the contents (`bytes`) belong at `at`.
+/// Reassembly fills such a buffer as fragments arrive, so a large binary is
+/// not copied out of the joined message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hole {
+    pub at: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// [`decode_at`] of bytes that leave out one binary's contents, given in
+/// `hole`: the binary whose contents belong at `hole.at` gets them (taken
+/// out of `hole`, which is `None` afterwards) without a copy. A term that
+/// does not meet the hole leaves it in place.
+pub fn decode_at_with_hole(
+    buf: &[u8],
+    pos: usize,
+    hole: &mut Option<Hole>,
+) -> Result<(Term, usize), DecodeError> {
+    let versioned = buf.get(pos) == Some(&VERSION);
+    let start = if versioned { pos + 1 } else { pos };
+    if versioned && buf.get(start) == Some(&COMPRESSED) {
+        return Err(DecodeError::Invalid {
+            what: "compressed term around a held-apart binary",
+            at: start,
+        });
+    }
+    let mut d = Decoder {
+        buf,
+        pos: start,
+        hole: hole.take(),
+    };
+    let r = d.term(0);
+    *hole = d.hole.take();
+    let t = r?;
     Ok((t, d.pos))
 }
 
@@ -623,6 +845,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
     let mut d = Decoder {
         buf: &inflated,
         pos: 0,
+        hole: None,
     };
     let t = d.term(0)?;
     if d.pos != inflated.len() {
@@ -649,6 +872,8 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// See [`decode_at_with_hole`].
+    hole: Option<Hole>,
 }
 
 impl<'a> Decoder<'a> {
@@ -847,7 +1072,15 @@ impl<'a> Decoder<'a> {
             }
             BINARY_EXT => {
                 let n = self.u32()? as usize;
-                Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                match self.hole.take() {
+                    Some(h) if h.at == self.pos && h.bytes.len() == n => {
+                        Term::Binary(Binary::from(h.bytes))
+                    }
+                    other => {
+                        self.hole = other;
+                        Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                    }
+                }
             }
             BIT_BINARY_EXT => {
                 let n = self.u32()? as usize;

@@ -34,6 +34,10 @@ pub enum ControlError {
     /// `Message::Tick` has no body: send [`TICK`](super::TICK) instead.
     #[error("a tick has no body; send TICK")]
     TickHasNoBody,
+    /// A binary taken out to be sent from its own memory was not met by the
+    /// encoder (a bug: the message is dropped rather than sent wrong).
+    #[error("a detached binary was not met by the encoder")]
+    DetachedBinaryLost,
 }
 
 /// The op of a control tuple, read straight from its first bytes when it has
@@ -86,6 +90,64 @@ fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
 /// [`ControlError::UnknownOp`] with the control tuple, so the caller can log
 /// and drop that one message.
 pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
+    if let Some((ctrl, payload)) = decode_terms_directly(body) {
+        return message_from_terms(ctrl, payload);
+    }
+    decode_control_checked(body)
+}
+
+/// [`decode_control`] of a body whose largest binary's contents are held
+/// apart (as reassembly gathers a large message: see
+/// [`Frame::Split`](super::Frame::Split)): the binary gets them without a copy.
+pub fn decode_control_with_hole(
+    body: &[u8],
+    hole: crate::term::etf::Hole,
+) -> Result<Message, ControlError> {
+    use crate::term::etf::decode_at_with_hole;
+    let mut hole = Some(hole);
+    let compressed = |pos: usize| body.get(pos..pos + 2) == Some(&[131, 80][..]);
+    let mut direct = || {
+        if compressed(0) {
+            return None;
+        }
+        let (ctrl, end) = decode_at_with_hole(body, 0, &mut hole).ok()?;
+        if end == body.len() {
+            return Some((ctrl, None));
+        }
+        if compressed(end) {
+            return None;
+        }
+        match decode_at_with_hole(body, end, &mut hole) {
+            Ok((payload, end)) if end == body.len() => Some((ctrl, Some(payload))),
+            _ => None,
+        }
+    };
+    let decoded = direct();
+    match (decoded, hole) {
+        (Some((ctrl, payload)), None) => message_from_terms(ctrl, payload),
+        // Something is wrong: joined, the body goes down the usual path,
+        // which says what.
+        (_, Some(hole)) => {
+            let at = hole.at.min(body.len());
+            let mut joined = Vec::with_capacity(body.len() + hole.bytes.len());
+            joined.extend_from_slice(&body[..at]);
+            joined.extend_from_slice(&hole.bytes);
+            joined.extend_from_slice(&body[at..]);
+            decode_control(&joined)
+        }
+        (None, None) => Err(ControlError::Decode {
+            op: peek_op(
+                body.get(usize::from(body.first() == Some(&131))..)
+                    .unwrap_or_default(),
+            ),
+            reason: "malformed terms after a large binary".into(),
+        }),
+    }
+}
+
+/// [`decode_control`] with the validating walk first: the path for bodies the
+/// direct decoding refused, so the error says what is wrong with them.
+pub(crate) fn decode_control_checked(body: &[u8]) -> Result<Message, ControlError> {
     let parts = split(body)?;
     let op = peek_op(parts.ctrl);
     let ctrl = decode_term(parts.ctrl, op)?;
@@ -96,6 +158,31 @@ pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
     message_from_terms(ctrl, payload)
 }
 
+/// The control term and the optional payload decoded without the validating
+/// walk first: `term::etf` bounds its own allocations and nesting, so on a
+/// well-formed body (every body, in practice) the walk would only read the
+/// bytes a second time. `None` sends the body down the checked path, which
+/// says precisely what is wrong: any decoding error, bytes after the payload,
+/// or a compressed term (accepted by `term::etf`, refused on the wire: see
+/// `scan`).
+fn decode_terms_directly(body: &[u8]) -> Option<(Term, Option<Term>)> {
+    let compressed = |pos: usize| body.get(pos..pos + 2) == Some(&[131, 80][..]);
+    if compressed(0) {
+        return None;
+    }
+    let (ctrl, end) = crate::term::etf::decode_at(body, 0).ok()?;
+    if end == body.len() {
+        return Some((ctrl, None));
+    }
+    if compressed(end) {
+        return None;
+    }
+    match crate::term::etf::decode_at(body, end) {
+        Ok((payload, end)) if end == body.len() => Some((ctrl, Some(payload))),
+        _ => None,
+    }
+}
+
 fn decode_term(term: &[u8], op: Option<i32>) -> Result<Term, ControlError> {
     crate::term::etf::from_binary(term).map_err(|e| ControlError::Decode {
         op,
@@ -104,7 +191,8 @@ fn decode_term(term: &[u8], op: Option<i32>) -> Result<Term, ControlError> {
 }
 
 /// Builds a control message from its control tuple and optional payload,
-/// checking every element's type.
+/// checking every element's type. Elements are moved out of the tuple, not
+/// cloned (a pid or an atom clone is an allocation, for every message).
 pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, ControlError> {
     let Term::Tuple(t) = ctrl else {
         return Err(ControlError::Decode {
@@ -121,35 +209,49 @@ pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, 
             })
         }
     };
-    let control = Term::Tuple(t);
+    // Unknown ops are refused before anything is taken out of the tuple, so
+    // the error can carry it whole, for logging.
+    if !matches!(op, 1..=8 | 12 | 13 | 16 | 18..=36) {
+        return Err(ControlError::UnknownOp {
+            op,
+            control: Term::Tuple(t),
+        });
+    }
     let bad = |what: &str| ControlError::Decode {
         op: Some(op),
         reason: format!("expected {what}"),
     };
-    let Term::Tuple(t) = &control else {
-        return Err(bad("tuple"));
+    let mut elements = t.elements;
+    let e = elements.get_mut(1..).unwrap_or_default();
+    // Each element is taken at most once; what is left behind is `[]`, which
+    // costs no allocation.
+    let e = std::cell::RefCell::new(e);
+    let take = |i: usize| {
+        e.borrow_mut()
+            .get_mut(i)
+            .map(|t| std::mem::replace(t, Term::List(List::nil())))
     };
-    let e = &t.elements[1..];
-    let pid = |i: usize| match e.get(i) {
-        Some(Term::Pid(p)) => Ok(p.clone()),
+    let len = e.borrow().len();
+    let pid = |i: usize| match take(i) {
+        Some(Term::Pid(p)) => Ok(p),
         _ => Err(bad("a pid")),
     };
-    let reference = |i: usize| match e.get(i) {
-        Some(Term::Reference(r)) => Ok((**r).clone()),
+    let reference = |i: usize| match take(i) {
+        Some(Term::Reference(r)) => Ok(*r),
         _ => Err(bad("a reference")),
     };
-    let atom = |i: usize| match e.get(i) {
-        Some(Term::Atom(a)) => Ok(a.clone()),
+    let atom = |i: usize| match take(i) {
+        Some(Term::Atom(a)) => Ok(a),
         _ => Err(bad("an atom")),
     };
-    let any = |i: usize| e.get(i).cloned().ok_or_else(|| bad("more elements"));
-    let pid_or_atom = |i: usize| match e.get(i) {
-        Some(Term::Pid(p)) => Ok(PidOrAtom::Pid(p.clone())),
-        Some(Term::Atom(a)) => Ok(PidOrAtom::Atom(a.clone())),
+    let any = |i: usize| take(i).ok_or_else(|| bad("more elements"));
+    let pid_or_atom = |i: usize| match take(i) {
+        Some(Term::Pid(p)) => Ok(PidOrAtom::Pid(p)),
+        Some(Term::Atom(a)) => Ok(PidOrAtom::Atom(a)),
         _ => Err(bad("a pid or an atom")),
     };
     let arity = |n: usize| {
-        if e.len() == n {
+        if len == n {
             Ok(())
         } else {
             Err(bad(&format!("{} elements", n + 1)))
@@ -260,13 +362,15 @@ pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, 
         }
         29 | 30 => {
             arity(if op == 29 { 5 } else { 6 })?;
-            let mfa = match e.get(3) {
-                Some(Term::Tuple(m)) => match m.elements.as_slice() {
-                    [Term::Atom(module), Term::Atom(function), Term::FixInteger(a)] => Mfa {
-                        module: module.clone(),
-                        function: function.clone(),
-                        arity: a.clone(),
-                    },
+            let mfa = match take(3) {
+                Some(Term::Tuple(m)) => match <[Term; 3]>::try_from(m.elements) {
+                    Ok([Term::Atom(module), Term::Atom(function), Term::FixInteger(arity)]) => {
+                        Mfa {
+                            module,
+                            function,
+                            arity,
+                        }
+                    }
                     _ => return Err(bad("{Module, Function, Arity}")),
                 },
                 _ => return Err(bad("{Module, Function, Arity}")),
@@ -281,8 +385,8 @@ pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, 
         }
         31 | 32 => {
             arity(if op == 31 { 4 } else { 5 })?;
-            let flags = match e.get(2) {
-                Some(Term::FixInteger(f)) => f.clone(),
+            let flags = match take(2) {
+                Some(Term::FixInteger(f)) => f,
                 _ => return Err(bad("integer flags")),
             };
             if op == 31 {
@@ -307,7 +411,8 @@ pub fn message_from_terms(ctrl: Term, payload: Option<Term>) -> Result<Message, 
             arity(3)?;
             Message::unlink_id_ack(any(0)?, pid(1)?, pid(2)?)
         }
-        _ => return Err(ControlError::UnknownOp { op, control }),
+        // Not reached: unknown ops were refused above.
+        _ => return Err(bad("a known operation")),
     };
     if payload.is_some() {
         return Err(bad("no payload after this control tuple"));
@@ -330,15 +435,67 @@ pub fn encode_control_headered(msg: Message) -> Result<Bytes, ControlError> {
 }
 
 fn encode_with(msg: Message, version_bytes: bool) -> Result<Bytes, ControlError> {
-    let (ctrl, payload) = control_terms(msg)?;
     let mut out = Vec::with_capacity(128);
+    encode_control_into(msg, version_bytes, &mut out)?;
+    Ok(Bytes::from(out))
+}
+
+/// Appends a control message's body to `out`: pass-through form (each term
+/// starts with 131) with `version_bytes`, dist-header form without. Lets a
+/// writer encode straight into its batch buffer, after a frame header it
+/// fills in once the length is known. On error `out` may hold part of the
+/// body: the caller truncates it.
+pub fn encode_control_into(
+    msg: Message,
+    version_bytes: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), ControlError> {
+    let (ctrl, payload) = control_terms(msg)?;
     for t in std::iter::once(&ctrl).chain(payload.as_ref()) {
         if version_bytes {
             out.push(131);
         }
-        crate::term::etf::encode(t, &mut out).map_err(ControlError::Term)?;
+        crate::term::etf::encode(t, out).map_err(ControlError::Term)?;
     }
-    Ok(Bytes::from(out))
+    Ok(())
+}
+
+/// [`encode_control_into`] leaving out the contents of every binary of at
+/// least `min` bytes (map keys and fun environments excepted): returns where
+/// in `out` each one's contents belong, with them, in order. The caller sends
+/// `out` with those pieces put back between its bytes (see
+/// [`Fragmenter::from_parts`](super::Fragmenter::from_parts)), so a 10 MB
+/// binary is never copied on its way to the socket.
+pub fn encode_control_into_detached(
+    msg: Message,
+    version_bytes: bool,
+    out: &mut Vec<u8>,
+    min: usize,
+) -> Result<Vec<(usize, Bytes)>, ControlError> {
+    use crate::term::etf;
+    let (mut ctrl, mut payload) = control_terms(msg)?;
+    let mut spans = Vec::new();
+    for t in std::iter::once(&mut ctrl).chain(payload.as_mut()) {
+        if version_bytes {
+            out.push(131);
+        }
+        let binaries = etf::detach_binaries(t, min);
+        if binaries.is_empty() {
+            etf::encode(t, out).map_err(ControlError::Term)?;
+            continue;
+        }
+        // `t` is not moved between taking its binaries and encoding it: the
+        // encoder recognises them by address.
+        let mut d = etf::Detached::new(std::mem::take(out), binaries);
+        let encoded = etf::encode_detached(t, &mut d);
+        *out = std::mem::take(&mut d.buf);
+        encoded.map_err(ControlError::Term)?;
+        if !d.complete() {
+            return Err(ControlError::DetachedBinaryLost);
+        }
+        spans.append(&mut d.spans);
+    }
+    Ok(spans)
 }
 
 /// The control tuple and the optional payload term of a control message, as

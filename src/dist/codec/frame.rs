@@ -4,6 +4,9 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::scan;
+use crate::term::etf::Hole;
+
 /// A tick: a frame of length zero, sent to keep the connection alive.
 pub const TICK: [u8; 4] = [0, 0, 0, 0];
 
@@ -16,6 +19,9 @@ const DIST_FRAG_CONT: u8 = 70;
 
 /// `131, 68, NumberOfAtomCacheRefs`.
 const NORMAL_HEADER_LEN: usize = 3;
+/// The normal distribution header without atom cache references, what
+/// [`dist_header_frame`] puts after the length prefix.
+pub const NORMAL_DIST_HEADER: [u8; NORMAL_HEADER_LEN] = [VERSION_MAGIC, DIST_HEADER, 0];
 /// `131, 69, SequenceId, FragmentId, NumberOfAtomCacheRefs`.
 const FRAG_HEADER_LEN: usize = 2 + 8 + 8 + 1;
 /// `131, 70, SequenceId, FragmentId`.
@@ -29,9 +35,14 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 30;
 pub const DEFAULT_MAX_OPEN_SEQUENCES: usize = 1024;
 /// The fragment payload size OTP itself uses (`ERTS_DIST_FRAGMENT_SIZE`).
 pub const DEFAULT_FRAGMENT_SIZE: usize = 64 * 1024;
-/// Largest up-front reservation for a new sequence, however many fragments it
-/// announces: the announced count is peer input, growth past this is amortised.
-const MAX_INITIAL_RESERVE: usize = 8 << 20;
+/// How much a connection's reader asks for at a time. Frames split off a read
+/// buffer keep it alive until they are dropped, so a new buffer is started
+/// (and only the unfinished frame copied into it) once this is used up.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Binaries at least this large that run on past a message's first fragment
+/// are gathered apart during reassembly (see [`Frame::Split`]).
+const MIN_HELD_APART: usize = 64 * 1024;
 
 /// A framing-level protocol violation. Every variant means the byte stream can
 /// no longer be trusted: the connection must be closed.
@@ -72,6 +83,31 @@ pub enum Frame {
     /// terms after a distribution header do not (OTP rejects them if they do).
     /// [`decode_control`](super::decode_control) accepts both.
     Message(Bytes),
+    /// A fragmented message whose largest binary's contents were gathered
+    /// in a buffer of their own: `body` is the message without them, they
+    /// belong at `hole.at`. Decode with
+    /// [`decode_control_with_hole`](super::decode_control_with_hole), which
+    /// gives them to the binary without a copy; [`Frame::joined`] is the
+    /// plain body.
+    Split { body: Bytes, hole: Hole },
+}
+
+impl Frame {
+    /// A message's body as one buffer (`None` for a tick); copies a split one.
+    pub fn joined(&self) -> Option<Bytes> {
+        match self {
+            Frame::Tick => None,
+            Frame::Message(b) => Some(b.clone()),
+            Frame::Split { body, hole } => {
+                let at = hole.at.min(body.len());
+                let mut out = BytesMut::with_capacity(body.len() + hole.bytes.len());
+                out.extend_from_slice(&body[..at]);
+                out.extend_from_slice(&hole.bytes);
+                out.extend_from_slice(&body[at..]);
+                Some(out.freeze())
+            }
+        }
+    }
 }
 
 /// A fragment sequence being reassembled.
@@ -79,7 +115,68 @@ pub enum Frame {
 struct Partial {
     /// The `FragmentId` the next continuation must carry.
     next_id: u64,
+    /// The message so far, but for the contents of `hole`.
     data: BytesMut,
+    /// A large binary's contents, gathered apart (see `FrameDecoder::start`).
+    hole: Option<HeldApart>,
+    /// Capacity reserved up front for this sequence (see `FrameDecoder::reserved`).
+    reserved: usize,
+}
+
+/// The contents of a binary that belong at `at` in a [`Partial`]'s data.
+#[derive(Debug)]
+struct HeldApart {
+    at: usize,
+    len: usize,
+    bytes: Vec<u8>,
+}
+
+impl Partial {
+    /// Bytes received so far.
+    fn len(&self) -> usize {
+        self.data.len() + self.hole.as_ref().map_or(0, |h| h.bytes.len())
+    }
+
+    /// Appends a fragment's payload: up to the hole into `data`, then into
+    /// the hole until it is full, the rest into `data` again.
+    fn push(&mut self, mut p: &[u8]) {
+        if let Some(h) = &mut self.hole {
+            if self.data.len() < h.at {
+                let k = (h.at - self.data.len()).min(p.len());
+                self.data.extend_from_slice(&p[..k]);
+                p = &p[k..];
+            }
+            if self.data.len() == h.at {
+                let k = (h.len - h.bytes.len()).min(p.len());
+                h.bytes.extend_from_slice(&p[..k]);
+                p = &p[k..];
+            }
+        }
+        self.data.extend_from_slice(p);
+    }
+
+    /// The whole message: split when its hole was filled; joined (one copy)
+    /// when the message ended before it was, which decoding then reports.
+    fn finish(self) -> Frame {
+        match self.hole {
+            None => Frame::Message(self.data.freeze()),
+            Some(h) if h.bytes.len() == h.len => Frame::Split {
+                body: self.data.freeze(),
+                hole: Hole {
+                    at: h.at,
+                    bytes: h.bytes,
+                },
+            },
+            Some(h) => {
+                let at = h.at.min(self.data.len());
+                let mut joined = BytesMut::with_capacity(self.data.len() + h.bytes.len());
+                joined.extend_from_slice(&self.data[..at]);
+                joined.extend_from_slice(&h.bytes);
+                joined.extend_from_slice(&self.data[at..]);
+                Frame::Message(joined.freeze())
+            }
+        }
+    }
 }
 
 /// Sans-I/O decoder for the frames of an established distribution connection.
@@ -95,6 +192,13 @@ pub struct FrameDecoder {
     open: HashMap<u64, Partial>,
     /// Bytes held by all of `open` together.
     buffered: usize,
+    /// Capacity reserved up front for all of `open` together. Each sequence
+    /// reserves what its first fragment announces (fragment size times
+    /// count), so a message is copied once, into a buffer that never grows;
+    /// the count is peer input, so reservations together stay within
+    /// `max_reassembly_bytes`, and a sequence that outgrows its reservation
+    /// grows as its bytes arrive.
+    reserved: usize,
 }
 
 impl Default for FrameDecoder {
@@ -128,6 +232,7 @@ impl FrameDecoder {
             max_reassembly_bytes,
             open: HashMap::new(),
             buffered: 0,
+            reserved: 0,
         }
     }
 
@@ -139,6 +244,21 @@ impl FrameDecoder {
     /// Bytes currently held for unfinished fragment sequences.
     pub fn buffered_bytes(&self) -> usize {
         self.buffered
+    }
+
+    /// Bytes `buf` must hold before the frame at its start is complete: the
+    /// length prefix, then the announced frame when within the limits (a
+    /// frame beyond them is an error [`decode`](Self::decode) reports).
+    /// Lets the reader size its buffer so a large frame arrives in one piece
+    /// instead of being copied each time the buffer fills.
+    pub fn bytes_needed(&self, buf: &[u8]) -> usize {
+        match buf.first_chunk::<4>() {
+            Some(h) => {
+                let len = u32::from_be_bytes(*h) as usize;
+                4 + len.min(self.max_frame_len())
+            }
+            None => 4,
+        }
     }
 
     /// Largest frame length accepted: a whole message plus the largest header.
@@ -178,14 +298,14 @@ impl FrameDecoder {
             }
             let mut frame = buf.split_to(4 + len);
             frame.advance(4);
-            if let Some(body) = self.frame(frame)? {
-                return Ok(Some(Frame::Message(body)));
+            if let Some(message) = self.frame(frame)? {
+                return Ok(Some(message));
             }
         }
     }
 
     /// Handles one frame's contents; `None` when it was a non-final fragment.
-    fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Bytes>, FrameError> {
+    fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Frame>, FrameError> {
         let first = frame[0];
         if first == PASS_THROUGH {
             frame.advance(1);
@@ -237,14 +357,14 @@ impl FrameDecoder {
 
     /// An unfragmented body: checked against the message limit, then handed
     /// out without copying.
-    fn whole(&self, body: BytesMut) -> Result<Bytes, FrameError> {
+    fn whole(&self, body: BytesMut) -> Result<Frame, FrameError> {
         if body.len() > self.max_message_size {
             return Err(FrameError::TooLarge {
                 len: body.len(),
                 max: self.max_message_size,
             });
         }
-        Ok(body.freeze())
+        Ok(Frame::Message(body.freeze()))
     }
 
     fn start(
@@ -252,7 +372,7 @@ impl FrameDecoder {
         seq: u64,
         frag: u64,
         payload: BytesMut,
-    ) -> Result<Option<Bytes>, FrameError> {
+    ) -> Result<Option<Frame>, FrameError> {
         if frag == 0 {
             return Err(FrameError::Malformed(format!(
                 "fragment header with FragmentId 0 (sequence {seq})"
@@ -271,28 +391,49 @@ impl FrameDecoder {
             return Err(FrameError::TooManyOpenSequences);
         }
         self.admit(payload.len(), payload.len())?;
-        // Reserve what the announced fragment count suggests, but never more
-        // than the limits or a fixed cap: the count is unverified peer input.
         let announced = (payload.len() as u64).saturating_mul(frag);
         let reserve = announced
             .min(self.max_message_size as u64)
-            .min((self.max_reassembly_bytes - self.buffered) as u64)
-            .min(MAX_INITIAL_RESERVE as u64)
+            .min(self.max_reassembly_bytes.saturating_sub(self.reserved) as u64)
             .max(payload.len() as u64) as usize;
-        let mut data = BytesMut::with_capacity(reserve);
-        data.extend_from_slice(&payload);
+        // A large binary whose contents run on past this first fragment
+        // gets a buffer of its own, filled as they arrive: decoding then
+        // takes it as it is instead of copying it out of the joined message.
+        // Its length is peer input: it must fit what the sequence announced
+        // and the limits.
+        let budget = self.max_reassembly_bytes.saturating_sub(self.reserved);
+        let cut = scan::cut_binary(&payload, MIN_HELD_APART).filter(|&(at, len)| {
+            at <= payload.len()
+                && len as u64 <= announced
+                && len <= self.max_message_size
+                && len <= budget
+        });
+        let (data, hole, reserve) = match cut {
+            Some((at, len)) => {
+                let around = reserve.saturating_sub(len).min(at + 64 * 1024);
+                let hole = HeldApart {
+                    at,
+                    len,
+                    bytes: Vec::with_capacity(len),
+                };
+                (BytesMut::with_capacity(around), Some(hole), around + len)
+            }
+            None => (BytesMut::with_capacity(reserve), None, reserve),
+        };
+        let mut partial = Partial {
+            next_id: frag - 1,
+            data,
+            hole,
+            reserved: reserve,
+        };
+        partial.push(&payload);
         self.buffered += payload.len();
-        self.open.insert(
-            seq,
-            Partial {
-                next_id: frag - 1,
-                data,
-            },
-        );
+        self.reserved += reserve;
+        self.open.insert(seq, partial);
         Ok(None)
     }
 
-    fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Bytes>, FrameError> {
+    fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
         let (max_message, max_total, buffered) = (
             self.max_message_size,
             self.max_reassembly_bytes,
@@ -309,21 +450,25 @@ impl FrameDecoder {
                 partial.next_id
             )));
         }
-        let new_len = partial.data.len().saturating_add(payload.len());
-        if new_len > max_message || buffered.saturating_add(payload.len()) > max_total {
+        let added = payload.len();
+        let new_len = partial.len().saturating_add(added);
+        if new_len > max_message || buffered.saturating_add(added) > max_total {
             // Free the sequence now; the connection is going down anyway.
             self.drop_sequence(seq);
             return Err(FrameError::ReassemblyTooLarge);
         }
-        partial.data.extend_from_slice(payload);
-        self.buffered += payload.len();
+        partial.push(payload);
+        self.buffered += added;
         if frag > 1 {
             partial.next_id = frag - 1;
             return Ok(None);
         }
-        let done = self.open.remove(&seq).map(|p| p.data).unwrap_or_default();
+        let Some(done) = self.open.remove(&seq) else {
+            return Ok(None);
+        };
         self.buffered -= done.len();
-        Ok(Some(done.freeze()))
+        self.reserved -= done.reserved;
+        Ok(Some(done.finish()))
     }
 
     /// Checks that a sequence of `seq_len` bytes, `added` of them new, fits.
@@ -338,7 +483,8 @@ impl FrameDecoder {
 
     fn drop_sequence(&mut self, seq: u64) {
         if let Some(p) = self.open.remove(&seq) {
-            self.buffered -= p.data.len();
+            self.buffered -= p.len();
+            self.reserved -= p.reserved;
         }
     }
 }
@@ -400,7 +546,8 @@ pub fn dist_header_frame(body: &[u8]) -> Bytes {
 #[derive(Debug, Clone)]
 pub struct Fragmenter {
     sequence_id: u64,
-    body: Bytes,
+    /// The body still to send, as one or more pieces (see [`Fragmenter::from_parts`]).
+    body: std::collections::VecDeque<Bytes>,
     fragment_size: usize,
     total: u64,
     sent: u64,
@@ -410,11 +557,18 @@ impl Fragmenter {
     /// `fragment_size` is the payload bytes per frame (clamped to 1..=4 GiB
     /// minus the header). An empty body still yields one frame.
     pub fn new(sequence_id: u64, body: Bytes, fragment_size: usize) -> Self {
+        Self::from_parts(sequence_id, vec![body], fragment_size)
+    }
+
+    /// A body given in pieces, sent as if joined: lets a large binary go out
+    /// from its own memory between the encoded bytes around it.
+    pub fn from_parts(sequence_id: u64, parts: Vec<Bytes>, fragment_size: usize) -> Self {
         let fragment_size = fragment_size.clamp(1, u32::MAX as usize - FRAG_HEADER_LEN);
-        let total = body.len().div_ceil(fragment_size).max(1) as u64;
+        let len: usize = parts.iter().map(Bytes::len).sum();
+        let total = len.div_ceil(fragment_size).max(1) as u64;
         Self {
             sequence_id,
-            body,
+            body: parts.into_iter().filter(|p| !p.is_empty()).collect(),
             fragment_size,
             total,
             sent: 0,
@@ -422,16 +576,41 @@ impl Fragmenter {
     }
 
     /// The next frame, length prefix included; `None` once all are out.
-    /// Copies the fragment's payload once, next to its header.
+    /// Copies the fragment's payload once, next to its header; a writer that
+    /// can write several buffers at once uses [`next_frame_parts`](Self::next_frame_parts).
     pub fn next_frame(&mut self) -> Option<Bytes> {
+        let (head, payload) = self.next_frame_parts()?;
+        let len = payload.iter().map(Bytes::len).sum::<usize>();
+        let mut out = BytesMut::with_capacity(head.as_ref().len() + len);
+        out.put_slice(head.as_ref());
+        for p in &payload {
+            out.put_slice(p);
+        }
+        Some(out.freeze())
+    }
+
+    /// The next frame as its header (length prefix included) and its payload,
+    /// slices of the body (more than one where the fragment spans pieces):
+    /// nothing is copied, so a 10 MB message is not copied again on its way out.
+    pub fn next_frame_parts(&mut self) -> Option<(FragmentHead, Vec<Bytes>)> {
         if self.sent == self.total {
             return None;
         }
-        let start = (self.sent as usize) * self.fragment_size;
-        let end = start
-            .saturating_add(self.fragment_size)
-            .min(self.body.len());
-        let payload = &self.body[start.min(end)..end];
+        let mut payload = Vec::with_capacity(1);
+        let mut want = self.fragment_size;
+        while want > 0 {
+            let Some(front) = self.body.front_mut() else {
+                break;
+            };
+            if front.len() <= want {
+                want -= front.len();
+                payload.extend(self.body.pop_front());
+            } else {
+                payload.push(front.split_to(want));
+                want = 0;
+            }
+        }
+        let payload_len = self.fragment_size - want;
         // FragmentId counts down to 1, which marks the last fragment.
         let fragment_id = self.total - self.sent;
         let first = self.sent == 0;
@@ -440,26 +619,41 @@ impl Fragmenter {
         } else {
             FRAG_CONT_LEN
         };
-        let mut out = BytesMut::with_capacity(4 + header_len + payload.len());
-        out.put_u32(frame_len(header_len + payload.len()));
-        out.put_u8(VERSION_MAGIC);
-        out.put_u8(if first {
+        let mut head = FragmentHead {
+            bytes: [0; 4 + FRAG_HEADER_LEN],
+            len: 4 + header_len,
+        };
+        let mut h = &mut head.bytes[..];
+        h.put_u32(frame_len(header_len + payload_len));
+        h.put_u8(VERSION_MAGIC);
+        h.put_u8(if first {
             DIST_FRAG_HEADER
         } else {
             DIST_FRAG_CONT
         });
-        out.put_u64(self.sequence_id);
-        out.put_u64(fragment_id);
-        if first {
-            out.put_u8(0); // NumberOfAtomCacheRefs
-        }
-        out.put_slice(payload);
+        h.put_u64(self.sequence_id);
+        h.put_u64(fragment_id);
+        // With `first`, the last byte is NumberOfAtomCacheRefs: 0.
         self.sent += 1;
-        Some(out.freeze())
+        Some((head, payload))
     }
 
     /// Frames not yet returned by [`next_frame`](Self::next_frame).
     pub fn remaining_frames(&self) -> u64 {
         self.total - self.sent
+    }
+}
+
+/// A fragment frame's length prefix and header, as
+/// [`Fragmenter::next_frame_parts`] returns it.
+#[derive(Debug, Clone, Copy)]
+pub struct FragmentHead {
+    bytes: [u8; 4 + FRAG_HEADER_LEN],
+    len: usize,
+}
+
+impl AsRef<[u8]> for FragmentHead {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }

@@ -33,11 +33,12 @@ mod scan;
 mod tests;
 
 pub use control::{
-    decode_control, encode_control, encode_control_headered, strip_version_bytes, ControlError,
+    decode_control, decode_control_with_hole, encode_control, encode_control_headered,
+    encode_control_into, encode_control_into_detached, strip_version_bytes, ControlError,
 };
 pub use frame::{
-    dist_header_frame, pass_through_frame, Fragmenter, Frame, FrameDecoder, FrameError,
-    DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OPEN_SEQUENCES, PASS_THROUGH,
-    TICK,
+    dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
+    FrameError, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OPEN_SEQUENCES,
+    NORMAL_DIST_HEADER, PASS_THROUGH, READ_CHUNK, TICK,
 };
 pub use scan::{TermError, MAX_TERM_DEPTH};

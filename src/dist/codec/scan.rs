@@ -61,17 +61,51 @@ impl std::error::Error for TermError {}
 /// Checks one term starting at `pos` (an optional leading version byte is
 /// allowed) and returns `(had_version_byte, end)`.
 pub fn check_term(buf: &[u8], pos: usize) -> Result<(bool, usize), TermError> {
-    let magic = buf.get(pos) == Some(&VERSION_MAGIC);
-    let start = if magic { pos + 1 } else { pos };
-    let end = Walker { buf }.term(start, 0)?;
-    Ok((magic, end))
+    let w = Walker {
+        buf,
+        probe_min: usize::MAX,
+        cut_binary: std::cell::Cell::new(None),
+    };
+    w.check(pos)
+}
+
+/// In `start`, the beginning of a message body (control term, then the
+/// optional payload term) whose end has not arrived yet: the binary of at
+/// least `min` bytes the bytes are cut off in, as (offset of its contents,
+/// length), when that is where they end. What reassembly needs to put such a
+/// binary's contents in a buffer of its own as they arrive, instead of
+/// copying them out of the joined message afterwards.
+pub fn cut_binary(start: &[u8], min: usize) -> Option<(usize, usize)> {
+    let w = Walker {
+        buf: start,
+        probe_min: min,
+        cut_binary: std::cell::Cell::new(None),
+    };
+    match w.check(0) {
+        Ok((_, end)) if end < start.len() => {
+            let _ = w.check(end);
+        }
+        _ => {}
+    }
+    w.cut_binary.get()
 }
 
 struct Walker<'a> {
     buf: &'a [u8],
+    /// Binaries at least this long that run past the end of `buf` are noted
+    /// in `cut_binary` (see [`cut_binary`]).
+    probe_min: usize,
+    cut_binary: std::cell::Cell<Option<(usize, usize)>>,
 }
 
 impl Walker<'_> {
+    fn check(&self, pos: usize) -> Result<(bool, usize), TermError> {
+        let magic = self.buf.get(pos) == Some(&VERSION_MAGIC);
+        let start = if magic { pos + 1 } else { pos };
+        let end = self.term(start, 0)?;
+        Ok((magic, end))
+    }
+
     /// `pos + n` if those `n` bytes exist.
     fn take(&self, pos: usize, n: usize) -> Result<usize, TermError> {
         match pos.checked_add(n) {
@@ -123,7 +157,15 @@ impl Walker<'_> {
             100 | 118 => self.take(p + 2, self.u16_at(p)?),         // ATOM_EXT, ATOM_UTF8_EXT
             115 | 119 => self.take(p + 1, self.u8_at(p)? as usize), // SMALL_ATOM(_UTF8)_EXT
             107 => self.take(p + 2, self.u16_at(p)?),               // STRING_EXT
-            109 => self.take(p + 4, self.u32_at(p)?),               // BINARY_EXT
+            109 => {
+                // BINARY_EXT
+                let len = self.u32_at(p)?;
+                let end = self.take(p + 4, len);
+                if end.is_err() && len >= self.probe_min {
+                    self.cut_binary.set(Some((p + 4, len)));
+                }
+                end
+            }
             77 => {
                 // BIT_BINARY_EXT
                 let len = self.u32_at(p)?;

@@ -512,6 +512,7 @@ proptest! {
             loop {
                 match dec.decode(&mut buf) {
                     Ok(Some(Frame::Message(b))) => { let _ = decode_control(&b); }
+                    Ok(Some(Frame::Split { body, hole })) => { let _ = decode_control_with_hole(&body, hole); }
                     Ok(Some(Frame::Tick)) => {}
                     Ok(None) => break,
                     Err(_) => break 'outer,
@@ -552,4 +553,103 @@ proptest! {
         let _ = decode_control(&[&[131u8, 104, 3, 97, op][..], &tail].concat());
         let _ = decode_control(&[&[104u8, 3, 97, op][..], &tail].concat());
     }
+}
+
+#[test]
+fn fragment_parts_are_the_frames_split_at_the_header() {
+    let body: Bytes = (0..=255u8).cycle().take(1000).collect::<Vec<_>>().into();
+    // The same body whole and in pieces that fragments straddle.
+    let pieces = vec![body.slice(..250), body.slice(250..250), body.slice(250..)];
+    let (mut whole, mut parts) = (
+        Fragmenter::new(9, body.clone(), 300),
+        Fragmenter::from_parts(9, pieces, 300),
+    );
+    let mut n = 0;
+    while let Some(frame) = whole.next_frame() {
+        let (head, payload) = parts.next_frame_parts().expect("as many parts as frames");
+        let mut joined = head.as_ref().to_vec();
+        for p in &payload {
+            joined.extend_from_slice(p);
+        }
+        assert_eq!(joined, frame.to_vec());
+        // The payload is the body's own memory, not a copy.
+        let offset = payload[0].as_ptr() as usize - body.as_ptr() as usize;
+        assert_eq!(offset, n * 300);
+        n += 1;
+    }
+    assert_eq!((n, parts.next_frame_parts().is_none()), (4, true));
+}
+
+#[test]
+fn a_large_binary_is_gathered_apart_and_decodes_as_sent() {
+    use crate::term::{self, Pid};
+    let from = Pid::new("a@host", 1, 0, 1);
+    let bin = term::binary((0..300_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let payloads = [
+        bin.clone(),
+        crate::tup![
+            term::atom("$gen_call"),
+            term::int(1),
+            bin.clone(),
+            term::atom("after")
+        ],
+        term::list(vec![term::int(1), bin.clone(), bin.clone()]),
+    ];
+    for payload in payloads {
+        let m = Message::reg_send(from.clone(), crate::term::Atom::from("echo"), payload);
+        let body = encode_control_headered(m.clone()).expect("encodes");
+        for size in [100, 65_536, 70_000] {
+            let mut wire = BytesMut::new();
+            let mut f = Fragmenter::new(3, body.clone(), size);
+            while let Some(frame) = f.next_frame() {
+                wire.extend_from_slice(&frame);
+            }
+            let mut dec = FrameDecoder::default();
+            let frame = dec
+                .decode(&mut wire)
+                .expect("well-formed")
+                .expect("complete");
+            assert_eq!(frame.joined().as_deref(), Some(&body[..]));
+            let Frame::Split {
+                body: skeleton,
+                hole,
+            } = frame
+            else {
+                panic!("not split with fragments of {size}");
+            };
+            assert_eq!(hole.bytes.len(), 300_000);
+            assert_eq!(
+                decode_control_with_hole(&skeleton, hole).expect("decodes"),
+                m
+            );
+            assert_eq!((dec.open_sequences(), dec.buffered_bytes()), (0, 0));
+        }
+    }
+}
+
+#[test]
+fn a_held_apart_binary_cut_short_is_reported_like_any_truncation() {
+    use crate::term::{self, Pid};
+    let from = Pid::new("a@host", 1, 0, 1);
+    let m = Message::reg_send(
+        from,
+        crate::term::Atom::from("echo"),
+        term::binary(vec![7u8; 200_000]),
+    );
+    let mut body = encode_control_headered(m).expect("encodes").to_vec();
+    body.truncate(body.len() - 10);
+    let mut wire = BytesMut::new();
+    let mut f = Fragmenter::new(3, Bytes::from(body.clone()), 65_536);
+    while let Some(frame) = f.next_frame() {
+        wire.extend_from_slice(&frame);
+    }
+    let frame = FrameDecoder::default()
+        .decode(&mut wire)
+        .expect("well-formed frames")
+        .expect("complete");
+    assert_eq!(frame, Frame::Message(Bytes::from(body.clone())));
+    assert!(matches!(
+        decode_control(&body),
+        Err(ControlError::InvalidTerm(TermError::Truncated { .. }))
+    ));
 }
