@@ -483,30 +483,38 @@ async fn ten_megabyte_messages_each_way() {
     )
     .await;
     assert_eq!(v.to_string(), "{'true',10485760}");
-    // Rust -> BEAM: a 10 MB message goes out in fragments. A small message from
-    // another process sent right after it overtakes it (nothing stalls behind a
-    // big message), while a small message from the same process stays behind
-    // it (signal order between a pair of processes is kept).
-    let collector = |name: &str| {
+    // Rust -> BEAM: 10 MB messages go out in fragments. A small message from
+    // another process sent right after them overtakes them (nothing stalls
+    // behind big messages), while a small message from the same process stays
+    // behind its big one (signal order between a pair of processes is kept).
+    // Overtaking is checked against the last of several big messages: the
+    // writer would have to push all of them through the socket before the
+    // very next statement here enqueues the small one for it to lose, where
+    // one 10 MB message could be gone already if this thread was held up.
+    let collector = |name: &str, count: usize| {
         format!(
             "Parent = self(), spawn(fun() -> register({name}, self()), Parent ! up, \
-             L = [receive {{big, B}} -> {{big, byte_size(B), binary:at(B, 99)}}; {{small, X}} -> {{small, X}} end || _ <- [1, 2]], \
+             L = [receive {{big, B}} -> {{big, byte_size(B), binary:at(B, 99)}}; {{small, X}} -> {{small, X}} end || _ <- lists:seq(1, {count})], \
              receive {{get, F}} -> F ! {{got, L}} end end), \
              receive up -> ok end."
         )
     };
     let big = term::binary(vec![7u8; 10 * 1024 * 1024]);
     let small = |n: i64| beam_peer::tup![term::atom("small"), term::int(n)];
+    const BIGS_BEFORE_OTHER: usize = 4;
     for (name, same_sender) in [("coll_other", false), ("coll_same", true)] {
-        let v = eval(&mut ctl, &beam.name, &collector(name)).await;
+        let bigs = if same_sender { 1 } else { BIGS_BEFORE_OTHER };
+        let v = eval(&mut ctl, &beam.name, &collector(name, bigs + 1)).await;
         assert!(term::is_atom(&v, "ok"));
         let dest = Dest::Remote(name.into(), beam.name.clone());
         let sender = rust.process();
         let other = rust.process();
-        sender.send(
-            dest.clone(),
-            beam_peer::tup![term::atom("big"), big.clone()],
-        );
+        for _ in 0..bigs {
+            sender.send(
+                dest.clone(),
+                beam_peer::tup![term::atom("big"), big.clone()],
+            );
+        }
         if same_sender {
             sender.send(dest.clone(), small(1));
         } else {
@@ -520,12 +528,23 @@ async fn ten_megabyte_messages_each_way() {
             ),
         )
         .await;
-        let expected = if same_sender {
-            "[{'big',10485760,7},{'small',1}]"
+        let got: Vec<String> = term::as_list(&v)
+            .unwrap_or_else(|| panic!("collected {v}"))
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let big_seen = "{'big',10485760,7}".to_string();
+        if same_sender {
+            assert_eq!(got, [big_seen, "{'small',1}".into()], "same sender");
         } else {
-            "[{'small',2},{'big',10485760,7}]"
-        };
-        assert_eq!(v.to_string(), expected, "same sender: {same_sender}");
+            let at = got.iter().position(|t| t == "{'small',2}");
+            assert_eq!(got.len(), BIGS_BEFORE_OTHER + 1, "{got:?}");
+            assert!(got.iter().filter(|t| **t == big_seen).count() == BIGS_BEFORE_OTHER);
+            assert!(
+                at.is_some_and(|i| i < BIGS_BEFORE_OTHER),
+                "the small message waited for every big one: {got:?}"
+            );
+        }
     }
     rust.shutdown();
 }
