@@ -33,6 +33,10 @@ use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo
 /// What a client handshake reports when the peer refused it because its own
 /// simultaneous connect to us wins.
 const NOK: &str = "nok: the peer's simultaneous connection wins";
+/// Why we answered an incoming handshake `nok`: our own connection to that
+/// peer (up, or winning a simultaneous connect) is the one that stays. The
+/// normal end of a race, not a fault.
+const OURS_WINS: &str = "nok: our connection to the peer stays";
 use crate::node::{split_node_name, ConnectError, Discovery, Node, WeakNode};
 
 static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
@@ -150,6 +154,9 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
             let timeout = node.config().connect_timeout;
             match tokio::time::timeout(timeout, accept_one(node, stream)).await {
                 Ok(Ok(())) => {}
+                Ok(Err(e)) if e == OURS_WINS => {
+                    tracing::debug!(%addr, "incoming connection refused: {e}")
+                }
                 Ok(Err(e)) => tracing::warn!(%addr, error = %e, "incoming connection refused"),
                 Err(_) => tracing::warn!(%addr, "incoming handshake timed out"),
             }
@@ -279,8 +286,12 @@ async fn drive_handshake(
                         *accepted = Some((name.clone(), a));
                     }
                     hs.set_status(status);
-                    if matches!(status, ServerStatus::Nok | ServerStatus::NotAllowed) {
-                        refused = Some(format!("{name} refused: {status:?}"));
+                    match status {
+                        ServerStatus::Nok => refused = Some(OURS_WINS.to_string()),
+                        ServerStatus::NotAllowed => {
+                            refused = Some(format!("{name} refused: {status:?}"))
+                        }
+                        _ => {}
                     }
                 }
                 HandshakeEvent::Completed { peer, leftover } => {
