@@ -39,7 +39,7 @@ use crate::crdt::awlww_map::{term_cmp, OrdTerm};
 use crate::term::Term;
 
 pub use diff::arith_eq;
-pub use tree::{hash_term, key_hash, Hash, Inner, Leaf, Loc, Node, KEY_BITS};
+pub use tree::{hash_term, key_hash, Hash, Inner, Leaf, LeafContents, Loc, Node, KEY_BITS};
 pub use wire::{DIFF_STRUCT, MERKLE_MAP_STRUCT, MERKLE_TREE_STRUCT};
 
 use diff::{Cursor, Item};

@@ -197,12 +197,12 @@ fn leaf_diff<'a>(x: &'a Leaf, y: &'a Leaf, out: &mut Vec<Item<'a>>) {
     out.extend(
         y.contents
             .keys()
-            .filter(|k| !x.contents.contains_key(*k))
+            .filter(|k| !x.contents.contains(&k.0))
             .map(|k| Item::Key(&k.0)),
     );
     let nil = atom("nil");
     for (k, v1) in x.contents.iter() {
-        let v2 = y.contents.get(k).unwrap_or(&nil);
+        let v2 = y.contents.get(&k.0).unwrap_or(&nil);
         if !arith_eq(v1, v2) {
             out.push(Item::Key(&k.0));
         }

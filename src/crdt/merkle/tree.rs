@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::crdt::awlww_map::{by_term, OrdTerm};
+use crate::crdt::awlww_map::{term_cmp, OrdTerm};
 use crate::term::phash2::{phash2_range, Hash2};
 use crate::term::{binary, nil, Map, Term};
 
@@ -147,7 +147,66 @@ pub struct Leaf {
     pub key_hash: u32,
     /// Shared, so the copies `cut` makes for diff messages cost no more
     /// than a reference count; `put`/`delete` copy it only while shared.
-    pub contents: Arc<BTreeMap<OrdTerm, Term>>,
+    pub contents: Arc<LeafContents>,
+}
+
+/// A leaf's pairs, keys in Erlang term order. Nearly every leaf holds one
+/// key (more only when 32-bit key hashes collide), so a sorted vector: a
+/// B-tree node would reserve room for eleven pairs, over a kilobyte per
+/// key of a large map.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LeafContents(Vec<(OrdTerm, Term)>);
+
+impl LeafContents {
+    fn find(&self, key: &Term) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| term_cmp(&k.0, key))
+    }
+
+    pub fn get(&self, key: &Term) -> Option<&Term> {
+        self.find(key).ok().map(|i| &self.0[i].1)
+    }
+
+    pub fn contains(&self, key: &Term) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Inserts or replaces; the value replaced, if any.
+    pub fn insert(&mut self, key: OrdTerm, value: Term) -> Option<Term> {
+        match self.find(&key.0) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &Term) -> Option<Term> {
+        self.find(key).ok().map(|i| self.0.remove(i).1)
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&OrdTerm, &Term)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &OrdTerm> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<BTreeMap<OrdTerm, Term>> for LeafContents {
+    /// Already in key order and without repeats.
+    fn from(map: BTreeMap<OrdTerm, Term>) -> Self {
+        LeafContents(map.into_iter().collect())
+    }
 }
 
 impl Leaf {
@@ -204,7 +263,7 @@ impl Node {
                 *self = Node::Leaf(Box::new(Leaf {
                     hash: None,
                     key_hash: kh,
-                    contents: Arc::new(BTreeMap::from([(key, value)])),
+                    contents: Arc::new(LeafContents(vec![(key, value)])),
                 }));
                 true
             }
@@ -254,9 +313,7 @@ impl Node {
         match self {
             Node::Empty | Node::Partial(_) => false,
             Node::Leaf(leaf) => {
-                let removed = Arc::make_mut(&mut leaf.contents)
-                    .remove(by_term(key))
-                    .is_some();
+                let removed = Arc::make_mut(&mut leaf.contents).remove(key).is_some();
                 if leaf.contents.is_empty() {
                     *self = Node::Empty;
                 } else {
@@ -288,7 +345,7 @@ impl Node {
     pub(super) fn get(&self, kh: u32, key: &Term) -> Option<&Term> {
         let loc = Loc::new(kh, KEY_BITS)?;
         match self.find(loc) {
-            Node::Leaf(leaf) if leaf.key_hash == kh => leaf.contents.get(by_term(key)),
+            Node::Leaf(leaf) if leaf.key_hash == kh => leaf.contents.get(key),
             _ => None,
         }
     }

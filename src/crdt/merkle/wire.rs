@@ -160,7 +160,7 @@ impl Node {
                 Ok(Node::Leaf(Box::new(Leaf {
                     hash: hash_from_term(h)?,
                     key_hash,
-                    contents: std::sync::Arc::new(ordered_map(&m.map, "leaf")?),
+                    contents: std::sync::Arc::new(ordered_map(&m.map, "leaf")?.into()),
                 })))
             }
             _ => Err(shape("merkle tree", "[], {hash, l, r} or {hash, leaf}")),
