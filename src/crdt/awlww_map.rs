@@ -200,7 +200,7 @@ impl Stamped {
 }
 
 /// All entries of one key: `%{{value, ts} => MapSet of dots}`.
-pub type Entries = BTreeMap<Stamped, DotSet>;
+pub type Entries = litemap::LiteMap<Stamped, DotSet>;
 
 /// An AWLWWMap state or delta. States carry a compressed context
 /// ([`Dots::Context`]); deltas from `add`/`remove` carry an exact set.
@@ -280,7 +280,7 @@ impl AwLwwMap {
             dots: Dots::Set(add_dots),
             value: BTreeMap::from([(
                 key.clone(),
-                Entries::from([(stamped, DotSet::from_iter([dot]))]),
+                Entries::from_iter([(stamped, DotSet::from_iter([dot]))]),
             )]),
         };
         match &removal.dots {

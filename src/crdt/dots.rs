@@ -12,7 +12,7 @@
 //! (a union with any compressed side compresses). This module owns these
 //! values and their wire terms; it knows nothing about keys or values.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::elixir;
 use super::CrdtTermError;
@@ -56,21 +56,30 @@ impl Dot {
     }
 }
 
-/// An exact set of dots (an Elixir `MapSet` of `{node_id, counter}`).
+/// An exact set of dots (an Elixir `MapSet` of `{node_id, counter}`), in
+/// order. A sorted vector: a key's entry nearly always has one dot, and a
+/// B-tree node would reserve room for eleven.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct DotSet(BTreeSet<Dot>);
+pub struct DotSet(Vec<Dot>);
 
 impl DotSet {
     pub fn new() -> Self {
         DotSet::default()
     }
 
+    /// True when `dot` was not in the set.
     pub fn insert(&mut self, dot: Dot) -> bool {
-        self.0.insert(dot)
+        match self.0.binary_search(&dot) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, dot);
+                true
+            }
+        }
     }
 
     pub fn contains(&self, dot: &Dot) -> bool {
-        self.0.contains(dot)
+        self.0.binary_search(dot).is_ok()
     }
 
     pub fn len(&self) -> usize {
@@ -87,7 +96,9 @@ impl DotSet {
 
     /// Adds every dot of `other`.
     pub fn extend(&mut self, other: &DotSet) {
-        self.0.extend(other.0.iter().copied());
+        for d in &other.0 {
+            self.insert(*d);
+        }
     }
 
     /// The dots of `self` that `other` does not cover.
@@ -103,7 +114,13 @@ impl DotSet {
 
     /// The dots in both sets.
     pub fn intersection(&self, other: &DotSet) -> DotSet {
-        DotSet(self.0.intersection(&other.0).copied().collect())
+        DotSet(
+            self.0
+                .iter()
+                .filter(|d| other.contains(d))
+                .copied()
+                .collect(),
+        )
     }
 
     /// The largest counter per node: the compressed context these dots imply.
@@ -136,7 +153,10 @@ impl DotSet {
 
 impl FromIterator<Dot> for DotSet {
     fn from_iter<I: IntoIterator<Item = Dot>>(iter: I) -> Self {
-        DotSet(iter.into_iter().collect())
+        let mut dots: Vec<Dot> = iter.into_iter().collect();
+        dots.sort_unstable();
+        dots.dedup();
+        DotSet(dots)
     }
 }
 
