@@ -32,9 +32,7 @@
 //! `BEAM_PEER_HORDE_EBIN` to their colon-separated ebin directories. Without
 //! it the BEAM column is skipped with one line. Run with `scripts/bench.sh`.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +41,9 @@ use beam_peer::crdt::process::{self, CrdtHandle, CrdtOptions};
 use beam_peer::crdt::Diff;
 use beam_peer::term::{self, Term};
 use beam_peer::{Dest, Node, NodeConfig, Process};
+
+mod common;
+use common::{compile_erlang, env_or, start_until_ready};
 
 const COOKIE: &str = "beam_peer_crdt_bench";
 /// The sync interval of the manual clusters: never reached during a run.
@@ -383,19 +384,6 @@ async fn rust_side(epmd_port: u16, n: usize, sync_ms: u64, idle_rounds: usize) -
 
 // ---------------------------------------------------------------- BEAM side
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
 fn have(cmd: &str, args: &[&str]) -> bool {
     Command::new(cmd)
         .args(args)
@@ -424,50 +412,13 @@ fn beam_unavailable() -> Option<String> {
     None
 }
 
-fn compile_helper() -> PathBuf {
-    let out = std::env::temp_dir().join(format!("beam_peer_crdt_bench_{}", std::process::id()));
-    std::fs::create_dir_all(&out).expect("ebin dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erlang/src/beam_peer_crdt_bench.erl");
-    let ok = Command::new("erlc")
-        .arg("-o")
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "erlc {}", src.display());
-    out
-}
-
-/// Starts a process and returns it once it printed a line starting with
-/// `ready`; later lines go to stderr (or to `lines`, when given).
-fn start_until_ready(mut cmd: Command, lines: Option<std::sync::mpsc::Sender<String>>) -> Guard {
-    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("ready") {
-                let _ = tx.send(());
-            } else if let Some(l) = &lines {
-                let _ = l.send(line);
-            } else {
-                eprintln!("[beam] {line}");
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60)).expect("ready");
-    Guard(child)
-}
-
 fn beam_side(
     epmd_port: u16,
     counts: &[usize],
     sync_ms: u64,
     idle_rounds: usize,
 ) -> Vec<(usize, Figures)> {
-    let helper = compile_helper();
+    let helper = compile_erlang("beam_peer_crdt_bench", &["beam_peer_crdt_bench.erl"]);
     let ebin = std::env::var("BEAM_PEER_HORDE_EBIN").unwrap_or_default();
     let mut guards = Vec::new();
     let mut names = Vec::new();
@@ -489,7 +440,7 @@ fn beam_side(
             .arg(&helper)
             .args(["--no-halt", "-e", ":beam_peer_crdt_bench.node_ready()"])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        guards.push(start_until_ready(cmd, None));
+        guards.push(start_until_ready(cmd, None, Duration::from_secs(60)));
         names.push(name);
     }
     let nodes = names
@@ -524,7 +475,7 @@ fn beam_side(
     .arg(&helper)
     .args(["-eval", &code])
     .env("ERL_EPMD_PORT", epmd_port.to_string());
-    let _driver = start_until_ready(cmd, Some(tx));
+    let _driver = start_until_ready(cmd, Some(tx), Duration::from_secs(60));
     let mut out = Vec::new();
     for line in rx.iter() {
         if line == "done" {
@@ -556,12 +507,12 @@ fn main() {
         return;
     }
     beam_peer::demo::init_logging();
-    let counts: Vec<usize> = env_or("BENCH_CRDT_KEYS", "1000,10000,100000")
+    let counts: Vec<usize> = env_or("BENCH_CRDT_KEYS", "1000,10000,100000".to_string())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let sync_ms: u64 = env_or("BENCH_CRDT_SYNC_MS", "300").parse().unwrap_or(300);
-    let idle_rounds: usize = env_or("BENCH_CRDT_IDLE_ROUNDS", "5").parse().unwrap_or(5);
+    let sync_ms: u64 = env_or("BENCH_CRDT_SYNC_MS", 300);
+    let idle_rounds: usize = env_or("BENCH_CRDT_IDLE_ROUNDS", 5);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -10,72 +10,17 @@
 //! trip p50/p99 to `echo` (µs), 10 MB `echo` round trip (ms). Ratios are "times as
 //! fast as BEAM -> BEAM" (above 1 is faster). Run with `scripts/bench.sh`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use beam_peer::term::{self, Term};
 use beam_peer::{Dest, Node, NodeConfig};
 
+mod common;
+use common::{compile_erlang, env_or, free_port, start_until_ready};
+
 const COOKIE: &str = "beam_peer_bench";
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn ebin() -> PathBuf {
-    let out = std::env::temp_dir().join(format!("beam_peer_bench_ebin_{}", std::process::id()));
-    std::fs::create_dir_all(&out).expect("ebin dir");
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/src");
-    for f in ["beam_peer_echo.erl", "beam_peer_bench.erl"] {
-        let ok = Command::new("erlc")
-            .arg("-o")
-            .arg(&out)
-            .arg(src.join(f))
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "erlc {f}");
-    }
-    out
-}
-
-/// Starts a process and waits for a line starting with `ready`.
-fn start_until_ready(mut cmd: Command) -> Guard {
-    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
-    let mut child = cmd.spawn().expect("spawn");
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if line.starts_with("ready") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(30)).expect("ready");
-    Guard(child)
-}
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
@@ -240,16 +185,19 @@ fn main() {
         println!("SKIPPED dist bench: erl not found (apt-get install erlang-nox)");
         return;
     }
-    let msgs = env_usize("BENCH_MESSAGES", 1_000_000);
-    let calls = env_usize("BENCH_CALLS", 20_000);
-    let big = env_usize("BENCH_BIG_ROUNDS", 5);
+    let msgs = env_or("BENCH_MESSAGES", 1_000_000usize);
+    let calls = env_or("BENCH_CALLS", 20_000usize);
+    let big = env_or("BENCH_BIG_ROUNDS", 5usize);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     let epmd_port = free_port();
-    let ebin = ebin();
+    let ebin = compile_erlang(
+        "beam_peer_bench_ebin",
+        &["beam_peer_echo.erl", "beam_peer_bench.erl"],
+    );
     rt.block_on(async {
         // The client node also starts the embedded EPMD everyone registers in.
         let client = Node::start(
@@ -267,13 +215,13 @@ fn main() {
             .arg(&ebin)
             .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let _beam = start_until_ready(cmd);
+        let _beam = start_until_ready(cmd, None, Duration::from_secs(30));
 
         let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
         cmd.args(["node", "--name", &rust_target, "--cookie", COOKIE])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let _rust = start_until_ready(cmd);
+        let _rust = start_until_ready(cmd, None, Duration::from_secs(30));
 
         println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
             String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));

@@ -17,14 +17,10 @@ use beam_peer::horde::registry::{self, RegistryOptions};
 use beam_peer::term;
 use beam_peer::{Discovery, Node, NodeConfig};
 
-const COOKIE: &str = "beam_peer_bench";
+mod common;
+use common::free_port;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+const COOKIE: &str = "beam_peer_bench";
 
 async fn rust_pair(n: usize, epmd: u16, round: usize) -> (f64, f64) {
     let start = |who: &str| {

@@ -1,0 +1,81 @@
+//! What the side-by-side benchmarks share: OS processes they start and kill,
+//! compiling our Erlang helpers, free ports and settings from the environment.
+//! Each bench uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+/// An OS process killed (and reaped) when dropped.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `name` from the environment, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Compiles `erlang/src/<file>` for each of `files` into a fresh directory
+/// named after `tag` and this process; returns the directory.
+pub fn compile_erlang(tag: &str, files: &[&str]) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("{tag}_{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("ebin dir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("erlang/src");
+    for f in files {
+        let ok = Command::new("erlc")
+            .arg("-o")
+            .arg(&out)
+            .arg(src.join(f))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "erlc {f}");
+    }
+    out
+}
+
+/// Starts `cmd` and returns it once it printed a line starting with
+/// `ready` (within `limit`); later lines go to `lines` when given, else to
+/// stderr.
+pub fn start_until_ready(
+    mut cmd: Command,
+    lines: Option<Sender<String>>,
+    limit: Duration,
+) -> Guard {
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn");
+    let out = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if line.starts_with("ready") {
+                let _ = tx.send(());
+            } else if let Some(l) = &lines {
+                let _ = l.send(line);
+            } else {
+                eprintln!("[beam] {line}");
+            }
+        }
+    });
+    rx.recv_timeout(limit).expect("ready");
+    Guard(child)
+}
