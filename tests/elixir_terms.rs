@@ -201,9 +201,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn encode(term: &Term) -> Vec<u8> {
-    let mut buf = Vec::new();
-    term.encode(&mut buf).expect("encode our term");
-    buf
+    beam_peer::term::etf::to_binary(term).expect("encode our term")
 }
 
 /// Runs every case through one `elixir` process; `None` when there is no
@@ -266,7 +264,8 @@ end
         else {
             panic!("unexpected line from elixir: {line:?}");
         };
-        let theirs = Term::decode(&unhex(bytes)[..]).expect("eetf decodes elixir's bytes");
+        let theirs = beam_peer::term::etf::from_binary(&unhex(bytes)[..])
+            .expect("eetf decodes elixir's bytes");
         results.insert(
             name.to_string(),
             Outcome {
@@ -615,7 +614,7 @@ fn matchers_reject_other_shapes() {
 // Round trips through the external term format.
 
 fn wire(term: &Term) -> Term {
-    Term::decode(&encode(term)[..]).expect("decode")
+    beam_peer::term::etf::from_binary(&encode(term)[..]).expect("decode")
 }
 
 proptest! {

@@ -455,7 +455,7 @@ impl Gen {
 
     fn atom_name(&mut self) -> String {
         match self.atom() {
-            Term::Atom(a) => a.name,
+            Term::Atom(a) => a.name.to_string(),
             _ => unreachable!(),
         }
     }
@@ -790,7 +790,7 @@ fn has_negative_byte_list(t: &Term) -> bool {
     false
 }
 
-/// Drops a term without recursion: `eetf::Term`'s own drop recurses and
+/// Drops a term without recursion: `beam_peer::term::Term`'s own drop recurses and
 /// would overflow the stack on very deep terms.
 fn dismantle(t: Term) {
     let mut stack = vec![t];
@@ -822,7 +822,7 @@ fn encode(t: &Term) -> Vec<u8> {
 }
 
 fn decode(bytes: &[u8]) -> Result<Term, String> {
-    Term::decode(bytes).map_err(|e| e.to_string())
+    beam_peer::term::etf::from_binary(bytes).map_err(|e| e.to_string())
 }
 
 /// A short printable form of a term for failure messages.

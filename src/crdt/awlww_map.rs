@@ -909,7 +909,7 @@ fn big(t: &Term) -> BigInteger {
 }
 
 /// Maps: by size, then keys in order, then values in key order.
-fn cmp_maps(a: &HashMap<Term, Term>, b: &HashMap<Term, Term>) -> Ordering {
+fn cmp_maps(a: &crate::term::TermMap, b: &crate::term::TermMap) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| {
         let (ka, kb) = (sorted_entries(a), sorted_entries(b));
         for ((x, _), (y, _)) in ka.iter().zip(&kb) {
@@ -928,7 +928,7 @@ fn cmp_maps(a: &HashMap<Term, Term>, b: &HashMap<Term, Term>) -> Ordering {
     })
 }
 
-fn sorted_entries(m: &HashMap<Term, Term>) -> Vec<(&Term, &Term)> {
+fn sorted_entries(m: &crate::term::TermMap) -> Vec<(&Term, &Term)> {
     let mut kv: Vec<(&Term, &Term)> = m.iter().collect();
     kv.sort_by(|x, y| term_cmp(x.0, y.0));
     kv

@@ -292,7 +292,8 @@ pub fn decode_file(bytes: &[u8]) -> Result<Snapshot, Corruption> {
     // The checksum only proves the bytes are the ones written; the walk
     // proves they are safe to hand to eetf even if someone else wrote them.
     check_payload(payload).map_err(|e| Corruption::Term(e.to_string()))?;
-    let term = Term::decode(payload).map_err(|e| Corruption::Term(e.to_string()))?;
+    let term = crate::term::etf::from_binary_nested(payload, MAX_SNAPSHOT_DEPTH)
+        .map_err(|e| Corruption::Term(e.to_string()))?;
     Snapshot::from_term(&term)
 }
 

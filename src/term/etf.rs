@@ -214,7 +214,7 @@ enum Children<'a> {
     /// List elements, then the tail (`None`: `[]`).
     List(&'a [Term], Option<&'a Term>),
     Tuple(&'a [Term]),
-    Map(&'a std::collections::HashMap<Term, Term>),
+    Map(&'a crate::term::TermMap),
 }
 
 fn encode_rec<O: Out>(term: &Term, out: &mut O, depth: u32) -> Result<(), EncodeError> {
@@ -533,7 +533,8 @@ fn internal_fun(f: &InternalFun, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             for v in free_vars {
                 encode(v, out)?;
             }
-            let size = len32("fun", out.len() - start)?;
+            // The size counts itself and what follows, not the tag.
+            let size = len32("fun", out.len() - start - 1)?;
             out[start + 1..start + 5].copy_from_slice(&size.to_be_bytes());
         }
         InternalFun::Old {
@@ -564,7 +565,7 @@ mod tests {
 
     fn roundtrip(t: &Term) {
         let bytes = to_binary(t).expect("encodes");
-        let back = Term::decode(&bytes[..]).expect("eetf decodes");
+        let back = crate::term::etf::from_binary(&bytes[..]).expect("eetf decodes");
         match (t, &back) {
             // eetf decodes a STRING_EXT as a ByteList.
             (Term::List(_), Term::ByteList(_)) => {
@@ -579,7 +580,7 @@ mod tests {
         let t = term::list(vec![term::int(-1), term::int(200), term::int(0)]);
         let bytes = to_binary(&t).expect("encodes");
         assert_eq!(bytes[1], LIST_EXT, "not a STRING_EXT");
-        let back = Term::decode(&bytes[..]).expect("decodes");
+        let back = crate::term::etf::from_binary(&bytes[..]).expect("decodes");
         assert_eq!(back, t);
         let s = term::list(vec![term::int(104), term::int(105)]);
         assert_eq!(
@@ -738,7 +739,7 @@ pub enum DecodeError {
     Truncated(usize),
     #[error("unsupported term tag {tag} at byte {at}")]
     UnknownTag { tag: u8, at: usize },
-    #[error("term nested deeper than {MAX_DEPTH} at byte {0}")]
+    #[error("term nested too deep at byte {0}")]
     TooDeep(usize),
     #[error("invalid {what} at byte {at}")]
     Invalid { what: &'static str, at: usize },
@@ -764,6 +765,7 @@ pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
     }
     let mut d = Decoder {
         buf,
+        max_depth: MAX_DEPTH,
         pos: start,
         hole: None,
     };
@@ -800,6 +802,7 @@ pub fn decode_at_with_hole(
     }
     let mut d = Decoder {
         buf,
+        max_depth: MAX_DEPTH,
         pos: start,
         hole: hole.take(),
     };
@@ -843,6 +846,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
         });
     }
     let mut d = Decoder {
+        max_depth: MAX_DEPTH,
         buf: &inflated,
         pos: 0,
         hole: None,
@@ -859,7 +863,26 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
 
 /// Decodes exactly one term filling `buf` (version byte optional).
 pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
-    let (t, end) = decode_at(buf, 0)?;
+    from_binary_nested(buf, MAX_DEPTH)
+}
+
+/// [`from_binary`] admitting nesting up to `max_depth` rather than
+/// [`MAX_DEPTH`], for our own files whose wrapping adds levels.
+/// Compressed terms keep the default.
+pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
+    let versioned = buf.first() == Some(&VERSION);
+    let (t, end) = if versioned && buf.get(1) == Some(&COMPRESSED) {
+        decode_at(buf, 0)?
+    } else {
+        let mut d = Decoder {
+            buf,
+            max_depth,
+            pos: usize::from(versioned),
+            hole: None,
+        };
+        let t = d.term(0)?;
+        (t, d.pos)
+    };
     if end != buf.len() {
         return Err(DecodeError::Invalid {
             what: "trailing bytes",
@@ -874,6 +897,7 @@ struct Decoder<'a> {
     pos: usize,
     /// See [`decode_at_with_hole`].
     hole: Option<Hole>,
+    max_depth: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -1002,7 +1026,7 @@ impl<'a> Decoder<'a> {
             BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
             List, Map, Pid, Port, Reference, Tuple,
         };
-        if depth > MAX_DEPTH {
+        if depth > self.max_depth {
             return Err(DecodeError::TooDeep(self.pos));
         }
         let at = self.pos;
@@ -1057,17 +1081,31 @@ impl<'a> Decoder<'a> {
                     elements.push(self.term(depth + 1)?);
                 }
                 let tail = self.term(depth + 1)?;
+                // Whatever cells the tail adds join these, as on the BEAM: no
+                // cells here is just the tail, a list tail makes one longer list.
+                if elements.is_empty() {
+                    return Ok(tail);
+                }
                 match tail {
-                    Term::List(l) if l.elements.is_empty() => Term::List(List { elements }),
-                    last => {
-                        if elements.is_empty() {
-                            return Err(DecodeError::Invalid { what: "list", at });
-                        }
+                    Term::List(mut l) => {
+                        elements.append(&mut l.elements);
+                        Term::List(List { elements })
+                    }
+                    Term::ByteList(b) => {
+                        elements.extend(b.bytes.iter().map(|&x| Term::FixInteger(x.into())));
+                        Term::List(List { elements })
+                    }
+                    Term::ImproperList(mut l) => {
+                        elements.append(&mut l.elements);
                         Term::ImproperList(ImproperList {
                             elements,
-                            last: Box::new(last),
+                            last: l.last,
                         })
                     }
+                    last => Term::ImproperList(ImproperList {
+                        elements,
+                        last: Box::new(last),
+                    }),
                 }
             }
             BINARY_EXT => {
@@ -1085,7 +1123,8 @@ impl<'a> Decoder<'a> {
             BIT_BINARY_EXT => {
                 let n = self.u32()? as usize;
                 let bits = self.u8()?;
-                if bits == 0 || bits > 8 || (n == 0 && bits != 8) {
+                // As `binary_to_term`: no bits exactly when no bytes.
+                if (bits == 0) != (n == 0) || bits > 8 {
                     return Err(DecodeError::Invalid {
                         what: "bit count",
                         at,
@@ -1214,8 +1253,9 @@ impl<'a> Decoder<'a> {
                 }))
             }
             NEW_FUN_EXT => {
+                // The size counts itself and what follows, not the tag.
                 let size = self.u32()? as usize;
-                let end = at.checked_add(size).filter(|&e| e <= self.buf.len());
+                let end = (at + 1).checked_add(size).filter(|&e| e <= self.buf.len());
                 let Some(end) = end else {
                     return Err(DecodeError::Truncated(at));
                 };
@@ -1272,7 +1312,7 @@ impl<'a> Decoder<'a> {
             MAP_EXT => {
                 let n = self.u32()? as usize;
                 let n = self.count(n, 2)?;
-                let mut map = std::collections::HashMap::with_capacity(n);
+                let mut map = crate::term::TermMap::with_capacity_and_hasher(n, Default::default());
                 for _ in 0..n {
                     let k = self.term(depth + 1)?;
                     let v = self.term(depth + 1)?;

@@ -47,7 +47,7 @@
 //! arithmetic, as in C, so no input can make it panic.
 
 use super::Term;
-use eetf::BigInteger;
+use crate::term::BigInteger;
 
 /// The golden-ratio constant and its multiples (mod 2^32) used as
 /// per-type keys. Each is `GOLDEN * n` for the `n` in its name.
@@ -712,7 +712,7 @@ impl<'a> Hasher<'a> {
             }
             Term::InternalFun(f) => {
                 let (module, free_vars, index, uniq) = match &**f {
-                    eetf::InternalFun::New {
+                    crate::term::InternalFun::New {
                         module,
                         free_vars,
                         index,
@@ -720,7 +720,7 @@ impl<'a> Hasher<'a> {
                         ..
                     } => (module, free_vars, *index, *old_uniq as u32),
                     // Not decodable by current BEAMs; hashed by analogy.
-                    eetf::InternalFun::Old {
+                    crate::term::InternalFun::Old {
                         module,
                         free_vars,
                         index,
@@ -813,9 +813,9 @@ mod tests {
             (int(0), 3175731469),
             (int(1), 539485162),
             (int(-1), 1117813597),
-            (Term::Float(eetf::Float { value: 1.0 }), 3029937084),
-            (Term::Float(eetf::Float { value: 0.0 }), 423528920),
-            (Term::Float(eetf::Float { value: -0.0 }), 423528920),
+            (Term::Float(crate::term::Float { value: 1.0 }), 3029937084),
+            (Term::Float(crate::term::Float { value: 0.0 }), 423528920),
+            (Term::Float(crate::term::Float { value: -0.0 }), 423528920),
             (binary(vec![]), 147926629),
         ];
         for (term, expected) in cases {
@@ -823,7 +823,7 @@ mod tests {
         }
     }
 
-    /// Drops a term without recursion (`eetf::Term`'s drop recurses).
+    /// Drops a term without recursion (`crate::term::Term`'s drop recurses).
     fn dismantle(t: Term) {
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
@@ -865,7 +865,7 @@ mod tests {
                 let built = make_hash2(&tuple(vec![a.clone(), b.clone()]));
                 assert_eq!(Hash2::new().tuple(2).term(a).term(b).finish(), built);
                 let pairs = [(a.clone(), b.clone()), (b.clone(), int(7))];
-                let map = Term::Map(eetf::Map::from(
+                let map = Term::Map(crate::term::Map::from(
                     pairs
                         .iter()
                         .cloned()
@@ -883,9 +883,10 @@ mod tests {
                 }
             }
         }
-        let empty = Term::Map(eetf::Map::from(
-            std::collections::HashMap::<Term, Term>::new(),
-        ));
+        let empty = Term::Map(crate::term::Map::from(std::collections::HashMap::<
+            Term,
+            Term,
+        >::new()));
         assert_eq!(
             Hash2::new().map(std::iter::empty()).finish(),
             make_hash2(&empty)
@@ -937,31 +938,31 @@ mod tests {
     #[test]
     fn shapes_the_beam_never_sends_do_not_panic() {
         let odd = vec![
-            Term::BitBinary(eetf::BitBinary::from((vec![], 5))),
-            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 0))),
-            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 200))),
-            Term::Reference(Box::new(eetf::Reference {
-                node: eetf::Atom::from("a@b"),
+            Term::BitBinary(crate::term::BitBinary::from((vec![], 5))),
+            Term::BitBinary(crate::term::BitBinary::from((vec![1, 2], 0))),
+            Term::BitBinary(crate::term::BitBinary::from((vec![1, 2], 200))),
+            Term::Reference(Box::new(crate::term::Reference {
+                node: crate::term::Atom::from("a@b"),
                 id: vec![],
                 creation: 0,
             })),
-            Term::Port(eetf::Port {
-                node: eetf::Atom::from("a@b"),
+            Term::Port(crate::term::Port {
+                node: crate::term::Atom::from("a@b"),
                 id: u64::MAX,
                 creation: u32::MAX,
             }),
-            Term::ImproperList(eetf::ImproperList::from((
+            Term::ImproperList(crate::term::ImproperList::from((
                 vec![],
-                Term::ImproperList(eetf::ImproperList::from((vec![], nil()))),
+                Term::ImproperList(crate::term::ImproperList::from((vec![], nil()))),
             ))),
-            Term::InternalFun(Box::new(eetf::InternalFun::Old {
-                module: eetf::Atom::from("m"),
-                pid: eetf::Pid::new("a@b", 1, 2, 3),
+            Term::InternalFun(Box::new(crate::term::InternalFun::Old {
+                module: crate::term::Atom::from("m"),
+                pid: crate::term::Pid::new("a@b", 1, 2, 3),
                 free_vars: vec![int(i64::MIN), int(i64::MAX)],
                 index: -1,
                 uniq: i32::MIN,
             })),
-            Term::FixInteger(eetf::FixInteger::from(i32::MIN)),
+            Term::FixInteger(crate::term::FixInteger::from(i32::MIN)),
         ];
         for t in &odd {
             let _ = (make_hash2(t), phash2(t), phash2_range(t, 7));

@@ -391,8 +391,8 @@ proptest! {
                 continue;
             }
             let mut bytes = Vec::new();
-            t.encode(&mut bytes).unwrap();
-            let back = Term::decode(&bytes[..]).unwrap();
+            bytes.extend(crate::term::etf::to_binary(&t).unwrap());
+            let back = crate::term::etf::from_binary(&bytes[..]).unwrap();
             prop_assert_eq!(&AwLwwMap::from_term(&back).unwrap(), x);
         }
     }

@@ -164,7 +164,7 @@ fn payload_is_plain_term_to_binary_of_the_tuple() {
         u64::from_be_bytes(bytes[7..15].try_into().unwrap()),
         payload.len() as u64
     );
-    let term = Term::decode(payload).unwrap();
+    let term = crate::term::etf::from_binary(payload).unwrap();
     assert!(same_term(&term, &s.to_term()));
 }
 

@@ -1,9 +1,9 @@
-//! Control-message bodies <-> `erl_dist::message::Message`.
+//! Control-message bodies <-> `crate::dist::message::Message`.
 
+use crate::dist::message::Message;
+use crate::dist::message::{Mfa, PidOrAtom};
+use crate::term::{FixInteger, List, Term};
 use bytes::Bytes;
-use eetf::{FixInteger, List, Term};
-use erl_dist::message::Message;
-use erl_dist::term::{Mfa, PidOrAtom};
 
 use super::scan::{check_term, TermError};
 

@@ -5,7 +5,7 @@
 //! header `131,68` and fragments `131,69`/`131,70`), reassembly of
 //! interleaved fragment sequences, splitting large outgoing bodies into
 //! fragments, and the conversion between a frame's body and an
-//! `erl_dist::message::Message`.
+//! `crate::dist::message::Message`.
 //!
 //! Must never: touch sockets, clocks or tasks (the connection task does);
 //! panic or allocate beyond its limits on peer input (length fields are

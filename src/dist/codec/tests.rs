@@ -1,8 +1,8 @@
 //! Fixtures in tests/fixtures/codec/*.bin are pass-through bodies recorded
 //! from OTP 25 (erts 13.1.5) by `cd tests/fixtures/codec && escript gen.escript`.
 
+use crate::dist::message::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use erl_dist::message::Message;
 use proptest::prelude::*;
 
 use super::*;
@@ -97,7 +97,7 @@ fn recorded_send_tt_keeps_to_pid_and_token_apart() {
     let Message::SendTt(m) = decode_control(fixture!("12_send_tt")).unwrap() else {
         panic!("not SendTt");
     };
-    assert!(matches!(m.trace_token, eetf::Term::Tuple(_)));
+    assert!(matches!(m.trace_token, crate::term::Term::Tuple(_)));
 }
 
 #[test]
