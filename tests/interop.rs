@@ -184,7 +184,8 @@ async fn send_by_name_and_pid_both_ways() {
         beam_peer::tup![
             term::atom("from_rust"),
             term::binary("hi"),
-            // Small negative integers in a list: eetf 0.11 would send [255, 251].
+            // Small negative integers in a list: must not go out as STRING_EXT
+            // (the BEAM would read [255, 251, 7]).
             term::list(vec![term::int(-1), term::int(-5), term::int(7)])
         ],
     );

@@ -1045,9 +1045,9 @@ fn cmp_lists(a: &Term, b: &Term) -> Ordering {
     }
 }
 
-/// Bits MSB first and the bit length. eetf keeps a partial last byte's
-/// bits in its low end; shift them back to the high end (only that case
-/// copies).
+/// Bits MSB first and the bit length. `BitBinary` keeps a partial last
+/// byte's bits in its low end; shift them back to the high end (only that
+/// case copies).
 fn bits(t: &Term) -> (Cow<'_, [u8]>, usize) {
     match t {
         Term::Binary(b) => (Cow::Borrowed(&b.bytes), b.bytes.len() * 8),

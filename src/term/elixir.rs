@@ -12,8 +12,8 @@
 //! - a keyword list is a proper list of `{atom, value}` pairs, order and
 //!   duplicates kept;
 //! - a string is a UTF-8 binary; a charlist is a list of code points, which
-//!   the BEAM sends as `STRING_EXT` (an `eetf` [`ByteList`] of Latin-1 bytes)
-//!   when every code point is below 256.
+//!   the BEAM sends as `STRING_EXT` (decoded as a [`ByteList`] of Latin-1
+//!   bytes) when every code point is below 256.
 //!
 //! Never does: I/O, panics on terms from the network (every matcher returns
 //! `None`/`false` on anything malformed), knowledge of a struct's fields or

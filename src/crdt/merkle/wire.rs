@@ -38,7 +38,7 @@ impl Loc {
         if tail == 0 {
             return Term::Binary(bytes.into());
         }
-        // eetf keeps the bits of a partial last byte in its low end.
+        // `BitBinary` keeps the bits of a partial last byte in its low end.
         if let Some(last) = bytes.last_mut() {
             *last >>= 8 - tail;
         }
