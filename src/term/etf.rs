@@ -1,14 +1,13 @@
-//! Our own encoder of the external term format, for every term we put on the wire.
+//! The external term format: every term we put on the wire or in a file is
+//! encoded here, and every term we receive is decoded here.
 //!
-//! Why not `eetf`'s encoder: eetf 0.11 writes a list of small integers as
-//! `STRING_EXT` without checking for negative values, so `[-1]` reaches the
-//! BEAM as `[255]`. Everything we send goes through here instead, so what a
-//! BEAM decodes equals what we meant. The encoding follows what OTP 25's
+//! The encoding follows what OTP 25's
 //! `term_to_binary/1` produces (UTF-8 atoms, NEW_FLOAT_EXT, NEW_PID_EXT,
 //! NEWER_REFERENCE_EXT...), so the bytes also match the BEAM's for the same term.
 //!
 //! This module never panics on a term: sizes beyond what the format can carry
-//! are reported as [`EncodeError`].
+//! are reported as [`EncodeError`]. Decoding never panics on bytes and never
+//! allocates more than a small multiple of its input ([`DecodeError`]).
 
 use crate::term::{InternalFun, Term};
 
@@ -365,8 +364,8 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
                 out.extend_from_slice(&len32("bitstring", b.bytes.len())?.to_be_bytes());
                 out.push(b.tail_bits_size);
             }
-            // eetf keeps the trailing bits at the low end of the last byte;
-            // the wire carries them at the high end.
+            // `BitBinary` keeps the trailing bits at the low end of the last
+            // byte; the wire carries them at the high end.
             let (last, init) = b.bytes.split_last().unwrap_or((&0, &[]));
             out.extend_from_slice(init);
             out.push(last << (8 - b.tail_bits_size));
@@ -565,9 +564,9 @@ mod tests {
 
     fn roundtrip(t: &Term) {
         let bytes = to_binary(t).expect("encodes");
-        let back = crate::term::etf::from_binary(&bytes[..]).expect("eetf decodes");
+        let back = crate::term::etf::from_binary(&bytes[..]).expect("decodes");
         match (t, &back) {
-            // eetf decodes a STRING_EXT as a ByteList.
+            // A STRING_EXT decodes as a ByteList.
             (Term::List(_), Term::ByteList(_)) => {
                 assert_eq!(term::as_list(t), term::as_list(&back))
             }
@@ -690,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn terms_round_trip_through_eetf() {
+    fn terms_round_trip() {
         for t in [
             term::atom("héllo"),
             term::atom(""),
@@ -962,12 +961,14 @@ impl<'a> Decoder<'a> {
         Ok(n)
     }
 
-    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<String, DecodeError> {
+    /// The atom's text, inline in the `SmolStr` (no allocation) when it is
+    /// 23 bytes or shorter, as nearly every atom is.
+    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<smol_str::SmolStr, DecodeError> {
         let at = self.pos;
         let b = self.bytes(len)?;
-        if utf8 {
+        if utf8 || b.is_ascii() {
             std::str::from_utf8(b)
-                .map(str::to_owned)
+                .map(smol_str::SmolStr::new)
                 .map_err(|_| DecodeError::Invalid {
                     what: "UTF-8 atom",
                     at,
@@ -1132,7 +1133,7 @@ impl<'a> Decoder<'a> {
                 }
                 let mut bytes = self.bytes(n)?.to_vec();
                 if let Some(last) = bytes.last_mut() {
-                    // Low end, as eetf's BitBinary keeps them (see `encode`).
+                    // Low end, as `BitBinary` keeps them (see `encode`).
                     *last >>= 8 - bits;
                 }
                 if bits == 8 {

@@ -511,6 +511,7 @@ impl fmt::Display for Term {
                 }
             }
             Term::List(x) => fmt_seq(f, "[", x.elements.iter(), "]"),
+            Term::ImproperList(x) if x.elements.is_empty() => x.last.fmt(f),
             Term::ImproperList(x) => {
                 fmt_seq(f, "[", x.elements.iter(), "")?;
                 write!(f, "|{}]", x.last)
