@@ -51,7 +51,7 @@ fn random_dots(rng: &mut StdRng) -> Dots {
 }
 
 fn random_state(rng: &mut StdRng, keys: &[Term]) -> AwLwwMap {
-    let mut value = BTreeMap::new();
+    let mut value = super::KeyMap::new();
     for key in keys {
         if rng.random_bool(0.4) {
             continue;
