@@ -580,31 +580,7 @@ impl<'a> Hasher<'a> {
             return;
         }
         match term {
-            Term::Tuple(t) => {
-                self.mix1(t.elements.len() as u32, GOLDEN_9);
-                for e in &t.elements {
-                    self.node(node_of(e), depth + 1);
-                }
-            }
-            Term::Map(m) => {
-                self.mix1(m.map.len() as u32, GOLDEN_16);
-                if m.map.is_empty() {
-                    return;
-                }
-                let (outer_hash, outer_xor) = (self.hash, self.xor_pairs);
-                self.hash = 0;
-                self.xor_pairs = 0;
-                for (k, v) in &m.map {
-                    self.node(node_of(k), depth + 1);
-                    self.node(node_of(v), depth + 1);
-                    self.xor_pairs ^= self.hash;
-                    self.hash = 0;
-                }
-                self.hash = outer_hash;
-                let pairs = self.xor_pairs;
-                self.mix1(pairs, GOLDEN_19);
-                self.xor_pairs = outer_xor;
-            }
+            Term::Tuple(_) | Term::Map(_) => self.term_fast(term, depth),
             Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => {
                 // `node_of` never maps a list back to `Node::Other`.
                 match node_of(term) {
