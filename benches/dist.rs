@@ -30,6 +30,17 @@ struct Figures {
     big_rtt_ms: f64,
 }
 
+/// The best of several runs, line by line: most messages per second, least time.
+fn best(runs: &[Figures]) -> Figures {
+    let min = |f: fn(&Figures) -> f64| runs.iter().map(f).fold(f64::INFINITY, f64::min);
+    Figures {
+        msgs_per_sec: runs.iter().map(|r| r.msgs_per_sec).fold(0.0, f64::max),
+        call_p50_us: min(|r| r.call_p50_us),
+        call_p99_us: min(|r| r.call_p99_us),
+        big_rtt_ms: min(|r| r.big_rtt_ms),
+    }
+}
+
 fn parse_figures(line: &str) -> Option<Figures> {
     let mut f = Figures::default();
     for kv in line.split_whitespace() {
@@ -225,10 +236,21 @@ fn main() {
 
         println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
             String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));
-        let bb = beam_driver(&ebin, epmd_port, &beam_target, msgs, calls, big);
-        let br = beam_driver(&ebin, epmd_port, &rust_target, msgs, calls, big);
-        let rb = rust_driver(&client, &beam_target, msgs, calls, big).await;
+        // Each pair runs `repeats` times, interleaved, and keeps its best
+        // figure per line: on a shared 2-core machine a run is only ever
+        // slowed down (by the other processes, or by how the kernel happens
+        // to batch the reads), so the best of a few is the least noisy
+        // estimate of what each pair can do.
+        let repeats: usize = env_or("BENCH_DIST_REPEATS", 3usize).max(1);
+        let (mut bbs, mut brs, mut rbs) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            bbs.push(beam_driver(&ebin, epmd_port, &beam_target, msgs, calls, big));
+            brs.push(beam_driver(&ebin, epmd_port, &rust_target, msgs, calls, big));
+            rbs.push(rust_driver(&client, &beam_target, msgs, calls, big).await);
+        }
         client.shutdown();
+        let (bb, br, rb) = (best(&bbs), best(&brs), best(&rbs));
+        println!("best of {repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
 
         println!();
         println!(

@@ -100,3 +100,17 @@ write("epmd_proto", "port2_resp_found", b"\x02" + b"w\x00" + entry(b"erl1"))
 write("epmd_proto", "port2_resp_not_found", b"\x02" + b"w\x01")
 write("epmd_proto", "names_resp", b"\x03" + be32(4369)
       + b"name erl1 at port 4370\nname rust at port 40000\n")
+
+
+# etf: the terms of the phash2 corpus (recorded from a real erl), and the
+# small recorded CRDT/Horde term files.
+with open(os.path.join(FIXTURES, "phash2", "corpus.txt")) as fh:
+    for i, line in enumerate(fh):
+        if line.startswith("etf:"):
+            write("etf", "phash2_corpus_%03d" % i, bytes.fromhex(line.split()[0][4:]))
+for root, _, files in os.walk(FIXTURES):
+    for f in sorted(files):
+        path = os.path.join(root, f)
+        if f.endswith(".etf") and os.path.getsize(path) <= 8192:
+            with open(path, "rb") as fh:
+                write("etf", "fixture_" + f[:-4], fh.read())

@@ -1,7 +1,7 @@
 //! beam_peer: a Rust node that joins Erlang/Elixir (BEAM) clusters as a real peer.
 //!
 //! Layers, each using only the ones below it:
-//! - [`term`]: Erlang terms (re-exported from `eetf`), constructors and matchers.
+//! - [`term`]: Erlang terms, the external term format (ETF), constructors and matchers.
 //! - [`epmd`]: the EPMD client and the embedded EPMD used when none is running.
 //! - [`dist`]: one connection: handshake, framing, fragments, ticks, control messages.
 //! - [`node`]: the process table, names, links, monitors, routing, node events.

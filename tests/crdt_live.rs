@@ -267,7 +267,7 @@ async fn writes_and_deletes_cross_both_ways() {
         .await;
     assert_eq!(
         got.to_string(),
-        "{1000000000000,#{'count'=>8}}",
+        "{1000000000000,#{count => 8}}",
         "DeltaCrdt.get/read of Rust writes"
     );
 

@@ -1,7 +1,8 @@
 //! `term::elixir` against real Elixir: for every helper, Elixir builds the same
 //! value and we check both directions:
-//! - Elixir's `:erlang.term_to_binary/1` bytes, decoded by `eetf`, equal what
-//!   our builder makes (`==` on `Term`), and our matchers read them;
+//! - Elixir's `:erlang.term_to_binary/1` bytes, decoded by our decoder
+//!   (`term::etf`), equal what our builder makes (`==` on `Term`), and our
+//!   matchers read them;
 //! - our builder's bytes, decoded by Elixir, are `===` to Elixir's own value.
 //!
 //! All cases run in one `elixir` process (started once per test binary, waited
@@ -183,7 +184,7 @@ fn cases() -> Vec<Case> {
 
 /// What Elixir said about one case.
 struct Outcome {
-    /// Elixir's `term_to_binary` of the expression, decoded by `eetf`.
+    /// Elixir's `term_to_binary` of the expression, decoded by `term::etf`.
     theirs: Term,
     /// Whether Elixir found our encoding `===` to its own value.
     elixir_agrees: bool,
@@ -201,9 +202,7 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn encode(term: &Term) -> Vec<u8> {
-    let mut buf = Vec::new();
-    term.encode(&mut buf).expect("encode our term");
-    buf
+    beam_peer::term::etf::to_binary(term).expect("encode our term")
 }
 
 /// Runs every case through one `elixir` process; `None` when there is no
@@ -266,7 +265,8 @@ end
         else {
             panic!("unexpected line from elixir: {line:?}");
         };
-        let theirs = Term::decode(&unhex(bytes)[..]).expect("eetf decodes elixir's bytes");
+        let theirs = beam_peer::term::etf::from_binary(&unhex(bytes)[..])
+            .expect("term::etf decodes elixir's bytes");
         results.insert(
             name.to_string(),
             Outcome {
@@ -615,7 +615,7 @@ fn matchers_reject_other_shapes() {
 // Round trips through the external term format.
 
 fn wire(term: &Term) -> Term {
-    Term::decode(&encode(term)[..]).expect("decode")
+    beam_peer::term::etf::from_binary(&encode(term)[..]).expect("decode")
 }
 
 proptest! {

@@ -4,12 +4,14 @@
 //!   `tests/fixtures/phash2/corpus.txt`, tricky terms whose `phash2` values
 //!   were recorded from a real `erl`.
 //! * `random_terms_match_erl` starts one `erl` running
-//!   `erlang/phash2_oracle.erl`, sends it 100,000 seeded random terms (as
-//!   `eetf` encodes them) and compares `phash2/1`, `phash2/2` for several
-//!   ranges and `make_hash2` with ours. It also checks that the BEAM decodes
-//!   eetf's bytes to the term we meant (by decoding its re-encoding) and
-//!   reports where eetf's bytes differ from `term_to_binary/1`. Without `erl`
-//!   it prints a skip line and passes.
+//!   `erlang/phash2_oracle.erl`, sends it 100,000 seeded random terms (as our
+//!   encoder, `term::etf`, writes them) and compares `phash2/1`, `phash2/2`
+//!   for several ranges and `make_hash2` with ours. It also checks both ways
+//!   of the external format: the BEAM must decode our bytes to the term we
+//!   meant, and our decoder must read the BEAM's re-encodings of it
+//!   (`term_to_binary/1`, with latin-1 atoms, and with `minor_version` 2) back
+//!   to that term. It reports where our bytes differ from `term_to_binary/1`.
+//!   Without `erl` it prints a skip line and passes.
 //! * `regenerate_corpus` (ignored) rewrites the corpus from `erl`.
 //!
 //! `PHASH2_ORACLE_TERMS` and `PHASH2_ORACLE_SEED` override the term count and
@@ -334,8 +336,8 @@ impl Gen {
         }
         let tail = 1 + self.rng.below(8) as u8;
         if tail < 8 && self.rng.chance(50) {
-            // eetf keeps the tail bits right-aligned; keep the unused high
-            // bits clear half the time and garbage the other half.
+            // `BitBinary` keeps the tail bits right-aligned; keep the unused
+            // high bits clear half the time and garbage the other half.
             let last = bytes.last_mut().unwrap();
             *last &= (1u8 << tail) - 1;
         }
@@ -455,7 +457,7 @@ impl Gen {
 
     fn atom_name(&mut self) -> String {
         match self.atom() {
-            Term::Atom(a) => a.name,
+            Term::Atom(a) => a.name.to_string(),
             _ => unreachable!(),
         }
     }
@@ -510,7 +512,8 @@ impl Gen {
                 };
                 improper(elems, tail)
             }
-            // Small integers, some negative (eetf mis-encodes this shape).
+            // Small integers, some negative: such a list must not go out as
+            // STRING_EXT.
             5 if self.rng.chance(10) => {
                 let n = 1 + self.rng.upto(5);
                 list(
@@ -582,7 +585,7 @@ impl Gen {
 
 // ---------------------------------------------------------------------------
 // Term equality as Erlang's `=:=` sees it (OTP 25: 0.0 =:= -0.0), across
-// the several eetf shapes one Erlang term can take.
+// the several `Term` shapes one Erlang term can take.
 
 enum Elem<'a> {
     T(&'a Term),
@@ -748,49 +751,7 @@ fn same_term(a: &Term, b: &Term) -> bool {
     }
 }
 
-/// eetf 0.11 encodes a `List` whose elements are all `FixInteger`s below
-/// 256 as `STRING_EXT`, casting each to `u8` without checking for negative
-/// values, so `[-1]` goes out as `[255]`. True when `t` contains that shape.
-fn has_negative_byte_list(t: &Term) -> bool {
-    let mut stack = vec![t];
-    while let Some(t) = stack.pop() {
-        match t {
-            Term::List(l) => {
-                let all_small = !l.elements.is_empty()
-                    && l.elements.len() <= usize::from(u16::MAX)
-                    && l.elements
-                        .iter()
-                        .all(|e| matches!(e, Term::FixInteger(f) if f.value < 0x100));
-                if all_small
-                    && l.elements
-                        .iter()
-                        .any(|e| matches!(e, Term::FixInteger(f) if f.value < 0))
-                {
-                    return true;
-                }
-                stack.extend(&l.elements);
-            }
-            Term::ImproperList(l) => {
-                stack.extend(&l.elements);
-                stack.push(&l.last);
-            }
-            Term::Tuple(x) => stack.extend(&x.elements),
-            Term::Map(m) => m.map.iter().for_each(|(k, v)| {
-                stack.push(k);
-                stack.push(v);
-            }),
-            Term::InternalFun(f) => {
-                if let InternalFun::New { free_vars, .. } = &**f {
-                    stack.extend(free_vars);
-                }
-            }
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Drops a term without recursion: `eetf::Term`'s own drop recurses and
+/// Drops a term without recursion: `beam_peer::term::Term`'s own drop recurses and
 /// would overflow the stack on very deep terms.
 fn dismantle(t: Term) {
     let mut stack = vec![t];
@@ -817,12 +778,12 @@ fn dismantle(t: Term) {
 }
 
 fn encode(t: &Term) -> Vec<u8> {
-    // Our encoder (term::etf), not eetf's: the terms reach erl as we meant them.
+    // Our encoder (term::etf), the one the node sends with.
     beam_peer::term::etf::to_binary(t).unwrap_or_else(|e| panic!("cannot encode {}: {e}", show(t)))
 }
 
 fn decode(bytes: &[u8]) -> Result<Term, String> {
-    Term::decode(bytes).map_err(|e| e.to_string())
+    beam_peer::term::etf::from_binary(bytes).map_err(|e| e.to_string())
 }
 
 /// A short printable form of a term for failure messages.
@@ -840,7 +801,9 @@ fn show(t: &Term) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Terms too deep for eetf's recursive encoder, written as ETF by hand.
+// Terms nested far deeper than our decoder admits (`term::etf::MAX_DEPTH`),
+// with their ETF written by hand so the bytes erl hashes do not depend on our
+// encoder (`random_terms_match_erl` checks our encoder writes the same bytes).
 
 /// `[[[...[]...]]]`, `depth` lists deep.
 fn deep_list(depth: usize) -> (Term, Vec<u8>) {
@@ -910,7 +873,7 @@ fn deep_term(name: &str, depth: usize) -> Option<(Term, Vec<u8>)> {
 
 const DEEP_NAMES: [&str; 3] = ["deep_list", "deep_tuple", "deep_mixed"];
 
-/// Terms with many elements or bytes (not deep, so eetf can encode them).
+/// Terms with many elements or bytes.
 fn large_terms() -> Vec<(&'static str, Term)> {
     let bytes: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 + i / 251) as u8).collect();
     vec![
@@ -948,6 +911,11 @@ fn large_terms() -> Vec<(&'static str, Term)> {
         (
             "10k-key map",
             map((0..10_000).map(|i| (i128_term(i), i128_term(-i))).collect()),
+        ),
+        // Longer than STRING_EXT's u16 length: must go out as LIST_EXT.
+        (
+            "70k-byte ByteList",
+            Term::ByteList(ByteList::from(vec![b'x'; 70_000])),
         ),
     ]
 }
@@ -1321,8 +1289,7 @@ struct BeamResult {
     /// `term_to_binary(T)`: OTP 25 writes atoms as latin-1 `ATOM_EXT`
     /// where they fit.
     default_etf: Vec<u8>,
-    /// `term_to_binary(T, [{minor_version, 2}])`: UTF-8 atoms, which eetf
-    /// decodes (it cannot decode latin-1 `ATOM_EXT` above 127).
+    /// `term_to_binary(T, [{minor_version, 2}])`: UTF-8 atoms.
     utf8_etf: Vec<u8>,
 }
 
@@ -1404,10 +1371,7 @@ fn children(t: &Term) -> Vec<Term> {
 fn smallest_failing_subterm(erl: &mut Erl, t: &Term) -> Option<Term> {
     let mut current = t.clone();
     'down: loop {
-        let kids: Vec<Term> = children(&current)
-            .into_iter()
-            .filter(|k| !has_negative_byte_list(k))
-            .collect();
+        let kids: Vec<Term> = children(&current);
         let encoded: Vec<Vec<u8>> = kids.iter().map(encode).collect();
         let items: Vec<(u8, &[u8])> = encoded.iter().map(|e| (1u8, e.as_slice())).collect();
         for (k, r) in kids.iter().zip(erl.hash_batch(&items)) {
@@ -1510,8 +1474,7 @@ fn random_terms_match_erl() {
 
     // 1. Terms only a running VM makes.
     for (etf, full, p1) in erl.native_samples() {
-        let t =
-            decode(&etf).unwrap_or_else(|e| panic!("eetf cannot decode BEAM term {etf:?}: {e}"));
+        let t = decode(&etf).unwrap_or_else(|e| panic!("we cannot decode BEAM term {etf:?}: {e}"));
         if make_hash2(&t) != full || phash2(&t) != p1 {
             fail(format!(
                 "native term {}: make_hash2 ours {} beam {full}, phash2 ours {} beam {p1}",
@@ -1533,8 +1496,6 @@ fn random_terms_match_erl() {
     let mut encoding_diffs: BTreeMap<String, (usize, String)> = BTreeMap::new();
     let mut identical = 0usize;
     let mut identical_utf8 = 0usize;
-    let mut eetf_negative_byte_bug = 0usize;
-    let mut eetf_latin1_decode_bug = 0usize;
     let mut etf_bytes = 0usize;
     let (mut t_encode, mut t_erl, mut t_check) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for chunk in terms.chunks(BATCH) {
@@ -1553,50 +1514,47 @@ fn random_terms_match_erl() {
                 Ok(b) => b,
                 Err(e) => {
                     fail(format!(
-                        "erl could not decode eetf's bytes ({e}) for {}",
+                        "erl could not decode our bytes ({e}) for {}",
                         show(t)
                     ));
                     continue;
                 }
             };
-            if let Err(e) = decode(&beam.default_etf) {
-                eetf_latin1_decode_bug += 1;
-                if !e.contains("utf-8") {
+            // The BEAM's re-encodings of what it decoded from our bytes, read
+            // back with our decoder: both must be the term we meant (so erl
+            // decoded our bytes right and we decode the BEAM's right), and our
+            // hash of each must agree with the BEAM's.
+            let mut as_meant = true;
+            for (how, etf) in [
+                ("term_to_binary/1", &beam.default_etf),
+                ("term_to_binary(T, [{minor_version, 2}])", &beam.utf8_etf),
+            ] {
+                let seen = match decode(etf) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        fail(format!("we cannot decode {how} of {} ({e})", show(t)));
+                        as_meant = false;
+                        continue;
+                    }
+                };
+                if make_hash2(&seen) != beam.full() {
                     fail(format!(
-                        "eetf cannot decode term_to_binary/1 of {}: {e}",
-                        show(t)
+                        "make_hash2 of BEAM-encoded ({how}) {} ours {} beam {}",
+                        show(&seen),
+                        make_hash2(&seen),
+                        beam.full()
                     ));
                 }
-            }
-            let seen = match decode(&beam.utf8_etf) {
-                Ok(s) => s,
-                Err(e) => {
+                if !same_term(t, &seen) {
                     fail(format!(
-                        "eetf cannot decode term_to_binary of {} ({e})",
-                        show(t)
-                    ));
-                    continue;
-                }
-            };
-            // Our hash of the BEAM's own encoding must always agree.
-            if make_hash2(&seen) != beam.full() {
-                fail(format!(
-                    "make_hash2 of BEAM-encoded {} ours {} beam {}",
-                    show(&seen),
-                    make_hash2(&seen),
-                    beam.full()
-                ));
-            }
-            if !same_term(t, &seen) {
-                if has_negative_byte_list(t) {
-                    eetf_negative_byte_bug += 1;
-                } else {
-                    fail(format!(
-                        "BEAM decoded eetf's bytes of {} as {}",
+                        "our bytes of {} came back through {how} as {}",
                         show(t),
                         show(&seen)
                     ));
+                    as_meant = false;
                 }
+            }
+            if !as_meant {
                 continue;
             }
             let diffs = compare(t, &beam);
@@ -1616,10 +1574,10 @@ fn random_terms_match_erl() {
                 // order), so classify only terms without children.
                 let key = match leaf_kind(t) {
                     Some(kind) if kind.starts_with("ImproperList") => {
-                        format!("{kind}: eetf LIST_EXT with 0 elements vs BEAM the tail itself")
+                        format!("{kind}: ours LIST_EXT with 0 elements vs BEAM the tail itself")
                     }
                     Some(kind) => format!(
-                        "{kind}: eetf {} vs BEAM {}{}",
+                        "{kind}: ours {} vs BEAM {}{}",
                         tag_name(ours_etf[1]),
                         tag_name(beam.default_etf[1]),
                         if *ours_etf == beam.utf8_etf {
@@ -1637,9 +1595,14 @@ fn random_terms_match_erl() {
         t_check += t2.elapsed();
     }
 
-    // 4. Deep nesting, beyond eetf's recursive encoder: hand-written ETF.
+    // 4. Deep nesting: hand-written ETF, which our encoder must reproduce.
     for name in DEEP_NAMES {
         let (t, etf) = deep_term(name, DEEP).unwrap();
+        if encode(&t) != etf {
+            fail(format!(
+                "our encoding of {name} {DEEP} differs from the hand-written ETF"
+            ));
+        }
         let result = erl.hash_batch(&[(1, &etf)]).pop().unwrap();
         match result {
             Ok(beam) => {
@@ -1668,14 +1631,6 @@ fn random_terms_match_erl() {
         }
         checked += 1;
     }
-    // eetf writes a ByteList's length as u16 without checking: a longer one
-    // comes out corrupt. Report whether that still happens.
-    let long_string = Term::ByteList(ByteList::from(vec![b'x'; 70_000]));
-    let long_string_ok = matches!(
-        erl.hash_batch(&[(1, &encode(&long_string))]).pop().unwrap(),
-        Ok(beam) if beam.full() == make_hash2(&long_string)
-    );
-
     println!(
         "phash2 oracle: checked {checked} terms ({tricky} corpus, {count} random with seed {seed:#x}, \
          native samples, {} deep, {} large) in {:.1?}",
@@ -1688,34 +1643,16 @@ fn random_terms_match_erl() {
          checks {t_check:.1?}"
     );
     println!(
-        "phash2 oracle: eetf bytes identical to term_to_binary/1 for {identical} terms; \
+        "phash2 oracle: our bytes identical to term_to_binary/1 for {identical} terms; \
          where they differ (count, example):"
     );
     for (k, (n, example)) in &encoding_diffs {
         println!("  {k}: {n}, e.g. {example}");
     }
     println!(
-        "phash2 oracle: eetf bytes identical to term_to_binary(T, [{{minor_version, 2}}]) \
+        "phash2 oracle: our bytes identical to term_to_binary(T, [{{minor_version, 2}}]) \
          for {identical_utf8} terms"
     );
-    if eetf_latin1_decode_bug > 0 {
-        println!(
-            "phash2 oracle: eetf could not decode term_to_binary/1 output of \
-             {eetf_latin1_decode_bug} terms (latin-1 ATOM_EXT with bytes >= 128)"
-        );
-    }
-    if !long_string_ok {
-        println!(
-            "phash2 oracle: eetf mis-encodes a ByteList longer than 65535 bytes \
-             (STRING_EXT length truncated to u16)"
-        );
-    }
-    if eetf_negative_byte_bug > 0 {
-        println!(
-            "phash2 oracle: {eetf_negative_byte_bug} terms skipped: eetf encodes lists of \
-             integers < 256 containing negatives as STRING_EXT (e.g. [-1] -> [255])"
-        );
-    }
     assert!(
         failures.is_empty(),
         "{} mismatches; first: {:#?}",
@@ -1826,10 +1763,7 @@ fn regenerate_corpus() {
         ));
     }
     let mut gen = Gen::new(0xc0_ffee);
-    let random: Vec<Term> = (0..100)
-        .map(|_| gen.term(0))
-        .filter(|t| !has_negative_byte_list(t))
-        .collect();
+    let random: Vec<Term> = (0..100).map(|_| gen.term(0)).collect();
     let encoded: Vec<Vec<u8>> = random.iter().map(encode).collect();
     let items: Vec<(u8, &[u8])> = encoded.iter().map(|e| (0u8, e.as_slice())).collect();
     for (etf, r) in encoded.iter().zip(erl.hash_batch(&items)) {

@@ -206,15 +206,15 @@ async fn a_malformed_frame_closes_only_that_connection() {
     let _ = events.recv().await;
     let mut body = Vec::new();
     body.push(112u8);
-    beam_peer::tup![term::int(99), term::atom("what")]
-        .encode(&mut body)
-        .expect("encode");
+    body.extend(
+        term::etf::to_binary(&beam_peer::tup![term::int(99), term::atom("what")]).expect("encode"),
+    );
     let mut frame = (body.len() as u32).to_be_bytes().to_vec();
     frame.extend_from_slice(&body);
     s.write_all(&frame).await.expect("write");
     // Then a valid REG_SEND to `sink` proves the connection still works.
     let from = beam_peer::term::Pid::new(fake.as_str(), 1, 0, 77);
-    let msg = erl_dist::message::Message::reg_send(
+    let msg = beam_peer::dist::message::Message::reg_send(
         from,
         term::Atom::from("sink"),
         beam_peer::tup![term::atom("m"), term::int(1)],

@@ -167,6 +167,152 @@ impl std::hash::Hash for Keyed<'_> {
     }
 }
 
+/// A key of [`KeyMap`]: the term with its `make_hash2`, computed once.
+#[derive(Debug, Clone)]
+struct HashedKey {
+    hash: u32,
+    key: OrdTerm,
+}
+
+impl PartialEq for HashedKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.key == other.key
+    }
+}
+impl Eq for HashedKey {}
+impl std::hash::Hash for HashedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As `Keyed` does, so either finds the other.
+        state.write_u32(self.hash);
+    }
+}
+impl hashbrown::Equivalent<HashedKey> for Keyed<'_> {
+    fn equivalent(&self, k: &HashedKey) -> bool {
+        self.hash == k.hash && term_cmp(self.term, &k.key.0) == Ordering::Equal
+    }
+}
+
+/// The keys of a state and what each holds, found by hash: a lookup costs
+/// one `make_hash2` of the key and, almost always, one comparison, where an
+/// ordered map compared the key with a few dozen others (`term_cmp` was the
+/// largest cost of a large join). Keys equal under `=:=` hash alike (that is
+/// what `make_hash2` is built for), so this agrees with [`OrdTerm`]'s
+/// equality. Iteration order is unspecified.
+#[derive(Debug, Clone, Default)]
+pub struct KeyMap<V> {
+    map: hashbrown::HashMap<HashedKey, V, std::hash::BuildHasherDefault<KeyedHasher>>,
+}
+
+impl<V> KeyMap<V> {
+    pub fn new() -> Self {
+        KeyMap {
+            map: hashbrown::HashMap::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, key: &(impl TermKey + ?Sized)) -> Option<&V> {
+        self.map.get(&Keyed::new(key.term()))
+    }
+
+    /// [`KeyMap::get`] with the key's hash already computed.
+    fn get_keyed(&self, key: &Keyed<'_>) -> Option<&V> {
+        self.map.get(key)
+    }
+
+    fn get_mut_keyed(&mut self, key: &Keyed<'_>) -> Option<&mut V> {
+        self.map.get_mut(key)
+    }
+
+    fn remove_keyed(&mut self, key: &Keyed<'_>) -> Option<V> {
+        self.map.remove(key)
+    }
+
+    fn insert_keyed(&mut self, key: &Keyed<'_>, value: V) -> Option<V> {
+        let key = HashedKey {
+            hash: key.hash,
+            key: OrdTerm(key.term.clone()),
+        };
+        self.map.insert(key, value)
+    }
+
+    pub fn get_mut(&mut self, key: &(impl TermKey + ?Sized)) -> Option<&mut V> {
+        self.map.get_mut(&Keyed::new(key.term()))
+    }
+
+    pub fn contains_key(&self, key: &(impl TermKey + ?Sized)) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn insert(&mut self, key: OrdTerm, value: V) -> Option<V> {
+        let hash = crate::term::phash2::make_hash2(&key.0);
+        self.map.insert(HashedKey { hash, key }, value)
+    }
+
+    pub fn remove(&mut self, key: &(impl TermKey + ?Sized)) -> Option<V> {
+        self.map.remove(&Keyed::new(key.term()))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&OrdTerm, &V)> {
+        self.map.iter().map(|(k, v)| (&k.key, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &OrdTerm> {
+        self.map.keys().map(|k| &k.key)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values()
+    }
+}
+
+impl<V: PartialEq> PartialEq for KeyMap<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+impl<V: Eq> Eq for KeyMap<V> {}
+
+#[cfg(test)]
+impl<V> std::ops::Index<&OrdTerm> for KeyMap<V> {
+    type Output = V;
+    /// Panics when `key` is absent, as `BTreeMap`'s index does (tests only).
+    fn index(&self, key: &OrdTerm) -> &V {
+        self.get(key).expect("key in KeyMap")
+    }
+}
+
+impl<V> FromIterator<(OrdTerm, V)> for KeyMap<V> {
+    fn from_iter<I: IntoIterator<Item = (OrdTerm, V)>>(pairs: I) -> Self {
+        let mut m = KeyMap::new();
+        for (k, v) in pairs {
+            m.insert(k, v);
+        }
+        m
+    }
+}
+
+impl<V, const N: usize> From<[(OrdTerm, V); N]> for KeyMap<V> {
+    fn from(pairs: [(OrdTerm, V); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl<'a, V> IntoIterator for &'a KeyMap<V> {
+    type Item = (&'a OrdTerm, &'a V);
+    type IntoIter = Box<dyn Iterator<Item = (&'a OrdTerm, &'a V)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
 /// One written value: the `{value, timestamp}` tuple DeltaCrdt keys entries by.
 /// Field order makes the derived order the tuple's term order.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -207,7 +353,7 @@ pub type Entries = litemap::LiteMap<Stamped, DotSet>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwLwwMap {
     pub dots: Dots,
-    pub value: BTreeMap<OrdTerm, Entries>,
+    pub value: KeyMap<Entries>,
 }
 
 /// A change of a key's raw entries between two states: what DeltaCrdt feeds
@@ -278,7 +424,7 @@ impl AwLwwMap {
         add_dots.insert(dot);
         let addition = AwLwwMap {
             dots: Dots::Set(add_dots),
-            value: BTreeMap::from([(
+            value: KeyMap::from([(
                 key.clone(),
                 Entries::from_iter([(stamped, DotSet::from_iter([dot]))]),
             )]),
@@ -304,7 +450,7 @@ impl AwLwwMap {
     pub fn clear(&self, _node: NodeId) -> AwLwwMap {
         AwLwwMap {
             dots: self.dots.clone(),
-            value: BTreeMap::new(),
+            value: KeyMap::new(),
         }
     }
 
@@ -320,7 +466,7 @@ impl AwLwwMap {
         }
         AwLwwMap {
             dots: Dots::Set(dots),
-            value: BTreeMap::new(),
+            value: KeyMap::new(),
         }
     }
 
@@ -334,7 +480,7 @@ impl AwLwwMap {
 
     fn join_ord(&self, other: &AwLwwMap, keys: &[OrdTerm]) -> AwLwwMap {
         let listed: BTreeSet<&OrdTerm> = keys.iter().collect();
-        let mut value: BTreeMap<OrdTerm, Entries> = BTreeMap::new();
+        let mut value: KeyMap<Entries> = KeyMap::new();
         for (k, e) in self.value.iter().chain(other.value.iter()) {
             if !listed.contains(k) {
                 value.insert(k.clone(), e.clone());
@@ -359,7 +505,9 @@ impl AwLwwMap {
 
     /// Every key this map holds, in term order.
     pub fn keys(&self) -> Vec<Term> {
-        self.value.keys().map(|k| k.0.clone()).collect()
+        let mut keys: Vec<&OrdTerm> = self.value.keys().collect();
+        keys.sort();
+        keys.into_iter().map(|k| k.0.clone()).collect()
     }
 
     /// This state with its values cut down to `keys` and its whole context:
@@ -442,14 +590,15 @@ impl AwLwwMap {
         let mut changes: Vec<Change> = Vec::new();
         let mut order: Vec<Option<usize>> = Vec::with_capacity(keys.len());
         for key in keys {
+            let keyed = Keyed::new(key);
             // A single key (every local operation) cannot repeat.
-            let keyed = (keys.len() > 1).then(|| Keyed::new(key));
-            if let Some(&at) = keyed.as_ref().and_then(|k| seen.get(k)) {
+            let several = keys.len() > 1;
+            if let Some(&at) = several.then(|| seen.get(&keyed)).flatten() {
                 order.push(at);
                 continue;
             }
-            let old = self.value.get(by_term(key));
-            let theirs = delta.value.get(by_term(key));
+            let old = self.value.get_keyed(&keyed);
+            let theirs = delta.value.get_keyed(&keyed);
             // Equal entries join to themselves whatever the contexts (every
             // dot is on both sides): nothing to compute or report. An entry
             // with no dots (only a malformed peer sends one) would be
@@ -488,23 +637,23 @@ impl AwLwwMap {
                 let existed = old.is_some();
                 match (existed, joined.is_empty()) {
                     (true, true) => {
-                        self.value.remove(by_term(key));
+                        self.value.remove_keyed(&keyed);
                     }
                     (true, false) => {
-                        if let Some(slot) = self.value.get_mut(by_term(key)) {
+                        if let Some(slot) = self.value.get_mut_keyed(&keyed) {
                             *slot = joined;
                         }
                     }
                     (false, false) => {
-                        self.value.insert(OrdTerm(key.clone()), joined);
+                        self.value.insert_keyed(&keyed, joined);
                     }
                     (false, true) => {}
                 }
                 changes.push(Change { entries, read });
                 Some(changes.len() - 1)
             };
-            if let Some(k) = keyed {
-                seen.insert(k, at);
+            if several {
+                seen.insert(keyed, at);
             }
             order.push(at);
         }
@@ -610,7 +759,7 @@ impl AwLwwMap {
                 expected: "a map",
             });
         };
-        let mut value = BTreeMap::new();
+        let mut value = KeyMap::new();
         for (key, entries) in &values.map {
             check_depth(key)?;
             if value
@@ -909,7 +1058,7 @@ fn big(t: &Term) -> BigInteger {
 }
 
 /// Maps: by size, then keys in order, then values in key order.
-fn cmp_maps(a: &HashMap<Term, Term>, b: &HashMap<Term, Term>) -> Ordering {
+fn cmp_maps(a: &crate::term::TermMap, b: &crate::term::TermMap) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| {
         let (ka, kb) = (sorted_entries(a), sorted_entries(b));
         for ((x, _), (y, _)) in ka.iter().zip(&kb) {
@@ -928,7 +1077,7 @@ fn cmp_maps(a: &HashMap<Term, Term>, b: &HashMap<Term, Term>) -> Ordering {
     })
 }
 
-fn sorted_entries(m: &HashMap<Term, Term>) -> Vec<(&Term, &Term)> {
+fn sorted_entries(m: &crate::term::TermMap) -> Vec<(&Term, &Term)> {
     let mut kv: Vec<(&Term, &Term)> = m.iter().collect();
     kv.sort_by(|x, y| term_cmp(x.0, y.0));
     kv
@@ -1045,9 +1194,9 @@ fn cmp_lists(a: &Term, b: &Term) -> Ordering {
     }
 }
 
-/// Bits MSB first and the bit length. eetf keeps a partial last byte's
-/// bits in its low end; shift them back to the high end (only that case
-/// copies).
+/// Bits MSB first and the bit length. `BitBinary` keeps a partial last
+/// byte's bits in its low end; shift them back to the high end (only that
+/// case copies).
 fn bits(t: &Term) -> (Cow<'_, [u8]>, usize) {
     match t {
         Term::Binary(b) => (Cow::Borrowed(&b.bytes), b.bytes.len() * 8),

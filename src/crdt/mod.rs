@@ -46,7 +46,6 @@ pub enum CrdtTermError {
 /// for the shared `term::elixir` helpers once those land.
 mod elixir {
     use crate::term::{atom, int, nil, Map, Term};
-    use std::collections::HashMap;
 
     pub(super) const MAPSET: &str = "Elixir.MapSet";
     /// MapSet's internal layout version since Elixir 1.1 (still 2 in 1.14).
@@ -54,7 +53,8 @@ mod elixir {
 
     /// `%Name{field: value, ...}`: a map with `__struct__ => :Name`.
     pub(super) fn build_struct(name: &str, fields: Vec<(&str, Term)>) -> Term {
-        let mut map = HashMap::with_capacity(fields.len() + 1);
+        let mut map =
+            crate::term::TermMap::with_capacity_and_hasher(fields.len() + 1, Default::default());
         map.insert(atom("__struct__"), atom(name));
         for (k, v) in fields {
             map.insert(atom(k), v);
@@ -64,7 +64,7 @@ mod elixir {
 
     /// The struct's fields when `term` is `%Name{}`. Extra fields are allowed:
     /// DeltaCrdt itself adds a `:keys` field to states read back from storage.
-    pub(super) fn match_struct<'a>(term: &'a Term, name: &str) -> Option<&'a HashMap<Term, Term>> {
+    pub(super) fn match_struct<'a>(term: &'a Term, name: &str) -> Option<&'a crate::term::TermMap> {
         match term {
             Term::Map(m) if m.map.get(&atom("__struct__")) == Some(&atom(name)) => Some(&m.map),
             _ => None,
@@ -72,13 +72,13 @@ mod elixir {
     }
 
     /// One field of a matched struct.
-    pub(super) fn field<'a>(fields: &'a HashMap<Term, Term>, name: &str) -> Option<&'a Term> {
+    pub(super) fn field<'a>(fields: &'a crate::term::TermMap, name: &str) -> Option<&'a Term> {
         fields.get(&atom(name))
     }
 
     /// `MapSet.new(elements)` as Elixir 1.14 lays it out: `map: %{elem => []}`.
     pub(super) fn build_mapset(elements: impl IntoIterator<Item = Term>) -> Term {
-        let map: HashMap<Term, Term> = elements.into_iter().map(|e| (e, nil())).collect();
+        let map: crate::term::TermMap = elements.into_iter().map(|e| (e, nil())).collect();
         build_struct(
             MAPSET,
             vec![

@@ -52,9 +52,10 @@
 //!
 //! - Panic or over-allocate on a bad file: every header field is checked, the
 //!   checksum is verified, and the payload is walked (lengths backed by real
-//!   bytes, nesting at most [`MAX_SNAPSHOT_DEPTH`]) before `eetf` decodes it,
-//!   so no length field is trusted and every allocation is bounded by a small
-//!   multiple of the file's real size. A bad file is
+//!   bytes, nesting at most [`MAX_SNAPSHOT_DEPTH`], only tags our encoder
+//!   writes) before `term::etf` decodes it, so no length field is trusted and
+//!   every allocation is bounded by a small multiple of the file's real size
+//!   (the decoder checks counts and nesting itself too). A bad file is
 //!   [`StorageError::Corrupt`], a missing one `Ok(None)`.
 //! - Interpret the CRDT state or the merkle map: both are opaque terms here;
 //!   `crdt::awlww_map` parses the state.
@@ -85,8 +86,8 @@ pub const HEADER_LEN: usize = MAGIC.len() + 1 + 8 + 4;
 /// Deepest nesting accepted in a snapshot. The CRDT layer accepts keys and
 /// values up to [`MAX_TERM_DEPTH`]; the state wraps them in a few levels and
 /// the merkle map in up to ~35 more (its tree has 32 levels), so twice that
-/// leaves room while still bounding `eetf`'s recursive decoder (and `Term`'s
-/// recursive drop) far below any thread's stack.
+/// leaves room while still bounding `term::etf`'s recursive decoder (and
+/// `Term`'s recursive drop) far below any thread's stack.
 pub const MAX_SNAPSHOT_DEPTH: usize = 2 * MAX_TERM_DEPTH;
 
 /// Store files are `<encoded name>.bpcrdt`.
@@ -290,9 +291,12 @@ pub fn decode_file(bytes: &[u8]) -> Result<Snapshot, Corruption> {
         return Err(Corruption::Checksum { stored, computed });
     }
     // The checksum only proves the bytes are the ones written; the walk
-    // proves they are safe to hand to eetf even if someone else wrote them.
+    // proves they are one well-formed term of tags we write, within our
+    // limits, before the decoder allocates anything for them, even if someone
+    // else wrote them.
     check_payload(payload).map_err(|e| Corruption::Term(e.to_string()))?;
-    let term = Term::decode(payload).map_err(|e| Corruption::Term(e.to_string()))?;
+    let term = crate::term::etf::from_binary_nested(payload, MAX_SNAPSHOT_DEPTH)
+        .map_err(|e| Corruption::Term(e.to_string()))?;
     Snapshot::from_term(&term)
 }
 
@@ -330,7 +334,7 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 // ---- payload walk ---------------------------------------------------------------
 
-/// Why a payload is not one term we hand to `eetf`.
+/// Why a payload is not one term we hand to `term::etf` to decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum WalkError {
     #[error("missing external-format version byte")]
@@ -349,9 +353,12 @@ enum WalkError {
 
 /// Proves `payload` is exactly one versioned term whose length fields are
 /// all backed by real bytes, nested at most [`MAX_SNAPSHOT_DEPTH`] deep, and
-/// made only of tags `term::etf` writes. `eetf` 0.11 trusts length fields
-/// (`Vec::with_capacity(count)`), recurses without bound and panics on some
-/// tags; after this walk none of that can happen.
+/// made only of tags `term::etf` writes. The decoder bounds its own
+/// allocations and nesting as well; this walk is defence in depth that
+/// allocates nothing, does work linear in the payload, and refuses anything
+/// our encoder would not have written (an atom cache reference, a
+/// distribution header, a compressed term, a bad bit count) before decoding
+/// starts.
 ///
 /// (`dist::codec` has the same kind of walk for peer input, private to it.)
 fn check_payload(payload: &[u8]) -> Result<(), WalkError> {
@@ -406,8 +413,8 @@ impl Walker<'_> {
             119 => self.skip(p + 1, self.uint(p, 1)?),       // SMALL_ATOM_UTF8_EXT
             109 => self.skip(p + 4, self.uint(p, 4)?),       // BINARY_EXT
             77 => {
-                // BIT_BINARY_EXT: eetf shifts by 8 - bits, so 0 bits on a
-                // non-empty binary (or more than 8) would panic it.
+                // BIT_BINARY_EXT: the last byte holds 1..=8 bits; 0 bits
+                // on a non-empty binary (or more than 8) is malformed.
                 let len = self.uint(p, 4)?;
                 let bits = self.uint(p + 4, 1)? as u8;
                 if bits > 8 || (len > 0 && bits == 0) {

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::dist::message::Message;
 use bytes::{Bytes, BytesMut};
-use erl_dist::message::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -441,7 +441,7 @@ async fn read_loop(
 /// The process a control message speaks for. Signals between one pair of
 /// processes must arrive in the order sent, so a message never overtakes an
 /// earlier one from the same sender that is still going out in fragments.
-fn sender_of(msg: &Message) -> Option<&erl_dist::term::Pid> {
+fn sender_of(msg: &Message) -> Option<&crate::term::Pid> {
     Some(match msg {
         Message::Link(m) => &m.from_pid,
         Message::Exit(m) => &m.from_pid,
@@ -496,7 +496,7 @@ impl OutFrame {
 
 /// Frames from one sender that must go out in order, behind a large message.
 struct Stream {
-    sender: Option<erl_dist::term::Pid>,
+    sender: Option<crate::term::Pid>,
     items: VecDeque<Item>,
 }
 

@@ -8,5 +8,6 @@ pub mod codec;
 pub mod connection;
 pub mod flags;
 pub mod handshake;
+pub mod message;
 
 pub use connection::ConnectionStats;

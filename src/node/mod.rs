@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use erl_dist::message::Message;
-use erl_dist::term::PidOrAtom;
+use crate::dist::message::Message;
+use crate::dist::message::PidOrAtom;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -611,7 +611,7 @@ impl Node {
                     }
                 }
                 Effect::RemoteLinkExit { from, to, reason } => {
-                    let node = to.node.name.clone();
+                    let node = to.node.name.to_string();
                     remote.push((node, exit_message_for(from, to, reason)));
                 }
                 Effect::RemoteDown {
@@ -625,7 +625,7 @@ impl Node {
                         Term::Atom(a) => PidOrAtom::Atom(a),
                         _ => continue,
                     };
-                    let node = to.node.name.clone();
+                    let node = to.node.name.to_string();
                     remote.push((
                         node,
                         Message::monitor_p_exit(from_proc, to, reference, reason),
@@ -1463,7 +1463,10 @@ impl Node {
         let ok = self.with_table(|t| {
             let (target, object) = match &to {
                 PidOrAtom::Pid(p) => (t.local_id(p), MonitorObject::Pid(p.clone())),
-                PidOrAtom::Atom(a) => (t.name_id(&a.name), MonitorObject::Name(a.name.clone(), me)),
+                PidOrAtom::Atom(a) => (
+                    t.name_id(&a.name),
+                    MonitorObject::Name(a.name.to_string(), me),
+                ),
             };
             match target {
                 Some(n) => (

@@ -30,7 +30,7 @@ pub struct RefKey {
 impl From<&Reference> for RefKey {
     fn from(r: &Reference) -> Self {
         RefKey {
-            node: r.node.name.clone(),
+            node: r.node.name.to_string(),
             id: r.id.clone(),
         }
     }

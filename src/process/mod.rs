@@ -293,12 +293,12 @@ impl Process {
             Dest::Via(v) => Dest::Pid(v.whereis().ok_or(CallError::NoProc)?),
             to => to,
         };
-        if let Dest::Remote(_, node)
-        | Dest::Pid(Pid {
-            node: term::Atom { name: node },
-            ..
-        }) = &to
-        {
+        let node = match &to {
+            Dest::Remote(_, node) => Some(node.as_str()),
+            Dest::Pid(pid) => Some(pid.node.as_str()),
+            _ => None,
+        };
+        if let Some(node) = node {
             if node != self.node.name() && self.node.connect(node).await.is_err() {
                 return Err(CallError::NodeDown);
             }

@@ -4,8 +4,8 @@
 //! SPAWN_REPLY with a pid, then MONITOR_P_EXIT `{ResRef, return, Value}`.
 //! Anything we cannot run is refused with SPAWN_REPLY `notsup`, never silence.
 
-use erl_dist::message::Message;
-use erl_dist::term::{Mfa, PidOrAtom};
+use crate::dist::message::Message;
+use crate::dist::message::{Mfa, PidOrAtom};
 
 use crate::dist::handshake::PeerInfo;
 use crate::node::{Node, RpcError};

@@ -12,16 +12,14 @@
 //! - a keyword list is a proper list of `{atom, value}` pairs, order and
 //!   duplicates kept;
 //! - a string is a UTF-8 binary; a charlist is a list of code points, which
-//!   the BEAM sends as `STRING_EXT` (an `eetf` [`ByteList`] of Latin-1 bytes)
-//!   when every code point is below 256.
+//!   the BEAM sends as `STRING_EXT` (decoded as a [`ByteList`] of Latin-1
+//!   bytes) when every code point is below 256.
 //!
 //! Never does: I/O, panics on terms from the network (every matcher returns
 //! `None`/`false` on anything malformed), knowledge of a struct's fields or
 //! defaults (a struct sent to Elixir must carry every field its module
 //! defines, since Elixir fills no defaults for maps off the wire), or Erlang
 //! term ordering (elements read back from a map come in no particular order).
-
-use std::collections::HashMap;
 
 use super::{atom, int, Atom, Binary, ByteList, List, Map, Term, Tuple};
 
@@ -78,7 +76,7 @@ pub fn module_name(term: &Term) -> Option<&str> {
 
 /// True when `term` is the module atom that [`module`] makes of `name`.
 pub fn is_module(term: &Term, name: &str) -> bool {
-    matches!(term, Term::Atom(a) if a.name == module_atom_name(name))
+    matches!(term, Term::Atom(a) if *a.name == *module_atom_name(name))
 }
 
 // ---------------------------------------------------------------------------
@@ -98,13 +96,13 @@ pub fn is_module(term: &Term, name: &str) -> bool {
 /// ```
 #[derive(Debug, Clone)]
 pub struct StructBuilder {
-    map: HashMap<Term, Term>,
+    map: crate::term::TermMap,
 }
 
 impl StructBuilder {
     /// A struct of module `module_name` (see [`module`] for the spelling) with no fields yet.
     pub fn new(module_name: &str) -> Self {
-        let mut map = HashMap::new();
+        let mut map = crate::term::TermMap::default();
         map.insert(atom(STRUCT_KEY), module(module_name));
         StructBuilder { map }
     }
@@ -134,7 +132,7 @@ pub fn struct_term<'a>(
 }
 
 /// The map behind a struct: `term` is a map whose `__struct__` is an atom.
-fn struct_map(term: &Term) -> Option<&HashMap<Term, Term>> {
+fn struct_map(term: &Term) -> Option<&crate::term::TermMap> {
     let Term::Map(m) = term else { return None };
     match m.map.get(&atom(STRUCT_KEY)) {
         Some(Term::Atom(_)) => Some(&m.map),
@@ -168,7 +166,7 @@ pub fn is_struct(term: &Term, module_name: &str) -> bool {
 /// `%{__struct__: MapSet, map: %{elem => []}, version: 2}`. Duplicates
 /// collapse, as in `MapSet.new/1`.
 pub fn mapset(elements: impl IntoIterator<Item = Term>) -> Term {
-    let map: HashMap<Term, Term> = elements
+    let map: crate::term::TermMap = elements
         .into_iter()
         .map(|e| (e, Term::List(List::nil())))
         .collect();

@@ -1,14 +1,13 @@
-//! Our own encoder of the external term format, for every term we put on the wire.
+//! The external term format: every term we put on the wire or in a file is
+//! encoded here, and every term we receive is decoded here.
 //!
-//! Why not `eetf`'s encoder: eetf 0.11 writes a list of small integers as
-//! `STRING_EXT` without checking for negative values, so `[-1]` reaches the
-//! BEAM as `[255]`. Everything we send goes through here instead, so what a
-//! BEAM decodes equals what we meant. The encoding follows what OTP 25's
+//! The encoding follows what OTP 25's
 //! `term_to_binary/1` produces (UTF-8 atoms, NEW_FLOAT_EXT, NEW_PID_EXT,
 //! NEWER_REFERENCE_EXT...), so the bytes also match the BEAM's for the same term.
 //!
 //! This module never panics on a term: sizes beyond what the format can carry
-//! are reported as [`EncodeError`].
+//! are reported as [`EncodeError`]. Decoding never panics on bytes and never
+//! allocates more than a small multiple of its input ([`DecodeError`]).
 
 use crate::term::{InternalFun, Term};
 
@@ -214,7 +213,7 @@ enum Children<'a> {
     /// List elements, then the tail (`None`: `[]`).
     List(&'a [Term], Option<&'a Term>),
     Tuple(&'a [Term]),
-    Map(&'a std::collections::HashMap<Term, Term>),
+    Map(&'a crate::term::TermMap),
 }
 
 fn encode_rec<O: Out>(term: &Term, out: &mut O, depth: u32) -> Result<(), EncodeError> {
@@ -365,8 +364,8 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
                 out.extend_from_slice(&len32("bitstring", b.bytes.len())?.to_be_bytes());
                 out.push(b.tail_bits_size);
             }
-            // eetf keeps the trailing bits at the low end of the last byte;
-            // the wire carries them at the high end.
+            // `BitBinary` keeps the trailing bits at the low end of the last
+            // byte; the wire carries them at the high end.
             let (last, init) = b.bytes.split_last().unwrap_or((&0, &[]));
             out.extend_from_slice(init);
             out.push(last << (8 - b.tail_bits_size));
@@ -533,7 +532,8 @@ fn internal_fun(f: &InternalFun, out: &mut Vec<u8>) -> Result<(), EncodeError> {
             for v in free_vars {
                 encode(v, out)?;
             }
-            let size = len32("fun", out.len() - start)?;
+            // The size counts itself and what follows, not the tag.
+            let size = len32("fun", out.len() - start - 1)?;
             out[start + 1..start + 5].copy_from_slice(&size.to_be_bytes());
         }
         InternalFun::Old {
@@ -564,9 +564,9 @@ mod tests {
 
     fn roundtrip(t: &Term) {
         let bytes = to_binary(t).expect("encodes");
-        let back = Term::decode(&bytes[..]).expect("eetf decodes");
+        let back = crate::term::etf::from_binary(&bytes[..]).expect("decodes");
         match (t, &back) {
-            // eetf decodes a STRING_EXT as a ByteList.
+            // A STRING_EXT decodes as a ByteList.
             (Term::List(_), Term::ByteList(_)) => {
                 assert_eq!(term::as_list(t), term::as_list(&back))
             }
@@ -579,7 +579,7 @@ mod tests {
         let t = term::list(vec![term::int(-1), term::int(200), term::int(0)]);
         let bytes = to_binary(&t).expect("encodes");
         assert_eq!(bytes[1], LIST_EXT, "not a STRING_EXT");
-        let back = Term::decode(&bytes[..]).expect("decodes");
+        let back = crate::term::etf::from_binary(&bytes[..]).expect("decodes");
         assert_eq!(back, t);
         let s = term::list(vec![term::int(104), term::int(105)]);
         assert_eq!(
@@ -689,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn terms_round_trip_through_eetf() {
+    fn terms_round_trip() {
         for t in [
             term::atom("héllo"),
             term::atom(""),
@@ -738,7 +738,7 @@ pub enum DecodeError {
     Truncated(usize),
     #[error("unsupported term tag {tag} at byte {at}")]
     UnknownTag { tag: u8, at: usize },
-    #[error("term nested deeper than {MAX_DEPTH} at byte {0}")]
+    #[error("term nested too deep at byte {0}")]
     TooDeep(usize),
     #[error("invalid {what} at byte {at}")]
     Invalid { what: &'static str, at: usize },
@@ -764,6 +764,7 @@ pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
     }
     let mut d = Decoder {
         buf,
+        max_depth: MAX_DEPTH,
         pos: start,
         hole: None,
     };
@@ -800,6 +801,7 @@ pub fn decode_at_with_hole(
     }
     let mut d = Decoder {
         buf,
+        max_depth: MAX_DEPTH,
         pos: start,
         hole: hole.take(),
     };
@@ -843,6 +845,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
         });
     }
     let mut d = Decoder {
+        max_depth: MAX_DEPTH,
         buf: &inflated,
         pos: 0,
         hole: None,
@@ -859,7 +862,26 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
 
 /// Decodes exactly one term filling `buf` (version byte optional).
 pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
-    let (t, end) = decode_at(buf, 0)?;
+    from_binary_nested(buf, MAX_DEPTH)
+}
+
+/// [`from_binary`] admitting nesting up to `max_depth` rather than
+/// [`MAX_DEPTH`], for our own files whose wrapping adds levels.
+/// Compressed terms keep the default.
+pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
+    let versioned = buf.first() == Some(&VERSION);
+    let (t, end) = if versioned && buf.get(1) == Some(&COMPRESSED) {
+        decode_at(buf, 0)?
+    } else {
+        let mut d = Decoder {
+            buf,
+            max_depth,
+            pos: usize::from(versioned),
+            hole: None,
+        };
+        let t = d.term(0)?;
+        (t, d.pos)
+    };
     if end != buf.len() {
         return Err(DecodeError::Invalid {
             what: "trailing bytes",
@@ -874,6 +896,7 @@ struct Decoder<'a> {
     pos: usize,
     /// See [`decode_at_with_hole`].
     hole: Option<Hole>,
+    max_depth: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -938,12 +961,14 @@ impl<'a> Decoder<'a> {
         Ok(n)
     }
 
-    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<String, DecodeError> {
+    /// The atom's text, inline in the `SmolStr` (no allocation) when it is
+    /// 23 bytes or shorter, as nearly every atom is.
+    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<smol_str::SmolStr, DecodeError> {
         let at = self.pos;
         let b = self.bytes(len)?;
-        if utf8 {
+        if utf8 || b.is_ascii() {
             std::str::from_utf8(b)
-                .map(str::to_owned)
+                .map(smol_str::SmolStr::new)
                 .map_err(|_| DecodeError::Invalid {
                     what: "UTF-8 atom",
                     at,
@@ -1002,7 +1027,7 @@ impl<'a> Decoder<'a> {
             BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
             List, Map, Pid, Port, Reference, Tuple,
         };
-        if depth > MAX_DEPTH {
+        if depth > self.max_depth {
             return Err(DecodeError::TooDeep(self.pos));
         }
         let at = self.pos;
@@ -1057,17 +1082,31 @@ impl<'a> Decoder<'a> {
                     elements.push(self.term(depth + 1)?);
                 }
                 let tail = self.term(depth + 1)?;
+                // Whatever cells the tail adds join these, as on the BEAM: no
+                // cells here is just the tail, a list tail makes one longer list.
+                if elements.is_empty() {
+                    return Ok(tail);
+                }
                 match tail {
-                    Term::List(l) if l.elements.is_empty() => Term::List(List { elements }),
-                    last => {
-                        if elements.is_empty() {
-                            return Err(DecodeError::Invalid { what: "list", at });
-                        }
+                    Term::List(mut l) => {
+                        elements.append(&mut l.elements);
+                        Term::List(List { elements })
+                    }
+                    Term::ByteList(b) => {
+                        elements.extend(b.bytes.iter().map(|&x| Term::FixInteger(x.into())));
+                        Term::List(List { elements })
+                    }
+                    Term::ImproperList(mut l) => {
+                        elements.append(&mut l.elements);
                         Term::ImproperList(ImproperList {
                             elements,
-                            last: Box::new(last),
+                            last: l.last,
                         })
                     }
+                    last => Term::ImproperList(ImproperList {
+                        elements,
+                        last: Box::new(last),
+                    }),
                 }
             }
             BINARY_EXT => {
@@ -1085,7 +1124,8 @@ impl<'a> Decoder<'a> {
             BIT_BINARY_EXT => {
                 let n = self.u32()? as usize;
                 let bits = self.u8()?;
-                if bits == 0 || bits > 8 || (n == 0 && bits != 8) {
+                // As `binary_to_term`: no bits exactly when no bytes.
+                if (bits == 0) != (n == 0) || bits > 8 {
                     return Err(DecodeError::Invalid {
                         what: "bit count",
                         at,
@@ -1093,7 +1133,7 @@ impl<'a> Decoder<'a> {
                 }
                 let mut bytes = self.bytes(n)?.to_vec();
                 if let Some(last) = bytes.last_mut() {
-                    // Low end, as eetf's BitBinary keeps them (see `encode`).
+                    // Low end, as `BitBinary` keeps them (see `encode`).
                     *last >>= 8 - bits;
                 }
                 if bits == 8 {
@@ -1214,8 +1254,9 @@ impl<'a> Decoder<'a> {
                 }))
             }
             NEW_FUN_EXT => {
+                // The size counts itself and what follows, not the tag.
                 let size = self.u32()? as usize;
-                let end = at.checked_add(size).filter(|&e| e <= self.buf.len());
+                let end = (at + 1).checked_add(size).filter(|&e| e <= self.buf.len());
                 let Some(end) = end else {
                     return Err(DecodeError::Truncated(at));
                 };
@@ -1272,7 +1313,7 @@ impl<'a> Decoder<'a> {
             MAP_EXT => {
                 let n = self.u32()? as usize;
                 let n = self.count(n, 2)?;
-                let mut map = std::collections::HashMap::with_capacity(n);
+                let mut map = crate::term::TermMap::with_capacity_and_hasher(n, Default::default());
                 for _ in 0..n {
                     let k = self.term(depth + 1)?;
                     let v = self.term(depth + 1)?;

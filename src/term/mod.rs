@@ -1,15 +1,17 @@
-//! Erlang terms: `eetf` types re-exported so terms pass to and from `erl_dist`
-//! unconverted, plus short constructors and matchers used everywhere else.
+//! Erlang terms: the term types (`types`), the external format (`etf`),
+//! `erlang:phash2` (`phash2`), Elixir conventions (`elixir`), plus short
+//! constructors and matchers used everywhere else.
 //!
 //! This module never does I/O and never panics on a term that came from the network.
 
 pub mod elixir;
 pub mod etf;
 pub mod phash2;
+mod types;
 
-pub use eetf::{
+pub use types::{
     Atom, BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
-    InternalFun, List, Map, Pid, Port, Reference, Term, Tuple,
+    InternalFun, List, Map, MapHasher, NonFiniteFloat, Pid, Port, Reference, Term, TermMap, Tuple,
 };
 
 /// An atom term.

@@ -4,7 +4,7 @@
 //! trees) uses `erlang:phash2`, so a peer that wants to agree with BEAM
 //! nodes about placement must produce the very same 32-bit values. This
 //! module reimplements the emulator's portable term hash (`make_hash2` in
-//! `erts/emulator/beam/utils.c`) for every term `eetf` can carry, as it
+//! `erts/emulator/beam/utils.c`) for every term the wire can carry, as it
 //! behaves on a 64-bit emulator (OTP 25 verified against a real `erl`).
 //!
 //! How the hash works, in short:
@@ -37,7 +37,7 @@
 //!   if its `index`/`uniq` were the new fields, which no BEAM can confirm.)
 //! * Flatmaps (<= 32 keys) and HAMT maps (> 32 keys) hash identically.
 //!
-//! The result is independent of how `eetf` happens to shape a term: an
+//! The result is independent of how a `Term` happens to be shaped: an
 //! integer is an integer whether `FixInteger` or `BigInteger`, a string is
 //! a list whether `ByteList` or `List`, and `ImproperList`s whose tail is
 //! itself a list (or that have no elements) hash as the list they denote.
@@ -47,7 +47,7 @@
 //! arithmetic, as in C, so no input can make it panic.
 
 use super::Term;
-use eetf::BigInteger;
+use crate::term::BigInteger;
 
 /// The golden-ratio constant and its multiples (mod 2^32) used as
 /// per-type keys. Each is `GOLDEN * n` for the `n` in its name.
@@ -94,7 +94,7 @@ pub fn phash2_range(term: &Term, range: u64) -> u32 {
 /// The full 32-bit `make_hash2` value, before any range reduction.
 pub fn make_hash2(term: &Term) -> u32 {
     let mut h = Hasher::default();
-    h.node(node_of(term), 0);
+    h.term_fast(term, 0);
     h.hash
 }
 
@@ -125,7 +125,7 @@ impl Hash2 {
     /// One whole term.
     pub fn term(mut self, term: &Term) -> Hash2 {
         let mut h = self.hasher();
-        h.node(node_of(term), 0);
+        h.term_fast(term, 0);
         self.hash = h.hash;
         self
     }
@@ -190,6 +190,24 @@ const MAX_RECURSION: u32 = 64;
 /// Latin-1 byte they encode.
 pub fn atom_hash(name: &str) -> u32 {
     let bytes = name.as_bytes();
+    if bytes.is_ascii() {
+        // Nothing to fold: the plain loop.
+        return bytes.iter().fold(0u32, |h, &v| {
+            let h = (h << 4).wrapping_add(u32::from(v));
+            let g = h & 0xF000_0000;
+            if g != 0 {
+                (h ^ (g >> 24)) ^ g
+            } else {
+                h
+            }
+        });
+    }
+    atom_hash_folding(bytes)
+}
+
+/// [`atom_hash`] for any text: Latin-1 characters written as two UTF-8
+/// bytes are folded back to one.
+fn atom_hash_folding(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -306,7 +324,7 @@ fn as_byte(term: &Term) -> Option<u8> {
     }
 }
 
-/// The cells of one `eetf` list value: `List` and `ImproperList` hold
+/// The cells of one list value: `List` and `ImproperList` hold
 /// terms, `ByteList` (`STRING_EXT`) holds bytes.
 #[derive(Clone, Copy)]
 enum Cells<'a> {
@@ -332,7 +350,7 @@ struct ListPos<'a> {
     tail: Option<&'a Term>,
 }
 
-/// A term as the hash walks it: `eetf` has several shapes for one Erlang
+/// A term as the hash walks it: `Term` has several shapes for one Erlang
 /// list (`List`, `ByteList`, `ImproperList` whose tail is again a list), so
 /// they are normalised into "a cons cell at some position" or `[]`.
 #[derive(Clone, Copy)]
@@ -442,7 +460,90 @@ impl<'a> Hasher<'a> {
         self.mix2(x, 0, key);
     }
 
-    /// Hashes `node` completely (the fast path): recursion for nesting up
+    /// Hashes `term` completely, straight from its own shape where it is one
+    /// of the common ones (no [`Node`] built per element, a proper list's
+    /// bytes packed in one loop); everything else goes to [`Hasher::node`].
+    /// Gives exactly what `node(node_of(term))` gives.
+    fn term_fast(&mut self, term: &'a Term, depth: u32) {
+        if depth >= MAX_RECURSION {
+            self.run(node_of(term));
+            return;
+        }
+        match term {
+            Term::FixInteger(i) => self.int(int_repr_i64(i64::from(i.value))),
+            Term::Atom(a) => self.atom(&a.name),
+            Term::Binary(b) => self.bits(&b.bytes, 0),
+            Term::Float(_) | Term::BigInteger(_) | Term::Pid(_) => {
+                let _ = self.term(term);
+            }
+            Term::Tuple(t) => {
+                self.mix1(t.elements.len() as u32, GOLDEN_9);
+                for e in &t.elements {
+                    self.term_fast(e, depth + 1);
+                }
+            }
+            Term::List(l) => self.proper_list(&l.elements, depth),
+            Term::Map(m) => {
+                self.mix1(m.map.len() as u32, GOLDEN_16);
+                if m.map.is_empty() {
+                    return;
+                }
+                let (outer_hash, outer_xor) = (self.hash, self.xor_pairs);
+                self.hash = 0;
+                self.xor_pairs = 0;
+                for (k, v) in &m.map {
+                    self.term_fast(k, depth + 1);
+                    self.term_fast(v, depth + 1);
+                    self.xor_pairs ^= self.hash;
+                    self.hash = 0;
+                }
+                self.hash = outer_hash;
+                let pairs = self.xor_pairs;
+                self.mix1(pairs, GOLDEN_19);
+                self.xor_pairs = outer_xor;
+            }
+            _ => self.node(node_of(term), depth),
+        }
+    }
+
+    /// A proper list (`[]` when `elements` is empty): runs of byte-sized
+    /// elements packed four to a word as [`Hasher::byte_run`] does, every
+    /// other element hashed in place, then the closing `[]`.
+    fn proper_list(&mut self, elements: &'a [Term], depth: u32) {
+        let mut packed: u32 = 0;
+        let mut count = 0;
+        for e in elements {
+            let byte = match e {
+                Term::FixInteger(i) => u8::try_from(i.value).ok(),
+                _ => as_byte(e),
+            };
+            match byte {
+                Some(b) => {
+                    packed = (packed << 8).wrapping_add(u32::from(b));
+                    count += 1;
+                    if count == 4 {
+                        self.mix1(packed, GOLDEN_4);
+                        packed = 0;
+                        count = 0;
+                    }
+                }
+                None => {
+                    if count > 0 {
+                        self.mix1(packed, GOLDEN_4);
+                        packed = 0;
+                        count = 0;
+                    }
+                    self.term_fast(e, depth + 1);
+                }
+            }
+        }
+        if count > 0 {
+            self.mix1(packed, GOLDEN_4);
+        }
+        let _ = self.step(Node::Nil);
+    }
+
+    /// Hashes `node` completely (the general path): recursion for nesting up
     /// to [`MAX_RECURSION`], the explicit stack below that.
     #[inline]
     fn node(&mut self, node: Node<'a>, depth: u32) {
@@ -479,31 +580,7 @@ impl<'a> Hasher<'a> {
             return;
         }
         match term {
-            Term::Tuple(t) => {
-                self.mix1(t.elements.len() as u32, GOLDEN_9);
-                for e in &t.elements {
-                    self.node(node_of(e), depth + 1);
-                }
-            }
-            Term::Map(m) => {
-                self.mix1(m.map.len() as u32, GOLDEN_16);
-                if m.map.is_empty() {
-                    return;
-                }
-                let (outer_hash, outer_xor) = (self.hash, self.xor_pairs);
-                self.hash = 0;
-                self.xor_pairs = 0;
-                for (k, v) in &m.map {
-                    self.node(node_of(k), depth + 1);
-                    self.node(node_of(v), depth + 1);
-                    self.xor_pairs ^= self.hash;
-                    self.hash = 0;
-                }
-                self.hash = outer_hash;
-                let pairs = self.xor_pairs;
-                self.mix1(pairs, GOLDEN_19);
-                self.xor_pairs = outer_xor;
-            }
+            Term::Tuple(_) | Term::Map(_) => self.term_fast(term, depth),
             Term::List(_) | Term::ByteList(_) | Term::ImproperList(_) => {
                 // `node_of` never maps a list back to `Node::Other`.
                 match node_of(term) {
@@ -712,7 +789,7 @@ impl<'a> Hasher<'a> {
             }
             Term::InternalFun(f) => {
                 let (module, free_vars, index, uniq) = match &**f {
-                    eetf::InternalFun::New {
+                    crate::term::InternalFun::New {
                         module,
                         free_vars,
                         index,
@@ -720,7 +797,7 @@ impl<'a> Hasher<'a> {
                         ..
                     } => (module, free_vars, *index, *old_uniq as u32),
                     // Not decodable by current BEAMs; hashed by analogy.
-                    eetf::InternalFun::Old {
+                    crate::term::InternalFun::Old {
                         module,
                         free_vars,
                         index,
@@ -770,9 +847,9 @@ impl<'a> Hasher<'a> {
     /// Hashes a bitstring: `bytes` holds whole bytes, except that when
     /// `tail_bits` is 1..=7 the last byte holds only that many bits.
     ///
-    /// `eetf` keeps those bits right-aligned (its decoder shifts them down
-    /// from the high end where the external format puts them, its encoder
-    /// shifts them back up and so drops anything above them). The emulator
+    /// `BitBinary` keeps those bits right-aligned (the decoder shifts them
+    /// down from the high end where the external format puts them, the
+    /// encoder shifts them back up and so drops anything above them). The emulator
     /// hashes the same value: the tail bits shifted down.
     fn bits(&mut self, bytes: &[u8], tail_bits: u8) {
         let (whole, partial) = match bytes.split_last() {
@@ -813,9 +890,9 @@ mod tests {
             (int(0), 3175731469),
             (int(1), 539485162),
             (int(-1), 1117813597),
-            (Term::Float(eetf::Float { value: 1.0 }), 3029937084),
-            (Term::Float(eetf::Float { value: 0.0 }), 423528920),
-            (Term::Float(eetf::Float { value: -0.0 }), 423528920),
+            (Term::Float(crate::term::Float { value: 1.0 }), 3029937084),
+            (Term::Float(crate::term::Float { value: 0.0 }), 423528920),
+            (Term::Float(crate::term::Float { value: -0.0 }), 423528920),
             (binary(vec![]), 147926629),
         ];
         for (term, expected) in cases {
@@ -823,7 +900,7 @@ mod tests {
         }
     }
 
-    /// Drops a term without recursion (`eetf::Term`'s drop recurses).
+    /// Drops a term without recursion (`crate::term::Term`'s drop recurses).
     fn dismantle(t: Term) {
         let mut stack = vec![t];
         while let Some(t) = stack.pop() {
@@ -865,7 +942,7 @@ mod tests {
                 let built = make_hash2(&tuple(vec![a.clone(), b.clone()]));
                 assert_eq!(Hash2::new().tuple(2).term(a).term(b).finish(), built);
                 let pairs = [(a.clone(), b.clone()), (b.clone(), int(7))];
-                let map = Term::Map(eetf::Map::from(
+                let map = Term::Map(crate::term::Map::from(
                     pairs
                         .iter()
                         .cloned()
@@ -883,9 +960,10 @@ mod tests {
                 }
             }
         }
-        let empty = Term::Map(eetf::Map::from(
-            std::collections::HashMap::<Term, Term>::new(),
-        ));
+        let empty = Term::Map(crate::term::Map::from(std::collections::HashMap::<
+            Term,
+            Term,
+        >::new()));
         assert_eq!(
             Hash2::new().map(std::iter::empty()).finish(),
             make_hash2(&empty)
@@ -905,11 +983,14 @@ mod tests {
     #[test]
     fn recursion_and_the_work_stack_agree() {
         let mut rng = crate::term::testgen::Rng(0x2545_f491_4f6c_dd1d);
-        for _ in 0..3000 {
+        for _ in 0..20_000 {
             let t = crate::term::testgen::term(&mut rng, 4);
             let mut slow = Hasher::default();
             slow.run(node_of(&t));
+            let mut by_node = Hasher::default();
+            by_node.node(node_of(&t), 0);
             assert_eq!(make_hash2(&t), slow.hash, "{t}");
+            assert_eq!(by_node.hash, slow.hash, "{t}");
         }
     }
 
@@ -926,6 +1007,22 @@ mod tests {
     }
 
     #[test]
+    fn atom_hash_of_ascii_takes_the_plain_loop_to_the_same_value() {
+        for name in [
+            "",
+            "ok",
+            "Elixir.DeltaCrdt.CausalCrdt.Diff",
+            &"z".repeat(255),
+        ] {
+            assert_eq!(
+                atom_hash(name),
+                atom_hash_folding(name.as_bytes()),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn atom_hash_folds_latin1_back_from_utf8() {
         assert_eq!(atom_hash("ÿ"), 255);
         assert_eq!(atom_hash("é"), 0xE9);
@@ -937,31 +1034,31 @@ mod tests {
     #[test]
     fn shapes_the_beam_never_sends_do_not_panic() {
         let odd = vec![
-            Term::BitBinary(eetf::BitBinary::from((vec![], 5))),
-            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 0))),
-            Term::BitBinary(eetf::BitBinary::from((vec![1, 2], 200))),
-            Term::Reference(Box::new(eetf::Reference {
-                node: eetf::Atom::from("a@b"),
+            Term::BitBinary(crate::term::BitBinary::from((vec![], 5))),
+            Term::BitBinary(crate::term::BitBinary::from((vec![1, 2], 0))),
+            Term::BitBinary(crate::term::BitBinary::from((vec![1, 2], 200))),
+            Term::Reference(Box::new(crate::term::Reference {
+                node: crate::term::Atom::from("a@b"),
                 id: vec![],
                 creation: 0,
             })),
-            Term::Port(eetf::Port {
-                node: eetf::Atom::from("a@b"),
+            Term::Port(crate::term::Port {
+                node: crate::term::Atom::from("a@b"),
                 id: u64::MAX,
                 creation: u32::MAX,
             }),
-            Term::ImproperList(eetf::ImproperList::from((
+            Term::ImproperList(crate::term::ImproperList::from((
                 vec![],
-                Term::ImproperList(eetf::ImproperList::from((vec![], nil()))),
+                Term::ImproperList(crate::term::ImproperList::from((vec![], nil()))),
             ))),
-            Term::InternalFun(Box::new(eetf::InternalFun::Old {
-                module: eetf::Atom::from("m"),
-                pid: eetf::Pid::new("a@b", 1, 2, 3),
+            Term::InternalFun(Box::new(crate::term::InternalFun::Old {
+                module: crate::term::Atom::from("m"),
+                pid: crate::term::Pid::new("a@b", 1, 2, 3),
                 free_vars: vec![int(i64::MIN), int(i64::MAX)],
                 index: -1,
                 uniq: i32::MIN,
             })),
-            Term::FixInteger(eetf::FixInteger::from(i32::MIN)),
+            Term::FixInteger(crate::term::FixInteger::from(i32::MIN)),
         ];
         for t in &odd {
             let _ = (make_hash2(t), phash2(t), phash2_range(t, 7));

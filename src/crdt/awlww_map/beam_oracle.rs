@@ -51,7 +51,7 @@ fn random_dots(rng: &mut StdRng) -> Dots {
 }
 
 fn random_state(rng: &mut StdRng, keys: &[Term]) -> AwLwwMap {
-    let mut value = BTreeMap::new();
+    let mut value = super::KeyMap::new();
     for key in keys {
         if rng.random_bool(0.4) {
             continue;
@@ -110,7 +110,7 @@ fn joins_and_reads_match_upstream_on_the_beam() {
     std::fs::create_dir_all(&dir).unwrap();
     let (input, output) = (dir.join("in.etf"), dir.join("out.etf"));
     let mut bytes = Vec::new();
-    list(inputs).encode(&mut bytes).unwrap();
+    bytes.extend(crate::term::etf::to_binary(&list(inputs)).unwrap());
     std::fs::write(&input, bytes).unwrap();
     let status = Command::new("elixir")
         .args(["-pa", &ebin, "-e", SCRIPT, "--"])
@@ -119,7 +119,7 @@ fn joins_and_reads_match_upstream_on_the_beam() {
         .status()
         .expect("run elixir");
     assert!(status.success(), "elixir failed");
-    let results = Term::decode(&std::fs::read(&output).unwrap()[..]).unwrap();
+    let results = crate::term::etf::from_binary(&std::fs::read(&output).unwrap()[..]).unwrap();
     let results = crate::term::as_list(&results).expect("a list of results");
     assert_eq!(results.len(), cases.len());
     for ((a, b, keys), result) in cases.iter().zip(&results) {

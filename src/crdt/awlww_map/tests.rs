@@ -368,7 +368,7 @@ const UPSTREAM_REMOVE: &str = "83740000000364000a5f5f7374727563745f5f640019456c6
 const UPSTREAM_STATE: &str = "83740000000364000a5f5f7374727563745f5f640019456c697869722e44656c7461437264742e41574c57574d6170640004646f74737400000002610761036109610164000576616c75657400000003640001617400000001680261026e08015bcd40b8ffffff07740000000364000a5f5f7374727563745f5f64000d456c697869722e4d61705365746400036d617074000000016802610761036a64000776657273696f6e610268026400016b6103740000000168026b000201026e0801546740b8ffffff07740000000364000a5f5f7374727563745f5f64000d456c697869722e4d61705365746400036d617074000000016802610961016a64000776657273696f6e61026d0000000162740000000168026802610161026e0801992b41b8ffffff07740000000364000a5f5f7374727563745f5f64000d456c697869722e4d61705365746400036d617074000000016802610761026a64000776657273696f6e6102";
 
 fn decode(h: &str) -> Term {
-    Term::decode(&hex(h)[..]).unwrap()
+    crate::term::etf::from_binary(&hex(h)[..]).unwrap()
 }
 
 #[test]
@@ -376,8 +376,11 @@ fn mapset_encoding_matches_elixir() {
     let ours = DotSet::from_iter([Dot::new(1, 2)]).to_term();
     assert_eq!(ours, decode(MAPSET_1_2));
     let mut bytes = Vec::new();
-    ours.encode(&mut bytes).unwrap();
-    assert_eq!(Term::decode(&bytes[..]).unwrap(), decode(MAPSET_1_2));
+    bytes.extend(crate::term::etf::to_binary(&ours).unwrap());
+    assert_eq!(
+        crate::term::etf::from_binary(&bytes[..]).unwrap(),
+        decode(MAPSET_1_2)
+    );
 }
 
 #[test]
@@ -575,7 +578,7 @@ fn from_term_rejects_malformed_input() {
 
 /// 2^64 as SMALL_BIG_EXT: an integer no i64 holds.
 fn two_pow_64() -> Term {
-    Term::decode(&hex("836e0900000000000000000001")[..]).unwrap()
+    crate::term::etf::from_binary(&hex("836e0900000000000000000001")[..]).unwrap()
 }
 
 // ---- term order ----------------------------------------------------------

@@ -246,7 +246,7 @@ pub fn arith_eq(a: &Term, b: &Term) -> bool {
 }
 
 /// A map's pairs with keys in term order.
-pub(super) fn sorted_pairs(m: &std::collections::HashMap<Term, Term>) -> Vec<(&Term, &Term)> {
+pub(super) fn sorted_pairs(m: &crate::term::TermMap) -> Vec<(&Term, &Term)> {
     let mut v: Vec<(&Term, &Term)> = m.iter().collect();
     v.sort_by(|p, q| term_cmp(p.0, q.0));
     v

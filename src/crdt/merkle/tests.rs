@@ -11,159 +11,13 @@ fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/crdt/merkle")
 }
 
+/// OTP 25's `term_to_binary` writes atoms that fit Latin-1 as `ATOM_EXT` /
+/// `SMALL_ATOM_EXT` in Latin-1 (`:ünïcödé_atom` in the mixed-type fixtures);
+/// our decoder reads those as the same atoms as their UTF-8 forms.
 fn load(path: &std::path::Path) -> Term {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let bytes =
-        latin1_atoms_to_utf8(&bytes).unwrap_or_else(|| panic!("{}: bad ETF", path.display()));
-    Term::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// OTP 25's `term_to_binary` writes atoms that fit Latin-1 as `ATOM_EXT` /
-/// `SMALL_ATOM_EXT` in Latin-1, which eetf 0.11 rejects unless the bytes
-/// happen to be UTF-8 (`:ünïcödé_atom` in the mixed-type fixtures). This
-/// rewrites them as the UTF-8 atom tags, which denote the same atoms.
-fn latin1_atoms_to_utf8(input: &[u8]) -> Option<Vec<u8>> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (h, t) = b.split_at(n);
-        *b = t;
-        Some(h)
-    }
-    fn u16_at(b: &[u8]) -> usize {
-        usize::from(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32_at(b: &[u8]) -> usize {
-        u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-    }
-    fn term(b: &mut &[u8], out: &mut Vec<u8>) -> Option<()> {
-        let tag = take(b, 1)?[0];
-        let copy = |b: &mut &[u8], out: &mut Vec<u8>, n: usize| -> Option<()> {
-            out.extend_from_slice(take(b, n)?);
-            Some(())
-        };
-        match tag {
-            100 | 115 => {
-                let n = if tag == 100 {
-                    u16_at(take(b, 2)?)
-                } else {
-                    usize::from(take(b, 1)?[0])
-                };
-                let text: String = take(b, n)?.iter().map(|&c| char::from(c)).collect();
-                out.push(118);
-                out.extend_from_slice(&(text.len() as u16).to_be_bytes());
-                out.extend_from_slice(text.as_bytes());
-            }
-            _ => {
-                out.push(tag);
-                match tag {
-                    97 => copy(b, out, 1)?,
-                    98 => copy(b, out, 4)?,
-                    70 => copy(b, out, 8)?,
-                    99 => copy(b, out, 31)?,
-                    106 => {}
-                    118 => {
-                        let n = u16_at(b.get(..2)?);
-                        copy(b, out, 2 + n)?
-                    }
-                    119 => {
-                        let n = usize::from(*b.first()?);
-                        copy(b, out, 1 + n)?
-                    }
-                    107 => {
-                        let n = u16_at(b.get(..2)?);
-                        copy(b, out, 2 + n)?
-                    }
-                    109 => {
-                        let n = u32_at(b.get(..4)?);
-                        copy(b, out, 4 + n)?
-                    }
-                    77 => {
-                        let n = u32_at(b.get(..4)?);
-                        copy(b, out, 5 + n)?
-                    }
-                    110 => {
-                        let n = usize::from(*b.first()?);
-                        copy(b, out, 2 + n)?
-                    }
-                    111 => {
-                        let n = u32_at(b.get(..4)?);
-                        copy(b, out, 5 + n)?
-                    }
-                    104 => {
-                        let n = usize::from(take(b, 1)?[0]);
-                        out.push(n as u8);
-                        for _ in 0..n {
-                            term(b, out)?;
-                        }
-                    }
-                    105 | 108 | 116 => {
-                        let n = u32_at(take(b, 4)?);
-                        out.extend_from_slice(&(n as u32).to_be_bytes());
-                        let items = match tag {
-                            105 => n,
-                            108 => n + 1,
-                            _ => 2 * n,
-                        };
-                        for _ in 0..items {
-                            term(b, out)?;
-                        }
-                    }
-                    88 => {
-                        term(b, out)?;
-                        copy(b, out, 12)?
-                    }
-                    103 => {
-                        term(b, out)?;
-                        copy(b, out, 9)?
-                    }
-                    89 => {
-                        term(b, out)?;
-                        copy(b, out, 8)?
-                    }
-                    120 => {
-                        term(b, out)?;
-                        copy(b, out, 12)?
-                    }
-                    102 => {
-                        term(b, out)?;
-                        copy(b, out, 5)?
-                    }
-                    90 | 114 => {
-                        let n = u16_at(take(b, 2)?);
-                        out.extend_from_slice(&(n as u16).to_be_bytes());
-                        term(b, out)?;
-                        copy(b, out, if tag == 90 { 4 } else { 1 } + 4 * n)?
-                    }
-                    113 => {
-                        for _ in 0..3 {
-                            term(b, out)?;
-                        }
-                    }
-                    112 => {
-                        // The size field covers the whole fun, so rebuild it.
-                        take(b, 4)?;
-                        let mut body = Vec::new();
-                        body.extend_from_slice(take(b, 1 + 16 + 4)?);
-                        let free = take(b, 4)?;
-                        body.extend_from_slice(free);
-                        for _ in 0..4 + u32_at(free) {
-                            term(b, &mut body)?;
-                        }
-                        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-                        out.extend_from_slice(&body);
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        Some(())
-    }
-    let (&version, mut rest) = input.split_first()?;
-    let mut out = vec![version];
-    term(&mut rest, &mut out)?;
-    rest.is_empty().then_some(out)
+    crate::term::etf::from_binary(bytes.as_slice())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn fixtures(sub: &str) -> Vec<(String, Term)> {
@@ -225,8 +79,8 @@ fn first_difference(a: &Term, b: &Term, path: &str) -> Option<String> {
             .enumerate()
             .find_map(|(i, (p, q))| first_difference(p, q, &format!("{path}[{i}]"))),
         (Term::Map(x), Term::Map(y)) if x.map.len() == y.map.len() => {
-            // eetf hashes a map-valued key by iteration order, so lookups by
-            // such keys are unreliable: compare the entries in term order.
+            // Compare the entries in term order, so the first difference
+            // reported is the same from run to run whatever the maps' order.
             super::diff::sorted_pairs(&x.map)
                 .into_iter()
                 .zip(super::diff::sorted_pairs(&y.map))
@@ -239,8 +93,8 @@ fn first_difference(a: &Term, b: &Term, path: &str) -> Option<String> {
     }
 }
 
-/// `term_to_binary` writes a list of bytes as `STRING_EXT`, which eetf
-/// decodes as a byte list; we build plain lists. Both are the same term.
+/// `term_to_binary` writes a list of bytes as `STRING_EXT`, which our
+/// decoder gives as a `ByteList`; we build plain lists. Both are the same term.
 fn normalize(t: &Term) -> Term {
     match t {
         Term::ByteList(b) => list(b.bytes.iter().map(|&x| int(i64::from(x))).collect()),
@@ -564,8 +418,8 @@ fn locations_round_trip_as_bitstrings() {
         assert_eq!(Loc::from_term(&t).unwrap(), loc);
         let encoded = t.clone();
         let mut buf = Vec::new();
-        encoded.encode(&mut buf).unwrap();
-        assert_eq!(Term::decode(buf.as_slice()).unwrap(), t);
+        buf.extend(crate::term::etf::to_binary(&encoded).unwrap());
+        assert_eq!(crate::term::etf::from_binary(buf.as_slice()).unwrap(), t);
     }
     assert!(Loc::new(0, 33).is_none());
     assert!(Loc::from_term(&binary(vec![0u8; 5])).is_err());
@@ -629,9 +483,9 @@ fn values_compare_with_erlang_double_equals() {
     let big = Term::from(crate::term::BigInteger::from(1i64 << 60));
     let big_f = Term::from(crate::term::Float::try_from((1u64 << 60) as f64).unwrap());
     assert!(arith_eq(&big, &big_f));
-    let m1: HashMap<Term, Term> = [(int(1), int(1))].into();
-    let m2: HashMap<Term, Term> = [(one_f.clone(), int(1))].into();
-    let m3: HashMap<Term, Term> = [(int(1), one_f)].into();
+    let m1: crate::term::TermMap = [(int(1), int(1))].into_iter().collect();
+    let m2: crate::term::TermMap = [(one_f.clone(), int(1))].into_iter().collect();
+    let m3: crate::term::TermMap = [(int(1), one_f)].into_iter().collect();
     let map = |m| Term::Map(crate::term::Map::from(m));
     assert!(!arith_eq(&map(m1.clone()), &map(m2)), "map keys stay exact");
     assert!(arith_eq(&map(m1), &map(m3)), "map values compare with ==");

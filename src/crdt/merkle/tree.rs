@@ -2,7 +2,7 @@
 //! rehashing, with exactly the shapes and stale markers merkle_map 0.2.2
 //! produces (both are visible on the wire and in recorded states).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::crdt::awlww_map::{term_cmp, OrdTerm};
@@ -219,7 +219,7 @@ impl Leaf {
 
     /// The leaf's contents as the map term upstream hashes and ships.
     pub fn contents_term(&self) -> Term {
-        let map: HashMap<Term, Term> = self
+        let map: crate::term::TermMap = self
             .contents
             .iter()
             .map(|(k, v)| (k.0.clone(), v.clone()))

@@ -6,7 +6,7 @@
 //! used to keep them sorted recurses into them.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::tree::{bit, Hash, Inner, Leaf, Loc, Node, KEY_BITS};
 use super::{key_hash, DiffStep, MerkleMap, PartialDiff};
@@ -38,7 +38,7 @@ impl Loc {
         if tail == 0 {
             return Term::Binary(bytes.into());
         }
-        // eetf keeps the bits of a partial last byte in its low end.
+        // `BitBinary` keeps the bits of a partial last byte in its low end.
         if let Some(last) = bytes.last_mut() {
             *last >>= 8 - tail;
         }
@@ -187,7 +187,7 @@ pub fn tree_from_struct(term: &Term, level: u32) -> Result<Node, CrdtTermError> 
 /// A map term's pairs, keys depth-checked and in term order; two keys that
 /// are the same Erlang key (possible only from a non-BEAM encoder) are an error.
 fn ordered_map(
-    map: &HashMap<Term, Term>,
+    map: &crate::term::TermMap,
     at: &'static str,
 ) -> Result<BTreeMap<OrdTerm, Term>, CrdtTermError> {
     let mut out = BTreeMap::new();
@@ -286,7 +286,7 @@ impl MerkleMap {
     /// `%MerkleMap{map: %{...}, merkle_tree: %MerkleMap.MerkleTree{tree: ...}}`,
     /// stale hashes included.
     pub fn to_term(&self) -> Term {
-        let map: HashMap<Term, Term> = self.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let map: crate::term::TermMap = self.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         StructBuilder::new(MERKLE_MAP_STRUCT)
             .field("map", Term::Map(Map::from(map)))
             .field("merkle_tree", tree_struct(&self.tree))

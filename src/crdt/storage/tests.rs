@@ -164,13 +164,13 @@ fn payload_is_plain_term_to_binary_of_the_tuple() {
         u64::from_be_bytes(bytes[7..15].try_into().unwrap()),
         payload.len() as u64
     );
-    let term = Term::decode(payload).unwrap();
+    let term = crate::term::etf::from_binary(payload).unwrap();
     assert!(same_term(&term, &s.to_term()));
 }
 
 #[test]
 fn negative_small_int_lists_survive() {
-    // eetf's encoder would write [-1, 2] as STRING_EXT [255, 2].
+    // [-1, 2] must not be written as STRING_EXT (it would read back as [255, 2]).
     let s = Snapshot {
         node_id: 1,
         sequence_number: 0,
@@ -331,8 +331,8 @@ fn hostile_payloads_behind_a_valid_header_are_corrupt() {
         vec![131, 108, 255, 255, 255, 255],        // LIST_EXT claiming 2^32 - 1 elements
         vec![131, 116, 255, 255, 255, 255],        // MAP_EXT claiming 2^32 - 1 pairs
         vec![131, 109, 0, 0, 0, 9, 1],             // BINARY_EXT longer than the file
-        vec![131, 82, 0],                          // ATOM_CACHE_REF: eetf panics on it
-        vec![131, 68],                             // distribution header: eetf panics on it
+        vec![131, 82, 0],                          // ATOM_CACHE_REF: never in a file
+        vec![131, 68],                             // distribution header: never in a term
         vec![131, 77, 0, 0, 0, 1, 0, 255],         // bit binary with 0 trailing bits
         vec![131, 80, 0, 0, 0, 1, 120, 156],       // compressed: never inflated
         vec![131, 70, 127, 240, 0, 0, 0, 0, 0, 0], // +infinity
@@ -632,7 +632,7 @@ proptest! {
         let _ = decode_file(&bytes);
     }
 
-    /// The checksum is right, so the payload reaches the walk and eetf.
+    /// The checksum is right, so the payload reaches the walk and the decoder.
     #[test]
     fn arbitrary_payload_with_a_valid_header_never_panics(
         body in proptest::collection::vec(any::<u8>(), 0..256),

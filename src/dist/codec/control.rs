@@ -1,9 +1,9 @@
-//! Control-message bodies <-> `erl_dist::message::Message`.
+//! Control-message bodies <-> `crate::dist::message::Message`.
 
+use crate::dist::message::Message;
+use crate::dist::message::{Mfa, PidOrAtom};
+use crate::term::{FixInteger, List, Term};
 use bytes::Bytes;
-use eetf::{FixInteger, List, Term};
-use erl_dist::message::Message;
-use erl_dist::term::{Mfa, PidOrAtom};
 
 use super::scan::{check_term, TermError};
 
@@ -21,7 +21,7 @@ pub enum ControlError {
     /// Bytes left after the control term and the one optional message term.
     #[error("{extra} unexpected bytes after the control message")]
     TrailingBytes { extra: usize },
-    /// An operation `erl_dist` has no variant for. `control` is the decoded
+    /// An operation [`Message`] has no variant for. `control` is the decoded
     /// control tuple, for logging.
     #[error("unknown distribution operation {op}: {control}")]
     UnknownOp { op: i32, control: Term },
@@ -499,8 +499,7 @@ pub fn encode_control_into_detached(
 }
 
 /// The control tuple and the optional payload term of a control message, as
-/// the distribution protocol lays them out. We encode these ourselves (see
-/// `term::etf` for why eetf's encoder is not used).
+/// the distribution protocol lays them out, for our encoder (`term::etf`).
 pub fn control_terms(msg: Message) -> Result<(Term, Option<Term>), ControlError> {
     use crate::term::{atom, FixInteger};
     fn op(n: i32) -> Term {

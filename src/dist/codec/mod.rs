@@ -5,14 +5,16 @@
 //! header `131,68` and fragments `131,69`/`131,70`), reassembly of
 //! interleaved fragment sequences, splitting large outgoing bodies into
 //! fragments, and the conversion between a frame's body and an
-//! `erl_dist::message::Message`.
+//! `crate::dist::message::Message`.
 //!
 //! Must never: touch sockets, clocks or tasks (the connection task does);
 //! panic or allocate beyond its limits on peer input (length fields are
 //! checked against limits before bytes are awaited or buffers sized, open
-//! fragment sequences are bounded in count and bytes, bodies are validated
-//! before `eetf` sees them); or decode atom cache references (we never offer
-//! `DFLAG_DIST_HDR_ATOM_CACHE`, so a peer using them is broken).
+//! fragment sequences are bounded in count and bytes, bodies are decoded by
+//! `term::etf`, which checks every count against the bytes left and bounds
+//! nesting, and a body it refuses is walked by `scan` to say why); or decode
+//! atom cache references (we never offer `DFLAG_DIST_HDR_ATOM_CACHE`, so a
+//! peer using them is broken).
 //!
 //! Wire form depends on the negotiated flags (erts `erts_prepare_dist_ext`):
 //! - neither `DFLAG_FRAGMENTS` nor `DFLAG_DIST_HDR_ATOM_CACHE`: every frame is

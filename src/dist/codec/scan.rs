@@ -1,20 +1,29 @@
-//! A non-allocating walk over the external term format, run before any term is
-//! handed to `eetf`.
+//! A non-allocating walk over the external term format: it says precisely
+//! why a body is not one we accept, and finds where a large binary is cut off.
 //!
-//! Why it exists: `eetf` 0.11 trusts the bytes it reads. It sizes `Vec`s from
-//! length fields before reading a single element (`LIST_EXT` with a count of
-//! 2^32 asks for hundreds of GiB), panics on `ATOM_CACHE_REF` and on a
-//! distribution header (`unimplemented!`), panics in debug builds on a
-//! `BIT_BINARY_EXT` whose bit count is 0 or above 8, recurses without a depth
-//! bound, and inflates zlib data without a size bound. This walk proves, using
-//! only the body's bytes, that every length field is backed by real bytes, that
-//! nesting is bounded, and that none of those tags occur. After it succeeds,
-//! everything `eetf` allocates is bounded by a small multiple of the body size.
+//! What it proves, using only the body's bytes: every length field is backed
+//! by real bytes (a `LIST_EXT` claiming 2^32 elements fails at the end of the
+//! body, without anything sized from the count), nesting stays within
+//! [`MAX_TERM_DEPTH`], and none of the tags we refuse on the wire occur:
+//! `ATOM_CACHE_REF` (we never offer `DFLAG_DIST_HDR_ATOM_CACHE`), a
+//! distribution header inside a term, a `BIT_BINARY_EXT` whose bit count is 0
+//! on a non-empty binary or above 8, and a compressed term (the distribution
+//! encoder never sends one). It allocates nothing and does work linear in the
+//! body, so it bounds the work before any term is decoded or allocated.
+//!
+//! Our decoder (`term::etf`) has limits of its own: it checks every element
+//! count against the bytes left before sizing a vector and refuses nesting
+//! deeper than `term::etf::MAX_DEPTH`, no less than [`MAX_TERM_DEPTH`], so a
+//! body this walk admits always decodes within bounds. `decode_control`
+//! decodes well-formed bodies directly and walks the ones the decoder refused
+//! before decoding them again, so the error names what is wrong; the walk is
+//! defence in depth on that path, not the only guard.
 
 use std::fmt;
 
-/// Deepest nesting accepted. `eetf` decodes (and `Term` drops) recursively, so
-/// this bounds stack use; real control messages and ordinary payloads stay far
+/// Deepest nesting accepted. `Term` drops recursively (and `term::etf`
+/// decodes recursively, up to its own `MAX_DEPTH`, no less than this), so this
+/// bounds stack use; real control messages and ordinary payloads stay far
 /// below it.
 pub const MAX_TERM_DEPTH: usize = 256;
 

@@ -1,8 +1,8 @@
 //! Fixtures in tests/fixtures/codec/*.bin are pass-through bodies recorded
 //! from OTP 25 (erts 13.1.5) by `cd tests/fixtures/codec && escript gen.escript`.
 
+use crate::dist::message::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use erl_dist::message::Message;
 use proptest::prelude::*;
 
 use super::*;
@@ -93,16 +93,16 @@ fn every_recorded_op_decodes_in_both_wire_forms() {
 
 #[test]
 fn recorded_send_tt_keeps_to_pid_and_token_apart() {
-    // erl_dist 0.8 alone swaps ToPid and TraceToken and fails.
+    // SEND_TT is {12, Unused, ToPid, TraceToken}: the two must not be swapped.
     let Message::SendTt(m) = decode_control(fixture!("12_send_tt")).unwrap() else {
         panic!("not SendTt");
     };
-    assert!(matches!(m.trace_token, eetf::Term::Tuple(_)));
+    assert!(matches!(m.trace_token, crate::term::Term::Tuple(_)));
 }
 
 #[test]
 fn recorded_spawn_request_with_byte_args() {
-    // [1, 10] is a STRING_EXT on the wire; erl_dist 0.8 alone rejects it.
+    // [1, 10] is a STRING_EXT on the wire; it must still read as the arg list.
     let Message::SpawnRequest(m) = decode_control(fixture!("29_spawn_request_int_args")).unwrap()
     else {
         panic!("not SpawnRequest");
@@ -123,8 +123,8 @@ fn recorded_unknown_op_carries_op_and_control() {
 
 #[test]
 fn monitor_p_exit_with_name_node_tuple_is_a_decode_error() {
-    // Not what the protocol documents (FromProc is a pid or atom), so erl_dist
-    // rejects it; it must be a per-message error, not a panic.
+    // Not what the protocol documents (FromProc is a pid or atom), so it is
+    // refused; it must be a per-message error, not a panic.
     let r = decode_control(fixture!("21_monitor_p_exit_name_node"));
     assert!(
         matches!(r, Err(ControlError::Decode { op: Some(21), .. })),
@@ -396,7 +396,7 @@ fn hostile_terms_are_rejected_not_decoded() {
         ),
         "{r:?}"
     );
-    // eetf panics (unimplemented!) on these two.
+    // An atom cache reference and a distribution header inside a term.
     let r = decode_control(&[131, 104, 2, 97, 2, 82, 0]);
     assert!(
         matches!(
@@ -413,7 +413,7 @@ fn hostile_terms_are_rejected_not_decoded() {
             ..
         }))
     ));
-    // BIT_BINARY_EXT with 0 trailing bits (shift overflow in eetf).
+    // BIT_BINARY_EXT with 0 trailing bits on a non-empty binary.
     let r = decode_control(&[131, 77, 0, 0, 0, 1, 0, 0xff]);
     assert!(matches!(
         r,
@@ -440,7 +440,8 @@ fn hostile_terms_are_rejected_not_decoded() {
 
 #[test]
 fn nesting_just_under_the_limit_decodes() {
-    // {[[[...]]]} MAX_TERM_DEPTH - 1 deep: proves eetf copes with what we admit.
+    // {[[[...]]]} MAX_TERM_DEPTH - 1 deep: proves our decoder (term::etf)
+    // copes with what the walk admits.
     let mut body = vec![131, 104, 2, 97, 99];
     body.extend(std::iter::repeat_n([104u8, 1], MAX_TERM_DEPTH - 2).flatten());
     body.push(106);

@@ -74,7 +74,7 @@ impl Bus {
 
     fn index_of(&self, to: &Term) -> Option<usize> {
         let node_name = match to {
-            Term::Pid(p) => p.node.name.clone(),
+            Term::Pid(p) => p.node.name.to_string(),
             _ => term::as_atom(term::as_tuple(to)?.get(1)?)?.to_string(),
         };
         (0..self.members.len()).find(|&i| node(i) == node_name)

@@ -1,0 +1,669 @@
+//! The Erlang term as the external format carries it: one Rust value per
+//! ETF shape, owned, with no I/O and no encoding logic (that is `etf`).
+//!
+//! The names and fields follow the `eetf` crate's (which the project started
+//! on) so code reads the same, but the representation is chosen for a node
+//! that decodes and hashes terms all day:
+//! - an atom is a [`SmolStr`]: the text of any atom up to 23 bytes (nearly
+//!   all of them) lives inline, so decoding one allocates nothing and cloning
+//!   a long one (`'Elixir.DeltaCrdt.CausalCrdt.Diff'`) is a reference-count
+//!   increment;
+//! - a map is a hash map with `foldhash`'s randomly seeded hasher rather than
+//!   SipHash, and it hashes the same whatever its iteration order (`eetf`'s
+//!   did not: two equal maps could hash differently).
+//!
+//! Recursive values (lists, tuples, maps, funs) are dropped and compared by
+//! recursion; code that accepts terms from the network bounds their depth
+//! (`term::depth_within`) before keeping them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use num_bigint::BigInt;
+use smol_str::SmolStr;
+
+/// The hasher of [`Map`]'s table: fast, seeded at random per map, so keys a
+/// peer chose cannot be made to collide on purpose.
+pub type MapHasher = foldhash::fast::RandomState;
+
+/// The pairs of a [`Map`].
+pub type TermMap = HashMap<Term, Term, MapHasher>;
+
+/// Any Erlang term.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub enum Term {
+    Atom(Atom),
+    FixInteger(FixInteger),
+    BigInteger(BigInteger),
+    Float(Float),
+    Pid(Pid),
+    Port(Port),
+    Reference(Box<Reference>),
+    ExternalFun(Box<ExternalFun>),
+    InternalFun(Box<InternalFun>),
+    Binary(Binary),
+    BitBinary(BitBinary),
+    /// A list of bytes sent as `STRING_EXT`; the same Erlang value as the
+    /// [`List`] of those integers.
+    ByteList(ByteList),
+    List(List),
+    ImproperList(ImproperList),
+    Tuple(Tuple),
+    Map(Map),
+}
+
+/// An atom: its text, UTF-8.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, PartialOrd, Ord)]
+pub struct Atom {
+    pub name: SmolStr,
+}
+
+impl Atom {
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl From<&str> for Atom {
+    fn from(name: &str) -> Atom {
+        Atom {
+            name: SmolStr::new(name),
+        }
+    }
+}
+
+impl From<String> for Atom {
+    fn from(name: String) -> Atom {
+        Atom {
+            name: SmolStr::from(name),
+        }
+    }
+}
+
+impl From<&String> for Atom {
+    fn from(name: &String) -> Atom {
+        Atom::from(name.as_str())
+    }
+}
+
+impl From<SmolStr> for Atom {
+    fn from(name: SmolStr) -> Atom {
+        Atom { name }
+    }
+}
+
+/// An integer that fits the external format's 32-bit `INTEGER_EXT`.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Copy)]
+pub struct FixInteger {
+    pub value: i32,
+}
+
+macro_rules! fix_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for FixInteger {
+            fn from(value: $t) -> FixInteger {
+                FixInteger { value: i32::from(value) }
+            }
+        }
+    )*};
+}
+fix_from!(i8, u8, i16, u16, i32);
+
+/// An integer of any size.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct BigInteger {
+    pub value: BigInt,
+}
+
+macro_rules! big_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for BigInteger {
+            fn from(value: $t) -> BigInteger {
+                BigInteger { value: BigInt::from(value) }
+            }
+        }
+    )*};
+}
+big_from!(i8, u8, i16, u16, i32, u32, i64, u64, i128, u128, isize, usize);
+
+impl From<&FixInteger> for BigInteger {
+    fn from(i: &FixInteger) -> BigInteger {
+        BigInteger::from(i.value)
+    }
+}
+
+/// A float. The external format has no NaN or infinity; -0.0 and 0.0 are
+/// equal here (and hash alike), as `==` has them on the BEAM.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Float {
+    pub value: f64,
+}
+
+impl Eq for Float {}
+
+impl Hash for Float {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let bits = if self.value == 0.0 {
+            0
+        } else {
+            self.value.to_bits()
+        };
+        bits.hash(state);
+    }
+}
+
+/// The float is not finite, so no BEAM can hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a float term must be finite")]
+pub struct NonFiniteFloat;
+
+impl TryFrom<f64> for Float {
+    type Error = NonFiniteFloat;
+    fn try_from(value: f64) -> Result<Float, NonFiniteFloat> {
+        if value.is_finite() {
+            Ok(Float { value })
+        } else {
+            Err(NonFiniteFloat)
+        }
+    }
+}
+
+impl TryFrom<f32> for Float {
+    type Error = NonFiniteFloat;
+    fn try_from(value: f32) -> Result<Float, NonFiniteFloat> {
+        Float::try_from(f64::from(value))
+    }
+}
+
+/// A process identifier.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct Pid {
+    pub node: Atom,
+    pub id: u32,
+    pub serial: u32,
+    pub creation: u32,
+}
+
+impl Pid {
+    pub fn new(node: impl Into<Atom>, id: u32, serial: u32, creation: u32) -> Pid {
+        Pid {
+            node: node.into(),
+            id,
+            serial,
+            creation,
+        }
+    }
+}
+
+/// A port identifier.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct Port {
+    pub node: Atom,
+    pub id: u64,
+    pub creation: u32,
+}
+
+/// A reference: up to five 32-bit id words (three on most nodes).
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct Reference {
+    pub node: Atom,
+    pub id: Vec<u32>,
+    pub creation: u32,
+}
+
+impl From<(&str, u32)> for Reference {
+    fn from((node, id): (&str, u32)) -> Reference {
+        Reference {
+            node: Atom::from(node),
+            id: vec![id],
+            creation: 0,
+        }
+    }
+}
+
+impl From<(&str, Vec<u32>)> for Reference {
+    fn from((node, id): (&str, Vec<u32>)) -> Reference {
+        Reference {
+            node: Atom::from(node),
+            id,
+            creation: 0,
+        }
+    }
+}
+
+/// `fun Module:Function/Arity`.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct ExternalFun {
+    pub module: Atom,
+    pub function: Atom,
+    pub arity: u8,
+}
+
+impl From<(&str, &str, u8)> for ExternalFun {
+    fn from((module, function, arity): (&str, &str, u8)) -> ExternalFun {
+        ExternalFun {
+            module: Atom::from(module),
+            function: Atom::from(function),
+            arity,
+        }
+    }
+}
+
+/// A local fun with its environment.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub enum InternalFun {
+    /// `FUN_EXT`, which OTP 23 and later no longer decode.
+    Old {
+        module: Atom,
+        pid: Pid,
+        free_vars: Vec<Term>,
+        index: i32,
+        uniq: i32,
+    },
+    /// `NEW_FUN_EXT`.
+    New {
+        module: Atom,
+        arity: u8,
+        pid: Pid,
+        free_vars: Vec<Term>,
+        index: u32,
+        uniq: [u8; 16],
+        old_index: i32,
+        old_uniq: i32,
+    },
+}
+
+/// A binary (a whole number of bytes).
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Default)]
+pub struct Binary {
+    pub bytes: Vec<u8>,
+}
+
+impl From<&[u8]> for Binary {
+    fn from(bytes: &[u8]) -> Binary {
+        Binary {
+            bytes: bytes.to_vec(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Binary {
+    fn from(bytes: Vec<u8>) -> Binary {
+        Binary { bytes }
+    }
+}
+
+/// A bitstring whose last byte holds `tail_bits_size` bits (1..=8),
+/// right-aligned.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct BitBinary {
+    pub bytes: Vec<u8>,
+    pub tail_bits_size: u8,
+}
+
+impl From<(Vec<u8>, u8)> for BitBinary {
+    fn from((bytes, tail_bits_size): (Vec<u8>, u8)) -> BitBinary {
+        BitBinary {
+            bytes,
+            tail_bits_size,
+        }
+    }
+}
+
+impl From<Binary> for BitBinary {
+    fn from(binary: Binary) -> BitBinary {
+        BitBinary {
+            bytes: binary.bytes,
+            tail_bits_size: 8,
+        }
+    }
+}
+
+/// A proper list of integers 0..=255, as `STRING_EXT` carries it.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct ByteList {
+    pub bytes: Vec<u8>,
+}
+
+impl From<Vec<u8>> for ByteList {
+    fn from(bytes: Vec<u8>) -> ByteList {
+        ByteList { bytes }
+    }
+}
+
+impl From<&str> for ByteList {
+    fn from(text: &str) -> ByteList {
+        ByteList {
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A proper list; `[]` when empty.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Default)]
+pub struct List {
+    pub elements: Vec<Term>,
+}
+
+impl List {
+    /// `[]`.
+    pub fn nil() -> List {
+        List::default()
+    }
+
+    pub fn is_nil(&self) -> bool {
+        self.elements.is_empty()
+    }
+}
+
+impl From<Vec<Term>> for List {
+    fn from(elements: Vec<Term>) -> List {
+        List { elements }
+    }
+}
+
+/// `[E1, E2, ... | Last]` where `Last` is not a proper list.
+#[derive(Debug, PartialEq, Eq, Hash, Clone)]
+pub struct ImproperList {
+    pub elements: Vec<Term>,
+    pub last: Box<Term>,
+}
+
+impl From<(Vec<Term>, Term)> for ImproperList {
+    fn from((elements, last): (Vec<Term>, Term)) -> ImproperList {
+        ImproperList {
+            elements,
+            last: Box::new(last),
+        }
+    }
+}
+
+/// A tuple.
+#[derive(Debug, PartialEq, Eq, Hash, Clone, Default)]
+pub struct Tuple {
+    pub elements: Vec<Term>,
+}
+
+impl From<Vec<Term>> for Tuple {
+    fn from(elements: Vec<Term>) -> Tuple {
+        Tuple { elements }
+    }
+}
+
+/// A map.
+#[derive(Debug, PartialEq, Eq, Clone, Default)]
+pub struct Map {
+    pub map: TermMap,
+}
+
+impl Map {
+    /// An empty map with room for `n` pairs.
+    pub fn with_capacity(n: usize) -> Map {
+        Map {
+            map: TermMap::with_capacity_and_hasher(n, MapHasher::default()),
+        }
+    }
+}
+
+impl Hash for Map {
+    /// The same for equal maps whatever order their tables iterate in: each
+    /// pair is hashed alone (with one fixed hasher) and the results summed.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let fixed = foldhash::fast::FixedState::with_seed(0x5eed_f00d);
+        let sum = self
+            .map
+            .iter()
+            .fold(0u64, |acc, pair| acc.wrapping_add(fixed.hash_one(pair)));
+        state.write_usize(self.map.len());
+        state.write_u64(sum);
+    }
+}
+
+impl FromIterator<(Term, Term)> for Map {
+    fn from_iter<I: IntoIterator<Item = (Term, Term)>>(pairs: I) -> Map {
+        Map {
+            map: pairs.into_iter().collect(),
+        }
+    }
+}
+
+impl<const N: usize> From<[(Term, Term); N]> for Map {
+    fn from(pairs: [(Term, Term); N]) -> Map {
+        pairs.into_iter().collect()
+    }
+}
+
+impl From<Vec<(Term, Term)>> for Map {
+    fn from(pairs: Vec<(Term, Term)>) -> Map {
+        pairs.into_iter().collect()
+    }
+}
+
+impl<S: BuildHasher> From<HashMap<Term, Term, S>> for Map {
+    fn from(pairs: HashMap<Term, Term, S>) -> Map {
+        pairs.into_iter().collect()
+    }
+}
+
+macro_rules! term_from {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for Term {
+            fn from(x: $variant) -> Term {
+                Term::$variant(x.into())
+            }
+        }
+    )*};
+}
+term_from!(
+    Atom,
+    FixInteger,
+    BigInteger,
+    Float,
+    Pid,
+    Port,
+    Reference,
+    ExternalFun,
+    InternalFun,
+    Binary,
+    BitBinary,
+    ByteList,
+    List,
+    ImproperList,
+    Tuple,
+    Map
+);
+
+// Display: Erlang syntax, for logs and error messages.
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Term::Atom(x) => x.fmt(f),
+            Term::FixInteger(x) => write!(f, "{}", x.value),
+            Term::BigInteger(x) => write!(f, "{}", x.value),
+            Term::Float(x) => x.fmt(f),
+            Term::Pid(x) => x.fmt(f),
+            Term::Port(x) => write!(f, "#Port<{}.{}>", x.node, x.id),
+            Term::Reference(x) => x.fmt(f),
+            Term::ExternalFun(x) => write!(f, "fun {}:{}/{}", x.module, x.function, x.arity),
+            Term::InternalFun(x) => match &**x {
+                InternalFun::Old {
+                    module,
+                    index,
+                    uniq,
+                    ..
+                } => write!(f, "#Fun<{module}.{index}.{uniq}>"),
+                InternalFun::New {
+                    module,
+                    index,
+                    old_uniq,
+                    ..
+                } => write!(f, "#Fun<{module}.{index}.{old_uniq}>"),
+            },
+            Term::Binary(x) => fmt_bits(f, &x.bytes, 8),
+            Term::BitBinary(x) => fmt_bits(f, &x.bytes, x.tail_bits_size),
+            Term::ByteList(x) => {
+                if !x.bytes.is_empty() && x.bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
+                    write!(f, "{:?}", String::from_utf8_lossy(&x.bytes))
+                } else {
+                    fmt_seq(f, "[", x.bytes.iter(), "]")
+                }
+            }
+            Term::List(x) => fmt_seq(f, "[", x.elements.iter(), "]"),
+            Term::ImproperList(x) if x.elements.is_empty() => x.last.fmt(f),
+            Term::ImproperList(x) => {
+                fmt_seq(f, "[", x.elements.iter(), "")?;
+                write!(f, "|{}]", x.last)
+            }
+            Term::Tuple(x) => fmt_seq(f, "{", x.elements.iter(), "}"),
+            Term::Map(x) => x.fmt(f),
+        }
+    }
+}
+
+fn fmt_seq<T: fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    open: &str,
+    items: impl Iterator<Item = T>,
+    close: &str,
+) -> fmt::Result {
+    f.write_str(open)?;
+    for (i, x) in items.enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write!(f, "{x}")?;
+    }
+    f.write_str(close)
+}
+
+fn fmt_bits(f: &mut fmt::Formatter<'_>, bytes: &[u8], tail_bits: u8) -> fmt::Result {
+    let printable = !bytes.is_empty()
+        && tail_bits == 8
+        && bytes
+            .iter()
+            .all(|b| (b' '..=b'~').contains(b) && *b != b'"' && *b != b'\\');
+    if printable {
+        return write!(f, "<<\"{}\">>", String::from_utf8_lossy(bytes));
+    }
+    f.write_str("<<")?;
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        if i + 1 == bytes.len() && tail_bits < 8 {
+            write!(f, "{b}:{tail_bits}")?;
+        } else {
+            write!(f, "{b}")?;
+        }
+    }
+    f.write_str(">>")
+}
+
+impl fmt::Display for Atom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bare = self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '@');
+        if bare {
+            f.write_str(&self.name)
+        } else {
+            f.write_str("'")?;
+            for c in self.name.chars() {
+                match c {
+                    '\'' => f.write_str("\\'")?,
+                    '\\' => f.write_str("\\\\")?,
+                    c => write!(f, "{c}")?,
+                }
+            }
+            f.write_str("'")
+        }
+    }
+}
+
+impl fmt::Display for Float {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.value)
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{}.{}.{}>", self.node, self.id, self.serial)
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#Ref<{}", self.node)?;
+        for id in self.id.iter().rev() {
+            write!(f, ".{id}")?;
+        }
+        f.write_str(">")
+    }
+}
+
+impl fmt::Display for Map {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("#{")?;
+        for (i, (k, v)) in self.map.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{k} => {v}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+macro_rules! display_via_term {
+    ($($t:ident),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&Term::from(self.clone()), f)
+            }
+        }
+    )*};
+}
+display_via_term!(Tuple, List, Binary);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash_of(t: &Term) -> u64 {
+        foldhash::fast::FixedState::with_seed(1).hash_one(t)
+    }
+
+    #[test]
+    fn equal_maps_hash_alike_whatever_their_order() {
+        let pairs: Vec<(Term, Term)> = (0..50)
+            .map(|i| (Term::from(FixInteger::from(i)), Term::from(Atom::from("v"))))
+            .collect();
+        let forward: Map = pairs.iter().cloned().collect();
+        let backward: Map = pairs.iter().rev().cloned().collect();
+        assert_eq!(forward, backward);
+        assert_eq!(hash_of(&Term::Map(forward)), hash_of(&Term::Map(backward)));
+    }
+
+    #[test]
+    fn short_atoms_are_inline() {
+        let a = Atom::from("Elixir.Horde.Registry");
+        assert!(!a.name.is_heap_allocated());
+    }
+
+    #[test]
+    fn display_is_erlang_syntax() {
+        let t = Term::from(Tuple::from(vec![
+            Term::from(Atom::from("ok")),
+            Term::from(Atom::from("Elixir.Foo")),
+            Term::from(Binary::from(&b"name"[..])),
+            Term::from(List::from(vec![Term::from(FixInteger::from(1))])),
+            Term::from(Float { value: 1.0 }),
+        ]));
+        assert_eq!(t.to_string(), "{ok,'Elixir.Foo',<<\"name\">>,[1],1.0}");
+    }
+}
