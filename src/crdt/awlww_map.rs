@@ -198,6 +198,12 @@ impl hashbrown::Equivalent<HashedKey> for Keyed<'_> {
 /// largest cost of a large join). Keys equal under `=:=` hash alike (that is
 /// what `make_hash2` is built for), so this agrees with [`OrdTerm`]'s
 /// equality. Iteration order is unspecified.
+///
+/// `make_hash2` has no secret seed: keys that differ only where `phash2`
+/// does not look (two pids with the same number on different nodes, two
+/// references with the same first word) share a hash, and a map full of
+/// such keys is searched linearly. The BEAM's own maps share that property;
+/// a peer that could send such keys could also run code on any BEAM member.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap<V> {
     map: hashbrown::HashMap<HashedKey, V, std::hash::BuildHasherDefault<KeyedHasher>>,
