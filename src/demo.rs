@@ -1,7 +1,7 @@
 //! Small servers shared by the CLI, the examples, the tests and the benchmarks.
 //!
 //! - [`Echo`]: a gen_server that replies with the request term unchanged.
-//! - [`Sink`]: counts every `{m, _}` it receives; on `{report, Pid}` sends
+//! - `Sink`: counts every `{m, _}` it receives; on `{report, Pid}` sends
 //!   `{count, N}` to Pid and resets N.
 
 use crate::process::gen_server::{CallReply, GenServer};

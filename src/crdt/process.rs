@@ -2,9 +2,9 @@
 //!
 //! The process is registered under the given name (Horde uses `<Name>.Crdt`),
 //! so BEAM DeltaCrdt processes address it exactly as one of theirs. It owns a
-//! [`Replica`](super::sync::Replica) and carries out its actions: sends,
+//! [`Replica`] and carries out its actions: sends,
 //! monitors, diffs for subscribers, and snapshots for an optional
-//! [`Storage`](super::storage::Storage). Rust code drives it through a
+//! [`Storage`]. Rust code drives it through a
 //! [`CrdtHandle`]: put, delete, read, set_neighbours, subscribe.
 //!
 //! What it must never do: block its node (storage writes go through

@@ -41,7 +41,7 @@ pub fn inner_hash(left: Hash, right: Hash) -> u32 {
     side(side(Hash2::new().tuple(2), left), right).finish()
 }
 
-/// The term a [`Hash`] is on the wire: `[]` or a 4-byte big-endian binary.
+/// The term a [`Hash`](type@Hash) is on the wire: `[]` or a 4-byte big-endian binary.
 pub fn hash_term(hash: Hash) -> Term {
     match hash {
         None => nil(),
