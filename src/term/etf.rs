@@ -755,21 +755,40 @@ pub const MAX_DEPTH: usize = 256;
 /// every element count is checked against the bytes that remain before any
 /// vector is sized.
 pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
+    decode_inner(buf, pos, MAX_DEPTH, &mut None)
+}
+
+/// Where the term at `pos` starts once its optional version byte is passed,
+/// and whether it is `term_to_binary(T, [compressed])`.
+fn term_start(buf: &[u8], pos: usize) -> (usize, bool) {
     let versioned = buf.get(pos) == Some(&VERSION);
     let start = if versioned { pos + 1 } else { pos };
-    if versioned && buf.get(start) == Some(&COMPRESSED) {
-        // `term_to_binary(T, [compressed])`: the rest of `buf` is zlib data.
+    (start, versioned && buf.get(start) == Some(&COMPRESSED))
+}
+
+/// What every entry point runs: a compressed term is inflated (and keeps
+/// [`MAX_DEPTH`]); any other is decoded with `max_depth`, offering `hole`
+/// to its binaries and leaving it in place when none takes it.
+fn decode_inner(
+    buf: &[u8],
+    pos: usize,
+    max_depth: usize,
+    hole: &mut Option<Hole>,
+) -> Result<(Term, usize), DecodeError> {
+    let (start, compressed) = term_start(buf, pos);
+    if compressed {
         let t = decompress(buf, start + 1, MAX_INFLATED)?;
         return Ok((t, buf.len()));
     }
     let mut d = Decoder {
         buf,
-        max_depth: MAX_DEPTH,
+        max_depth,
         pos: start,
-        hole: None,
+        hole: hole.take(),
     };
-    let t = d.term(0)?;
-    Ok((t, d.pos))
+    let r = d.term(0);
+    *hole = d.hole.take();
+    Ok((r?, d.pos))
 }
 
 /// A binary's contents held apart from the bytes being decoded: `buf` has
@@ -791,24 +810,14 @@ pub fn decode_at_with_hole(
     pos: usize,
     hole: &mut Option<Hole>,
 ) -> Result<(Term, usize), DecodeError> {
-    let versioned = buf.get(pos) == Some(&VERSION);
-    let start = if versioned { pos + 1 } else { pos };
-    if versioned && buf.get(start) == Some(&COMPRESSED) {
+    let (start, compressed) = term_start(buf, pos);
+    if compressed {
         return Err(DecodeError::Invalid {
             what: "compressed term around a held-apart binary",
             at: start,
         });
     }
-    let mut d = Decoder {
-        buf,
-        max_depth: MAX_DEPTH,
-        pos: start,
-        hole: hole.take(),
-    };
-    let r = d.term(0);
-    *hole = d.hole.take();
-    let t = r?;
-    Ok((t, d.pos))
+    decode_inner(buf, pos, MAX_DEPTH, hole)
 }
 
 const COMPRESSED: u8 = 80;
@@ -869,19 +878,7 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 /// [`MAX_DEPTH`], for our own files whose wrapping adds levels.
 /// Compressed terms keep the default.
 pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
-    let versioned = buf.first() == Some(&VERSION);
-    let (t, end) = if versioned && buf.get(1) == Some(&COMPRESSED) {
-        decode_at(buf, 0)?
-    } else {
-        let mut d = Decoder {
-            buf,
-            max_depth,
-            pos: usize::from(versioned),
-            hole: None,
-        };
-        let t = d.term(0)?;
-        (t, d.pos)
-    };
+    let (t, end) = decode_inner(buf, 0, max_depth, &mut None)?;
     if end != buf.len() {
         return Err(DecodeError::Invalid {
             what: "trailing bytes",
