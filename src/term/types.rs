@@ -501,7 +501,7 @@ impl fmt::Display for Term {
                     ..
                 } => write!(f, "#Fun<{module}.{index}.{old_uniq}>"),
             },
-            Term::Binary(x) => fmt_bits(f, &x.bytes, 8),
+            Term::Binary(x) => x.fmt(f),
             Term::BitBinary(x) => fmt_bits(f, &x.bytes, x.tail_bits_size),
             Term::ByteList(x) => {
                 if !x.bytes.is_empty() && x.bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
@@ -510,13 +510,13 @@ impl fmt::Display for Term {
                     fmt_seq(f, "[", x.bytes.iter(), "]")
                 }
             }
-            Term::List(x) => fmt_seq(f, "[", x.elements.iter(), "]"),
+            Term::List(x) => x.fmt(f),
             Term::ImproperList(x) if x.elements.is_empty() => x.last.fmt(f),
             Term::ImproperList(x) => {
                 fmt_seq(f, "[", x.elements.iter(), "")?;
                 write!(f, "|{}]", x.last)
             }
-            Term::Tuple(x) => fmt_seq(f, "{", x.elements.iter(), "}"),
+            Term::Tuple(x) => x.fmt(f),
             Term::Map(x) => x.fmt(f),
         }
     }
@@ -619,16 +619,23 @@ impl fmt::Display for Map {
     }
 }
 
-macro_rules! display_via_term {
-    ($($t:ident),*) => {$(
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                fmt::Display::fmt(&Term::from(self.clone()), f)
-            }
-        }
-    )*};
+impl fmt::Display for Tuple {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_seq(f, "{", self.elements.iter(), "}")
+    }
 }
-display_via_term!(Tuple, List, Binary);
+
+impl fmt::Display for List {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_seq(f, "[", self.elements.iter(), "]")
+    }
+}
+
+impl fmt::Display for Binary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_bits(f, &self.bytes, 8)
+    }
+}
 
 #[cfg(test)]
 mod tests {
