@@ -169,7 +169,7 @@ impl std::hash::Hash for Keyed<'_> {
 
 /// A key of [`KeyMap`]: the term with its `make_hash2`, computed once.
 #[derive(Debug, Clone)]
-struct HashedKey {
+pub struct HashedKey {
     hash: u32,
     key: OrdTerm,
 }
@@ -267,7 +267,7 @@ impl<V> KeyMap<V> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&OrdTerm, &V)> {
-        self.map.iter().map(|(k, v)| (&k.key, v))
+        self.into_iter()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &OrdTerm> {
@@ -313,9 +313,12 @@ impl<V, const N: usize> From<[(OrdTerm, V); N]> for KeyMap<V> {
 
 impl<'a, V> IntoIterator for &'a KeyMap<V> {
     type Item = (&'a OrdTerm, &'a V);
-    type IntoIter = Box<dyn Iterator<Item = (&'a OrdTerm, &'a V)> + 'a>;
+    type IntoIter = std::iter::Map<
+        hashbrown::hash_map::Iter<'a, HashedKey, V>,
+        fn((&'a HashedKey, &'a V)) -> (&'a OrdTerm, &'a V),
+    >;
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.map.iter().map(|(k, v)| (&k.key, v))
     }
 }
 
@@ -840,17 +843,16 @@ fn read_entries(entries: Option<&Entries>) -> Option<&Term> {
 /// the order (and with the repetitions) of `keys`.
 pub fn raw_changes(old: &AwLwwMap, new: &AwLwwMap, keys: &[Term]) -> Vec<RawChange> {
     keys.iter()
-        .filter_map(|key| {
-            let k = OrdTerm(key.clone());
-            match (old.value.get(&k), new.value.get(&k)) {
+        .filter_map(
+            |key| match (old.value.get(by_term(key)), new.value.get(by_term(key))) {
                 (o, n) if o == n => None,
                 (_, None) => Some(RawChange::Delete { key: key.clone() }),
                 (_, Some(e)) => Some(RawChange::Put {
                     key: key.clone(),
                     entries: entries_to_term(e),
                 }),
-            }
-        })
+            },
+        )
         .collect()
 }
 
