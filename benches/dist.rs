@@ -187,12 +187,7 @@ fn main() {
         println!("dist bench: pass --bench (scripts/bench.sh) to run");
         return;
     }
-    let have_erl = Command::new("erl")
-        .args(["-noshell", "-eval", "halt()."])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !have_erl {
+    if !common::have_erl() {
         println!("SKIPPED dist bench: erl not found (apt-get install erlang-nox)");
         return;
     }

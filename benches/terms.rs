@@ -5,7 +5,7 @@
 //! up to depth 4), generated here and handed to `erl` as one external-format
 //! file, so both sides work on exactly the same terms.
 
-use std::io::Write;
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -101,38 +101,19 @@ fn rust_side(terms: &[Term], rounds: usize) -> Figures {
     }
 }
 
-fn beam_side(terms: &[Term], rounds: usize) -> Option<Figures> {
-    let path = std::env::temp_dir().join(format!("beam_peer_terms_{}.etf", std::process::id()));
-    let all = etf::to_binary(&term::list(terms.to_vec())).expect("corpus encodes");
-    std::fs::File::create(&path)
-        .and_then(|mut f| f.write_all(&all))
-        .ok()?;
-    let ebin = std::env::temp_dir().join(format!("beam_peer_terms_ebin_{}", std::process::id()));
-    std::fs::create_dir_all(&ebin).ok()?;
-    let src =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("erlang/src/beam_peer_bench.erl");
-    let ok = Command::new("erlc")
-        .arg("-o")
-        .arg(&ebin)
-        .arg(&src)
-        .status()
-        .ok()?
-        .success();
-    if !ok {
-        return None;
-    }
+/// The BEAM's figures for the corpus written at `corpus`, measured by the
+/// compiled `beam_peer_bench` module in `ebin`.
+fn beam_side(ebin: &Path, corpus: &Path, rounds: usize) -> Option<Figures> {
     let code = format!(
         "beam_peer_bench:terms(\"{}\", {rounds}), halt().",
-        path.display()
+        corpus.display()
     );
     let out = Command::new("erl")
         .args(["-noshell", "-pa"])
-        .arg(&ebin)
+        .arg(ebin)
         .args(["-eval", &code])
         .output()
         .ok()?;
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir_all(&ebin);
     let text = String::from_utf8_lossy(&out.stdout);
     let v: Vec<f64> = text
         .split_whitespace()
@@ -159,8 +140,18 @@ fn main() {
         println!("terms bench: pass --bench (scripts/bench.sh) to run");
         return;
     }
+    if !common::have_erl() {
+        println!("SKIPPED terms bench: erl not found (apt-get install erlang-nox)");
+        return;
+    }
     let terms = corpus(20_000);
     let rounds = 20;
+    // The corpus goes to `erl` as one external-format file, compiled helper
+    // alongside; both are made once for all the runs.
+    let ebin = common::compile_erlang("beam_peer_terms_ebin", &["beam_peer_bench.erl"]);
+    let corpus_path = ebin.join("corpus.etf");
+    let all = etf::to_binary(&term::list(terms.to_vec())).expect("corpus encodes");
+    std::fs::write(&corpus_path, all).expect("corpus file");
     // Each side runs `repeats` times, alternating, and keeps its best
     // figure per line: on a shared machine a run is only ever slowed down,
     // so the best of a few is the least noisy estimate of each side.
@@ -168,12 +159,14 @@ fn main() {
     let (mut rust, mut beam) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         rust.push(rust_side(&terms, rounds));
-        let Some(b) = beam_side(&terms, rounds) else {
-            println!("SKIPPED terms bench BEAM side: erl not found or failed");
+        let Some(b) = beam_side(&ebin, &corpus_path, rounds) else {
+            println!("SKIPPED terms bench BEAM side: erl failed");
+            let _ = std::fs::remove_dir_all(&ebin);
             return;
         };
         beam.push(b);
     }
+    let _ = std::fs::remove_dir_all(&ebin);
     let best = |runs: &[Figures], f: fn(&Figures) -> f64| runs.iter().map(f).fold(0.0, f64::max);
     println!(
         "\nterms bench: 20,000 mixed terms x {rounds} rounds, same corpus on both sides, \

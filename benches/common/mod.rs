@@ -26,6 +26,15 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// True when `erl` runs here (the BEAM side of a bench needs it).
+pub fn have_erl() -> bool {
+    Command::new("erl")
+        .args(["-noshell", "-eval", "halt()."])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 /// `name` from the environment, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
