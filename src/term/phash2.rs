@@ -441,6 +441,33 @@ enum Work<'a> {
     MapEnd { outer_hash: u32, outer_xor: u32 },
 }
 
+/// A run of byte-sized list elements, packed four to a word: each full
+/// word, and the part-filled last one, is mixed in.
+#[derive(Default)]
+struct BytePack {
+    word: u32,
+    count: u32,
+}
+
+impl BytePack {
+    #[inline]
+    fn push(&mut self, h: &mut Hasher<'_>, b: u8) {
+        self.word = (self.word << 8).wrapping_add(u32::from(b));
+        self.count += 1;
+        if self.count == 4 {
+            self.flush(h);
+        }
+    }
+
+    #[inline]
+    fn flush(&mut self, h: &mut Hasher<'_>) {
+        if self.count > 0 {
+            h.mix1(self.word, GOLDEN_4);
+            *self = BytePack::default();
+        }
+    }
+}
+
 #[derive(Default)]
 struct Hasher<'a> {
     hash: u32,
@@ -510,36 +537,21 @@ impl<'a> Hasher<'a> {
     /// elements packed four to a word as [`Hasher::byte_run`] does, every
     /// other element hashed in place, then the closing `[]`.
     fn proper_list(&mut self, elements: &'a [Term], depth: u32) {
-        let mut packed: u32 = 0;
-        let mut count = 0;
+        let mut pack = BytePack::default();
         for e in elements {
             let byte = match e {
                 Term::FixInteger(i) => u8::try_from(i.value).ok(),
                 _ => as_byte(e),
             };
             match byte {
-                Some(b) => {
-                    packed = (packed << 8).wrapping_add(u32::from(b));
-                    count += 1;
-                    if count == 4 {
-                        self.mix1(packed, GOLDEN_4);
-                        packed = 0;
-                        count = 0;
-                    }
-                }
+                Some(b) => pack.push(self, b),
                 None => {
-                    if count > 0 {
-                        self.mix1(packed, GOLDEN_4);
-                        packed = 0;
-                        count = 0;
-                    }
+                    pack.flush(self);
                     self.term_fast(e, depth + 1);
                 }
             }
         }
-        if count > 0 {
-            self.mix1(packed, GOLDEN_4);
-        }
+        pack.flush(self);
         let _ = self.step(Node::Nil);
     }
 
@@ -717,28 +729,18 @@ impl<'a> Hasher<'a> {
     /// of the list (`[]` or an improper tail) when the run reaches it.
     #[inline]
     fn byte_run(&mut self, mut pos: ListPos<'a>) -> Node<'a> {
-        let mut packed: u32 = 0;
-        let mut count = 0;
+        let mut pack = BytePack::default();
         let stop = loop {
             let Some(b) = car_byte(&pos) else {
                 break Node::Cons(pos);
             };
-            packed = (packed << 8).wrapping_add(u32::from(b));
-            if count == 3 {
-                self.mix1(packed, GOLDEN_4);
-                packed = 0;
-                count = 0;
-            } else {
-                count += 1;
-            }
+            pack.push(self, b);
             match cdr(pos) {
                 Node::Cons(p) => pos = p,
                 end => break end,
             }
         };
-        if count > 0 {
-            self.mix1(packed, GOLDEN_4);
-        }
+        pack.flush(self);
         stop
     }
 
