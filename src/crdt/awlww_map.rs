@@ -270,6 +270,17 @@ impl<V> KeyMap<V> {
         self.into_iter()
     }
 
+    /// The pairs with each key's hash, as the `*_keyed` methods take them.
+    fn iter_keyed(&self) -> impl Iterator<Item = (Keyed<'_>, &V)> {
+        self.map.iter().map(|(k, v)| {
+            let keyed = Keyed {
+                hash: k.hash,
+                term: &k.key.0,
+            };
+            (keyed, v)
+        })
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = &OrdTerm> {
         self.map.keys().map(|k| &k.key)
     }
@@ -668,13 +679,14 @@ impl AwLwwMap {
         }
         // Keys the delta carries but the join does not list: its entries
         // replace ours wholesale, as upstream's `Map.merge`.
-        let listed = |k: &Term| match keys {
-            [only] => term_cmp(only, k) == Ordering::Equal,
-            _ => seen.contains_key(&Keyed::new(k)),
-        };
-        for (k, e) in &delta.value {
-            if !listed(&k.0) {
-                self.value.insert(k.clone(), e.clone());
+        // The delta's keys carry their hashes: none is computed again.
+        for (k, e) in delta.value.iter_keyed() {
+            let listed = match keys {
+                [only] => term_cmp(only, k.term) == Ordering::Equal,
+                _ => seen.contains_key(&k),
+            };
+            if !listed {
+                self.value.insert_keyed(&k, e.clone());
             }
         }
         self.dots = self.dots.union(&delta.dots);
