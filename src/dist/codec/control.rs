@@ -127,14 +127,7 @@ pub fn decode_control_with_hole(
         (Some((ctrl, payload)), None) => message_from_terms(ctrl, payload),
         // Something is wrong: joined, the body goes down the usual path,
         // which says what.
-        (_, Some(hole)) => {
-            let at = hole.at.min(body.len());
-            let mut joined = Vec::with_capacity(body.len() + hole.bytes.len());
-            joined.extend_from_slice(&body[..at]);
-            joined.extend_from_slice(&hole.bytes);
-            joined.extend_from_slice(&body[at..]);
-            decode_control(&joined)
-        }
+        (_, Some(hole)) => decode_control(&super::frame::join_at(body, hole.at, &hole.bytes)),
         (None, None) => Err(ControlError::Decode {
             op: peek_op(
                 body.get(usize::from(body.first() == Some(&131))..)

@@ -98,16 +98,20 @@ impl Frame {
         match self {
             Frame::Tick => None,
             Frame::Message(b) => Some(b.clone()),
-            Frame::Split { body, hole } => {
-                let at = hole.at.min(body.len());
-                let mut out = BytesMut::with_capacity(body.len() + hole.bytes.len());
-                out.extend_from_slice(&body[..at]);
-                out.extend_from_slice(&hole.bytes);
-                out.extend_from_slice(&body[at..]);
-                Some(out.freeze())
-            }
+            Frame::Split { body, hole } => Some(join_at(body, hole.at, &hole.bytes).freeze()),
         }
     }
+}
+
+/// `body` with `bytes` put back at `at` (clamped to its end): a split body
+/// made whole, in one copy.
+pub(super) fn join_at(body: &[u8], at: usize, bytes: &[u8]) -> BytesMut {
+    let at = at.min(body.len());
+    let mut out = BytesMut::with_capacity(body.len() + bytes.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&body[at..]);
+    out
 }
 
 /// A fragment sequence being reassembled.
@@ -167,14 +171,7 @@ impl Partial {
                     bytes: h.bytes,
                 },
             },
-            Some(h) => {
-                let at = h.at.min(self.data.len());
-                let mut joined = BytesMut::with_capacity(self.data.len() + h.bytes.len());
-                joined.extend_from_slice(&self.data[..at]);
-                joined.extend_from_slice(&h.bytes);
-                joined.extend_from_slice(&self.data[at..]);
-                Frame::Message(joined.freeze())
-            }
+            Some(h) => Frame::Message(join_at(&self.data, h.at, &h.bytes).freeze()),
         }
     }
 }
