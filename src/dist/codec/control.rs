@@ -90,7 +90,9 @@ fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
 /// [`ControlError::UnknownOp`] with the control tuple, so the caller can log
 /// and drop that one message.
 pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
-    if let Some((ctrl, payload)) = decode_terms_directly(body) {
+    if let Some((ctrl, payload)) =
+        decode_terms_directly(body, |pos| crate::term::etf::decode_at(body, pos))
+    {
         return message_from_terms(ctrl, payload);
     }
     decode_control_checked(body)
@@ -105,24 +107,7 @@ pub fn decode_control_with_hole(
 ) -> Result<Message, ControlError> {
     use crate::term::etf::decode_at_with_hole;
     let mut hole = Some(hole);
-    let compressed = |pos: usize| body.get(pos..pos + 2) == Some(&[131, 80][..]);
-    let mut direct = || {
-        if compressed(0) {
-            return None;
-        }
-        let (ctrl, end) = decode_at_with_hole(body, 0, &mut hole).ok()?;
-        if end == body.len() {
-            return Some((ctrl, None));
-        }
-        if compressed(end) {
-            return None;
-        }
-        match decode_at_with_hole(body, end, &mut hole) {
-            Ok((payload, end)) if end == body.len() => Some((ctrl, Some(payload))),
-            _ => None,
-        }
-    };
-    let decoded = direct();
+    let decoded = decode_terms_directly(body, |pos| decode_at_with_hole(body, pos, &mut hole));
     match (decoded, hole) {
         (Some((ctrl, payload)), None) => message_from_terms(ctrl, payload),
         // Something is wrong: joined, the body goes down the usual path,
@@ -157,20 +142,23 @@ pub(crate) fn decode_control_checked(body: &[u8]) -> Result<Message, ControlErro
 /// bytes a second time. `None` sends the body down the checked path, which
 /// says precisely what is wrong: any decoding error, bytes after the payload,
 /// or a compressed term (accepted by `term::etf`, refused on the wire: see
-/// `scan`).
-fn decode_terms_directly(body: &[u8]) -> Option<(Term, Option<Term>)> {
+/// `scan`). `decode_at` decodes the term at a position of `body`.
+fn decode_terms_directly<E>(
+    body: &[u8],
+    mut decode_at: impl FnMut(usize) -> Result<(Term, usize), E>,
+) -> Option<(Term, Option<Term>)> {
     let compressed = |pos: usize| body.get(pos..pos + 2) == Some(&[131, 80][..]);
     if compressed(0) {
         return None;
     }
-    let (ctrl, end) = crate::term::etf::decode_at(body, 0).ok()?;
+    let (ctrl, end) = decode_at(0).ok()?;
     if end == body.len() {
         return Some((ctrl, None));
     }
     if compressed(end) {
         return None;
     }
-    match crate::term::etf::decode_at(body, end) {
+    match decode_at(end) {
         Ok((payload, end)) if end == body.len() => Some((ctrl, Some(payload))),
         _ => None,
     }
