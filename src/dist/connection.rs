@@ -568,8 +568,7 @@ impl Writer {
         let Some((body_start, detached)) = self.encode(msg, out) else {
             return;
         };
-        if detached.is_empty() && (out.len() - body_start <= self.fragment_size || !self.fragments)
-        {
+        if self.one_frame(out.len() - body_start, &detached) {
             return;
         }
         // Too large for one frame: the body leaves the batch without a copy;
@@ -631,14 +630,18 @@ impl Writer {
         }
     }
 
+    /// Whether a body of `body_len` bytes, with `detached` binaries left out
+    /// of it, goes out as one whole frame rather than in fragments.
+    fn one_frame(&self, body_len: usize, detached: &[(usize, Bytes)]) -> bool {
+        detached.is_empty() && (!self.fragments || body_len <= self.fragment_size)
+    }
+
     /// A whole frame as `encode` made it (body at `body_start`, `detached`
     /// binaries at their offsets) as the item that sends it: fragments when
     /// the body is above the fragment size or binaries were left out, else
     /// the frame unchanged.
     fn item(&mut self, frame: Bytes, body_start: usize, detached: Vec<(usize, Bytes)>) -> Item {
-        if detached.is_empty()
-            && (!self.fragments || frame.len() - body_start <= self.fragment_size)
-        {
+        if self.one_frame(frame.len() - body_start, &detached) {
             return Item::Frame(frame);
         }
         let mut parts = Vec::with_capacity(2 * detached.len() + 1);
