@@ -680,6 +680,15 @@ fn listing(i: usize) -> Replica {
     Replica::new(c)
 }
 
+/// Two listing replicas: replica 0 holds 300 keys, replica 1 none.
+fn full_and_empty() -> [Replica; 2] {
+    let mut rs = [listing(0), listing(1)];
+    for i in 0..300 {
+        rs[0].put(int(i), int(i * 2), 10 + i);
+    }
+    rs
+}
+
 fn tagged(log: &[Term], tag: &str) -> usize {
     log.iter()
         .filter(|m| as_tuple(m).is_some_and(|p| is_atom(&p[0], tag) && p.len() == 3))
@@ -688,10 +697,7 @@ fn tagged(log: &[Term], tag: &str) -> usize {
 
 #[test]
 fn an_empty_originator_is_not_asked_for_values_it_cannot_have() {
-    let mut rs = [listing(0), listing(1)];
-    for i in 0..300 {
-        rs[0].put(int(i), int(i * 2), 10 + i);
-    }
+    let mut rs = full_and_empty();
     // The empty replica starts a round with the full one: nothing can flow
     // its way in that round, and nothing is asked of it.
     let start = rs[1].set_neighbours(vec![name(0)]);
@@ -707,10 +713,7 @@ fn an_empty_originator_is_not_asked_for_values_it_cannot_have() {
 
 #[test]
 fn an_originator_that_deleted_keys_is_still_asked_for_them() {
-    let mut rs = [listing(0), listing(1)];
-    for i in 0..300 {
-        rs[0].put(int(i), int(i * 2), 10 + i);
-    }
+    let mut rs = full_and_empty();
     let start = rs[0].set_neighbours(vec![name(1)]);
     exchange(&mut rs, start);
     assert_eq!(rs[1].read().len(), 300);
