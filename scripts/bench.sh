@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust and
 # Rust->BEAM on this machine, in one run, with ratios.
-#   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (5),
+#   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (7, after one uncounted round),
 #   BENCH_DIST_REPEATS (3: best of that many interleaved runs per pair),
 #   BENCH_TERMS_REPEATS (3, likewise for the terms bench)
 #   CRDT sync (benches/crdt.rs): BENCH_CRDT_KEYS (1000,10000,100000),
