@@ -48,6 +48,10 @@ enum Command {
         /// Nodes to connect to at start.
         #[arg(long)]
         join: Vec<String>,
+        /// Microseconds a connection's reader polls its socket after
+        /// request/response traffic before it sleeps (0: never).
+        #[arg(long, default_value_t = 200)]
+        busy_poll_us: u64,
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
@@ -98,8 +102,11 @@ async fn main() -> anyhow::Result<()> {
             cookie,
             hidden,
             join,
+            busy_poll_us,
         } => {
-            let mut config = NodeConfig::new(name).hidden(hidden);
+            let mut config = NodeConfig::new(name)
+                .hidden(hidden)
+                .busy_poll(std::time::Duration::from_micros(busy_poll_us));
             if let Some(c) = cookie {
                 config = config.cookie(c);
             }

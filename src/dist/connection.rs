@@ -4,7 +4,10 @@
 //! The reader turns bytes into frames ([`codec::FrameDecoder`]), frames into
 //! control messages, and hands each to the node. A malformed frame closes this
 //! connection only; an unknown or undecodable control message is logged and
-//! dropped. Silence for `net_ticktime` declares the peer down.
+//! dropped. Silence for `net_ticktime` declares the peer down. After
+//! request/response traffic it polls the socket for a short while before it
+//! sleeps ([`BusyPoll`]), as BEAM schedulers busy-wait, so the next request
+//! is read without a wake-up; streams are left to readiness wake-ups.
 //!
 //! The writer batches small messages into few writes, ticks when idle, and sends
 //! messages above the fragment size in fragments interleaved with the small
@@ -365,9 +368,8 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
         handle.close();
         return;
     }
-    let max = node.config().max_message_size;
     tokio::spawn(async move {
-        let reason = read_loop(&node, read_half, &peer, leftover, liveness, &counters, max).await;
+        let reason = read_loop(&node, read_half, &peer, leftover, liveness, &counters).await;
         handle.close();
         let s = counters.snapshot();
         tracing::debug!(peer = %peer.name, bytes_out = s.bytes_out, bytes_in = s.bytes_in,
@@ -383,17 +385,20 @@ async fn read_loop(
     leftover: Vec<u8>,
     liveness: std::sync::Arc<Liveness>,
     counters: &Counters,
-    max_message_size: usize,
 ) -> String {
     let mut buf = BytesMut::with_capacity(codec::READ_CHUNK);
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
-    let mut decoder = FrameDecoder::new(max_message_size);
+    let mut decoder = FrameDecoder::new(node.config().max_message_size);
+    let mut busy = BusyPoll::new(node.config().busy_poll);
+    let mut spun_for = None;
     loop {
+        let mut frames = 0;
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(Frame::Tick)) => {}
                 Ok(Some(frame)) => {
+                    frames += 1;
                     Counters::add(&counters.messages_in, 1);
                     let decoded = match frame {
                         Frame::Message(body) => codec::decode_control(&body),
@@ -424,6 +429,33 @@ async fn read_loop(
         if spare < missing.max(16 * 1024) {
             buf.reserve(missing.clamp(codec::READ_CHUNK, MAX_READ_RESERVE));
         }
+        if let Some(window) = busy.after_read(frames, spun_for.take()) {
+            // Processes woken by what was just delivered run first (the
+            // LIFO slot they sit in cannot be stolen while we poll).
+            tokio::task::yield_now().await;
+            let started = std::time::Instant::now();
+            loop {
+                match read.try_read_buf(&mut buf) {
+                    Ok(0) => return "connection_closed".into(),
+                    Ok(n) => {
+                        Counters::add(&counters.bytes_in, n);
+                        liveness.heard.store(true, Ordering::Relaxed);
+                        spun_for = Some(started.elapsed());
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if started.elapsed() >= window {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    Err(e) => return format!("read error: {e}"),
+                }
+            }
+            if spun_for.is_some() {
+                continue;
+            }
+        }
         tokio::select! {
             r = read.read_buf(&mut buf) => match r {
                 Ok(0) => return "connection_closed".into(),
@@ -435,6 +467,77 @@ async fn read_loop(
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
+    }
+}
+
+/// When a connection's reader polls its socket before sleeping
+/// ([`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)).
+///
+/// Request/response traffic (a `gen_server:call` every few hundred µs) is
+/// read a wake-up sooner by polling through the quiet spell after each
+/// request. A streaming peer is the opposite case: its messages arrive
+/// microseconds apart, and polling would read them one or two at a time,
+/// each read with its own syscall and its own delivery. Such a peer is
+/// recognised by a poll that found data almost at once, or by a wake-up
+/// read that brought many messages, and is left to the readiness wake-ups,
+/// which batch.
+#[derive(Debug)]
+struct BusyPoll {
+    window: Duration,
+    /// Polls in a row that found data almost at once.
+    quick_in_row: u32,
+    /// Reads left before polling is tried again, after signs of a stream.
+    quiet_reads: u32,
+}
+
+impl BusyPoll {
+    /// At most this many messages in a read that followed a wake-up is
+    /// request/response traffic.
+    const SPARSE_MESSAGES: usize = 4;
+    /// A poll that found data sooner than this found it "at once".
+    const QUICK: Duration = Duration::from_micros(20);
+    /// This many quick polls in a row are a stream. One alone is not: a
+    /// remote `gen_server:call` arrives as a monitor and then, a few µs
+    /// later, the request.
+    const STREAM_QUICK_POLLS: u32 = 4;
+    /// Reads without polling after signs of a stream: a stream goes on
+    /// being read in wake-up batches, and polling is tried again once in
+    /// this many reads in case it ended.
+    const STREAM_BACKOFF: u32 = 16;
+
+    fn new(window: Duration) -> Self {
+        BusyPoll {
+            window,
+            quick_in_row: 0,
+            quiet_reads: 0,
+        }
+    }
+
+    /// After the messages of one read were handled: how long to poll before
+    /// sleeping, if at all. `polled` is how long the poll that produced this
+    /// read waited (`None` when a readiness wake-up did).
+    fn after_read(&mut self, messages: usize, polled: Option<Duration>) -> Option<Duration> {
+        if self.window.is_zero() {
+            return None;
+        }
+        let stream = match polled {
+            Some(waited) if waited < Self::QUICK => {
+                self.quick_in_row += 1;
+                self.quick_in_row >= Self::STREAM_QUICK_POLLS
+            }
+            Some(_) => {
+                self.quick_in_row = 0;
+                false
+            }
+            None => messages > Self::SPARSE_MESSAGES,
+        };
+        if stream {
+            self.quiet_reads = Self::STREAM_BACKOFF;
+            self.quick_in_row = 0;
+        } else if self.quiet_reads > 0 {
+            self.quiet_reads -= 1;
+        }
+        (self.quiet_reads == 0 && messages > 0).then_some(self.window)
     }
 }
 
@@ -791,6 +894,60 @@ mod tests {
 
     fn msg(from: u32, payload: Term) -> Message {
         Message::reg_send(pid(from), term::Atom::from("sink"), payload)
+    }
+
+    const WINDOW: Duration = Duration::from_micros(200);
+
+    #[test]
+    fn busy_poll_off_never_polls() {
+        let mut b = BusyPoll::new(Duration::ZERO);
+        assert_eq!(b.after_read(1, None), None);
+        assert_eq!(b.after_read(1, Some(Duration::from_micros(150))), None);
+    }
+
+    #[test]
+    fn request_response_traffic_is_polled_for() {
+        let mut b = BusyPoll::new(WINDOW);
+        // A call: the monitor wakes us, the request follows a few µs later,
+        // the next call after our reply.
+        for _ in 0..100 {
+            assert_eq!(b.after_read(1, None), Some(WINDOW));
+            assert_eq!(
+                b.after_read(1, Some(Duration::from_micros(5))),
+                Some(WINDOW)
+            );
+            assert_eq!(
+                b.after_read(2, Some(Duration::from_micros(120))),
+                Some(WINDOW)
+            );
+        }
+        // Bytes that complete no message (part of a large one) are not a
+        // reason to poll.
+        assert_eq!(b.after_read(0, None), None);
+    }
+
+    #[test]
+    fn a_stream_is_left_to_wake_ups_and_polled_again_later() {
+        let mut b = BusyPoll::new(WINDOW);
+        let quick = Some(Duration::from_micros(3));
+        for _ in 1..BusyPoll::STREAM_QUICK_POLLS {
+            assert_eq!(b.after_read(1, quick), Some(WINDOW));
+        }
+        assert_eq!(
+            b.after_read(1, quick),
+            None,
+            "quick polls in a row: a stream"
+        );
+        for _ in 1..BusyPoll::STREAM_BACKOFF {
+            assert_eq!(b.after_read(2, None), None);
+        }
+        assert_eq!(b.after_read(2, None), Some(WINDOW), "tried again");
+        // A wake-up read with many messages is a stream at once.
+        assert_eq!(b.after_read(BusyPoll::SPARSE_MESSAGES + 1, None), None);
+        for _ in 1..BusyPoll::STREAM_BACKOFF {
+            assert_eq!(b.after_read(1, None), None);
+        }
+        assert_eq!(b.after_read(1, None), Some(WINDOW));
     }
 
     fn writer(fragments: bool) -> Writer {
