@@ -1,5 +1,6 @@
 //! Rust-only clusters: no BEAM anywhere. Simultaneous connects, fixed ports
-//! without EPMD, many processes, and a peer that sends garbage.
+//! without EPMD, many processes, a peer that sends garbage, and busy polling
+//! on one side of a connection and not the other.
 
 mod common;
 
@@ -393,4 +394,53 @@ async fn cli_ping_reads_the_cookie_from_home_erlang_cookie() {
     assert!(!bad.status.success());
     node.shutdown();
     let _ = std::fs::remove_dir_all(&home);
+}
+
+/// One side busy-polls its connection (the default), the other never does:
+/// calls each way and a stream each way arrive whole and in order whichever
+/// way a reader waits for bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_and_streams_arrive_with_busy_polling_on_or_off() {
+    let port = common::free_port();
+    let node = |prefix: &str, poll: Duration| {
+        let name = format!("{}@127.0.0.1", common::unique(prefix));
+        common::rust_node_with(NodeConfig::new(name).busy_poll(poll), port)
+    };
+    let a = node("poll_off", Duration::ZERO).await;
+    let b = node("poll_on", Duration::from_micros(200)).await;
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        beam_peer::demo::start_echo_and_sink(to).expect("echo");
+        let mut p = from.process();
+        for i in 0..200 {
+            let req = beam_peer::tup![term::atom("x"), term::int(i)];
+            let r = p.call(("echo", to.name()), req.clone(), T).await;
+            assert_eq!(r, Ok(req));
+        }
+        let count =
+            |m: &Term| matches!(term::as_tuple(m), Some([c, _]) if term::is_atom(c, "count"));
+        let report = beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())];
+        p.send(("sink", to.name()), report.clone());
+        p.receive_match(count, Some(T))
+            .await
+            .expect("alive")
+            .expect("reset");
+        for i in 0..20_000 {
+            p.send(
+                ("sink", to.name()),
+                beam_peer::tup![term::atom("m"), term::int(i)],
+            );
+        }
+        p.send(("sink", to.name()), report);
+        let got = p
+            .receive_match(count, Some(T))
+            .await
+            .expect("alive")
+            .expect("count");
+        assert_eq!(
+            term::as_tuple(&got).and_then(|e| term::as_i64(&e[1])),
+            Some(20_000)
+        );
+    }
+    a.shutdown();
+    b.shutdown();
 }
