@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::dist::message::Message;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -435,9 +435,17 @@ async fn read_loop(
             tokio::task::yield_now().await;
             let started = std::time::Instant::now();
             loop {
-                match read.try_read_buf(&mut buf) {
+                let limit = decoder.read_limit(&buf).unwrap_or(usize::MAX);
+                let (got, direct) = match decoder.direct_target() {
+                    Some((gathered, max)) => (read.try_read_buf(&mut gathered.limit(max)), true),
+                    None => (read.try_read_buf(&mut (&mut buf).limit(limit)), false),
+                };
+                match got {
                     Ok(0) => return "connection_closed".into(),
                     Ok(n) => {
+                        if direct {
+                            decoder.direct_filled(n);
+                        }
                         Counters::add(&counters.bytes_in, n);
                         liveness.heard.store(true, Ordering::Relaxed);
                         spun_for = Some(started.elapsed());
@@ -456,10 +464,24 @@ async fn read_loop(
                 continue;
             }
         }
+        // Bytes that belong inside a large binary being gathered are read
+        // straight into it; until its next fragment's header is known, only
+        // that header is read (see `FrameDecoder::read_limit`).
+        let limit = decoder.read_limit(&buf).unwrap_or(usize::MAX);
+        let target = decoder.direct_target();
+        let direct = target.is_some();
         tokio::select! {
-            r = read.read_buf(&mut buf) => match r {
+            r = async {
+                match target {
+                    Some((gathered, max)) => read.read_buf(&mut gathered.limit(max)).await,
+                    None => read.read_buf(&mut (&mut buf).limit(limit)).await,
+                }
+            } => match r {
                 Ok(0) => return "connection_closed".into(),
                 Ok(n) => {
+                    if direct {
+                        decoder.direct_filled(n);
+                    }
                     Counters::add(&counters.bytes_in, n);
                     liveness.heard.store(true, Ordering::Relaxed);
                 }

@@ -196,7 +196,24 @@ pub struct FrameDecoder {
     /// `max_reassembly_bytes`, and a sequence that outgrows its reservation
     /// grows as its bytes arrive.
     reserved: usize,
+    /// A continuation fragment whose header has been taken from the stream
+    /// and whose payload is still arriving (see [`FrameDecoder::direct_target`]).
+    in_flight: Option<InFlight>,
 }
+
+/// The rest of one continuation fragment, still to come from the stream:
+/// already admitted against the limits and checked for order.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    seq: u64,
+    frag: u64,
+    remaining: usize,
+}
+
+/// A continuation fragment is taken before all of it has arrived only when at
+/// least this much of its payload is still missing: below that, waiting for
+/// the whole frame and copying it costs less than the bookkeeping.
+const MIN_IN_FLIGHT: usize = 4 * 1024;
 
 impl Default for FrameDecoder {
     fn default() -> Self {
@@ -230,6 +247,7 @@ impl FrameDecoder {
             open: HashMap::new(),
             buffered: 0,
             reserved: 0,
+            in_flight: None,
         }
     }
 
@@ -276,6 +294,26 @@ impl FrameDecoder {
     /// consumed, but the connection should be closed.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         loop {
+            if let Some(f) = self.in_flight {
+                let k = f.remaining.min(buf.len());
+                if k > 0 {
+                    let part = buf.split_to(k);
+                    if let Some(p) = self.open.get_mut(&f.seq) {
+                        p.push(&part);
+                    }
+                    self.buffered += k;
+                }
+                let remaining = f.remaining - k;
+                if remaining > 0 {
+                    self.in_flight = Some(InFlight { remaining, ..f });
+                    return Ok(None);
+                }
+                self.in_flight = None;
+                if let Some(message) = self.fragment_done(f.seq, f.frag) {
+                    return Ok(Some(message));
+                }
+                continue;
+            }
             if buf.len() < 4 {
                 return Ok(None);
             }
@@ -291,6 +329,9 @@ impl FrameDecoder {
                 return Err(FrameError::TooLarge { len, max });
             }
             if buf.len() - 4 < len {
+                if self.take_in_flight(buf, len)? {
+                    continue;
+                }
                 return Ok(None);
             }
             let mut frame = buf.split_to(4 + len);
@@ -431,12 +472,24 @@ impl FrameDecoder {
     }
 
     fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
-        let (max_message, max_total, buffered) = (
-            self.max_message_size,
-            self.max_reassembly_bytes,
-            self.buffered,
-        );
-        let Some(partial) = self.open.get_mut(&seq) else {
+        self.admit_continuation(seq, frag, payload.len())?;
+        if let Some(partial) = self.open.get_mut(&seq) {
+            partial.push(payload);
+        }
+        self.buffered += payload.len();
+        Ok(self.fragment_done(seq, frag))
+    }
+
+    /// Checks that continuation `frag` of `seq`, `payload_len` bytes, may
+    /// come next, against the order and the limits; the error closes the
+    /// connection. On success the sequence is open.
+    fn admit_continuation(
+        &mut self,
+        seq: u64,
+        frag: u64,
+        payload_len: usize,
+    ) -> Result<(), FrameError> {
+        let Some(partial) = self.open.get(&seq) else {
             return Err(FrameError::Malformed(format!(
                 "continuation for unknown sequence {seq}"
             )));
@@ -447,25 +500,119 @@ impl FrameDecoder {
                 partial.next_id
             )));
         }
-        let added = payload.len();
-        let new_len = partial.len().saturating_add(added);
-        if new_len > max_message || buffered.saturating_add(added) > max_total {
+        let new_len = partial.len().saturating_add(payload_len);
+        if new_len > self.max_message_size
+            || self.buffered.saturating_add(payload_len) > self.max_reassembly_bytes
+        {
             // Free the sequence now; the connection is going down anyway.
             self.drop_sequence(seq);
             return Err(FrameError::ReassemblyTooLarge);
         }
-        partial.push(payload);
-        self.buffered += added;
+        Ok(())
+    }
+
+    /// Continuation `frag` of `seq` has been pushed whole: the message when
+    /// it was the last one.
+    fn fragment_done(&mut self, seq: u64, frag: u64) -> Option<Frame> {
         if frag > 1 {
-            partial.next_id = frag - 1;
-            return Ok(None);
+            if let Some(p) = self.open.get_mut(&seq) {
+                p.next_id = frag - 1;
+            }
+            return None;
         }
-        let Some(done) = self.open.remove(&seq) else {
-            return Ok(None);
-        };
+        let done = self.open.remove(&seq)?;
         self.buffered -= done.len();
         self.reserved -= done.reserved;
-        Ok(Some(done.finish()))
+        Some(done.finish())
+    }
+
+    /// `buf` starts with an incomplete frame of `len` bytes. When it is a
+    /// continuation whose payload runs into a binary gathered apart, takes
+    /// its header and the payload there is, so the rest can be read
+    /// straight into that binary ([`direct_target`](Self::direct_target)).
+    /// `Ok(false)` leaves `buf` as it was.
+    fn take_in_flight(&mut self, buf: &mut BytesMut, len: usize) -> Result<bool, FrameError> {
+        if buf.len() < 4 + FRAG_CONT_LEN
+            || len < FRAG_CONT_LEN
+            || buf[4] != VERSION_MAGIC
+            || buf[5] != DIST_FRAG_CONT
+            || 4 + len - buf.len() < MIN_IN_FLIGHT
+        {
+            return Ok(false);
+        }
+        let seq = be_u64(&buf[6..14]);
+        let payload_len = len - FRAG_CONT_LEN;
+        let gathering = self.open.get(&seq).is_some_and(|p| {
+            p.hole
+                .as_ref()
+                .is_some_and(|h| h.bytes.len() < h.len && p.data.len() + payload_len > h.at)
+        });
+        if !gathering {
+            return Ok(false);
+        }
+        let frag = be_u64(&buf[14..22]);
+        self.admit_continuation(seq, frag, payload_len)?;
+        buf.advance(4 + FRAG_CONT_LEN);
+        self.in_flight = Some(InFlight {
+            seq,
+            frag,
+            remaining: payload_len,
+        });
+        Ok(true)
+    }
+
+    /// Where the next bytes from the stream may go without passing through
+    /// the read buffer: the buffer of the large binary being gathered apart,
+    /// and how many of its bytes may be read into it at most. `None` when the
+    /// next bytes belong elsewhere (read them into the buffer given to
+    /// [`decode`](Self::decode)). After reading into it, report the count
+    /// with [`direct_filled`](Self::direct_filled).
+    pub fn direct_target(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        let f = self.in_flight?;
+        let p = self.open.get_mut(&f.seq)?;
+        let at = p.data.len();
+        let h = p.hole.as_mut()?;
+        if at != h.at || h.bytes.len() >= h.len {
+            return None;
+        }
+        let n = f.remaining.min(h.len - h.bytes.len());
+        Some((&mut h.bytes, n))
+    }
+
+    /// How many bytes to read into `buf` next, when fewer than a reader
+    /// would take: while a large binary is being gathered, only up to the
+    /// end of the next frame's header, so that when the frame is a
+    /// continuation of that binary its payload can be read straight in
+    /// ([`direct_target`](Self::direct_target)) instead of arriving in `buf`
+    /// with the header and being copied out. One more read per fragment
+    /// saves copying its 64 KiB.
+    pub fn read_limit(&self, buf: &[u8]) -> Option<usize> {
+        let gathering = self
+            .open
+            .values()
+            .any(|p| p.hole.as_ref().is_some_and(|h| h.bytes.len() < h.len));
+        if self.in_flight.is_some() || !gathering {
+            return None;
+        }
+        // `buf` holds at most the start of one frame (`decode` took every
+        // whole one): read the rest of it, then the next frame's header.
+        let header = 4 + FRAG_CONT_LEN;
+        Some(match buf.first_chunk::<4>() {
+            Some(h) => (4 + u32::from_be_bytes(*h) as usize).saturating_sub(buf.len()) + header,
+            None => header - buf.len(),
+        })
+    }
+
+    /// `n` bytes were read into [`direct_target`](Self::direct_target)'s
+    /// buffer. The next [`decode`](Self::decode) hands out the message they
+    /// completed, if any.
+    pub fn direct_filled(&mut self, n: usize) {
+        if let Some(f) = &mut self.in_flight {
+            debug_assert!(n <= f.remaining);
+            let n = n.min(f.remaining);
+            f.remaining -= n;
+            self.buffered += n;
+        }
     }
 
     /// Checks that a sequence of `seq_len` bytes, `added` of them new, fits.

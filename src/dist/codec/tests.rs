@@ -76,6 +76,43 @@ fn feed(dec: &mut FrameDecoder, stream: &[u8], chunk: usize) -> Vec<Frame> {
     out
 }
 
+/// Like [`feed`], but as the connection reader does it: whenever the decoder
+/// offers a binary's buffer, the next stream bytes (at most `chunk`) go
+/// there instead of into the read buffer, and reads into that buffer stop
+/// where the decoder asks. Returns the frames and how many
+/// bytes went straight into a binary.
+fn feed_direct(dec: &mut FrameDecoder, mut stream: &[u8], chunk: usize) -> (Vec<Frame>, usize) {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut direct = 0;
+    loop {
+        while let Some(f) = dec.decode(&mut buf).expect("valid stream") {
+            out.push(f);
+        }
+        if stream.is_empty() {
+            break;
+        }
+        match dec.direct_target() {
+            Some((gathered, max)) => {
+                assert!(max > 0);
+                let n = max.min(chunk.max(1)).min(stream.len());
+                gathered.extend_from_slice(&stream[..n]);
+                dec.direct_filled(n);
+                direct += n;
+                stream = &stream[n..];
+            }
+            None => {
+                let limit = dec.read_limit(&buf).unwrap_or(usize::MAX);
+                let n = chunk.max(1).min(stream.len()).min(limit);
+                buf.extend_from_slice(&stream[..n]);
+                stream = &stream[n..];
+            }
+        }
+    }
+    assert!(buf.is_empty(), "leftover bytes");
+    (out, direct)
+}
+
 fn headered(body: &[u8]) -> Bytes {
     strip_version_bytes(body).expect("fixture is valid")
 }
@@ -629,6 +666,113 @@ fn a_large_binary_is_gathered_apart_and_decodes_as_sent() {
 }
 
 #[test]
+fn a_gathered_binary_is_read_straight_into_its_buffer() {
+    use crate::term::{self, Pid};
+    let from = Pid::new("a@host", 1, 0, 1);
+    let bin = term::binary(
+        (0..1_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let small =
+        |i: i64| Message::reg_send(from.clone(), crate::term::Atom::from("sink"), term::int(i));
+    let big = Message::reg_send(
+        from.clone(),
+        crate::term::Atom::from("echo"),
+        crate::tup![term::atom("$gen_call"), bin.clone(), term::atom("after")],
+    );
+    let body = encode_control_headered(big.clone()).expect("encodes");
+    for (size, chunk) in [
+        (65_536, 100_000),
+        (65_536, 7_000),
+        (65_536, 65_558),
+        (70_000, 150_000),
+    ] {
+        // The fragments with small messages and ticks between them.
+        let mut wire = Vec::new();
+        let mut f = Fragmenter::new(9, body.clone(), size);
+        let mut i = 0;
+        while let Some(frame) = f.next_frame() {
+            wire.extend_from_slice(&frame);
+            i += 1;
+            wire.extend_from_slice(&dist_header_frame(
+                &encode_control_headered(small(i)).expect("small"),
+            ));
+            if i % 3 == 0 {
+                wire.extend_from_slice(&TICK);
+            }
+        }
+        let mut plain = FrameDecoder::default();
+        let expected = feed(&mut plain, &wire, chunk);
+        let mut dec = FrameDecoder::default();
+        let (frames, direct) = feed_direct(&mut dec, &wire, chunk);
+        assert_eq!(frames, expected, "fragments of {size}, reads of {chunk}");
+        assert!(
+            direct > 500_000,
+            "{direct} bytes read straight in (fragments of {size}, reads of {chunk})"
+        );
+        let split = frames
+            .iter()
+            .find(|f| matches!(f, Frame::Split { .. }))
+            .expect("split");
+        let Frame::Split {
+            body: skeleton,
+            hole,
+        } = split.clone()
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            decode_control_with_hole(&skeleton, hole).expect("decodes"),
+            big
+        );
+        assert_eq!((dec.open_sequences(), dec.buffered_bytes()), (0, 0));
+    }
+}
+
+#[test]
+fn a_continuation_read_in_flight_is_still_checked() {
+    use crate::term::{self, Pid};
+    let from = Pid::new("a@host", 1, 0, 1);
+    let fragments = |len: usize| -> Vec<Bytes> {
+        let bin = term::binary(vec![1u8; len]);
+        let m = Message::reg_send(from.clone(), crate::term::Atom::from("echo"), bin);
+        let mut f = Fragmenter::new(5, encode_control_headered(m).expect("encodes"), 65_536);
+        std::iter::from_fn(|| f.next_frame()).collect()
+    };
+    // The second fragment announces the wrong FragmentId while its payload
+    // is still arriving: refused before any of it is taken.
+    let frames = fragments(300_000);
+    let mut dec = FrameDecoder::default();
+    assert_eq!(
+        dec.decode(&mut BytesMut::from(&frames[0][..]))
+            .expect("first"),
+        None
+    );
+    let mut wrong = BytesMut::from(&frames[1][..1000]);
+    wrong[14..22].copy_from_slice(&99u64.to_be_bytes());
+    assert!(matches!(
+        dec.decode(&mut wrong),
+        Err(FrameError::Malformed(_))
+    ));
+    // The limits are checked against the whole announced fragment up front.
+    let frames = fragments(90_000);
+    let mut dec = FrameDecoder::with_limits(100_000, 4, 200_000);
+    assert_eq!(
+        dec.decode(&mut BytesMut::from(&frames[0][..]))
+            .expect("first"),
+        None
+    );
+    let mut inflated = BytesMut::from(&frames[1][..1000]);
+    inflated[..4].copy_from_slice(&(18u32 + 99_000).to_be_bytes());
+    assert!(matches!(
+        dec.decode(&mut inflated),
+        Err(FrameError::ReassemblyTooLarge)
+    ));
+    assert_eq!((dec.open_sequences(), dec.buffered_bytes()), (0, 0));
+}
+
+#[test]
 fn a_held_apart_binary_cut_short_is_reported_like_any_truncation() {
     use crate::term::{self, Pid};
     let from = Pid::new("a@host", 1, 0, 1);
@@ -653,4 +797,39 @@ fn a_held_apart_binary_cut_short_is_reported_like_any_truncation() {
         decode_control(&body),
         Err(ControlError::InvalidTerm(TermError::Truncated { .. }))
     ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Reading a gathered binary's bytes straight into it, with reads of any
+    /// size and fragments of any size, gives exactly the frames that reading
+    /// everything through the read buffer gives.
+    #[test]
+    fn direct_reads_give_the_same_frames(
+        len in 64_000usize..400_000,
+        size in 1_000usize..150_000,
+        chunks in prop::collection::vec(1usize..200_000, 1..16),
+    ) {
+        use crate::term::{self, Pid};
+        let from = Pid::new("a@host", 1, 0, 1);
+        let bin = term::binary((0..len).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+        let m = Message::reg_send(from.clone(), crate::term::Atom::from("echo"), bin);
+        let mut wire = Vec::new();
+        let mut f = Fragmenter::new(1, encode_control_headered(m).expect("encodes"), size);
+        while let Some(frame) = f.next_frame() {
+            wire.extend_from_slice(&frame);
+            wire.extend_from_slice(&TICK);
+        }
+        let expected = feed(&mut FrameDecoder::default(), &wire, 4096);
+        for &chunk in &chunks {
+            let mut dec = FrameDecoder::default();
+            prop_assert_eq!(&feed_direct(&mut dec, &wire, chunk).0, &expected);
+            prop_assert_eq!((dec.open_sequences(), dec.buffered_bytes()), (0, 0));
+        }
+    }
 }
