@@ -288,7 +288,11 @@ impl FrameDecoder {
     /// goes on with the next frame, so `Ok(None)` always means "buffer holds
     /// no complete frame". Pass-through and unfragmented frames are returned
     /// without copying (`split_to().freeze()`); a fragmented message is copied
-    /// once, into its reassembly buffer.
+    /// once, into its reassembly buffer, but for what the reader put straight
+    /// into a large binary's own buffer ([`direct_target`](Self::direct_target)).
+    /// A continuation fragment running into such a binary may be taken before
+    /// all of it has arrived: its header is checked then, and its payload
+    /// is taken as it comes.
     ///
     /// An error means the stream is corrupt; the offending frame has been
     /// consumed, but the connection should be closed.
