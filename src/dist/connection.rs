@@ -6,10 +6,11 @@
 //! connection only; an unknown or undecodable control message is logged and
 //! dropped. Silence for `net_ticktime` declares the peer down. After
 //! request/response traffic it polls the socket for a short while before it
-//! sleeps (`BusyPoll`, [`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)), as BEAM schedulers busy-wait, so the next request
-//! is read without a wake-up; streams are left to readiness wake-ups. The
-//! fragments of a large binary are read from the socket straight into the
-//! buffer the binary is gathered in.
+//! sleeps (`BusyPoll`, [`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)),
+//! as BEAM schedulers busy-wait, so the next request is read without a
+//! wake-up; streams are left to readiness wake-ups. The fragments of a large
+//! binary are read from the socket straight into the buffer the binary is
+//! gathered in.
 //!
 //! The writer batches small messages into few writes, ticks when idle, and sends
 //! messages above the fragment size in fragments interleaved with the small
