@@ -446,11 +446,7 @@ async fn read_loop(
                 match got {
                     Ok(0) => return "connection_closed".into(),
                     Ok(n) => {
-                        if direct {
-                            decoder.direct_filled(n);
-                        }
-                        Counters::add(&counters.bytes_in, n);
-                        liveness.heard.store(true, Ordering::Relaxed);
+                        took(&mut decoder, direct, n, counters, &liveness);
                         spun_for = Some(started.elapsed());
                         break;
                     }
@@ -481,18 +477,29 @@ async fn read_loop(
                 }
             } => match r {
                 Ok(0) => return "connection_closed".into(),
-                Ok(n) => {
-                    if direct {
-                        decoder.direct_filled(n);
-                    }
-                    Counters::add(&counters.bytes_in, n);
-                    liveness.heard.store(true, Ordering::Relaxed);
-                }
+                Ok(n) => took(&mut decoder, direct, n, counters, &liveness),
                 Err(e) => return format!("read error: {e}"),
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
     }
+}
+
+/// Books `n` bytes the reader just took from the socket: as filled into
+/// the decoder's gathered binary when they were read `direct`ly into it, and
+/// in the counters and the liveness flag either way.
+fn took(
+    decoder: &mut FrameDecoder,
+    direct: bool,
+    n: usize,
+    counters: &Counters,
+    liveness: &Liveness,
+) {
+    if direct {
+        decoder.direct_filled(n);
+    }
+    Counters::add(&counters.bytes_in, n);
+    liveness.heard.store(true, Ordering::Relaxed);
 }
 
 /// When a connection's reader polls its socket before sleeping
