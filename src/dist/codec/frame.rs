@@ -135,6 +135,13 @@ struct HeldApart {
     bytes: Vec<u8>,
 }
 
+impl HeldApart {
+    /// Bytes of the binary still to come.
+    fn missing(&self) -> usize {
+        self.len - self.bytes.len()
+    }
+}
+
 impl Partial {
     /// Bytes received so far.
     fn len(&self) -> usize {
@@ -151,7 +158,7 @@ impl Partial {
                 p = &p[k..];
             }
             if self.data.len() == h.at {
-                let k = (h.len - h.bytes.len()).min(p.len());
+                let k = h.missing().min(p.len());
                 h.bytes.extend_from_slice(&p[..k]);
                 p = &p[k..];
             }
@@ -164,7 +171,7 @@ impl Partial {
     fn finish(self) -> Frame {
         match self.hole {
             None => Frame::Message(self.data.freeze()),
-            Some(h) if h.bytes.len() == h.len => Frame::Split {
+            Some(h) if h.missing() == 0 => Frame::Split {
                 body: self.data.freeze(),
                 hole: Hole {
                     at: h.at,
@@ -302,10 +309,7 @@ impl FrameDecoder {
                 let k = f.remaining.min(buf.len());
                 if k > 0 {
                     let part = buf.split_to(k);
-                    if let Some(p) = self.open.get_mut(&f.seq) {
-                        p.push(&part);
-                    }
-                    self.buffered += k;
+                    self.append(f.seq, &part);
                 }
                 let remaining = f.remaining - k;
                 if remaining > 0 {
@@ -477,11 +481,16 @@ impl FrameDecoder {
 
     fn cont(&mut self, seq: u64, frag: u64, payload: &[u8]) -> Result<Option<Frame>, FrameError> {
         self.admit_continuation(seq, frag, payload.len())?;
+        self.append(seq, payload);
+        Ok(self.fragment_done(seq, frag))
+    }
+
+    /// Adds admitted payload bytes to sequence `seq`.
+    fn append(&mut self, seq: u64, payload: &[u8]) {
         if let Some(partial) = self.open.get_mut(&seq) {
             partial.push(payload);
         }
         self.buffered += payload.len();
-        Ok(self.fragment_done(seq, frag))
     }
 
     /// Checks that continuation `frag` of `seq`, `payload_len` bytes, may
@@ -504,15 +513,12 @@ impl FrameDecoder {
                 partial.next_id
             )));
         }
-        let new_len = partial.len().saturating_add(payload_len);
-        if new_len > self.max_message_size
-            || self.buffered.saturating_add(payload_len) > self.max_reassembly_bytes
-        {
+        let admitted = self.admit(partial.len().saturating_add(payload_len), payload_len);
+        if admitted.is_err() {
             // Free the sequence now; the connection is going down anyway.
             self.drop_sequence(seq);
-            return Err(FrameError::ReassemblyTooLarge);
         }
-        Ok(())
+        admitted
     }
 
     /// Continuation `frag` of `seq` has been pushed whole: the message when
@@ -549,7 +555,7 @@ impl FrameDecoder {
         let gathering = self.open.get(&seq).is_some_and(|p| {
             p.hole
                 .as_ref()
-                .is_some_and(|h| h.bytes.len() < h.len && p.data.len() + payload_len > h.at)
+                .is_some_and(|h| h.missing() > 0 && p.data.len() + payload_len > h.at)
         });
         if !gathering {
             return Ok(false);
@@ -576,10 +582,10 @@ impl FrameDecoder {
         let p = self.open.get_mut(&f.seq)?;
         let at = p.data.len();
         let h = p.hole.as_mut()?;
-        if at != h.at || h.bytes.len() >= h.len {
+        if at != h.at || h.missing() == 0 {
             return None;
         }
-        let n = f.remaining.min(h.len - h.bytes.len());
+        let n = f.remaining.min(h.missing());
         Some((&mut h.bytes, n))
     }
 
@@ -594,7 +600,7 @@ impl FrameDecoder {
         let gathering = self
             .open
             .values()
-            .any(|p| p.hole.as_ref().is_some_and(|h| h.bytes.len() < h.len));
+            .any(|p| p.hole.as_ref().is_some_and(|h| h.missing() > 0));
         if self.in_flight.is_some() || !gathering {
             return None;
         }
