@@ -510,9 +510,9 @@ fn took(
 /// request. A streaming peer is the opposite case: its messages arrive
 /// microseconds apart, and polling would read them one or two at a time,
 /// each read with its own syscall and its own delivery. Such a peer is
-/// recognised by a poll that found data almost at once, or by a wake-up
-/// read that brought many messages, and is left to the readiness wake-ups,
-/// which batch.
+/// recognised by several polls in a row that each found data almost at once,
+/// or by a wake-up read that brought many messages, and is left to the
+/// readiness wake-ups, which batch.
 #[derive(Debug)]
 struct BusyPoll {
     window: Duration,
