@@ -430,6 +430,154 @@ fn car_byte(pos: &ListPos<'_>) -> Option<u8> {
     }
 }
 
+/// One round of `mix` keyed by `key`, as [`Hasher::mix2`] does it, on a
+/// running value passed in and returned.
+#[inline(always)]
+fn mix_in(hash: u32, x: u32, y: u32, key: u32) -> u32 {
+    mix(key.wrapping_add(x), key.wrapping_add(y), hash)
+}
+
+/// An integer, as [`Hasher::int`] hashes it.
+#[inline(always)]
+fn int_in(hash: u32, repr: IntRepr<'_>) -> u32 {
+    match repr {
+        IntRepr::Small28(v) if v < 0 => {
+            // Mixed twice: the magnitude, then the two's complement value.
+            let h = mix_in(hash, v.unsigned_abs(), 0, GOLDEN);
+            mix_in(h, v as u32, 0, GOLDEN)
+        }
+        IntRepr::Small28(v) => mix_in(hash, v as u32, 0, GOLDEN),
+        IntRepr::Word {
+            negative,
+            magnitude,
+        } => {
+            let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
+            mix_in(hash, magnitude as u32, (magnitude >> 32) as u32, key)
+        }
+        IntRepr::Big(b) => {
+            let negative = b.value.sign() == num_bigint::Sign::Minus;
+            let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
+            b.value
+                .magnitude()
+                .iter_u64_digits()
+                .fold(hash, |h, d| mix_in(h, d as u32, (d >> 32) as u32, key))
+        }
+    }
+}
+
+/// Hashes `term` completely onto the running value `hash`, straight from its
+/// own shape where it is one of the common ones (no [`Node`] built per
+/// element, a proper list's bytes packed in one loop); everything else goes
+/// to the general [`Hasher`]. Gives exactly what `Hasher::node(node_of(term))`
+/// gives.
+///
+/// The value travels in registers from call to call: the hash is one long
+/// chain of dependent `mix` rounds, and a round-trip through memory at every
+/// call would lengthen each link.
+fn fast(hash: u32, term: &Term, depth: u32) -> u32 {
+    if depth >= MAX_RECURSION {
+        return general(hash, term, depth);
+    }
+    match term {
+        Term::FixInteger(i) => int_in(hash, int_repr_i64(i64::from(i.value))),
+        Term::BigInteger(b) => int_in(hash, int_repr_big(b)),
+        Term::Atom(a) => {
+            // Its stored hash taken as is while nothing has been hashed yet.
+            let h = atom_hash(&a.name);
+            if hash == 0 {
+                h
+            } else {
+                mix_in(hash, h, 0, GOLDEN_3)
+            }
+        }
+        Term::Binary(b) if b.bytes.is_empty() => GOLDEN_13.wrapping_add(hash),
+        Term::Binary(b) => block_hash(&b.bytes, GOLDEN_13.wrapping_add(hash)),
+        Term::Float(f) => {
+            // -0.0 hashes as 0.0.
+            let bits = if f.value == 0.0 { 0 } else { f.value.to_bits() };
+            mix_in(hash, (bits >> 32) as u32, bits as u32, GOLDEN_12)
+        }
+        Term::Pid(p) => mix_in(hash, p.id, 0, GOLDEN_5),
+        Term::Tuple(t) => {
+            let mut h = mix_in(hash, t.elements.len() as u32, 0, GOLDEN_9);
+            for e in &t.elements {
+                h = fast(h, e, depth + 1);
+            }
+            h
+        }
+        Term::List(l) => proper_list(hash, &l.elements, depth),
+        Term::Map(m) => {
+            let h = mix_in(hash, m.map.len() as u32, 0, GOLDEN_16);
+            if m.map.is_empty() {
+                return h;
+            }
+            // Each pair is hashed from 0, key then value; the pairs are
+            // combined by XOR so their order does not matter.
+            let mut pairs = 0u32;
+            for (k, v) in &m.map {
+                pairs ^= fast(fast(0, k, depth + 1), v, depth + 1);
+            }
+            mix_in(h, pairs, 0, GOLDEN_19)
+        }
+        _ => general(hash, term, depth),
+    }
+}
+
+/// A proper list (`[]` when `elements` is empty): runs of byte-sized
+/// elements packed four to a word as [`Hasher::byte_run`] does, every other
+/// element hashed in place, then the closing `[]`.
+fn proper_list(mut hash: u32, elements: &[Term], depth: u32) -> u32 {
+    let (mut word, mut count) = (0u32, 0u32);
+    for e in elements {
+        let byte = match e {
+            Term::FixInteger(i) => u8::try_from(i.value).ok(),
+            _ => as_byte(e),
+        };
+        match byte {
+            Some(b) => {
+                word = (word << 8).wrapping_add(u32::from(b));
+                count += 1;
+                if count == 4 {
+                    hash = mix_in(hash, word, 0, GOLDEN_4);
+                    (word, count) = (0, 0);
+                }
+            }
+            None => {
+                if count > 0 {
+                    hash = mix_in(hash, word, 0, GOLDEN_4);
+                    (word, count) = (0, 0);
+                }
+                hash = fast(hash, e, depth + 1);
+            }
+        }
+    }
+    if count > 0 {
+        hash = mix_in(hash, word, 0, GOLDEN_4);
+    }
+    // The closing `[]`, which is never the first thing hashed here unless
+    // the list is empty.
+    if hash == 0 {
+        NIL_FIRST
+    } else {
+        mix_in(hash, NIL_TYPE_NUMBER, 0, GOLDEN_2)
+    }
+}
+
+/// The general path for `term`: every shape, with the explicit work stack
+/// below [`MAX_RECURSION`].
+fn general(hash: u32, term: &Term, depth: u32) -> u32 {
+    let mut h = Hasher {
+        hash,
+        ..Hasher::default()
+    };
+    if depth >= MAX_RECURSION {
+        h.run(node_of(term));
+    } else {
+        h.node(node_of(term), depth);
+    }
+    h.hash
+}
+
 /// Pending work on the explicit stack.
 enum Work<'a> {
     /// Hash this term next.
@@ -487,72 +635,11 @@ impl<'a> Hasher<'a> {
         self.mix2(x, 0, key);
     }
 
-    /// Hashes `term` completely, straight from its own shape where it is one
-    /// of the common ones (no [`Node`] built per element, a proper list's
-    /// bytes packed in one loop); everything else goes to [`Hasher::node`].
-    /// Gives exactly what `node(node_of(term))` gives.
+    /// Hashes `term` completely by [`fast`], which keeps the running value
+    /// in a register rather than in `self`.
+    #[inline]
     fn term_fast(&mut self, term: &'a Term, depth: u32) {
-        if depth >= MAX_RECURSION {
-            self.run(node_of(term));
-            return;
-        }
-        match term {
-            Term::FixInteger(i) => self.int(int_repr_i64(i64::from(i.value))),
-            Term::Atom(a) => self.atom(&a.name),
-            Term::Binary(b) => self.bits(&b.bytes, 0),
-            Term::Float(_) | Term::BigInteger(_) | Term::Pid(_) => {
-                let _ = self.term(term);
-            }
-            Term::Tuple(t) => {
-                self.mix1(t.elements.len() as u32, GOLDEN_9);
-                for e in &t.elements {
-                    self.term_fast(e, depth + 1);
-                }
-            }
-            Term::List(l) => self.proper_list(&l.elements, depth),
-            Term::Map(m) => {
-                self.mix1(m.map.len() as u32, GOLDEN_16);
-                if m.map.is_empty() {
-                    return;
-                }
-                let (outer_hash, outer_xor) = (self.hash, self.xor_pairs);
-                self.hash = 0;
-                self.xor_pairs = 0;
-                for (k, v) in &m.map {
-                    self.term_fast(k, depth + 1);
-                    self.term_fast(v, depth + 1);
-                    self.xor_pairs ^= self.hash;
-                    self.hash = 0;
-                }
-                self.hash = outer_hash;
-                let pairs = self.xor_pairs;
-                self.mix1(pairs, GOLDEN_19);
-                self.xor_pairs = outer_xor;
-            }
-            _ => self.node(node_of(term), depth),
-        }
-    }
-
-    /// A proper list (`[]` when `elements` is empty): runs of byte-sized
-    /// elements packed four to a word as [`Hasher::byte_run`] does, every
-    /// other element hashed in place, then the closing `[]`.
-    fn proper_list(&mut self, elements: &'a [Term], depth: u32) {
-        let mut pack = BytePack::default();
-        for e in elements {
-            let byte = match e {
-                Term::FixInteger(i) => u8::try_from(i.value).ok(),
-                _ => as_byte(e),
-            };
-            match byte {
-                Some(b) => pack.push(self, b),
-                None => {
-                    pack.flush(self);
-                    self.term_fast(e, depth + 1);
-                }
-            }
-        }
-        pack.flush(self);
-        let _ = self.step(Node::Nil);
+        self.hash = fast(self.hash, term, depth);
     }
 
     /// Hashes `node` completely (the general path): recursion for nesting up
@@ -684,30 +771,7 @@ impl<'a> Hasher<'a> {
     }
 
     fn int(&mut self, repr: IntRepr<'_>) {
-        match repr {
-            IntRepr::Small28(v) => {
-                if v < 0 {
-                    // The emulator mixes negative numbers twice: first the
-                    // magnitude, then the two's complement value.
-                    self.mix1(v.unsigned_abs(), GOLDEN);
-                }
-                self.mix1(v as u32, GOLDEN);
-            }
-            IntRepr::Word {
-                negative,
-                magnitude,
-            } => {
-                let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
-                self.mix2(magnitude as u32, (magnitude >> 32) as u32, key);
-            }
-            IntRepr::Big(b) => {
-                let negative = b.value.sign() == num_bigint::Sign::Minus;
-                let key = if negative { GOLDEN_10 } else { GOLDEN_11 };
-                for d in b.value.magnitude().iter_u64_digits() {
-                    self.mix2(d as u32, (d >> 32) as u32, key);
-                }
-            }
-        }
+        self.hash = int_in(self.hash, repr);
     }
 
     /// Hashes the list starting at `pos`: a run of byte-sized elements is
