@@ -769,6 +769,7 @@ fn term_start(buf: &[u8], pos: usize) -> (usize, bool) {
 /// What every entry point runs: a compressed term is inflated (and keeps
 /// [`MAX_DEPTH`]); any other is decoded with `max_depth`, offering `hole`
 /// to its binaries and leaving it in place when none takes it.
+#[inline]
 fn decode_inner(
     buf: &[u8],
     pos: usize,
@@ -780,12 +781,7 @@ fn decode_inner(
         let t = decompress(buf, start + 1, MAX_INFLATED)?;
         return Ok((t, buf.len()));
     }
-    let mut d = Decoder {
-        buf,
-        max_depth,
-        pos: start,
-        hole: hole.take(),
-    };
+    let mut d = Decoder::new(buf, start, max_depth, hole.take());
     let r = d.term(0);
     *hole = d.hole.take();
     Ok((r?, d.pos))
@@ -853,12 +849,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
             at: pos,
         });
     }
-    let mut d = Decoder {
-        max_depth: MAX_DEPTH,
-        buf: &inflated,
-        pos: 0,
-        hole: None,
-    };
+    let mut d = Decoder::new(&inflated, 0, MAX_DEPTH, None);
     let t = d.term(0)?;
     if d.pos != inflated.len() {
         return Err(DecodeError::Invalid {
@@ -870,6 +861,7 @@ fn decompress(buf: &[u8], pos: usize, max: usize) -> Result<Term, DecodeError> {
 }
 
 /// Decodes exactly one term filling `buf` (version byte optional).
+#[inline]
 pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
     from_binary_nested(buf, MAX_DEPTH)
 }
@@ -877,6 +869,7 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 /// [`from_binary`] admitting nesting up to `max_depth` rather than
 /// [`MAX_DEPTH`], for our own files whose wrapping adds levels.
 /// Compressed terms keep the default.
+#[inline]
 pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
     let (t, end) = decode_inner(buf, 0, max_depth, &mut None)?;
     if end != buf.len() {
@@ -888,96 +881,175 @@ pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeEr
     Ok(t)
 }
 
+/// Where a decoded term goes: the element vector of the container being
+/// decoded, or a single slot. Each term is put straight into its place;
+/// returning a 48-byte `Term` up the recursion instead costs a copy at every
+/// level, and the copy's wide loads of a value just written by narrower
+/// stores stall (about a third of a small tuple's decoding time).
+trait Put {
+    fn put(&mut self, term: Term);
+}
+
+impl Put for Vec<Term> {
+    #[inline(always)]
+    fn put(&mut self, term: Term) {
+        self.push(term);
+    }
+}
+
+impl Put for Option<Term> {
+    #[inline(always)]
+    fn put(&mut self, term: Term) {
+        *self = Some(term);
+    }
+}
+
+/// Decoding stopped; why is in [`Decoder::error`]. Zero-sized, so the
+/// recursion's result fits a register.
+struct Stop;
+
+type Step<T> = Result<T, Stop>;
+
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
     /// See [`decode_at_with_hole`].
     hole: Option<Hole>,
     max_depth: usize,
+    /// Why decoding stopped, once it has.
+    error: Option<DecodeError>,
 }
 
 impl<'a> Decoder<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(DecodeError::Truncated(self.pos))?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
+    fn new(buf: &'a [u8], pos: usize, max_depth: usize, hole: Option<Hole>) -> Self {
+        Decoder {
+            buf,
+            pos,
+            hole,
+            max_depth,
+            error: None,
+        }
+    }
+
+    /// The whole term at the current position.
+    #[inline]
+    fn term(&mut self, depth: usize) -> Result<Term, DecodeError> {
+        let at = self.pos;
+        match self.one(depth) {
+            Ok(t) => Ok(t),
+            Err(Stop) => Err(self
+                .error
+                .take()
+                .unwrap_or(DecodeError::Invalid { what: "term", at })),
+        }
+    }
+
+    #[cold]
+    fn fail<T>(&mut self, error: DecodeError) -> Step<T> {
+        self.error = Some(error);
+        Err(Stop)
+    }
+
+    #[cold]
+    fn truncated<T>(&mut self) -> Step<T> {
+        let at = self.pos;
+        self.fail(DecodeError::Truncated(at))
+    }
+
+    #[cold]
+    fn invalid<T>(&mut self, what: &'static str, at: usize) -> Step<T> {
+        self.fail(DecodeError::Invalid { what, at })
+    }
+
+    #[inline]
+    fn bytes(&mut self, n: usize) -> Step<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        match end {
+            Some(end) => {
+                let s = &self.buf[self.pos..end];
+                self.pos = end;
+                Ok(s)
+            }
+            None => self.truncated(),
+        }
     }
 
     /// The next `N` bytes as an array (bounds checked once, no slice
     /// arithmetic that could overflow).
     #[inline]
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    fn array<const N: usize>(&mut self) -> Step<[u8; N]> {
         let rest = self.buf.get(self.pos..).unwrap_or_default();
         match rest.first_chunk::<N>() {
             Some(a) => {
                 self.pos += N;
                 Ok(*a)
             }
-            None => Err(DecodeError::Truncated(self.pos)),
+            None => self.truncated(),
         }
     }
 
     #[inline]
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    fn u8(&mut self) -> Step<u8> {
         match self.buf.get(self.pos) {
             Some(&b) => {
                 self.pos += 1;
                 Ok(b)
             }
-            None => Err(DecodeError::Truncated(self.pos)),
+            None => self.truncated(),
         }
     }
 
     #[inline]
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    fn u16(&mut self) -> Step<u16> {
         self.array().map(u16::from_be_bytes)
     }
 
     #[inline]
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    fn u32(&mut self) -> Step<u32> {
         self.array().map(u32::from_be_bytes)
     }
 
     #[inline]
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    fn u64(&mut self) -> Step<u64> {
         self.array().map(u64::from_be_bytes)
     }
 
     /// An element count, refused when the remaining bytes cannot hold that many
     /// elements of at least `min_size` bytes each.
-    fn count(&mut self, n: usize, min_size: usize) -> Result<usize, DecodeError> {
+    #[inline]
+    fn count(&mut self, n: usize, min_size: usize) -> Step<usize> {
         let remaining = self.buf.len() - self.pos;
         if n.saturating_mul(min_size) > remaining {
-            return Err(DecodeError::Truncated(self.pos));
+            return self.truncated();
         }
         Ok(n)
     }
 
     /// The atom's text, inline in the `SmolStr` (no allocation) when it is
     /// 23 bytes or shorter, as nearly every atom is.
-    fn atom_text(&mut self, len: usize, utf8: bool) -> Result<smol_str::SmolStr, DecodeError> {
+    #[inline]
+    fn atom_text(&mut self, len: usize, utf8: bool) -> Step<smol_str::SmolStr> {
         let at = self.pos;
         let b = self.bytes(len)?;
         if utf8 || b.is_ascii() {
-            std::str::from_utf8(b)
-                .map(smol_str::SmolStr::new)
-                .map_err(|_| DecodeError::Invalid {
-                    what: "UTF-8 atom",
-                    at,
-                })
+            match std::str::from_utf8(b) {
+                Ok(text) => Ok(smol_str::SmolStr::new(text)),
+                Err(_) => self.invalid("UTF-8 atom", at),
+            }
         } else {
             Ok(b.iter().map(|&c| char::from(c)).collect())
         }
     }
 
-    fn atom(&mut self) -> Result<crate::term::Atom, DecodeError> {
+    fn atom(&mut self) -> Step<crate::term::Atom> {
         let at = self.pos;
         let tag = self.u8()?;
+        self.atom_after(tag, at)
+    }
+
+    /// The atom whose tag, read at `at`, was `tag`.
+    #[inline]
+    fn atom_after(&mut self, tag: u8, at: usize) -> Step<crate::term::Atom> {
         let name = match tag {
             SMALL_ATOM_UTF8_EXT => {
                 let n = usize::from(self.u8()?);
@@ -995,49 +1067,75 @@ impl<'a> Decoder<'a> {
                 let n = usize::from(self.u16()?);
                 self.atom_text(n, false)?
             }
-            _ => return Err(DecodeError::Invalid { what: "atom", at }),
+            _ => return self.invalid("atom", at),
         };
         Ok(crate::term::Atom::from(name))
     }
 
-    fn small_int(&mut self, depth: usize) -> Result<i64, DecodeError> {
+    /// One term, returned rather than put in a container.
+    #[inline]
+    fn one(&mut self, depth: usize) -> Step<Term> {
         let at = self.pos;
-        match self.term(depth + 1)? {
+        let mut slot = None;
+        self.term_to(depth, &mut slot)?;
+        match slot {
+            Some(t) => Ok(t),
+            None => self.invalid("term", at),
+        }
+    }
+
+    fn small_int(&mut self, depth: usize) -> Step<i64> {
+        let at = self.pos;
+        match self.one(depth + 1)? {
             Term::FixInteger(i) => Ok(i64::from(i.value)),
-            _ => Err(DecodeError::Invalid {
-                what: "integer",
-                at,
-            }),
+            _ => self.invalid("integer", at),
         }
     }
 
-    fn pid_term(&mut self, depth: usize) -> Result<crate::term::Pid, DecodeError> {
+    fn pid_term(&mut self, depth: usize) -> Step<crate::term::Pid> {
         let at = self.pos;
-        match self.term(depth + 1)? {
+        match self.one(depth + 1)? {
             Term::Pid(p) => Ok(p),
-            _ => Err(DecodeError::Invalid { what: "pid", at }),
+            _ => self.invalid("pid", at),
         }
     }
 
-    fn term(&mut self, depth: usize) -> Result<Term, DecodeError> {
+    /// `n` terms, each put straight into a new vector.
+    #[inline]
+    fn elements(&mut self, n: usize, depth: usize) -> Step<Vec<Term>> {
+        let mut elements = Vec::with_capacity(n);
+        for _ in 0..n {
+            self.term_to(depth + 1, &mut elements)?;
+        }
+        Ok(elements)
+    }
+
+    /// Decodes one term into `out`.
+    fn term_to<P: Put>(&mut self, depth: usize, out: &mut P) -> Step<()> {
         use crate::term::{
             BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
             List, Map, Pid, Port, Reference, Tuple,
         };
-        if depth > self.max_depth {
-            return Err(DecodeError::TooDeep(self.pos));
-        }
         let at = self.pos;
+        if depth > self.max_depth {
+            return self.fail(DecodeError::TooDeep(at));
+        }
         let tag = self.u8()?;
-        Ok(match tag {
-            SMALL_INTEGER_EXT => Term::FixInteger(FixInteger::from(i32::from(self.u8()?))),
-            INTEGER_EXT => Term::FixInteger(FixInteger::from(self.u32()? as i32)),
+        match tag {
+            SMALL_INTEGER_EXT => {
+                let v = self.u8()?;
+                out.put(Term::FixInteger(FixInteger::from(i32::from(v))));
+            }
+            INTEGER_EXT => {
+                let v = self.u32()?;
+                out.put(Term::FixInteger(FixInteger::from(v as i32)));
+            }
             NEW_FLOAT_EXT => {
                 let v = f64::from_bits(self.u64()?);
                 if !v.is_finite() {
-                    return Err(DecodeError::Invalid { what: "float", at });
+                    return self.invalid("float", at);
                 }
-                Term::Float(Float { value: v })
+                out.put(Term::Float(Float { value: v }));
             }
             FLOAT_EXT => {
                 let b = self.bytes(31)?;
@@ -1045,13 +1143,13 @@ impl<'a> Decoder<'a> {
                     .ok()
                     .map(|s| s.trim_end_matches('\0').trim());
                 match text.and_then(|s| s.parse::<f64>().ok()) {
-                    Some(v) if v.is_finite() => Term::Float(Float { value: v }),
-                    _ => return Err(DecodeError::Invalid { what: "float", at }),
+                    Some(v) if v.is_finite() => out.put(Term::Float(Float { value: v })),
+                    _ => return self.invalid("float", at),
                 }
             }
             SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
-                self.pos = at;
-                Term::Atom(self.atom()?)
+                let a = self.atom_after(tag, at)?;
+                out.put(Term::Atom(a));
             }
             SMALL_TUPLE_EXT | LARGE_TUPLE_EXT => {
                 let n = if tag == SMALL_TUPLE_EXT {
@@ -1060,31 +1158,27 @@ impl<'a> Decoder<'a> {
                     self.u32()? as usize
                 };
                 let n = self.count(n, 1)?;
-                let mut elements = Vec::with_capacity(n);
-                for _ in 0..n {
-                    elements.push(self.term(depth + 1)?);
-                }
-                Term::Tuple(Tuple { elements })
+                let elements = self.elements(n, depth)?;
+                out.put(Term::Tuple(Tuple { elements }));
             }
-            NIL_EXT => Term::List(List::nil()),
+            NIL_EXT => out.put(Term::List(List::nil())),
             STRING_EXT => {
                 let n = usize::from(self.u16()?);
-                Term::ByteList(ByteList::from(self.bytes(n)?.to_vec()))
+                let bytes = self.bytes(n)?.to_vec();
+                out.put(Term::ByteList(ByteList::from(bytes)));
             }
             LIST_EXT => {
                 let n = self.u32()? as usize;
                 let n = self.count(n, 1)?;
-                let mut elements = Vec::with_capacity(n);
-                for _ in 0..n {
-                    elements.push(self.term(depth + 1)?);
-                }
-                let tail = self.term(depth + 1)?;
+                let mut elements = self.elements(n, depth)?;
+                let tail = self.one(depth + 1)?;
                 // Whatever cells the tail adds join these, as on the BEAM: no
                 // cells here is just the tail, a list tail makes one longer list.
                 if elements.is_empty() {
-                    return Ok(tail);
+                    out.put(tail);
+                    return Ok(());
                 }
-                match tail {
+                out.put(match tail {
                     Term::List(mut l) => {
                         elements.append(&mut l.elements);
                         Term::List(List { elements })
@@ -1104,17 +1198,18 @@ impl<'a> Decoder<'a> {
                         elements,
                         last: Box::new(last),
                     }),
-                }
+                });
             }
             BINARY_EXT => {
                 let n = self.u32()? as usize;
                 match self.hole.take() {
                     Some(h) if h.at == self.pos && h.bytes.len() == n => {
-                        Term::Binary(Binary::from(h.bytes))
+                        out.put(Term::Binary(Binary::from(h.bytes)))
                     }
                     other => {
                         self.hole = other;
-                        Term::Binary(Binary::from(self.bytes(n)?.to_vec()))
+                        let bytes = self.bytes(n)?.to_vec();
+                        out.put(Term::Binary(Binary::from(bytes)));
                     }
                 }
             }
@@ -1123,24 +1218,21 @@ impl<'a> Decoder<'a> {
                 let bits = self.u8()?;
                 // As `binary_to_term`: no bits exactly when no bytes.
                 if (bits == 0) != (n == 0) || bits > 8 {
-                    return Err(DecodeError::Invalid {
-                        what: "bit count",
-                        at,
-                    });
+                    return self.invalid("bit count", at);
                 }
                 let mut bytes = self.bytes(n)?.to_vec();
                 if let Some(last) = bytes.last_mut() {
                     // Low end, as `BitBinary` keeps them (see `encode`).
                     *last >>= 8 - bits;
                 }
-                if bits == 8 {
+                out.put(if bits == 8 {
                     Term::Binary(Binary::from(bytes))
                 } else {
                     Term::BitBinary(BitBinary {
                         bytes,
                         tail_bits_size: bits,
                     })
-                }
+                });
             }
             SMALL_BIG_EXT | LARGE_BIG_EXT => {
                 let n = if tag == SMALL_BIG_EXT {
@@ -1153,12 +1245,7 @@ impl<'a> Decoder<'a> {
                 let sign = match sign {
                     0 => num_bigint::Sign::Plus,
                     1 => num_bigint::Sign::Minus,
-                    _ => {
-                        return Err(DecodeError::Invalid {
-                            what: "bignum sign",
-                            at,
-                        })
-                    }
+                    _ => return self.invalid("bignum sign", at),
                 };
                 if let Some(word) = word_of(digits) {
                     // Up to 64 bits: no BigInt arithmetic to find the value.
@@ -1167,20 +1254,21 @@ impl<'a> Decoder<'a> {
                     } else {
                         i128::from(word)
                     };
-                    return Ok(match i32::try_from(v) {
+                    out.put(match i32::try_from(v) {
                         Ok(small) => Term::FixInteger(FixInteger::from(small)),
                         Err(_) => Term::BigInteger(BigInteger {
                             value: num_bigint::BigInt::from(v),
                         }),
                     });
+                    return Ok(());
                 }
                 let v = num_bigint::BigInt::from_bytes_le(sign, digits);
                 // The BEAM's own terms never carry a 32-bit value as a bignum,
                 // but normalise so equal integers compare equal.
-                match i32::try_from(&v) {
+                out.put(match i32::try_from(&v) {
                     Ok(small) => Term::FixInteger(FixInteger::from(small)),
                     Err(_) => Term::BigInteger(BigInteger { value: v }),
-                }
+                });
             }
             NEW_PID_EXT | PID_EXT => {
                 let node = self.atom()?;
@@ -1191,12 +1279,12 @@ impl<'a> Decoder<'a> {
                 } else {
                     u32::from(self.u8()?)
                 };
-                Term::Pid(Pid {
+                out.put(Term::Pid(Pid {
                     node,
                     id,
                     serial,
                     creation,
-                })
+                }));
             }
             NEW_PORT_EXT | PORT_EXT | V4_PORT_EXT => {
                 let node = self.atom()?;
@@ -1210,15 +1298,12 @@ impl<'a> Decoder<'a> {
                 } else {
                     self.u32()?
                 };
-                Term::Port(Port { node, id, creation })
+                out.put(Term::Port(Port { node, id, creation }));
             }
             NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT => {
                 let n = usize::from(self.u16()?);
                 if n == 0 || n > 5 {
-                    return Err(DecodeError::Invalid {
-                        what: "reference",
-                        at,
-                    });
+                    return self.invalid("reference", at);
                 }
                 let node = self.atom()?;
                 let creation = if tag == NEWER_REFERENCE_EXT {
@@ -1230,32 +1315,33 @@ impl<'a> Decoder<'a> {
                 for _ in 0..n {
                     id.push(self.u32()?);
                 }
-                Term::Reference(Box::new(Reference { node, id, creation }))
+                out.put(Term::Reference(Box::new(Reference { node, id, creation })));
             }
             REFERENCE_EXT => {
                 let node = self.atom()?;
                 let id = vec![self.u32()?];
                 let creation = u32::from(self.u8()?);
-                Term::Reference(Box::new(Reference { node, id, creation }))
+                out.put(Term::Reference(Box::new(Reference { node, id, creation })));
             }
             EXPORT_EXT => {
                 let module = self.atom()?;
                 let function = self.atom()?;
                 let arity = self.small_int(depth)?;
-                let arity =
-                    u8::try_from(arity).map_err(|_| DecodeError::Invalid { what: "arity", at })?;
-                Term::ExternalFun(Box::new(ExternalFun {
+                let Ok(arity) = u8::try_from(arity) else {
+                    return self.invalid("arity", at);
+                };
+                out.put(Term::ExternalFun(Box::new(ExternalFun {
                     module,
                     function,
                     arity,
-                }))
+                })));
             }
             NEW_FUN_EXT => {
                 // The size counts itself and what follows, not the tag.
                 let size = self.u32()? as usize;
                 let end = (at + 1).checked_add(size).filter(|&e| e <= self.buf.len());
                 let Some(end) = end else {
-                    return Err(DecodeError::Truncated(at));
+                    return self.fail(DecodeError::Truncated(at));
                 };
                 let arity = self.u8()?;
                 let mut uniq = [0u8; 16];
@@ -1267,17 +1353,11 @@ impl<'a> Decoder<'a> {
                 let old_index = self.small_int(depth)? as i32;
                 let old_uniq = self.small_int(depth)? as i32;
                 let pid = self.pid_term(depth)?;
-                let mut free_vars = Vec::with_capacity(num_free);
-                for _ in 0..num_free {
-                    free_vars.push(self.term(depth + 1)?);
-                }
+                let free_vars = self.elements(num_free, depth)?;
                 if self.pos != end {
-                    return Err(DecodeError::Invalid {
-                        what: "fun size",
-                        at,
-                    });
+                    return self.invalid("fun size", at);
                 }
-                Term::InternalFun(Box::new(InternalFun::New {
+                out.put(Term::InternalFun(Box::new(InternalFun::New {
                     module,
                     arity,
                     pid,
@@ -1286,7 +1366,7 @@ impl<'a> Decoder<'a> {
                     uniq,
                     old_index,
                     old_uniq,
-                }))
+                })));
             }
             FUN_EXT => {
                 let num_free = self.u32()? as usize;
@@ -1295,31 +1375,29 @@ impl<'a> Decoder<'a> {
                 let module = self.atom()?;
                 let index = self.small_int(depth)? as i32;
                 let uniq = self.small_int(depth)? as i32;
-                let mut free_vars = Vec::with_capacity(num_free);
-                for _ in 0..num_free {
-                    free_vars.push(self.term(depth + 1)?);
-                }
-                Term::InternalFun(Box::new(InternalFun::Old {
+                let free_vars = self.elements(num_free, depth)?;
+                out.put(Term::InternalFun(Box::new(InternalFun::Old {
                     module,
                     pid,
                     free_vars,
                     index,
                     uniq,
-                }))
+                })));
             }
             MAP_EXT => {
                 let n = self.u32()? as usize;
                 let n = self.count(n, 2)?;
                 let mut map = crate::term::TermMap::with_capacity_and_hasher(n, Default::default());
                 for _ in 0..n {
-                    let k = self.term(depth + 1)?;
-                    let v = self.term(depth + 1)?;
+                    let k = self.one(depth + 1)?;
+                    let v = self.one(depth + 1)?;
                     map.insert(k, v);
                 }
-                Term::Map(Map { map })
+                out.put(Term::Map(Map { map }));
             }
-            _ => return Err(DecodeError::UnknownTag { tag, at }),
-        })
+            _ => return self.fail(DecodeError::UnknownTag { tag, at }),
+        }
+        Ok(())
     }
 }
 
