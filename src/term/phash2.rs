@@ -430,8 +430,8 @@ fn car_byte(pos: &ListPos<'_>) -> Option<u8> {
     }
 }
 
-/// One round of `mix` keyed by `key`, as [`Hasher::mix2`] does it, on a
-/// running value passed in and returned.
+/// One round of `mix` of `x` and `y` keyed by `key` into the running value
+/// `hash`.
 #[inline(always)]
 fn mix_in(hash: u32, x: u32, y: u32, key: u32) -> u32 {
     mix(key.wrapping_add(x), key.wrapping_add(y), hash)
@@ -554,8 +554,12 @@ fn proper_list(mut hash: u32, elements: &[Term], depth: u32) -> u32 {
     if count > 0 {
         hash = mix_in(hash, word, 0, GOLDEN_4);
     }
-    // The closing `[]`, which is never the first thing hashed here unless
-    // the list is empty.
+    nil_in(hash)
+}
+
+/// `[]`: like an atom, a constant while the running value is still 0.
+#[inline(always)]
+fn nil_in(hash: u32) -> u32 {
     if hash == 0 {
         NIL_FIRST
     } else {
@@ -627,7 +631,7 @@ struct Hasher<'a> {
 impl<'a> Hasher<'a> {
     #[inline]
     fn mix2(&mut self, x: u32, y: u32, key: u32) {
-        self.hash = mix(key.wrapping_add(x), key.wrapping_add(y), self.hash);
+        self.hash = mix_in(self.hash, x, y, key);
     }
 
     #[inline]
@@ -753,12 +757,7 @@ impl<'a> Hasher<'a> {
     fn step(&mut self, node: Node<'a>) -> Option<Node<'a>> {
         match node {
             Node::Nil => {
-                // Like atoms: a constant while nothing has been hashed yet.
-                if self.hash == 0 {
-                    self.hash = NIL_FIRST;
-                } else {
-                    self.mix1(NIL_TYPE_NUMBER, GOLDEN_2);
-                }
+                self.hash = nil_in(self.hash);
                 None
             }
             Node::Byte(b) => {
