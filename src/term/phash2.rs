@@ -465,6 +465,54 @@ fn int_in(hash: u32, repr: IntRepr<'_>) -> u32 {
     }
 }
 
+/// An atom: its stored hash taken as is while the running value is still 0
+/// (a bare atom, or the first atom of a map key), mixed in otherwise.
+#[inline(always)]
+fn atom_in(hash: u32, name: &str) -> u32 {
+    let h = atom_hash(name);
+    if hash == 0 {
+        h
+    } else {
+        mix_in(hash, h, 0, GOLDEN_3)
+    }
+}
+
+/// A float; -0.0 hashes as 0.0.
+#[inline(always)]
+fn float_in(hash: u32, value: f64) -> u32 {
+    let bits = if value == 0.0 { 0 } else { value.to_bits() };
+    mix_in(hash, (bits >> 32) as u32, bits as u32, GOLDEN_12)
+}
+
+/// A bitstring: `bytes` holds whole bytes, except that when `tail_bits` is
+/// 1..=7 the last byte holds only that many bits.
+///
+/// `BitBinary` keeps those bits right-aligned (the decoder shifts them down
+/// from the high end where the external format puts them, the encoder shifts
+/// them back up and so drops anything above them). The emulator hashes the
+/// same value: the tail bits shifted down.
+#[inline]
+fn bits_in(hash: u32, bytes: &[u8], tail_bits: u8) -> u32 {
+    let (whole, partial) = match bytes.split_last() {
+        Some((&last, init)) if (1..8).contains(&tail_bits) => (init, Some(last)),
+        _ => (bytes, None),
+    };
+    let seed = GOLDEN_13.wrapping_add(hash);
+    if whole.is_empty() && partial.is_none() {
+        return seed;
+    }
+    let h = block_hash(whole, seed);
+    match partial {
+        Some(last) => mix_in(
+            h,
+            u32::from(tail_bits),
+            u32::from(last & ((1u8 << tail_bits) - 1)),
+            GOLDEN_15,
+        ),
+        None => h,
+    }
+}
+
 /// Hashes `term` completely onto the running value `hash`, straight from its
 /// own shape where it is one of the common ones (no [`Node`] built per
 /// element, a proper list's bytes packed in one loop); everything else goes
@@ -481,22 +529,9 @@ fn fast(hash: u32, term: &Term, depth: u32) -> u32 {
     match term {
         Term::FixInteger(i) => int_in(hash, int_repr_i64(i64::from(i.value))),
         Term::BigInteger(b) => int_in(hash, int_repr_big(b)),
-        Term::Atom(a) => {
-            // Its stored hash taken as is while nothing has been hashed yet.
-            let h = atom_hash(&a.name);
-            if hash == 0 {
-                h
-            } else {
-                mix_in(hash, h, 0, GOLDEN_3)
-            }
-        }
-        Term::Binary(b) if b.bytes.is_empty() => GOLDEN_13.wrapping_add(hash),
-        Term::Binary(b) => block_hash(&b.bytes, GOLDEN_13.wrapping_add(hash)),
-        Term::Float(f) => {
-            // -0.0 hashes as 0.0.
-            let bits = if f.value == 0.0 { 0 } else { f.value.to_bits() };
-            mix_in(hash, (bits >> 32) as u32, bits as u32, GOLDEN_12)
-        }
+        Term::Atom(a) => atom_in(hash, &a.name),
+        Term::Binary(b) => bits_in(hash, &b.bytes, 0),
+        Term::Float(f) => float_in(hash, f.value),
         Term::Pid(p) => mix_in(hash, p.id, 0, GOLDEN_5),
         Term::Tuple(t) => {
             let mut h = mix_in(hash, t.elements.len() as u32, 0, GOLDEN_9);
@@ -664,17 +699,10 @@ impl<'a> Hasher<'a> {
         }
     }
 
-    /// An atom: its stored hash taken as is while the running value is
-    /// still 0 (e.g. a bare atom, or the first atom of a map key), mixed in
-    /// otherwise.
+    /// An atom, as [`atom_in`].
     #[inline]
     fn atom(&mut self, name: &str) {
-        let h = atom_hash(name);
-        if self.hash == 0 {
-            self.hash = h;
-        } else {
-            self.mix1(h, GOLDEN_3);
-        }
+        self.hash = atom_in(self.hash, name);
     }
 
     fn term_rec(&mut self, term: &'a Term, depth: u32) {
@@ -822,9 +850,7 @@ impl<'a> Hasher<'a> {
                 None
             }
             Term::Float(f) => {
-                // -0.0 hashes as 0.0.
-                let bits = if f.value == 0.0 { 0 } else { f.value.to_bits() };
-                self.mix2((bits >> 32) as u32, bits as u32, GOLDEN_12);
+                self.hash = float_in(self.hash, f.value);
                 None
             }
             Term::Binary(b) => {
@@ -909,31 +935,9 @@ impl<'a> Hasher<'a> {
         Some(node_of(first))
     }
 
-    /// Hashes a bitstring: `bytes` holds whole bytes, except that when
-    /// `tail_bits` is 1..=7 the last byte holds only that many bits.
-    ///
-    /// `BitBinary` keeps those bits right-aligned (the decoder shifts them
-    /// down from the high end where the external format puts them, the
-    /// encoder shifts them back up and so drops anything above them). The emulator
-    /// hashes the same value: the tail bits shifted down.
+    /// A bitstring, as [`bits_in`].
     fn bits(&mut self, bytes: &[u8], tail_bits: u8) {
-        let (whole, partial) = match bytes.split_last() {
-            Some((&last, init)) if (1..8).contains(&tail_bits) => (init, Some(last)),
-            _ => (bytes, None),
-        };
-        let seed = GOLDEN_13.wrapping_add(self.hash);
-        if whole.is_empty() && partial.is_none() {
-            self.hash = seed;
-            return;
-        }
-        self.hash = block_hash(whole, seed);
-        if let Some(last) = partial {
-            self.mix2(
-                u32::from(tail_bits),
-                u32::from(last & ((1u8 << tail_bits) - 1)),
-                GOLDEN_15,
-            );
-        }
+        self.hash = bits_in(self.hash, bytes, tail_bits);
     }
 }
 
