@@ -438,10 +438,9 @@ async fn read_loop(
             tokio::task::yield_now().await;
             let started = std::time::Instant::now();
             loop {
-                let limit = decoder.read_limit(&buf).unwrap_or(usize::MAX);
-                let (got, direct) = match decoder.direct_target() {
-                    Some((gathered, max)) => (read.try_read_buf(&mut gathered.limit(max)), true),
-                    None => (read.try_read_buf(&mut (&mut buf).limit(limit)), false),
+                let (got, direct) = {
+                    let (mut target, direct) = read_target(&mut decoder, &mut buf);
+                    (read.try_read_buf(&mut target), direct)
                 };
                 match got {
                     Ok(0) => return "connection_closed".into(),
@@ -463,25 +462,35 @@ async fn read_loop(
                 continue;
             }
         }
-        // Bytes that belong inside a large binary being gathered are read
-        // straight into it; until its next fragment's header is known, only
-        // that header is read (see `FrameDecoder::read_limit`).
-        let limit = decoder.read_limit(&buf).unwrap_or(usize::MAX);
-        let target = decoder.direct_target();
-        let direct = target.is_some();
         tokio::select! {
             r = async {
-                match target {
-                    Some((gathered, max)) => read.read_buf(&mut gathered.limit(max)).await,
-                    None => read.read_buf(&mut (&mut buf).limit(limit)).await,
-                }
+                let (mut target, direct) = read_target(&mut decoder, &mut buf);
+                (read.read_buf(&mut target).await, direct)
             } => match r {
-                Ok(0) => return "connection_closed".into(),
-                Ok(n) => took(&mut decoder, direct, n, counters, &liveness),
-                Err(e) => return format!("read error: {e}"),
+                (Ok(0), _) => return "connection_closed".into(),
+                (Ok(n), direct) => took(&mut decoder, direct, n, counters, &liveness),
+                (Err(e), _) => return format!("read error: {e}"),
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
+    }
+}
+
+/// Where the reader's next read goes, and whether that is straight into the
+/// large binary being gathered: bytes that belong inside it go there; until
+/// its next fragment's header is known, only up to that header is read into
+/// `buf` (see [`FrameDecoder::read_limit`]).
+fn read_target<'a>(
+    decoder: &'a mut FrameDecoder,
+    buf: &'a mut BytesMut,
+) -> (bytes::buf::Limit<&'a mut (dyn BufMut + Send)>, bool) {
+    let limit = decoder.read_limit(buf).unwrap_or(usize::MAX);
+    match decoder.direct_target() {
+        Some((gathered, max)) => (
+            BufMut::limit(gathered as &mut (dyn BufMut + Send), max),
+            true,
+        ),
+        None => (BufMut::limit(buf as &mut (dyn BufMut + Send), limit), false),
     }
 }
 
