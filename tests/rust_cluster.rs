@@ -397,8 +397,8 @@ async fn cli_ping_reads_the_cookie_from_home_erlang_cookie() {
 }
 
 /// One side busy-polls its connection (the default), the other never does:
-/// calls each way and a stream each way arrive whole and in order whichever
-/// way a reader waits for bytes.
+/// calls each way get their replies and a stream each way arrives whole,
+/// whichever way a reader waits for bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_and_streams_arrive_with_busy_polling_on_or_off() {
     let port = common::free_port();

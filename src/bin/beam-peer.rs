@@ -49,9 +49,10 @@ enum Command {
         #[arg(long)]
         join: Vec<String>,
         /// Microseconds a connection's reader polls its socket after
-        /// request/response traffic before it sleeps (0: never).
-        #[arg(long, default_value_t = 200)]
-        busy_poll_us: u64,
+        /// request/response traffic before it sleeps (0: never; the
+        /// library's default, 200, when not given).
+        #[arg(long)]
+        busy_poll_us: Option<u64>,
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
@@ -104,9 +105,10 @@ async fn main() -> anyhow::Result<()> {
             join,
             busy_poll_us,
         } => {
-            let mut config = NodeConfig::new(name)
-                .hidden(hidden)
-                .busy_poll(std::time::Duration::from_micros(busy_poll_us));
+            let mut config = NodeConfig::new(name).hidden(hidden);
+            if let Some(us) = busy_poll_us {
+                config = config.busy_poll(std::time::Duration::from_micros(us));
+            }
             if let Some(c) = cookie {
                 config = config.cookie(c);
             }
