@@ -53,6 +53,11 @@ enum Command {
         /// library's default, 200, when not given).
         #[arg(long)]
         busy_poll_us: Option<u64>,
+        /// Microseconds a connection's reader lets a stream of small
+        /// messages gather between reads (0: never; the library's default,
+        /// 1000, when not given).
+        #[arg(long)]
+        read_coalesce_us: Option<u64>,
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
@@ -104,10 +109,14 @@ async fn main() -> anyhow::Result<()> {
             hidden,
             join,
             busy_poll_us,
+            read_coalesce_us,
         } => {
             let mut config = NodeConfig::new(name).hidden(hidden);
             if let Some(us) = busy_poll_us {
                 config = config.busy_poll(std::time::Duration::from_micros(us));
+            }
+            if let Some(us) = read_coalesce_us {
+                config = config.read_coalesce(std::time::Duration::from_micros(us));
             }
             if let Some(c) = cookie {
                 config = config.cookie(c);

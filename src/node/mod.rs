@@ -76,6 +76,14 @@ pub struct NodeConfig {
     /// Streaming peers are read in batches without it. Costs up to this much
     /// CPU per quiet spell; zero turns it off.
     pub busy_poll: Duration,
+    /// After a read that brought a stream of small messages, a connection's
+    /// reader waits this long (rounded up to the runtime's 1 ms timer tick)
+    /// before its next read, so the stream arrives in batches instead of one
+    /// TCP segment and one wake-up per message: fewer segments cost the
+    /// sending peer less too (see `dist::connection`). Messages in such a
+    /// stream wait up to this much longer; request/response traffic and
+    /// large reads are never paused. Zero turns it off.
+    pub read_coalesce: Duration,
 }
 
 impl NodeConfig {
@@ -94,6 +102,7 @@ impl NodeConfig {
             max_message_size: 1 << 30,
             connect_timeout: Duration::from_secs(7),
             busy_poll: Duration::from_micros(200),
+            read_coalesce: Duration::from_millis(1),
         }
     }
 
@@ -131,6 +140,12 @@ impl NodeConfig {
     /// See [`NodeConfig::busy_poll`]; `Duration::ZERO` turns it off.
     pub fn busy_poll(mut self, window: Duration) -> Self {
         self.busy_poll = window;
+        self
+    }
+
+    /// See [`NodeConfig::read_coalesce`]; `Duration::ZERO` turns it off.
+    pub fn read_coalesce(mut self, pause: Duration) -> Self {
+        self.read_coalesce = pause;
         self
     }
 }
