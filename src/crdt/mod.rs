@@ -53,8 +53,7 @@ mod elixir {
 
     /// `%Name{field: value, ...}`: a map with `__struct__ => :Name`.
     pub(super) fn build_struct(name: &str, fields: Vec<(&str, Term)>) -> Term {
-        let mut map =
-            crate::term::TermMap::with_capacity_and_hasher(fields.len() + 1, Default::default());
+        let mut map = crate::term::TermMap::with_capacity(fields.len() + 1);
         map.insert(atom("__struct__"), atom(name));
         for (k, v) in fields {
             map.insert(atom(k), v);

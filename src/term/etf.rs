@@ -1387,7 +1387,7 @@ impl<'a> Decoder<'a> {
             MAP_EXT => {
                 let n = self.u32()? as usize;
                 let n = self.count(n, 2)?;
-                let mut map = crate::term::TermMap::with_capacity_and_hasher(n, Default::default());
+                let mut map = crate::term::TermMap::with_capacity(n);
                 for _ in 0..n {
                     let k = self.one(depth + 1)?;
                     let v = self.one(depth + 1)?;

@@ -8,9 +8,10 @@
 //!   all of them) lives inline, so decoding one allocates nothing and cloning
 //!   a long one (`'Elixir.DeltaCrdt.CausalCrdt.Diff'`) is a reference-count
 //!   increment;
-//! - a map is a hash map with `foldhash`'s randomly seeded hasher rather than
-//!   SipHash, and it hashes the same whatever its iteration order (`eetf`'s
-//!   did not: two equal maps could hash differently).
+//! - a map of up to 16 pairs is a vector of pairs searched by comparison,
+//!   a larger one a hash map with `foldhash`'s randomly seeded hasher rather
+//!   than SipHash ([`TermMap`]); either hashes the same whatever its order
+//!   (`eetf`'s did not: two equal maps could hash differently).
 //!
 //! Recursive values (lists, tuples, maps, funs) are dropped and compared by
 //! recursion; code that accepts terms from the network bounds their depth
@@ -27,8 +28,255 @@ use smol_str::SmolStr;
 /// peer chose cannot be made to collide on purpose.
 pub type MapHasher = foldhash::fast::RandomState;
 
-/// The pairs of a [`Map`].
-pub type TermMap = HashMap<Term, Term, MapHasher>;
+/// The pairs of a [`Map`], with the part of `HashMap`'s interface the crate
+/// uses.
+///
+/// Nearly every map on the wire is small (a struct, a few options, a
+/// CRDT's dots): up to [`TermMap::SMALL`] pairs are kept in a plain vector
+/// and found by comparison, as the BEAM keeps maps of up to 32 keys in a
+/// flat array. Decoding one is then one allocation and no hashing, and
+/// iterating it walks contiguous memory. A map that grows past that moves
+/// to a hash table for good.
+#[derive(Clone, Default)]
+pub struct TermMap {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Small(Vec<(Term, Term)>),
+    Large(HashMap<Term, Term, MapHasher>),
+}
+
+impl Default for Repr {
+    fn default() -> Repr {
+        Repr::Small(Vec::new())
+    }
+}
+
+impl TermMap {
+    /// Most pairs kept in the vector. Above it a lookup costs more by
+    /// comparison than by hashing, and decoding a map (which checks each
+    /// key against those before it) grows quadratically.
+    pub const SMALL: usize = 16;
+
+    pub fn new() -> TermMap {
+        TermMap::default()
+    }
+
+    /// An empty map with room for `n` pairs.
+    pub fn with_capacity(n: usize) -> TermMap {
+        let repr = if n <= Self::SMALL {
+            Repr::Small(Vec::with_capacity(n))
+        } else {
+            Repr::Large(HashMap::with_capacity_and_hasher(n, MapHasher::default()))
+        };
+        TermMap { repr }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Small(v) => v.len(),
+            Repr::Large(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &Term) -> Option<&Term> {
+        match &self.repr {
+            Repr::Small(v) => v.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Repr::Large(m) => m.get(key),
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &Term) -> Option<&mut Term> {
+        match &mut self.repr {
+            Repr::Small(v) => v.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v),
+            Repr::Large(m) => m.get_mut(key),
+        }
+    }
+
+    pub fn contains_key(&self, key: &Term) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Puts `value` under `key`; returns the value it replaced.
+    pub fn insert(&mut self, key: Term, value: Term) -> Option<Term> {
+        match &mut self.repr {
+            Repr::Small(v) => {
+                if let Some((_, old)) = v.iter_mut().find(|(k, _)| *k == key) {
+                    return Some(std::mem::replace(old, value));
+                }
+                if v.len() < Self::SMALL {
+                    v.push((key, value));
+                    return None;
+                }
+                let mut m = HashMap::with_capacity_and_hasher(v.len() * 2, MapHasher::default());
+                m.extend(std::mem::take(v));
+                m.insert(key, value);
+                self.repr = Repr::Large(m);
+                None
+            }
+            Repr::Large(m) => m.insert(key, value),
+        }
+    }
+
+    pub fn remove(&mut self, key: &Term) -> Option<Term> {
+        match &mut self.repr {
+            Repr::Small(v) => {
+                let i = v.iter().position(|(k, _)| k == key)?;
+                Some(v.swap_remove(i).1)
+            }
+            Repr::Large(m) => m.remove(key),
+        }
+    }
+
+    /// The pairs, in no particular order.
+    pub fn iter(&self) -> Iter<'_> {
+        match &self.repr {
+            Repr::Small(v) => Iter::Small(v.iter()),
+            Repr::Large(m) => Iter::Large(m.iter()),
+        }
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Term> {
+        let (small, large) = match &mut self.repr {
+            Repr::Small(v) => (Some(v.iter_mut().map(|(_, v)| v)), None),
+            Repr::Large(m) => (None, Some(m.values_mut())),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Term> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Term> {
+        self.iter().map(|(_, v)| v)
+    }
+}
+
+/// The pairs of a [`TermMap`], borrowed.
+pub enum Iter<'a> {
+    Small(std::slice::Iter<'a, (Term, Term)>),
+    Large(std::collections::hash_map::Iter<'a, Term, Term>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a Term, &'a Term);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(it) => it.next().map(|(k, v)| (k, v)),
+            Iter::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Small(it) => it.size_hint(),
+            Iter::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+/// The pairs of a [`TermMap`], owned.
+pub enum IntoIter {
+    Small(std::vec::IntoIter<(Term, Term)>),
+    Large(std::collections::hash_map::IntoIter<Term, Term>),
+}
+
+impl Iterator for IntoIter {
+    type Item = (Term, Term);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            IntoIter::Small(it) => it.next(),
+            IntoIter::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            IntoIter::Small(it) => it.size_hint(),
+            IntoIter::Large(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for IntoIter {}
+
+impl IntoIterator for TermMap {
+    type Item = (Term, Term);
+    type IntoIter = IntoIter;
+
+    fn into_iter(self) -> IntoIter {
+        match self.repr {
+            Repr::Small(v) => IntoIter::Small(v.into_iter()),
+            Repr::Large(m) => IntoIter::Large(m.into_iter()),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a TermMap {
+    type Item = (&'a Term, &'a Term);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl Extend<(Term, Term)> for TermMap {
+    fn extend<I: IntoIterator<Item = (Term, Term)>>(&mut self, pairs: I) {
+        for (k, v) in pairs {
+            self.insert(k, v);
+        }
+    }
+}
+
+impl FromIterator<(Term, Term)> for TermMap {
+    fn from_iter<I: IntoIterator<Item = (Term, Term)>>(pairs: I) -> TermMap {
+        let pairs = pairs.into_iter();
+        let mut m = TermMap::with_capacity(pairs.size_hint().0);
+        m.extend(pairs);
+        m
+    }
+}
+
+/// `map[&key]`, as `HashMap` has it: panics when `key` is absent.
+impl std::ops::Index<&Term> for TermMap {
+    type Output = Term;
+
+    fn index(&self, key: &Term) -> &Term {
+        self.get(key).expect("key in map")
+    }
+}
+
+/// Equal when they hold the same pairs, whatever their order or layout.
+impl PartialEq for TermMap {
+    fn eq(&self, other: &TermMap) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for TermMap {}
+
+impl fmt::Debug for TermMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
 
 /// Any Erlang term.
 #[derive(Debug, PartialEq, Eq, Hash, Clone)]
@@ -401,7 +649,7 @@ impl Map {
     /// An empty map with room for `n` pairs.
     pub fn with_capacity(n: usize) -> Map {
         Map {
-            map: TermMap::with_capacity_and_hasher(n, MapHasher::default()),
+            map: TermMap::with_capacity(n),
         }
     }
 }
@@ -437,6 +685,12 @@ impl<const N: usize> From<[(Term, Term); N]> for Map {
 impl From<Vec<(Term, Term)>> for Map {
     fn from(pairs: Vec<(Term, Term)>) -> Map {
         pairs.into_iter().collect()
+    }
+}
+
+impl From<TermMap> for Map {
+    fn from(map: TermMap) -> Map {
+        Map { map }
     }
 }
 
@@ -654,6 +908,44 @@ mod tests {
         let backward: Map = pairs.iter().rev().cloned().collect();
         assert_eq!(forward, backward);
         assert_eq!(hash_of(&Term::Map(forward)), hash_of(&Term::Map(backward)));
+    }
+
+    #[test]
+    fn a_map_keeps_its_pairs_across_the_move_to_a_hash_table() {
+        let int = |i: i32| Term::from(FixInteger::from(i));
+        let mut grown = TermMap::new();
+        let n = TermMap::SMALL as i32 * 3;
+        for i in 0..n {
+            assert_eq!(grown.insert(int(i), int(-i)), None);
+            assert_eq!(grown.insert(int(i), int(i)), Some(int(-i)), "replaced");
+            assert_eq!(grown.len(), i as usize + 1);
+        }
+        for i in 0..n {
+            assert_eq!(grown.get(&int(i)), Some(&int(i)));
+        }
+        assert_eq!(grown.get(&int(n)), None);
+        // Equal whatever the layout: the same pairs kept small.
+        let mut small = TermMap::new();
+        for i in 0..4 {
+            small.insert(int(i), int(i));
+        }
+        let mut shrunk = grown.clone();
+        for i in 4..n {
+            assert_eq!(shrunk.remove(&int(i)), Some(int(i)));
+        }
+        assert_eq!(shrunk.remove(&int(n)), None);
+        assert_eq!(shrunk, small);
+        assert_eq!(
+            hash_of(&Term::Map(shrunk.into())),
+            hash_of(&Term::Map(small.clone().into()))
+        );
+        // Order does not matter to equality; values do.
+        let backward: TermMap = (0..4).rev().map(|i| (int(i), int(i))).collect();
+        assert_eq!(backward, small);
+        let mut other = small.clone();
+        *other.get_mut(&int(3)).expect("present") = int(7);
+        assert_ne!(other, small);
+        assert_eq!(other.values().filter(|v| **v == int(7)).count(), 1);
     }
 
     #[test]
