@@ -58,6 +58,41 @@ for name, body in bodies():
     # The same under small limits (selector bit 7 set).
     write("frame_decoder", name + "_frag_small", b"\x02\x9a" + first + cont)
 
+
+
+# Atom cache references as a BEAM makes them once DIST_HDR_ATOM_CACHE is
+# negotiated: new entries, the same slots named again, and a fragmented
+# message whose first fragment fills a slot that a message arriving between
+# its fragments names. The body is {6, <Ref0.1.2.3>, '', Ref1} {Ref2, 1}.
+def atom_refs(entries):
+    n = len(entries)
+    flags = [0] * (n // 2 + 1)
+    for i, (new, slot, _) in enumerate(entries):
+        flags[i // 2] |= ((slot >> 8) | (8 if new else 0)) << ((i & 1) * 4)
+    out = bytes([n] + flags)
+    for new, slot, text in entries:
+        out += bytes([slot & 255])
+        if new:
+            out += bytes([len(text)]) + text.encode()
+    return out
+
+
+reg_send = bytes([104, 4, 97, 6, 88, 82, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3,
+                  119, 0, 82, 1, 104, 2, 82, 2, 97, 1])
+cached = (
+    frame(b"\x83\x44" + atom_refs([(True, 9, "a@host"), (True, 300, "sink"), (True, 5, "m")]) + reg_send)
+    + frame(b"\x83\x44" + atom_refs([(False, 9, ""), (False, 5, ""), (False, 300, "")]) + reg_send)
+    + frame(b"\x83\x45" + be64(7) + be64(2)
+            + atom_refs([(True, 12, "big"), (False, 9, ""), (False, 5, "")]) + reg_send[:10])
+    + frame(b"\x83\x44" + atom_refs([(False, 9, ""), (False, 12, ""), (False, 300, "")]) + reg_send)
+    + frame(b"\x83\x46" + be64(7) + be64(1) + reg_send[10:])
+)
+write("frame_decoder", "10_send_atom_cache", b"\x03\x00" + cached)
+# What a real OTP 25 node sent once the atom cache was negotiated (see the
+# test that decodes it in src/dist/codec/tests.rs).
+with open(os.path.join(FIXTURES, "codec", "streams", "otp25_atom_cache.bin"), "rb") as fh:
+    write("frame_decoder", "11_recorded_atom_cache", b"\x05\x00" + fh.read())
+
 # handshake: [mode, chunking seed] + bytes; honest prefix of 0..3 outputs.
 for side in (0, 1):
     for version in (0, 2):

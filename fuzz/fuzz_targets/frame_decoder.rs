@@ -1,5 +1,6 @@
 //! `FrameDecoder` fed arbitrary bytes, whole and in arbitrary chunks, with
-//! `decode_control` on every message frame.
+//! `decode_control_cached` on every message frame (with the atoms its
+//! header's cache references stand for).
 //!
 //! Input: `[chunking seed, limits selector, stream bytes...]`.
 //! Checks beyond "no panic": chunked decoding yields exactly what decoding
@@ -9,7 +10,8 @@
 #![no_main]
 
 use beam_peer::dist::codec::{
-    decode_control, encode_control, encode_control_headered, Frame, FrameDecoder,
+    decode_control, decode_control_cached, encode_control, encode_control_headered, Frame,
+    FrameDecoder,
 };
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
@@ -20,7 +22,7 @@ mod chunks;
 #[derive(Debug, PartialEq)]
 enum Out {
     Tick,
-    Message(Vec<u8>),
+    Message(Vec<u8>, Vec<String>),
     Error(String),
 }
 
@@ -66,8 +68,9 @@ fn drain(dec: &mut FrameDecoder, buf: &mut BytesMut, lim: &Limits, out: &mut Vec
             Ok(Some(frame @ (Frame::Message(_) | Frame::Split { .. }))) => {
                 let body = frame.joined().expect("a message");
                 assert!(body.len() <= lim.max_message, "message over the size limit");
-                check_control(&body);
-                out.push(Out::Message(body.to_vec()));
+                check_control(&body, dec.atoms());
+                let atoms = dec.atoms().iter().map(|a| a.as_str().to_owned()).collect();
+                out.push(Out::Message(body.to_vec(), atoms));
             }
             Err(e) => {
                 out.push(Out::Error(e.to_string()));
@@ -77,8 +80,8 @@ fn drain(dec: &mut FrameDecoder, buf: &mut BytesMut, lim: &Limits, out: &mut Vec
     }
 }
 
-fn check_control(body: &[u8]) {
-    if let Ok(msg) = decode_control(body) {
+fn check_control(body: &[u8], atoms: &[beam_peer::term::Atom]) {
+    if let Ok(msg) = decode_control_cached(body, atoms) {
         if let Ok(again) = encode_control(msg.clone()) {
             assert!(
                 decode_control(&again).is_ok(),

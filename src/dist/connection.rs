@@ -348,8 +348,7 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     let ticktime = node.config().net_ticktime;
     let liveness = std::sync::Arc::new(Liveness::default());
     let writer_liveness = liveness.clone();
-    let fragment_size = node.config().fragment_size;
-    let fragments = peer.flags & flags::FRAGMENTS != 0;
+    let writer = Writer::new(node.config().fragment_size, peer.flags);
     let writer_peer = peer.name.clone();
     let writer_counters = counters.clone();
     tokio::spawn(async move {
@@ -359,8 +358,7 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
             writer_liveness,
             writer_counters,
             ticktime,
-            fragment_size,
-            fragments,
+            writer,
         )
         .await
         {
@@ -406,8 +404,12 @@ async fn read_loop(
                     frames += 1;
                     Counters::add(&counters.messages_in, 1);
                     let decoded = match frame {
-                        Frame::Message(body) => codec::decode_control(&body),
-                        Frame::Split { body, hole } => codec::decode_control_with_hole(&body, hole),
+                        Frame::Message(body) => {
+                            codec::decode_control_cached(&body, decoder.atoms())
+                        }
+                        Frame::Split { body, hole } => {
+                            codec::decode_control_with_hole(&body, hole, decoder.atoms())
+                        }
                         Frame::Tick => continue,
                     };
                     match decoded {
@@ -727,6 +729,8 @@ impl Stream {
 struct Writer {
     fragment_size: usize,
     fragments: bool,
+    /// Every frame carries a distribution header (see [`Writer::header`]).
+    headered: bool,
     next_sequence: u64,
     /// Streams with a large message in flight, served round-robin one frame each.
     streams: VecDeque<Stream>,
@@ -735,12 +739,25 @@ struct Writer {
 }
 
 impl Writer {
-    /// The frame header after the length prefix: with FRAGMENTS negotiated
-    /// the BEAM requires a distribution header on every frame (a pass-through
-    /// frame kills the connection); without it, pass-through is the only form
-    /// it accepts.
+    /// The writer of a connection whose peer's flags are `peer_flags`.
+    fn new(fragment_size: usize, peer_flags: u64) -> Self {
+        Writer {
+            fragment_size,
+            fragments: peer_flags & flags::FRAGMENTS != 0,
+            headered: peer_flags & (flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE) != 0,
+            next_sequence: 1,
+            streams: VecDeque::new(),
+            pushed: 0,
+        }
+    }
+
+    /// The frame header after the length prefix: with FRAGMENTS or
+    /// DIST_HDR_ATOM_CACHE negotiated the BEAM requires a distribution header
+    /// on every frame (a pass-through frame kills the connection); with
+    /// neither, pass-through is the only form it accepts. Our headers make no
+    /// atom cache references.
     fn header(&self) -> &'static [u8] {
-        if self.fragments {
+        if self.headered {
             &codec::NORMAL_DIST_HEADER
         } else {
             &[codec::PASS_THROUGH]
@@ -804,7 +821,7 @@ impl Writer {
         } else {
             usize::MAX
         };
-        let encoded = codec::encode_control_into_detached(msg, !self.fragments, out, min_detached);
+        let encoded = codec::encode_control_into_detached(msg, !self.headered, out, min_detached);
         let len = out.len() - start - 4;
         match (encoded, u32::try_from(len)) {
             (Ok(detached), Ok(len)) => {
@@ -872,16 +889,8 @@ async fn write_loop(
     liveness: std::sync::Arc<Liveness>,
     counters: std::sync::Arc<Counters>,
     ticktime: Duration,
-    fragment_size: usize,
-    fragments: bool,
+    mut w: Writer,
 ) -> std::io::Result<()> {
-    let mut w = Writer {
-        fragment_size,
-        fragments,
-        next_sequence: 1,
-        streams: VecDeque::new(),
-        pushed: 0,
-    };
     let mut out: Vec<u8> = Vec::with_capacity(BATCH_CAPACITY);
     let tick_every = (ticktime / 4).max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + tick_every, tick_every);
@@ -1066,13 +1075,16 @@ mod tests {
     }
 
     fn writer(fragments: bool) -> Writer {
-        Writer {
-            fragment_size: 100,
-            fragments,
-            next_sequence: 1,
-            streams: VecDeque::new(),
-            pushed: 0,
-        }
+        Writer::new(100, if fragments { flags::FRAGMENTS } else { 0 })
+    }
+
+    #[test]
+    fn the_atom_cache_alone_also_asks_for_headers() {
+        let w = Writer::new(65536, flags::DIST_HDR_ATOM_CACHE);
+        assert!(w.headered && !w.fragments);
+        assert_eq!(w.header(), &codec::NORMAL_DIST_HEADER);
+        let w = Writer::new(65536, 0);
+        assert_eq!(w.header(), &[codec::PASS_THROUGH]);
     }
 
     /// Everything the writer would put on the socket: the batch, then the
@@ -1099,7 +1111,7 @@ mod tests {
                 Frame::Message(body) => codec::decode_control(&body),
                 Frame::Split { body, hole } => {
                     splits += 1;
-                    codec::decode_control_with_hole(&body, hole)
+                    codec::decode_control_with_hole(&body, hole, &[])
                 }
                 Frame::Tick => continue,
             };

@@ -49,10 +49,13 @@ pub const MANDATORY_OTP25: u64 = EXTENDED_REFERENCES
 /// What OTP 26 and 27 add to the mandatory set.
 pub const MANDATORY_OTP26: u64 = MANDATORY_OTP25 | V4_NC | UNLINK_ID;
 
-/// Everything this implementation supports and offers. Not offered on purpose:
-/// `DIST_HDR_ATOM_CACHE` (we send and accept pass-through headers only), and the
-/// deprecated `ATOM_CACHE`/`HIDDEN_ATOM_CACHE`.
+/// Everything this implementation supports and offers. `DIST_HDR_ATOM_CACHE`:
+/// we read the atom cache references of a peer's headers (so a BEAM sends us
+/// each atom's text once per connection, as to another BEAM) and make none in
+/// ours, which the protocol allows. Not offered: the deprecated
+/// `ATOM_CACHE`/`HIDDEN_ATOM_CACHE`.
 pub const OFFERED: u64 = MANDATORY_OTP26
+    | DIST_HDR_ATOM_CACHE
     | DIST_MONITOR
     | DIST_MONITOR_NAME
     | SMALL_ATOM_TAGS

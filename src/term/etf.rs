@@ -755,7 +755,18 @@ pub const MAX_DEPTH: usize = 256;
 /// every element count is checked against the bytes that remain before any
 /// vector is sized.
 pub fn decode_at(buf: &[u8], pos: usize) -> Result<(Term, usize), DecodeError> {
-    decode_inner(buf, pos, MAX_DEPTH, &mut None)
+    decode_inner(buf, pos, MAX_DEPTH, &mut None, &[])
+}
+
+/// [`decode_at`] of a term that follows a distribution header with atom
+/// cache references: `ATOM_CACHE_REF` `i` stands for `atoms[i]` (the
+/// header's `i`th reference, resolved against the connection's cache).
+pub fn decode_at_cached(
+    buf: &[u8],
+    pos: usize,
+    atoms: &[crate::term::Atom],
+) -> Result<(Term, usize), DecodeError> {
+    decode_inner(buf, pos, MAX_DEPTH, &mut None, atoms)
 }
 
 /// Where the term at `pos` starts once its optional version byte is passed,
@@ -775,6 +786,7 @@ fn decode_inner(
     pos: usize,
     max_depth: usize,
     hole: &mut Option<Hole>,
+    atoms: &[crate::term::Atom],
 ) -> Result<(Term, usize), DecodeError> {
     let (start, compressed) = term_start(buf, pos);
     if compressed {
@@ -782,6 +794,7 @@ fn decode_inner(
         return Ok((t, buf.len()));
     }
     let mut d = Decoder::new(buf, start, max_depth, hole.take());
+    d.atoms = atoms;
     let r = d.term(0);
     *hole = d.hole.take();
     Ok((r?, d.pos))
@@ -797,14 +810,15 @@ pub struct Hole {
     pub bytes: Vec<u8>,
 }
 
-/// [`decode_at`] of bytes that leave out one binary's contents, given in
-/// `hole`: the binary whose contents belong at `hole.at` gets them (taken
+/// [`decode_at_cached`] of bytes that leave out one binary's contents, given
+/// in `hole`: the binary whose contents belong at `hole.at` gets them (taken
 /// out of `hole`, which is `None` afterwards) without a copy. A term that
 /// does not meet the hole leaves it in place.
 pub fn decode_at_with_hole(
     buf: &[u8],
     pos: usize,
     hole: &mut Option<Hole>,
+    atoms: &[crate::term::Atom],
 ) -> Result<(Term, usize), DecodeError> {
     let (start, compressed) = term_start(buf, pos);
     if compressed {
@@ -813,7 +827,7 @@ pub fn decode_at_with_hole(
             at: start,
         });
     }
-    decode_inner(buf, pos, MAX_DEPTH, hole)
+    decode_inner(buf, pos, MAX_DEPTH, hole, atoms)
 }
 
 const COMPRESSED: u8 = 80;
@@ -871,7 +885,7 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 /// Compressed terms keep the default.
 #[inline]
 pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
-    let (t, end) = decode_inner(buf, 0, max_depth, &mut None)?;
+    let (t, end) = decode_inner(buf, 0, max_depth, &mut None, &[])?;
     if end != buf.len() {
         return Err(DecodeError::Invalid {
             what: "trailing bytes",
@@ -916,6 +930,9 @@ struct Decoder<'a> {
     /// See [`decode_at_with_hole`].
     hole: Option<Hole>,
     max_depth: usize,
+    /// What `ATOM_CACHE_REF`s stand for (see [`decode_at_cached`]); empty
+    /// outside the distribution, where the tag is invalid.
+    atoms: &'a [crate::term::Atom],
     /// Why decoding stopped, once it has.
     error: Option<DecodeError>,
 }
@@ -927,6 +944,7 @@ impl<'a> Decoder<'a> {
             pos,
             hole,
             max_depth,
+            atoms: &[],
             error: None,
         }
     }
@@ -1067,6 +1085,13 @@ impl<'a> Decoder<'a> {
                 let n = usize::from(self.u16()?);
                 self.atom_text(n, false)?
             }
+            ATOM_CACHE_REF => {
+                let i = usize::from(self.u8()?);
+                return match self.atoms.get(i) {
+                    Some(a) => Ok(a.clone()),
+                    None => self.invalid("atom cache reference", at),
+                };
+            }
             _ => return self.invalid("atom", at),
         };
         Ok(crate::term::Atom::from(name))
@@ -1147,7 +1172,7 @@ impl<'a> Decoder<'a> {
                     _ => return self.invalid("float", at),
                 }
             }
-            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT => {
+            SMALL_ATOM_UTF8_EXT | ATOM_UTF8_EXT | SMALL_ATOM_EXT | ATOM_EXT | ATOM_CACHE_REF => {
                 let a = self.atom_after(tag, at)?;
                 out.put(Term::Atom(a));
             }
@@ -1410,6 +1435,7 @@ fn word_of(digits: &[u8]) -> Option<u64> {
 }
 
 const ATOM_EXT: u8 = 100;
+const ATOM_CACHE_REF: u8 = 82;
 const SMALL_ATOM_EXT: u8 = 115;
 const FLOAT_EXT: u8 = 99;
 const PID_EXT: u8 = 103;
@@ -1421,6 +1447,25 @@ const NEW_REFERENCE_EXT: u8 = 114;
 mod decode_tests {
     use super::*;
     use crate::term;
+
+    #[test]
+    fn atom_cache_references_stand_for_their_atoms_wherever_an_atom_goes() {
+        let atoms = [term::Atom::from("a@host"), term::Atom::from("ok")];
+        // {ok, <a@host.1.2.3>, fun ok:ok/1} with every atom a reference.
+        let bytes = [
+            104, 3, 82, 1, 88, 82, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 113, 82, 1, 82, 1, 97, 1,
+        ];
+        let (t, end) = decode_at_cached(&bytes, 0, &atoms).expect("decodes");
+        assert_eq!(end, bytes.len());
+        assert_eq!(
+            t,
+            crate::tup![
+                term::atom("ok"),
+                Term::Pid(term::Pid::new("a@host", 1, 2, 3)),
+                Term::from(term::ExternalFun::from(("ok", "ok", 1)))
+            ]
+        );
+    }
 
     #[test]
     fn compressed_terms_decode_and_lies_are_refused() {
@@ -1497,9 +1542,22 @@ mod decode_tests {
             from_binary(&[131, 116, 255, 255, 255, 255, 106]),
             Err(DecodeError::Truncated(_))
         ));
+        // An atom cache reference outside a distribution header's message,
+        // and one past the header's references.
         assert!(matches!(
             from_binary(&[131, 82, 0]),
-            Err(DecodeError::UnknownTag { tag: 82, .. })
+            Err(DecodeError::Invalid {
+                what: "atom cache reference",
+                ..
+            })
+        ));
+        let atoms = [crate::term::Atom::from("sink")];
+        assert!(matches!(
+            decode_at_cached(&[131, 82, 1], 0, &atoms),
+            Err(DecodeError::Invalid {
+                what: "atom cache reference",
+                ..
+            })
         ));
         let mut deep = vec![131];
         for _ in 0..1000 {

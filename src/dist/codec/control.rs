@@ -2,7 +2,7 @@
 
 use crate::dist::message::Message;
 use crate::dist::message::{Mfa, PidOrAtom};
-use crate::term::{FixInteger, List, Term};
+use crate::term::{Atom, FixInteger, List, Term};
 use bytes::Bytes;
 
 use super::scan::{check_term, TermError};
@@ -56,11 +56,11 @@ struct Parts<'a> {
     payload: Option<&'a [u8]>,
 }
 
-fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
+fn split(body: &[u8], atom_refs: usize) -> Result<Parts<'_>, ControlError> {
     if body.is_empty() {
         return Err(ControlError::Empty);
     }
-    let (magic, ctrl_end) = check_term(body, 0)?;
+    let (magic, ctrl_end) = check_term(body, 0, atom_refs)?;
     let ctrl = &body[usize::from(magic)..ctrl_end];
     if ctrl_end == body.len() {
         return Ok(Parts {
@@ -68,7 +68,7 @@ fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
             payload: None,
         });
     }
-    let (magic, end) = check_term(body, ctrl_end)?;
+    let (magic, end) = check_term(body, ctrl_end, atom_refs)?;
     if end != body.len() {
         return Err(ControlError::TrailingBytes {
             extra: body.len() - end,
@@ -90,12 +90,19 @@ fn split(body: &[u8]) -> Result<Parts<'_>, ControlError> {
 /// [`ControlError::UnknownOp`] with the control tuple, so the caller can log
 /// and drop that one message.
 pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
-    if let Some((ctrl, payload)) =
-        decode_terms_directly(body, |pos| crate::term::etf::decode_at(body, pos))
-    {
+    decode_control_cached(body, &[])
+}
+
+/// [`decode_control`] of a body whose distribution header made atom cache
+/// references: `atoms` are what they stand for, in the header's order (see
+/// [`FrameDecoder::atoms`](super::FrameDecoder::atoms)).
+pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
+    if let Some((ctrl, payload)) = decode_terms_directly(body, |pos| {
+        crate::term::etf::decode_at_cached(body, pos, atoms)
+    }) {
         return message_from_terms(ctrl, payload);
     }
-    decode_control_checked(body)
+    decode_control_checked(body, atoms)
 }
 
 /// [`decode_control`] of a body whose largest binary's contents are held
@@ -104,15 +111,19 @@ pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
 pub fn decode_control_with_hole(
     body: &[u8],
     hole: crate::term::etf::Hole,
+    atoms: &[Atom],
 ) -> Result<Message, ControlError> {
     use crate::term::etf::decode_at_with_hole;
     let mut hole = Some(hole);
-    let decoded = decode_terms_directly(body, |pos| decode_at_with_hole(body, pos, &mut hole));
+    let decoded =
+        decode_terms_directly(body, |pos| decode_at_with_hole(body, pos, &mut hole, atoms));
     match (decoded, hole) {
         (Some((ctrl, payload)), None) => message_from_terms(ctrl, payload),
         // Something is wrong: joined, the body goes down the usual path,
         // which says what.
-        (_, Some(hole)) => decode_control(&super::frame::join_at(body, hole.at, &hole.bytes)),
+        (_, Some(hole)) => {
+            decode_control_cached(&super::frame::join_at(body, hole.at, &hole.bytes), atoms)
+        }
         (None, None) => Err(ControlError::Decode {
             op: peek_op(
                 body.get(usize::from(body.first() == Some(&131))..)
@@ -125,12 +136,12 @@ pub fn decode_control_with_hole(
 
 /// [`decode_control`] with the validating walk first: the path for bodies the
 /// direct decoding refused, so the error says what is wrong with them.
-pub(crate) fn decode_control_checked(body: &[u8]) -> Result<Message, ControlError> {
-    let parts = split(body)?;
+pub(crate) fn decode_control_checked(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
+    let parts = split(body, atoms.len())?;
     let op = peek_op(parts.ctrl);
-    let ctrl = decode_term(parts.ctrl, op)?;
+    let ctrl = decode_term(parts.ctrl, op, atoms)?;
     let payload = match parts.payload {
-        Some(p) => Some(decode_term(p, op)?),
+        Some(p) => Some(decode_term(p, op, atoms)?),
         None => None,
     };
     message_from_terms(ctrl, payload)
@@ -164,8 +175,17 @@ fn decode_terms_directly<E>(
     }
 }
 
-fn decode_term(term: &[u8], op: Option<i32>) -> Result<Term, ControlError> {
-    crate::term::etf::from_binary(term).map_err(|e| ControlError::Decode {
+fn decode_term(term: &[u8], op: Option<i32>, atoms: &[Atom]) -> Result<Term, ControlError> {
+    let decoded = crate::term::etf::decode_at_cached(term, 0, atoms).and_then(|(t, end)| {
+        match end == term.len() {
+            true => Ok(t),
+            false => Err(crate::term::etf::DecodeError::Invalid {
+                what: "trailing bytes",
+                at: end,
+            }),
+        }
+    });
+    decoded.map_err(|e| ControlError::Decode {
         op,
         reason: e.to_string(),
     })
@@ -681,7 +701,7 @@ pub fn control_terms(msg: Message) -> Result<(Term, Option<Term>), ControlError>
 /// Converts a pass-through body into a dist-header body by dropping the
 /// version byte in front of each term.
 pub fn strip_version_bytes(body: &[u8]) -> Result<Bytes, ControlError> {
-    let parts = split(body)?;
+    let parts = split(body, 0)?;
     let mut out = Vec::with_capacity(body.len());
     out.extend_from_slice(parts.ctrl);
     if let Some(p) = parts.payload {

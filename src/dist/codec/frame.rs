@@ -4,8 +4,10 @@ use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::atom_cache::AtomCache;
 use super::scan;
 use crate::term::etf::Hole;
+use crate::term::Atom;
 
 /// A tick: a frame of length zero, sent to keep the connection alive.
 pub const TICK: [u8; 4] = [0, 0, 0, 0];
@@ -17,12 +19,17 @@ const DIST_HEADER: u8 = 68;
 const DIST_FRAG_HEADER: u8 = 69;
 const DIST_FRAG_CONT: u8 = 70;
 
-/// `131, 68, NumberOfAtomCacheRefs`.
+/// `131, 68, NumberOfAtomCacheRefs` without references.
 const NORMAL_HEADER_LEN: usize = 3;
+/// The most a header's atom cache references can take: the count, the flag
+/// bytes, and 255 new entries of the longest atom (255 characters of up to
+/// four bytes, with a two-byte length).
+const MAX_ATOM_REFS_LEN: usize = 1 + 128 + 255 * (1 + 2 + 255 * 4);
 /// The normal distribution header without atom cache references, what
 /// [`dist_header_frame`] puts after the length prefix.
 pub const NORMAL_DIST_HEADER: [u8; NORMAL_HEADER_LEN] = [VERSION_MAGIC, DIST_HEADER, 0];
-/// `131, 69, SequenceId, FragmentId, NumberOfAtomCacheRefs`.
+/// `131, 69, SequenceId, FragmentId, NumberOfAtomCacheRefs` without
+/// references.
 const FRAG_HEADER_LEN: usize = 2 + 8 + 8 + 1;
 /// `131, 70, SequenceId, FragmentId`.
 const FRAG_CONT_LEN: usize = 2 + 8 + 8;
@@ -58,9 +65,6 @@ pub enum FrameError {
     /// or duplicate sequence, zero fragment id).
     #[error("malformed frame: {0}")]
     Malformed(String),
-    /// A distribution header uses the atom cache, which we never negotiate.
-    #[error("distribution header uses atom cache references, which were not negotiated")]
-    AtomCacheRefsUnsupported,
     /// More fragment sequences open at once than allowed.
     #[error("too many fragment sequences open at once")]
     TooManyOpenSequences,
@@ -125,6 +129,8 @@ struct Partial {
     hole: Option<HeldApart>,
     /// Capacity reserved up front for this sequence (see `FrameDecoder::reserved`).
     reserved: usize,
+    /// What the first fragment's atom cache references stand for.
+    atoms: Vec<Atom>,
 }
 
 /// The contents of a binary that belong at `at` in a [`Partial`]'s data.
@@ -206,6 +212,10 @@ pub struct FrameDecoder {
     /// A continuation fragment whose header has been taken from the stream
     /// and whose payload is still arriving (see [`FrameDecoder::direct_target`]).
     in_flight: Option<InFlight>,
+    /// The atoms the peer's headers have put in our cache.
+    atom_cache: AtomCache,
+    /// See [`FrameDecoder::atoms`].
+    atoms: Vec<Atom>,
 }
 
 /// The rest of one continuation fragment, still to come from the stream:
@@ -255,7 +265,18 @@ impl FrameDecoder {
             buffered: 0,
             reserved: 0,
             in_flight: None,
+            atom_cache: AtomCache::new(),
+            atoms: Vec::new(),
         }
+    }
+
+    /// What the `ATOM_CACHE_REF`s in the message [`decode`](Self::decode)
+    /// returned last stand for: its distribution header's references, in
+    /// order, resolved against the connection's atom cache. Decode that
+    /// message with them ([`decode_control_cached`](super::decode_control_cached))
+    /// before decoding the next frame, whose header replaces them.
+    pub fn atoms(&self) -> &[Atom] {
+        &self.atoms
     }
 
     /// Number of fragment sequences currently being reassembled.
@@ -285,7 +306,8 @@ impl FrameDecoder {
 
     /// Largest frame length accepted: a whole message plus the largest header.
     fn max_frame_len(&self) -> usize {
-        self.max_message_size.saturating_add(FRAG_HEADER_LEN)
+        self.max_message_size
+            .saturating_add(FRAG_HEADER_LEN + MAX_ATOM_REFS_LEN)
     }
 
     /// Consumes whole frames from `buf` (4-byte big-endian length prefix;
@@ -355,6 +377,7 @@ impl FrameDecoder {
         let first = frame[0];
         if first == PASS_THROUGH {
             frame.advance(1);
+            self.atoms.clear();
             return self.whole(frame).map(Some);
         }
         let second = frame.get(1).copied().unwrap_or(0);
@@ -368,10 +391,8 @@ impl FrameDecoder {
                         "truncated distribution header".into(),
                     ));
                 }
-                if frame[2] != 0 {
-                    return Err(FrameError::AtomCacheRefsUnsupported);
-                }
-                frame.advance(NORMAL_HEADER_LEN);
+                let refs = self.atom_cache.read_refs(&frame[2..], &mut self.atoms)?;
+                frame.advance(2 + refs);
                 self.whole(frame).map(Some)
             }
             DIST_FRAG_HEADER => {
@@ -380,11 +401,12 @@ impl FrameDecoder {
                 }
                 let seq = be_u64(&frame[2..10]);
                 let frag = be_u64(&frame[10..18]);
-                if frame[18] != 0 {
-                    return Err(FrameError::AtomCacheRefsUnsupported);
-                }
-                frame.advance(FRAG_HEADER_LEN);
-                self.start(seq, frag, frame)
+                // Read now, in stream order, however long the message takes
+                // to arrive: later messages may name the slots it fills.
+                let mut atoms = Vec::new();
+                let refs = self.atom_cache.read_refs(&frame[18..], &mut atoms)?;
+                frame.advance(18 + refs);
+                self.start(seq, frag, frame, atoms)
             }
             DIST_FRAG_CONT => {
                 if frame.len() < FRAG_CONT_LEN {
@@ -418,6 +440,7 @@ impl FrameDecoder {
         seq: u64,
         frag: u64,
         payload: BytesMut,
+        atoms: Vec<Atom>,
     ) -> Result<Option<Frame>, FrameError> {
         if frag == 0 {
             return Err(FrameError::Malformed(format!(
@@ -431,6 +454,7 @@ impl FrameDecoder {
         }
         if frag == 1 {
             // A one-fragment "sequence" is just a message: no copy needed.
+            self.atoms = atoms;
             return self.whole(payload).map(Some);
         }
         if self.open.len() >= self.max_open_sequences {
@@ -471,6 +495,7 @@ impl FrameDecoder {
             data,
             hole,
             reserved: reserve,
+            atoms,
         };
         partial.push(&payload);
         self.buffered += payload.len();
@@ -530,9 +555,10 @@ impl FrameDecoder {
             }
             return None;
         }
-        let done = self.open.remove(&seq)?;
+        let mut done = self.open.remove(&seq)?;
         self.buffered -= done.len();
         self.reserved -= done.reserved;
+        self.atoms = std::mem::take(&mut done.atoms);
         Some(done.finish())
     }
 

@@ -12,31 +12,42 @@
 //! checked against limits before bytes are awaited or buffers sized, open
 //! fragment sequences are bounded in count and bytes, bodies are decoded by
 //! `term::etf`, which checks every count against the bytes left and bounds
-//! nesting, and a body it refuses is walked by `scan` to say why); or decode
-//! atom cache references (we never offer `DFLAG_DIST_HDR_ATOM_CACHE`, so a
-//! peer using them is broken).
+//! nesting, and a body it refuses is walked by `scan` to say why); or take
+//! an atom cache reference on trust (`atom_cache`: a reference to a slot no
+//! header filled ends the connection, one past its header's list is an
+//! error for that message).
+//!
+//! With `DFLAG_DIST_HDR_ATOM_CACHE` a BEAM peer's headers carry atom cache
+//! references: the decoder keeps the connection's cache and hands out, with
+//! each message, the atoms its `ATOM_CACHE_REF`s stand for
+//! ([`FrameDecoder::atoms`], [`decode_control_cached`]). Our own headers
+//! make no references.
 //!
 //! Wire form depends on the negotiated flags (erts `erts_prepare_dist_ext`):
 //! - neither `DFLAG_FRAGMENTS` nor `DFLAG_DIST_HDR_ATOM_CACHE`: every frame is
 //!   `112` + terms that each start with the version byte 131 — use
 //!   [`encode_control`] + [`pass_through_frame`];
-//! - `DFLAG_FRAGMENTS`: every frame must carry a distribution header and the
+//! - either of them: every frame must carry a distribution header and the
 //!   terms after it must *not* start with 131 — use
-//!   [`encode_control_headered`] + [`dist_header_frame`] or [`Fragmenter`].
-//!   OTP kills the connection on a `112` frame in this mode.
+//!   [`encode_control_headered`] + [`dist_header_frame`] or (with
+//!   `DFLAG_FRAGMENTS`) [`Fragmenter`]. OTP kills the connection on a `112`
+//!   frame in this mode.
 //!
 //! The decoder accepts all frame kinds regardless; [`decode_control`] accepts
 //! terms with or without the version byte.
 
+mod atom_cache;
 mod control;
 mod frame;
 mod scan;
 #[cfg(test)]
 mod tests;
 
+pub use atom_cache::AtomCache;
 pub use control::{
-    decode_control, decode_control_with_hole, encode_control, encode_control_headered,
-    encode_control_into, encode_control_into_detached, strip_version_bytes, ControlError,
+    decode_control, decode_control_cached, decode_control_with_hole, encode_control,
+    encode_control_headered, encode_control_into, encode_control_into_detached,
+    strip_version_bytes, ControlError,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,

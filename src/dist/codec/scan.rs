@@ -5,7 +5,7 @@
 //! by real bytes (a `LIST_EXT` claiming 2^32 elements fails at the end of the
 //! body, without anything sized from the count), nesting stays within
 //! [`MAX_TERM_DEPTH`], and none of the tags we refuse on the wire occur:
-//! `ATOM_CACHE_REF` (we never offer `DFLAG_DIST_HDR_ATOM_CACHE`), a
+//! an `ATOM_CACHE_REF` to a reference the message's header did not make, a
 //! distribution header inside a term, a `BIT_BINARY_EXT` whose bit count is 0
 //! on a non-empty binary or above 8, and a compressed term (the distribution
 //! encoder never sends one). It allocates nothing and does work linear in the
@@ -37,7 +37,8 @@ pub enum TermError {
     Truncated { at: usize },
     /// A tag byte this crate does not decode.
     UnknownTag { tag: u8, at: usize },
-    /// `ATOM_CACHE_REF`: only valid with `DFLAG_DIST_HDR_ATOM_CACHE`, which we never offer.
+    /// `ATOM_CACHE_REF` to a reference its message's distribution header did
+    /// not make (or in a message without one).
     AtomCacheRef { at: usize },
     /// zlib-compressed term: never produced by the distribution encoder, and
     /// an unbounded inflate is not something we do on peer input.
@@ -53,7 +54,12 @@ impl fmt::Display for TermError {
         match self {
             Self::Truncated { at } => write!(f, "term truncated at byte {at}"),
             Self::UnknownTag { tag, at } => write!(f, "unsupported term tag {tag} at byte {at}"),
-            Self::AtomCacheRef { at } => write!(f, "atom cache reference at byte {at}"),
+            Self::AtomCacheRef { at } => {
+                write!(
+                    f,
+                    "atom cache reference the header did not make at byte {at}"
+                )
+            }
             Self::Compressed { at } => write!(f, "compressed term at byte {at}"),
             Self::TooDeep { at } => {
                 write!(f, "term nested deeper than {MAX_TERM_DEPTH} at byte {at}")
@@ -68,10 +74,13 @@ impl fmt::Display for TermError {
 impl std::error::Error for TermError {}
 
 /// Checks one term starting at `pos` (an optional leading version byte is
-/// allowed) and returns `(had_version_byte, end)`.
-pub fn check_term(buf: &[u8], pos: usize) -> Result<(bool, usize), TermError> {
+/// allowed) and returns `(had_version_byte, end)`. `atom_refs` is how many
+/// atom cache references the message's distribution header made: an
+/// `ATOM_CACHE_REF` to any other is refused.
+pub fn check_term(buf: &[u8], pos: usize, atom_refs: usize) -> Result<(bool, usize), TermError> {
     let w = Walker {
         buf,
+        atom_refs,
         probe_min: usize::MAX,
         cut_binary: std::cell::Cell::new(None),
     };
@@ -87,6 +96,8 @@ pub fn check_term(buf: &[u8], pos: usize) -> Result<(bool, usize), TermError> {
 pub fn cut_binary(start: &[u8], min: usize) -> Option<(usize, usize)> {
     let w = Walker {
         buf: start,
+        // Only a probe: whatever the header said, decoding checks again.
+        atom_refs: 256,
         probe_min: min,
         cut_binary: std::cell::Cell::new(None),
     };
@@ -101,6 +112,8 @@ pub fn cut_binary(start: &[u8], min: usize) -> Option<(usize, usize)> {
 
 struct Walker<'a> {
     buf: &'a [u8],
+    /// References the distribution header made (see [`check_term`]).
+    atom_refs: usize,
     /// Binaries at least this long that run past the end of `buf` are noted
     /// in `cut_binary` (see [`cut_binary`]).
     probe_min: usize,
@@ -228,6 +241,7 @@ impl Walker<'_> {
                 let after = self.terms(p + 4, 4, d)?;
                 self.terms(after, num_free, d)
             }
+            82 if usize::from(self.u8_at(p)?) < self.atom_refs => Ok(p + 1), // ATOM_CACHE_REF
             82 => Err(TermError::AtomCacheRef { at: pos }),
             80 => Err(TermError::Compressed { at: pos }),
             _ => Err(TermError::UnknownTag { tag, at: pos }),

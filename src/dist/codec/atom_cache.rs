@@ -1,0 +1,217 @@
+//! The receiving half of the distribution atom cache: the atoms a peer's
+//! distribution headers name, kept per connection (sans-I/O).
+//!
+//! Once `DFLAG_DIST_HDR_ATOM_CACHE` is negotiated, a BEAM peer sends an atom
+//! (a registered name, a node name in a pid, a record tag) in full once, in
+//! a message's distribution header, with the cache slot to keep it in;
+//! later messages name the slot only. Each header lists the atoms its
+//! message uses, and the terms after it say `ATOM_CACHE_REF i` for the
+//! header's `i`th. This module owns the slots and reads the header's list;
+//! it must never guess: a reference to a slot never filled, a truncated
+//! entry or an atom that is not UTF-8 is an error that ends the
+//! connection, since every later message may lean on the slot.
+//!
+//! Wire form (erts `erts_prepare_dist_ext`): `NumberOfAtomCacheRefs` (one
+//! byte, N), then, when N > 0, `N / 2 + 1` flag bytes holding N + 1 half
+//! bytes, the `i`th in the low half of byte `i / 2` for even `i` and in the
+//! high half for odd `i`. Half byte `i < N` is a reference: bit 3 "new
+//! entry", bits 0-2 the segment (the slot's high bits). Half byte N has the
+//! "long atoms" bit (bit 0): new entries' lengths are two bytes, not one.
+//! Then one entry per reference: the slot's low byte and, for a new entry,
+//! the length and the atom's text.
+
+use crate::term::Atom;
+
+use super::FrameError;
+
+/// Slots in one direction of a connection: 8 segments of 256.
+pub const SLOTS: usize = 2048;
+
+/// The atoms a peer has put in our cache on one connection.
+#[derive(Debug, Default)]
+pub struct AtomCache {
+    /// `SLOTS` entries once the first header filled one; until then empty,
+    /// so a connection whose peer never uses the cache pays nothing.
+    slots: Vec<Option<Atom>>,
+}
+
+impl AtomCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the atom cache part of a distribution header from its first
+    /// byte (`NumberOfAtomCacheRefs`) on: fills the slots its new entries
+    /// name and sets `refs` to the atoms it references, in order. Returns
+    /// the bytes the part took.
+    pub fn read_refs(&mut self, header: &[u8], refs: &mut Vec<Atom>) -> Result<usize, FrameError> {
+        refs.clear();
+        let Some(&n) = header.first() else {
+            return Err(bad(
+                "distribution header ends before its atom cache references",
+            ));
+        };
+        let n = usize::from(n);
+        if n == 0 {
+            return Ok(1);
+        }
+        let flag_bytes = n / 2 + 1;
+        let flags = header
+            .get(1..1 + flag_bytes)
+            .ok_or_else(|| bad("distribution header ends in its atom cache flags"))?;
+        let half = |i: usize| (flags[i / 2] >> ((i & 1) * 4)) & 0x0f;
+        let long_atoms = half(n) & 1 != 0;
+        if self.slots.is_empty() {
+            self.slots = vec![None; SLOTS];
+        }
+        let mut at = 1 + flag_bytes;
+        let byte = |at: &mut usize| -> Result<u8, FrameError> {
+            let b = header
+                .get(*at)
+                .copied()
+                .ok_or_else(|| bad("distribution header ends in an atom cache reference"))?;
+            *at += 1;
+            Ok(b)
+        };
+        for i in 0..n {
+            let flag = half(i);
+            let slot = usize::from(flag & 7) << 8 | usize::from(byte(&mut at)?);
+            if flag & 8 == 0 {
+                match &self.slots[slot] {
+                    Some(atom) => refs.push(atom.clone()),
+                    None => {
+                        return Err(bad(&format!(
+                            "atom cache reference to slot {slot}, which no header filled"
+                        )))
+                    }
+                }
+                continue;
+            }
+            let len = if long_atoms {
+                usize::from(byte(&mut at)?) << 8 | usize::from(byte(&mut at)?)
+            } else {
+                usize::from(byte(&mut at)?)
+            };
+            let text = header
+                .get(at..at + len)
+                .ok_or_else(|| bad("distribution header ends in a new atom cache entry"))?;
+            at += len;
+            let text = std::str::from_utf8(text)
+                .map_err(|_| bad(&format!("atom cache entry for slot {slot} is not UTF-8")))?;
+            let atom = Atom::from(text);
+            self.slots[slot] = Some(atom.clone());
+            refs.push(atom);
+        }
+        Ok(at)
+    }
+}
+
+#[cfg(test)]
+/// A header's atom cache part: `(new, slot, text)` per reference.
+pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) -> Vec<u8> {
+    let n = refs.len();
+    let mut flags = vec![0u8; n / 2 + 1];
+    let mut set = |i: usize, nibble: u8| flags[i / 2] |= nibble << ((i & 1) * 4);
+    for (i, (new, slot, _)) in refs.iter().enumerate() {
+        set(i, (*slot >> 8) as u8 | if *new { 8 } else { 0 });
+    }
+    if long_atoms {
+        set(n, 1);
+    }
+    let mut out = vec![n as u8];
+    out.extend_from_slice(&flags);
+    for (new, slot, text) in refs {
+        out.push(*slot as u8);
+        if *new {
+            if long_atoms {
+                out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            } else {
+                out.push(text.len() as u8);
+            }
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out
+}
+
+fn bad(what: &str) -> FrameError {
+    FrameError::Malformed(what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(refs: &[Atom]) -> Vec<&str> {
+        refs.iter().map(Atom::as_str).collect()
+    }
+
+    #[test]
+    fn no_references_take_one_byte() {
+        let mut c = AtomCache::new();
+        let mut refs = vec![Atom::from("stale")];
+        assert_eq!(c.read_refs(&[0, 99], &mut refs).expect("valid"), 1);
+        assert!(refs.is_empty());
+    }
+
+    #[test]
+    fn new_entries_fill_slots_that_later_headers_name() {
+        let mut c = AtomCache::new();
+        let mut refs = Vec::new();
+        // Odd and even counts put the long-atoms half byte in either half.
+        for long in [false, true] {
+            let first = header_for_test(
+                &[(true, 1234, "sink"), (true, 7, "m"), (true, 2047, "a@host")],
+                long,
+            );
+            let mut bytes = first.clone();
+            bytes.extend_from_slice(b"body");
+            assert_eq!(c.read_refs(&bytes, &mut refs).expect("valid"), first.len());
+            assert_eq!(names(&refs), ["sink", "m", "a@host"]);
+            let again = header_for_test(&[(false, 2047, ""), (false, 1234, "")], long);
+            assert_eq!(c.read_refs(&again, &mut refs).expect("valid"), again.len());
+            assert_eq!(names(&refs), ["a@host", "sink"]);
+        }
+        // A new entry replaces what the slot held.
+        c.read_refs(&header_for_test(&[(true, 7, "ok")], false), &mut refs)
+            .expect("valid");
+        c.read_refs(&header_for_test(&[(false, 7, "")], false), &mut refs)
+            .expect("valid");
+        assert_eq!(names(&refs), ["ok"]);
+    }
+
+    #[test]
+    fn a_long_atom_needs_the_long_atoms_flag() {
+        let text = "é".repeat(200); // 400 bytes
+        let mut c = AtomCache::new();
+        let mut refs = Vec::new();
+        c.read_refs(&header_for_test(&[(true, 3, &text)], true), &mut refs)
+            .expect("valid");
+        assert_eq!(refs[0].as_str(), text);
+    }
+
+    #[test]
+    fn bad_headers_are_errors_not_guesses() {
+        let mut c = AtomCache::new();
+        let mut refs = Vec::new();
+        // A slot no header filled.
+        assert!(c
+            .read_refs(&header_for_test(&[(false, 5, "")], false), &mut refs)
+            .is_err());
+        // Truncated anywhere.
+        let whole = header_for_test(&[(true, 5, "sink"), (true, 300, "echo")], false);
+        for cut in 0..whole.len() {
+            assert!(
+                AtomCache::new()
+                    .read_refs(&whole[..cut], &mut refs)
+                    .is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Not UTF-8.
+        let mut bytes = header_for_test(&[(true, 5, "ab")], false);
+        let last = bytes.len() - 1;
+        bytes[last] = 0xff;
+        assert!(AtomCache::new().read_refs(&bytes, &mut refs).is_err());
+    }
+}
