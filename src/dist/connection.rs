@@ -731,6 +731,9 @@ struct Writer {
     fragments: bool,
     /// Every frame carries a distribution header (see [`Writer::header`]).
     headered: bool,
+    /// With DIST_HDR_ATOM_CACHE: what our headers have put in the peer's
+    /// cache, and the encoding of the message at hand.
+    atom_cache: Option<(codec::OutAtomCache, crate::term::etf::Referencing)>,
     next_sequence: u64,
     /// Streams with a large message in flight, served round-robin one frame each.
     streams: VecDeque<Stream>,
@@ -745,6 +748,8 @@ impl Writer {
             fragment_size,
             fragments: peer_flags & flags::FRAGMENTS != 0,
             headered: peer_flags & (flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE) != 0,
+            atom_cache: (peer_flags & flags::DIST_HDR_ATOM_CACHE != 0)
+                .then(|| (codec::OutAtomCache::new(), Default::default())),
             next_sequence: 1,
             streams: VecDeque::new(),
             pushed: 0,
@@ -754,8 +759,8 @@ impl Writer {
     /// The frame header after the length prefix: with FRAGMENTS or
     /// DIST_HDR_ATOM_CACHE negotiated the BEAM requires a distribution header
     /// on every frame (a pass-through frame kills the connection); with
-    /// neither, pass-through is the only form it accepts. Our headers make no
-    /// atom cache references.
+    /// neither, pass-through is the only form it accepts. This is the header
+    /// of a frame that makes no atom cache references.
     fn header(&self) -> &'static [u8] {
         if self.headered {
             &codec::NORMAL_DIST_HEADER
@@ -772,7 +777,9 @@ impl Writer {
         if sender.is_some() {
             if let Some(i) = self.streams.iter().position(|s| s.sender == sender) {
                 let mut own = Vec::with_capacity(128);
-                if let Some((body_start, detached)) = self.encode(msg, &mut own) {
+                // Written after frames pushed later: no atom cache references
+                // (see `encode`).
+                if let Some((body_start, detached)) = self.encode(msg, &mut own, false) {
                     let item = self.item(Bytes::from(own), body_start, detached);
                     self.streams[i].items.push_back(item);
                 }
@@ -780,7 +787,7 @@ impl Writer {
             }
         }
         let start = out.len();
-        let Some((body_start, detached)) = self.encode(msg, out) else {
+        let Some((body_start, detached)) = self.encode(msg, out, true) else {
             return;
         };
         if self.one_frame(out.len() - body_start, &detached) {
@@ -810,7 +817,30 @@ impl Writer {
     /// fragments, which carry their own). Returns where the body starts;
     /// `None` when the message could not be encoded (logged, `out` left as
     /// it was).
-    fn encode(&mut self, msg: Message, out: &mut Vec<u8>) -> Option<(usize, Vec<(usize, Bytes)>)> {
+    ///
+    /// With the atom cache negotiated, a message that fits one frame and is
+    /// written in the order encoded (`in_order`: not queued behind a
+    /// sender's fragments) refers to its atoms through the cache: the
+    /// peer's cache changes as our headers arrive, so a header must never
+    /// reach it after a later one that relies on it.
+    fn encode(
+        &mut self,
+        msg: Message,
+        out: &mut Vec<u8>,
+        in_order: bool,
+    ) -> Option<(usize, Vec<(usize, Bytes)>)> {
+        let (ctrl, payload) = match codec::control_terms(msg) {
+            Ok(terms) => terms,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode control message; dropped");
+                return None;
+            }
+        };
+        if in_order {
+            if let Some(encoded) = self.encode_referring(&ctrl, payload.as_ref(), out) {
+                return Some(encoded);
+            }
+        }
         let start = out.len();
         let header = self.header();
         out.extend_from_slice(&[0; 4]);
@@ -821,7 +851,8 @@ impl Writer {
         } else {
             usize::MAX
         };
-        let encoded = codec::encode_control_into_detached(msg, !self.headered, out, min_detached);
+        let encoded =
+            codec::encode_terms_into_detached(ctrl, payload, !self.headered, out, min_detached);
         let len = out.len() - start - 4;
         match (encoded, u32::try_from(len)) {
             (Ok(detached), Ok(len)) => {
@@ -843,6 +874,35 @@ impl Writer {
                 None
             }
         }
+    }
+
+    /// [`encode`](Self::encode) with atom cache references, into `out` as
+    /// one whole frame: `None` (nothing written) without the atom cache or
+    /// for a message too large for one frame (its atoms then go as text).
+    fn encode_referring(
+        &mut self,
+        ctrl: &crate::term::Term,
+        payload: Option<&crate::term::Term>,
+        out: &mut Vec<u8>,
+    ) -> Option<(usize, Vec<(usize, Bytes)>)> {
+        let (cache, body) = self.atom_cache.as_mut()?;
+        body.start(self.fragment_size);
+        let encoded = codec::encode_terms_referencing(ctrl, payload, body);
+        let max = self.fragment_size.min(u32::MAX as usize / 2);
+        if encoded.is_err() || body.too_large() || body.buf.len() > max {
+            return None;
+        }
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&codec::NORMAL_DIST_HEADER[..2]);
+        cache.write_refs(&body.atoms, out);
+        let body_start = out.len();
+        out.extend_from_slice(&body.buf);
+        // At most a fragment's size plus the header: far below 4 GiB.
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        self.pushed += 1;
+        Some((body_start, Vec::new()))
     }
 
     /// Whether a body of `body_len` bytes, with `detached` binaries left out
@@ -1108,10 +1168,10 @@ mod tests {
         let mut got = Vec::new();
         while let Some(frame) = dec.decode(&mut buf).expect("well-formed") {
             let decoded = match frame {
-                Frame::Message(body) => codec::decode_control(&body),
+                Frame::Message(body) => codec::decode_control_cached(&body, dec.atoms()),
                 Frame::Split { body, hole } => {
                     splits += 1;
-                    codec::decode_control_with_hole(&body, hole, &[])
+                    codec::decode_control_with_hole(&body, hole, dec.atoms())
                 }
                 Frame::Tick => continue,
             };
@@ -1177,6 +1237,45 @@ mod tests {
                 vec![term::int(4), big(5), big(6)]
             };
             assert_eq!(order, expected.iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn atom_cache_references_reach_the_peer_in_the_order_they_rely_on() {
+        let mut w = Writer::new(100, flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE);
+        let mut out = Vec::new();
+        let tagged = |tag: &str, n: i64| crate::tup![term::atom(tag), term::int(n)];
+        let big = |tag: &str| crate::tup![term::atom(tag), term::binary(vec![7; 1000])];
+        // Sender 1's "later" message is queued behind its fragments, so it is
+        // written after sender 2's, which were encoded after it: it must not
+        // fill a slot that those name.
+        let sent = [
+            (1, tagged("first", 1)),
+            (1, big("large")),
+            (1, tagged("later", 2)),
+            (2, tagged("later", 3)),
+            (2, tagged("first", 4)),
+            (3, tagged("later", 5)),
+        ];
+        for (from, payload) in &sent {
+            w.push(msg(*from, payload.clone()), &mut out);
+        }
+        let batch_len = out.len();
+        let wire = drain(&mut w, &mut out);
+        // The batch's frames refer to their atoms: a header with references.
+        assert_eq!(&wire[4..6], &[131, 68]);
+        assert!(wire[6] > 0, "references in the first frame's header");
+        assert!(batch_len < wire.len());
+        let got = received(&wire);
+        assert_eq!(got.len(), sent.len());
+        for sender in [1, 2, 3] {
+            let theirs = |v: &[(u32, Term)]| -> Vec<Term> {
+                v.iter()
+                    .filter(|(s, _)| *s == sender)
+                    .map(|(_, t)| t.clone())
+                    .collect()
+            };
+            assert_eq!(theirs(&got), theirs(&sent));
         }
     }
 

@@ -49,10 +49,10 @@ pub const MANDATORY_OTP25: u64 = EXTENDED_REFERENCES
 /// What OTP 26 and 27 add to the mandatory set.
 pub const MANDATORY_OTP26: u64 = MANDATORY_OTP25 | V4_NC | UNLINK_ID;
 
-/// Everything this implementation supports and offers. `DIST_HDR_ATOM_CACHE`:
-/// we read the atom cache references of a peer's headers (so a BEAM sends us
-/// each atom's text once per connection, as to another BEAM) and make none in
-/// ours, which the protocol allows. Not offered: the deprecated
+/// Everything this implementation supports and offers. With
+/// `DIST_HDR_ATOM_CACHE` both sides send each atom's text once per connection
+/// and its cache slot after that, as between two BEAM nodes
+/// (`dist::codec::atom_cache`). Not offered: the deprecated
 /// `ATOM_CACHE`/`HIDDEN_ATOM_CACHE`.
 pub const OFFERED: u64 = MANDATORY_OTP26
     | DIST_HDR_ATOM_CACHE

@@ -73,6 +73,11 @@ trait Out {
     }
     /// Writes a binary's contents (its tag and length are already written).
     fn binary(&mut self, b: &crate::term::Binary);
+    /// Writes an atom: its text, unless the encoding can refer to it.
+    #[inline]
+    fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
+        atom(&a.name, self.buf())
+    }
 }
 
 impl Out for Vec<u8> {
@@ -85,6 +90,77 @@ impl Out for Vec<u8> {
     fn binary(&mut self, b: &crate::term::Binary) {
         self.extend_from_slice(&b.bytes);
     }
+}
+
+/// An encoding for a message after a distribution header that makes atom
+/// cache references: each atom is written as `ATOM_CACHE_REF` to its place
+/// in [`Referencing::atoms`] (the first 255 distinct atoms; any further
+/// ones as text), and the caller writes a header naming those atoms in
+/// that order. Binaries are copied in, but one of `max` bytes or more
+/// is left out and flagged ([`Referencing::too_large`]): such a message is
+/// not one to send this way, and copying its contents first would be waste.
+#[derive(Debug, Default)]
+pub struct Referencing {
+    pub buf: Vec<u8>,
+    /// The atoms referred to, in reference order.
+    pub atoms: Vec<crate::term::Atom>,
+    /// See [`Referencing::too_large`].
+    max: usize,
+    too_large: bool,
+}
+
+impl Referencing {
+    /// Most references one header can make (the index is a byte).
+    pub const MAX_ATOMS: usize = 255;
+
+    /// Starts a new message, for which binaries of `max` bytes or more are
+    /// too large.
+    pub fn start(&mut self, max: usize) {
+        self.buf.clear();
+        self.atoms.clear();
+        self.max = max;
+        self.too_large = false;
+    }
+
+    /// A binary of the `max` given to [`start`](Self::start) was met: the
+    /// encoding in `buf` is incomplete and must not be sent.
+    pub fn too_large(&self) -> bool {
+        self.too_large
+    }
+}
+
+impl Out for Referencing {
+    #[inline]
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    #[inline]
+    fn binary(&mut self, b: &crate::term::Binary) {
+        if b.bytes.len() >= self.max {
+            self.too_large = true;
+        } else {
+            self.buf.extend_from_slice(&b.bytes);
+        }
+    }
+
+    fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
+        let i = match self.atoms.iter().position(|x| x == a) {
+            Some(i) => i,
+            None if self.atoms.len() < Self::MAX_ATOMS => {
+                self.atoms.push(a.clone());
+                self.atoms.len() - 1
+            }
+            None => return atom(&a.name, &mut self.buf),
+        };
+        self.buf.extend_from_slice(&[ATOM_CACHE_REF, i as u8]);
+        Ok(())
+    }
+}
+
+/// [`encode`] into a [`Referencing`] (see there).
+pub fn encode_referencing(term: &Term, out: &mut Referencing) -> Result<(), EncodeError> {
+    encode_rec(term, out, 0)
 }
 
 /// An encoding that leaves out the contents of chosen binaries, so a large
@@ -297,21 +373,48 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
         o.binary(b);
         return Ok(Children::None);
     }
-    let out = o.buf();
+    let out = match t {
+        Term::Atom(a) => return o.atom(a).map(|()| Children::None),
+        Term::Pid(p) => {
+            o.buf().push(NEW_PID_EXT);
+            o.atom(&p.node)?;
+            let out = o.buf();
+            out.extend_from_slice(&p.id.to_be_bytes());
+            out.extend_from_slice(&p.serial.to_be_bytes());
+            out.extend_from_slice(&p.creation.to_be_bytes());
+            return Ok(Children::None);
+        }
+        Term::Reference(r) => {
+            if r.id.is_empty() || r.id.len() > 5 {
+                return Err(EncodeError::BadReference(r.id.len()));
+            }
+            let out = o.buf();
+            out.push(NEWER_REFERENCE_EXT);
+            out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
+            o.atom(&r.node)?;
+            let out = o.buf();
+            out.extend_from_slice(&r.creation.to_be_bytes());
+            for w in &r.id {
+                out.extend_from_slice(&w.to_be_bytes());
+            }
+            return Ok(Children::None);
+        }
+        Term::ExternalFun(f) => {
+            o.buf().push(EXPORT_EXT);
+            o.atom(&f.module)?;
+            o.atom(&f.function)?;
+            o.buf().extend_from_slice(&[SMALL_INTEGER_EXT, f.arity]);
+            return Ok(Children::None);
+        }
+        _ => o.buf(),
+    };
     match t {
-        Term::Atom(a) => atom(&a.name, out)?,
+        Term::Atom(_) | Term::Pid(_) | Term::Reference(_) | Term::ExternalFun(_) => {} // above
         Term::FixInteger(i) => integer(i64::from(i.value), out),
         Term::BigInteger(b) => big(&b.value, out)?,
         Term::Float(f) => {
             out.push(NEW_FLOAT_EXT);
             out.extend_from_slice(&f.value.to_bits().to_be_bytes());
-        }
-        Term::Pid(p) => {
-            out.push(NEW_PID_EXT);
-            atom(&p.node.name, out)?;
-            out.extend_from_slice(&p.id.to_be_bytes());
-            out.extend_from_slice(&p.serial.to_be_bytes());
-            out.extend_from_slice(&p.creation.to_be_bytes());
         }
         Term::Port(p) => {
             if let Ok(id) = u32::try_from(p.id) {
@@ -324,25 +427,6 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
                 out.extend_from_slice(&p.id.to_be_bytes());
             }
             out.extend_from_slice(&p.creation.to_be_bytes());
-        }
-        Term::Reference(r) => {
-            if r.id.is_empty() || r.id.len() > 5 {
-                return Err(EncodeError::BadReference(r.id.len()));
-            }
-            out.push(NEWER_REFERENCE_EXT);
-            out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
-            atom(&r.node.name, out)?;
-            out.extend_from_slice(&r.creation.to_be_bytes());
-            for w in &r.id {
-                out.extend_from_slice(&w.to_be_bytes());
-            }
-        }
-        Term::ExternalFun(f) => {
-            out.push(EXPORT_EXT);
-            atom(&f.module.name, out)?;
-            atom(&f.function.name, out)?;
-            out.push(SMALL_INTEGER_EXT);
-            out.push(f.arity);
         }
         Term::InternalFun(f) => internal_fun(f, out)?,
         Term::Binary(_) => {} // written above

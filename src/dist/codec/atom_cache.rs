@@ -1,5 +1,6 @@
-//! The receiving half of the distribution atom cache: the atoms a peer's
-//! distribution headers name, kept per connection (sans-I/O).
+//! The distribution atom cache, both halves, per connection (sans-I/O):
+//! the atoms a peer's distribution headers name ([`AtomCache`]), and the
+//! atoms ours have named ([`OutAtomCache`]).
 //!
 //! Once `DFLAG_DIST_HDR_ATOM_CACHE` is negotiated, a BEAM peer sends an atom
 //! (a registered name, a node name in a pid, a record tag) in full once, in
@@ -134,6 +135,76 @@ pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) ->
     out
 }
 
+/// The atoms our headers have put in the peer's cache on one connection.
+///
+/// Each atom has one slot, chosen from its text as the BEAM chooses one from
+/// its atom index (modulo 2039): the first message naming it sends its
+/// text and the slot, later ones the slot alone, until another atom that
+/// wants the slot takes it. The peer's slots change only as our headers
+/// arrive, so headers must reach the socket in the order
+/// [`write_refs`](Self::write_refs) wrote them.
+#[derive(Debug, Default)]
+pub struct OutAtomCache {
+    slots: Vec<Option<Atom>>,
+}
+
+/// Slots we use: the BEAM's `ERTS_USE_ATOM_CACHE_SIZE`.
+const USED_SLOTS: usize = 2039;
+
+impl OutAtomCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends to `out` the atom cache part of a distribution header whose
+    /// message refers to `atoms` (at most 255), in that order: the count,
+    /// the flags, and for each atom its slot, with its text when the slot
+    /// does not hold it yet (it does from then on).
+    pub fn write_refs(&mut self, atoms: &[Atom], out: &mut Vec<u8>) {
+        let n = atoms.len().min(255);
+        out.push(n as u8);
+        if n == 0 {
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![None; USED_SLOTS];
+        }
+        let long_atoms = atoms[..n].iter().any(|a| a.as_str().len() > 255);
+        let flags_at = out.len();
+        out.resize(flags_at + n / 2 + 1, 0);
+        for (i, atom) in atoms[..n].iter().enumerate() {
+            let slot = slot_of(atom.as_str());
+            let known = self.slots[slot].as_ref() == Some(atom);
+            let flag = (slot >> 8) as u8 | if known { 0 } else { 8 };
+            out[flags_at + i / 2] |= flag << ((i & 1) * 4);
+            out.push(slot as u8);
+            if !known {
+                let text = atom.as_str().as_bytes();
+                if long_atoms {
+                    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+                } else {
+                    out.push(text.len() as u8);
+                }
+                out.extend_from_slice(text);
+                self.slots[slot] = Some(atom.clone());
+            }
+        }
+        if long_atoms {
+            out[flags_at + n / 2] |= 1 << ((n & 1) * 4);
+        }
+    }
+}
+
+/// An atom's slot: FNV-1a of its text, modulo the slots we use. Any stable
+/// choice works; the peer takes the slot from the header.
+fn slot_of(text: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in text.as_bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % USED_SLOTS
+}
+
 fn bad(what: &str) -> FrameError {
     FrameError::Malformed(what.to_string())
 }
@@ -144,6 +215,39 @@ mod tests {
 
     fn names(refs: &[Atom]) -> Vec<&str> {
         refs.iter().map(Atom::as_str).collect()
+    }
+
+    #[test]
+    fn what_our_headers_name_reads_back_as_the_same_atoms() {
+        let mut ours = OutAtomCache::new();
+        let mut theirs = AtomCache::new();
+        let mut refs = Vec::new();
+        let long = "ü".repeat(150); // 300 bytes: long atoms
+        let messages: Vec<Vec<Atom>> = vec![
+            vec!["a@host".into(), "sink".into(), "m".into()],
+            vec!["m".into(), "a@host".into(), "sink".into()],
+            vec!["sink".into(), long.as_str().into(), "ok".into(), "m".into()],
+            vec![],
+            (0..255).map(|i| Atom::from(format!("atom_{i}"))).collect(),
+            vec!["a@host".into(), "sink".into()],
+        ];
+        let mut first_len = 0;
+        for (k, atoms) in messages.iter().enumerate() {
+            let mut header = Vec::new();
+            ours.write_refs(atoms, &mut header);
+            if k == 0 {
+                first_len = header.len();
+            }
+            if k == 1 {
+                assert!(
+                    header.len() < first_len,
+                    "the same atoms again go by slot alone"
+                );
+            }
+            let used = theirs.read_refs(&header, &mut refs).expect("valid");
+            assert_eq!(used, header.len());
+            assert_eq!(&refs, atoms);
+        }
     }
 
     #[test]

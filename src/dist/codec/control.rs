@@ -473,8 +473,20 @@ pub fn encode_control_into_detached(
     out: &mut Vec<u8>,
     min: usize,
 ) -> Result<Vec<(usize, Bytes)>, ControlError> {
+    let (ctrl, payload) = control_terms(msg)?;
+    encode_terms_into_detached(ctrl, payload, version_bytes, out, min)
+}
+
+/// [`encode_control_into_detached`] of a message already laid out as its
+/// terms ([`control_terms`]).
+pub fn encode_terms_into_detached(
+    mut ctrl: Term,
+    mut payload: Option<Term>,
+    version_bytes: bool,
+    out: &mut Vec<u8>,
+    min: usize,
+) -> Result<Vec<(usize, Bytes)>, ControlError> {
     use crate::term::etf;
-    let (mut ctrl, mut payload) = control_terms(msg)?;
     let mut spans = Vec::new();
     for t in std::iter::once(&mut ctrl).chain(payload.as_mut()) {
         if version_bytes {
@@ -497,6 +509,20 @@ pub fn encode_control_into_detached(
         spans.append(&mut d.spans);
     }
     Ok(spans)
+}
+
+/// Encodes a message's terms ([`control_terms`]) for a distribution header
+/// that makes atom cache references (see [`etf::Referencing`](crate::term::etf::Referencing)):
+/// the header to write before `out.buf` names `out.atoms`.
+pub fn encode_terms_referencing(
+    ctrl: &Term,
+    payload: Option<&Term>,
+    out: &mut crate::term::etf::Referencing,
+) -> Result<(), ControlError> {
+    for t in std::iter::once(ctrl).chain(payload) {
+        crate::term::etf::encode_referencing(t, out).map_err(ControlError::Term)?;
+    }
+    Ok(())
 }
 
 /// The control tuple and the optional payload term of a control message, as

@@ -21,7 +21,9 @@
 //! references: the decoder keeps the connection's cache and hands out, with
 //! each message, the atoms its `ATOM_CACHE_REF`s stand for
 //! ([`FrameDecoder::atoms`], [`decode_control_cached`]). Our own headers
-//! make no references.
+//! refer to atoms through [`OutAtomCache`] when the message goes out whole
+//! and in the order it was encoded (the connection's writer decides);
+//! fragmented messages and [`dist_header_frame`] make no references.
 //!
 //! Wire form depends on the negotiated flags (erts `erts_prepare_dist_ext`):
 //! - neither `DFLAG_FRAGMENTS` nor `DFLAG_DIST_HDR_ATOM_CACHE`: every frame is
@@ -43,11 +45,11 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub use atom_cache::AtomCache;
+pub use atom_cache::{AtomCache, OutAtomCache};
 pub use control::{
-    decode_control, decode_control_cached, decode_control_with_hole, encode_control,
+    control_terms, decode_control, decode_control_cached, decode_control_with_hole, encode_control,
     encode_control_headered, encode_control_into, encode_control_into_detached,
-    strip_version_bytes, ControlError,
+    encode_terms_into_detached, encode_terms_referencing, strip_version_bytes, ControlError,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
