@@ -94,8 +94,8 @@ impl Out for Vec<u8> {
 
 /// An encoding for a message after a distribution header that makes atom
 /// cache references: each atom is written as `ATOM_CACHE_REF` to its place
-/// in [`Referencing::atoms`] (the first 255 distinct atoms; any further
-/// ones as text), and the caller writes a header naming those atoms in
+/// in [`Referencing::atoms`] (the first [`Referencing::MAX_ATOMS`] distinct
+/// atoms; any further ones as text), and the caller writes a header naming those atoms in
 /// that order. Binaries are copied in, but one of `max` bytes or more
 /// is left out and flagged ([`Referencing::too_large`]): such a message is
 /// not one to send this way, and copying its contents first would be waste.
@@ -110,8 +110,10 @@ pub struct Referencing {
 }
 
 impl Referencing {
-    /// Most references one header can make (the index is a byte).
-    pub const MAX_ATOMS: usize = 255;
+    /// Most atoms one message refers to. A header could name 255; each atom
+    /// met is looked for among those already named, so the cap bounds that
+    /// search, and beyond it atoms go as text. Messages name a handful.
+    pub const MAX_ATOMS: usize = 64;
 
     /// Starts a new message, for which binaries of `max` bytes or more are
     /// too large.
@@ -148,6 +150,8 @@ impl Out for Referencing {
         let i = match self.atoms.iter().position(|x| x == a) {
             Some(i) => i,
             None if self.atoms.len() < Self::MAX_ATOMS => {
+                // The peer would refuse the header, and the connection.
+                check_atom_len(&a.name)?;
                 self.atoms.push(a.clone());
                 self.atoms.len() - 1
             }
@@ -525,12 +529,17 @@ fn is_string(elements: &[Term]) -> bool {
             .all(|e| matches!(e, Term::FixInteger(i) if (0..=255).contains(&i.value)))
 }
 
-fn atom(name: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    // The BEAM limits atoms to 255 characters (not bytes); a character is at
-    // least one byte, so only longer texts need counting.
+/// The BEAM limits atoms to 255 characters (not bytes); a character is at
+/// least one byte, so only longer texts need counting.
+fn check_atom_len(name: &str) -> Result<(), EncodeError> {
     if name.len() > 255 && name.chars().count() > 255 {
         return Err(EncodeError::AtomTooLong(name.to_string()));
     }
+    Ok(())
+}
+
+fn atom(name: &str, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    check_atom_len(name)?;
     if let Ok(n) = u8::try_from(name.len()) {
         out.push(SMALL_ATOM_UTF8_EXT);
         out.push(n);
@@ -1531,6 +1540,44 @@ const NEW_REFERENCE_EXT: u8 = 114;
 mod decode_tests {
     use super::*;
     use crate::term;
+
+    #[test]
+    fn a_referencing_encoding_decodes_with_its_atoms() {
+        let many: Vec<Term> = (0..100).map(|i| term::atom(&format!("a{i}"))).collect();
+        let t = crate::tup![
+            term::atom("ok"),
+            Term::Pid(term::Pid::new("a@host", 1, 2, 3)),
+            Term::from(term::ExternalFun::from(("m", "f", 2))),
+            term::list(many),
+            term::atom("ok")
+        ];
+        let mut r = Referencing::default();
+        r.start(1 << 20);
+        encode_referencing(&t, &mut r).expect("encodes");
+        assert!(!r.too_large());
+        assert_eq!(
+            r.atoms.len(),
+            Referencing::MAX_ATOMS,
+            "capped; the rest as text"
+        );
+        assert_eq!(
+            r.atoms[..2],
+            [term::Atom::from("ok"), term::Atom::from("a@host")]
+        );
+        let (back, end) = decode_at_cached(&r.buf, 0, &r.atoms).expect("decodes");
+        assert_eq!((back, end), (t, r.buf.len()));
+        // Refused as text would be: an atom the BEAM cannot hold.
+        r.start(1 << 20);
+        let long = term::atom(&"x".repeat(256));
+        assert!(matches!(
+            encode_referencing(&long, &mut r),
+            Err(EncodeError::AtomTooLong(_))
+        ));
+        // A binary of the size given or more is left out and flagged.
+        r.start(10);
+        encode_referencing(&term::binary(vec![0; 10]), &mut r).expect("encodes");
+        assert!(r.too_large());
+    }
 
     #[test]
     fn atom_cache_references_stand_for_their_atoms_wherever_an_atom_goes() {
