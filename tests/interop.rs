@@ -783,3 +783,86 @@ async fn what_the_beam_encodes_we_decode_including_compressed() {
     assert_eq!(&v, t);
     rust.shutdown();
 }
+
+/// `DIST_HDR_ATOM_CACHE` with a real BEAM, both ways: after the first
+/// message, atoms cross as cache slots, not as text. Shown by the bytes per
+/// message on the connection against the same message with its atoms as
+/// text: a reference costs about three bytes, so what a message saves is
+/// at least half the text of its node name (and tag).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atoms_cross_as_cache_references_both_ways() {
+    require_erl!("atoms_cross_as_cache_references_both_ways");
+    use beam_peer::dist::codec::encode_control_headered;
+    use beam_peer::dist::message::Message;
+    const N: u64 = 1000;
+    const TAG: &str = "a_rather_long_message_tag_for_this_test";
+    let (rust, beam) = common::rust_and_beam().await;
+    let mut p = rust.process();
+    let stats = |rust: &beam_peer::Node| {
+        rust.connection_stats()
+            .into_iter()
+            .find(|(peer, _)| *peer == beam.name)
+            .map(|(_, s)| s)
+            .expect("connected")
+    };
+    // A frame with its atoms as text: length, header without references,
+    // body.
+    let as_text = |from: &str, to: &str, tag: &str| {
+        let m = Message::reg_send(
+            term::Pid::new(from, 100, 0, 1),
+            term::Atom::from(to),
+            beam_peer::tup![term::atom(tag), term::int(N as i64)],
+        );
+        4 + 3 + encode_control_headered(m).expect("encodes").len() as u64
+    };
+    let me = q(rust.name());
+    // Connect, and let a first message fill the caches.
+    let warm = format!("{{sink, {me}}} ! {{m, 0}}, ok.");
+    assert!(term::is_atom(&eval(&mut p, &beam.name, &warm).await, "ok"));
+
+    // BEAM -> Rust, to `sink` (which counts `{m, _}`).
+    let before = stats(&rust);
+    let code = format!(
+        "[{{sink, {me}}} ! {{m, I}} || I <- lists:seq(1, {N})], \
+         {{sink, {me}}} ! {{report, self()}}, \
+         receive {{count, C}} -> C after 5000 -> timeout end."
+    );
+    let v = eval(&mut p, &beam.name, &code).await;
+    assert_eq!(term::as_i64(&v), Some(N as i64 + 1), "{v}");
+    let per_message = (stats(&rust).bytes_in - before.bytes_in) / N;
+    let text = as_text(&beam.name, "sink", "m");
+    assert!(
+        per_message + beam.name.len() as u64 / 2 <= text,
+        "{per_message} bytes per message in, {text} with atoms as text"
+    );
+
+    // Rust -> BEAM: erl counts what arrives and keeps the last one.
+    let setup = format!(
+        "Parent = self(), spawn(fun() -> register(counter, self()), Parent ! up, \
+         Loop = fun L(C, Last) -> receive {{get, F}} -> F ! {{C, Last}}; \
+         {{{TAG}, _}} = M -> L(C + 1, M) end end, Loop(0, none) end), \
+         receive up -> ok end."
+    );
+    assert!(term::is_atom(&eval(&mut p, &beam.name, &setup).await, "ok"));
+    let before = stats(&rust);
+    for i in 1..=N {
+        p.send(
+            Dest::Remote("counter".into(), beam.name.clone()),
+            beam_peer::tup![term::atom(TAG), term::int(i as i64)],
+        );
+    }
+    let v = eval(
+        &mut p,
+        &beam.name,
+        "counter ! {get, self()}, receive R -> R after 5000 -> timeout end.",
+    )
+    .await;
+    assert_eq!(v.to_string(), format!("{{{N},{{{TAG},{N}}}}}"));
+    let per_message = (stats(&rust).bytes_out - before.bytes_out) / N;
+    let text = as_text(rust.name(), "counter", TAG);
+    assert!(
+        per_message + (rust.name().len() + TAG.len()) as u64 / 2 <= text,
+        "{per_message} bytes per message out, {text} with atoms as text"
+    );
+    rust.shutdown();
+}
