@@ -348,7 +348,11 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     let ticktime = node.config().net_ticktime;
     let liveness = std::sync::Arc::new(Liveness::default());
     let writer_liveness = liveness.clone();
-    let writer = Writer::new(node.config().fragment_size, peer.flags);
+    // What both sides offered: a peer that offers the atom cache to a node
+    // that did not must still get no references (a BEAM does not check,
+    // and crashes on them).
+    let common = peer.common_flags(node.handshake_config().flags);
+    let writer = Writer::new(node.config().fragment_size, common);
     let writer_peer = peer.name.clone();
     let writer_counters = counters.clone();
     tokio::spawn(async move {
@@ -741,13 +745,14 @@ struct Writer {
 }
 
 impl Writer {
-    /// The writer of a connection whose peer's flags are `peer_flags`.
-    fn new(fragment_size: usize, peer_flags: u64) -> Self {
+    /// The writer of a connection on which `common` flags are in force
+    /// (offered by both sides).
+    fn new(fragment_size: usize, common: u64) -> Self {
         Writer {
             fragment_size,
-            fragments: peer_flags & flags::FRAGMENTS != 0,
-            headered: peer_flags & (flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE) != 0,
-            atom_cache: (peer_flags & flags::DIST_HDR_ATOM_CACHE != 0)
+            fragments: common & flags::FRAGMENTS != 0,
+            headered: common & (flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE) != 0,
+            atom_cache: (common & flags::DIST_HDR_ATOM_CACHE != 0)
                 .then(|| (codec::OutAtomCache::new(), Default::default())),
             next_sequence: 1,
             streams: VecDeque::new(),
@@ -1135,6 +1140,24 @@ mod tests {
 
     fn writer(fragments: bool) -> Writer {
         Writer::new(100, if fragments { flags::FRAGMENTS } else { 0 })
+    }
+
+    #[test]
+    fn only_flags_both_sides_offered_shape_what_we_write() {
+        // A peer offering the atom cache to a node that did not: no references.
+        let peer = PeerInfo {
+            name: "erl@h".into(),
+            flags: flags::OFFERED,
+            creation: 1,
+            version: 6,
+        };
+        let w = Writer::new(
+            65536,
+            peer.common_flags(flags::OFFERED & !flags::DIST_HDR_ATOM_CACHE),
+        );
+        assert!(w.atom_cache.is_none() && w.fragments);
+        let w = Writer::new(65536, peer.common_flags(flags::OFFERED));
+        assert!(w.atom_cache.is_some());
     }
 
     #[test]
