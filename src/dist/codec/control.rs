@@ -461,24 +461,13 @@ pub fn encode_control_into(
     Ok(())
 }
 
-/// [`encode_control_into`] leaving out the contents of every binary of at
+/// [`encode_control_into`] of a message already laid out as its terms
+/// ([`control_terms`]), leaving out the contents of every binary of at
 /// least `min` bytes (map keys and fun environments excepted): returns where
 /// in `out` each one's contents belong, with them, in order. The caller sends
 /// `out` with those pieces put back between its bytes (see
 /// [`Fragmenter::from_parts`](super::Fragmenter::from_parts)), so a 10 MB
 /// binary is never copied on its way to the socket.
-pub fn encode_control_into_detached(
-    msg: Message,
-    version_bytes: bool,
-    out: &mut Vec<u8>,
-    min: usize,
-) -> Result<Vec<(usize, Bytes)>, ControlError> {
-    let (ctrl, payload) = control_terms(msg)?;
-    encode_terms_into_detached(ctrl, payload, version_bytes, out, min)
-}
-
-/// [`encode_control_into_detached`] of a message already laid out as its
-/// terms ([`control_terms`]).
 pub fn encode_terms_into_detached(
     mut ctrl: Term,
     mut payload: Option<Term>,
