@@ -978,7 +978,19 @@ pub fn from_binary(buf: &[u8]) -> Result<Term, DecodeError> {
 /// Compressed terms keep the default.
 #[inline]
 pub fn from_binary_nested(buf: &[u8], max_depth: usize) -> Result<Term, DecodeError> {
-    let (t, end) = decode_inner(buf, 0, max_depth, &mut None, &[])?;
+    whole(buf, max_depth, &[])
+}
+
+/// [`from_binary`] of a term after a distribution header with atom cache
+/// references (see [`decode_at_cached`]).
+pub fn from_binary_cached(buf: &[u8], atoms: &[crate::term::Atom]) -> Result<Term, DecodeError> {
+    whole(buf, MAX_DEPTH, atoms)
+}
+
+/// Exactly one term filling `buf`.
+#[inline]
+fn whole(buf: &[u8], max_depth: usize, atoms: &[crate::term::Atom]) -> Result<Term, DecodeError> {
+    let (t, end) = decode_inner(buf, 0, max_depth, &mut None, atoms)?;
     if end != buf.len() {
         return Err(DecodeError::Invalid {
             what: "trailing bytes",

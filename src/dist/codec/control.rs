@@ -176,16 +176,7 @@ fn decode_terms_directly<E>(
 }
 
 fn decode_term(term: &[u8], op: Option<i32>, atoms: &[Atom]) -> Result<Term, ControlError> {
-    let decoded = crate::term::etf::decode_at_cached(term, 0, atoms).and_then(|(t, end)| {
-        match end == term.len() {
-            true => Ok(t),
-            false => Err(crate::term::etf::DecodeError::Invalid {
-                what: "trailing bytes",
-                at: end,
-            }),
-        }
-    });
-    decoded.map_err(|e| ControlError::Decode {
+    crate::term::etf::from_binary_cached(term, atoms).map_err(|e| ControlError::Decode {
         op,
         reason: e.to_string(),
     })
