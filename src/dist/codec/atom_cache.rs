@@ -107,24 +107,37 @@ impl AtomCache {
     }
 }
 
-#[cfg(test)]
-/// A header's atom cache part: `(new, slot, text)` per reference.
-pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) -> Vec<u8> {
-    let n = refs.len();
-    let mut flags = vec![0u8; n / 2 + 1];
-    let mut set = |i: usize, nibble: u8| flags[i / 2] |= nibble << ((i & 1) * 4);
-    for (i, (new, slot, _)) in refs.iter().enumerate() {
-        set(i, (*slot >> 8) as u8 | if *new { 8 } else { 0 });
+/// Writes the atom cache part of a header, reference by reference: the
+/// count and room for the flags first, then each reference's half byte and
+/// entry, the long-atoms half byte last.
+struct RefsWriter {
+    flags_at: usize,
+    n: usize,
+    long_atoms: bool,
+}
+
+impl RefsWriter {
+    fn start(out: &mut Vec<u8>, n: u8, long_atoms: bool) -> Self {
+        out.push(n);
+        let n = usize::from(n);
+        let flags_at = out.len();
+        if n > 0 {
+            out.resize(flags_at + n / 2 + 1, 0);
+        }
+        RefsWriter {
+            flags_at,
+            n,
+            long_atoms,
+        }
     }
-    if long_atoms {
-        set(n, 1);
-    }
-    let mut out = vec![n as u8];
-    out.extend_from_slice(&flags);
-    for (new, slot, text) in refs {
-        out.push(*slot as u8);
-        if *new {
-            if long_atoms {
+
+    /// Reference `i` to `slot`: a new entry with `text`, else the slot alone.
+    fn reference(&self, out: &mut Vec<u8>, i: usize, slot: usize, text: Option<&str>) {
+        let flag = (slot >> 8) as u8 & 7 | if text.is_some() { 8 } else { 0 };
+        out[self.flags_at + i / 2] |= flag << ((i & 1) * 4);
+        out.push(slot as u8);
+        if let Some(text) = text {
+            if self.long_atoms {
                 out.extend_from_slice(&(text.len() as u16).to_be_bytes());
             } else {
                 out.push(text.len() as u8);
@@ -132,6 +145,23 @@ pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) ->
             out.extend_from_slice(text.as_bytes());
         }
     }
+
+    fn finish(self, out: &mut [u8]) {
+        if self.n > 0 && self.long_atoms {
+            out[self.flags_at + self.n / 2] |= 1 << ((self.n & 1) * 4);
+        }
+    }
+}
+
+#[cfg(test)]
+/// A header's atom cache part: `(new, slot, text)` per reference.
+pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let w = RefsWriter::start(&mut out, refs.len() as u8, long_atoms);
+    for (i, (new, slot, text)) in refs.iter().enumerate() {
+        w.reference(&mut out, i, *slot, new.then_some(*text));
+    }
+    w.finish(&mut out);
     out
 }
 
@@ -161,37 +191,21 @@ impl OutAtomCache {
     /// the flags, and for each atom its slot, with its text when the slot
     /// does not hold it yet (it does from then on).
     pub fn write_refs(&mut self, atoms: &[Atom], out: &mut Vec<u8>) {
-        let n = atoms.len().min(255);
-        out.push(n as u8);
-        if n == 0 {
-            return;
-        }
-        if self.slots.is_empty() {
+        let atoms = &atoms[..atoms.len().min(255)];
+        let long_atoms = atoms.iter().any(|a| a.as_str().len() > 255);
+        let w = RefsWriter::start(out, atoms.len() as u8, long_atoms);
+        if !atoms.is_empty() && self.slots.is_empty() {
             self.slots = vec![None; USED_SLOTS];
         }
-        let long_atoms = atoms[..n].iter().any(|a| a.as_str().len() > 255);
-        let flags_at = out.len();
-        out.resize(flags_at + n / 2 + 1, 0);
-        for (i, atom) in atoms[..n].iter().enumerate() {
+        for (i, atom) in atoms.iter().enumerate() {
             let slot = slot_of(atom.as_str());
             let known = self.slots[slot].as_ref() == Some(atom);
-            let flag = (slot >> 8) as u8 | if known { 0 } else { 8 };
-            out[flags_at + i / 2] |= flag << ((i & 1) * 4);
-            out.push(slot as u8);
+            w.reference(out, i, slot, (!known).then(|| atom.as_str()));
             if !known {
-                let text = atom.as_str().as_bytes();
-                if long_atoms {
-                    out.extend_from_slice(&(text.len() as u16).to_be_bytes());
-                } else {
-                    out.push(text.len() as u8);
-                }
-                out.extend_from_slice(text);
                 self.slots[slot] = Some(atom.clone());
             }
         }
-        if long_atoms {
-            out[flags_at + n / 2] |= 1 << ((n & 1) * 4);
-        }
+        w.finish(out);
     }
 }
 
