@@ -78,6 +78,12 @@ trait Out {
     fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
         atom(&a.name, self.buf())
     }
+    /// Whether to stop before the next term: the encoding is no longer
+    /// wanted (see [`Referencing`]).
+    #[inline]
+    fn stop(&mut self) -> bool {
+        false
+    }
 }
 
 impl Out for Vec<u8> {
@@ -96,9 +102,11 @@ impl Out for Vec<u8> {
 /// cache references: each atom is written as `ATOM_CACHE_REF` to its place
 /// in [`Referencing::atoms`] (the first [`Referencing::MAX_ATOMS`] distinct
 /// atoms; any further ones as text), and the caller writes a header naming those atoms in
-/// that order. Binaries are copied in, but one of `max` bytes or more
-/// is left out and flagged ([`Referencing::too_large`]): such a message is
-/// not one to send this way, and copying its contents first would be waste.
+/// that order. It is for messages that fit one frame of `max` bytes: a
+/// binary of `max` bytes or more is left out, and encoding stops once the
+/// body outgrows `max`, both flagged ([`Referencing::too_large`]), so a
+/// large message is not encoded in full only to be encoded again the
+/// usual way.
 #[derive(Debug, Default)]
 pub struct Referencing {
     pub buf: Vec<u8>,
@@ -124,8 +132,9 @@ impl Referencing {
         self.too_large = false;
     }
 
-    /// A binary of the `max` given to [`start`](Self::start) was met: the
-    /// encoding in `buf` is incomplete and must not be sent.
+    /// The message is larger than the `max` given to [`start`](Self::start)
+    /// (a binary that large was met, or the body outgrew it): the encoding
+    /// in `buf` is incomplete and must not be sent.
     pub fn too_large(&self) -> bool {
         self.too_large
     }
@@ -144,6 +153,14 @@ impl Out for Referencing {
         } else {
             self.buf.extend_from_slice(&b.bytes);
         }
+    }
+
+    #[inline]
+    fn stop(&mut self) -> bool {
+        if self.buf.len() > self.max {
+            self.too_large = true;
+        }
+        self.too_large
     }
 
     fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
@@ -369,6 +386,12 @@ fn encode_iter<O: Out>(term: &Term, out: &mut O) -> Result<(), EncodeError> {
 /// map (whose elements the caller writes next).
 #[inline]
 fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeError> {
+    if o.stop() {
+        return Err(EncodeError::TooLarge {
+            what: "message for one frame",
+            len: o.buf().len(),
+        });
+    }
     if let Term::Binary(b) = t {
         let len = o.binary_len(b);
         let out = o.buf();
@@ -1589,6 +1612,11 @@ mod decode_tests {
         r.start(10);
         encode_referencing(&term::binary(vec![0; 10]), &mut r).expect("encodes");
         assert!(r.too_large());
+        // A body that outgrows it stops encoding, flagged.
+        r.start(10);
+        let long = term::list((0..1000).map(term::int).collect());
+        assert!(encode_referencing(&long, &mut r).is_err());
+        assert!(r.too_large() && r.buf.len() < 20);
     }
 
     #[test]
