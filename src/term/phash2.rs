@@ -189,20 +189,20 @@ const MAX_RECURSION: u32 = 64;
 /// text, with two-byte sequences starting 0xC2/0xC3 folded into the single
 /// Latin-1 byte they encode.
 pub fn atom_hash(name: &str) -> u32 {
-    let bytes = name.as_bytes();
-    if bytes.is_ascii() {
-        // Nothing to fold: the plain loop.
-        return bytes.iter().fold(0u32, |h, &v| {
-            let h = (h << 4).wrapping_add(u32::from(v));
-            let g = h & 0xF000_0000;
-            if g != 0 {
-                (h ^ (g >> 24)) ^ g
-            } else {
-                h
-            }
-        });
+    // One pass for ASCII text, nearly every atom: nothing to fold. The first
+    // byte past ASCII sends the whole text to the folding loop.
+    let mut h = 0u32;
+    for &v in name.as_bytes() {
+        if v >= 0x80 {
+            return atom_hash_folding(name.as_bytes());
+        }
+        h = (h << 4).wrapping_add(u32::from(v));
+        // `hashpjw` folds the top nibble back in when it is set; when it is
+        // clear both terms are 0, so no branch is needed.
+        let g = h & 0xF000_0000;
+        h = (h ^ (g >> 24)) ^ g;
     }
-    atom_hash_folding(bytes)
+    h
 }
 
 /// [`atom_hash`] for any text: Latin-1 characters written as two UTF-8
@@ -221,10 +221,7 @@ fn atom_hash_folding(bytes: &[u8]) -> u32 {
         }
         h = (h << 4).wrapping_add(u32::from(v));
         let g = h & 0xF000_0000;
-        if g != 0 {
-            h ^= g >> 24;
-            h ^= g;
-        }
+        h = (h ^ (g >> 24)) ^ g;
     }
     h
 }
@@ -265,7 +262,7 @@ fn block_hash(bytes: &[u8], init: u32) -> u32 {
 
 /// The full mix, returning all three words (the block hash carries them
 /// from block to block).
-#[inline]
+#[inline(always)]
 fn mix3(mut a: u32, mut b: u32, mut c: u32) -> (u32, u32, u32) {
     a = a.wrapping_sub(b).wrapping_sub(c) ^ (c >> 13);
     b = b.wrapping_sub(c).wrapping_sub(a) ^ (a << 8);
@@ -306,12 +303,30 @@ fn int_repr_i64<'b>(v: i64) -> IntRepr<'b> {
 }
 
 fn int_repr_big(b: &BigInteger) -> IntRepr<'_> {
-    // A bignum that fits in 28 bits is a small integer on the BEAM (the
-    // external format may still carry it as a bignum).
-    if let Ok(v) = i64::try_from(&b.value) {
-        return int_repr_i64(v);
+    // A bignum of one 64-bit digit is hashed as that digit, read straight
+    // from the magnitude (no conversion through `i64`); one that fits in
+    // 28 bits is a small integer on the BEAM (the external format may still
+    // carry it as a bignum).
+    let magnitude = b.value.magnitude();
+    if magnitude.bits() > 64 {
+        return IntRepr::Big(b);
     }
-    IntRepr::Big(b)
+    let m = magnitude.iter_u64_digits().next().unwrap_or(0);
+    let negative = b.value.sign() == num_bigint::Sign::Minus;
+    let small = if negative {
+        m <= SMALL28_MIN.unsigned_abs()
+    } else {
+        m <= SMALL28_MAX as u64
+    };
+    if small {
+        // In range, so the cast is exact.
+        let v = m as i32;
+        return IntRepr::Small28(if negative { v.wrapping_neg() } else { v });
+    }
+    IntRepr::Word {
+        negative,
+        magnitude: m,
+    }
 }
 
 /// The value of a list element when it is an integer in `0..=255`: such
@@ -513,6 +528,17 @@ fn bits_in(hash: u32, bytes: &[u8], tail_bits: u8) -> u32 {
     }
 }
 
+/// A binary (whole bytes): [`bits_in`] with no partial last byte to split off.
+#[inline]
+fn binary_in(hash: u32, bytes: &[u8]) -> u32 {
+    let seed = GOLDEN_13.wrapping_add(hash);
+    if bytes.is_empty() {
+        seed
+    } else {
+        block_hash(bytes, seed)
+    }
+}
+
 /// Hashes `term` completely onto the running value `hash`, straight from its
 /// own shape where it is one of the common ones (no [`Node`] built per
 /// element, a proper list's bytes packed in one loop); everything else goes
@@ -530,7 +556,7 @@ fn fast(hash: u32, term: &Term, depth: u32) -> u32 {
         Term::FixInteger(i) => int_in(hash, int_repr_i64(i64::from(i.value))),
         Term::BigInteger(b) => int_in(hash, int_repr_big(b)),
         Term::Atom(a) => atom_in(hash, &a.name),
-        Term::Binary(b) => bits_in(hash, &b.bytes, 0),
+        Term::Binary(b) => binary_in(hash, &b.bytes),
         Term::Float(f) => float_in(hash, f.value),
         Term::Pid(p) => mix_in(hash, p.id, 0, GOLDEN_5),
         Term::Tuple(t) => {
@@ -966,6 +992,30 @@ mod tests {
         ];
         for (term, expected) in cases {
             assert_eq!(make_hash2(&term), expected, "{term}");
+        }
+    }
+
+    #[test]
+    fn an_integer_hashes_alike_carried_small_or_as_a_bignum() {
+        // The BEAM hashes the value, not the external form it came in; the
+        // digit read straight from a bignum's magnitude must agree with the
+        // `i64` path at every boundary it decides on.
+        let mut values: Vec<i128> = vec![0, 1, -1, 255, 256, i128::from(u64::MAX)];
+        for bits in [27, 28, 31, 32, 63, 64] {
+            let p = 1i128 << bits;
+            values.extend([p - 1, p, p + 1, -p - 1, -p, -p + 1]);
+        }
+        for v in values {
+            let b = crate::term::BigInteger::from(v);
+            let reference = match i64::try_from(v) {
+                Ok(small) => int_in(0, int_repr_i64(small)),
+                Err(_) => int_in(0, IntRepr::Big(&b)),
+            };
+            let big = Term::BigInteger(b.clone());
+            assert_eq!(fast(0, &big, 0), reference, "{v}");
+            if let Ok(small) = i64::try_from(v) {
+                assert_eq!(phash2(&big), phash2(&int(small)), "{v}");
+            }
         }
     }
 
