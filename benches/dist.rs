@@ -41,6 +41,73 @@ fn best(runs: &[Figures]) -> Figures {
     }
 }
 
+/// The median of several runs, line by line: what a typical run gives,
+/// where the best is what a run undisturbed by the rest of the machine
+/// can give. Both are shown, as a pair whose best runs differ less than
+/// its typical ones (or the other way round) is worth knowing about.
+fn median(runs: &[Figures]) -> Figures {
+    let mid = |f: fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    };
+    Figures {
+        msgs_per_sec: mid(|r| r.msgs_per_sec),
+        call_p50_us: mid(|r| r.call_p50_us),
+        call_p99_us: mid(|r| r.call_p99_us),
+        big_rtt_ms: mid(|r| r.big_rtt_ms),
+    }
+}
+
+/// One side-by-side table of the three pairs, with ratios to BEAM->BEAM.
+fn table(title: &str, bb: Figures, br: Figures, rb: Figures) {
+    println!();
+    println!(
+        "{title:<34} {:>14} {:>14} {:>7} {:>14} {:>7}",
+        "BEAM->BEAM", "BEAM->Rust", "ratio", "Rust->BEAM", "ratio"
+    );
+    let row = |label: &str, b: f64, x: f64, y: f64, higher_is_better: bool| {
+        let r = |v: f64| if higher_is_better { v / b } else { b / v };
+        println!(
+            "{label:<34} {b:>14.1} {x:>14.1} {:>6.2}x {y:>14.1} {:>6.2}x",
+            r(x),
+            r(y)
+        );
+    };
+    row(
+        "small messages (msgs/s)",
+        bb.msgs_per_sec,
+        br.msgs_per_sec,
+        rb.msgs_per_sec,
+        true,
+    );
+    row(
+        "gen_server:call p50 (us)",
+        bb.call_p50_us,
+        br.call_p50_us,
+        rb.call_p50_us,
+        false,
+    );
+    row(
+        "gen_server:call p99 (us)",
+        bb.call_p99_us,
+        br.call_p99_us,
+        rb.call_p99_us,
+        false,
+    );
+    row(
+        "10 MB echo round trip (ms)",
+        bb.big_rtt_ms,
+        br.big_rtt_ms,
+        rb.big_rtt_ms,
+        false,
+    );
+}
+
 fn parse_figures(line: &str) -> Option<Figures> {
     let mut f = Figures::default();
     for kv in line.split_whitespace() {
@@ -236,12 +303,12 @@ fn main() {
 
         println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
             String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));
-        // Each pair runs `repeats` times, interleaved, and keeps its best
-        // figure per line: on a shared 2-core machine a run is only ever
-        // slowed down (by the other processes, or by how the kernel happens
-        // to batch the reads), so the best of a few is the least noisy
-        // estimate of what each pair can do.
-        let repeats: usize = env_or("BENCH_DIST_REPEATS", 3usize).max(1);
+        // Each pair runs `repeats` times, interleaved. On a shared 2-core
+        // machine a run is only ever slowed down (by the other processes, or
+        // by how the sender's kernel happens to batch its writes into
+        // segments), so the best figure per line estimates what each pair
+        // can do and the median what a typical run gives; both are printed.
+        let repeats: usize = env_or("BENCH_DIST_REPEATS", 5usize).max(1);
         let (mut bbs, mut brs, mut rbs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
             bbs.push(beam_driver(&ebin, epmd_port, &beam_target, msgs, calls, big));
@@ -254,26 +321,9 @@ fn main() {
             rbs.push(run.await.expect("rust driver"));
         }
         client.shutdown();
-        let (bb, br, rb) = (best(&bbs), best(&brs), best(&rbs));
-        println!("best of {repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
-
-        println!();
-        println!(
-            "{:<34} {:>14} {:>14} {:>7} {:>14} {:>7}",
-            "", "BEAM->BEAM", "BEAM->Rust", "ratio", "Rust->BEAM", "ratio"
-        );
-        let row = |label: &str, b: f64, x: f64, y: f64, higher_is_better: bool| {
-            let r = |v: f64| if higher_is_better { v / b } else { b / v };
-            println!(
-                "{label:<34} {b:>14.1} {x:>14.1} {:>6.2}x {y:>14.1} {:>6.2}x",
-                r(x),
-                r(y)
-            );
-        };
-        row("small messages (msgs/s)", bb.msgs_per_sec, br.msgs_per_sec, rb.msgs_per_sec, true);
-        row("gen_server:call p50 (us)", bb.call_p50_us, br.call_p50_us, rb.call_p50_us, false);
-        row("gen_server:call p99 (us)", bb.call_p99_us, br.call_p99_us, rb.call_p99_us, false);
-        row("10 MB echo round trip (ms)", bb.big_rtt_ms, br.big_rtt_ms, rb.big_rtt_ms, false);
+        println!("{repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
+        table("best run per line", best(&bbs), best(&brs), best(&rbs));
+        table("median run per line", median(&bbs), median(&brs), median(&rbs));
         println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster)");
     });
     let _ = std::fs::remove_dir_all(&ebin);

@@ -152,10 +152,11 @@ fn main() {
     let corpus_path = ebin.join("corpus.etf");
     let all = etf::to_binary(&term::list(terms.to_vec())).expect("corpus encodes");
     std::fs::write(&corpus_path, all).expect("corpus file");
-    // Each side runs `repeats` times, alternating, and keeps its best
-    // figure per line: on a shared machine a run is only ever slowed down,
-    // so the best of a few is the least noisy estimate of each side.
-    let repeats: usize = common::env_or("BENCH_TERMS_REPEATS", 3).max(1);
+    // Each side runs `repeats` times, alternating. On a shared machine a run
+    // is only ever slowed down, so the best figure per line estimates what
+    // each side can do and the median what a typical run gives; both are
+    // printed.
+    let repeats: usize = common::env_or("BENCH_TERMS_REPEATS", 5).max(1);
     let (mut rust, mut beam) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         rust.push(rust_side(&terms, rounds));
@@ -168,14 +169,31 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&ebin);
     let best = |runs: &[Figures], f: fn(&Figures) -> f64| runs.iter().map(f).fold(0.0, f64::max);
+    let median = |runs: &[Figures], f: fn(&Figures) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    };
     println!(
         "\nterms bench: 20,000 mixed terms x {rounds} rounds, same corpus on both sides, \
-         best of {repeats} alternating runs each"
+         {repeats} alternating runs each (BENCH_TERMS_REPEATS)"
     );
-    println!("{:<28} {:>14} {:>14} {:>8}", "", "BEAM", "Rust", "ratio");
+    println!(
+        "{:<20} {:>14} {:>14} {:>8} {:>14} {:>14} {:>8}",
+        "", "BEAM best", "Rust best", "ratio", "BEAM median", "Rust median", "ratio"
+    );
     let row = |label: &str, f: fn(&Figures) -> f64| {
         let (b, r) = (best(&beam, f), best(&rust, f));
-        println!("{label:<28} {b:>14.1} {r:>14.1} {:>7.2}x", r / b)
+        let (bm, rm) = (median(&beam, f), median(&rust, f));
+        println!(
+            "{label:<20} {b:>14.1} {r:>14.1} {:>7.2}x {bm:>14.1} {rm:>14.1} {:>7.2}x",
+            r / b,
+            rm / bm
+        )
     };
     row("encode (MB/s)", |x| x.encode_mb_s);
     row("decode (MB/s)", |x| x.decode_mb_s);

@@ -2,8 +2,8 @@
 # Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust and
 # Rust->BEAM on this machine, in one run, with ratios.
 #   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (7, after one uncounted round),
-#   BENCH_DIST_REPEATS (3: best of that many interleaved runs per pair),
-#   BENCH_TERMS_REPEATS (3, likewise for the terms bench)
+#   BENCH_DIST_REPEATS (5 interleaved runs per pair; the best and the median run are shown),
+#   BENCH_TERMS_REPEATS (5, likewise for the terms bench)
 #   CRDT sync (benches/crdt.rs): BENCH_CRDT_KEYS (1000,10000,100000),
 #   BENCH_CRDT_SYNC_MS (300), BENCH_CRDT_IDLE_ROUNDS (5), BENCH_CRDT_DIFF_DEPTH
 #   (Rust side; default the library's, 8 = what DeltaCrdt sends); its BEAM column needs
