@@ -264,7 +264,7 @@ pub fn detach_binaries(
         }
         match t {
             Term::Binary(b) if b.bytes.len() >= min => {
-                let bytes = bytes::Bytes::from(std::mem::take(&mut b.bytes));
+                let bytes = bytes::Bytes::from(std::mem::take(&mut b.bytes).into_vec());
                 found.push((&*b as *const crate::term::Binary, bytes));
             }
             Term::List(l) => l
@@ -802,6 +802,27 @@ mod tests {
             assert_eq!(fast, general, "{v}");
             assert_eq!(via_big, general, "{v}");
         }
+    }
+
+    #[test]
+    fn short_binaries_decode_into_the_term_and_long_ones_onto_the_heap() {
+        use crate::term::Binary;
+        for (n, inline) in [
+            (0, true),
+            (Binary::INLINE, true),
+            (Binary::INLINE + 1, false),
+        ] {
+            let bytes = to_binary(&term::binary(vec![7u8; n])).expect("encodes");
+            match from_binary(&bytes).expect("decodes") {
+                Term::Binary(b) => {
+                    assert_eq!(b.bytes.as_slice(), vec![7u8; n].as_slice());
+                    assert_eq!(!b.bytes.spilled(), inline, "{n} bytes");
+                }
+                other => panic!("{other}"),
+            }
+        }
+        // The room is there already: inline bytes do not make a term larger.
+        assert!(std::mem::size_of::<Term>() <= 48);
     }
 
     #[test]
@@ -1361,7 +1382,9 @@ impl<'a> Decoder<'a> {
                     }
                     other => {
                         self.hole = other;
-                        let bytes = self.bytes(n)?.to_vec();
+                        // Up to `Binary::INLINE` bytes are copied into the
+                        // term itself, with no allocation.
+                        let bytes = self.bytes(n)?;
                         out.put(Term::Binary(Binary::from(bytes)));
                     }
                 }

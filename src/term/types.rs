@@ -522,23 +522,45 @@ pub enum InternalFun {
     },
 }
 
+/// The bytes of a [`Binary`]: up to [`Binary::INLINE`] of them are kept in
+/// the term itself, more on the heap.
+pub type BinaryBytes = smallvec::SmallVec<[u8; Binary::INLINE]>;
+
 /// A binary (a whole number of bytes).
+///
+/// Most binaries on the wire are short (keys, names, ids), and a short one
+/// lives inside the term: decoding it allocates nothing and reading it
+/// follows no pointer. A term is 48 bytes whatever it holds, so the room
+/// is there already.
 #[derive(Debug, PartialEq, Eq, Hash, Clone, Default)]
 pub struct Binary {
-    pub bytes: Vec<u8>,
+    pub bytes: BinaryBytes,
+}
+
+impl Binary {
+    /// Longest binary kept inline.
+    pub const INLINE: usize = 32;
+
+    /// The bytes as a vector, taking them: free when they were on the heap.
+    pub fn into_vec(self) -> Vec<u8> {
+        self.bytes.into_vec()
+    }
 }
 
 impl From<&[u8]> for Binary {
     fn from(bytes: &[u8]) -> Binary {
         Binary {
-            bytes: bytes.to_vec(),
+            bytes: BinaryBytes::from_slice(bytes),
         }
     }
 }
 
 impl From<Vec<u8>> for Binary {
+    /// Keeps the vector's allocation when the bytes do not fit inline.
     fn from(bytes: Vec<u8>) -> Binary {
-        Binary { bytes }
+        Binary {
+            bytes: BinaryBytes::from_vec(bytes),
+        }
     }
 }
 
@@ -562,7 +584,7 @@ impl From<(Vec<u8>, u8)> for BitBinary {
 impl From<Binary> for BitBinary {
     fn from(binary: Binary) -> BitBinary {
         BitBinary {
-            bytes: binary.bytes,
+            bytes: binary.into_vec(),
             tail_bits_size: 8,
         }
     }

@@ -51,7 +51,7 @@ impl Loc {
         const AT: &str = "location";
         let err = || shape(AT, "a bitstring of at most 32 bits");
         let (bytes, len) = match term {
-            Term::Binary(b) => (b.bytes.clone(), b.bytes.len() * 8),
+            Term::Binary(b) => (b.bytes.to_vec(), b.bytes.len() * 8),
             Term::BitBinary(b) if b.bytes.is_empty() => (Vec::new(), 0),
             Term::BitBinary(b) if (1..=8).contains(&b.tail_bits_size) => {
                 let tail = b.tail_bits_size;
