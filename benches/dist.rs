@@ -46,15 +46,7 @@ fn best(runs: &[Figures]) -> Figures {
 /// can give. Both are shown, as a pair whose best runs differ less than
 /// its typical ones (or the other way round) is worth knowing about.
 fn median(runs: &[Figures]) -> Figures {
-    let mid = |f: fn(&Figures) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
+    let mid = |f: fn(&Figures) -> f64| common::median(runs.iter().map(f).collect());
     Figures {
         msgs_per_sec: mid(|r| r.msgs_per_sec),
         call_p50_us: mid(|r| r.call_p50_us),

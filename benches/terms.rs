@@ -169,15 +169,8 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&ebin);
     let best = |runs: &[Figures], f: fn(&Figures) -> f64| runs.iter().map(f).fold(0.0, f64::max);
-    let median = |runs: &[Figures], f: fn(&Figures) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
+    let median =
+        |runs: &[Figures], f: fn(&Figures) -> f64| common::median(runs.iter().map(f).collect());
     println!(
         "\nterms bench: 20,000 mixed terms x {rounds} rounds, same corpus on both sides, \
          {repeats} alternating runs each (BENCH_TERMS_REPEATS)"

@@ -36,6 +36,17 @@ pub fn have_erl() -> bool {
 }
 
 /// `name` from the environment, or `default` when unset or unparsable.
+/// The median of `values` (the mean of the middle two for an even count; 0
+/// for none), as the benches report a typical run beside the best one.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
