@@ -304,28 +304,21 @@ fn int_repr_i64<'b>(v: i64) -> IntRepr<'b> {
 
 fn int_repr_big(b: &BigInteger) -> IntRepr<'_> {
     // A bignum of one 64-bit digit is hashed as that digit, read straight
-    // from the magnitude (no conversion through `i64`); one that fits in
-    // 28 bits is a small integer on the BEAM (the external format may still
-    // carry it as a bignum).
+    // from the magnitude; one that also fits an `i64` goes through the
+    // small-integer path, which decides whether it is a 28-bit small on the
+    // BEAM (the external format may still carry such a value as a bignum).
     let magnitude = b.value.magnitude();
     if magnitude.bits() > 64 {
         return IntRepr::Big(b);
     }
     let m = magnitude.iter_u64_digits().next().unwrap_or(0);
     let negative = b.value.sign() == num_bigint::Sign::Minus;
-    let small = if negative {
-        m <= SMALL28_MIN.unsigned_abs()
-    } else {
-        m <= SMALL28_MAX as u64
-    };
-    if small {
-        // In range, so the cast is exact.
-        let v = m as i32;
-        return IntRepr::Small28(if negative { v.wrapping_neg() } else { v });
-    }
-    IntRepr::Word {
-        negative,
-        magnitude: m,
+    match i64::try_from(m) {
+        Ok(v) => int_repr_i64(if negative { -v } else { v }),
+        Err(_) => IntRepr::Word {
+            negative,
+            magnitude: m,
+        },
     }
 }
 
@@ -508,27 +501,18 @@ fn float_in(hash: u32, value: f64) -> u32 {
 /// same value: the tail bits shifted down.
 #[inline]
 fn bits_in(hash: u32, bytes: &[u8], tail_bits: u8) -> u32 {
-    let (whole, partial) = match bytes.split_last() {
-        Some((&last, init)) if (1..8).contains(&tail_bits) => (init, Some(last)),
-        _ => (bytes, None),
-    };
-    let seed = GOLDEN_13.wrapping_add(hash);
-    if whole.is_empty() && partial.is_none() {
-        return seed;
-    }
-    let h = block_hash(whole, seed);
-    match partial {
-        Some(last) => mix_in(
-            h,
+    match bytes.split_last() {
+        Some((&last, whole)) if (1..8).contains(&tail_bits) => mix_in(
+            block_hash(whole, GOLDEN_13.wrapping_add(hash)),
             u32::from(tail_bits),
             u32::from(last & ((1u8 << tail_bits) - 1)),
             GOLDEN_15,
         ),
-        None => h,
+        _ => binary_in(hash, bytes),
     }
 }
 
-/// A binary (whole bytes): [`bits_in`] with no partial last byte to split off.
+/// A binary (whole bytes), and a bitstring's whole bytes.
 #[inline]
 fn binary_in(hash: u32, bytes: &[u8]) -> u32 {
     let seed = GOLDEN_13.wrapping_add(hash);
