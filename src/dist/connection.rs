@@ -890,10 +890,9 @@ impl Writer {
         out: &mut Vec<u8>,
     ) -> Option<(usize, Vec<(usize, Bytes)>)> {
         let (cache, body) = self.atom_cache.as_mut()?;
-        body.start(self.fragment_size);
+        body.start(self.fragment_size.min(u32::MAX as usize / 2));
         let encoded = codec::encode_terms_referencing(ctrl, payload, body);
-        let max = self.fragment_size.min(u32::MAX as usize / 2);
-        if encoded.is_err() || body.too_large() || body.buf.len() > max {
+        if encoded.is_err() || body.too_large() {
             return None;
         }
         let start = out.len();

@@ -114,6 +114,7 @@ pub struct Referencing {
     pub atoms: Vec<crate::term::Atom>,
     /// See [`Referencing::too_large`].
     max: usize,
+    /// A binary of `max` bytes or more was left out.
     too_large: bool,
 }
 
@@ -136,7 +137,7 @@ impl Referencing {
     /// (a binary that large was met, or the body outgrew it): the encoding
     /// in `buf` is incomplete and must not be sent.
     pub fn too_large(&self) -> bool {
-        self.too_large
+        self.too_large || self.buf.len() > self.max
     }
 }
 
@@ -157,10 +158,7 @@ impl Out for Referencing {
 
     #[inline]
     fn stop(&mut self) -> bool {
-        if self.buf.len() > self.max {
-            self.too_large = true;
-        }
-        self.too_large
+        self.too_large()
     }
 
     fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
