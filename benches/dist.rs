@@ -6,25 +6,33 @@
 //! - BEAM -> Rust: the same `erl` driver against a `beam-peer node` process;
 //! - Rust -> BEAM: a Rust node doing the same work against the `erl` target.
 //!
-//! Lines: small-message throughput to `sink` (msgs/s), `gen_server:call` round
-//! trip p50/p99 to `echo` (µs), 10 MB `echo` round trip (ms). Ratios are "times as
-//! fast as BEAM -> BEAM" (above 1 is faster). Run with `scripts/bench.sh`.
+//! Lines: small-message throughput to `sink` (msgs/s) with the CPU time the
+//! sending and the receiving OS process spent per message of that stream
+//! (for Rust -> BEAM the sender is this process, whose node is the driver),
+//! `gen_server:call` round trip p50/p99 to `echo` (µs), 10 MB `echo` round
+//! trip (ms). Ratios are "times as fast as BEAM -> BEAM" (above 1 is faster;
+//! on the CPU lines, less CPU). Run with `scripts/bench.sh`.
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use beam_peer::term::{self, Term};
 use beam_peer::{Dest, Node, NodeConfig};
 
 mod common;
-use common::{compile_erlang, env_or, free_port, start_until_ready};
+use common::{compile_erlang, cpu_seconds, env_or, free_port, start_until_ready};
 
 const COOKIE: &str = "beam_peer_bench";
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
     msgs_per_sec: f64,
+    /// CPU time per message of the stream: the sending and the receiving
+    /// OS process (every thread, user and system).
+    sender_cpu_ns: f64,
+    receiver_cpu_ns: f64,
     call_p50_us: f64,
     call_p99_us: f64,
     big_rtt_ms: f64,
@@ -35,6 +43,8 @@ fn best(runs: &[Figures]) -> Figures {
     let min = |f: fn(&Figures) -> f64| runs.iter().map(f).fold(f64::INFINITY, f64::min);
     Figures {
         msgs_per_sec: runs.iter().map(|r| r.msgs_per_sec).fold(0.0, f64::max),
+        sender_cpu_ns: min(|r| r.sender_cpu_ns),
+        receiver_cpu_ns: min(|r| r.receiver_cpu_ns),
         call_p50_us: min(|r| r.call_p50_us),
         call_p99_us: min(|r| r.call_p99_us),
         big_rtt_ms: min(|r| r.big_rtt_ms),
@@ -49,6 +59,8 @@ fn median(runs: &[Figures]) -> Figures {
     let mid = |f: fn(&Figures) -> f64| common::median(runs.iter().map(f).collect());
     Figures {
         msgs_per_sec: mid(|r| r.msgs_per_sec),
+        sender_cpu_ns: mid(|r| r.sender_cpu_ns),
+        receiver_cpu_ns: mid(|r| r.receiver_cpu_ns),
         call_p50_us: mid(|r| r.call_p50_us),
         call_p99_us: mid(|r| r.call_p99_us),
         big_rtt_ms: mid(|r| r.big_rtt_ms),
@@ -76,6 +88,20 @@ fn table(title: &str, bb: Figures, br: Figures, rb: Figures) {
         br.msgs_per_sec,
         rb.msgs_per_sec,
         true,
+    );
+    row(
+        "  sender CPU per message (ns)",
+        bb.sender_cpu_ns,
+        br.sender_cpu_ns,
+        rb.sender_cpu_ns,
+        false,
+    );
+    row(
+        "  receiver CPU per message (ns)",
+        bb.receiver_cpu_ns,
+        br.receiver_cpu_ns,
+        rb.receiver_cpu_ns,
+        false,
     );
     row(
         "gen_server:call p50 (us)",
@@ -107,6 +133,7 @@ fn parse_figures(line: &str) -> Option<Figures> {
         let v: f64 = v.parse().ok()?;
         match k {
             "msgs_per_sec" => f.msgs_per_sec = v,
+            "sender_cpu_ns" => f.sender_cpu_ns = v,
             "call_p50_us" => f.call_p50_us = v,
             "call_p99_us" => f.call_p99_us = v,
             "big_rtt_ms" => f.big_rtt_ms = v,
@@ -116,10 +143,13 @@ fn parse_figures(line: &str) -> Option<Figures> {
     Some(f)
 }
 
+/// Runs the Erlang driver against `target` (whose OS process is
+/// `target_pid`), reading the target's CPU time when the driver says its
+/// stream starts and ends.
 fn beam_driver(
     ebin: &PathBuf,
     epmd_port: u16,
-    target: &str,
+    (target, target_pid): (&str, u32),
     msgs: usize,
     calls: usize,
     big: usize,
@@ -131,11 +161,11 @@ fn beam_driver(
     );
     let code = format!(
         "R = beam_peer_bench:run('{target}', {msgs}, {calls}, {big}), \
-         io:format(\"msgs_per_sec=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p~n\", \
-           [float(maps:get(msgs_per_sec, R)), float(maps:get(call_p50_us, R)), \
-            float(maps:get(call_p99_us, R)), float(maps:get(big_rtt_ms, R))]), halt()."
+         io:format(\"msgs_per_sec=~p sender_cpu_ns=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p~n\", \
+           [float(maps:get(K, R)) || K <- [msgs_per_sec, sender_cpu_ns, call_p50_us, \
+                                           call_p99_us, big_rtt_ms]]), halt()."
     );
-    let out = Command::new("erl")
+    let mut driver = Command::new("erl")
         .args([
             "-name",
             &name,
@@ -149,24 +179,38 @@ fn beam_driver(
         .arg(ebin)
         .args(["-eval", &code])
         .env("ERL_EPMD_PORT", epmd_port.to_string())
-        .output()
+        .stdout(Stdio::piped())
+        .spawn()
         .expect("erl driver");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.starts_with("msgs_per_sec=")
-                .then(|| parse_figures(l))
-                .flatten()
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "driver against {target} printed no figures:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
+    let stdout = driver.stdout.take().expect("driver stdout");
+    let (mut text, mut figures) = (String::new(), None);
+    let (mut cpu_start, mut cpu_end) = (0.0, 0.0);
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        match line.as_str() {
+            "stream_start" => cpu_start = cpu_seconds(target_pid),
+            "stream_end" => cpu_end = cpu_seconds(target_pid),
+            l if l.starts_with("msgs_per_sec=") => figures = parse_figures(l),
+            _ => {}
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let _ = driver.wait();
+    let mut f =
+        figures.unwrap_or_else(|| panic!("driver against {target} printed no figures:\n{text}"));
+    f.receiver_cpu_ns = (cpu_end - cpu_start) * 1e9 / msgs.max(1) as f64;
+    f
 }
 
-async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: usize) -> Figures {
+/// The Rust twin of the Erlang driver, run by `node` (this OS process)
+/// against `target` (OS process `target_pid`).
+async fn rust_driver(
+    node: &Node,
+    (target, target_pid): (&str, u32),
+    msgs: usize,
+    calls: usize,
+    big: usize,
+) -> Figures {
     let mut p = node.process();
     let echo = Dest::Remote("echo".into(), target.into());
     let sink = Dest::Remote("sink".into(), target.into());
@@ -182,6 +226,8 @@ async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: 
         beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())],
     );
     p.receive_match(count_of, Some(t)).await.expect("alive");
+    let cpu = || (cpu_seconds(std::process::id()), cpu_seconds(target_pid));
+    let cpu_start = cpu();
     let start = Instant::now();
     for i in 0..msgs {
         p.send(
@@ -199,6 +245,7 @@ async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: 
         .expect("alive")
         .expect("count");
     let secs = start.elapsed().as_secs_f64();
+    let cpu_end = cpu();
     let n = term::as_tuple(&got)
         .and_then(|e| term::as_i64(&e[1]))
         .unwrap_or(-1);
@@ -238,6 +285,8 @@ async fn rust_driver(node: &Node, target: &str, msgs: usize, calls: usize, big: 
     big_times.sort_by(|a, b| a.total_cmp(b));
     Figures {
         msgs_per_sec: msgs as f64 / secs,
+        sender_cpu_ns: (cpu_end.0 - cpu_start.0) * 1e9 / msgs.max(1) as f64,
+        receiver_cpu_ns: (cpu_end.1 - cpu_start.1) * 1e9 / msgs.max(1) as f64,
         call_p50_us: pct(50),
         call_p99_us: pct(99),
         big_rtt_ms: big_times[(big.max(1) - 1) / 2],
@@ -285,13 +334,15 @@ fn main() {
             .arg(&ebin)
             .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let _beam = start_until_ready(cmd, None, Duration::from_secs(30));
+        let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+        let beam = (beam_target.as_str(), beam_guard.0.id());
 
         let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
         cmd.args(["node", "--name", &rust_target, "--cookie", COOKIE])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let _rust = start_until_ready(cmd, None, Duration::from_secs(30));
+        let rust_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+        let rust = (rust_target.as_str(), rust_guard.0.id());
 
         println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
             String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));
@@ -303,20 +354,22 @@ fn main() {
         let repeats: usize = env_or("BENCH_DIST_REPEATS", 5usize).max(1);
         let (mut bbs, mut brs, mut rbs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
-            bbs.push(beam_driver(&ebin, epmd_port, &beam_target, msgs, calls, big));
-            brs.push(beam_driver(&ebin, epmd_port, &rust_target, msgs, calls, big));
+            bbs.push(beam_driver(&ebin, epmd_port, beam, msgs, calls, big));
+            brs.push(beam_driver(&ebin, epmd_port, rust, msgs, calls, big));
             // On a runtime worker, as a node's processes run (the BEAM
             // driver is a process on a scheduler too); from `block_on` every
             // send and reply would cross threads.
-            let (node, target) = (client.clone(), beam_target.clone());
-            let run = tokio::spawn(async move { rust_driver(&node, &target, msgs, calls, big).await });
+            let (node, target, pid) = (client.clone(), beam_target.clone(), beam.1);
+            let run = tokio::spawn(async move {
+                rust_driver(&node, (&target, pid), msgs, calls, big).await
+            });
             rbs.push(run.await.expect("rust driver"));
         }
-        client.shutdown();
         println!("{repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
         table("best run per line", best(&bbs), best(&brs), best(&rbs));
         table("median run per line", median(&bbs), median(&brs), median(&rbs));
-        println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster)");
+        println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster; for CPU, less used)");
+        client.shutdown();
     });
     let _ = std::fs::remove_dir_all(&ebin);
 }

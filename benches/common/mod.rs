@@ -35,7 +35,27 @@ pub fn have_erl() -> bool {
         .unwrap_or(false)
 }
 
-/// `name` from the environment, or `default` when unset or unparsable.
+/// The CPU time (user and system, every thread) OS process `pid` has used
+/// so far, in seconds, from `/proc/<pid>/stat`; 0 where that cannot be read.
+/// Clock ticks are 1/100 s: Linux fixes them at 100 for user space.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The command name (field 2) is in parentheses and may hold spaces;
+    // utime and stime are fields 14 and 15, the 12th and 13th after it.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
 /// The median of `values` (the mean of the middle two for an even count; 0
 /// for none), as the benches report a typical run beside the best one.
 pub fn median(mut values: Vec<f64>) -> f64 {
@@ -47,6 +67,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// `name` from the environment, or `default` when unset or unparsable.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
