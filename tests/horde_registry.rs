@@ -52,6 +52,18 @@ fn holder(node: &Node, report_to: &beam_peer::term::Pid) -> beam_peer::term::Pid
     })
 }
 
+/// What a member holds, for a failure message: its node's visible peers,
+/// the registry's members and every registration.
+async fn describe(node: &Node, r: &Registry) -> String {
+    let keys = r.select(|k, pid, _| Some(format!("{k} => {pid}")));
+    format!(
+        "nodes {:?}, members {:?}, {} keys {keys:?}",
+        node.visible_nodes(),
+        r.members().await,
+        r.count()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_see_every_registration_and_via_names_work() {
     let port = common::free_port();
@@ -227,10 +239,13 @@ async fn kill_9_of_a_member_removes_its_names_everywhere() {
     let rb = start(&b, &name).await;
     let mut member = common::RegistryMember::start(a.name(), port, &name, "victim-echo");
     let seen = |r: &Registry| r.lookup(&key("victim-echo")).is_some();
-    assert!(
-        common::wait_until(T, || seen(&ra) && seen(&rb)).await,
-        "victim's key seen"
-    );
+    if !common::wait_until(T, || seen(&ra) && seen(&rb)).await {
+        panic!(
+            "victim's key not seen on both:\n a: {}\n b: {}",
+            describe(&a, &ra).await,
+            describe(&b, &rb).await
+        );
+    }
     let mut p = a.process();
     assert_eq!(
         p.call(ra.via(key("victim-echo")), term::atom("ping"), T)
@@ -238,15 +253,17 @@ async fn kill_9_of_a_member_removes_its_names_everywhere() {
         Ok(term::atom("ping"))
     );
     member.kill9();
-    assert!(
-        common::wait_until(T, || !seen(&ra)
-            && !seen(&rb)
-            && ra.count() == 0
-            && rb.count() == 0)
-        .await,
-        "the dead member's names are gone everywhere"
-    );
-    assert!(common::wait_until(T, || ra.count() == 0).await);
+    let gone = common::wait_until(T, || {
+        !seen(&ra) && !seen(&rb) && ra.count() == 0 && rb.count() == 0
+    })
+    .await;
+    if !gone {
+        panic!(
+            "the dead member's names are not gone everywhere:\n a: {}\n b: {}",
+            describe(&a, &ra).await,
+            describe(&b, &rb).await
+        );
+    }
     a.shutdown();
     b.shutdown();
 }
