@@ -192,6 +192,53 @@ async fn fake_peer(node: &Node, name: &str) -> TcpStream {
     }
 }
 
+/// A peer that names itself and then stalls mid-handshake holds the node's
+/// pending connection to that name only until the connect timeout: the
+/// incoming handshake gives it up, and the node connects to the real node of
+/// that name afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_stalled_after_the_name_releases_the_pending_connection() {
+    let port = common::free_port();
+    let mut config = NodeConfig::new(format!("{}@127.0.0.1", common::unique("stalled_at")));
+    config.connect_timeout = Duration::from_millis(300);
+    let node = common::rust_node_with(config, port).await;
+    let real = common::rust_node("impersonated", port).await;
+    // The impersonator sends `real`'s name and nothing after the challenge.
+    let mut stream = TcpStream::connect(("127.0.0.1", node.listen_port()))
+        .await
+        .expect("tcp");
+    let mut hs = Handshake::client(
+        HandshakeConfig {
+            name: real.name().to_string(),
+            creation: 77,
+            flags: beam_peer::dist::flags::offered(true),
+            cookie: common::COOKIE.to_string(),
+        },
+        12345,
+        6,
+    );
+    stream
+        .write_all(&hs.take_output())
+        .await
+        .expect("send_name");
+    let mut status = [0u8; 64];
+    let n = stream.read(&mut status).await.expect("status");
+    assert!(n > 0, "the node answered the name");
+    // Past the timeout the node has closed the stalled handshake...
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(T, stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the stalled handshake was closed");
+    // ...and connects to the real node of that name.
+    assert!(
+        tokio::time::timeout(T, node.ping(real.name()))
+            .await
+            .unwrap_or(false),
+        "ping after the stalled handshake"
+    );
+    node.shutdown();
+    real.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_frame_closes_only_that_connection() {
     let port = common::free_port();

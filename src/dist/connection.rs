@@ -157,24 +157,35 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
             return;
         };
         tokio::spawn(async move {
-            let timeout = node.config().connect_timeout;
-            match tokio::time::timeout(timeout, accept_one(node, stream)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) if e == OURS_WINS => {
+            match accept_one(node, stream).await {
+                Ok(()) => {}
+                Err(e) if e == OURS_WINS => {
                     tracing::debug!(%addr, "incoming connection refused: {e}")
                 }
-                Ok(Err(e)) => tracing::warn!(%addr, error = %e, "incoming connection refused"),
-                Err(_) => tracing::warn!(%addr, "incoming handshake timed out"),
+                Err(e) => tracing::warn!(%addr, error = %e, "incoming connection refused"),
             }
         });
     }
 }
 
+/// Runs the server side of one incoming handshake, within the node's
+/// `connect_timeout`.
 async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let mut hs = Handshake::server(node.handshake_config(), rand::random());
     let mut accepted = None;
-    match drive_handshake(&node, &mut stream, &mut hs, &mut accepted, None).await {
+    // The timeout is taken here, not around this function: once the peer's
+    // name is accepted this handshake is the node's pending connection to it,
+    // and a peer that stalls after that must release it below like any other
+    // failure. Dropped from outside, it would stay pending, and every later
+    // connect to that node would wait on it forever.
+    let outcome = tokio::time::timeout(
+        node.config().connect_timeout,
+        drive_handshake(&node, &mut stream, &mut hs, &mut accepted, None),
+    )
+    .await
+    .unwrap_or_else(|_| Err("handshake timed out".to_string()));
+    match outcome {
         Ok((peer, leftover)) => {
             let attempt = accepted.map(|(_, a)| a);
             start(node, stream, peer, leftover, attempt);
