@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use beam_peer::dist::codec;
-use beam_peer::dist::handshake::{Handshake, HandshakeConfig, HandshakeEvent};
+use beam_peer::dist::handshake::{Handshake, HandshakeConfig, HandshakeEvent, ServerStatus};
 use beam_peer::term::{self, Term};
 use beam_peer::{Discovery, Node, NodeConfig, NodeEvent, ProcessExit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -237,6 +237,115 @@ async fn a_handshake_stalled_after_the_name_releases_the_pending_connection() {
     );
     node.shutdown();
     real.shutdown();
+}
+
+/// Simultaneous connects where the winning side's handshake fails: our
+/// node (the smaller name) answers the peer's incoming connect with
+/// `ok_simultaneous`, which orphans our own outgoing connect; that incoming
+/// handshake then breaks off; the peer then completes our outgoing one. Our
+/// node must keep that connection (the peer has it up, and nothing else
+/// connects the two), not close it and hand the peer a nodeup and a nodedown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_connect_completes_when_the_simultaneous_one_fails() {
+    let peer_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let peer_addr = peer_listener.local_addr().expect("addr");
+    // Names order the two sides: ours is smaller, so the peer's connect wins.
+    let ours = format!("{}@127.0.0.1", common::unique("a_orphan"));
+    let peer = format!("{}@127.0.0.1", common::unique("z_orphan"));
+    let node = Node::start(
+        NodeConfig::new(&ours)
+            .cookie(common::COOKIE)
+            .discovery(Discovery::Fixed {
+                peer_port: 1,
+                peers: [(peer.clone(), peer_addr)].into(),
+            })
+            .listen([127, 0, 0, 1].into(), 0),
+    )
+    .await
+    .expect("node starts");
+    let peer_config = || HandshakeConfig {
+        name: peer.clone(),
+        creation: 77,
+        flags: beam_peer::dist::flags::offered(true),
+        cookie: common::COOKIE.to_string(),
+    };
+    let mut buf = vec![0u8; 4096];
+
+    // 1. Our node dials the peer; the peer reads its name and holds on.
+    let dialing = {
+        let node = node.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move { node.connect(&peer).await })
+    };
+    let (mut outgoing, _) = tokio::time::timeout(T, peer_listener.accept())
+        .await
+        .expect("our node dials")
+        .expect("accept");
+    let mut server = Handshake::server(peer_config(), 54321);
+    loop {
+        let n = outgoing.read(&mut buf).await.expect("read");
+        assert!(n > 0, "closed before naming itself");
+        server.receive(&buf[..n]).expect("send_name");
+        if let Some(HandshakeEvent::PeerNamed { .. }) = server.poll_event() {
+            break;
+        }
+    }
+
+    // 2. The peer dials our node too and is told ok_simultaneous (its
+    // connect wins), then its handshake breaks off.
+    let mut incoming = TcpStream::connect(("127.0.0.1", node.listen_port()))
+        .await
+        .expect("tcp");
+    let mut client = Handshake::client(peer_config(), 12345, 6);
+    incoming
+        .write_all(&client.take_output())
+        .await
+        .expect("send_name");
+    let n = incoming.read(&mut buf).await.expect("status");
+    assert!(
+        buf[..n].windows(3).any(|w| w == b"sok"),
+        "ok_simultaneous expected, got {:?}",
+        &buf[..n]
+    );
+    drop(incoming);
+    let failed = tokio::time::timeout(T, dialing)
+        .await
+        .expect("the connect gives up")
+        .expect("task");
+    assert!(failed.is_err(), "the winning handshake failed");
+
+    // 3. The peer completes our node's orphaned outgoing connect.
+    server.set_status(ServerStatus::Ok);
+    loop {
+        let out = server.take_output();
+        if !out.is_empty() {
+            outgoing.write_all(&out).await.expect("write");
+        }
+        if let Some(HandshakeEvent::Completed { .. }) = server.poll_event() {
+            break;
+        }
+        let n = tokio::time::timeout(T, outgoing.read(&mut buf))
+            .await
+            .expect("handshake goes on")
+            .expect("read");
+        assert!(n > 0, "our node closed the handshake");
+        server.receive(&buf[..n]).expect("handshake");
+    }
+    assert!(
+        common::wait_until(T, || node.is_connected(&peer)).await,
+        "our node keeps the connection the peer completed"
+    );
+    // It stays: our node does not close it after the fact.
+    let mut frame = [0u8; 4];
+    let read = tokio::time::timeout(Duration::from_millis(300), outgoing.read(&mut frame)).await;
+    assert!(
+        !matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "our node closed the connection"
+    );
+    assert!(node.is_connected(&peer));
+    node.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

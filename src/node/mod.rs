@@ -1250,7 +1250,8 @@ impl Node {
     }
 
     /// A handshake completed. `attempt` is set for our outgoing connects; an
-    /// outgoing attempt orphaned by a simultaneous incoming one is refused.
+    /// outgoing attempt orphaned by a simultaneous incoming one is refused
+    /// while that one is pending or up, and kept if it failed.
     pub(crate) fn connection_up(&self, handle: ConnectionHandle, attempt: Option<u64>) -> bool {
         let name = handle.peer.name.clone();
         let hidden = handle.peer.flags & crate::dist::flags::PUBLISHED == 0;
@@ -1289,8 +1290,13 @@ impl Node {
                     old = Some(h);
                     (vec![], vec![])
                 }
+                // An outgoing attempt orphaned by a simultaneous incoming
+                // one whose handshake then failed (or nothing pending at all
+                // for an incoming one). The peer has this connection up and
+                // nothing else connects the two, so it stays: refusing it
+                // would show the peer a nodeup and at once a nodedown.
                 None => {
-                    if attempt.is_some() {
+                    if attempt.is_some() && self.inner.shutting_down.load(Ordering::Relaxed) {
                         return false;
                     }
                     (vec![], vec![])
