@@ -38,92 +38,83 @@ struct Figures {
     big_rtt_ms: f64,
 }
 
-/// The best of several runs, line by line: most messages per second, least time.
-fn best(runs: &[Figures]) -> Figures {
-    let min = |f: fn(&Figures) -> f64| runs.iter().map(f).fold(f64::INFINITY, f64::min);
-    Figures {
-        msgs_per_sec: runs.iter().map(|r| r.msgs_per_sec).fold(0.0, f64::max),
-        sender_cpu_ns: min(|r| r.sender_cpu_ns),
-        receiver_cpu_ns: min(|r| r.receiver_cpu_ns),
-        call_p50_us: min(|r| r.call_p50_us),
-        call_p99_us: min(|r| r.call_p99_us),
-        big_rtt_ms: min(|r| r.big_rtt_ms),
-    }
+/// One line of the table.
+struct Line {
+    label: &'static str,
+    figure: fn(&Figures) -> f64,
+    higher_is_better: bool,
 }
 
-/// The median of several runs, line by line: what a typical run gives,
-/// where the best is what a run undisturbed by the rest of the machine
-/// can give. Both are shown, as a pair whose best runs differ less than
-/// its typical ones (or the other way round) is worth knowing about.
-fn median(runs: &[Figures]) -> Figures {
-    let mid = |f: fn(&Figures) -> f64| common::median(runs.iter().map(f).collect());
-    Figures {
-        msgs_per_sec: mid(|r| r.msgs_per_sec),
-        sender_cpu_ns: mid(|r| r.sender_cpu_ns),
-        receiver_cpu_ns: mid(|r| r.receiver_cpu_ns),
-        call_p50_us: mid(|r| r.call_p50_us),
-        call_p99_us: mid(|r| r.call_p99_us),
-        big_rtt_ms: mid(|r| r.big_rtt_ms),
-    }
+const LINES: [Line; 6] = [
+    Line {
+        label: "small messages (msgs/s)",
+        figure: |f| f.msgs_per_sec,
+        higher_is_better: true,
+    },
+    Line {
+        label: "  sender CPU per message (ns)",
+        figure: |f| f.sender_cpu_ns,
+        higher_is_better: false,
+    },
+    Line {
+        label: "  receiver CPU per message (ns)",
+        figure: |f| f.receiver_cpu_ns,
+        higher_is_better: false,
+    },
+    Line {
+        label: "gen_server:call p50 (us)",
+        figure: |f| f.call_p50_us,
+        higher_is_better: false,
+    },
+    Line {
+        label: "gen_server:call p99 (us)",
+        figure: |f| f.call_p99_us,
+        higher_is_better: false,
+    },
+    Line {
+        label: "10 MB echo round trip (ms)",
+        figure: |f| f.big_rtt_ms,
+        higher_is_better: false,
+    },
+];
+
+/// The best of several runs' values of one line.
+fn best(values: Vec<f64>, higher_is_better: bool) -> f64 {
+    let pick = if higher_is_better { f64::max } else { f64::min };
+    values.into_iter().reduce(pick).unwrap_or(0.0)
 }
 
-/// One side-by-side table of the three pairs, with ratios to BEAM->BEAM.
-fn table(title: &str, bb: Figures, br: Figures, rb: Figures) {
+/// The median of several runs' values of one line: what a typical run
+/// gives, where the best is what a run undisturbed by the rest of the
+/// machine can give. Both are shown, as a pair whose best runs differ less
+/// than its typical ones (or the other way round) is worth knowing about.
+fn median(values: Vec<f64>, _higher_is_better: bool) -> f64 {
+    common::median(values)
+}
+
+/// One side-by-side table of the three pairs' runs, each line summed up by
+/// `summary` ([`best`] or [`median`]), with ratios to BEAM->BEAM.
+fn table(title: &str, summary: fn(Vec<f64>, bool) -> f64, [bb, br, rb]: [&[Figures]; 3]) {
     println!();
     println!(
         "{title:<34} {:>14} {:>14} {:>7} {:>14} {:>7}",
         "BEAM->BEAM", "BEAM->Rust", "ratio", "Rust->BEAM", "ratio"
     );
-    let row = |label: &str, b: f64, x: f64, y: f64, higher_is_better: bool| {
+    for Line {
+        label,
+        figure,
+        higher_is_better,
+    } in LINES
+    {
+        let line = |runs: &[Figures]| summary(runs.iter().map(figure).collect(), higher_is_better);
+        let (b, x, y) = (line(bb), line(br), line(rb));
         let r = |v: f64| if higher_is_better { v / b } else { b / v };
         println!(
             "{label:<34} {b:>14.1} {x:>14.1} {:>6.2}x {y:>14.1} {:>6.2}x",
             r(x),
             r(y)
         );
-    };
-    row(
-        "small messages (msgs/s)",
-        bb.msgs_per_sec,
-        br.msgs_per_sec,
-        rb.msgs_per_sec,
-        true,
-    );
-    row(
-        "  sender CPU per message (ns)",
-        bb.sender_cpu_ns,
-        br.sender_cpu_ns,
-        rb.sender_cpu_ns,
-        false,
-    );
-    row(
-        "  receiver CPU per message (ns)",
-        bb.receiver_cpu_ns,
-        br.receiver_cpu_ns,
-        rb.receiver_cpu_ns,
-        false,
-    );
-    row(
-        "gen_server:call p50 (us)",
-        bb.call_p50_us,
-        br.call_p50_us,
-        rb.call_p50_us,
-        false,
-    );
-    row(
-        "gen_server:call p99 (us)",
-        bb.call_p99_us,
-        br.call_p99_us,
-        rb.call_p99_us,
-        false,
-    );
-    row(
-        "10 MB echo round trip (ms)",
-        bb.big_rtt_ms,
-        br.big_rtt_ms,
-        rb.big_rtt_ms,
-        false,
-    );
+    }
 }
 
 fn parse_figures(line: &str) -> Option<Figures> {
@@ -366,8 +357,8 @@ fn main() {
             rbs.push(run.await.expect("rust driver"));
         }
         println!("{repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
-        table("best run per line", best(&bbs), best(&brs), best(&rbs));
-        table("median run per line", median(&bbs), median(&brs), median(&rbs));
+        table("best run per line", best, [&bbs, &brs, &rbs]);
+        table("median run per line", median, [&bbs, &brs, &rbs]);
         println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster; for CPU, less used)");
         client.shutdown();
     });
