@@ -563,12 +563,7 @@ impl BigRound {
             bigs + 1
         );
         assert!(term::is_atom(&eval(ctl, beam, &collector).await, "ok"));
-        let bytes_out = || {
-            rust.connection_stats()
-                .into_iter()
-                .find(|(n, _)| n == beam)
-                .map_or(0, |(_, s)| s.bytes_out)
-        };
+        let bytes_out = || common::connection_to(rust, beam).map_or(0, |s| s.bytes_out);
         let dest = Dest::Remote(name.into(), beam.into());
         // Built up front: copying 10 MB between the sends would give the
         // writer time to finish the messages already queued.
@@ -859,13 +854,7 @@ async fn atoms_cross_as_cache_references_both_ways() {
     const TAG: &str = "a_rather_long_message_tag_for_this_test";
     let (rust, beam) = common::rust_and_beam().await;
     let mut p = rust.process();
-    let stats = |rust: &beam_peer::Node| {
-        rust.connection_stats()
-            .into_iter()
-            .find(|(peer, _)| *peer == beam.name)
-            .map(|(_, s)| s)
-            .expect("connected")
-    };
+    let stats = |rust: &Node| common::connection_to(rust, &beam.name).expect("connected");
     // A frame with its atoms as text: length, header without references,
     // body.
     let as_text = |from: &str, to: &str, tag: &str| {

@@ -159,22 +159,18 @@ async fn fifty_thousand_processes_each_answer_a_remote_message() {
     b.shutdown();
 }
 
-/// Completes a handshake as a fake peer over a raw socket and returns the
-/// stream, ready for frames.
-async fn fake_peer(node: &Node, name: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(("127.0.0.1", node.listen_port()))
-        .await
-        .expect("tcp");
-    let mut hs = Handshake::client(
-        HandshakeConfig {
-            name: name.to_string(),
-            creation: 77,
-            flags: beam_peer::dist::flags::offered(true),
-            cookie: common::COOKIE.to_string(),
-        },
-        12345,
-        6,
-    );
+/// How a fake peer named `name` introduces itself.
+fn fake_config(name: &str) -> HandshakeConfig {
+    HandshakeConfig {
+        name: name.to_string(),
+        creation: 77,
+        flags: beam_peer::dist::flags::offered(true),
+        cookie: common::COOKIE.to_string(),
+    }
+}
+
+/// Drives `hs` over `stream` until it completes, its last words sent.
+async fn complete_handshake(stream: &mut TcpStream, hs: &mut Handshake) {
     let mut buf = vec![0u8; 4096];
     loop {
         let out = hs.take_output();
@@ -184,12 +180,26 @@ async fn fake_peer(node: &Node, name: &str) -> TcpStream {
         if let Some(HandshakeEvent::Completed { .. }) = hs.poll_event() {
             let out = hs.take_output();
             stream.write_all(&out).await.expect("write");
-            return stream;
+            return;
         }
-        let n = stream.read(&mut buf).await.expect("read");
+        let n = tokio::time::timeout(T, stream.read(&mut buf))
+            .await
+            .expect("handshake goes on")
+            .expect("read");
         assert!(n > 0, "closed during handshake");
         hs.receive(&buf[..n]).expect("handshake");
     }
+}
+
+/// Completes a handshake as a fake peer over a raw socket and returns the
+/// stream, ready for frames.
+async fn fake_peer(node: &Node, name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", node.listen_port()))
+        .await
+        .expect("tcp");
+    let mut hs = Handshake::client(fake_config(name), 12345, 6);
+    complete_handshake(&mut stream, &mut hs).await;
+    stream
 }
 
 /// A peer that names itself and then stalls mid-handshake holds the node's
@@ -207,16 +217,7 @@ async fn a_handshake_stalled_after_the_name_releases_the_pending_connection() {
     let mut stream = TcpStream::connect(("127.0.0.1", node.listen_port()))
         .await
         .expect("tcp");
-    let mut hs = Handshake::client(
-        HandshakeConfig {
-            name: real.name().to_string(),
-            creation: 77,
-            flags: beam_peer::dist::flags::offered(true),
-            cookie: common::COOKIE.to_string(),
-        },
-        12345,
-        6,
-    );
+    let mut hs = Handshake::client(fake_config(real.name()), 12345, 6);
     stream
         .write_all(&hs.take_output())
         .await
@@ -265,12 +266,6 @@ async fn an_orphaned_connect_completes_when_the_simultaneous_one_fails() {
     )
     .await
     .expect("node starts");
-    let peer_config = || HandshakeConfig {
-        name: peer.clone(),
-        creation: 77,
-        flags: beam_peer::dist::flags::offered(true),
-        cookie: common::COOKIE.to_string(),
-    };
     let mut buf = vec![0u8; 4096];
 
     // 1. Our node dials the peer; the peer reads its name and holds on.
@@ -283,7 +278,7 @@ async fn an_orphaned_connect_completes_when_the_simultaneous_one_fails() {
         .await
         .expect("our node dials")
         .expect("accept");
-    let mut server = Handshake::server(peer_config(), 54321);
+    let mut server = Handshake::server(fake_config(&peer), 54321);
     loop {
         let n = outgoing.read(&mut buf).await.expect("read");
         assert!(n > 0, "closed before naming itself");
@@ -298,7 +293,7 @@ async fn an_orphaned_connect_completes_when_the_simultaneous_one_fails() {
     let mut incoming = TcpStream::connect(("127.0.0.1", node.listen_port()))
         .await
         .expect("tcp");
-    let mut client = Handshake::client(peer_config(), 12345, 6);
+    let mut client = Handshake::client(fake_config(&peer), 12345, 6);
     incoming
         .write_all(&client.take_output())
         .await
@@ -318,21 +313,7 @@ async fn an_orphaned_connect_completes_when_the_simultaneous_one_fails() {
 
     // 3. The peer completes our node's orphaned outgoing connect.
     server.set_status(ServerStatus::Ok);
-    loop {
-        let out = server.take_output();
-        if !out.is_empty() {
-            outgoing.write_all(&out).await.expect("write");
-        }
-        if let Some(HandshakeEvent::Completed { .. }) = server.poll_event() {
-            break;
-        }
-        let n = tokio::time::timeout(T, outgoing.read(&mut buf))
-            .await
-            .expect("handshake goes on")
-            .expect("read");
-        assert!(n > 0, "our node closed the handshake");
-        server.receive(&buf[..n]).expect("handshake");
-    }
+    complete_handshake(&mut outgoing, &mut server).await;
     assert!(
         common::wait_until(T, || node.is_connected(&peer)).await,
         "our node keeps the connection the peer completed"

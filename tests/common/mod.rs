@@ -348,6 +348,14 @@ pub async fn eval_elixir(
         .unwrap_or_else(|e| panic!("eval_elixir on {beam} raised:\n{e}\ncode: {code}"))
 }
 
+/// `node`'s counters for its live connection to `peer`, if there is one.
+pub fn connection_to(node: &Node, peer: &str) -> Option<beam_peer::dist::ConnectionStats> {
+    node.connection_stats()
+        .into_iter()
+        .find(|(n, _)| n == peer)
+        .map(|(_, s)| s)
+}
+
 /// Waits until `f` is true, checking every 20 ms, up to `limit`.
 pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
