@@ -30,7 +30,9 @@ pub mod process;
 pub mod services;
 pub mod term;
 
-pub use node::{ConnectError, Dest, Discovery, Node, NodeConfig, NodeError, NodeEvent, RpcError};
+pub use node::{
+    ConnectError, Dest, Discovery, Node, NodeConfig, NodeError, NodeEvent, RpcCallError, RpcError,
+};
 pub use process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
 pub use process::{CallError, Exited, Process, ProcessExit};
 pub use term::Term;

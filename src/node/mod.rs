@@ -11,7 +11,10 @@
 //! peer's bad input touch another peer.
 
 mod local_hash;
+mod rpc;
 pub mod table;
+
+pub use rpc::RpcCallError;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -1463,11 +1466,30 @@ impl Node {
             Message::SpawnRequestTt(m) => crate::services::erpc::spawn_request(
                 self, peer, m.req_id, m.from_pid, m.mfa, m.opt_list, m.arg_list,
             ),
-            Message::SpawnReply(_) | Message::SpawnReplyTt(_) => {
-                tracing::debug!(peer = %peer.name, "SPAWN_REPLY for a request we never made; dropped");
-            }
+            Message::SpawnReply(m) => self.spawn_reply(peer, m.req_id, m.to_pid, m.result),
+            Message::SpawnReplyTt(m) => self.spawn_reply(peer, m.req_id, m.to_pid, m.result),
             Message::GroupLeader(_) | Message::NodeLink(_) | Message::Tick => {}
         }
+    }
+
+    /// SPAWN_REPLY to one of our spawn requests ([`Node::rpc`]). A refusal
+    /// drops the monitor that was waiting for the process and tells the
+    /// requester `{spawn_reply, ReqId, error, Reason}`; a spawned pid needs
+    /// nothing (its DOWN carries the result).
+    fn spawn_reply(&self, peer: &PeerInfo, request: Reference, to: Pid, result: PidOrAtom) {
+        let PidOrAtom::Atom(reason) = result else {
+            return;
+        };
+        let known = self.with_table(|t| {
+            let id = t.local_id(&to);
+            (id.and_then(|n| t.demonitor(n, &request)).is_some(), vec![])
+        });
+        if !known {
+            tracing::debug!(peer = %peer.name, "SPAWN_REPLY for a request we never made; dropped");
+            return;
+        }
+        let msg = rpc::spawn_refused_message(&request, Term::Atom(reason));
+        self.deliver_local(&to, msg);
     }
 
     fn remote_link(&self, peer: &PeerInfo, from: Pid, to: Pid) {
