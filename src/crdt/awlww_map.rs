@@ -27,7 +27,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::dots::{int_field, DotSet, Dots, NodeId};
-use super::{elixir, CrdtTermError};
+use super::elixir::{self, MapSetForm};
+use super::CrdtTermError;
 use crate::term::{as_tuple, atom, int, tuple, BigInteger, InternalFun, List, Map, Term};
 
 #[cfg(test)]
@@ -581,9 +582,33 @@ impl AwLwwMap {
             .collect()
     }
 
-    /// The raw entries of `key` as their wire term, for the MerkleMap.
+    /// The raw entries of `key` as their wire term (MapSets in the Elixir
+    /// 1.14 form; see [`AwLwwMap::entries_term_in`]).
     pub fn entries_term(&self, key: &Term) -> Option<Term> {
-        self.value.get(by_term(key)).map(entries_to_term)
+        self.entries_term_in(key, MapSetForm::Versioned)
+    }
+
+    /// The raw entries of `key` as their wire term with MapSets of `form`:
+    /// what the MerkleMap of a BEAM replica of that form hashes.
+    pub fn entries_term_in(&self, key: &Term, form: MapSetForm) -> Option<Term> {
+        self.value
+            .get(by_term(key))
+            .map(|e| entries_to_term(e, form))
+    }
+
+    /// The MapSet form of the first well-formed MapSet in a state or delta
+    /// term a peer sent: the form that peer's Elixir builds, since a BEAM
+    /// replica rebuilds every entry it joins in its own form. `None` when
+    /// the term holds no MapSet (an empty state, or a context only).
+    pub fn mapset_form_of(term: &Term) -> Option<MapSetForm> {
+        let fields = elixir::match_struct(term, STRUCT_NAME)?;
+        let Term::Map(values) = elixir::field(fields, "value")? else {
+            return None;
+        };
+        values.map.values().find_map(|entries| match entries {
+            Term::Map(e) => e.map.values().find_map(MapSetForm::of),
+            _ => None,
+        })
     }
 
     /// Joins `delta` into this state for `keys` and reports what changed,
@@ -595,6 +620,11 @@ impl AwLwwMap {
     /// listed keys and `delta`'s own keys are touched, so a one-key operation
     /// on a map of n keys costs O(log n) instead of a copy of the map.
     pub fn apply(&mut self, delta: &AwLwwMap, keys: &[Term]) -> JoinOutcome {
+        self.apply_in(delta, keys, MapSetForm::Versioned)
+    }
+
+    /// [`AwLwwMap::apply`], reporting raw entries with MapSets of `form`.
+    pub fn apply_in(&mut self, delta: &AwLwwMap, keys: &[Term], form: MapSetForm) -> JoinOutcome {
         /// What changed for one distinct key: its new entries as a term
         /// (`None`: deleted) and its read change (`Some(None)`: removed).
         struct Change {
@@ -652,7 +682,7 @@ impl AwLwwMap {
                 } else {
                     Some(Some(n.clone()))
                 };
-                let entries = new.map(entries_to_term);
+                let entries = new.map(|e| entries_to_term(e, form));
                 // The key is cloned only when it is new here.
                 let existed = old.is_some();
                 match (existed, joined.is_empty()) {
@@ -732,12 +762,13 @@ impl AwLwwMap {
     /// `slice(keys)` with context `dots`, straight to its wire term: what a
     /// replica ships at the end of a round, without copying the entries
     /// into an intermediate map first.
-    pub fn slice_term(&self, keys: &[Term], dots: Term) -> Term {
+    /// MapSets are built in `form`.
+    pub fn slice_term(&self, keys: &[Term], dots: Term, form: MapSetForm) -> Term {
         let value = keys
             .iter()
             .filter_map(|k| {
                 let e = self.value.get(by_term(k))?;
-                Some((k.clone(), entries_to_term(e)))
+                Some((k.clone(), entries_to_term(e, form)))
             })
             .collect();
         elixir::build_struct(
@@ -746,16 +777,23 @@ impl AwLwwMap {
         )
     }
 
+    /// The state term with MapSets in the Elixir 1.14 form (see
+    /// [`AwLwwMap::to_term_in`]).
     pub fn to_term(&self) -> Term {
+        self.to_term_in(MapSetForm::Versioned)
+    }
+
+    /// `%DeltaCrdt.AWLWWMap{}` with every MapSet built in `form`.
+    pub fn to_term_in(&self, form: MapSetForm) -> Term {
         let value = self
             .value
             .iter()
-            .map(|(k, e)| (k.0.clone(), entries_to_term(e)))
+            .map(|(k, e)| (k.0.clone(), entries_to_term(e, form)))
             .collect();
         elixir::build_struct(
             STRUCT_NAME,
             vec![
-                ("dots", self.dots.to_term()),
+                ("dots", self.dots.to_term_in(form)),
                 ("value", Term::Map(Map { map: value })),
             ],
         )
@@ -861,7 +899,7 @@ pub fn raw_changes(old: &AwLwwMap, new: &AwLwwMap, keys: &[Term]) -> Vec<RawChan
                 (_, None) => Some(RawChange::Delete { key: key.clone() }),
                 (_, Some(e)) => Some(RawChange::Put {
                     key: key.clone(),
-                    entries: entries_to_term(e),
+                    entries: entries_to_term(e, MapSetForm::Versioned),
                 }),
             },
         )
@@ -891,10 +929,10 @@ pub fn diffs(old: &AwLwwMap, new: &AwLwwMap, keys: &[Term]) -> Vec<Diff> {
         .collect()
 }
 
-fn entries_to_term(entries: &Entries) -> Term {
+fn entries_to_term(entries: &Entries, form: MapSetForm) -> Term {
     let map = entries
         .iter()
-        .map(|(s, dots)| (s.to_term(), dots.to_term()))
+        .map(|(s, dots)| (s.to_term(), dots.to_term_in(form)))
         .collect();
     Term::Map(Map { map })
 }

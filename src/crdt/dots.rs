@@ -131,9 +131,16 @@ impl DotSet {
         ctx
     }
 
-    /// `MapSet.new([{node, counter}, ...])`.
+    /// `MapSet.new([{node, counter}, ...])` in the Elixir 1.14 form (see
+    /// [`DotSet::to_term_in`]), the form of the recorded fixtures.
     pub fn to_term(&self) -> Term {
-        elixir::build_mapset(self.0.iter().map(Dot::to_term))
+        self.to_term_in(elixir::MapSetForm::Versioned)
+    }
+
+    /// `MapSet.new([{node, counter}, ...])` as an Elixir release of `form`
+    /// builds it: a BEAM replica hashes its own form, so ours must match.
+    pub fn to_term_in(&self, form: elixir::MapSetForm) -> Term {
+        elixir::build_mapset(form, self.0.iter().map(Dot::to_term))
     }
 
     pub fn from_term(term: &Term) -> Result<Self, CrdtTermError> {
@@ -324,10 +331,16 @@ impl Dots {
         }
     }
 
-    /// A MapSet for a set, a plain map for a compressed context.
+    /// A MapSet (Elixir 1.14 form) for a set, a plain map for a compressed
+    /// context.
     pub fn to_term(&self) -> Term {
+        self.to_term_in(elixir::MapSetForm::Versioned)
+    }
+
+    /// A MapSet of `form` for a set, a plain map for a compressed context.
+    pub fn to_term_in(&self, form: elixir::MapSetForm) -> Term {
         match self {
-            Dots::Set(s) => s.to_term(),
+            Dots::Set(s) => s.to_term_in(form),
             Dots::Context(c) => c.to_term(),
         }
     }
@@ -412,7 +425,7 @@ mod tests {
         let c = Dots::Context([(5, 1 << 40)].into_iter().collect());
         assert_eq!(Dots::from_term(&c.to_term()), Ok(c));
         assert!(Dots::from_term(&crate::term::atom("nope")).is_err());
-        let bad_dot = elixir::build_mapset([tuple(vec![int(1)])]);
+        let bad_dot = elixir::build_mapset(elixir::MapSetForm::Versioned, [tuple(vec![int(1)])]);
         assert!(Dots::from_term(&bad_dot).is_err());
         let bad_ctx = Term::Map(Map {
             map: [(crate::term::atom("x"), int(1))].into_iter().collect(),

@@ -45,11 +45,10 @@ pub enum CrdtTermError {
 /// (`MapSet`, `DeltaCrdt.AWLWWMap`). Kept in one place so it can be swapped
 /// for the shared `term::elixir` helpers once those land.
 mod elixir {
-    use crate::term::{atom, int, nil, Map, Term};
+    pub(super) use crate::term::elixir::MapSetForm;
+    use crate::term::{atom, Map, Term};
 
     pub(super) const MAPSET: &str = "Elixir.MapSet";
-    /// MapSet's internal layout version since Elixir 1.1 (still 2 in 1.14).
-    const MAPSET_VERSION: i64 = 2;
 
     /// `%Name{field: value, ...}`: a map with `__struct__ => :Name`.
     pub(super) fn build_struct(name: &str, fields: Vec<(&str, Term)>) -> Term {
@@ -75,20 +74,15 @@ mod elixir {
         fields.get(&atom(name))
     }
 
-    /// `MapSet.new(elements)` as Elixir 1.14 lays it out: `map: %{elem => []}`.
-    pub(super) fn build_mapset(elements: impl IntoIterator<Item = Term>) -> Term {
-        let map: crate::term::TermMap = elements.into_iter().map(|e| (e, nil())).collect();
-        build_struct(
-            MAPSET,
-            vec![
-                ("map", Term::Map(Map { map })),
-                ("version", int(MAPSET_VERSION)),
-            ],
-        )
+    /// `MapSet.new(elements)` as an Elixir release of `form` lays it out
+    /// (see [`crate::term::elixir::MapSetForm`]).
+    pub(super) fn build_mapset(form: MapSetForm, elements: impl IntoIterator<Item = Term>) -> Term {
+        crate::term::elixir::mapset_in(form, elements)
     }
 
-    /// The elements of a MapSet. The per-element values and the version are
-    /// not checked: Elixir's own MapSet functions only look at the keys.
+    /// The elements of a MapSet of either form. The per-element values and
+    /// the version are not checked: Elixir's own MapSet functions only look
+    /// at the keys.
     pub(super) fn match_mapset(term: &Term) -> Option<impl Iterator<Item = &Term>> {
         let fields = match_struct(term, MAPSET)?;
         match field(fields, "map")? {

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::awlww_map::{Diff, OrdTerm};
 use super::storage::Storage;
-use super::sync::{Action, Config, Replica, COMPACT_DIFF_DEPTH};
+use super::sync::{Action, Config, MapSetPolicy, Replica, COMPACT_DIFF_DEPTH};
 use crate::node::{Dest, Node};
 use crate::process::{Process, ProcessExit};
 use crate::term::{self, Pid, Term};
@@ -35,6 +35,9 @@ pub struct CrdtOptions {
     /// Merkle levels per diff step ([`Config::diff_depth`]); default
     /// [`COMPACT_DIFF_DEPTH`], 8 to send exactly what a BEAM replica sends.
     pub diff_depth: u32,
+    /// The `MapSet` form of the values: by default the form of the Elixir
+    /// neighbours (see [`MapSetPolicy`]).
+    pub mapset: MapSetPolicy,
 }
 
 impl CrdtOptions {
@@ -44,6 +47,7 @@ impl CrdtOptions {
             sync_interval: 300,
             storage: None,
             diff_depth: COMPACT_DIFF_DEPTH,
+            mapset: MapSetPolicy::default(),
         }
     }
 }
@@ -162,6 +166,7 @@ async fn run(
     cfg.sync_interval = opts.sync_interval;
     cfg.diff_depth = opts.diff_depth;
     cfg.list_own_keys = true;
+    cfg.mapset = opts.mapset;
     let mut replica =
         match restored.and_then(|s| super::awlww_map::AwLwwMap::from_term(&s.crdt_state).ok()) {
             Some(state) => Replica::with_state(cfg, state),
@@ -270,8 +275,48 @@ pub(crate) fn perform(
             }
             None
         }
+        Action::AskMapSetForm { node } => {
+            ask_mapset_form(p, node);
+            None
+        }
         other => Some(other),
     }
+}
+
+/// How long a node may take to say what its `MapSet.new([])` is.
+const MAPSET_FORM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks `node` for its `MapSet.new([])` in a task of its own and sends the
+/// answer to `p` as `{MAPSET_FORM_ANSWER, node, answer}`, `answer` being
+/// `:undefined` for a node that is not an Elixir node (`undef`, `notsup`)
+/// or did not answer in time. The replica goes on syncing meanwhile.
+fn ask_mapset_form(p: &Process, node: String) {
+    let rust = p.node().clone();
+    let me = p.pid().clone();
+    tokio::spawn(async move {
+        let answer = rust
+            .rpc(
+                &node,
+                "Elixir.MapSet",
+                "new",
+                vec![term::nil()],
+                MAPSET_FORM_TIMEOUT,
+            )
+            .await;
+        let answer = match answer {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::debug!(%node, error = %e, "node gave no MapSet: not counted as an Elixir node");
+                term::atom("undefined")
+            }
+        };
+        let msg = crate::tup![
+            term::atom(super::sync::MAPSET_FORM_ANSWER),
+            term::atom(&node),
+            answer
+        ];
+        rust.send(&me, &Dest::Pid(me.clone()), msg);
+    });
 }
 
 /// A pid or a `{Name, Node}` tuple as a destination.

@@ -69,7 +69,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange};
 use crate::crdt::merkle::{DiffStep, MerkleError, MerkleMap, PartialDiff};
 use crate::crdt::{CrdtTermError, NodeId};
-use crate::term::elixir::{self, StructBuilder};
+use crate::term::elixir::{self, MapSetForm, StructBuilder};
 use crate::term::{as_list, as_tuple, atom, is_atom, list, tuple, Term};
 
 #[cfg(test)]
@@ -143,7 +143,48 @@ pub struct Config {
     /// ship the whole tree with its values first. Off in [`Config::horde`]
     /// (exactly upstream's steps); on in replica processes.
     pub list_own_keys: bool,
+    /// Which `MapSet` layout our states, deltas and merkle hashes use
+    /// (Elixir 1.14 and 1.15+ lay MapSets out differently; see
+    /// [`MapSetPolicy`]).
+    pub mapset: MapSetPolicy,
 }
+
+/// How a replica picks the `MapSet` form it writes and hashes.
+///
+/// A BEAM DeltaCrdt replica rebuilds every entry it joins with its own
+/// Elixir's `MapSet` and hashes that into its merkle tree, so our tree only
+/// matches a peer's (and an idle sync only moves nothing) when we build
+/// MapSets exactly as its Elixir does. Elixir 1.14 and 1.15+ differ (see
+/// [`MapSetForm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapSetPolicy {
+    /// Follow the Elixir nodes among the neighbours: the runtime asks each
+    /// neighbour's node once for its `MapSet.new([])` ([`Action::AskMapSetForm`],
+    /// answered with [`Replica::peer_mapset_form`]); the replica uses the
+    /// form most of them use, the newer form on a tie, and `initial` while
+    /// no Elixir node has answered (nodes that are not Elixir nodes, such
+    /// as Rust members, have no say). A cluster that mixes Elixir 1.14 and
+    /// 1.15+ members never settles, in Horde itself as with us; the
+    /// majority at least keeps most of the members' hashes equal to ours.
+    Follow { initial: MapSetForm },
+    /// Always this form, whatever the peers run.
+    Fixed(MapSetForm),
+}
+
+impl Default for MapSetPolicy {
+    /// Follow the peers, starting with the Elixir 1.15+ form most users run.
+    fn default() -> Self {
+        MapSetPolicy::Follow {
+            initial: MapSetForm::Sets2,
+        }
+    }
+}
+
+/// The tag of the message a runtime sends its replica with the answer to
+/// an [`Action::AskMapSetForm`]: `{TAG, node, answer}`, `answer` being what
+/// the node's `MapSet.new([])` returned, or `:undefined` when it is not an
+/// Elixir node (or did not answer).
+pub const MAPSET_FORM_ANSWER: &str = "$beam_peer_mapset_form";
 
 impl Config {
     /// Horde's defaults: `sync_interval: 300`, `max_sync_size: :infinite`.
@@ -157,6 +198,7 @@ impl Config {
             resend_while_outstanding: false,
             diff_depth: DIFF_DEPTH,
             list_own_keys: false,
+            mapset: MapSetPolicy::default(),
         }
     }
 
@@ -199,6 +241,10 @@ pub enum Action {
     /// The state changed (or may have: upstream writes after every join);
     /// write [`Replica::storage_term`] if storage is configured.
     Persist,
+    /// Ask `node` (once) what its `MapSet.new([])` is, and send the answer
+    /// back as `{MAPSET_FORM_ANSWER, node, answer}` to this replica's
+    /// process (see [`MapSetPolicy::Follow`]).
+    AskMapSetForm { node: String },
 }
 
 /// Why a message was rejected. The replica is unchanged and nothing was sent.
@@ -302,6 +348,11 @@ pub struct Replica {
     next_sync_at: Option<u64>,
     /// The time of the last tick (ms).
     now: u64,
+    /// The MapSet form our terms and merkle hashes use now.
+    form: MapSetForm,
+    /// Per neighbour node: asked and not answered yet (`None`), or
+    /// answered (`Some(None)`: not an Elixir node).
+    peer_forms: BTreeMap<String, Option<Option<MapSetForm>>>,
 }
 
 /// A round of ours that has seen no message of it for this many sync
@@ -323,6 +374,7 @@ impl PartialEq for Config {
             && self.resend_while_outstanding == o.resend_while_outstanding
             && self.diff_depth == o.diff_depth
             && self.list_own_keys == o.list_own_keys
+            && self.mapset == o.mapset
     }
 }
 
@@ -336,13 +388,11 @@ impl Replica {
     /// map is rebuilt from it, which gives the same tree as upstream's stored
     /// one because the tree shape depends only on the contents.
     pub fn with_state(cfg: Config, state: AwLwwMap) -> Replica {
-        let mut merkle = MerkleMap::new();
-        for key in state.keys() {
-            if let Some(entries) = state.entries_term(&key) {
-                merkle.put(key, entries);
-            }
-        }
-        merkle.update_hashes();
+        let form = match cfg.mapset {
+            MapSetPolicy::Follow { initial } => initial,
+            MapSetPolicy::Fixed(form) => form,
+        };
+        let merkle = merkle_of(&state, form);
         Replica {
             cfg,
             state,
@@ -352,7 +402,94 @@ impl Replica {
             outstanding: BTreeMap::new(),
             now: 0,
             next_sync_at: None,
+            form,
+            peer_forms: BTreeMap::new(),
         }
+    }
+
+    /// The MapSet form our states and merkle hashes use now.
+    pub fn mapset_form(&self) -> MapSetForm {
+        self.form
+    }
+
+    /// What each neighbour node answered about its MapSet form so far:
+    /// `Some(form)` for an Elixir node, `None` for any other node.
+    pub fn peer_mapset_forms(&self) -> impl Iterator<Item = (&str, Option<MapSetForm>)> {
+        self.peer_forms
+            .iter()
+            .filter_map(|(n, a)| a.map(|f| (n.as_str(), f)))
+    }
+
+    /// Records what `node`'s `MapSet.new([])` returned (`answer`; anything
+    /// that is not a MapSet means "not an Elixir node") and re-decides our
+    /// form. Ignored for nodes we did not ask. When the form changes the
+    /// merkle map is rebuilt, so the next round compares like with like.
+    pub fn peer_mapset_form(&mut self, node: &str, answer: &Term) {
+        let Some(slot) = self.peer_forms.get_mut(node) else {
+            return;
+        };
+        *slot = Some(MapSetForm::of(answer));
+        self.decide_form();
+    }
+
+    /// The form [`MapSetPolicy`] picks from the answers we hold, applied.
+    fn decide_form(&mut self) {
+        let form = match self.cfg.mapset {
+            MapSetPolicy::Fixed(form) => form,
+            MapSetPolicy::Follow { initial } => {
+                let mut votes: BTreeMap<MapSetForm, usize> = BTreeMap::new();
+                for form in self.peer_forms.values().flatten().flatten() {
+                    *votes.entry(*form).or_default() += 1;
+                }
+                // Most votes; on a tie the larger form, which is the newer
+                // Elixir's (`MapSetForm` orders old to new).
+                votes
+                    .into_iter()
+                    .max_by_key(|&(form, n)| (n, form))
+                    .map_or(initial, |(form, _)| form)
+            }
+        };
+        if form != self.form {
+            tracing::info!(from = %self.form, to = %form, "CRDT MapSet form follows the Elixir neighbours");
+            self.form = form;
+            self.merkle = merkle_of(&self.state, form);
+        }
+    }
+
+    /// Neighbour nodes not asked about their MapSet form yet (marked asked
+    /// now), and forgets the answers of nodes no longer neighbours.
+    fn ask_new_nodes(&mut self) -> Vec<Action> {
+        if !matches!(self.cfg.mapset, MapSetPolicy::Follow { .. }) {
+            return Vec::new();
+        }
+        let own = self
+            .cfg
+            .self_name
+            .as_ref()
+            .and_then(node_of)
+            .or_else(|| node_of(&self.cfg.self_pid));
+        let nodes: BTreeSet<String> = self
+            .neighbours
+            .iter()
+            .filter_map(|n| node_of(&n.0))
+            .filter(|n| Some(n) != own.as_ref())
+            .collect();
+        let before = self.peer_forms.len();
+        self.peer_forms.retain(|n, _| nodes.contains(n));
+        let forgot = self.peer_forms.len() != before;
+        let mut out = Vec::new();
+        for node in nodes {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.peer_forms.entry(node) {
+                out.push(Action::AskMapSetForm {
+                    node: slot.key().clone(),
+                });
+                slot.insert(None);
+            }
+        }
+        if forgot {
+            self.decide_form();
+        }
+        out
     }
 
     pub fn config(&self) -> &Config {
@@ -387,7 +524,7 @@ impl Replica {
     /// The `%DeltaCrdt.AWLWWMap{}` state term; [`Replica::with_state`]
     /// takes it back (after `AwLwwMap::from_term`).
     pub fn storage_term(&self) -> Term {
-        self.state.to_term()
+        self.state.to_term_in(self.form)
     }
 
     /// What DeltaCrdt's `storage_module.write/2` receives:
@@ -397,7 +534,7 @@ impl Replica {
         tuple(vec![
             crate::term::int(self.cfg.node_id),
             crate::term::int(0),
-            self.state.to_term(),
+            self.state.to_term_in(self.form),
             self.merkle.to_term(),
         ])
     }
@@ -498,6 +635,7 @@ impl Replica {
         self.outstanding.retain(|n, _| new.contains(n));
         self.monitors.retain(|n, _| new.contains(n));
         self.neighbours = new;
+        out.extend(self.ask_new_nodes());
         out.extend(self.sync());
         out
     }
@@ -574,6 +712,10 @@ impl Replica {
             ("set_neighbours", [l]) => {
                 let l = as_list(l).ok_or(SyncError::Malformed("neighbour list"))?;
                 Ok(self.set_neighbours(l))
+            }
+            (MAPSET_FORM_ANSWER, [Term::Atom(node), answer]) => {
+                self.peer_mapset_form(&node.name, answer);
+                Ok(Vec::new())
             }
             // `{:EXIT, pid, :normal}` is ignored upstream (it traps exits).
             ("EXIT", [_, reason]) if is_atom(reason, "normal") => Ok(Vec::new()),
@@ -694,7 +836,7 @@ impl Replica {
     /// to `diff.to`. The context is the originator's from the round start,
     /// not ours now (see the fixtures' finding 7).
     fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Action {
-        let state = self.state.slice_term(&keys, diff.dots.clone());
+        let state = self.state.slice_term(&keys, diff.dots.clone(), self.form);
         Action::Send {
             to: diff.to.clone(),
             msg: tuple(vec![atom("diff"), state, list(keys)]),
@@ -734,7 +876,7 @@ impl Replica {
     /// DeltaCrdt's `update_state_with_delta`: join, mirror raw entry changes
     /// into the merkle map, report read changes, persist.
     fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
-        let outcome = self.state.apply(delta, keys);
+        let outcome = self.state.apply_in(delta, keys, self.form);
         let changed = !outcome.raw.is_empty();
         for change in outcome.raw {
             match change {
@@ -752,6 +894,31 @@ impl Replica {
 
     fn is_self(&self, t: &Term) -> bool {
         *t == self.cfg.self_pid || self.cfg.self_name.as_ref() == Some(t)
+    }
+}
+
+/// A merkle map of `state` with every entry's MapSets built in `form`. The
+/// tree shape depends only on the contents, so this is also the tree a BEAM
+/// replica of that form holds for the same state.
+fn merkle_of(state: &AwLwwMap, form: MapSetForm) -> MerkleMap {
+    let mut merkle = MerkleMap::new();
+    for key in state.keys() {
+        if let Some(entries) = state.entries_term_in(&key, form) {
+            merkle.put(key, entries);
+        }
+    }
+    merkle.update_hashes();
+    merkle
+}
+
+/// The node of a neighbour: a pid's node, or the node of a `{Name, node}` tuple.
+fn node_of(neighbour: &Term) -> Option<String> {
+    match neighbour {
+        Term::Pid(p) => Some(p.node.name.to_string()),
+        _ => match as_tuple(neighbour)? {
+            [_, Term::Atom(node)] => Some(node.name.to_string()),
+            _ => None,
+        },
     }
 }
 

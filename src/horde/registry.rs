@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::crdt::process::{now_ns, perform};
-use crate::crdt::sync::{Action, Config, Replica};
+use crate::crdt::sync::{Action, Config, MapSetPolicy, Replica};
 use crate::horde::{crdt_name, member};
 use crate::node::{Dest, NameRegistry, Node, NodeEvent, RegisterError, Via};
 use crate::process::{Process, ProcessExit};
@@ -58,6 +58,9 @@ pub struct RegistryOptions {
     pub listeners: Vec<String>,
     /// Initial meta entries (Horde's `meta`).
     pub meta: Vec<(Term, Term)>,
+    /// The `MapSet` form of the CRDT's values: by default the form of the
+    /// Elixir members (see [`MapSetPolicy`]).
+    pub mapset: MapSetPolicy,
 }
 
 impl RegistryOptions {
@@ -69,6 +72,7 @@ impl RegistryOptions {
             sync_interval: 300,
             listeners: Vec::new(),
             meta: Vec::new(),
+            mapset: MapSetPolicy::default(),
         }
     }
 
@@ -79,6 +83,12 @@ impl RegistryOptions {
 
     pub fn sync_interval(mut self, ms: u64) -> Self {
         self.sync_interval = ms;
+        self
+    }
+
+    /// How the CRDT picks its `MapSet` form (see [`MapSetPolicy`]).
+    pub fn mapset(mut self, policy: MapSetPolicy) -> Self {
+        self.mapset = policy;
         self
     }
 
@@ -387,6 +397,7 @@ pub fn start(node: &Node, opts: RegistryOptions) -> Result<Registry, StartError>
     );
     let mut cfg = cfg;
     cfg.sync_interval = opts.sync_interval;
+    cfg.mapset = opts.mapset;
     let state = RegistryState::new(&opts.name, node.name(), Replica::new(cfg));
     let tables = state.tables();
     let (tx, rx) = mpsc::unbounded_channel();
@@ -520,7 +531,10 @@ impl Driver {
                 }
                 Ok(self.state.process_exited(pid).1)
             }
-            [tag, ..] if term::is_atom(tag, "DOWN") => {
+            [tag, ..]
+                if term::is_atom(tag, "DOWN")
+                    || term::is_atom(tag, crate::crdt::sync::MAPSET_FORM_ANSWER) =>
+            {
                 Ok(self.state.crdt_message(msg).unwrap_or_default())
             }
             _ => {

@@ -8,7 +8,9 @@
 //!   module such as `:erlang` is the bare atom `erlang`;
 //! - a struct `%Mod{a: 1}` is a map with the key `__struct__ => :"Elixir.Mod"`
 //!   and atom keys for its fields;
-//! - a `MapSet` is `%{__struct__: MapSet, map: %{elem => []}, version: 2}`;
+//! - a `MapSet` is `%{__struct__: MapSet, map: %{elem => []}}`, with a
+//!   `version: 2` field up to Elixir 1.14 and without it from 1.15 on (one
+//!   [`MapSetForm`] each; both read, either written);
 //! - a keyword list is a proper list of `{atom, value}` pairs, order and
 //!   duplicates kept;
 //! - a string is a UTF-8 binary; a charlist is a list of code points, which
@@ -29,7 +31,7 @@ pub const ELIXIR_PREFIX: &str = "Elixir.";
 /// The key that marks a map as a struct.
 pub const STRUCT_KEY: &str = "__struct__";
 
-/// The `version` field of a `MapSet` as Elixir 1.14 writes it.
+/// The `version` field of a `MapSet` as Elixir 1.14 and earlier write it.
 pub const MAPSET_VERSION: i32 = 2;
 
 // ---------------------------------------------------------------------------
@@ -162,47 +164,105 @@ pub fn is_struct(term: &Term, module_name: &str) -> bool {
 // ---------------------------------------------------------------------------
 // MapSet
 
-/// A `MapSet` of `elements` as Elixir 1.14 puts it on the wire:
-/// `%{__struct__: MapSet, map: %{elem => []}, version: 2}`. Duplicates
-/// collapse, as in `MapSet.new/1`.
+/// How an Elixir release lays a `MapSet` out. The two are different terms
+/// (`==` is false between them and their `phash2` differs), so a value that
+/// a BEAM node hashes or compares must be built in that node's form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum MapSetForm {
+    /// Elixir 1.1 to 1.14: `%{__struct__: MapSet, map: %{elem => []}, version: 2}`.
+    Versioned,
+    /// Elixir 1.15 and later (MapSet on top of `:sets` version 2):
+    /// `%{__struct__: MapSet, map: %{elem => []}}`, no `version` field.
+    #[default]
+    Sets2,
+}
+
+impl MapSetForm {
+    /// The Elixir releases that write this form, for logs and docs.
+    pub fn elixir_releases(self) -> &'static str {
+        match self {
+            MapSetForm::Versioned => "Elixir 1.14 and earlier",
+            MapSetForm::Sets2 => "Elixir 1.15 and later",
+        }
+    }
+
+    /// The form of `term` when it is a well-formed `MapSet` of either form
+    /// (see [`mapset_elements`]); `None` otherwise.
+    pub fn of(term: &Term) -> Option<MapSetForm> {
+        mapset_parts(term).map(|(form, _)| form)
+    }
+}
+
+impl std::fmt::Display for MapSetForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MapSetForm::Versioned => "versioned (Elixir <= 1.14)",
+            MapSetForm::Sets2 => "sets v2 (Elixir >= 1.15)",
+        })
+    }
+}
+
+/// A `MapSet` of `elements` in the [`MapSetForm::Versioned`] form Elixir
+/// 1.14 puts on the wire: `%{__struct__: MapSet, map: %{elem => []},
+/// version: 2}`. Duplicates collapse, as in `MapSet.new/1`. See
+/// [`mapset_in`] for the other form.
 pub fn mapset(elements: impl IntoIterator<Item = Term>) -> Term {
+    mapset_in(MapSetForm::Versioned, elements)
+}
+
+/// `MapSet.new(elements)` as an Elixir release of `form` builds it, so the
+/// result is `==` to that node's own `MapSet.new/1` of the same elements.
+pub fn mapset_in(form: MapSetForm, elements: impl IntoIterator<Item = Term>) -> Term {
     let map: crate::term::TermMap = elements
         .into_iter()
         .map(|e| (e, Term::List(List::nil())))
         .collect();
-    StructBuilder::new("MapSet")
-        .field("map", Term::Map(Map::from(map)))
-        .field("version", int(i64::from(MAPSET_VERSION)))
-        .build()
+    let set = StructBuilder::new("MapSet").field("map", Term::Map(Map::from(map)));
+    match form {
+        MapSetForm::Versioned => set.field("version", int(i64::from(MAPSET_VERSION))),
+        MapSetForm::Sets2 => set,
+    }
+    .build()
 }
 
-/// The elements of a `MapSet`, in no particular order. `None` unless `term`
-/// is exactly the shape [`mapset`] builds: a `MapSet` struct with only the
-/// keys `__struct__`, `map` and `version`, `version` 2, and `map` a map whose
+/// The elements of a `MapSet` of either form, in no particular order.
+/// `None` unless `term` is exactly one of the shapes [`mapset_in`] builds:
+/// a `MapSet` struct with only the keys `__struct__` and `map` (Elixir
+/// 1.15+), or those and `version: 2` (Elixir 1.14), and `map` a map whose
 /// every value is `[]`.
 pub fn mapset_elements(term: &Term) -> Option<Vec<Term>> {
-    if !is_struct(term, "MapSet") {
-        return None;
-    }
-    let fields = struct_map(term)?;
-    if fields.len() != 3 {
-        return None;
-    }
-    match struct_field(term, "version")? {
-        Term::FixInteger(v) if v.value == MAPSET_VERSION => {}
-        _ => return None,
-    }
-    let Term::Map(inner) = struct_field(term, "map")? else {
-        return None;
-    };
+    let (_, inner) = mapset_parts(term)?;
     inner
-        .map
         .iter()
         .map(|(k, v)| match v {
             Term::List(l) if l.is_nil() => Some(k.clone()),
             _ => None,
         })
         .collect()
+}
+
+/// The form and the element map of a well-formed `MapSet`.
+fn mapset_parts(term: &Term) -> Option<(MapSetForm, &crate::term::TermMap)> {
+    if !is_struct(term, "MapSet") {
+        return None;
+    }
+    let fields = struct_map(term)?;
+    let form = match (fields.len(), struct_field(term, "version")) {
+        (2, None) => MapSetForm::Sets2,
+        (3, Some(Term::FixInteger(v))) if v.value == MAPSET_VERSION => MapSetForm::Versioned,
+        _ => return None,
+    };
+    let Term::Map(inner) = struct_field(term, "map")? else {
+        return None;
+    };
+    if !inner
+        .map
+        .values()
+        .all(|v| matches!(v, Term::List(l) if l.is_nil()))
+    {
+        return None;
+    }
+    Some((form, &inner.map))
 }
 
 // ---------------------------------------------------------------------------

@@ -445,8 +445,10 @@ fn from_term_accepts_extra_struct_fields() {
     let Term::Map(mut m) = AwLwwMap::new().to_term() else {
         unreachable!()
     };
-    m.map
-        .insert(atom("keys"), crate::crdt::elixir::build_mapset([]));
+    m.map.insert(
+        atom("keys"),
+        crate::crdt::elixir::build_mapset(crate::crdt::elixir::MapSetForm::Versioned, []),
+    );
     assert_eq!(AwLwwMap::from_term(&Term::Map(m)), Ok(AwLwwMap::new()));
 }
 
@@ -552,7 +554,10 @@ fn from_term_rejects_malformed_input() {
             one_entry(
                 int(1),
                 good_stamp.clone(),
-                crate::crdt::elixir::build_mapset([int(1)]),
+                crate::crdt::elixir::build_mapset(
+                    crate::crdt::elixir::MapSetForm::Versioned,
+                    [int(1)],
+                ),
             ),
         ),
         (

@@ -200,6 +200,8 @@ fn setup(resend: bool) -> Replay {
         resend_while_outstanding: resend,
         diff_depth: DIFF_DEPTH,
         list_own_keys: false,
+        // Recorded between Elixir 1.14 nodes.
+        mapset: super::MapSetPolicy::Fixed(crate::term::elixir::MapSetForm::Versioned),
     };
     let phases = [
         "01_set_neighbours",

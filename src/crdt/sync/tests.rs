@@ -148,6 +148,8 @@ impl Bus {
                     self.nodes[from].stored = self.nodes[from].replica.storage_term();
                 }
                 Action::Diffs(_) => {}
+                // Every simulated node is a Rust replica: none has a say.
+                Action::AskMapSetForm { .. } => {}
             }
         }
     }
@@ -727,4 +729,120 @@ fn an_originator_that_deleted_keys_is_still_asked_for_them() {
     let log = exchange(&mut rs, start);
     assert_eq!(tagged(&log, "get_diff"), 1, "the deletes are asked for");
     assert!(rs[0].read().is_empty(), "the deletes reached replica 0");
+}
+
+// ---- the MapSet form follows the Elixir neighbours ----------------------------
+
+fn asks(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::AskMapSetForm { node } => Some(node.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer(i: usize, answer: Term) -> Term {
+    tuple(vec![atom(MAPSET_FORM_ANSWER), node(i), answer])
+}
+
+/// The root hash of `r`'s state as a replica of `form` hashes it.
+fn root_in(r: &Replica, form: MapSetForm) -> crate::crdt::merkle::Hash {
+    let mut m = merkle_of(r.state(), form);
+    m.update_hashes();
+    m.root_hash()
+}
+
+#[test]
+fn each_neighbour_node_is_asked_once_and_the_majority_form_wins() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.put(binary(b"k".to_vec()), int(1), 5);
+    assert_eq!(
+        r.mapset_form(),
+        MapSetForm::Sets2,
+        "the default before any answer"
+    );
+    let a = r.set_neighbours(vec![name(0), name(1), name(2), name(3)]);
+    assert_eq!(asks(&a), ["n1@127.0.0.1", "n2@127.0.0.1", "n3@127.0.0.1"]);
+    // Asked once: the same nodes again ask nothing.
+    assert!(asks(&r.set_neighbours(vec![name(1), name(2), name(3)])).is_empty());
+
+    let versioned = elixir::mapset_in(MapSetForm::Versioned, []);
+    let sets2 = elixir::mapset_in(MapSetForm::Sets2, []);
+    r.handle_message(&answer(1, versioned.clone())).unwrap();
+    assert_eq!(r.mapset_form(), MapSetForm::Versioned);
+    // The merkle map is rebuilt in the new form at once.
+    let mut m = r.merkle().clone();
+    m.update_hashes();
+    assert_eq!(m.root_hash(), root_in(&r, MapSetForm::Versioned));
+    assert_ne!(m.root_hash(), root_in(&r, MapSetForm::Sets2));
+
+    // A node that is not an Elixir node has no say.
+    r.handle_message(&answer(2, atom("undefined"))).unwrap();
+    assert_eq!(r.mapset_form(), MapSetForm::Versioned);
+    // One each: the tie goes to the newer form.
+    r.handle_message(&answer(3, sets2)).unwrap();
+    assert_eq!(r.mapset_form(), MapSetForm::Sets2);
+    let forms: Vec<_> = r.peer_mapset_forms().collect();
+    assert_eq!(
+        forms,
+        [
+            ("n1@127.0.0.1", Some(MapSetForm::Versioned)),
+            ("n2@127.0.0.1", None),
+            ("n3@127.0.0.1", Some(MapSetForm::Sets2)),
+        ]
+    );
+    // A node that leaves takes its vote along.
+    r.set_neighbours(vec![name(1), name(2)]);
+    assert_eq!(r.mapset_form(), MapSetForm::Versioned);
+}
+
+#[test]
+fn an_answer_for_a_node_never_asked_changes_nothing() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.set_neighbours(vec![name(1)]);
+    let versioned = elixir::mapset_in(MapSetForm::Versioned, []);
+    r.handle_message(&answer(5, versioned)).unwrap();
+    assert_eq!(r.mapset_form(), MapSetForm::Sets2);
+    assert_eq!(r.peer_mapset_forms().count(), 0);
+}
+
+#[test]
+fn a_fixed_form_asks_nobody_and_ships_that_form() {
+    let mut c = cfg(0, 0);
+    c.mapset = MapSetPolicy::Fixed(MapSetForm::Versioned);
+    let mut r = Replica::new(c);
+    r.put(binary(b"k".to_vec()), int(1), 5);
+    assert!(asks(&r.set_neighbours(vec![name(1)])).is_empty());
+    r.handle_message(&answer(1, elixir::mapset_in(MapSetForm::Sets2, [])))
+        .unwrap();
+    assert_eq!(r.mapset_form(), MapSetForm::Versioned);
+    let stored = r.storage_term();
+    assert_eq!(
+        AwLwwMap::mapset_form_of(&stored),
+        Some(MapSetForm::Versioned)
+    );
+}
+
+#[test]
+fn shipped_states_carry_the_current_form() {
+    let mut r = Replica::new(cfg(0, 0));
+    r.put(binary(b"k".to_vec()), int(1), 5);
+    assert_eq!(
+        AwLwwMap::mapset_form_of(&r.storage_term()),
+        Some(MapSetForm::Sets2)
+    );
+    r.set_neighbours(vec![name(1)]);
+    r.handle_message(&answer(1, elixir::mapset_in(MapSetForm::Versioned, [])))
+        .unwrap();
+    assert_eq!(
+        AwLwwMap::mapset_form_of(&r.storage_term()),
+        Some(MapSetForm::Versioned)
+    );
+    // A state in either form joins the same.
+    for form in [MapSetForm::Versioned, MapSetForm::Sets2] {
+        let term = r.state().to_term_in(form);
+        assert_eq!(AwLwwMap::from_term(&term).as_ref(), Ok(r.state()));
+    }
 }
