@@ -916,3 +916,71 @@ async fn atoms_cross_as_cache_references_both_ways() {
     );
     rust.shutdown();
 }
+
+/// `Node::rpc` against a real erl: values, each kind of exception, a
+/// function that does not exist, a timeout, and a node that is not there,
+/// each its own `RpcCallError`, as `erpc:call/5` tells them apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_calls_functions_on_a_beam_node_as_erpc_does() {
+    require_erl!("rust_calls_functions_on_a_beam_node_as_erpc_does");
+    use beam_peer::RpcCallError;
+    let (rust, beam) = common::rust_and_beam().await;
+    let b = beam.name.as_str();
+    let ints = |v: &[i64]| term::list(v.iter().map(|&i| term::int(i)).collect());
+    assert_eq!(
+        rust.rpc(b, "lists", "reverse", vec![ints(&[1000, 2000, 3000])], T)
+            .await,
+        Ok(ints(&[3000, 2000, 1000]))
+    );
+    assert_eq!(
+        rust.rpc(b, "erlang", "node", vec![], T).await,
+        Ok(term::atom(b))
+    );
+    fn raised(class: &str, reason: Term) -> impl Fn(Result<Term, RpcCallError>) -> bool + '_ {
+        move |r| match r {
+            Err(RpcCallError::Exception {
+                class: c,
+                reason: why,
+                ..
+            }) => c == class && why == reason,
+            _ => false,
+        }
+    }
+    let r = rust.rpc(b, "no_such_module", "f", vec![], T).await;
+    assert!(raised("error", term::atom("undef"))(r.clone()), "{r:?}");
+    let r = rust
+        .rpc(b, "erlang", "error", vec![term::atom("boom")], T)
+        .await;
+    assert!(raised("error", term::atom("boom"))(r.clone()), "{r:?}");
+    let r = rust
+        .rpc(b, "erlang", "throw", vec![term::atom("ball")], T)
+        .await;
+    assert!(raised("throw", term::atom("ball"))(r.clone()), "{r:?}");
+    let r = rust
+        .rpc(b, "erlang", "exit", vec![term::atom("bye")], T)
+        .await;
+    assert!(raised("exit", term::atom("bye"))(r.clone()), "{r:?}");
+    let r = rust
+        .rpc(
+            b,
+            "timer",
+            "sleep",
+            vec![term::int(3000)],
+            Duration::from_millis(200),
+        )
+        .await;
+    assert_eq!(r, Err(RpcCallError::Timeout));
+    let r = rust
+        .rpc("nobody_here@127.0.0.1", "erlang", "node", vec![], T)
+        .await;
+    assert_eq!(r, Err(RpcCallError::NoConnection));
+    // The answer to the timed-out call arrives after we stopped waiting;
+    // the next call still gets its own answer.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        rust.rpc(b, "erlang", "length", vec![ints(&[1, 2])], T)
+            .await,
+        Ok(term::int(2))
+    );
+    rust.shutdown();
+}
