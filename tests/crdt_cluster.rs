@@ -268,7 +268,7 @@ fn replica_pid_of(msg: &Term) -> beam_peer::term::Pid {
 
 /// The Elixir stdlib and logger ebin directories, from `elixir` itself.
 fn elixir_ebins() -> Option<Vec<String>> {
-    let out = std::process::Command::new("elixir")
+    let out = common::beam_tool("elixir")
         .args(["-e", "IO.puts(:code.lib_dir(:elixir))"])
         .output()
         .ok()?;
@@ -306,7 +306,7 @@ async fn a_compact_rust_replica_and_a_beam_delta_crdt_converge() {
     let helper = common::ctl_ebin();
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("erlang/src/beam_peer_crdt_bench.erl");
-    let ok = std::process::Command::new("erlc")
+    let ok = common::beam_tool("erlc")
         .arg("-o")
         .arg(&helper)
         .arg(&src)

@@ -459,81 +459,9 @@ async fn equal_replicas_sync_without_moving_keys() {
     // traffic with us for eight sync intervals.
     tokio::time::sleep(Duration::from_millis(3 * SYNC_MS)).await;
     let watched = Duration::from_millis(8 * SYNC_MS);
-    live.elixir(
-        "c = :beam_peer_ctl.keep(fn -> :beam_peer_ctl.collector() end)
-         :erlang.trace(Process.whereis(name), true, [:send, :receive, {:tracer, c}])
-         :persistent_term.put({:live_tracer, name}, c)",
-        vec![],
-    )
-    .await;
-    tokio::time::sleep(watched).await;
-    // Each CRDT message the BEAM replica sent or received, as
-    // {direction, kind, who started the round (or key count)}.
-    let seen = live
-        .elixir(
-            "me = Process.whereis(name)
-             :erlang.trace(me, false, [:send, :receive])
-             c = :persistent_term.get({:live_tracer, name})
-             kind = fn
-               {:diff, %DeltaCrdt.CausalCrdt.Diff{originator: o}} ->
-                 {:diff, if(o == me, do: :beam, else: :rust)}
-               {:diff, _state, keys} -> {:state, length(keys)}
-               {:get_diff, _diff, keys} -> {:get_diff, length(keys)}
-               {:ack_diff, _} -> {:ack_diff, nil}
-               _ -> nil
-             end
-             c
-             |> :beam_peer_ctl.collected()
-             |> Enum.flat_map(fn
-               {:trace, _, :receive, m} -> [{:in, kind.(m)}]
-               {:trace, _, :send, m, _to} -> [{:out, kind.(m)}]
-               _ -> []
-             end)
-             |> Enum.reject(&match?({_, nil}, &1))
-             |> Enum.map(fn {dir, {k, x}} -> {dir, k, x} end)",
-            vec![],
-        )
-        .await;
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for e in term::as_list(&seen).expect("list") {
-        let [dir, kind, x] = term::as_tuple(&e).expect("triple") else {
-            panic!("{e}")
-        };
-        let label = format!(
-            "{} {}{}",
-            term::as_atom(dir).unwrap_or("?"),
-            term::as_atom(kind).unwrap_or("?"),
-            match term::as_atom(x) {
-                Some("nil") => String::new(),
-                Some(who) => format!(" started by {who}"),
-                None => format!(" ({x} keys)"),
-            }
-        );
-        *counts.entry(label).or_default() += 1;
-    }
+    let counts = common::crdt_traffic(&mut live.p, &live.beam.name, &live.name, watched).await;
     println!("BEAM replica's CRDT traffic over {watched:?} of equal contents: {counts:?}");
-    let n = |label: &str| counts.get(label).copied().unwrap_or(0);
-    // Both sides keep starting rounds...
-    let from_rust = n("in diff started by rust");
-    let from_beam = n("out diff started by beam");
-    assert!(from_rust >= 4, "Rust keeps syncing: {counts:?}");
-    assert!(from_beam >= 4, "the BEAM keeps syncing: {counts:?}");
-    // ...and each ends at the root: answered with an ack, no continuation,
-    // no key list, no values, in either direction.
-    let allowed = [
-        "in diff started by rust",
-        "out diff started by beam",
-        "in ack_diff",
-        "out ack_diff",
-    ];
-    for (label, count) in &counts {
-        assert!(
-            allowed.contains(&label.as_str()),
-            "{count} x {label} while equal: {counts:?}"
-        );
-    }
-    assert!(n("out ack_diff") + 1 >= from_rust, "{counts:?}");
-    assert!(n("in ack_diff") + 1 >= from_beam, "{counts:?}");
+    common::assert_idle_sync(&counts, 4);
     // Still equal afterwards.
     assert_eq!(live.converge(None, T).await.0, agreed);
     live.stop();

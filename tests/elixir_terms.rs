@@ -9,8 +9,9 @@
 //! for with `Command::output`). Without `elixir` on PATH each test prints one
 //! `SKIPPED` line and passes, unless `BEAM_PEER_REQUIRE_ERL=1`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use beam_peer::term::elixir::{self, StructBuilder};
@@ -34,6 +35,7 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let c = |name, elixir, ours| Case { name, elixir, ours };
+    let mapset = |elements: Vec<Term>| elixir::mapset_in(peer_mapset_form(), elements);
     vec![
         c(
             "module_elixir",
@@ -103,18 +105,18 @@ fn cases() -> Vec<Case> {
         c(
             "mapset_ints",
             "MapSet.new([1, 2])",
-            elixir::mapset([int(1), int(2)]),
+            mapset(vec![int(1), int(2)]),
         ),
-        c("mapset_empty", "MapSet.new()", elixir::mapset([])),
+        c("mapset_empty", "MapSet.new()", mapset(vec![])),
         c(
             "mapset_duplicates",
             "MapSet.new([3, 1, 3, 2, 1])",
-            elixir::mapset([3, 1, 3, 2, 1].map(int)),
+            mapset([3, 1, 3, 2, 1].map(int).to_vec()),
         ),
         c(
             "mapset_mixed",
             r#"MapSet.new([1, "two", :three, {4, "five"}, -70000, 2.5])"#,
-            elixir::mapset([
+            mapset(vec![
                 int(1),
                 elixir::string("two"),
                 atom("three"),
@@ -127,7 +129,7 @@ fn cases() -> Vec<Case> {
             // More than 32 keys: the BEAM stores (and so encodes) a hash map.
             "mapset_large",
             "MapSet.new(1..100)",
-            elixir::mapset((1..=100).map(int)),
+            mapset((1..=100).map(int).collect()),
         ),
         c(
             "keyword_dups",
@@ -166,7 +168,7 @@ fn cases() -> Vec<Case> {
             Term::Map(Map::from([
                 (
                     atom("opts"),
-                    elixir::keyword([("only", elixir::mapset([atom("x"), atom("y")]))]),
+                    elixir::keyword([("only", mapset(vec![atom("x"), atom("y")]))]),
                 ),
                 (
                     atom("user"),
@@ -205,6 +207,14 @@ fn encode(term: &Term) -> Vec<u8> {
     beam_peer::term::etf::to_binary(term).expect("encode our term")
 }
 
+/// The MapSet form of the Elixir under test (the 1.14 form when there is
+/// none: no case is run then).
+fn peer_mapset_form() -> elixir::MapSetForm {
+    common::beam_versions()
+        .and_then(|v| v.mapset)
+        .unwrap_or(elixir::MapSetForm::Versioned)
+}
+
 /// Runs every case through one `elixir` process; `None` when there is no
 /// `elixir` (and it is not required).
 fn outcomes() -> Option<&'static HashMap<String, Outcome>> {
@@ -213,7 +223,7 @@ fn outcomes() -> Option<&'static HashMap<String, Outcome>> {
 }
 
 fn run_elixir() -> Option<HashMap<String, Outcome>> {
-    let found = Command::new("elixir")
+    let found = common::beam_tool("elixir")
         .arg("--version")
         .output()
         .map(|o| o.status.success())
@@ -247,7 +257,7 @@ end
     let path =
         std::env::temp_dir().join(format!("beam_peer_elixir_terms_{}.exs", std::process::id()));
     std::fs::write(&path, &script).expect("write elixir script");
-    let out = Command::new("elixir").arg(&path).output();
+    let out = common::beam_tool("elixir").arg(&path).output();
     let _ = std::fs::remove_file(&path);
     let out = out.expect("run elixir");
     assert!(
@@ -486,6 +496,40 @@ fn nil_and_booleans() {
 // Malformed input: no elixir needed.
 
 #[test]
+fn both_mapset_forms_read_and_say_which_they_are() {
+    use elixir::MapSetForm::{Sets2, Versioned};
+    for form in [Versioned, Sets2] {
+        let set = elixir::mapset_in(form, [int(1), int(2), int(1)]);
+        assert_eq!(elixir::MapSetForm::of(&set), Some(form));
+        assert_eq!(
+            sorted(elixir::mapset_elements(&set).unwrap()),
+            vec![int(1), int(2)]
+        );
+    }
+    // Different terms, and so different hashes: why the form matters.
+    let (old, new) = (
+        elixir::mapset_in(Versioned, [int(1)]),
+        elixir::mapset_in(Sets2, [int(1)]),
+    );
+    assert_ne!(old, new);
+    assert_ne!(
+        beam_peer::term::phash2::phash2(&old),
+        beam_peer::term::phash2::phash2(&new)
+    );
+    assert_eq!(elixir::mapset([int(1)]), old, "mapset/1 is the 1.14 form");
+    // `:erlang.phash2(MapSet.new([1, 2]))` as Elixir 1.14.0 and 1.18.3 compute it.
+    let ints = [int(1), int(2)];
+    assert_eq!(
+        beam_peer::term::phash2::phash2(&elixir::mapset_in(Versioned, ints.clone())),
+        58_506_104
+    );
+    assert_eq!(
+        beam_peer::term::phash2::phash2(&elixir::mapset_in(Sets2, ints)),
+        111_870_001
+    );
+}
+
+#[test]
 fn mapset_elements_rejects_malformed() {
     let good = elixir::mapset([int(1)]);
     assert_eq!(elixir::mapset_elements(&good), Some(vec![int(1)]));
@@ -510,7 +554,15 @@ fn mapset_elements_rejects_malformed() {
                 .build(),
         ),
         ("no fields", with(|b| b)),
-        ("no version", with(|b| b.field("map", inner(nil())))),
+        ("version only", with(|b| b.field("version", int(2)))),
+        (
+            "1.15+ form with a value not []",
+            with(|b| b.field("map", inner(atom("true")))),
+        ),
+        (
+            "1.15+ form with an extra field",
+            with(|b| b.field("map", inner(nil())).field("extra", int(0))),
+        ),
         (
             "version 1",
             with(|b| b.field("map", inner(nil())).field("version", int(1))),

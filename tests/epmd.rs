@@ -2,6 +2,8 @@
 //! nodes (OTP 25). Every test picks its own free port, so they run in
 //! parallel; every OS process is killed by pid through a Drop guard.
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -83,7 +85,7 @@ async fn wait_unregistered(addr: SocketAddr, name: &str) {
 /// Starts the real epmd in the foreground on a free port.
 async fn real_epmd() -> (ChildGuard, SocketAddr) {
     let port = free_port();
-    let guard = ChildGuard::spawn(Command::new("epmd").args(["-port", &port.to_string()]));
+    let guard = ChildGuard::spawn(common::beam_tool("epmd").args(["-port", &port.to_string()]));
     let addr = loopback(port);
     eventually(5, "real epmd to answer", || async move {
         names(addr).await.ok()
@@ -141,7 +143,7 @@ async fn our_client_against_real_epmd() {
 /// Runs `erl -noshell -start_epmd false ARGS` against the EPMD on `port`
 /// until it halts, and returns its stdout and stderr together.
 async fn erl_run(port: u16, args: &[&str]) -> String {
-    let child = tokio::process::Command::new("erl")
+    let child = tokio::process::Command::from(common::beam_tool("erl"))
         .args(["-noshell", "-start_epmd", "false"])
         .args(args)
         .env("ERL_EPMD_PORT", port.to_string())
@@ -169,7 +171,7 @@ async fn real_erl_uses_embedded_epmd() {
 
     let a = unique("a");
     let erl = ChildGuard::spawn(
-        Command::new("erl")
+        common::beam_tool("erl")
             .args(["-name", &format!("{a}@127.0.0.1")])
             .args(["-setcookie", "c", "-noshell", "-start_epmd", "false"])
             .env("ERL_EPMD_PORT", port.to_string()),

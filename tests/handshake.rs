@@ -10,8 +10,10 @@
 //! With `BEAM_PEER_RECORD_FIXTURES=1` the v6 tests also rewrite the recorded
 //! handshakes under `tests/fixtures/handshake/` that the unit tests replay.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use beam_peer::dist::flags;
@@ -40,20 +42,12 @@ impl Drop for Proc {
 }
 
 fn have_erlang() -> bool {
-    let ok = |cmd: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {cmd}")])
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if ok("erl") && ok("epmd") {
-        true
-    } else {
-        eprintln!("skipping: erl/epmd not installed");
-        false
-    }
+    common::have_erl("handshake")
+}
+
+/// The OTP release of the `erl` under test.
+fn peer_otp() -> u32 {
+    common::beam_versions().map_or(0, |v| v.otp)
 }
 
 fn free_port() -> u16 {
@@ -68,7 +62,7 @@ fn free_port() -> u16 {
 async fn start_epmd() -> (Proc, u16) {
     for _ in 0..5 {
         let port = free_port();
-        let child = Command::new("epmd")
+        let child = common::beam_tool("epmd")
             .args(["-port", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,7 +91,7 @@ struct Erl {
 
 impl Erl {
     fn start(epmd_port: u16, name: &str, cookie: &str, eval: &str) -> Erl {
-        let mut child = Command::new("erl")
+        let mut child = common::beam_tool("erl")
             .args([
                 "-noshell",
                 "-name",
@@ -509,11 +503,14 @@ async fn wrong_cookie_our_client_to_real_erl() {
     erl.expect("seen=false").await;
 }
 
-/// (4) Protocol 5: OTP 25 only accepts the new `'N'` name. Our old `'n'`
-/// name (even with HANDSHAKE_23 set in it) is answered by closing the socket,
-/// without a status; `connection_closed` explains it.
+/// (4) Protocol 5, answered as the release under test answers it (checked
+/// against OTP 25 and OTP 27; OTP 26 is taken to answer as 27):
+/// - OTP 25 only accepts the new `'N'` name. Our old `'n'` name (even with
+///   HANDSHAKE_23 set in it) is answered by closing the socket, without a
+///   status; `connection_closed` explains it.
+/// - OTP 27 accepts the old name again and completes the handshake.
 #[tokio::test(flavor = "multi_thread")]
-async fn otp25_rejects_protocol_5_name() {
+async fn a_protocol_5_name_is_answered_as_the_peers_release_does() {
     if !have_erlang() {
         return;
     }
@@ -522,21 +519,28 @@ async fn otp25_rejects_protocol_5_name() {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut hs = Handshake::client(config("secret", true), OUR_CHALLENGE, 5);
     let mut rec = Recording::default();
-    let err = drive(&mut stream, &mut hs, ServerStatus::Ok, &mut rec)
-        .await
-        .expect_err("OTP 25 must refuse the old name");
-    assert!(
-        matches!(err, HandshakeError::ConnectionClosed(ref why) if why.contains("protocol 5")),
-        "{err}"
-    );
-    assert!(
-        rec.received.is_empty(),
-        "no status before the close: {:?}",
-        rec.received
-    );
+    let outcome = drive(&mut stream, &mut hs, ServerStatus::Ok, &mut rec).await;
     assert_eq!(rec.sent[2], b'n');
-    erl.expect("seen=false").await;
-    eprintln!("erl (server, 'n' name) said: {:#?}", erl.seen);
+    let otp = peer_otp();
+    if otp <= 25 {
+        let err = outcome.expect_err("OTP 25 must refuse the old name");
+        assert!(
+            matches!(err, HandshakeError::ConnectionClosed(ref why) if why.contains("protocol 5")),
+            "{err}"
+        );
+        assert!(
+            rec.received.is_empty(),
+            "no status before the close: {:?}",
+            rec.received
+        );
+        erl.expect("seen=false").await;
+    } else {
+        let (peer, _leftover) = outcome.unwrap_or_else(|e| panic!("OTP {otp} refused: {e}"));
+        let _alive = keep_alive(stream);
+        assert_eq!(peer.name, "erl2@127.0.0.1");
+        erl.expect("seen=true").await;
+    }
+    eprintln!("erl (OTP {otp}, server, 'n' name) said: {:#?}", erl.seen);
 }
 
 /// Digests computed by erl itself, for the unit tests.
@@ -562,7 +566,7 @@ fn record_erl_digests() {
           || {{C, K}} <- [{}]], halt().",
         terms.join(", ")
     );
-    let out = Command::new("erl")
+    let out = common::beam_tool("erl")
         .args(["-noshell", "-eval", &eval])
         .output()
         .unwrap();

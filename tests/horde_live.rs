@@ -356,3 +356,54 @@ async fn kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups() {
     assert_eq!(reg.members().await.expect("members"), vec![reg.member()]);
     node.shutdown();
 }
+
+/// Once an Elixir and a Rust member hold the same 200 names, their syncs
+/// end at the merkle root in both directions: no key list and no values
+/// cross while nothing changes. This is what the MapSet form decides: on
+/// Elixir 1.15+ a Rust member writing the 1.14 form re-sent every key on
+/// every interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_registry_syncs_without_moving_keys() {
+    let Some(ebins) = common::horde_or_skip("an_idle_registry_syncs_without_moving_keys") else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("hl_rust", port).await;
+    let beam = Beam::start_horde("hl_ex", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    let name = reg_name();
+    node.join(&beam.name).await.expect("joins the Elixir node");
+    start_elixir_registry(&mut p, &beam, &name).await;
+    let reg = start_rust_registry(&node, &name);
+    common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "for i <- 1..100 do
+           :beam_peer_ctl.keep(fn -> {:ok, _} = Horde.Registry.register(r, \"elixir-#{i}\", i) end)
+         end
+         :ok",
+        vec![("r", term::atom(&name))],
+    )
+    .await;
+    let mut holders = Vec::new();
+    for i in 0..100 {
+        let holder = node.process();
+        reg.register(key(&format!("rust-{i}")), term::int(i), holder.pid())
+            .await
+            .expect("registers");
+        holders.push(holder);
+    }
+    eventually!(
+        reg.count() == 200 && elixir_count(&mut p, &beam, &name).await == 200,
+        "both members hold all 200 names"
+    );
+    // Let the rounds that carried the names finish, then watch 8 intervals.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watched = Duration::from_millis(8 * 50);
+    let counts = common::crdt_traffic(&mut p, &beam.name, &format!("{name}.Crdt"), watched).await;
+    println!("Elixir registry CRDT traffic over {watched:?} while idle: {counts:?}");
+    common::assert_idle_sync(&counts, 4);
+    assert_eq!(elixir_count(&mut p, &beam, &name).await, 200);
+    drop(holders);
+    node.shutdown();
+}

@@ -17,6 +17,8 @@
 //! `PHASH2_ORACLE_TERMS` and `PHASH2_ORACLE_SEED` override the term count and
 //! the seed.
 
+mod common;
+
 use beam_peer::term::phash2::{make_hash2, phash2, phash2_range};
 use beam_peer::term::{
     Atom, BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
@@ -26,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const RANGES: [u64; 7] = [1, 2, 7, 1000, 1 << 27, (1 << 32) - 1, 1 << 32];
@@ -663,6 +665,12 @@ fn strip_empty_improper(mut t: &Term) -> &Term {
     t
 }
 
+/// OTP 26 and later do not keep a local fun's creator pid when they decode
+/// one (it comes back as a pid of their own), so it cannot come back as sent.
+fn creator_pid_dropped() -> bool {
+    common::beam_versions().is_some_and(|v| v.otp >= 26)
+}
+
 fn same_term(a: &Term, b: &Term) -> bool {
     let (a, b) = (strip_empty_improper(a), strip_empty_improper(b));
     if let (Some(x), Some(y)) = (int_value(a), int_value(b)) {
@@ -725,7 +733,7 @@ fn same_term(a: &Term, b: &Term) -> bool {
             ) => {
                 m1 == m2
                     && a1 == a2
-                    && same_pid(p1, p2)
+                    && (same_pid(p1, p2) || creator_pid_dropped())
                     && (i1, u1, oi1, ou1) == (i2, u2, oi2, ou2)
                     && f1.len() == f2.len()
                     && f1.iter().zip(f2).all(|(s, t)| same_term(s, t))
@@ -1159,7 +1167,7 @@ impl Erl {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("phash2_oracle");
         std::fs::create_dir_all(&out).expect("create oracle build dir");
-        let erlc = Command::new("erlc")
+        let erlc = common::beam_tool("erlc")
             .arg("-o")
             .arg(&out)
             .arg(root.join("erlang/phash2_oracle.erl"))
@@ -1171,7 +1179,7 @@ impl Erl {
         }
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind oracle listener");
         let port = listener.local_addr().unwrap().port().to_string();
-        let child = Command::new("erl")
+        let child = common::beam_tool("erl")
             .args(["-noinput", "-noshell", "-pa"])
             .arg(&out)
             .args(["-s", "phash2_oracle", "main", &port])
@@ -1801,7 +1809,7 @@ fn describe(t: &Term) -> String {
 }
 
 fn otp_release() -> String {
-    Command::new("erl")
+    common::beam_tool("erl")
         .args(["-noshell", "-eval", "io:format(\"OTP ~s, ERTS ~s\", [erlang:system_info(otp_release), erlang:system_info(version)]), halt()."])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())

@@ -15,17 +15,92 @@ use beam_peer::{Dest, Node, NodeConfig, Process};
 
 pub const COOKIE: &str = "beam_peer_test_cookie";
 
-/// True when `erl` is on PATH. When it is not, a test prints one skip line and
+/// The BEAM's command-line tools (`erl`, `erlc`, `elixir`, `epmd`) are all
+/// found through here: in the directory `BEAM_PEER_BEAM_BIN` names when it
+/// is set (`scripts/matrix.sh` points it at wrappers that run another
+/// release's tools, e.g. OTP 27 in a Debian trixie root), else on PATH.
+pub fn beam_tool(tool: &str) -> Command {
+    match std::env::var_os("BEAM_PEER_BEAM_BIN") {
+        Some(dir) if !dir.is_empty() => Command::new(PathBuf::from(dir).join(tool)),
+        _ => Command::new(tool),
+    }
+}
+
+/// The releases the BEAM tools of [`beam_tool`] run.
+#[derive(Debug, Clone)]
+pub struct BeamVersions {
+    /// `erlang:system_info(otp_release)`, e.g. `"25"`.
+    pub otp: u32,
+    /// `System.version()`, e.g. `"1.14.0"`; `None` without `elixir`.
+    pub elixir: Option<String>,
+    /// The form that Elixir's `MapSet.new/1` builds.
+    pub mapset: Option<beam_peer::term::elixir::MapSetForm>,
+}
+
+/// Asked once per test binary, and printed once, so every test's output
+/// says which releases it ran against. `None` without `erl`.
+pub fn beam_versions() -> Option<&'static BeamVersions> {
+    static VERSIONS: OnceLock<Option<BeamVersions>> = OnceLock::new();
+    VERSIONS
+        .get_or_init(|| {
+            let otp = beam_tool("erl")
+                .args([
+                    "-noshell",
+                    "-eval",
+                    "io:format(\"~s\", [erlang:system_info(otp_release)]), halt().",
+                ])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())?;
+            let elixir = beam_tool("elixir")
+                .args([
+                    "-e",
+                    "IO.write(\"#{System.version()} #{Map.has_key?(MapSet.new([]), :version)}\")",
+                ])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let (elixir, mapset) = match elixir.as_deref().and_then(|e| e.split_once(' ')) {
+                Some((v, versioned)) => (
+                    Some(v.to_string()),
+                    Some(if versioned == "true" {
+                        beam_peer::term::elixir::MapSetForm::Versioned
+                    } else {
+                        beam_peer::term::elixir::MapSetForm::Sets2
+                    }),
+                ),
+                None => (None, None),
+            };
+            let v = BeamVersions {
+                otp,
+                elixir,
+                mapset,
+            };
+            println!(
+                "BEAM under test: OTP {}, Elixir {}",
+                v.otp,
+                v.elixir.as_deref().unwrap_or("absent")
+            );
+            Some(v)
+        })
+        .as_ref()
+}
+
+/// True when `erl` is found (see [`beam_tool`]). When it is not, a test prints one skip line and
 /// returns, unless BEAM_PEER_REQUIRE_ERL=1 (set by scripts/test.sh) makes that a failure.
 pub fn have_erl(test: &str) -> bool {
-    let found = Command::new("erl")
+    let found = beam_tool("erl")
         .args(["-noshell", "-eval", "halt()."])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !found {
+    if found {
+        beam_versions();
+    } else {
         if std::env::var("BEAM_PEER_REQUIRE_ERL").as_deref() == Ok("1") {
             panic!("{test}: erl is required (BEAM_PEER_REQUIRE_ERL=1) but not found");
         }
@@ -60,7 +135,7 @@ pub fn ctl_ebin() -> PathBuf {
             PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ebin_{}", std::process::id()));
         std::fs::create_dir_all(&out).expect("ebin dir");
         let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/src/beam_peer_ctl.erl");
-        let status = Command::new("erlc")
+        let status = beam_tool("erlc")
             .arg("-o")
             .arg(&out)
             .arg(&src)
@@ -146,7 +221,7 @@ impl Beam {
     pub fn start(prefix: &str, cookie: &str, epmd_port: u16, extra: &[&str]) -> Beam {
         let alive = unique(prefix);
         let name = format!("{alive}@127.0.0.1");
-        let mut cmd = Command::new("erl");
+        let mut cmd = beam_tool("erl");
         cmd.args([
             "-name",
             &name,
@@ -177,7 +252,7 @@ impl Beam {
     ) -> Beam {
         let alive = unique(prefix);
         let name = format!("{alive}@127.0.0.1");
-        let mut cmd = Command::new("elixir");
+        let mut cmd = beam_tool("elixir");
         cmd.args(["--name", &name, "--cookie", cookie])
             .args(["--erl", "-start_epmd false"])
             .arg("-pa")
@@ -206,6 +281,7 @@ impl Beam {
     /// Runs `cmd` (an `erl`-like command line that ends by starting
     /// `beam_peer_ctl`) and waits for its ready line.
     fn spawn(mut cmd: Command, name: String, epmd_port: u16) -> Beam {
+        beam_versions();
         cmd.env("ERL_EPMD_PORT", epmd_port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -414,4 +490,99 @@ impl Drop for RegistryMember {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The DeltaCrdt messages the BEAM process registered as `crdt` on `beam`
+/// sends and receives over `watched`, counted by kind: `"in diff started by
+/// rust"`, `"out diff started by beam"`, `"in ack_diff"`, `"out state (N
+/// keys)"`, `"in get_diff (N keys)"`... (traced on the BEAM side, so what
+/// is counted is exactly what that replica handled).
+pub async fn crdt_traffic(
+    p: &mut Process,
+    beam: &str,
+    crdt: &str,
+    watched: Duration,
+) -> std::collections::BTreeMap<String, usize> {
+    let name = term::atom(crdt);
+    eval_elixir(
+        p,
+        beam,
+        "c = :beam_peer_ctl.keep(fn -> :beam_peer_ctl.collector() end)
+         :erlang.trace(Process.whereis(name), true, [:send, :receive, {:tracer, c}])
+         :persistent_term.put({:live_tracer, name}, c)",
+        vec![("name", name.clone())],
+    )
+    .await;
+    tokio::time::sleep(watched).await;
+    // Each CRDT message the BEAM replica sent or received, as
+    // {direction, kind, who started the round (or key count)}.
+    let seen = eval_elixir(
+        p,
+        beam,
+        "me = Process.whereis(name)
+         :erlang.trace(me, false, [:send, :receive])
+         c = :persistent_term.get({:live_tracer, name})
+         kind = fn
+           {:diff, %DeltaCrdt.CausalCrdt.Diff{originator: o}} ->
+             {:diff, if(o == me, do: :beam, else: :rust)}
+           {:diff, _state, keys} -> {:state, length(keys)}
+           {:get_diff, _diff, keys} -> {:get_diff, length(keys)}
+           {:ack_diff, _} -> {:ack_diff, nil}
+           _ -> nil
+         end
+         c
+         |> :beam_peer_ctl.collected()
+         |> Enum.flat_map(fn
+           {:trace, _, :receive, m} -> [{:in, kind.(m)}]
+           {:trace, _, :send, m, _to} -> [{:out, kind.(m)}]
+           _ -> []
+         end)
+         |> Enum.reject(&match?({_, nil}, &1))
+         |> Enum.map(fn {dir, {k, x}} -> {dir, k, x} end)",
+        vec![("name", name)],
+    )
+    .await;
+    let mut counts = std::collections::BTreeMap::new();
+    for e in term::as_list(&seen).expect("a list of traced messages") {
+        let Some([dir, kind, x]) = term::as_tuple(&e) else {
+            panic!("not a traced message: {e}")
+        };
+        let label = format!(
+            "{} {}{}",
+            term::as_atom(dir).unwrap_or("?"),
+            term::as_atom(kind).unwrap_or("?"),
+            match term::as_atom(x) {
+                Some("nil") => String::new(),
+                Some(who) => format!(" started by {who}"),
+                None => format!(" ({x} keys)"),
+            }
+        );
+        *counts.entry(label).or_default() += 1;
+    }
+    counts
+}
+
+/// Checks that `counts` (from [`crdt_traffic`]) shows both sides syncing
+/// at least `rounds` times and every round ending at the root: diffs and
+/// acks only, no continuation, key list or values in either direction.
+pub fn assert_idle_sync(counts: &std::collections::BTreeMap<String, usize>, rounds: usize) {
+    let n = |label: &str| counts.get(label).copied().unwrap_or(0);
+    let from_rust = n("in diff started by rust");
+    let from_beam = n("out diff started by beam");
+    assert!(from_rust >= rounds, "Rust keeps syncing: {counts:?}");
+    assert!(from_beam >= rounds, "the BEAM keeps syncing: {counts:?}");
+    let allowed = [
+        "in diff started by rust",
+        "out diff started by beam",
+        "in ack_diff",
+        "out ack_diff",
+    ];
+    for (label, count) in counts {
+        assert!(
+            allowed.contains(&label.as_str()),
+            "{count} x {label} while equal: {counts:?}"
+        );
+    }
+    assert!(n("out ack_diff") + 1 >= from_rust, "{counts:?}");
+    assert!(n("in ack_diff") + 1 >= from_beam, "{counts:?}");
 }
