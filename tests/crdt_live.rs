@@ -10,6 +10,11 @@
 //! sync_interval: 100)`, ours is `crdt::process::start` under the same
 //! registered name `N` (unique per test), and each lists the other as its
 //! only neighbour, `{N, node}`.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

@@ -8,6 +8,11 @@
 //! All cases run in one `elixir` process (started once per test binary, waited
 //! for with `Command::output`). Without `elixir` on PATH each test prints one
 //! `SKIPPED` line and passes, unless `BEAM_PEER_REQUIRE_ERL=1`.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

@@ -1,6 +1,11 @@
 //! EPMD layer against real processes: the real `epmd` daemon and real `erl`
-//! nodes (OTP 25). Every test picks its own free port, so they run in
+//! nodes. Every test picks its own free port, so they run in
 //! parallel; every OS process is killed by pid through a Drop guard.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

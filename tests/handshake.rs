@@ -9,6 +9,11 @@
 //! Tests skip (with a message) when `erl`/`epmd` are not installed.
 //! With `BEAM_PEER_RECORD_FIXTURES=1` the v6 tests also rewrite the recorded
 //! handshakes under `tests/fixtures/handshake/` that the unit tests replay.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

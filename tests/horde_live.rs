@@ -5,6 +5,11 @@
 //!
 //! Needs Horde's compiled modules (BEAM_PEER_HORDE_EBIN or a built erlang/
 //! mix project); without them each test prints one SKIPPED line.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

@@ -1,6 +1,11 @@
-//! Interop with real `erl` nodes (OTP 25 here) started by each test on a
+//! Interop with real `erl` nodes started by each test on a
 //! private EPMD port. Each test starts a Rust node first, which finds no EPMD on
 //! its port and starts the embedded one; the real `erl` then registers in it.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 

@@ -16,6 +16,11 @@
 //!
 //! `PHASH2_ORACLE_TERMS` and `PHASH2_ORACLE_SEED` override the term count and
 //! the seed.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against. Where the releases
+//! differ, a test checks what the release it talks to does.
 
 mod common;
 
