@@ -247,6 +247,8 @@ pub(crate) struct Inner {
     _epmd: Mutex<Option<crate::epmd::EmbeddedEpmd>>,
     _registration: Mutex<Option<crate::epmd::Registration>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    /// The pg scopes running on this node, by name (`services::pg::scope`).
+    pub(crate) pg_scopes: Mutex<HashMap<String, crate::services::pg::Pg>>,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -351,6 +353,7 @@ impl Node {
             _epmd: Mutex::new(embedded),
             _registration: Mutex::new(registration),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            pg_scopes: Mutex::new(HashMap::new()),
         });
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));

@@ -7,10 +7,14 @@
 //! - [`erpc`] emulates `erpc:call/4` for functions implemented in Rust (a table
 //!   any Rust code can add to) and refuses everything else with `notsup`.
 //!
+//! - [`pg`]: process groups, OTP's `pg` protocol; the default scope `pg`
+//!   runs on every node.
+//!
 //! None of these ever stays silent: a peer that asks gets an answer or a refusal,
 //! because every remote caller on the BEAM waits forever otherwise.
 
 pub mod erpc;
+pub mod pg;
 
 use crate::node::{Dest, Node};
 use crate::process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
@@ -41,6 +45,9 @@ pub(crate) fn start(node: &Node) {
         if let Err(e) = result {
             tracing::error!(service = name, error = %e, "service did not start");
         }
+    }
+    if let Err(e) = pg::default_scope(node) {
+        tracing::error!(service = pg::DEFAULT_SCOPE, error = %e, "service did not start");
     }
 }
 

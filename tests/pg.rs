@@ -1,0 +1,215 @@
+//! `services::pg` against OTP's own `pg` on a real `erl` node: joins and
+//! leaves cross both ways, a member that exits leaves everywhere, a node
+//! that dies takes its members along, scopes other than `pg` work, scope
+//! monitors hear the BEAM's joins, and the BEAM's scope never crashes on
+//! what we send it.
+//!
+//! Releases covered: OTP 25 / Elixir 1.14 (Debian bookworm, the main run)
+//! and OTP 27 / Elixir 1.18 (Debian trixie, `scripts/matrix.sh trixie`);
+//! the binary prints the releases it ran against.
+
+mod common;
+
+use std::time::Duration;
+
+use beam_peer::services::pg;
+use beam_peer::term::{self, Pid, Term};
+use beam_peer::Node;
+use common::{eval, Beam, COOKIE};
+
+const T: Duration = Duration::from_secs(10);
+
+macro_rules! require_erl {
+    ($name:expr) => {
+        if !common::have_erl($name) {
+            return;
+        }
+    };
+}
+
+/// Polls an async condition until it holds or `T` passes.
+macro_rules! eventually {
+    ($cond:expr, $($msg:tt)+) => {{
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, $($msg)+);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }};
+}
+
+/// A Rust node and an erl node whose kernel runs the `pg` scope, connected.
+async fn pair() -> (Node, Beam) {
+    let port = common::free_port();
+    let rust = common::rust_node("pg_rs", port).await;
+    let beam = Beam::start("pg_erl", COOKIE, port, &["-kernel", "start_pg", "true"]);
+    rust.connect(&beam.name).await.expect("connects");
+    (rust, beam)
+}
+
+fn pids_of(t: &Term) -> Vec<Pid> {
+    term::as_list(t)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| match p {
+            Term::Pid(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `pg:get_members(Scope, Group)` on erl.
+async fn erl_members(
+    p: &mut beam_peer::Process,
+    beam: &Beam,
+    scope: &str,
+    group: &str,
+) -> Vec<Pid> {
+    pids_of(&eval(p, &beam.name, &format!("pg:get_members({scope}, {group}).")).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_leaves_and_exits_cross_both_ways() {
+    require_erl!("joins_leaves_and_exits_cross_both_ways");
+    let (rust, beam) = pair().await;
+    let pg = pg::default_scope(&rust).expect("the default scope runs");
+    let mut p = rust.process();
+    let scope_before = eval(&mut p, &beam.name, "whereis(pg).").await;
+
+    // Rust joins: erl's pg:get_members sees it.
+    let worker = rust.process();
+    pg.join(term::atom("rust_workers"), worker.pid())
+        .await
+        .expect("joins");
+    eventually!(
+        erl_members(&mut p, &beam, "pg", "rust_workers").await == [worker.pid().clone()],
+        "erl sees the Rust member"
+    );
+    // Twice joined, once left: still a member, as pg counts joins.
+    pg.join(term::atom("rust_workers"), worker.pid())
+        .await
+        .unwrap();
+    assert_eq!(
+        pg.leave(term::atom("rust_workers"), worker.pid()).await,
+        Ok(true)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        erl_members(&mut p, &beam, "pg", "rust_workers").await,
+        [worker.pid().clone()]
+    );
+
+    // erl joins: Rust sees it.
+    let erl_pid = eval(
+        &mut p,
+        &beam.name,
+        "P = spawn(fun() -> ok = pg:join(erl_workers, self()), receive stop -> ok end end), register(pg_test_worker, P), P.",
+    )
+    .await;
+    let Term::Pid(erl_pid) = erl_pid else {
+        panic!("{erl_pid}")
+    };
+    eventually!(
+        pg.get_members(&term::atom("erl_workers")) == [erl_pid.clone()],
+        "Rust sees the erl member"
+    );
+    assert!(pg.get_local_members(&term::atom("erl_workers")).is_empty());
+    assert!(pg.which_groups().contains(&term::atom("erl_workers")));
+
+    // The erl member exits: gone from the Rust view.
+    eval(&mut p, &beam.name, "pg_test_worker ! stop, ok.").await;
+    eventually!(
+        pg.get_members(&term::atom("erl_workers")).is_empty(),
+        "the exited erl member left"
+    );
+
+    // The Rust member exits without leaving: gone from erl's view.
+    drop(worker);
+    eventually!(
+        erl_members(&mut p, &beam, "pg", "rust_workers")
+            .await
+            .is_empty(),
+        "the exited Rust member left on erl"
+    );
+    // Never a crash of the BEAM scope.
+    assert_eq!(eval(&mut p, &beam.name, "whereis(pg).").await, scope_before);
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_killed_node_go_and_other_scopes_work() {
+    require_erl!("members_of_a_killed_node_go_and_other_scopes_work");
+    let (rust, mut beam) = pair().await;
+    let mut p = rust.process();
+    // A scope the BEAM starts after the connection, then ours.
+    eval(&mut p, &beam.name, "{ok, _} = pg:start(my_scope), ok.").await;
+    let mine = pg::scope(&rust, "my_scope").expect("starts");
+    let watcher = rust.process();
+    let (r, now) = mine.monitor_scope(watcher.pid()).await.expect("monitors");
+    assert!(now.is_empty());
+    let mut watcher = watcher;
+    eval(
+        &mut p,
+        &beam.name,
+        "spawn(fun() -> ok = pg:join(my_scope, g, self()), receive stop -> ok end end), ok.",
+    )
+    .await;
+    eventually!(
+        mine.get_members(&term::atom("g")).len() == 1,
+        "Rust sees the member of my_scope"
+    );
+    let note = watcher
+        .receive_timeout(T)
+        .await
+        .expect("alive")
+        .expect("a join notification");
+    match term::as_tuple(&note) {
+        Some([Term::Reference(got), what, group, pids]) => {
+            assert_eq!(**got, r);
+            assert!(term::is_atom(what, "join"));
+            assert_eq!(group, &term::atom("g"));
+            assert_eq!(pids_of(pids).len(), 1);
+        }
+        _ => panic!("{note}"),
+    }
+    // A Rust member in the same scope, seen by erl.
+    let worker = rust.process();
+    mine.join(term::atom("g"), worker.pid()).await.unwrap();
+    eventually!(
+        erl_members(&mut p, &beam, "my_scope", "g").await.len() == 2,
+        "erl sees both members"
+    );
+    // The default scope knows nothing of it.
+    assert!(pg::default_scope(&rust)
+        .unwrap()
+        .get_members(&term::atom("g"))
+        .is_empty());
+
+    // kill -9: the node's members go, ours stays.
+    beam.kill9();
+    eventually!(
+        mine.get_members(&term::atom("g")) == [worker.pid().clone()],
+        "the killed node's member went"
+    );
+    assert_eq!(
+        mine.get_local_members(&term::atom("g")),
+        [worker.pid().clone()]
+    );
+    assert_eq!(mine.demonitor(&r).await, Ok(true));
+    rust.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_pid_cannot_join() {
+    let rust = common::rust_node("pg_rs", common::free_port()).await;
+    let pg = pg::default_scope(&rust).unwrap();
+    let stranger = Pid::new("other@127.0.0.1", 5, 0, 1);
+    assert_eq!(
+        pg.join(term::atom("g"), &stranger).await,
+        Err(pg::PgCallError::NotLocal(stranger))
+    );
+    rust.shutdown();
+}
