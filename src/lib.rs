@@ -6,7 +6,8 @@
 //! - [`dist`]: one connection: handshake, framing, fragments, ticks, control messages.
 //! - [`node`]: the process table, names, links, monitors, routing, node events.
 //! - [`process`]: mailboxes, selective receive, exit signals, gen_server-style servers.
-//! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex).
+//! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex, pg).
+//! - [`pubsub`]: Phoenix.PubSub (PG2 adapter) topics shared with Elixir nodes.
 //!
 //! ```no_run
 //! use beam_peer::{Node, NodeConfig, term};
@@ -27,6 +28,7 @@ pub mod epmd;
 pub mod horde;
 pub mod node;
 pub mod process;
+pub mod pubsub;
 pub mod services;
 pub mod term;
 

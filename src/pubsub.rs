@@ -1,0 +1,361 @@
+//! `Phoenix.PubSub` (2.x, PG2 adapter) as a Rust member: Rust processes
+//! subscribe to topics that Elixir nodes broadcast on, and Rust broadcasts
+//! reach Elixir subscribers.
+//!
+//! The PG2 adapter's wire contract, which this module keeps:
+//! - each node runs `pool_size` adapter workers, registered under the group
+//!   atoms `<PubSub>.Adapter`, `<PubSub>.Adapter_2` .. `_N`, each a member
+//!   of the `pg` group of its own name in the scope `Elixir.Phoenix.PubSub`;
+//! - a broadcast picks one group (`phash2(publisher, N)`) and sends
+//!   `{:forward_to_local, topic, message, dispatcher}` to every member of it
+//!   on other nodes; the receiving worker dispatches to its local
+//!   subscribers, which get the bare message;
+//! - `direct_broadcast` sends the same to `{group, node}`.
+//!
+//! One publisher always goes through one group, so its messages reach each
+//! node in the order sent, as in Elixir.
+//!
+//! What it must never do: stop a worker on an unexpected message (the PG2
+//! worker ignores them too), or deliver to a subscriber that has exited.
+//! A custom dispatcher module named in a message from Elixir cannot run
+//! here: such messages are delivered as the default dispatcher does (and
+//! logged once per dispatcher).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::node::{Dest, Node, RegisterError};
+use crate::process::ProcessExit;
+use crate::services::pg::{self, Pg, PgCallError};
+use crate::term::{self, Pid, Term};
+
+/// The pg scope Phoenix.PubSub 2.x runs on every node.
+pub const PG_SCOPE: &str = "Elixir.Phoenix.PubSub";
+
+/// The dispatcher Phoenix.PubSub uses unless told otherwise.
+pub const DEFAULT_DISPATCHER: &str = "Elixir.Phoenix.PubSub";
+
+/// How to start a PubSub member.
+#[derive(Debug, Clone)]
+pub struct PubSubOptions {
+    /// The PubSub's name, an Elixir module atom such as `Elixir.MyApp.PubSub`.
+    pub name: String,
+    /// Adapter workers (and pg groups) per node, Phoenix's `pool_size`
+    /// (default 1). Should match the Elixir nodes' setting.
+    pub pool_size: usize,
+}
+
+impl PubSubOptions {
+    pub fn new(name: impl Into<String>) -> Self {
+        PubSubOptions {
+            name: name.into(),
+            pool_size: 1,
+        }
+    }
+
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.pool_size = n.max(1);
+        self
+    }
+}
+
+/// Why a PubSub operation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PubSubError {
+    #[error("a PubSub name is taken on this node: {0}")]
+    Register(#[from] RegisterError),
+    #[error("pg: {0}")]
+    Pg(#[from] PgCallError),
+}
+
+/// Subscribers per topic, with their metadata.
+type Subscribers = Arc<RwLock<HashMap<Vec<u8>, Vec<(Pid, Term)>>>>;
+
+/// A running PubSub member. Cheap to clone.
+#[derive(Clone)]
+pub struct PubSub {
+    name: String,
+    node: Node,
+    scope: Pg,
+    /// The adapter groups, in Phoenix's order; `workers[i]` runs `groups[i]`.
+    groups: Vec<String>,
+    workers: Vec<Pid>,
+    subscribers: Subscribers,
+}
+
+impl std::fmt::Debug for PubSub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubSub").field("name", &self.name).finish()
+    }
+}
+
+/// The adapter group names of `name` for `pool_size` workers, as the PG2
+/// adapter names them: `<name>.Adapter`, then `<name>.Adapter_2` ...
+pub fn adapter_groups(name: &str, pool_size: usize) -> Vec<String> {
+    let adapter = format!("{name}.Adapter");
+    (1..=pool_size.max(1))
+        .map(|i| {
+            if i == 1 {
+                adapter.clone()
+            } else {
+                format!("{adapter}_{i}")
+            }
+        })
+        .collect()
+}
+
+impl PubSub {
+    /// `Phoenix.PubSub` named `name` with `pool_size: 1`.
+    pub async fn start(node: &Node, name: &str) -> Result<PubSub, PubSubError> {
+        PubSub::start_with(node, PubSubOptions::new(name)).await
+    }
+
+    pub async fn start_with(node: &Node, opts: PubSubOptions) -> Result<PubSub, PubSubError> {
+        let scope = pg::scope(node, PG_SCOPE)?;
+        let groups = adapter_groups(&opts.name, opts.pool_size);
+        let subscribers: Subscribers = Arc::default();
+        let warned: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut workers = Vec::with_capacity(groups.len());
+        for group in &groups {
+            let subs = subscribers.clone();
+            let warned = warned.clone();
+            let name = opts.name.clone();
+            let pid = node.spawn(move |mut p| async move {
+                loop {
+                    let msg = match p.receive().await {
+                        Ok(m) => m,
+                        Err(e) => return ProcessExit::from(e),
+                    };
+                    match term::as_tuple(&msg) {
+                        Some([tag, Term::Binary(topic), message, dispatcher])
+                            if term::is_atom(tag, "forward_to_local") =>
+                        {
+                            note_dispatcher(&warned, &name, dispatcher);
+                            dispatch(p.node(), &subs, &topic.bytes, None, message);
+                        }
+                        // The PG2 worker ignores anything else; so do we.
+                        _ => tracing::debug!(pubsub = %name, message = %msg, "PubSub worker ignored a message"),
+                    }
+                }
+            });
+            node.register(group, &pid)?;
+            scope.join(term::atom(group), &pid).await?;
+            workers.push(pid);
+        }
+        Ok(PubSub {
+            name: opts.name,
+            node: node.clone(),
+            scope,
+            groups,
+            workers,
+            subscribers,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `Phoenix.PubSub.subscribe/3` for the local process `pid`: it gets
+    /// every message broadcast on `topic` from then on. A process that
+    /// subscribes twice gets each message twice, as in Phoenix.
+    pub fn subscribe(&self, pid: &Pid, topic: &str, metadata: Option<Term>) {
+        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        subs.entry(topic.as_bytes().to_vec())
+            .or_default()
+            .push((pid.clone(), metadata.unwrap_or_else(|| term::atom("nil"))));
+    }
+
+    /// `Phoenix.PubSub.unsubscribe/2`: every subscription of `pid` to `topic`.
+    pub fn unsubscribe(&self, pid: &Pid, topic: &str) {
+        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = subs.get_mut(topic.as_bytes()) {
+            list.retain(|(p, _)| p != pid);
+            if list.is_empty() {
+                subs.remove(topic.as_bytes());
+            }
+        }
+    }
+
+    /// The local subscribers of `topic` (exited ones already left out).
+    pub fn subscribers(&self, topic: &str) -> Vec<Pid> {
+        let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+        subs.get(topic.as_bytes())
+            .map(|l| {
+                l.iter()
+                    .filter(|(p, _)| self.node.is_process_alive(p))
+                    .map(|(p, _)| p.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `Phoenix.PubSub.broadcast/3`: every subscriber on every node. This
+    /// handle's broadcasts all take one adapter group, so they reach each
+    /// node in the order sent.
+    pub fn broadcast(&self, topic: &str, message: Term) {
+        let group = self.group_for(&self.workers[0]);
+        self.remote(group, topic, &message);
+        dispatch(
+            &self.node,
+            &self.subscribers,
+            topic.as_bytes(),
+            None,
+            &message,
+        );
+    }
+
+    /// `Phoenix.PubSub.broadcast_from/4`: every subscriber but `from`
+    /// (elsewhere every subscriber, as Phoenix does). The group is chosen
+    /// by `from`, as Phoenix chooses it by the publishing process.
+    pub fn broadcast_from(&self, from: &Pid, topic: &str, message: Term) {
+        let group = self.group_for(from);
+        self.remote(group, topic, &message);
+        dispatch(
+            &self.node,
+            &self.subscribers,
+            topic.as_bytes(),
+            Some(from),
+            &message,
+        );
+    }
+
+    /// `Phoenix.PubSub.local_broadcast/3`: this node's subscribers only.
+    pub fn local_broadcast(&self, topic: &str, message: Term) {
+        dispatch(
+            &self.node,
+            &self.subscribers,
+            topic.as_bytes(),
+            None,
+            &message,
+        );
+    }
+
+    /// `Phoenix.PubSub.local_broadcast_from/4`.
+    pub fn local_broadcast_from(&self, from: &Pid, topic: &str, message: Term) {
+        dispatch(
+            &self.node,
+            &self.subscribers,
+            topic.as_bytes(),
+            Some(from),
+            &message,
+        );
+    }
+
+    /// `Phoenix.PubSub.direct_broadcast/4`: the subscribers on `node` only.
+    pub fn direct_broadcast(&self, node: &str, topic: &str, message: Term) {
+        if node == self.node.name() {
+            return self.local_broadcast(topic, message);
+        }
+        let group = self.group_for(&self.workers[0]);
+        self.node.send(
+            &self.workers[group],
+            &Dest::Remote(self.groups[group].clone(), node.to_string()),
+            forward(topic, message),
+        );
+    }
+
+    /// Phoenix's `elem(groups, :erlang.phash2(publisher, size))`.
+    fn group_for(&self, publisher: &Pid) -> usize {
+        let n = self.groups.len() as u32;
+        (crate::term::phash2::phash2_range(&Term::Pid(publisher.clone()), u64::from(n)) as usize)
+            .min(self.groups.len() - 1)
+    }
+
+    /// `{:forward_to_local, ..}` to every member of group `i` on other nodes.
+    fn remote(&self, i: usize, topic: &str, message: &Term) {
+        let me = self.node.name();
+        let msg = forward(topic, message.clone());
+        for member in self.scope.get_members(&term::atom(&self.groups[i])) {
+            if member.node.name.as_str() != me {
+                self.node
+                    .send(&self.workers[i], &Dest::Pid(member), msg.clone());
+            }
+        }
+    }
+}
+
+fn forward(topic: &str, message: Term) -> Term {
+    crate::tup![
+        term::atom("forward_to_local"),
+        term::binary(topic.as_bytes().to_vec()),
+        message,
+        term::atom(DEFAULT_DISPATCHER)
+    ]
+}
+
+/// Logs, once per PubSub and dispatcher, that a custom dispatcher was
+/// asked for and the default one's delivery was used.
+fn note_dispatcher(warned: &Mutex<HashSet<String>>, pubsub: &str, dispatcher: &Term) {
+    let name = term::as_atom(dispatcher).unwrap_or("?");
+    if name == DEFAULT_DISPATCHER {
+        return;
+    }
+    let mut seen = warned.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.insert(name.to_string()) {
+        tracing::warn!(%pubsub, dispatcher = name, "custom PubSub dispatcher cannot run on a Rust node; its messages are delivered as the default dispatcher does");
+    }
+}
+
+/// The default dispatcher: `message` to every local subscriber of `topic`
+/// but `from`. Subscribers that exited are dropped on the way.
+fn dispatch(node: &Node, subs: &Subscribers, topic: &[u8], from: Option<&Pid>, message: &Term) {
+    let targets: Vec<Pid> = {
+        let read = subs.read().unwrap_or_else(|e| e.into_inner());
+        match read.get(topic) {
+            Some(list) => list.iter().map(|(p, _)| p.clone()).collect(),
+            None => return,
+        }
+    };
+    let mut dead = false;
+    for pid in &targets {
+        if Some(pid) == from {
+            continue;
+        }
+        if !node.is_process_alive(pid) {
+            dead = true;
+            continue;
+        }
+        node.send(pid, &Dest::Pid(pid.clone()), message.clone());
+    }
+    if dead {
+        let mut write = subs.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = write.get_mut(topic) {
+            list.retain(|(p, _)| node.is_process_alive(p));
+            if list.is_empty() {
+                write.remove(topic);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapter_groups_are_named_as_phoenix_names_them() {
+        assert_eq!(
+            adapter_groups("Elixir.MyApp.PubSub", 3),
+            [
+                "Elixir.MyApp.PubSub.Adapter",
+                "Elixir.MyApp.PubSub.Adapter_2",
+                "Elixir.MyApp.PubSub.Adapter_3"
+            ]
+        );
+        assert_eq!(adapter_groups("Elixir.P", 0), ["Elixir.P.Adapter"]);
+    }
+
+    #[test]
+    fn the_forwarded_message_is_the_pg2_adapters() {
+        assert_eq!(
+            forward("t", term::atom("m")),
+            crate::tup![
+                term::atom("forward_to_local"),
+                term::binary(b"t".to_vec()),
+                term::atom("m"),
+                term::atom("Elixir.Phoenix.PubSub")
+            ]
+        );
+    }
+}
