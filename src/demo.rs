@@ -4,6 +4,8 @@
 //! - `Sink`: counts every `{m, _}` it receives; on `{report, Pid}` sends
 //!   `{count, N}` to Pid and resets N.
 
+pub mod pubsub_echo;
+
 use crate::process::gen_server::{CallReply, GenServer};
 use crate::process::{Process, ProcessExit};
 use crate::term::{self, Term};

@@ -1,7 +1,7 @@
 //! `pubsub::PubSub` against real Phoenix.PubSub 2.x (PG2 adapter) on an
 //! Elixir node: broadcasts cross both ways in order, `broadcast_from`,
 //! `local_broadcast` and `direct_broadcast` reach whom Phoenix's reach,
-//! with `pool_size: 2` on both sides.
+//! with `pool_size` 1, 2 and 4 on both sides.
 //!
 //! Needs Phoenix.PubSub's compiled modules (BEAM_PEER_HORDE_EBIN lists
 //! them with Horde's); without them each test prints one SKIPPED line and
@@ -43,8 +43,8 @@ struct Pair {
 }
 
 /// A Rust node and an Elixir node each running the PubSub `name` with
-/// `pool_size: 2`, connected and each seeing the other's adapter workers.
-async fn pair(test: &str) -> Option<Pair> {
+/// `pool_size`, connected and each seeing the other's adapter workers.
+async fn pair(test: &str, pool_size: usize) -> Option<Pair> {
     let ebins = common::horde_or_skip(test)?;
     let port = common::free_port();
     let node = common::rust_node("ps_rs", port).await;
@@ -55,11 +55,11 @@ async fn pair(test: &str) -> Option<Pair> {
     common::eval_elixir(
         &mut p,
         &beam.name,
-        "{:ok, _} = :beam_peer_ctl.keep(fn -> Supervisor.start_link([{Phoenix.PubSub, name: ps, pool_size: 2}], strategy: :one_for_one) end); :ok",
-        vec![("ps", term::atom(&name))],
+        "{:ok, _} = :beam_peer_ctl.keep(fn -> Supervisor.start_link([{Phoenix.PubSub, name: ps, pool_size: n}], strategy: :one_for_one) end); :ok",
+        vec![("ps", term::atom(&name)), ("n", term::int(pool_size as i64))],
     )
     .await;
-    let pubsub = PubSub::start_with(&node, PubSubOptions::new(&name).pool_size(2))
+    let pubsub = PubSub::start_with(&node, PubSubOptions::new(&name).pool_size(pool_size))
         .await
         .expect("PubSub starts");
     let adapter = term::atom(&format!("{name}.Adapter"));
@@ -127,22 +127,35 @@ fn msg(i: i64) -> Term {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broadcasts_cross_both_ways_in_order() {
-    let Some(mut pair) = pair("broadcasts_cross_both_ways_in_order").await else {
+async fn broadcasts_cross_both_ways_in_order_with_pool_size_1() {
+    broadcasts_cross_both_ways_in_order("broadcasts_cross_both_ways_in_order_with_pool_size_1", 1)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_cross_both_ways_in_order_with_pool_size_4() {
+    broadcasts_cross_both_ways_in_order("broadcasts_cross_both_ways_in_order_with_pool_size_4", 4)
+        .await;
+}
+
+/// 1,000 broadcasts each way, each side's arriving in the order sent.
+async fn broadcasts_cross_both_ways_in_order(test: &str, pool_size: usize) {
+    const N: i64 = 1000;
+    let Some(mut pair) = pair(test, pool_size).await else {
         return;
     };
-    // Elixir -> Rust: 500 broadcasts from one Elixir process, in order.
+    // Elixir -> Rust: N broadcasts from one Elixir process, in order.
     let mut sub = pair.node.process();
     pair.pubsub.subscribe(sub.pid(), "rooms:lobby", None);
     common::eval_elixir(
         &mut pair.p,
         &pair.beam.name,
-        "for i <- 1..500, do: :ok = Phoenix.PubSub.broadcast(ps, \"rooms:lobby\", {:n, i})
+        "for i <- 1..n, do: :ok = Phoenix.PubSub.broadcast(ps, \"rooms:lobby\", {:n, i})
          :ok",
-        vec![("ps", term::atom(&pair.name))],
+        vec![("ps", term::atom(&pair.name)), ("n", term::int(N))],
     )
     .await;
-    for i in 1..=500 {
+    for i in 1..=N {
         let got = sub
             .receive_timeout(T)
             .await
@@ -151,30 +164,34 @@ async fn broadcasts_cross_both_ways_in_order() {
         assert_eq!(got, msg(i), "Elixir's broadcasts arrive bare and in order");
     }
 
-    // Rust -> Elixir: 500 broadcasts, in order, and our own subscriber too.
+    // Rust -> Elixir: N broadcasts, in order, and our own subscriber too.
     let c = elixir_subscriber(&mut pair, "rooms:lobby").await;
-    for i in 1..=500 {
+    for i in 1..=N {
         pair.pubsub.broadcast("rooms:lobby", msg(i));
     }
-    for i in 1..=500 {
+    for i in 1..=N {
         assert_eq!(sub.receive_timeout(T).await.unwrap().unwrap(), msg(i));
     }
     let mut got = Vec::new();
     eventually!(
         {
             got.extend(collected(&mut pair, &c).await);
-            got.len() >= 500
+            got.len() >= N as usize
         },
         "Elixir got the Rust broadcasts: {}",
         got.len()
     );
-    assert_eq!(got, (1..=500).map(msg).collect::<Vec<_>>());
+    assert_eq!(got, (1..=N).map(msg).collect::<Vec<_>>());
     pair.node.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_local_and_direct_broadcasts_reach_whom_phoenix_reaches() {
-    let Some(mut pair) = pair("from_local_and_direct_broadcasts_reach_whom_phoenix_reaches").await
+    let Some(mut pair) = pair(
+        "from_local_and_direct_broadcasts_reach_whom_phoenix_reaches",
+        2,
+    )
+    .await
     else {
         return;
     };
@@ -238,14 +255,13 @@ async fn from_local_and_direct_broadcasts_reach_whom_phoenix_reaches() {
 /// wire, for `tests/pubsub_wire.rs` to replay where Phoenix.PubSub is
 /// absent: its pg scope's answer to our discover (the sync and its own
 /// discover), the joins of its adapter workers, and the
-/// `{:forward_to_local, ..}` of a broadcast. Runs with
-/// `BEAM_PEER_RECORD_FIXTURES=1`; writes
-/// `tests/fixtures/pubsub/elixir-<version>.etf`.
+/// `{:forward_to_local, ..}` of a broadcast. Writes
+/// `tests/fixtures/pubsub/elixir-<version>.etf`; run it with
+/// `cargo nextest run --test pubsub_live --run-ignored only` (and
+/// BEAM_PEER_BEAM_BIN for another release).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "records fixtures; run with --run-ignored only"]
 async fn record_the_wire_of_an_elixir_member() {
-    if std::env::var_os("BEAM_PEER_RECORD_FIXTURES").is_none() {
-        return;
-    }
     let Some(ebins) = common::horde_or_skip("record_the_wire_of_an_elixir_member") else {
         return;
     };

@@ -1,7 +1,7 @@
 //! What real Elixir Phoenix.PubSub members put on the wire, replayed where
 //! no BEAM runs: the recordings in `tests/fixtures/pubsub/` (one per Elixir
-//! release, made by `pubsub_live::record_the_wire_of_an_elixir_member`
-//! with `BEAM_PEER_RECORD_FIXTURES=1`) hold what an Elixir member's pg
+//! release, made by the ignored `pubsub_live::record_the_wire_of_an_elixir_member`)
+//! hold what an Elixir member's pg
 //! scope answered our discover with, and a broadcast's
 //! `{:forward_to_local, ..}`. Our pg scope must take the sync as the
 //! Elixir member's adapter workers, and our adapter worker must hand the
