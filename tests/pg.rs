@@ -213,3 +213,52 @@ async fn a_remote_pid_cannot_join() {
     );
     rust.shutdown();
 }
+
+/// The same with no BEAM at all: two Rust nodes share pg groups and
+/// PubSub topics, and a node that leaves takes its members along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_only_cluster_shares_groups_and_topics() {
+    use beam_peer::pubsub::PubSub;
+    let port = common::free_port();
+    let a = common::rust_node("pg_a", port).await;
+    let b = common::rust_node("pg_b", port).await;
+    a.join(b.name()).await.expect("joins");
+    let (pa, pb) = (pg::default_scope(&a).unwrap(), pg::default_scope(&b).unwrap());
+    let on_b = b.process();
+    pb.join(term::atom("g"), on_b.pid()).await.unwrap();
+    eventually!(
+        pa.get_members(&term::atom("g")) == [on_b.pid().clone()],
+        "a sees b's member"
+    );
+    let (sa, sb) = (
+        PubSub::start(&a, "Elixir.Rust.PubSub").await.unwrap(),
+        PubSub::start(&b, "Elixir.Rust.PubSub").await.unwrap(),
+    );
+    let scope = pg::scope(&a, beam_peer::pubsub::PG_SCOPE).unwrap();
+    eventually!(
+        scope.get_members(&term::atom("Elixir.Rust.PubSub.Adapter")).len() == 2,
+        "a sees both adapter workers"
+    );
+    let mut sub = b.process();
+    sb.subscribe(sub.pid(), "t", None);
+    for i in 0..100 {
+        sa.broadcast("t", term::int(i));
+    }
+    for i in 0..100 {
+        assert_eq!(
+            sub.receive_timeout(T).await.unwrap(),
+            Some(term::int(i)),
+            "in order"
+        );
+    }
+    b.shutdown();
+    eventually!(
+        pa.get_members(&term::atom("g")).is_empty(),
+        "b's member went with b"
+    );
+    eventually!(
+        scope.get_members(&term::atom("Elixir.Rust.PubSub.Adapter")).len() == 1,
+        "b's adapter worker went with b"
+    );
+    a.shutdown();
+}
