@@ -275,6 +275,83 @@ impl PubSub {
     }
 }
 
+impl PubSub {
+    /// Publishes this node's view of the cluster on `topic`, as cluster
+    /// managers do by hand: `{:beam_peer_cluster, :nodeup, observer, node}`
+    /// and `{:beam_peer_cluster, :nodedown, observer, node, reason}`
+    /// (`reason` a string), `observer` being this node. Every node that
+    /// publishes says what it saw, so a subscriber hears each change once
+    /// per publishing node. Runs until the node shuts down.
+    pub fn publish_cluster_events(&self, topic: &str) {
+        let me = self.clone();
+        let topic = topic.to_string();
+        let mut events = self.node.subscribe();
+        tokio::spawn(async move {
+            use crate::node::NodeEvent;
+            use tokio::sync::broadcast::error::RecvError;
+            let observer = term::atom(me.node.name());
+            loop {
+                let event = match events.recv().await {
+                    Ok(NodeEvent::Up { node, .. }) => crate::tup![
+                        term::atom("beam_peer_cluster"),
+                        term::atom("nodeup"),
+                        observer.clone(),
+                        term::atom(&node)
+                    ],
+                    Ok(NodeEvent::Down { node, reason }) => crate::tup![
+                        term::atom("beam_peer_cluster"),
+                        term::atom("nodedown"),
+                        observer.clone(),
+                        term::atom(&node),
+                        term::binary(reason.into_bytes())
+                    ],
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(pubsub = %me.name, missed = n, "cluster events not published");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                me.broadcast(&topic, event);
+            }
+        });
+    }
+
+    /// Publishes `registry`'s registrations on `topic` as Horde tells its
+    /// listeners: `{:register, R, key, pid, value}` and `{:unregister, R,
+    /// key, pid}`. Only registrations of this node's processes are
+    /// published here, so each reaches a subscriber once when every member
+    /// publishes. Runs until the registry stops.
+    pub fn publish_registry_events(
+        &self,
+        registry: &crate::horde::registry::Registry,
+        topic: &str,
+    ) {
+        use crate::horde::registry::RegistryEvent;
+        let me = self.clone();
+        let topic = topic.to_string();
+        let name = registry.name().to_string();
+        let mut events = registry.subscribe();
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        let (RegistryEvent::Register { pid, .. }
+                        | RegistryEvent::Unregister { pid, .. }) = &e;
+                        if pid.node.name.as_str() == me.node.name() {
+                            me.broadcast(&topic, e.to_term(&name));
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(pubsub = %me.name, registry = %name, missed = n, "registry events not published");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+}
+
 fn forward(topic: &str, message: Term) -> Term {
     crate::tup![
         term::atom("forward_to_local"),

@@ -223,7 +223,10 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
     let a = common::rust_node("pg_a", port).await;
     let b = common::rust_node("pg_b", port).await;
     a.join(b.name()).await.expect("joins");
-    let (pa, pb) = (pg::default_scope(&a).unwrap(), pg::default_scope(&b).unwrap());
+    let (pa, pb) = (
+        pg::default_scope(&a).unwrap(),
+        pg::default_scope(&b).unwrap(),
+    );
     let on_b = b.process();
     pb.join(term::atom("g"), on_b.pid()).await.unwrap();
     eventually!(
@@ -236,7 +239,10 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
     );
     let scope = pg::scope(&a, beam_peer::pubsub::PG_SCOPE).unwrap();
     eventually!(
-        scope.get_members(&term::atom("Elixir.Rust.PubSub.Adapter")).len() == 2,
+        scope
+            .get_members(&term::atom("Elixir.Rust.PubSub.Adapter"))
+            .len()
+            == 2,
         "a sees both adapter workers"
     );
     let mut sub = b.process();
@@ -257,8 +263,85 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
         "b's member went with b"
     );
     eventually!(
-        scope.get_members(&term::atom("Elixir.Rust.PubSub.Adapter")).len() == 1,
+        scope
+            .get_members(&term::atom("Elixir.Rust.PubSub.Adapter"))
+            .len()
+            == 1,
         "b's adapter worker went with b"
     );
     a.shutdown();
+}
+
+/// `publish_cluster_events` and `publish_registry_events`: a subscriber on
+/// another node hears a nodeup and a registration as the README's tuples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_and_registry_events_are_published_on_a_topic() {
+    use beam_peer::horde::registry::{self, RegistryOptions};
+    use beam_peer::pubsub::PubSub;
+    let port = common::free_port();
+    let a = common::rust_node("ev_a", port).await;
+    let b = common::rust_node("ev_b", port).await;
+    a.join(b.name()).await.expect("joins");
+    let (sa, sb) = (
+        PubSub::start(&a, "Elixir.Ev.PubSub").await.unwrap(),
+        PubSub::start(&b, "Elixir.Ev.PubSub").await.unwrap(),
+    );
+    let scope = pg::scope(&a, beam_peer::pubsub::PG_SCOPE).unwrap();
+    eventually!(
+        scope
+            .get_members(&term::atom("Elixir.Ev.PubSub.Adapter"))
+            .len()
+            == 2,
+        "a sees both adapter workers"
+    );
+    let mut sub = b.process();
+    sb.subscribe(sub.pid(), "cluster", None);
+    sa.publish_cluster_events("cluster");
+    let reg = registry::start(
+        &a,
+        RegistryOptions::new("Elixir.Ev.Registry").sync_interval(50),
+    )
+    .expect("registry");
+    sa.publish_registry_events(&reg, "cluster");
+
+    let c = common::rust_node("ev_c", port).await;
+    c.connect(a.name()).await.expect("connects");
+    let got = sub.receive_timeout(T).await.unwrap().expect("an event");
+    assert_eq!(
+        got,
+        beam_peer::tup![
+            term::atom("beam_peer_cluster"),
+            term::atom("nodeup"),
+            term::atom(a.name()),
+            term::atom(c.name())
+        ]
+    );
+    let holder = a.process();
+    reg.register(term::atom("k"), term::int(1), holder.pid())
+        .await
+        .unwrap();
+    let got = sub.receive_timeout(T).await.unwrap().expect("an event");
+    assert_eq!(
+        got,
+        beam_peer::tup![
+            term::atom("register"),
+            term::atom("Elixir.Ev.Registry"),
+            term::atom("k"),
+            Term::Pid(holder.pid().clone()),
+            term::int(1)
+        ]
+    );
+    c.shutdown();
+    let got = sub.receive_timeout(T).await.unwrap().expect("an event");
+    match term::as_tuple(&got) {
+        Some([tag, what, observer, node, _reason]) => {
+            assert!(term::is_atom(tag, "beam_peer_cluster"));
+            assert!(term::is_atom(what, "nodedown"));
+            assert_eq!(observer, &term::atom(a.name()));
+            assert_eq!(node, &term::atom(c.name()));
+        }
+        _ => panic!("{got}"),
+    }
+    a.shutdown();
+    b.shutdown();
 }
