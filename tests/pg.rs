@@ -345,3 +345,115 @@ async fn cluster_and_registry_events_are_published_on_a_topic() {
     a.shutdown();
     b.shutdown();
 }
+
+/// Records what a real OTP `pg` scope sends a peer scope (its answer to our
+/// discover, joins of one pid and of a list, a leave, and the leave of a
+/// member that exits) to `tests/fixtures/pg/otp-<release>.etf`, for
+/// `recorded_otp_scope_messages_replay` to check everywhere. Run with
+/// `cargo nextest run --test pg --run-ignored only` (and BEAM_PEER_BEAM_BIN
+/// for another release).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "records fixtures; run with --run-ignored only"]
+async fn record_what_an_otp_scope_sends() {
+    require_erl!("record_what_an_otp_scope_sends");
+    let port = common::free_port();
+    let rust = common::rust_node("pg_rec", port).await;
+    let beam = Beam::start("pg_erl", COOKIE, port, &[]);
+    let mut p = rust.process();
+    let rust_node = term::atom(rust.name());
+    // The BEAM scope starts before we connect, traced, with a member.
+    eval(
+        &mut p,
+        &beam.name,
+        "{ok, S} = pg:start(rec_scope),
+         C = spawn(fun Loop() -> receive {get, From} -> From ! {got, get(m)}, Loop(); M -> put(m, [M | case get(m) of undefined -> []; L -> L end]), Loop() end end),
+         register(rec_tracer, C),
+         erlang:trace(S, true, [send, {tracer, C}]),
+         A = spawn(fun() -> receive stop -> ok end end), register(rec_a, A),
+         ok = pg:join(rec_scope, early, A), ok.",
+    )
+    .await;
+    rust.connect(&beam.name).await.unwrap();
+    let ours = pg::scope(&rust, "rec_scope").unwrap();
+    let probe = rust.process();
+    ours.join(term::atom("from_rust"), probe.pid())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    eval(
+        &mut p,
+        &beam.name,
+        "B = spawn(fun() -> receive stop -> ok end end), register(rec_b, B),
+         ok = pg:join(rec_scope, one, B),
+         ok = pg:join(rec_scope, many, [B, whereis(rec_a)]),
+         ok = pg:leave(rec_scope, many, B),
+         rec_a ! stop, ok.",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "rec_tracer ! {{get, self()}}, receive {{got, L}} -> ok end,
+             ToRust = fun(P) when is_pid(P) -> node(P) =:= {n}; ({{_, N}}) -> N =:= {n}; (_) -> false end,
+             [{{To, M}} || {{trace, _, send, M, To}} <- lists:reverse(L), ToRust(To)].",
+            n = common::q(rust.name())
+        ),
+    )
+    .await;
+    let release = common::beam_versions().map_or(0, |v| v.otp);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = beam_peer::tup![term::int(i64::from(release)), rust_node, sent];
+    let path = dir.join(format!("otp-{release}.etf"));
+    std::fs::write(&path, beam_peer::term::etf::to_binary(&record).unwrap()).unwrap();
+    println!("wrote {}", path.display());
+    rust.shutdown();
+}
+
+/// The recordings of `record_what_an_otp_scope_sends`, replayed into our
+/// scope state machine: every message is taken, and the view ends as the
+/// BEAM's did (`one` holds b; `many` holds a until a exits; `early`, a's
+/// group from before we connected, empty after its exit).
+#[test]
+fn recorded_otp_scope_messages_replay() {
+    use beam_peer::services::pg::Scope;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pg");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures/pg") {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let t = beam_peer::term::etf::from_binary(&bytes[..]).unwrap();
+        let Some([release, _node, sent]) = term::as_tuple(&t) else {
+            panic!("{}", path.display())
+        };
+        let me = Pid::new("rust@127.0.0.1", 9, 0, 1);
+        let mut scope = Scope::new("rec_scope", me);
+        let mut groups_seen = Vec::new();
+        for m in term::as_list(sent).unwrap() {
+            let Some([_to, msg]) = term::as_tuple(&m) else {
+                panic!("{m}")
+            };
+            scope
+                .handle_message(msg)
+                .unwrap_or_else(|e| panic!("OTP {release}: {msg} refused: {e}"));
+            groups_seen.push(scope.groups().len());
+        }
+        assert!(
+            groups_seen.iter().any(|&n| n >= 2),
+            "OTP {release}: {groups_seen:?}"
+        );
+        assert_eq!(scope.members(&term::atom("one")).len(), 1, "OTP {release}");
+        assert!(
+            scope.members(&term::atom("many")).is_empty(),
+            "OTP {release}"
+        );
+        assert!(
+            scope.members(&term::atom("early")).is_empty(),
+            "OTP {release}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 2, "recordings of OTP 25 and 27");
+}
