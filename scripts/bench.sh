@@ -19,3 +19,4 @@ cargo bench --bench terms -- --bench
 cargo bench --bench dist -- --bench "$@"
 cargo bench --bench crdt -- --bench "$@"
 cargo bench --bench horde_registry
+cargo bench --bench pubsub

@@ -377,31 +377,25 @@ fn note_dispatcher(warned: &Mutex<HashSet<String>>, pubsub: &str, dispatcher: &T
 /// The default dispatcher: `message` to every local subscriber of `topic`
 /// but `from`. Subscribers that exited are dropped on the way.
 fn dispatch(node: &Node, subs: &Subscribers, topic: &[u8], from: Option<&Pid>, message: &Term) {
-    let targets: Vec<Pid> = {
+    let dead = {
         let read = subs.read().unwrap_or_else(|e| e.into_inner());
-        match read.get(topic) {
-            Some(list) => list.iter().map(|(p, _)| p.clone()).collect(),
-            None => return,
-        }
+        let Some(list) = read.get(topic) else {
+            return;
+        };
+        node.deliver_local_all(
+            list.iter().map(|(p, _)| p).filter(|p| Some(*p) != from),
+            message,
+        )
     };
-    let mut dead = false;
-    for pid in &targets {
-        if Some(pid) == from {
-            continue;
-        }
-        if !node.is_process_alive(pid) {
-            dead = true;
-            continue;
-        }
-        node.send(pid, &Dest::Pid(pid.clone()), message.clone());
+    if dead.is_empty() {
+        return;
     }
-    if dead {
-        let mut write = subs.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = write.get_mut(topic) {
-            list.retain(|(p, _)| node.is_process_alive(p));
-            if list.is_empty() {
-                write.remove(topic);
-            }
+    let dead: HashSet<Pid> = dead.into_iter().collect();
+    let mut write = subs.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(list) = write.get_mut(topic) {
+        list.retain(|(p, _)| !dead.contains(p));
+        if list.is_empty() {
+            write.remove(topic);
         }
     }
 }

@@ -896,6 +896,28 @@ impl Node {
         }
     }
 
+    /// Delivers `msg` to each of the local `pids` under one lock (a fanout
+    /// to thousands of subscribers takes the process table once, not once
+    /// per subscriber). Returns the pids that are not alive.
+    pub(crate) fn deliver_local_all<'a>(
+        &self,
+        pids: impl IntoIterator<Item = &'a Pid>,
+        msg: &Term,
+    ) -> Vec<Pid> {
+        let st = self.lock_procs();
+        let mut dead = Vec::new();
+        for pid in pids {
+            let delivered = match st.table.local_id(pid).and_then(|n| st.slots.get(&n)) {
+                Some(slot) => slot.mailbox.send(Signal::Message(msg.clone())).is_ok(),
+                None => false,
+            };
+            if !delivered {
+                dead.push(pid.clone());
+            }
+        }
+        dead
+    }
+
     fn deliver_by_name(&self, name: &str, msg: Term) -> bool {
         let st = self.lock_procs();
         match st.table.name_id(name).and_then(|n| st.slots.get(&n)) {
