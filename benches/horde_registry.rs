@@ -9,8 +9,6 @@
 //! directories (one clear skip line otherwise). Ratios are "times as fast as
 //! Horde". Run with `scripts/bench.sh`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::registry::{self, RegistryOptions};
@@ -74,22 +72,14 @@ fn horde(ns: &[usize], epmd: u16) -> Option<Vec<(usize, f64, f64)>> {
         );
         return None;
     };
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/bench/horde_registry_bench.exs");
-    let mut cmd = Command::new("elixir");
-    cmd.args([
-        "--name",
-        &format!("bench_horde_{}@127.0.0.1", std::process::id()),
-        "--cookie",
+    let mut cmd = common::elixir_script(
+        "horde_registry_bench.exs",
+        "bench_horde",
         COOKIE,
-        "--erl",
-        "-start_epmd false",
-    ]);
-    for dir in ebins.split(':') {
-        cmd.arg("-pa").arg(dir);
-    }
-    cmd.arg(script).args(ns.iter().map(|n| n.to_string()));
-    cmd.env("ERL_EPMD_PORT", epmd.to_string());
+        &ebins,
+        epmd,
+    );
+    cmd.args(ns.iter().map(|n| n.to_string()));
     let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<(usize, f64, f64)> = text

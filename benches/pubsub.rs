@@ -12,8 +12,6 @@
 //! the best and the median run are shown, with the ratio "times as fast as
 //! Phoenix.PubSub". Run with `scripts/bench.sh`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,22 +107,8 @@ async fn rust_run(subs: usize, msgs: usize, epmd: u16, round: usize) -> (f64, f6
 
 /// (fanout seconds, messages per second) for one Phoenix.PubSub run.
 fn phoenix_run(subs: usize, msgs: usize, epmd: u16, ebins: &str) -> Option<(f64, f64)> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("erlang/bench/pubsub_bench.exs");
-    let mut cmd = Command::new("elixir");
-    cmd.args([
-        "--name",
-        &format!("bench_phx_{}@127.0.0.1", std::process::id()),
-        "--cookie",
-        COOKIE,
-        "--erl",
-        "-start_epmd false",
-    ]);
-    for dir in ebins.split(':') {
-        cmd.arg("-pa").arg(dir);
-    }
-    cmd.arg(script)
-        .args([subs.to_string(), msgs.to_string()])
-        .env("ERL_EPMD_PORT", epmd.to_string());
+    let mut cmd = common::elixir_script("pubsub_bench.exs", "bench_phx", COOKIE, ebins, epmd);
+    cmd.args([subs.to_string(), msgs.to_string()]);
     let out = cmd.output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |what: &str| {

@@ -211,13 +211,7 @@ impl PubSub {
     pub fn broadcast_from(&self, from: &Pid, topic: &str, message: Term) {
         let group = self.group_for(from);
         self.remote(group, topic, &message);
-        dispatch(
-            &self.node,
-            &self.subscribers,
-            topic.as_bytes(),
-            Some(from),
-            &message,
-        );
+        self.local(topic, Some(from), &message);
     }
 
     /// `Phoenix.PubSub.local_broadcast/3`: this node's subscribers only.
@@ -233,12 +227,16 @@ impl PubSub {
 
     /// `Phoenix.PubSub.local_broadcast_from/4`.
     pub fn local_broadcast_from(&self, from: &Pid, topic: &str, message: Term) {
+        self.local(topic, Some(from), &message);
+    }
+
+    fn local(&self, topic: &str, from: Option<&Pid>, message: &Term) {
         dispatch(
             &self.node,
             &self.subscribers,
             topic.as_bytes(),
-            Some(from),
-            &message,
+            from,
+            message,
         );
     }
 

@@ -71,27 +71,19 @@ async fn elixir_count(p: &mut Process, beam: &Beam, name: &str) -> i64 {
     term::as_i64(&n).unwrap_or(-1)
 }
 
-/// Polls an async condition until it holds or `T` passes.
-macro_rules! eventually {
-    ($cond:expr, $($msg:tt)+) => {{
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, $($msg)+);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }};
+/// A Rust node joined to an Elixir node with Horde, both members of one
+/// fresh registry.
+struct Shared {
+    node: Node,
+    beam: Beam,
+    p: Process,
+    name: String,
+    reg: Registry,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
-    let Some(ebins) =
-        common::horde_or_skip("elixir_and_rust_find_and_call_each_other_through_the_registry")
-    else {
-        return;
-    };
+/// [`Shared`], or `None` (after one SKIPPED line) without Horde.
+async fn shared(test: &str) -> Option<Shared> {
+    let ebins = common::horde_or_skip(test)?;
     let port = common::free_port();
     let node = common::rust_node("hl_rust", port).await;
     let beam = Beam::start_horde("hl_ex", common::COOKIE, port, &ebins);
@@ -100,6 +92,27 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
     node.join(&beam.name).await.expect("joins the Elixir node");
     start_elixir_registry(&mut p, &beam, &name).await;
     let reg = start_rust_registry(&node, &name);
+    Some(Shared {
+        node,
+        beam,
+        p,
+        name,
+        reg,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
+    let Some(Shared {
+        node,
+        beam,
+        mut p,
+        name,
+        reg,
+    }) = shared("elixir_and_rust_find_and_call_each_other_through_the_registry").await
+    else {
+        return;
+    };
 
     // A Rust server registered in Rust is found and called from Elixir.
     let echo = beam_peer::gen_server::start(&node, beam_peer::demo::Echo, Default::default())
@@ -107,7 +120,8 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
     reg.register(key("rust-echo"), term::atom("nil"), &echo)
         .await
         .expect("registers");
-    eventually!(
+    common::eventually!(
+        T,
         elixir_lookup(&mut p, &beam, &name, "rust-echo").await == Some(echo.clone()),
         "Elixir's Horde.Registry.lookup/2 finds the Rust process"
     );
@@ -142,7 +156,8 @@ async fn elixir_and_rust_find_and_call_each_other_through_the_registry() {
       pid";
     let elixir_echo =
         common::eval_elixir(&mut p, &beam.name, define, vec![("r", term::atom(&name))]).await;
-    eventually!(
+    common::eventually!(
+        T,
         reg.whereis(&key("elixir-echo")).map(Term::Pid).as_ref() == Some(&elixir_echo),
         "Rust lookup finds the Elixir process"
     );
@@ -198,7 +213,8 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
         vec![("r", term::atom(&name)), ("c", collector.clone())],
     )
     .await;
-    eventually!(
+    common::eventually!(
+        T,
         elixir_lookup(&mut p, &beam, &name, "dup")
             .await
             .map(Term::Pid)
@@ -232,7 +248,8 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
     // Heal: connect. Both members must settle on one holder.
     node.join(&beam.name).await.expect("joins");
     let mut agreed = None;
-    eventually!(
+    common::eventually!(
+        T,
         {
             let ours = reg.whereis(&key("dup"));
             let theirs = elixir_lookup(&mut p, &beam, &name, "dup").await;
@@ -266,7 +283,8 @@ async fn a_conflict_between_elixir_and_rust_resolves_the_same_on_both() {
         assert_eq!(got, reason);
     } else {
         let mut lost = None;
-        eventually!(
+        common::eventually!(
+            T,
             {
                 let got = common::eval_elixir(
                     &mut p,
@@ -310,14 +328,16 @@ async fn kill_9_of_the_rust_node_removes_its_names_from_elixir_lookups() {
     let name = reg_name();
     start_elixir_registry(&mut p, &beam, &name).await;
     let mut member = common::RegistryMember::start(&beam.name, port, &name, "victim-echo");
-    eventually!(
+    common::eventually!(
+        T,
         elixir_lookup(&mut p, &beam, &name, "victim-echo")
             .await
             .is_some(),
         "Elixir sees the Rust member's name"
     );
     member.kill9();
-    eventually!(
+    common::eventually!(
+        T,
         elixir_lookup(&mut p, &beam, &name, "victim-echo")
             .await
             .is_none()
@@ -349,12 +369,14 @@ async fn kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups() {
         vec![("r", term::atom(&name))],
     )
     .await;
-    eventually!(
+    common::eventually!(
+        T,
         reg.lookup(&key("elixir-agent")).is_some(),
         "Rust sees the Elixir name"
     );
     beam.kill9();
-    eventually!(
+    common::eventually!(
+        T,
         reg.lookup(&key("elixir-agent")).is_none() && reg.count() == 0,
         "Rust dropped the dead Elixir member's names"
     );
@@ -369,17 +391,16 @@ async fn kill_9_of_an_elixir_node_removes_its_names_from_rust_lookups() {
 /// every interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_registry_syncs_without_moving_keys() {
-    let Some(ebins) = common::horde_or_skip("an_idle_registry_syncs_without_moving_keys") else {
+    let Some(Shared {
+        node,
+        beam,
+        mut p,
+        name,
+        reg,
+    }) = shared("an_idle_registry_syncs_without_moving_keys").await
+    else {
         return;
     };
-    let port = common::free_port();
-    let node = common::rust_node("hl_rust", port).await;
-    let beam = Beam::start_horde("hl_ex", common::COOKIE, port, &ebins);
-    let mut p = node.process();
-    let name = reg_name();
-    node.join(&beam.name).await.expect("joins the Elixir node");
-    start_elixir_registry(&mut p, &beam, &name).await;
-    let reg = start_rust_registry(&node, &name);
     common::eval_elixir(
         &mut p,
         &beam.name,
@@ -398,7 +419,8 @@ async fn an_idle_registry_syncs_without_moving_keys() {
             .expect("registers");
         holders.push(holder);
     }
-    eventually!(
+    common::eventually!(
+        T,
         reg.count() == 200 && elixir_count(&mut p, &beam, &name).await == 200,
         "both members hold all 200 names"
     );

@@ -27,20 +27,6 @@ macro_rules! require_erl {
     };
 }
 
-/// Polls an async condition until it holds or `T` passes.
-macro_rules! eventually {
-    ($cond:expr, $($msg:tt)+) => {{
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, $($msg)+);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }};
-}
-
 /// A Rust node and an erl node whose kernel runs the `pg` scope, connected.
 async fn pair() -> (Node, Beam) {
     let port = common::free_port();
@@ -84,7 +70,8 @@ async fn joins_leaves_and_exits_cross_both_ways() {
     pg.join(term::atom("rust_workers"), worker.pid())
         .await
         .expect("joins");
-    eventually!(
+    common::eventually!(
+        T,
         erl_members(&mut p, &beam, "pg", "rust_workers").await == [worker.pid().clone()],
         "erl sees the Rust member"
     );
@@ -112,7 +99,8 @@ async fn joins_leaves_and_exits_cross_both_ways() {
     let Term::Pid(erl_pid) = erl_pid else {
         panic!("{erl_pid}")
     };
-    eventually!(
+    common::eventually!(
+        T,
         pg.get_members(&term::atom("erl_workers")) == [erl_pid.clone()],
         "Rust sees the erl member"
     );
@@ -121,14 +109,16 @@ async fn joins_leaves_and_exits_cross_both_ways() {
 
     // The erl member exits: gone from the Rust view.
     eval(&mut p, &beam.name, "pg_test_worker ! stop, ok.").await;
-    eventually!(
+    common::eventually!(
+        T,
         pg.get_members(&term::atom("erl_workers")).is_empty(),
         "the exited erl member left"
     );
 
     // The Rust member exits without leaving: gone from erl's view.
     drop(worker);
-    eventually!(
+    common::eventually!(
+        T,
         erl_members(&mut p, &beam, "pg", "rust_workers")
             .await
             .is_empty(),
@@ -157,7 +147,8 @@ async fn members_of_a_killed_node_go_and_other_scopes_work() {
         "spawn(fun() -> ok = pg:join(my_scope, g, self()), receive stop -> ok end end), ok.",
     )
     .await;
-    eventually!(
+    common::eventually!(
+        T,
         mine.get_members(&term::atom("g")).len() == 1,
         "Rust sees the member of my_scope"
     );
@@ -178,7 +169,8 @@ async fn members_of_a_killed_node_go_and_other_scopes_work() {
     // A Rust member in the same scope, seen by erl.
     let worker = rust.process();
     mine.join(term::atom("g"), worker.pid()).await.unwrap();
-    eventually!(
+    common::eventually!(
+        T,
         erl_members(&mut p, &beam, "my_scope", "g").await.len() == 2,
         "erl sees both members"
     );
@@ -190,7 +182,8 @@ async fn members_of_a_killed_node_go_and_other_scopes_work() {
 
     // kill -9: the node's members go, ours stays.
     beam.kill9();
-    eventually!(
+    common::eventually!(
+        T,
         mine.get_members(&term::atom("g")) == [worker.pid().clone()],
         "the killed node's member went"
     );
@@ -229,7 +222,8 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
     );
     let on_b = b.process();
     pb.join(term::atom("g"), on_b.pid()).await.unwrap();
-    eventually!(
+    common::eventually!(
+        T,
         pa.get_members(&term::atom("g")) == [on_b.pid().clone()],
         "a sees b's member"
     );
@@ -238,7 +232,8 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
         PubSub::start(&b, "Elixir.Rust.PubSub").await.unwrap(),
     );
     let scope = pg::scope(&a, beam_peer::pubsub::PG_SCOPE).unwrap();
-    eventually!(
+    common::eventually!(
+        T,
         scope
             .get_members(&term::atom("Elixir.Rust.PubSub.Adapter"))
             .len()
@@ -258,11 +253,13 @@ async fn a_rust_only_cluster_shares_groups_and_topics() {
         );
     }
     b.shutdown();
-    eventually!(
+    common::eventually!(
+        T,
         pa.get_members(&term::atom("g")).is_empty(),
         "b's member went with b"
     );
-    eventually!(
+    common::eventually!(
+        T,
         scope
             .get_members(&term::atom("Elixir.Rust.PubSub.Adapter"))
             .len()
@@ -287,7 +284,8 @@ async fn cluster_and_registry_events_are_published_on_a_topic() {
         PubSub::start(&b, "Elixir.Ev.PubSub").await.unwrap(),
     );
     let scope = pg::scope(&a, beam_peer::pubsub::PG_SCOPE).unwrap();
-    eventually!(
+    common::eventually!(
+        T,
         scope
             .get_members(&term::atom("Elixir.Ev.PubSub.Adapter"))
             .len()

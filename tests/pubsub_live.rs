@@ -21,19 +21,6 @@ use common::Beam;
 
 const T: Duration = Duration::from_secs(10);
 
-macro_rules! eventually {
-    ($cond:expr, $($msg:tt)+) => {{
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            if $cond {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, $($msg)+);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }};
-}
-
 struct Pair {
     node: Node,
     beam: Beam,
@@ -64,11 +51,13 @@ async fn pair(test: &str, pool_size: usize) -> Option<Pair> {
         .expect("PubSub starts");
     let adapter = term::atom(&format!("{name}.Adapter"));
     let scope = beam_peer::services::pg::scope(&node, beam_peer::pubsub::PG_SCOPE).unwrap();
-    eventually!(
+    common::eventually!(
+        T,
         scope.get_members(&adapter).len() == 2,
         "Rust sees both nodes' adapter workers"
     );
-    eventually!(
+    common::eventually!(
+        T,
         term::as_i64(
             &common::eval_elixir(
                 &mut p,
@@ -173,7 +162,8 @@ async fn broadcasts_cross_both_ways_in_order(test: &str, pool_size: usize) {
         assert_eq!(sub.receive_timeout(T).await.unwrap().unwrap(), msg(i));
     }
     let mut got = Vec::new();
-    eventually!(
+    common::eventually!(
+        T,
         {
             got.extend(collected(&mut pair, &c).await);
             got.len() >= N as usize
@@ -225,7 +215,8 @@ async fn from_local_and_direct_broadcasts_reach_whom_phoenix_reaches() {
     assert_eq!(a.receive_timeout(T).await.unwrap().unwrap(), msg(2));
     assert_eq!(a.receive_timeout(T).await.unwrap().unwrap(), msg(4));
     let mut got = Vec::new();
-    eventually!(
+    common::eventually!(
+        T,
         {
             got.extend(collected(&mut pair, &c).await);
             got.len() >= 2

@@ -120,3 +120,34 @@ pub fn start_until_ready(
     rx.recv_timeout(limit).expect("ready");
     Guard(child)
 }
+
+/// `elixir --name PREFIX_<pid>@127.0.0.1 --cookie COOKIE` with each of the
+/// colon-separated `ebins` on the code path, running `erlang/bench/SCRIPT`
+/// with the EPMD on `epmd_port`; the caller adds the script's arguments.
+pub fn elixir_script(
+    script: &str,
+    prefix: &str,
+    cookie: &str,
+    ebins: &str,
+    epmd_port: u16,
+) -> Command {
+    let mut cmd = Command::new("elixir");
+    cmd.args([
+        "--name",
+        &format!("{prefix}_{}@127.0.0.1", std::process::id()),
+        "--cookie",
+        cookie,
+        "--erl",
+        "-start_epmd false",
+    ]);
+    for dir in ebins.split(':').filter(|d| !d.is_empty()) {
+        cmd.arg("-pa").arg(dir);
+    }
+    cmd.arg(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("erlang/bench")
+            .join(script),
+    )
+    .env("ERL_EPMD_PORT", epmd_port.to_string());
+    cmd
+}

@@ -586,3 +586,21 @@ pub fn assert_idle_sync(counts: &std::collections::BTreeMap<String, usize>, roun
     assert!(n("out ack_diff") + 1 >= from_rust, "{counts:?}");
     assert!(n("in ack_diff") + 1 >= from_beam, "{counts:?}");
 }
+
+/// Polls an async condition every 20 ms until it holds; after `limit`,
+/// fails with the message (format arguments allowed).
+#[allow(unused_macros)]
+macro_rules! eventually {
+    ($limit:expr, $cond:expr, $($msg:tt)+) => {{
+        let deadline = std::time::Instant::now() + $limit;
+        loop {
+            if $cond {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, $($msg)+);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use eventually;
