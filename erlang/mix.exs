@@ -3,6 +3,12 @@
 #
 #     cd erlang && mix deps.get && mix compile
 #
+# It needs Hex: without it `mix deps.get` fails with "Could not find an SCM
+# for dependency :horde". Without Hex, build Horde, DeltaCrdt, MerkleMap,
+# libring, telemetry and Phoenix.PubSub some other way and point
+# BEAM_PEER_HORDE_EBIN at their ebin directories (README, "Live Horde tests
+# and the compatibility matrix").
+#
 # The tests then find Horde and its dependencies under erlang/_build/*/lib
 # (or take them from BEAM_PEER_HORDE_EBIN, a colon-separated list of ebin
 # directories, and skip when neither is there). Our own modules in src/ are
@@ -33,7 +39,8 @@ defmodule BeamPeerPeers.MixProject do
       {:delta_crdt, "~> 0.6.4"},
       {:merkle_map, "~> 0.2.2"},
       {:libring, "~> 1.7"},
-      {:libcluster, "~> 3.3"}
+      {:libcluster, "~> 3.3"},
+      {:phoenix_pubsub, "~> 2.1"}
     ]
   end
 end
