@@ -46,12 +46,19 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings), for the CLI and
 /// the examples. A library never installs a subscriber by itself.
+///
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): a log sent to a file or a pipe stays plain text.
 pub fn init_logging() {
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
 }
 

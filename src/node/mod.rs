@@ -1626,7 +1626,13 @@ async fn register_in_epmd(
             }
         };
         if embedded.is_some() {
-            tracing::info!(port, "no EPMD answered; started the embedded EPMD");
+            // At WARN: other nodes on this host now depend on this process
+            // for their names until it stops, which nobody asked for.
+            tracing::warn!(
+                port,
+                "no EPMD answered; this node started the embedded EPMD on that port \
+                 (it serves every node on this host until this node stops)"
+            );
         }
         match crate::epmd::register(addr, entry).await {
             Ok(reg) => return Ok((embedded, reg)),
