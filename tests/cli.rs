@@ -335,3 +335,69 @@ fn a_node_that_starts_the_embedded_epmd_warns_with_its_port_without_colour() {
         "unique default name: {name}"
     );
 }
+
+impl Running {
+    /// Kills the process and returns every stderr line it wrote.
+    fn stderr_to_the_end(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut lines = Vec::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(10)) {
+            lines.push(l);
+        }
+        lines
+    }
+}
+
+#[test]
+fn junk_connections_from_one_address_get_a_few_warnings_and_a_count() {
+    let port = common::free_port();
+    // DEBUG shows the lines left out at WARN, so the test knows when every
+    // connection was handled without waiting for a time.
+    let node = Running::start(
+        &["node", "--cookie", COOKIE],
+        port,
+        &[("RUST_LOG", "beam_peer=debug")],
+    );
+    let (_, listen) = node.ready();
+    let junk = 40;
+    for _ in 0..junk {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).expect("connects");
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    let mut rejected = Vec::new();
+    while rejected.len() < junk {
+        let line = node
+            .stderr
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("only {} rejections logged: {rejected:?}", rejected.len()));
+        if line.contains("incoming handshake from 127.0.0.1:") && line.contains("rejected") {
+            rejected.push(line);
+        }
+    }
+    let warned = rejected.iter().filter(|l| l.contains(" WARN ")).count();
+    assert_eq!(warned, 5, "{rejected:#?}");
+    assert!(rejected.iter().all(|l| !l.contains("connect failed")));
+}
+
+#[test]
+fn a_failed_join_is_reported_once() {
+    let port = common::free_port();
+    let node = Running::start(
+        &["node", "--cookie", COOKIE, "--join", "nobody@127.0.0.1"],
+        port,
+        &[],
+    );
+    node.ready();
+    let lines = node.stderr_to_the_end();
+    let about: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("nobody@127.0.0.1"))
+        .collect();
+    assert_eq!(about.len(), 1, "{lines:#?}");
+    assert!(
+        about[0].starts_with("cannot connect to nobody@127.0.0.1"),
+        "{about:?}"
+    );
+}

@@ -9,5 +9,6 @@ pub mod connection;
 pub mod flags;
 pub mod handshake;
 pub mod message;
+pub(crate) mod warn_limit;
 
 pub use connection::ConnectionStats;

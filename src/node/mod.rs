@@ -244,6 +244,7 @@ pub(crate) struct Inner {
     _epmd: Mutex<Option<crate::epmd::EmbeddedEpmd>>,
     _registration: Mutex<Option<crate::epmd::Registration>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    warn_limit: Mutex<crate::dist::warn_limit::WarnLimit<String>>,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -348,6 +349,7 @@ impl Node {
             _epmd: Mutex::new(embedded),
             _registration: Mutex::new(registration),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            warn_limit: Mutex::default(),
         });
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
@@ -1333,11 +1335,54 @@ impl Node {
         )
     }
 
+    /// Our outgoing connect to `node` (attempt `attempt`) failed. Logged at
+    /// WARN (rate-limited per node) only when nobody is waiting for the
+    /// result: a caller of [`Node::connect`] gets the error as a value and
+    /// reports it itself, so a failure is written once.
     pub(crate) fn connect_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+        let Some(waiters) = self.take_pending(node, attempt) else {
+            return;
+        };
+        // Logged before the waiters hear of it, so their own report comes after.
+        if waiters.is_empty() {
+            crate::peer_warn!(self, node, peer = node, error = %err, "connect to {node} failed");
+        } else {
+            tracing::debug!(peer = node, error = %err, waiting = waiters.len(), "connect to {node} failed");
+        }
+        self.fail_waiters(node, waiters, err);
+    }
+
+    /// An incoming handshake from `node` that had become our pending
+    /// connection to it failed; the acceptor logs it (in its own words).
+    pub(crate) fn incoming_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+        if let Some(waiters) = self.take_pending(node, attempt) {
+            self.fail_waiters(node, waiters, err);
+        }
+    }
+
+    /// Every waiter of a failed connection gets `err`; links and monitors set
+    /// up meanwhile see noconnection, as on the BEAM.
+    fn fail_waiters(
+        &self,
+        node: &str,
+        waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,
+        err: ConnectError,
+    ) {
+        for w in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+        self.node_down_effects(node);
+    }
+
+    /// Removes the pending connection `attempt` to `node` and returns its
+    /// waiters, or `None` when `attempt` is no longer the pending one.
+    fn take_pending(
+        &self,
+        node: &str,
+        attempt: u64,
+    ) -> Option<Vec<oneshot::Sender<Result<(), ConnectError>>>> {
         let waiters = {
-            let Ok(mut peers) = self.inner.peers.lock() else {
-                return;
-            };
+            let mut peers = self.inner.peers.lock().ok()?;
             match peers.get(node) {
                 Some(PeerState::Pending { attempt: a, .. }) if *a == attempt => {
                     match peers.remove(node) {
@@ -1354,15 +1399,21 @@ impl Node {
                         _ => vec![],
                     }
                 }
-                _ => return,
+                _ => return None,
             }
         };
-        tracing::warn!(peer = node, error = %err, "connect failed");
-        for w in waiters {
-            let _ = w.send(Err(err.clone()));
+        Some(waiters)
+    }
+
+    /// Whether a WARN about the misbehaving peer `key` (an address or a node
+    /// name) may be written now: `Some(n)` with the number of lines about it
+    /// left out before, `None` to leave this one out (see `dist::warn_limit`).
+    pub(crate) fn warn_allowed(&self, key: &str) -> Option<u64> {
+        let mut limit = self.inner.warn_limit.lock().ok()?;
+        match limit.check(key.to_string(), std::time::Instant::now()) {
+            crate::dist::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
+            crate::dist::warn_limit::Verdict::Suppress => None,
         }
-        // Links and monitors set up while connecting see noconnection, as on the BEAM.
-        self.node_down_effects(node);
     }
 
     /// The connection `conn_id` to `node` ended.
