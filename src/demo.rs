@@ -96,7 +96,10 @@ pub async fn start_registry_member(
         .await
     {
         Err(RegistryError::AlreadyRegistered(pid)) => {
-            println!("{key} is already registered by {}", show_pid(&pid))
+            println!(
+                "{key} is already registered by {}",
+                pid.in_node(node.name())
+            )
         }
         Err(e) => tracing::warn!(error = %e, "registering echo"),
         Ok(()) => {}
@@ -122,7 +125,7 @@ pub async fn run_registry_member(
     let (_registry, events) = start_registry_member(&node, registry, key).await?;
     println!("ready {} port {}", node.name(), node.listen_port());
     tokio::select! {
-        _ = print_registry_events(events) => {}
+        _ = print_registry_events(events, node.name()) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     node.shutdown();
@@ -130,19 +133,26 @@ pub async fn run_registry_member(
 }
 
 /// Prints every register/unregister event of `events` as one line, until
-/// the registry stops.
+/// the registry stops; pids as the node `local` prints them (`<0.6.0>` for
+/// its own).
 pub async fn print_registry_events(
     mut events: tokio::sync::broadcast::Receiver<crate::horde::registry::RegistryEvent>,
+    local: &str,
 ) {
     use crate::horde::registry::RegistryEvent;
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
             Ok(RegistryEvent::Register { key, pid, value }) => {
-                println!("register {} {} {value}", show_key(&key), show_pid(&pid))
+                println!(
+                    "register {} {} {}",
+                    show_key(&key),
+                    pid.in_node(local),
+                    value.in_node(local)
+                )
             }
             Ok(RegistryEvent::Unregister { key, pid }) => {
-                println!("unregister {} {}", show_key(&key), show_pid(&pid))
+                println!("unregister {} {}", show_key(&key), pid.in_node(local))
             }
             Err(RecvError::Lagged(n)) => println!("({n} events not shown)"),
             Err(RecvError::Closed) => return,
@@ -159,8 +169,4 @@ fn show_key(key: &Term) -> String {
         },
         _ => key.to_string(),
     }
-}
-
-fn show_pid(pid: &crate::term::Pid) -> String {
-    format!("<{}.{}>@{}", pid.id, pid.serial, pid.node.name)
 }

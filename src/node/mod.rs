@@ -982,7 +982,7 @@ impl Node {
     pub fn reply(&self, replier: &Pid, from: &Term, reply: Term) {
         let Some([to, tag]) = term::as_tuple(from).and_then(|e| <&[Term; 2]>::try_from(e).ok())
         else {
-            tracing::debug!(?from, "gen reply to a malformed From; dropped");
+            tracing::debug!(from = %from.in_node(self.name()), "gen reply to a malformed From; dropped");
             return;
         };
         let msg = crate::tup![tag.clone(), reply];

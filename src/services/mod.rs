@@ -77,7 +77,7 @@ impl GenServer for NetKernel {
                     process.node().config().net_ticktime.as_secs() as i64,
                 )),
                 _ => {
-                    tracing::debug!(?request, "net_kernel: unsupported call");
+                    tracing::debug!(request = %request.in_node(process.node().name()), "net_kernel: unsupported call");
                     CallReply::Reply(term::atom("ignored"))
                 }
             },
@@ -94,7 +94,7 @@ impl GenServer for GlobalNameServer {
         _from: Term,
         _process: &mut Process,
     ) -> CallReply {
-        tracing::debug!(?request, "global_name_server: unsupported call");
+        tracing::debug!(request = %request, "global_name_server: unsupported call");
         CallReply::Reply(term::atom("ok"))
     }
 

@@ -11,7 +11,8 @@ mod types;
 
 pub use types::{
     Atom, BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
-    InternalFun, List, Map, MapHasher, NonFiniteFloat, Pid, Port, Reference, Term, TermMap, Tuple,
+    InNode, InternalFun, List, Map, MapHasher, NonFiniteFloat, Pid, Port, Reference, Term, TermMap,
+    Tuple,
 };
 
 /// An atom term.
