@@ -49,6 +49,7 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
 ///
 /// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty
 /// (<https://no-color.org>): a log sent to a file or a pipe stays plain text.
+#[cfg(feature = "cli")]
 pub fn init_logging() {
     use std::io::IsTerminal;
     let colour = std::io::stderr().is_terminal()
