@@ -8,6 +8,9 @@
 //! - [`process`]: mailboxes, selective receive, exit signals, gen_server-style servers.
 //! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex).
 //!
+//! Beside the layers, `warn_limit` (crate-private, sans-I/O) keeps a peer that
+//! misbehaves from filling the log; `epmd` and `dist` both use it.
+//!
 //! ```no_run
 //! use beam_peer::{Node, NodeConfig, term};
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +32,7 @@ pub mod node;
 pub mod process;
 pub mod services;
 pub mod term;
+mod warn_limit;
 
 pub use node::{ConnectError, Dest, Discovery, Node, NodeConfig, NodeError, NodeEvent, RpcError};
 pub use process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};

@@ -9,6 +9,5 @@ pub mod connection;
 pub mod flags;
 pub mod handshake;
 pub mod message;
-pub(crate) mod warn_limit;
 
 pub use connection::ConnectionStats;

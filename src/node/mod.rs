@@ -244,7 +244,7 @@ pub(crate) struct Inner {
     _epmd: Mutex<Option<crate::epmd::EmbeddedEpmd>>,
     _registration: Mutex<Option<crate::epmd::Registration>>,
     shutting_down: std::sync::atomic::AtomicBool,
-    warn_limit: Mutex<crate::dist::warn_limit::WarnLimit<String>>,
+    warn_limit: Mutex<crate::warn_limit::WarnLimit<String>>,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -1407,12 +1407,12 @@ impl Node {
 
     /// Whether a WARN about the misbehaving peer `key` (an address or a node
     /// name) may be written now: `Some(n)` with the number of lines about it
-    /// left out before, `None` to leave this one out (see `dist::warn_limit`).
+    /// left out before, `None` to leave this one out (see `warn_limit`).
     pub(crate) fn warn_allowed(&self, key: &str) -> Option<u64> {
         let mut limit = self.inner.warn_limit.lock().ok()?;
         match limit.check(key.to_string(), std::time::Instant::now()) {
-            crate::dist::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
-            crate::dist::warn_limit::Verdict::Suppress => None,
+            crate::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
+            crate::warn_limit::Verdict::Suppress => None,
         }
     }
 
