@@ -452,7 +452,8 @@ async fn global_sync_erpc_and_rpc() {
 /// node without it: erl asks the Rust node and itself the same questions
 /// (erpc:call and rpc:call of a missing module, of a missing function of a
 /// module the Rust node answers for, and of a function called with an arity
-/// it does not have; the rex server directly; a spawn) and gets the same answers.
+/// it does not have; the rex server directly; a monitored and a linked
+/// spawn) and gets the same answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undef_through_erpc_and_rpc_as_on_a_beam_node() {
     require_erl!("undef_through_erpc_and_rpc_as_on_a_beam_node");
@@ -471,6 +472,14 @@ async fn undef_through_erpc_and_rpc_as_on_a_beam_node() {
                               gen_server:call({{rex, N}}, {{call, {m}, {f}, {a}, group_leader()}}), \
                               begin {{P, R}} = spawn_monitor(N, {m}, {f}, {a}), \
                                     receive {{'DOWN', R, process, P, Why}} -> Why after 5000 -> no_down end \
+                              end, \
+                              begin Self = self(), \
+                                    spawn(fun() -> process_flag(trap_exit, true), \
+                                                   L = spawn_link(N, {m}, {f}, {a}), \
+                                                   receive {{'EXIT', L, Why}} -> Self ! {{linked, Why}} \
+                                                   after 5000 -> Self ! {{linked, no_exit}} end \
+                                          end), \
+                                    receive {{linked, Why}} -> Why end \
                               end}} \
                   end, "
         );
@@ -483,6 +492,7 @@ async fn undef_through_erpc_and_rpc_as_on_a_beam_node() {
                 "{{{{error,{{exception,undef,{stack}}}}},\
                  {{badrpc,{{'EXIT',{{undef,{stack}}}}}}},\
                  {{badrpc,{{'EXIT',{{undef,{stack}}}}}}},\
+                 {{undef,{stack}}},\
                  {{undef,{stack}}}}}"
             ),
             "what a BEAM node answers"
