@@ -52,8 +52,10 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
 #[cfg(feature = "cli")]
 pub fn init_logging() {
     use std::io::IsTerminal;
-    let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -61,6 +63,13 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .try_init();
+}
+
+/// Whether log lines get ANSI colour: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string.
+#[cfg(any(feature = "cli", test))]
+fn log_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// What [`start_registry_member`] can fail on.
@@ -169,5 +178,20 @@ fn show_key(key: &Term) -> String {
             Err(_) => key.to_string(),
         },
         _ => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new(""))));
     }
 }
