@@ -401,3 +401,92 @@ fn a_failed_join_is_reported_once() {
         "{about:?}"
     );
 }
+
+/// An `erl` without EPMD (`-erl_epmd_port P -start_epmd false`), as
+/// `e_..@127.0.0.2` listening on 127.0.0.2:P (so it can share P with a
+/// node on 127.0.0.1), evaluating `eval`; its stdout lines arrive on a
+/// channel, and it is killed (by pid) when dropped.
+struct FixedErl {
+    child: Child,
+    name: String,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl FixedErl {
+    fn start(port: u16, eval: &str) -> FixedErl {
+        let name = format!("{}@127.0.0.2", common::unique("e"));
+        let mut child = Command::new("erl")
+            .args(["-name", &name, "-setcookie", COOKIE, "-noshell"])
+            .args(["-erl_epmd_port", &port.to_string(), "-start_epmd", "false"])
+            .args(["-kernel", "inet_dist_use_interface", "{127,0,0,2}"])
+            .args(["-eval", eval])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("erl starts");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("[erl] {line}");
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        FixedErl {
+            child,
+            name,
+            stdout,
+        }
+    }
+}
+
+impl Drop for FixedErl {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn no_epmd_node_and_a_real_erl_on_fixed_ports_reach_each_other() {
+    if !common::have_erl("no_epmd_node_and_a_real_erl_on_fixed_ports_reach_each_other") {
+        return;
+    }
+    let epmd_port = common::free_port(); // nothing ever listens there
+    let port = common::free_port();
+    let rust = format!("{}@127.0.0.1", common::unique("fixed"));
+    let listen = format!("127.0.0.1:{port}");
+    let fixed = ["--cookie", COOKIE, "--no-epmd", "--listen", &listen];
+
+    // erl -> Rust: erl finds us on the port it was given, as it finds any peer.
+    let node = Running::start(
+        &[&["node", "--name", &rust][..], &fixed].concat(),
+        epmd_port,
+        &[],
+    );
+    node.ready();
+    let erl = FixedErl::start(
+        port,
+        &format!(
+            "io:format(\"~p ~p~n\", [net_adm:ping('{rust}'), gen_server:call({{echo, '{rust}'}}, hi)]), \
+             halt()."
+        ),
+    );
+    let said = Running::wait_for(&erl.stdout, "erl's answer", |_| true);
+    assert_eq!(said, ["pong hi"]);
+    drop(erl);
+    drop(node);
+
+    // Rust -> erl: --join finds erl on our own port, at the host its name gives.
+    let erl = FixedErl::start(port, "io:format(\"up~n\"), receive never -> ok end.");
+    Running::wait_for(&erl.stdout, "erl's up line", |l| l == "up");
+    let join = [&["node", "--name", &rust, "--join", &erl.name][..], &fixed].concat();
+    let node = Running::start(&join, epmd_port, &[]);
+    let lines = Running::wait_for(&node.stdout, "ready line", |l| l.starts_with("ready "));
+    assert!(
+        lines.contains(&format!("connected to {}", erl.name)),
+        "{lines:?}"
+    );
+}
