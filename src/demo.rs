@@ -48,13 +48,30 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings), for the CLI and
 /// the examples. A library never installs a subscriber by itself.
+///
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>): a log sent to a file or a pipe stays plain text.
+#[cfg(feature = "cli")]
 pub fn init_logging() {
+    use std::io::IsTerminal;
+    let colour = log_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .try_init();
+}
+
+/// Whether log lines get ANSI colour: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string.
+#[cfg(any(feature = "cli", test))]
+fn log_colour(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// What [`start_registry_member`] can fail on.
@@ -91,7 +108,10 @@ pub async fn start_registry_member(
         .await
     {
         Err(RegistryError::AlreadyRegistered(pid)) => {
-            println!("{key} is already registered by {}", show_pid(&pid))
+            println!(
+                "{key} is already registered by {}",
+                pid.in_node(node.name())
+            )
         }
         Err(e) => tracing::warn!(error = %e, "registering echo"),
         Ok(()) => {}
@@ -117,7 +137,7 @@ pub async fn run_registry_member(
     let (_registry, events) = start_registry_member(&node, registry, key).await?;
     println!("ready {} port {}", node.name(), node.listen_port());
     tokio::select! {
-        _ = print_registry_events(events) => {}
+        _ = print_registry_events(events, node.name()) => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     node.shutdown();
@@ -125,19 +145,26 @@ pub async fn run_registry_member(
 }
 
 /// Prints every register/unregister event of `events` as one line, until
-/// the registry stops.
+/// the registry stops; pids as the node `local` prints them (`<0.6.0>` for
+/// its own).
 pub async fn print_registry_events(
     mut events: tokio::sync::broadcast::Receiver<crate::horde::registry::RegistryEvent>,
+    local: &str,
 ) {
     use crate::horde::registry::RegistryEvent;
     use tokio::sync::broadcast::error::RecvError;
     loop {
         match events.recv().await {
             Ok(RegistryEvent::Register { key, pid, value }) => {
-                println!("register {} {} {value}", show_key(&key), show_pid(&pid))
+                println!(
+                    "register {} {} {}",
+                    show_key(&key),
+                    pid.in_node(local),
+                    value.in_node(local)
+                )
             }
             Ok(RegistryEvent::Unregister { key, pid }) => {
-                println!("unregister {} {}", show_key(&key), show_pid(&pid))
+                println!("unregister {} {}", show_key(&key), pid.in_node(local))
             }
             Err(RecvError::Lagged(n)) => println!("({n} events not shown)"),
             Err(RecvError::Closed) => return,
@@ -156,6 +183,17 @@ fn show_key(key: &Term) -> String {
     }
 }
 
-fn show_pid(pid: &crate::term::Pid) -> String {
-    format!("<{}.{}>@{}", pid.id, pid.serial, pid.node.name)
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(log_colour(true, Some(OsStr::new(""))));
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(!log_colour(false, None));
+        assert!(!log_colour(false, Some(OsStr::new(""))));
+    }
 }

@@ -9,6 +9,9 @@
 //! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex, pg).
 //! - [`pubsub`]: Phoenix.PubSub (PG2 adapter) topics shared with Elixir nodes.
 //!
+//! Beside the layers, `warn_limit` (crate-private, sans-I/O) keeps a peer that
+//! misbehaves from filling the log; `epmd` and `dist` both use it.
+//!
 //! ```no_run
 //! use beam_peer::{Node, NodeConfig, term};
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +34,7 @@ pub mod process;
 pub mod pubsub;
 pub mod services;
 pub mod term;
+mod warn_limit;
 
 pub use node::{
     ConnectError, Dest, Discovery, Node, NodeConfig, NodeError, NodeEvent, RpcCallError, RpcError,

@@ -449,24 +449,82 @@ async fn global_sync_erpc_and_rpc() {
     )
     .await;
     assert_eq!(v.to_string(), "{true,false,true}");
-    let v = eval(
-        &mut ctl,
-        &beam.name,
-        &format!("rpc:call({me}, no_such_module, no_such_function, [1])."),
-    )
-    .await;
-    assert!(
-        matches!(term::as_tuple(&v), Some([t, _]) if term::is_atom(t, "badrpc")),
-        "{v}"
-    );
-    let v = eval(
-        &mut ctl,
-        &beam.name,
-        &format!("catch erpc:call({me}, os, cmd, [\"ls\"])."),
-    )
-    .await;
-    assert!(v.to_string().contains("notsup"), "{v}");
     drop(alive);
+    rust.shutdown();
+}
+
+/// A function the Rust node does not implement fails as it fails on a BEAM
+/// node without it: erl asks the Rust node and itself the same questions
+/// (erpc:call and rpc:call of a missing module, of a missing function of a
+/// module the Rust node answers for, and of a function called with an arity
+/// it does not have; the rex server directly; a monitored and a linked
+/// spawn) and gets the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undef_through_erpc_and_rpc_as_on_a_beam_node() {
+    require_erl!("undef_through_erpc_and_rpc_as_on_a_beam_node");
+    let (rust, beam) = common::rust_and_beam().await;
+    let mut ctl = rust.process();
+    assert!(rust.ping(&beam.name).await);
+    let me = q(rust.name());
+    for (m, f, a) in [
+        ("no_such_module", "no_such_function", "[1]"),
+        ("erlang", "no_such_function", "[1, 2]"),
+        ("erlang", "registered", "[x]"),
+    ] {
+        let ask = format!(
+            "Ask = fun(N) -> {{try erpc:call(N, {m}, {f}, {a}) catch C:E -> {{C, E}} end, \
+                              rpc:call(N, {m}, {f}, {a}), \
+                              gen_server:call({{rex, N}}, {{call, {m}, {f}, {a}, group_leader()}}), \
+                              begin {{P, R}} = spawn_monitor(N, {m}, {f}, {a}), \
+                                    receive {{'DOWN', R, process, P, Why}} -> Why after 5000 -> no_down end \
+                              end, \
+                              begin Self = self(), \
+                                    spawn(fun() -> process_flag(trap_exit, true), \
+                                                   L = spawn_link(N, {m}, {f}, {a}), \
+                                                   receive {{'EXIT', L, Why}} -> Self ! {{linked, Why}} \
+                                                   after 5000 -> Self ! {{linked, no_exit}} end \
+                                          end), \
+                                    receive {{linked, Why}} -> Why end \
+                              end}} \
+                  end, "
+        );
+        let theirs = eval(&mut ctl, &beam.name, &format!("{ask} Ask(node()).")).await;
+        let ours = eval(&mut ctl, &beam.name, &format!("{ask} Ask({me}).")).await;
+        let stack = format!("[{{{m},{f},{},[]}}]", a.replace(' ', ""));
+        assert_eq!(
+            theirs.to_string(),
+            format!(
+                "{{{{error,{{exception,undef,{stack}}}}},\
+                 {{badrpc,{{'EXIT',{{undef,{stack}}}}}}},\
+                 {{badrpc,{{'EXIT',{{undef,{stack}}}}}}},\
+                 {{undef,{stack}}},\
+                 {{undef,{stack}}}}}"
+            ),
+            "what a BEAM node answers"
+        );
+        assert_eq!(ours.to_string(), theirs.to_string(), "{m}:{f}/{a}");
+    }
+    // What we do implement still answers, and a Rust function's own error
+    // reaches rpc:call as rex reports an error: {badrpc, {'EXIT', {Reason, Stack}}}.
+    rust.register_function("beam_peer_test", "fail", 0, |_, _| {
+        Err(beam_peer::RpcError::Error(term::atom("boom")))
+    });
+    let v = eval(
+        &mut ctl,
+        &beam.name,
+        &format!(
+            "{{erpc:call({me}, erlang, node, []), rpc:call({me}, beam_peer_test, fail, []), \
+               gen_server:call({{rex, {me}}}, {{call, beam_peer_test, fail, [], group_leader()}})}}."
+        ),
+    )
+    .await;
+    assert_eq!(
+        v.to_string(),
+        format!(
+            "{{{},{{badrpc,{{'EXIT',{{boom,[]}}}}}},{{badrpc,{{'EXIT',{{boom,[]}}}}}}}}",
+            me
+        )
+    );
     rust.shutdown();
 }
 

@@ -258,7 +258,7 @@ pub(crate) fn perform(
         Action::Send { to, msg } => {
             match dest_of(&to) {
                 Some(dest) => p.send(dest, msg),
-                None => tracing::debug!(?to, "CRDT send to a non-address dropped"),
+                None => tracing::debug!(to = %to, "CRDT send to a non-address dropped"),
             }
             None
         }

@@ -157,12 +157,20 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
             return;
         };
         tokio::spawn(async move {
-            match accept_one(node, stream).await {
+            match accept_one(node.clone(), stream).await {
                 Ok(()) => {}
                 Err(e) if e == OURS_WINS => {
-                    tracing::debug!(%addr, "incoming connection refused: {e}")
+                    tracing::debug!(%addr, "incoming handshake from {addr} refused: {e}")
                 }
-                Err(e) => tracing::warn!(%addr, error = %e, "incoming connection refused"),
+                // Per address, not per connection: a peer that retries or
+                // sends junk in a loop gets a few lines and a count.
+                Err(e) => crate::peer_warn!(
+                    node,
+                    &addr.ip().to_string(),
+                    peer = %addr,
+                    error = %e,
+                    "incoming handshake from {addr} rejected"
+                ),
             }
         });
     }
@@ -195,7 +203,7 @@ async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
             // We had made this handshake the pending connection to the peer;
             // release it so waiting senders fail instead of hanging.
             if let Some((name, attempt)) = accepted {
-                node.connect_failed(
+                node.incoming_failed(
                     &name,
                     attempt,
                     ConnectError::Handshake {
@@ -430,13 +438,13 @@ async fn read_loop(
                     match decoded {
                         Ok(msg) => node.handle_control(peer, msg),
                         Err(e) => {
-                            tracing::warn!(peer = %peer.name, error = %e, "undecodable control message dropped");
+                            crate::peer_warn!(node, &peer.name, peer = %peer.name, error = %e, "undecodable control message from {} dropped", peer.name);
                         }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(peer = %peer.name, error = %e, "malformed frame; closing this connection");
+                    crate::peer_warn!(node, &peer.name, peer = %peer.name, error = %e, "malformed frame from {}; closing the connection", peer.name);
                     return format!("malformed frame: {e}");
                 }
             }

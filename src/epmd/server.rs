@@ -46,6 +46,7 @@ impl EmbeddedEpmd {
             // discards the listing if it differs from its ERL_EPMD_PORT.
             port: local_addr.port(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            warn_limit: Mutex::default(),
         });
         tracing::info!(%local_addr, "embedded EPMD listening");
         tokio::spawn(accept_loop(listener, state, shutdown_rx));
@@ -115,9 +116,20 @@ struct State {
     registry: Mutex<Registry>,
     port: u16,
     connections: Arc<Semaphore>,
+    /// A client that keeps sending junk gets a few WARN lines, not one each.
+    warn_limit: Mutex<crate::warn_limit::WarnLimit<String>>,
 }
 
 impl State {
+    /// See `Node::warn_allowed`.
+    fn warn_allowed(&self, key: &str) -> Option<u64> {
+        let mut limit = self.warn_limit.lock().ok()?;
+        match limit.check(key.to_string(), std::time::Instant::now()) {
+            crate::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
+            crate::warn_limit::Verdict::Suppress => None,
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         // The lock is never held across an await or a panic-prone call, but
         // recover from poisoning anyway rather than take the server down.
@@ -215,7 +227,7 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "embedded EPMD: too many connections, dropping one");
+            crate::peer_warn!(state, &peer.ip().to_string(), %peer, "embedded EPMD: too many connections, dropping one from {peer}");
             continue;
         };
         next_conn += 1;
@@ -227,7 +239,7 @@ async fn accept_loop(
             tokio::select! {
                 result = serve(stream, peer, &state, conn) => {
                     if let Err(e) = result {
-                        tracing::warn!(%peer, error = %e, "embedded EPMD: closing connection");
+                        crate::peer_warn!(state, &peer.ip().to_string(), %peer, error = %e, "embedded EPMD: closing the connection from {peer}");
                     }
                 }
                 _ = shutdown.wait_for(|&stop| stop) => {}

@@ -107,7 +107,7 @@ impl RegistryOptions {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RegistryError {
     /// Horde's `{:error, {:already_registered, pid}}`.
-    #[error("the key is already registered by {0:?}")]
+    #[error("the key is already registered by {0}")]
     AlreadyRegistered(Pid),
     #[error("the registry has stopped")]
     Stopped,
@@ -490,7 +490,7 @@ impl Driver {
                 Some(msg) = crdt_inbox.recv() => match self.state.crdt_message(&msg) {
                     Ok(effects) => effects,
                     Err(e) => {
-                        tracing::debug!(registry = %self.opts.name, error = %e, ?msg, "CRDT message dropped");
+                        tracing::debug!(registry = %self.opts.name, error = %e, msg = %msg, "CRDT message dropped");
                         Vec::new()
                     }
                 },
@@ -538,7 +538,7 @@ impl Driver {
                 Ok(self.state.crdt_message(msg).unwrap_or_default())
             }
             _ => {
-                tracing::debug!(registry = %self.opts.name, ?msg, "unexpected message dropped");
+                tracing::debug!(registry = %self.opts.name, msg = %msg, "unexpected message dropped");
                 Ok(Vec::new())
             }
         }
@@ -577,7 +577,7 @@ impl Driver {
                 (ok, self.state.delete_meta(key))
             }
             _ => {
-                tracing::warn!(registry = %self.opts.name, ?request, "unknown call refused");
+                tracing::warn!(registry = %self.opts.name, request = %request, "unknown call refused");
                 (bad_call(request), Vec::new())
             }
         }

@@ -247,6 +247,7 @@ pub(crate) struct Inner {
     _epmd: Mutex<Option<crate::epmd::EmbeddedEpmd>>,
     _registration: Mutex<Option<crate::epmd::Registration>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    warn_limit: Mutex<crate::warn_limit::WarnLimit<String>>,
     /// The pg scopes running on this node, by name (`services::pg::scope`).
     pub(crate) pg_scopes: Mutex<HashMap<String, crate::services::pg::Pg>>,
 }
@@ -353,6 +354,7 @@ impl Node {
             _epmd: Mutex::new(embedded),
             _registration: Mutex::new(registration),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            warn_limit: Mutex::default(),
             pg_scopes: Mutex::new(HashMap::new()),
         });
         let node = Node { inner };
@@ -1008,7 +1010,7 @@ impl Node {
     pub fn reply(&self, replier: &Pid, from: &Term, reply: Term) {
         let Some([to, tag]) = term::as_tuple(from).and_then(|e| <&[Term; 2]>::try_from(e).ok())
         else {
-            tracing::debug!(?from, "gen reply to a malformed From; dropped");
+            tracing::debug!(from = %from.in_node(self.name()), "gen reply to a malformed From; dropped");
             return;
         };
         let msg = crate::tup![tag.clone(), reply];
@@ -1361,11 +1363,54 @@ impl Node {
         )
     }
 
+    /// Our outgoing connect to `node` (attempt `attempt`) failed. Logged at
+    /// WARN (rate-limited per node) only when nobody is waiting for the
+    /// result: a caller of [`Node::connect`] gets the error as a value and
+    /// reports it itself, so a failure is written once.
     pub(crate) fn connect_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+        let Some(waiters) = self.take_pending(node, attempt) else {
+            return;
+        };
+        // Logged before the waiters hear of it, so their own report comes after.
+        if waiters.is_empty() {
+            crate::peer_warn!(self, node, peer = node, error = %err, "connect to {node} failed");
+        } else {
+            tracing::debug!(peer = node, error = %err, waiting = waiters.len(), "connect to {node} failed");
+        }
+        self.fail_waiters(node, waiters, err);
+    }
+
+    /// An incoming handshake from `node` that had become our pending
+    /// connection to it failed; the acceptor logs it (in its own words).
+    pub(crate) fn incoming_failed(&self, node: &str, attempt: u64, err: ConnectError) {
+        if let Some(waiters) = self.take_pending(node, attempt) {
+            self.fail_waiters(node, waiters, err);
+        }
+    }
+
+    /// Every waiter of a failed connection gets `err`; links and monitors set
+    /// up meanwhile see noconnection, as on the BEAM.
+    fn fail_waiters(
+        &self,
+        node: &str,
+        waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,
+        err: ConnectError,
+    ) {
+        for w in waiters {
+            let _ = w.send(Err(err.clone()));
+        }
+        self.node_down_effects(node);
+    }
+
+    /// Removes the pending connection `attempt` to `node` and returns its
+    /// waiters, or `None` when `attempt` is no longer the pending one.
+    fn take_pending(
+        &self,
+        node: &str,
+        attempt: u64,
+    ) -> Option<Vec<oneshot::Sender<Result<(), ConnectError>>>> {
         let waiters = {
-            let Ok(mut peers) = self.inner.peers.lock() else {
-                return;
-            };
+            let mut peers = self.inner.peers.lock().ok()?;
             match peers.get(node) {
                 Some(PeerState::Pending { attempt: a, .. }) if *a == attempt => {
                     match peers.remove(node) {
@@ -1382,15 +1427,21 @@ impl Node {
                         _ => vec![],
                     }
                 }
-                _ => return,
+                _ => return None,
             }
         };
-        tracing::warn!(peer = node, error = %err, "connect failed");
-        for w in waiters {
-            let _ = w.send(Err(err.clone()));
+        Some(waiters)
+    }
+
+    /// Whether a WARN about the misbehaving peer `key` (an address or a node
+    /// name) may be written now: `Some(n)` with the number of lines about it
+    /// left out before, `None` to leave this one out (see `warn_limit`).
+    pub(crate) fn warn_allowed(&self, key: &str) -> Option<u64> {
+        let mut limit = self.inner.warn_limit.lock().ok()?;
+        match limit.check(key.to_string(), std::time::Instant::now()) {
+            crate::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
+            crate::warn_limit::Verdict::Suppress => None,
         }
-        // Links and monitors set up while connecting see noconnection, as on the BEAM.
-        self.node_down_effects(node);
     }
 
     /// The connection `conn_id` to `node` ended.
@@ -1673,7 +1724,13 @@ async fn register_in_epmd(
             }
         };
         if embedded.is_some() {
-            tracing::info!(port, "no EPMD answered; started the embedded EPMD");
+            // At WARN: other nodes on this host now depend on this process
+            // for their names until it stops, which nobody asked for.
+            tracing::warn!(
+                port,
+                "no EPMD answered; this node started the embedded EPMD on that port \
+                 (it serves every node on this host until this node stops)"
+            );
         }
         match crate::epmd::register(addr, entry).await {
             Ok(reg) => return Ok((embedded, reg)),

@@ -138,14 +138,25 @@ impl Node {
         args: Vec<Term>,
     ) -> Result<Term, RpcCallError> {
         let Some(f) = self.function(module, function, args.len()) else {
+            // As a BEAM node without that module raises it.
+            let stack = term::list(vec![crate::tup![
+                term::atom(module),
+                term::atom(function),
+                term::list(args),
+                term::nil()
+            ]]);
             return Err(RpcCallError::Exception {
                 class: "error".into(),
                 reason: term::atom("undef"),
-                stack: term::nil(),
+                stack,
             });
         };
         f(self, args).map_err(|e| {
-            let (class, reason) = crate::services::erpc::class_and_reason(e);
+            let (class, reason) = match e {
+                super::RpcError::Error(r) => ("error", r),
+                super::RpcError::Exit(r) => ("exit", r),
+                super::RpcError::Throw(r) => ("throw", r),
+            };
             RpcCallError::Exception {
                 class: class.into(),
                 reason,

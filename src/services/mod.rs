@@ -5,7 +5,8 @@
 //!   `global:sync()` returns on every BEAM node while we hold no global names;
 //! - `rex` answers old-style `{call, M, F, A, GL}` requests;
 //! - [`erpc`] emulates `erpc:call/4` for functions implemented in Rust (a table
-//!   any Rust code can add to) and refuses everything else with `notsup`.
+//!   any Rust code can add to) and answers everything else with `undef`, as a
+//!   BEAM node without that module does.
 //!
 //! - [`pg`]: process groups, OTP's `pg` protocol; the default scope `pg`
 //!   runs on every node.
@@ -16,7 +17,7 @@
 pub mod erpc;
 pub mod pg;
 
-use crate::node::{Dest, Node};
+use crate::node::{Dest, Node, RpcError};
 use crate::process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
 use crate::process::Process;
 use crate::term::{self, Term};
@@ -83,7 +84,7 @@ impl GenServer for NetKernel {
                     process.node().config().net_ticktime.as_secs() as i64,
                 )),
                 _ => {
-                    tracing::debug!(?request, "net_kernel: unsupported call");
+                    tracing::debug!(request = %request.in_node(process.node().name()), "net_kernel: unsupported call");
                     CallReply::Reply(term::atom("ignored"))
                 }
             },
@@ -100,7 +101,7 @@ impl GenServer for GlobalNameServer {
         _from: Term,
         _process: &mut Process,
     ) -> CallReply {
-        tracing::debug!(?request, "global_name_server: unsupported call");
+        tracing::debug!(request = %request, "global_name_server: unsupported call");
         CallReply::Reply(term::atom("ok"))
     }
 
@@ -150,21 +151,21 @@ impl GenServer for Rex {
 }
 
 fn rex_apply(node: &Node, request: &Term) -> Term {
+    let badrpc = |why: Term| crate::tup![term::atom("badrpc"), why];
+    let exit = |reason: Term| badrpc(crate::tup![term::atom("EXIT"), reason]);
     let Some([tag, m, f, a, _gl]) = term::as_tuple(request) else {
-        return crate::tup![term::atom("badrpc"), term::atom("notsup")];
+        return badrpc(term::atom("notsup"));
     };
     if !term::is_atom(tag, "call") {
-        return crate::tup![term::atom("badrpc"), term::atom("notsup")];
+        return badrpc(term::atom("notsup"));
     }
+    // What `catch apply(M, F, A)` gives in the BEAM's rex, wrapped as rex wraps it.
     match erpc::apply(node, m, f, a) {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => {
-            let (class, reason) = erpc::class_and_reason(e);
-            crate::tup![
-                term::atom("badrpc"),
-                crate::tup![term::atom("EXIT"), crate::tup![term::atom(class), reason]]
-            ]
-        }
-        None => crate::tup![term::atom("badrpc"), term::atom("notsup")],
+        erpc::Applied::Ran(Ok(v)) => v,
+        erpc::Applied::Ran(Err(RpcError::Throw(v))) => v,
+        erpc::Applied::Ran(Err(RpcError::Exit(r))) => exit(r),
+        erpc::Applied::Ran(Err(RpcError::Error(r))) => exit(crate::tup![r, term::nil()]),
+        erpc::Applied::Undef(stack) => exit(crate::tup![term::atom("undef"), stack]),
+        erpc::Applied::Badarg(stack) => exit(crate::tup![term::atom("badarg"), stack]),
     }
 }

@@ -1,9 +1,12 @@
 //! Erlang terms: the term types (`types`), the external format (`etf`),
-//! `erlang:phash2` (`phash2`), Elixir conventions (`elixir`), plus short
+//! `erlang:phash2` (`phash2`), Elixir conventions (`elixir`), conversions
+//! from and to the `eetf` crate's terms (`eetf`, with the `eetf` feature), plus short
 //! constructors and matchers used everywhere else.
 //!
 //! This module never does I/O and never panics on a term that came from the network.
 
+#[cfg(feature = "eetf")]
+pub mod eetf;
 pub mod elixir;
 pub mod etf;
 pub mod phash2;
@@ -11,7 +14,8 @@ mod types;
 
 pub use types::{
     Atom, BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
-    InternalFun, List, Map, MapHasher, NonFiniteFloat, Pid, Port, Reference, Term, TermMap, Tuple,
+    InNode, InternalFun, List, Map, MapHasher, NonFiniteFloat, Pid, Port, Reference, Term, TermMap,
+    Tuple,
 };
 
 /// An atom term.

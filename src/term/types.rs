@@ -751,51 +751,171 @@ term_from!(
 );
 
 // Display: Erlang syntax, for logs and error messages.
+//
+// Plain `Display` knows no node, so it writes every pid, port and reference
+// with its node's name where the BEAM writes a number (`<app@host.6.0>`):
+// that number is an index private to the printing node and would say
+// nothing in a log. [`Term::in_node`] and friends print as the node `local`
+// would: its own pids as `<0.6.0>`, as `erl` prints them.
+
+/// A term, pid, port or reference shown in Erlang syntax as seen from one
+/// node; see [`Term::in_node`].
+pub struct InNode<'a, T: ?Sized> {
+    value: &'a T,
+    local: Option<&'a str>,
+}
+
+impl Term {
+    /// Shows the term as the node named `local` prints it: its own pids,
+    /// ports and references with node number 0 (`<0.6.0>`), other nodes'
+    /// with their node's name (`<app@host.6.0>`).
+    pub fn in_node<'a>(&'a self, local: &'a str) -> InNode<'a, Term> {
+        InNode {
+            value: self,
+            local: Some(local),
+        }
+    }
+}
+
+impl Pid {
+    /// The pid as the node named `local` prints it: `<0.Id.Serial>` when it
+    /// is one of that node's, `<node.Id.Serial>` otherwise.
+    pub fn in_node<'a>(&'a self, local: &'a str) -> InNode<'a, Pid> {
+        InNode {
+            value: self,
+            local: Some(local),
+        }
+    }
+}
+
+impl Reference {
+    /// The reference as the node named `local` prints it (`#Ref<0.…>` for its own).
+    pub fn in_node<'a>(&'a self, local: &'a str) -> InNode<'a, Reference> {
+        InNode {
+            value: self,
+            local: Some(local),
+        }
+    }
+}
+
+impl fmt::Display for InNode<'_, Term> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_term(f, self.value, self.local)
+    }
+}
+
+impl fmt::Display for InNode<'_, Pid> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_pid(f, self.value, self.local)
+    }
+}
+
+impl fmt::Display for InNode<'_, Reference> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_ref(f, self.value, self.local)
+    }
+}
 
 impl fmt::Display for Term {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Term::Atom(x) => x.fmt(f),
-            Term::FixInteger(x) => write!(f, "{}", x.value),
-            Term::BigInteger(x) => write!(f, "{}", x.value),
-            Term::Float(x) => x.fmt(f),
-            Term::Pid(x) => x.fmt(f),
-            Term::Port(x) => write!(f, "#Port<{}.{}>", x.node, x.id),
-            Term::Reference(x) => x.fmt(f),
-            Term::ExternalFun(x) => write!(f, "fun {}:{}/{}", x.module, x.function, x.arity),
-            Term::InternalFun(x) => match &**x {
-                InternalFun::Old {
-                    module,
-                    index,
-                    uniq,
-                    ..
-                } => write!(f, "#Fun<{module}.{index}.{uniq}>"),
-                InternalFun::New {
-                    module,
-                    index,
-                    old_uniq,
-                    ..
-                } => write!(f, "#Fun<{module}.{index}.{old_uniq}>"),
-            },
-            Term::Binary(x) => x.fmt(f),
-            Term::BitBinary(x) => fmt_bits(f, &x.bytes, x.tail_bits_size),
-            Term::ByteList(x) => {
-                if !x.bytes.is_empty() && x.bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
-                    write!(f, "{:?}", String::from_utf8_lossy(&x.bytes))
-                } else {
-                    fmt_seq(f, "[", x.bytes.iter(), "]")
-                }
-            }
-            Term::List(x) => x.fmt(f),
-            Term::ImproperList(x) if x.elements.is_empty() => x.last.fmt(f),
-            Term::ImproperList(x) => {
-                fmt_seq(f, "[", x.elements.iter(), "")?;
-                write!(f, "|{}]", x.last)
-            }
-            Term::Tuple(x) => x.fmt(f),
-            Term::Map(x) => x.fmt(f),
-        }
+        write_term(f, self, None)
     }
+}
+
+/// The node part of a pid, port or reference: `0` for `local`'s own.
+fn node_part<'a>(node: &'a Atom, local: Option<&str>) -> &'a str {
+    if local == Some(node.name.as_str()) {
+        "0"
+    } else {
+        &node.name
+    }
+}
+
+fn write_pid(f: &mut fmt::Formatter<'_>, p: &Pid, local: Option<&str>) -> fmt::Result {
+    write!(f, "<{}.{}.{}>", node_part(&p.node, local), p.id, p.serial)
+}
+
+fn write_ref(f: &mut fmt::Formatter<'_>, r: &Reference, local: Option<&str>) -> fmt::Result {
+    write!(f, "#Ref<{}", node_part(&r.node, local))?;
+    for id in r.id.iter().rev() {
+        write!(f, ".{id}")?;
+    }
+    f.write_str(">")
+}
+
+fn write_term(f: &mut fmt::Formatter<'_>, t: &Term, local: Option<&str>) -> fmt::Result {
+    match t {
+        Term::Atom(x) => fmt::Display::fmt(x, f),
+        Term::FixInteger(x) => write!(f, "{}", x.value),
+        Term::BigInteger(x) => write!(f, "{}", x.value),
+        Term::Float(x) => fmt::Display::fmt(x, f),
+        Term::Pid(x) => write_pid(f, x, local),
+        Term::Port(x) => write!(f, "#Port<{}.{}>", node_part(&x.node, local), x.id),
+        Term::Reference(x) => write_ref(f, x, local),
+        Term::ExternalFun(x) => write!(f, "fun {}:{}/{}", x.module, x.function, x.arity),
+        Term::InternalFun(x) => match &**x {
+            InternalFun::Old {
+                module,
+                index,
+                uniq,
+                ..
+            } => write!(f, "#Fun<{module}.{index}.{uniq}>"),
+            InternalFun::New {
+                module,
+                index,
+                old_uniq,
+                ..
+            } => write!(f, "#Fun<{module}.{index}.{old_uniq}>"),
+        },
+        Term::Binary(x) => fmt::Display::fmt(x, f),
+        Term::BitBinary(x) => fmt_bits(f, &x.bytes, x.tail_bits_size),
+        Term::ByteList(x) => {
+            if !x.bytes.is_empty() && x.bytes.iter().all(|b| (b' '..=b'~').contains(b)) {
+                write!(f, "{:?}", String::from_utf8_lossy(&x.bytes))
+            } else {
+                fmt_seq(f, "[", x.bytes.iter(), "]")
+            }
+        }
+        Term::List(x) => write_elems(f, "[", &x.elements, "]", local),
+        Term::ImproperList(x) if x.elements.is_empty() => write_term(f, &x.last, local),
+        Term::ImproperList(x) => {
+            write_elems(f, "[", &x.elements, "|", local)?;
+            write_term(f, &x.last, local)?;
+            f.write_str("]")
+        }
+        Term::Tuple(x) => write_elems(f, "{", &x.elements, "}", local),
+        Term::Map(x) => write_map(f, x, local),
+    }
+}
+
+fn write_elems(
+    f: &mut fmt::Formatter<'_>,
+    open: &str,
+    elems: &[Term],
+    close: &str,
+    local: Option<&str>,
+) -> fmt::Result {
+    f.write_str(open)?;
+    for (i, x) in elems.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write_term(f, x, local)?;
+    }
+    f.write_str(close)
+}
+
+fn write_map(f: &mut fmt::Formatter<'_>, m: &Map, local: Option<&str>) -> fmt::Result {
+    f.write_str("#{")?;
+    for (i, (k, v)) in m.map.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        write_term(f, k, local)?;
+        f.write_str(" => ")?;
+        write_term(f, v, local)?;
+    }
+    f.write_str("}")
 }
 
 fn fmt_seq<T: fmt::Display>(
@@ -868,42 +988,31 @@ impl fmt::Display for Float {
 
 impl fmt::Display for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<{}.{}.{}>", self.node, self.id, self.serial)
+        write_pid(f, self, None)
     }
 }
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "#Ref<{}", self.node)?;
-        for id in self.id.iter().rev() {
-            write!(f, ".{id}")?;
-        }
-        f.write_str(">")
+        write_ref(f, self, None)
     }
 }
 
 impl fmt::Display for Map {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("#{")?;
-        for (i, (k, v)) in self.map.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{k} => {v}")?;
-        }
-        f.write_str("}")
+        write_map(f, self, None)
     }
 }
 
 impl fmt::Display for Tuple {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_seq(f, "{", self.elements.iter(), "}")
+        write_elems(f, "{", &self.elements, "}", None)
     }
 }
 
 impl fmt::Display for List {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt_seq(f, "[", self.elements.iter(), "]")
+        write_elems(f, "[", &self.elements, "]", None)
     }
 }
 
@@ -986,5 +1095,46 @@ mod tests {
             Term::from(Float { value: 1.0 }),
         ]));
         assert_eq!(t.to_string(), "{ok,'Elixir.Foo',<<\"name\">>,[1],1.0}");
+    }
+
+    #[test]
+    fn pids_ports_and_refs_print_as_their_node_prints_them() {
+        let ours = Pid::new("a@h", 6, 0, 1);
+        let theirs = Pid::new("b@h", 88, 1, 1);
+        let r = Reference {
+            node: Atom::from("a@h"),
+            id: vec![3, 2, 1],
+            creation: 1,
+        };
+        let port = Port {
+            node: Atom::from("b@h"),
+            id: 7,
+            creation: 1,
+        };
+        assert_eq!(ours.in_node("a@h").to_string(), "<0.6.0>");
+        assert_eq!(theirs.in_node("a@h").to_string(), "<b@h.88.1>");
+        assert_eq!(ours.to_string(), "<a@h.6.0>");
+        assert_eq!(r.in_node("a@h").to_string(), "#Ref<0.1.2.3>");
+        assert_eq!(r.to_string(), "#Ref<a@h.1.2.3>");
+        let t = Term::from(Tuple::from(vec![
+            Term::Pid(ours.clone()),
+            Term::from(List::from(vec![Term::Pid(theirs.clone())])),
+            Term::Map(Map::from([(
+                Term::Port(port),
+                Term::Reference(Box::new(r)),
+            )])),
+            Term::ImproperList(ImproperList::from((
+                vec![Term::Pid(ours.clone())],
+                Term::Pid(ours),
+            ))),
+        ]));
+        assert_eq!(
+            t.in_node("a@h").to_string(),
+            "{<0.6.0>,[<b@h.88.1>],#{#Port<b@h.7> => #Ref<0.1.2.3>},[<0.6.0>|<0.6.0>]}"
+        );
+        assert_eq!(
+            t.in_node("b@h").to_string(),
+            "{<a@h.6.0>,[<0.88.1>],#{#Port<0.7> => #Ref<a@h.1.2.3>},[<a@h.6.0>|<a@h.6.0>]}"
+        );
     }
 }

@@ -384,7 +384,7 @@ impl RegistryState {
             Diff::Remove { key } => (key, None),
         };
         let Some([kind, key]) = term::as_tuple(&crdt_key) else {
-            tracing::warn!(registry = %self.name, key = ?crdt_key, "CRDT key of unknown shape skipped");
+            tracing::warn!(registry = %self.name, key = %crdt_key, "CRDT key of unknown shape skipped");
             return Vec::new();
         };
         match (term::as_atom(kind), value) {
@@ -407,7 +407,7 @@ impl RegistryState {
                 Vec::new()
             }
             _ => {
-                tracing::warn!(registry = %self.name, key = ?crdt_key, "CRDT key of unknown kind skipped");
+                tracing::warn!(registry = %self.name, key = %crdt_key, "CRDT key of unknown kind skipped");
                 Vec::new()
             }
         }
@@ -415,7 +415,7 @@ impl RegistryState {
 
     fn member_added(&mut self, m: &Term) -> Vec<Action> {
         if crdt_neighbour(m).is_none() {
-            tracing::warn!(registry = %self.name, member = ?m, "malformed member skipped");
+            tracing::warn!(registry = %self.name, member = %m, "malformed member skipped");
             return Vec::new();
         }
         self.members.insert(OrdTerm(m.clone()));
@@ -445,7 +445,7 @@ impl RegistryState {
 
     fn key_added(&mut self, key: &Term, v: &Term, out: &mut Vec<Effect>) {
         let Some((member, pid, value)) = parse_key_value(v) else {
-            tracing::warn!(registry = %self.name, key = ?key, value = ?v, "malformed registration skipped");
+            tracing::warn!(registry = %self.name, key = %key, value = %v, "malformed registration skipped");
             return;
         };
         if self.is_local(&pid) {

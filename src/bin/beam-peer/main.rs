@@ -1,0 +1,337 @@
+//! `beam-peer`: run a Rust node in a BEAM cluster, or a whole demo cluster.
+//!
+//! - `beam-peer demo`: a real three-node cluster in one process on the embedded
+//!   EPMD (no BEAM needed): pings, gen_server calls, messages, links, monitors
+//!   and a node going down, each checked and reported.
+//! - `beam-peer node [--name N] [--cookie C] [--join M]...`: a node with `echo`
+//!   and `sink`, running until Ctrl-C; `--listen` and `--no-epmd` for fixed ports.
+//! - `beam-peer registry`: a Horde.Registry member.
+//! - `beam-peer ping`, `beam-peer names`, `beam-peer epmd`: small tools.
+//!
+//! This file only parses the command line (`args` checks each value) and
+//! hands over to the library; it never prints a node's own errors twice: a
+//! failure the library returns is printed here once, and the library logs
+//! only what no caller is told about.
+
+mod args;
+mod demo;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context;
+use beam_peer::{Discovery, Node, NodeConfig, NodeEvent};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "beam-peer",
+    version,
+    about = "A Rust peer node for Erlang/Elixir clusters",
+    after_help = "Logs go to stderr, filtered by RUST_LOG (default: warn), e.g. RUST_LOG=beam_peer=debug. \
+                  Colour only when stderr is a terminal and NO_COLOR is unset."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The options of every command that starts a node to join a cluster.
+#[derive(Args)]
+struct NodeOpts {
+    /// This node's name, `alive@host` or a bare `alive` (this machine's host
+    /// name is added). Default: a unique `beam_peer_..._<pid>_<random>@127.0.0.1`.
+    #[arg(long, value_name = "NAME", value_parser = args::own_node_name)]
+    name: Option<String>,
+    /// The distribution cookie. Default: the contents of ~/.erlang.cookie,
+    /// as erl reads it.
+    #[arg(long, value_name = "COOKIE")]
+    cookie: Option<String>,
+}
+
+impl NodeOpts {
+    fn config(self, prefix: &str, host: Option<&str>) -> NodeConfig {
+        let name = self.name.unwrap_or_else(|| args::unique_name(prefix, host));
+        let config = NodeConfig::new(name);
+        match self.cookie {
+            Some(c) => config.cookie(c),
+            None => config,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a cluster of Rust nodes on the embedded EPMD and exercise it.
+    Demo {
+        /// How many nodes (at least 2).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(2..=64))]
+        nodes: u16,
+        /// The cookie the demo nodes share.
+        #[arg(long, default_value = "beam_peer_demo")]
+        cookie: String,
+        /// Messages to stream to a remote `sink`.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+    },
+    /// Run one node with `echo` and `sink` registered, until Ctrl-C.
+    Node {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// Hidden: not in peers' `nodes()`, no mesh with their other peers.
+        #[arg(long)]
+        hidden: bool,
+        /// A node to connect to at start (repeatable).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        join: Vec<String>,
+        /// The address and port the distribution listener binds to
+        /// (default 0.0.0.0 and a free port).
+        #[arg(long, value_name = "ADDR:PORT", value_parser = args::socket_addr)]
+        listen: Option<SocketAddr>,
+        /// Run without EPMD, as `erl -erl_epmd_port P -no_epmd` does: needs
+        /// `--listen` with a port, and expects every peer on that same port
+        /// unless `--peer-port` or `--peer` says otherwise.
+        #[arg(long, requires = "listen")]
+        no_epmd: bool,
+        /// With `--no-epmd`: the port peers listen on (default: our own).
+        #[arg(long, value_name = "PORT", requires = "no_epmd")]
+        peer_port: Option<u16>,
+        /// With `--no-epmd`: where one peer listens (repeatable).
+        #[arg(long, value_name = "NODE=ADDR:PORT", value_parser = args::peer_addr, requires = "no_epmd")]
+        peer: Vec<(String, SocketAddr)>,
+        /// Microseconds a connection's reader polls its socket after
+        /// request/response traffic before it sleeps (0: never; the
+        /// library's default, 200, when not given).
+        #[arg(long, value_name = "US")]
+        busy_poll_us: Option<u64>,
+        /// Microseconds a connection's reader lets a stream of small
+        /// messages gather between reads (0: never; the library's default,
+        /// 1000, when not given).
+        #[arg(long, value_name = "US")]
+        read_coalesce_us: Option<u64>,
+    },
+    /// Run one Horde.Registry member (`members: :auto`) with an echo server
+    /// registered under KEY; prints register/unregister events until Ctrl-C.
+    Registry {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// A node whose cluster to join (repeatable).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        join: Vec<String>,
+        /// The registry's name, as the BEAM spells the module.
+        #[arg(long, default_value = "Elixir.MyApp.Registry")]
+        registry: String,
+        /// The key the echo server is registered under (a binary).
+        #[arg(long, default_value = "rust-echo")]
+        key: String,
+    },
+    /// Ping a node: prints pong (exit 0) or pang (exit 1).
+    Ping {
+        /// The node to ping, `alive@host`.
+        #[arg(value_name = "NODE", value_parser = args::full_node_name)]
+        target: String,
+        #[command(flatten)]
+        node: NodeOpts,
+        /// How long to wait for the answer (e.g. 500ms, 5s).
+        #[arg(long, value_name = "DURATION", default_value = "7s", value_parser = args::duration)]
+        timeout: Duration,
+    },
+    /// List the names registered in an EPMD.
+    Names {
+        /// The EPMD's host (name or address).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The EPMD's port (default: ERL_EPMD_PORT, else 4369).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run the embedded EPMD alone, until Ctrl-C.
+    Epmd {
+        /// The port to listen on, on every address (default: ERL_EPMD_PORT, else 4369).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    beam_peer::demo::init_logging();
+    let cli = Cli::parse();
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with every cause, and no backtrace even under
+            // RUST_BACKTRACE: these are the user's errors, not ours.
+            eprintln!("error: {}", one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Demo {
+            nodes,
+            cookie,
+            messages,
+        } => demo::run(usize::from(nodes), &cookie, messages).await,
+        Command::Node {
+            node,
+            hidden,
+            join,
+            listen,
+            no_epmd,
+            peer_port,
+            peer,
+            busy_poll_us,
+            read_coalesce_us,
+        } => {
+            let mut config = node
+                .config("beam_peer_node", Some("127.0.0.1"))
+                .hidden(hidden);
+            if let Some(addr) = listen {
+                config = config.listen(addr.ip(), addr.port());
+            }
+            if no_epmd {
+                let port = listen.map(|a| a.port()).unwrap_or(0);
+                if port == 0 {
+                    anyhow::bail!("--no-epmd needs a fixed port: --listen ADDR:PORT with PORT > 0");
+                }
+                config = config.discovery(Discovery::Fixed {
+                    peer_port: peer_port.unwrap_or(port),
+                    peers: peer.into_iter().collect(),
+                });
+            }
+            if let Some(us) = busy_poll_us {
+                config = config.busy_poll(Duration::from_micros(us));
+            }
+            if let Some(us) = read_coalesce_us {
+                config = config.read_coalesce(Duration::from_micros(us));
+            }
+            run_node(config, &join).await
+        }
+        Command::Registry {
+            node,
+            join,
+            registry,
+            key,
+        } => {
+            let config = node.config("beam_peer_registry", Some("127.0.0.1"));
+            beam_peer::demo::run_registry_member(config, &join, &registry, &key)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+        Command::Ping {
+            target,
+            node,
+            timeout,
+        } => {
+            let mut config = node
+                .config("beam_peer_ping", args::host_like(&target))
+                .hidden(true);
+            config.connect_timeout = timeout;
+            let me = Node::start(config)
+                .await
+                .context("starting the pinging node")?;
+            let pong = tokio::time::timeout(timeout, me.ping(&target))
+                .await
+                .unwrap_or(false);
+            println!("{}", if pong { "pong" } else { "pang" });
+            me.shutdown();
+            if !pong {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Names { host, port } => {
+            let port = port.unwrap_or_else(beam_peer::epmd::epmd_port);
+            // IPv4 first: EPMD (and our embedded one) listens on IPv4 only
+            // unless told otherwise, while `localhost` often resolves to ::1 first.
+            let addr = tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()
+                .and_then(|a| a.min_by_key(|a| a.is_ipv6()))
+                .with_context(|| format!("cannot resolve the host {host:?}"))?;
+            let names = beam_peer::epmd::names(addr)
+                .await
+                .with_context(|| format!("asking the EPMD at {addr}"))?;
+            for (name, p) in names {
+                println!("name {name} at port {p}");
+            }
+            Ok(())
+        }
+        Command::Epmd { port } => {
+            let port = port.unwrap_or_else(beam_peer::epmd::epmd_port);
+            let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            let epmd = match beam_peer::epmd::EmbeddedEpmd::bind(addr).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    anyhow::bail!("{}", who_holds(port).await)
+                }
+                Err(e) => return Err(e).with_context(|| format!("binding EPMD on port {port}")),
+            };
+            println!("epmd listening on {}", epmd.local_addr());
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+    }
+}
+
+/// `beam-peer node`: starts the node, connects to each `join` (a failure is
+/// printed once, here), prints `ready` and node events until Ctrl-C.
+async fn run_node(config: NodeConfig, join: &[String]) -> anyhow::Result<()> {
+    let node = Node::start(config).await.context("starting the node")?;
+    beam_peer::demo::start_echo_and_sink(&node)?;
+    let mut events = node.subscribe();
+    for peer in join {
+        match node.connect(peer).await {
+            Ok(()) => println!("connected to {peer}"),
+            Err(e) => eprintln!("cannot connect to {peer}: {e}"),
+        }
+    }
+    println!("ready {} port {}", node.name(), node.listen_port());
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            ev = events.recv() => match ev {
+                Ok(NodeEvent::Up { node, .. }) => println!("nodeup {node}"),
+                Ok(NodeEvent::Down { node, reason }) => println!("nodedown {node} ({reason})"),
+                Err(_) => {}
+            }
+        }
+    }
+    node.shutdown();
+    Ok(())
+}
+
+/// Says what holds `port` when the embedded EPMD cannot bind it: an EPMD
+/// (ours or the BEAM's) answers there, or some other program holds it.
+async fn who_holds(port: u16) -> String {
+    let probe = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    match tokio::time::timeout(Duration::from_secs(2), beam_peer::epmd::names(probe)).await {
+        Ok(Ok(names)) => format!(
+            "port {port} is taken: an EPMD already answers there (maybe the embedded EPMD \
+             of one of our nodes, or the BEAM's epmd) with {} registered name(s); \
+             `beam-peer names --port {port}` lists them. Nodes can use it as it is.",
+            names.len()
+        ),
+        _ => format!(
+            "port {port} is in use by another program that does not answer as an EPMD; \
+             choose another with --port or ERL_EPMD_PORT"
+        ),
+    }
+}
+
+/// The error and its causes on one line, leaving out a cause whose text the
+/// line already holds (library errors often print their source too).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
