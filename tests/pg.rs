@@ -455,3 +455,82 @@ fn recorded_otp_scope_messages_replay() {
     }
     assert!(seen >= 2, "recordings of OTP 25 and 27");
 }
+
+/// A `beam-peer pubsub` member in its own OS process, killed with -9: OTP's
+/// pg on an erl node drops its adapter worker at once (the nodedown), after
+/// the erl node had talked to it the PG2 adapter's way (an erl process in
+/// the adapter group gets the member's `{:forward_to_local, ..}` echo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_rust_pubsub_member_drops_it_from_the_beams_groups() {
+    require_erl!("kill_9_of_a_rust_pubsub_member_drops_it_from_the_beams_groups");
+    let port = common::free_port();
+    let rust = common::rust_node("pg_rs", port).await;
+    let beam = Beam::start("pg_erl", COOKIE, port, &[]);
+    let mut p = rust.process();
+    // The erl node runs the Phoenix.PubSub pg scope and an erl process in
+    // the adapter group, as an Elixir member's adapter worker would be.
+    eval(
+        &mut p,
+        &beam.name,
+        "{ok, _} = pg:start('Elixir.Phoenix.PubSub'),
+         W = spawn(fun Loop() -> receive {get, From} -> From ! {got, get(m)}, Loop(); M -> put(m, [M | case get(m) of undefined -> []; L -> L end]), Loop() end end),
+         register(fake_worker, W),
+         ok = pg:join('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter', W), ok.",
+    )
+    .await;
+    let name = format!("{}@127.0.0.1", common::unique("pubsub_member"));
+    let mut member = common::RegistryMember(
+        std::process::Command::new(env!("CARGO_BIN_EXE_beam-peer"))
+            .args([
+                "pubsub", "--name", &name, "--cookie", COOKIE, "--join", &beam.name,
+            ])
+            .env("ERL_EPMD_PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("beam-peer pubsub runs"),
+    );
+    async fn members(p: &mut beam_peer::Process, beam: &str) -> Vec<Pid> {
+        pids_of(
+            &eval(
+                p,
+                beam,
+                "pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter').",
+            )
+            .await,
+        )
+    }
+    common::eventually!(
+        T,
+        members(&mut p, &beam.name).await.len() == 2,
+        "erl sees the Rust member's adapter worker"
+    );
+    // A broadcast on "events", sent the PG2 adapter's way, is echoed on "echo".
+    eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "[P ! {{forward_to_local, <<\"events\">>, hello, 'Elixir.Phoenix.PubSub'}} || P <- pg:get_members('Elixir.Phoenix.PubSub', 'Elixir.MyApp.PubSub.Adapter'), node(P) =:= {}], ok.",
+            common::q(&name)
+        ),
+    )
+    .await;
+    common::eventually!(
+        T,
+        eval(
+            &mut p,
+            &beam.name,
+            "fake_worker ! {get, self()}, receive {got, L} -> L end."
+        )
+        .await
+        .to_string()
+        .contains("{forward_to_local,<<\"echo\">>,{echo,hello},'Elixir.Phoenix.PubSub'}"),
+        "the echo reached the erl adapter worker"
+    );
+    member.kill9();
+    common::eventually!(
+        T,
+        members(&mut p, &beam.name).await.len() == 1,
+        "the killed member's worker is gone from erl's group"
+    );
+    rust.shutdown();
+}

@@ -125,6 +125,22 @@ enum Command {
         #[arg(long, default_value = "rust-echo")]
         key: String,
     },
+    /// Run one Phoenix.PubSub member that answers every message M on the
+    /// topic "events" by broadcasting {:echo, M} on "echo"; prints each
+    /// event until Ctrl-C or SIGTERM.
+    Pubsub {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// A node whose cluster to join (repeatable).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        join: Vec<String>,
+        /// The PubSub's name, as the BEAM spells the module.
+        #[arg(long, default_value = "Elixir.MyApp.PubSub")]
+        pubsub: String,
+        /// Adapter workers per node (Phoenix's pool_size; use the Elixir nodes' setting).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        pool_size: u16,
+    },
     /// Ping a node: prints pong (exit 0) or pang (exit 1).
     Ping {
         /// The node to ping, `alive@host`.
@@ -218,6 +234,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = node.config("beam_peer_registry", Some("127.0.0.1"));
             beam_peer::demo::run_registry_member(config, &join, &registry, &key)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+        Command::Pubsub {
+            node,
+            join,
+            pubsub,
+            pool_size,
+        } => {
+            let config = node.config("beam_peer_pubsub", Some("127.0.0.1"));
+            beam_peer::demo::pubsub_echo::run(config, &join, &pubsub, usize::from(pool_size))
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
         }
