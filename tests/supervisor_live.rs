@@ -12,6 +12,15 @@
 //!   Horde's answers to `tests/fixtures/horde/placement_parity.etf`, which
 //!   `tests/supervisor_placement.rs` replays in CI.
 //!
+//! * `codec_reads_every_entry_of_a_real_supervisor_crdt`: two Elixir nodes
+//!   share a `Horde.DynamicSupervisor`, five children of varied specs are
+//!   started, one node is killed (the other marks it `:dead` and restarts
+//!   its children), then the survivor shuts down gracefully and gives up a
+//!   child; every entry of `DeltaCrdt.to_map/1` at each step must parse and
+//!   re-encode to the same term. `regenerate_supervisor_crdt_fixture` (ignored) records
+//!   that map to `tests/fixtures/horde/supervisor_crdt.etf` for the unit
+//!   tests of `horde::supervisor::codec`.
+//!
 //! `PLACEMENT_CASES` and `PLACEMENT_SEED` override the case count and seed.
 
 mod common;
@@ -20,6 +29,7 @@ mod placement;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use beam_peer::horde::supervisor::codec::{Entry, ProcessValue};
 use beam_peer::horde::supervisor::{self, HashRing, Member, MemberStatus};
 use beam_peer::term::{self, etf, BigInteger, ExternalFun, Pid, Reference, Term};
 use rand::rngs::StdRng;
@@ -397,4 +407,220 @@ fn regenerate_placement_fixture() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/horde/placement_parity.etf");
     let answers = ask_horde(&ebins, &cases, Some((&path, FIXTURE_SEED)));
     placement::check_all(&cases, &answers);
+}
+
+/// Starts `s` on an Elixir node with members `a` and `b` (bound).
+const START_SUPERVISOR: &str = r#"
+{:ok, _} = :beam_peer_ctl.keep(fn ->
+  Horde.DynamicSupervisor.start_link(name: s, strategy: :one_for_one,
+    members: [{s, a}, {s, b}], delta_crdt_options: [sync_interval: 50])
+end)
+:ok
+"#;
+
+/// On `a`: starts five children of varied specs and waits until the CRDT
+/// shows them all; answers `{specs, results, to_map}`.
+const START_CHILDREN: &str = r##"
+crdt = :"#{s}.Crdt"
+specs = [
+  %{id: :w1, start: {Agent, :start_link, [Kernel, :node, []]}},
+  %{id: "w2", start: {Agent, :start_link, [Kernel, :node, []]}, restart: :transient,
+    shutdown: 1000, type: :worker, modules: [Agent]},
+  %{id: {:w, 3}, start: {Task, :start_link, [Process, :sleep, [:infinity]]}, restart: :temporary},
+  {Agent, &Kernel.node/0},
+  %{id: :sup, start: {Supervisor, :start_link, [[], [strategy: :one_for_one]]}, type: :supervisor,
+    shutdown: :infinity}
+]
+results = Enum.map(specs, &Horde.DynamicSupervisor.start_child(s, &1))
+wait = fn wait ->
+  m = DeltaCrdt.to_map(crdt)
+  if Enum.count(m, &match?({{:process, _}, _}, &1)) == 5, do: m, else: (Process.sleep(20); wait.(wait))
+end
+{specs, results, wait.(wait)}
+"##;
+
+/// On `a` once `b` was killed: waits until `b` is `:dead` and every child
+/// runs on `a`, marks `a` shutting down and relinquishes one child; answers
+/// `{failed_over, to_map}` (the map before and after that).
+const FAIL_OVER_AND_SHUT_DOWN: &str = r##"
+crdt = :"#{s}.Crdt"
+wait = fn wait, ok? ->
+  m = DeltaCrdt.to_map(crdt)
+  if ok?.(m), do: m, else: (Process.sleep(20); wait.(wait, ok?))
+end
+failed_over = wait.(wait, fn m ->
+  match?(%{status: :dead}, m[{:member_node_info, {s, b}}]) and
+    Enum.count(m, &match?({{:process, _}, {{_, ^a}, _, _}}, &1)) == 5
+end)
+:ok = GenServer.call(s, :horde_shutting_down)
+[{{:process, _}, {_, _, pid}} | _] = Enum.filter(failed_over, &match?({{:process, _}, _}, &1))
+Process.exit(pid, {:shutdown, :process_redistribution})
+to_map = wait.(wait, fn m ->
+  Enum.any?(m, &match?({{:process, _}, {nil, _}}, &1)) and
+    match?(%{status: :shutting_down}, m[{:member_node_info, {s, a}}])
+end)
+{failed_over, to_map}
+"##;
+
+/// Two Elixir members `a` and `b` of one `Horde.DynamicSupervisor`; five
+/// children started on `a`; `b` killed with SIGKILL (so `a` marks it `:dead`
+/// and restarts its children); `a` then shuts down gracefully and gives up
+/// one child. Answers the BEAM's own `term_to_binary` of
+/// `%{s, a, b, specs_given, results, before_kill, failed_over, to_map}`
+/// (the CRDT's `to_map` at each step).
+async fn record_supervisor_crdt(ebins: &[PathBuf]) -> Vec<u8> {
+    let port = common::free_port();
+    let node = common::rust_node("sc_rust", port).await;
+    let a = common::Beam::start_horde("sc_a", common::COOKIE, port, ebins);
+    let mut b = common::Beam::start_horde("sc_b", common::COOKIE, port, ebins);
+    let mut p = node.process();
+    let s = term::atom("Elixir.MyApp.DSup");
+    let (a_name, b_name) = (a.name.clone(), b.name.clone());
+    let binds = || {
+        vec![
+            ("s", s.clone()),
+            ("a", term::atom(&a_name)),
+            ("b", term::atom(&b_name)),
+        ]
+    };
+    let connected = common::eval_elixir(&mut p, &b.name, "Node.connect(a)", binds()).await;
+    assert_eq!(connected, term::atom("true"));
+    for beam in [&a.name, &b.name] {
+        common::eval_elixir(&mut p, beam, START_SUPERVISOR, binds()).await;
+    }
+    let started = common::eval_elixir(&mut p, &a.name, START_CHILDREN, binds()).await;
+    b.kill9();
+    let after = common::eval_elixir(&mut p, &a.name, FAIL_OVER_AND_SHUT_DOWN, binds()).await;
+    let (Some([specs, results, before_kill]), Some([failed_over, to_map])) =
+        (term::as_tuple(&started), term::as_tuple(&after))
+    else {
+        panic!("unexpected answers {started} / {after}");
+    };
+    let record = Term::Map(
+        vec![
+            (term::atom("s"), s.clone()),
+            (term::atom("a"), term::atom(&a.name)),
+            (term::atom("b"), term::atom(&b.name)),
+            (term::atom("specs_given"), specs.clone()),
+            (term::atom("results"), results.clone()),
+            (term::atom("before_kill"), before_kill.clone()),
+            (term::atom("failed_over"), failed_over.clone()),
+            (term::atom("to_map"), to_map.clone()),
+        ]
+        .into(),
+    );
+    // The BEAM encodes it, so the fixture holds its bytes, not ours.
+    let bytes = common::eval_elixir(
+        &mut p,
+        &a.name,
+        ":erlang.term_to_binary(record)",
+        vec![("record", record)],
+    )
+    .await;
+    drop(a);
+    node.shutdown();
+    match bytes {
+        Term::Binary(b) => b.bytes.to_vec(),
+        other => panic!("expected a binary, got {other}"),
+    }
+}
+
+/// Every entry of one `to_map`, parsed; each must re-encode to the term
+/// Horde wrote.
+fn parse_all(to_map: &Term) -> Vec<Entry> {
+    let Term::Map(m) = to_map else {
+        panic!("to_map is a map: {to_map}")
+    };
+    m.map
+        .iter()
+        .map(|(k, v)| {
+            let entry = Entry::from_terms(k, v).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&entry.key().to_term(), k);
+            assert_eq!(&entry.value(), v, "re-encodes as Horde wrote it");
+            if let Entry::Process(id, value) = &entry {
+                assert_eq!(value.spec().id(), id, "the key is the spec's id");
+                assert!(value.spec().validate().is_ok(), "{v}");
+            }
+            entry
+        })
+        .collect()
+}
+
+/// `(id, member)` of every running child.
+fn running(entries: &[Entry]) -> Vec<(Term, Term)> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Process(id, ProcessValue::Running { member, .. }) => {
+                Some((id.clone(), member.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Parses the recording and checks what it must show.
+fn check_supervisor_crdt(bytes: &[u8]) {
+    let t = etf::from_binary(bytes).expect("decodes");
+    let get = |k: &str| match &t {
+        Term::Map(m) => m.map.get(&term::atom(k)).cloned().expect(k),
+        _ => panic!("a map"),
+    };
+    let s = get("s");
+    let (a, b) = (
+        beam_peer::tup![s.clone(), get("a")],
+        beam_peer::tup![s.clone(), get("b")],
+    );
+    let before = running(&parse_all(&get("before_kill")));
+    assert_eq!(before.len(), 5);
+    // Failover: b's children run on a under new ids; a's keep theirs.
+    let failed_over = running(&parse_all(&get("failed_over")));
+    assert_eq!(failed_over.len(), 5);
+    for (id, member) in &before {
+        let now = failed_over.iter().find(|(i, _)| i == id);
+        if member == &a {
+            assert_eq!(now.map(|(_, m)| m), Some(&a));
+        } else {
+            assert_eq!(member, &b);
+            assert!(now.is_none(), "a dead member's child gets a new id");
+        }
+    }
+    let entries = parse_all(&get("to_map"));
+    let mut infos: Vec<(Term, MemberStatus)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::MemberNodeInfo(m, info) => Some((m.clone(), info.status)),
+            _ => None,
+        })
+        .collect();
+    infos.sort_by_key(|(_, s)| s.as_atom());
+    assert_eq!(
+        infos,
+        [(b, MemberStatus::Dead), (a, MemberStatus::ShuttingDown)]
+    );
+    let relinquished = entries
+        .iter()
+        .filter(|e| matches!(e, Entry::Process(_, ProcessValue::Relinquished { .. })))
+        .count();
+    assert_eq!((running(&entries).len(), relinquished), (4, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_reads_every_entry_of_a_real_supervisor_crdt() {
+    let Some(ebins) = common::horde_or_skip("codec_reads_every_entry_of_a_real_supervisor_crdt")
+    else {
+        return;
+    };
+    check_supervisor_crdt(&record_supervisor_crdt(&ebins).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "rewrites tests/fixtures/horde/supervisor_crdt.etf from a real Horde"]
+async fn regenerate_supervisor_crdt_fixture() {
+    let ebins = common::horde_ebin().expect("Horde's ebins (BEAM_PEER_HORDE_EBIN)");
+    let bytes = record_supervisor_crdt(&ebins).await;
+    check_supervisor_crdt(&bytes);
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/horde/supervisor_crdt.etf");
+    std::fs::write(path, bytes).expect("write the fixture");
 }

@@ -8,5 +8,5 @@
 pub mod codec;
 pub mod distribution;
 
-pub use codec::{Member, MemberStatus};
+pub use codec::{ChildSpec, Entry, Key, Member, MemberStatus, ProcessValue};
 pub use distribution::{ChooseError, DistributionStrategy, HashRing, Placement};
