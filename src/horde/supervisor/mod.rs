@@ -1,12 +1,16 @@
 //! `Horde.DynamicSupervisor` as a Rust member (issue 16), built bottom-up:
 //!
 //! - [`distribution`]: the three distribution strategies, bit-exact;
-//! - [`codec`]: the CRDT keys and values (members, member info, processes).
+//! - [`codec`]: the CRDT keys and values (members, member info, processes);
+//! - [`state`]: `Horde.DynamicSupervisorImpl`'s decisions (placement,
+//!   proxying, failover, relinquish, redistribution, quorum).
 //!
 //! Everything here is sans-I/O: terms in, decisions out.
 
 pub mod codec;
 pub mod distribution;
+pub mod state;
 
 pub use codec::{ChildSpec, Entry, Key, Member, MemberStatus, ProcessValue};
 pub use distribution::{ChooseError, DistributionStrategy, HashRing, Placement};
+pub use state::{Effect, Redistribution, Settings, SupervisorState, Ttl};
