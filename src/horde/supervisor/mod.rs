@@ -3,10 +3,13 @@
 //! - [`distribution`]: the three distribution strategies, bit-exact;
 //! - [`codec`]: the CRDT keys and values (members, member info, processes);
 //! - [`state`]: `Horde.DynamicSupervisorImpl`'s decisions (placement,
-//!   proxying, failover, relinquish, redistribution, quorum).
+//!   proxying, failover, relinquish, redistribution, quorum);
+//! - [`children`]: `Horde.ProcessesSupervisor`'s decisions about local
+//!   children (restart types, intensity, relinquish, disown).
 //!
 //! Everything here is sans-I/O: terms in, decisions out.
 
+pub mod children;
 pub mod codec;
 pub mod distribution;
 pub mod state;

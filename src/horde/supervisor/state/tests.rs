@@ -681,3 +681,131 @@ fn malformed_crdt_entries_are_skipped() {
     assert_eq!(bus.members[0].members().len(), 2);
     assert!(bus.members[0].children().is_empty());
 }
+
+// ---- against a recording of the real Horde -------------------------------------
+
+fn recorded() -> Term {
+    let bytes = include_bytes!("../../../../tests/fixtures/horde/supervisor_crdt.etf");
+    crate::term::etf::from_binary(bytes).unwrap()
+}
+
+fn get(t: &Term, key: &str) -> Term {
+    match t {
+        Term::Map(m) => m.map.get(&atom(key)).cloned().unwrap(),
+        _ => panic!("not a map"),
+    }
+}
+
+fn as_diffs(to_map: &Term) -> Vec<Diff> {
+    let Term::Map(m) = to_map else { panic!() };
+    let mut pairs: Vec<(OrdTerm, Term)> = m
+        .map
+        .iter()
+        .map(|(k, v)| (OrdTerm(k.clone()), v.clone()))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+        .into_iter()
+        .map(|(k, v)| Diff::Add { key: k.0, value: v })
+        .collect()
+}
+
+fn process_specs(to_map: &Term) -> Vec<(Term, Term, Term)> {
+    let Term::Map(m) = to_map else { panic!() };
+    m.map
+        .iter()
+        .filter_map(
+            |(k, v)| match (Key::from_term(k), ProcessValue::from_term(v)) {
+                (Ok(Key::Process(id)), Ok(ProcessValue::Running { member, spec, .. })) => {
+                    let Term::Map(mut s) = spec.into_term() else {
+                        panic!()
+                    };
+                    s.map.remove(&atom("id"));
+                    Some((id, member, Term::Map(s)))
+                }
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn the_recorded_failover_is_the_one_we_decide() {
+    // Member a of the recording, fed a's CRDT as it was before b was
+    // killed, then b's DOWN: we must restart exactly the children Horde's a
+    // restarted, deleting exactly the entries it deleted.
+    let fx = recorded();
+    let (s, a, b) = (get(&fx, "s"), get(&fx, "a"), get(&fx, "b"));
+    let (a_name, b_name) = (tuple(vec![s.clone(), a.clone()]), tuple(vec![s.clone(), b]));
+    let mut st = SupervisorState::new(
+        term::as_atom(&s).unwrap(),
+        term::as_atom(&a).unwrap(),
+        settings(),
+        counter(7),
+    );
+    st.init(Some(&[a_name.clone(), b_name.clone()]));
+    st.crdt_update(&as_diffs(&get(&fx, "before_kill")));
+    assert_eq!(st.children().len(), 5);
+    let down = st.member_down(&b_name);
+    let dead = down
+        .iter()
+        .find_map(|e| match e {
+            Effect::Put { key, value } => Some(Diff::Add {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            _ => None,
+        })
+        .expect("b is written dead");
+    let effects = st.crdt_update(&[dead]);
+    let deleted: Vec<Term> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Delete { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut restarted: Vec<Term> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartChild {
+                spec,
+                reply_to: None,
+            } => {
+                let Term::Map(mut m) = spec.as_term().clone() else {
+                    panic!()
+                };
+                m.map.remove(&atom("id"));
+                Some(Term::Map(m))
+            }
+            _ => None,
+        })
+        .collect();
+    let before = process_specs(&get(&fx, "before_kill"));
+    let after = process_specs(&get(&fx, "failed_over"));
+    let mut horde_deleted: Vec<Term> = before
+        .iter()
+        .filter(|(id, _, _)| !after.iter().any(|(i, _, _)| i == id))
+        .map(|(id, _, _)| Key::Process(id.clone()).to_term())
+        .collect();
+    let mut horde_restarted: Vec<Term> = after
+        .iter()
+        .filter(|(id, _, _)| !before.iter().any(|(i, _, _)| i == id))
+        .map(|(_, m, spec)| {
+            assert_eq!(m, &a_name);
+            spec.clone()
+        })
+        .collect();
+    assert_eq!(horde_restarted.len(), 2, "the recording moved two children");
+    let mut deleted = deleted;
+    for v in [
+        &mut deleted,
+        &mut horde_deleted,
+        &mut restarted,
+        &mut horde_restarted,
+    ] {
+        v.sort_by_key(|x| OrdTerm(x.clone()));
+    }
+    assert_eq!(deleted, horde_deleted);
+    assert_eq!(restarted, horde_restarted);
+}
