@@ -32,6 +32,7 @@ use std::process::Command;
 use beam_peer::horde::supervisor::codec::{Entry, ProcessValue};
 use beam_peer::horde::supervisor::{self, HashRing, Member, MemberStatus};
 use beam_peer::term::{self, etf, BigInteger, ExternalFun, Pid, Reference, Term};
+use beam_peer::Dest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -440,7 +441,7 @@ end
 "##;
 
 /// On `a` once `b` was killed: waits until `b` is `:dead` and every child
-/// runs on `a`, marks `a` shutting down and relinquishes one child; answers
+/// runs on `a`, marks `a` shutting down and relinquishes one Agent child; answers
 /// `{failed_over, to_map}` (the map before and after that).
 const FAIL_OVER_AND_SHUT_DOWN: &str = r##"
 crdt = :"#{s}.Crdt"
@@ -453,7 +454,9 @@ failed_over = wait.(wait, fn m ->
     Enum.count(m, &match?({{:process, _}, {{_, ^a}, _, _}}, &1)) == 5
 end)
 :ok = GenServer.call(s, :horde_shutting_down)
-[{{:process, _}, {_, _, pid}} | _] = Enum.filter(failed_over, &match?({{:process, _}, _}, &1))
+# An Agent: a supervisor child would take the signal as a message and stay.
+[{{:process, _}, {_, _, pid}} | _] =
+  Enum.filter(failed_over, &match?({{:process, _}, {_, %{start: {Agent, _, _}}, _}}, &1))
 Process.exit(pid, {:shutdown, :process_redistribution})
 to_map = wait.(wait, fn m ->
   Enum.any?(m, &match?({{:process, _}, {nil, _}}, &1)) and
@@ -623,4 +626,274 @@ async fn regenerate_supervisor_crdt_fixture() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/horde/supervisor_crdt.etf");
     std::fs::write(path, bytes).expect("write the fixture");
+}
+
+// ---- a Rust member and an Elixir member of one supervisor --------------------
+
+/// The Rust worker for `Elixir.MyApp.Worker`: answers any call with
+/// `{:pong, arg, node}`.
+struct Pong {
+    arg: Term,
+}
+
+impl beam_peer::GenServer for Pong {
+    async fn handle_call(
+        &mut self,
+        _request: Term,
+        _from: Term,
+        p: &mut beam_peer::Process,
+    ) -> beam_peer::CallReply {
+        beam_peer::CallReply::Reply(beam_peer::tup![
+            term::atom("pong"),
+            self.arg.clone(),
+            term::atom(p.node().name())
+        ])
+    }
+}
+
+fn pong_worker(node: &beam_peer::Node, args: Vec<Term>) -> Result<Pid, Term> {
+    let arg = args.into_iter().next().unwrap_or_else(|| term::atom("nil"));
+    beam_peer::gen_server::start(node, Pong { arg }, Default::default())
+        .map_err(|e| term::binary(e.to_string().into_bytes()))
+}
+
+/// The Elixir side of the same worker, and a supervisor member.
+const ELIXIR_MEMBER: &str = r#"
+defmodule MyApp.Worker do
+  use GenServer
+  def start_link(arg), do: GenServer.start_link(__MODULE__, arg)
+  def init(arg), do: {:ok, arg}
+  def handle_call(_, _, arg), do: {:reply, {:pong, arg, node()}, arg}
+end
+{:ok, _} = :beam_peer_ctl.keep(fn ->
+  Horde.DynamicSupervisor.start_link(name: s, strategy: :one_for_one, members: :auto,
+    delta_crdt_options: [sync_interval: 50])
+end)
+:ok
+"#;
+
+fn worker_spec(arg: i64) -> supervisor::ChildSpec {
+    supervisor::ChildSpec::new(
+        term::int(arg),
+        "Elixir.MyApp.Worker",
+        "start_link",
+        vec![term::int(arg)],
+        [],
+    )
+}
+
+/// `(arg, node)` of every running child in the Elixir member's CRDT.
+async fn elixir_view(p: &mut beam_peer::Process, beam: &str, s: &Term) -> Vec<(i64, String)> {
+    let code = r##"
+      DeltaCrdt.to_map(:"#{s}.Crdt")
+      |> Enum.flat_map(fn
+        {{:process, _}, {{_, node}, %{start: {_, _, [arg]}}, _}} -> [{arg, node}]
+        _ -> []
+      end)
+    "##;
+    let t = common::eval_elixir(p, beam, code, vec![("s", s.clone())]).await;
+    let mut v: Vec<(i64, String)> = term::as_list(&t)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| match term::as_tuple(x) {
+            Some([a, n]) => Some((term::as_i64(a)?, term::as_atom(n)?.to_string())),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+async fn poll<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never happened: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike() {
+    let Some(ebins) =
+        common::horde_or_skip("a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike")
+    else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("sl_rust", port).await;
+    let mut beam = common::Beam::start_horde("sl_ex", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    let s_name = "Elixir.MyApp.DSup";
+    let s = term::atom(s_name);
+    node.join(&beam.name).await.expect("joins the Elixir node");
+    common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
+    let sup = supervisor::start(
+        &node,
+        supervisor::SupervisorOptions::new(s_name)
+            .sync_interval(50)
+            .worker("Elixir.MyApp.Worker", pong_worker),
+    )
+    .expect("the Rust member starts");
+    let (rust_member, elixir_member) = (
+        beam_peer::tup![s.clone(), term::atom(node.name())],
+        beam_peer::tup![s.clone(), term::atom(&beam.name)],
+    );
+    // Both see both alive.
+    let alive_code = r##"
+      m = DeltaCrdt.to_map(:"#{s}.Crdt")
+      Enum.count([a, b], &match?(%{status: :alive}, m[{:member_node_info, &1}]))
+    "##;
+    poll("the Elixir member sees both alive", || {
+        let (mut p, beam, s) = (node.process(), beam.name.clone(), s.clone());
+        let (a, b) = (rust_member.clone(), elixir_member.clone());
+        async move {
+            let n = common::eval_elixir(
+                &mut p,
+                &beam,
+                alive_code,
+                vec![("s", s), ("a", a), ("b", b)],
+            )
+            .await;
+            term::as_i64(&n) == Some(2)
+        }
+    })
+    .await;
+    let both = [
+        Member::new(rust_member.clone(), MemberStatus::Alive),
+        Member::new(elixir_member.clone(), MemberStatus::Alive),
+    ];
+    let owner = |arg: i64| {
+        let chosen = supervisor::DistributionStrategy::Uniform
+            .choose_node(worker_spec(arg).as_term(), &both, 0)
+            .expect("placed");
+        term::as_atom(&term::as_tuple(&chosen.name).unwrap()[1])
+            .unwrap()
+            .to_string()
+    };
+    poll("the Rust member sees both alive", || {
+        let sup = sup.clone();
+        async move {
+            let m = sup.members(std::time::Duration::from_secs(5)).await;
+            m.ok().and_then(|m| term::as_list(&m)).map(|l| l.len()) == Some(2)
+        }
+    })
+    .await;
+
+    // Elixir's start_child places on both members; Rust children run here.
+    for arg in 1..=20 {
+        let reply = common::eval_elixir(
+            &mut p,
+            &beam.name,
+            "Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {MyApp.Worker, :start_link, [arg]}})",
+            vec![("s", s.clone()), ("arg", term::int(arg))],
+        )
+        .await;
+        let Some([ok, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("start_child from Elixir: {reply}");
+        };
+        assert!(term::is_atom(ok, "ok"));
+        assert_eq!(pid.node.name, owner(arg), "child {arg} on its owner");
+        let pong = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("the child answers");
+        assert_eq!(
+            pong,
+            beam_peer::tup![term::atom("pong"), term::int(arg), term::atom(&owner(arg))]
+        );
+    }
+    // Rust's start_child places on both too, proxying to Elixir.
+    for arg in 21..=40 {
+        let reply = sup
+            .start_child(worker_spec(arg), std::time::Duration::from_secs(10))
+            .await
+            .expect("the Rust member answers");
+        let Some([ok, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("start_child from Rust: {reply}");
+        };
+        assert!(term::is_atom(ok, "ok"));
+        assert_eq!(pid.node.name, owner(arg), "child {arg} on its owner");
+    }
+    let on_rust = (1..=40).filter(|&a| owner(a) == node.name()).count();
+    assert!(on_rust > 0 && on_rust < 40, "both members hold children");
+    println!("{on_rust} of 40 children placed on the Rust member");
+    poll(
+        "the Elixir CRDT holds all 40 children where they run",
+        || {
+            let (mut p, beam, s) = (node.process(), beam.name.clone(), s.clone());
+            async move {
+                let v = elixir_view(&mut p, &beam, &s).await;
+                v.len() == 40 && v.iter().all(|(a, n)| n == &owner(*a))
+            }
+        },
+    )
+    .await;
+
+    // kill -9 of the Elixir node: the Rust member restarts its children.
+    beam.kill9();
+    poll("every Elixir child runs again on the Rust member", || {
+        let sup = sup.clone();
+        async move {
+            let c = sup
+                .call(
+                    term::atom("get_telemetry"),
+                    std::time::Duration::from_secs(5),
+                )
+                .await;
+            let Ok(Term::Map(m)) = c else { return false };
+            m.map.get(&term::atom("local_supervised_process_count")) == Some(&term::int(40))
+        }
+    })
+    .await;
+    let which = sup
+        .call(
+            term::atom("which_children"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("which_children");
+    let pids: Vec<Pid> = term::as_list(&which)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| match term::as_tuple(c) {
+            Some([_, Term::Pid(pid), _, _]) => Some(pid.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pids.len(), 40, "{which}");
+    let mut args = Vec::new();
+    for pid in &pids {
+        let pong = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("answers");
+        let Some([_, arg, n]) = term::as_tuple(&pong) else {
+            panic!("{pong}")
+        };
+        assert_eq!(term::as_atom(n), Some(node.name()));
+        args.push(term::as_i64(arg).unwrap());
+    }
+    args.sort();
+    assert_eq!(
+        args,
+        (1..=40).collect::<Vec<_>>(),
+        "each child exactly once"
+    );
+    drop(sup);
+    node.shutdown();
 }

@@ -7,7 +7,7 @@
 //!
 //! - [`registry`]: `Horde.Registry` (unique keys, name conflicts, members).
 //! - [`supervisor`]: `Horde.DynamicSupervisor` (distribution strategies,
-//!   CRDT terms; the member itself is being built).
+//!   CRDT terms, the member's decisions, and a first runtime).
 
 pub mod registry;
 pub mod supervisor;

@@ -7,13 +7,17 @@
 //! - [`children`]: `Horde.ProcessesSupervisor`'s decisions about local
 //!   children (restart types, intensity, relinquish, disown).
 //!
-//! Everything here is sans-I/O: terms in, decisions out.
+//! - [`runtime`]: the member as processes on a node ([`start`]).
+//!
+//! Everything but [`runtime`] is sans-I/O: terms in, decisions out.
 
 pub mod children;
 pub mod codec;
 pub mod distribution;
+pub mod runtime;
 pub mod state;
 
 pub use codec::{ChildSpec, Entry, Key, Member, MemberStatus, ProcessValue};
 pub use distribution::{ChooseError, DistributionStrategy, HashRing, Placement};
+pub use runtime::{start, Members, StartError, Supervisor, SupervisorOptions, Worker};
 pub use state::{Effect, Redistribution, Settings, SupervisorState, Ttl};
