@@ -21,6 +21,15 @@
 //!   that map to `tests/fixtures/horde/supervisor_crdt.etf` for the unit
 //!   tests of `horde::supervisor::codec`.
 //!
+//! * `a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike`:
+//!   one Rust member (a Rust worker for `Elixir.MyApp.Worker`) and one
+//!   Elixir member; 20 children started from Elixir and 20 from Rust land
+//!   on the member the strategy picks (proxied either way) and answer calls;
+//!   after kill -9 of the Elixir node each runs again on the Rust member,
+//!   exactly once.
+//! * `when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once`:
+//!   the reverse, the Rust node gone without a word.
+//!
 //! `PLACEMENT_CASES` and `PLACEMENT_SEED` override the case count and seed.
 
 mod common;
@@ -896,4 +905,81 @@ async fn a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike() {
     );
     drop(sup);
     node.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once() {
+    let test = "when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    // The watcher hosts the embedded EPMD and outlives the member.
+    let watcher = common::rust_node("sv_watch", port).await;
+    let node = common::rust_node("sv_rust", port).await;
+    let beam = common::Beam::start_horde("sv_ex", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    let s_name = "Elixir.MyApp.DSup";
+    let s = term::atom(s_name);
+    node.join(&beam.name).await.expect("joins the Elixir node");
+    common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
+    let sup = supervisor::start(
+        &node,
+        supervisor::SupervisorOptions::new(s_name)
+            .sync_interval(50)
+            .worker("Elixir.MyApp.Worker", pong_worker),
+    )
+    .expect("the Rust member starts");
+    let rust_member = beam_peer::tup![s.clone(), term::atom(node.name())];
+    let rust_alive = r##"
+      match?(%{status: :alive}, DeltaCrdt.to_map(:"#{s}.Crdt")[{:member_node_info, a}])
+    "##;
+    poll("the Elixir member sees the Rust member alive", || {
+        let (mut p, beam, s, a) = (
+            node.process(),
+            beam.name.clone(),
+            s.clone(),
+            rust_member.clone(),
+        );
+        async move {
+            common::eval_elixir(&mut p, &beam, rust_alive, vec![("s", s), ("a", a)]).await
+                == term::atom("true")
+        }
+    })
+    .await;
+    let mut on_rust = 0;
+    for arg in 1..=30 {
+        let reply = sup
+            .start_child(worker_spec(arg), std::time::Duration::from_secs(10))
+            .await
+            .expect("answers");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("{reply}")
+        };
+        on_rust += usize::from(pid.node.name == node.name());
+    }
+    assert!(on_rust > 0, "some children run on the Rust member");
+    poll("the Elixir CRDT holds all 30", || {
+        let (mut p, beam, s) = (node.process(), beam.name.clone(), s.clone());
+        async move { elixir_view(&mut p, &beam, &s).await.len() == 30 }
+    })
+    .await;
+    // The Rust node goes away without a word, as under kill -9.
+    drop(sup);
+    node.shutdown();
+    watcher
+        .join(&beam.name)
+        .await
+        .expect("the watcher reaches Elixir");
+    poll("every child runs on the Elixir member, each once", || {
+        let (mut p, beam, s) = (watcher.process(), beam.name.clone(), s.clone());
+        async move {
+            let v = elixir_view(&mut p, &beam, &s).await;
+            let args: Vec<i64> = v.iter().map(|(a, _)| *a).collect();
+            v.iter().all(|(_, n)| n == &beam) && args == (1..=30).collect::<Vec<_>>()
+        }
+    })
+    .await;
+    println!("{on_rust} children moved from the Rust member to the Elixir one");
+    watcher.shutdown();
 }
