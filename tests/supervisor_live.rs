@@ -29,6 +29,10 @@
 //!   exactly once.
 //! * `when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once`:
 //!   the reverse, the Rust node gone without a word.
+//! * `a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir`:
+//!   `Supervisor::stop` writes the member `:shutting_down`, stops and
+//!   relinquishes its children and returns after the sync; every child then
+//!   runs once on the Elixir member.
 //!
 //! `PLACEMENT_CASES` and `PLACEMENT_SEED` override the case count and seed.
 
@@ -982,4 +986,80 @@ async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_o
     .await;
     println!("{on_rust} children moved from the Rust member to the Elixir one");
     watcher.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir() {
+    let test = "a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("sg_rust", port).await;
+    let beam = common::Beam::start_horde("sg_ex", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    let s_name = "Elixir.MyApp.DSup";
+    let s = term::atom(s_name);
+    node.join(&beam.name).await.expect("joins the Elixir node");
+    common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
+    let sup = supervisor::start(
+        &node,
+        supervisor::SupervisorOptions::new(s_name)
+            .sync_interval(50)
+            .worker("Elixir.MyApp.Worker", pong_worker),
+    )
+    .expect("the Rust member starts");
+    let rust_member = beam_peer::tup![s.clone(), term::atom(node.name())];
+    let rust_alive = r##"
+      match?(%{status: :alive}, DeltaCrdt.to_map(:"#{s}.Crdt")[{:member_node_info, a}])
+    "##;
+    poll("the Elixir member sees the Rust member alive", || {
+        let (mut p, beam, s, a) = (
+            node.process(),
+            beam.name.clone(),
+            s.clone(),
+            rust_member.clone(),
+        );
+        async move {
+            common::eval_elixir(&mut p, &beam, rust_alive, vec![("s", s), ("a", a)]).await
+                == term::atom("true")
+        }
+    })
+    .await;
+    let mut on_rust = Vec::new();
+    for arg in 1..=30 {
+        let reply = sup
+            .start_child(worker_spec(arg), std::time::Duration::from_secs(10))
+            .await
+            .expect("answers");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("{reply}")
+        };
+        if pid.node.name == node.name() {
+            on_rust.push(pid.clone());
+        }
+    }
+    assert!(!on_rust.is_empty());
+    let t0 = std::time::Instant::now();
+    sup.stop().await.expect("stops");
+    let stop_took = t0.elapsed();
+    for pid in &on_rust {
+        assert!(!node.is_process_alive(pid), "the Rust children are stopped");
+    }
+    // Handed over, not lost: each child runs once, on the Elixir member.
+    poll("every child runs on the Elixir member, each once", || {
+        let (mut p, beam, s) = (node.process(), beam.name.clone(), s.clone());
+        async move {
+            let v = elixir_view(&mut p, &beam, &s).await;
+            let args: Vec<i64> = v.iter().map(|(a, _)| *a).collect();
+            v.iter().all(|(_, n)| n == &beam) && args == (1..=30).collect::<Vec<_>>()
+        }
+    })
+    .await;
+    println!(
+        "{} children handed over by a graceful stop (stop took {stop_took:?}, all running after {:?})",
+        on_rust.len(),
+        t0.elapsed()
+    );
+    node.shutdown();
 }

@@ -15,10 +15,17 @@
 //! onto this member is logged and the child is lost — see the issue's
 //! open questions).
 //!
-//! Not done yet (issue 16): graceful `stop` (shutting down, relinquishing,
-//! waiting for the sync), waiting for each child's `shutdown` timeout on
-//! terminate, stopping the member on lost quorum or restart intensity (we
-//! stop its children only), state hand-off.
+//! [`Supervisor::stop`] leaves gracefully, as Horde on `:init.stop()`: the
+//! member is written `:shutting_down`, its children are stopped and each
+//! written `{nil, spec}` for the others to restart, and it leaves once a
+//! sync round that started after the last write was acknowledged by every
+//! neighbour.
+//!
+//! Not done yet (issue 16): waiting for each child's `shutdown` timeout
+//! (children get the exit signal; the member does not kill them later),
+//! stopping the whole member on lost quorum or restart intensity (we stop
+//! its children only), `Node::shutdown`/SIGTERM calling `stop`, state
+//! hand-off.
 //!
 //! What it must never do: stop on a peer's bad term, or block its node.
 
@@ -136,7 +143,13 @@ pub struct Supervisor {
     name: String,
     node: Node,
     pid: Pid,
-    _keep: Arc<mpsc::UnboundedSender<()>>,
+    commands: Arc<mpsc::UnboundedSender<Command>>,
+}
+
+/// What a handle asks of the member's process.
+enum Command {
+    /// Leave gracefully; answered once done.
+    Stop(tokio::sync::oneshot::Sender<()>),
 }
 
 impl Supervisor {
@@ -171,6 +184,14 @@ impl Supervisor {
     /// Horde's `Horde.Cluster.members/1`.
     pub async fn members(&self, timeout: Duration) -> Result<Term, Stopped> {
         self.call(term::atom("members"), timeout).await
+    }
+
+    /// Leaves gracefully (see the module docs); returns once the member has
+    /// handed its children over and stopped. `Err` if it was already gone.
+    pub async fn stop(&self) -> Result<(), Stopped> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands.send(Command::Stop(tx)).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
     }
 
     /// Any call Horde's server answers, as a BEAM caller would make it.
@@ -217,6 +238,7 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
     let (keep_tx, keep_rx) = mpsc::unbounded_channel();
     let node_events = matches!(opts.members, Members::Auto).then(|| node.subscribe());
     let driver = Driver {
+        stopping: None,
         state,
         replica: Replica::new(cfg),
         children,
@@ -247,7 +269,7 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         name: opts.name,
         node: node.clone(),
         pid,
-        _keep: Arc::new(keep_tx),
+        commands: Arc::new(keep_tx),
     })
 }
 
@@ -273,7 +295,25 @@ enum Work {
     Crdt(Vec<Action>),
 }
 
+struct Stopping {
+    done: tokio::sync::oneshot::Sender<()>,
+    phase: StopPhase,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopPhase {
+    /// Waiting for the children's exits.
+    Children,
+    /// Waiting for sync rounds begun before the last write to end.
+    OldRounds,
+    /// Waiting for the next tick to begin a round with every neighbour.
+    FreshRound,
+    /// Waiting for those rounds' acks.
+    Acked,
+}
+
 struct Driver {
+    stopping: Option<Stopping>,
     state: SupervisorState,
     replica: Replica,
     children: Children,
@@ -291,7 +331,7 @@ impl Driver {
         mut p: Process,
         mut crdt_inbox: mpsc::UnboundedReceiver<Term>,
         mut procs_inbox: mpsc::UnboundedReceiver<Term>,
-        mut keep: mpsc::UnboundedReceiver<()>,
+        mut keep: mpsc::UnboundedReceiver<Command>,
         mut node_events: Option<broadcast::Receiver<NodeEvent>>,
     ) -> ProcessExit {
         p.trap_exit(true);
@@ -317,6 +357,11 @@ impl Driver {
                 let actions = self.replica.tick(self.started.elapsed().as_millis() as u64);
                 self.queue.push_back(Work::Crdt(actions));
                 self.drain(&mut p);
+                // Checked before any answer can arrive: a round this tick
+                // began is seen outstanding here.
+                if self.stop_done() {
+                    return self.stopped();
+                }
                 continue;
             }
             tokio::select! {
@@ -334,12 +379,15 @@ impl Driver {
                     Err(e) => tracing::debug!(supervisor = %self.opts.name, error = %e, "CRDT message dropped"),
                 },
                 Some(msg) = procs_inbox.recv() => self.processes_supervisor(&p, &msg),
-                None = keep.recv() => {
-                    // The last handle is gone: the children and the two
-                    // forwarders (linked) go with the member.
-                    self.stop_children(&p);
-                    return ProcessExit::from(term::atom("shutdown"));
-                }
+                c = keep.recv(), if self.stopping.is_none() => match c {
+                    None => {
+                        // The last handle is gone: the children and the
+                        // two forwarders (linked) go with the member.
+                        self.stop_children(&p);
+                        return ProcessExit::from(term::atom("shutdown"));
+                    }
+                    Some(Command::Stop(done)) => self.begin_stop(&p, done),
+                },
                 e = next_event(&mut node_events) => {
                     if let Err(broadcast::error::RecvError::Closed) = e {
                         node_events = None;
@@ -352,6 +400,54 @@ impl Driver {
                 }
             }
             self.drain(&mut p);
+            if self.stop_done() {
+                return self.stopped();
+            }
+        }
+    }
+
+    /// A graceful stop is complete: answer `stop` and leave.
+    fn stopped(&mut self) -> ProcessExit {
+        if let Some(Stopping { done, .. }) = self.stopping.take() {
+            let _ = done.send(());
+        }
+        ProcessExit::from(term::atom("shutdown"))
+    }
+
+    /// Graceful stop, step 1: `:shutting_down`, then every child is told to
+    /// stop; each exit relinquishes it.
+    fn begin_stop(&mut self, p: &Process, done: tokio::sync::oneshot::Sender<()>) {
+        let e = self.state.begin_shutdown();
+        self.queue.extend(e.into_iter().map(Work::Effect));
+        self.stop_children(p);
+        self.stopping = Some(Stopping {
+            done,
+            phase: StopPhase::Children,
+        });
+    }
+
+    /// Graceful stop, the rest: children gone, then old sync rounds done,
+    /// then one fresh round to every neighbour acknowledged.
+    fn stop_done(&mut self) -> bool {
+        let Some(stopping) = &mut self.stopping else {
+            return false;
+        };
+        let quiet = self.replica.outstanding().next().is_none();
+        match stopping.phase {
+            StopPhase::Children if self.children.is_empty() && self.queue.is_empty() => {
+                stopping.phase = StopPhase::OldRounds;
+                false
+            }
+            StopPhase::OldRounds if quiet => {
+                stopping.phase = StopPhase::FreshRound;
+                self.replica.neighbours().next().is_none()
+            }
+            StopPhase::FreshRound if !quiet => {
+                stopping.phase = StopPhase::Acked;
+                false
+            }
+            StopPhase::Acked => quiet,
+            _ => false,
         }
     }
 
@@ -367,8 +463,12 @@ impl Driver {
                 if self.forwarders.contains(pid) {
                     return Err(ProcessExit::from(reason.clone()));
                 }
-                let now = self.started.elapsed().as_secs() as i64;
-                let e = self.children.exited(pid, reason, now);
+                let e = if self.stopping.is_some() {
+                    self.children.stopped_on_shutdown(pid)
+                } else {
+                    let now = self.started.elapsed().as_secs() as i64;
+                    self.children.exited(pid, reason, now)
+                };
                 self.queue.extend(e.into_iter().map(Work::Child));
                 Vec::new()
             }

@@ -258,6 +258,16 @@ impl SupervisorState {
         out
     }
 
+    /// Graceful shutdown begins (`:horde_shutting_down`): the member is
+    /// written `:shutting_down` and refuses new children; its children are
+    /// then stopped and relinquished by the processes supervisor.
+    pub fn begin_shutdown(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.shutting_down = true;
+        self.set_own_node_status(&mut out);
+        out
+    }
+
     /// A gen_server call `request` from `from`.
     pub fn call(&mut self, from: Term, request: &Term) -> Vec<Effect> {
         let mut out = Vec::new();
@@ -401,8 +411,7 @@ impl SupervisorState {
         let parts = term::as_tuple(request).unwrap_or(&[]);
         match (term::as_atom(request), parts) {
             (Some("horde_shutting_down"), _) => {
-                self.shutting_down = true;
-                self.set_own_node_status(out);
+                out.extend(self.begin_shutdown());
                 out.push(reply(&from, term::atom("ok")));
             }
             (Some("get_telemetry"), _) => {
