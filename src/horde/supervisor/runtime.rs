@@ -16,10 +16,10 @@
 //! open questions).
 //!
 //! [`Supervisor::stop`] leaves gracefully, as Horde on `:init.stop()`: the
-//! member is written `:shutting_down`, its children are stopped and each
-//! written `{nil, spec}` for the others to restart, and it leaves once a
-//! sync round that started after the last write was acknowledged by every
-//! neighbour.
+//! member is written `:shutting_down` (and, unlike Horde, that is synced to
+//! every neighbour first), its children are stopped and each written
+//! `{nil, spec}` for the others to restart, and it leaves once a sync round
+//! that started after the last write was acknowledged by every neighbour.
 //!
 //! Not done yet (issue 16): waiting for each child's `shutdown` timeout
 //! (children get the exit signal; the member does not kill them later),
@@ -297,19 +297,47 @@ enum Work {
 
 struct Stopping {
     done: tokio::sync::oneshot::Sender<()>,
-    phase: StopPhase,
+    step: StopStep,
+    wait: SyncWait,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopPhase {
+enum StopStep {
+    /// Syncing the `:shutting_down` status.
+    Status,
     /// Waiting for the children's exits.
     Children,
-    /// Waiting for sync rounds begun before the last write to end.
+    /// Syncing the relinquished children.
+    Final,
+}
+
+/// Waiting for one full sync round that began after the last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncWait {
+    /// Rounds begun before it are still running.
     OldRounds,
-    /// Waiting for the next tick to begin a round with every neighbour.
+    /// Waiting for a tick to begin a round with every neighbour (checked
+    /// right after each tick, before any answer can arrive).
     FreshRound,
     /// Waiting for those rounds' acks.
     Acked,
+}
+
+impl SyncWait {
+    fn done(&mut self, quiet: bool, lonely: bool) -> bool {
+        match *self {
+            SyncWait::OldRounds if quiet => {
+                *self = SyncWait::FreshRound;
+                lonely
+            }
+            SyncWait::FreshRound if !quiet => {
+                *self = SyncWait::Acked;
+                false
+            }
+            SyncWait::Acked => quiet,
+            _ => false,
+        }
+    }
 }
 
 struct Driver {
@@ -359,7 +387,7 @@ impl Driver {
                 self.drain(&mut p);
                 // Checked before any answer can arrive: a round this tick
                 // began is seen outstanding here.
-                if self.stop_done() {
+                if self.stop_done(&p) {
                     return self.stopped();
                 }
                 continue;
@@ -386,7 +414,7 @@ impl Driver {
                         self.stop_children(&p);
                         return ProcessExit::from(term::atom("shutdown"));
                     }
-                    Some(Command::Stop(done)) => self.begin_stop(&p, done),
+                    Some(Command::Stop(done)) => self.begin_stop(done),
                 },
                 e = next_event(&mut node_events) => {
                     if let Err(broadcast::error::RecvError::Closed) = e {
@@ -400,7 +428,7 @@ impl Driver {
                 }
             }
             self.drain(&mut p);
-            if self.stop_done() {
+            if self.stop_done(&p) {
                 return self.stopped();
             }
         }
@@ -414,40 +442,47 @@ impl Driver {
         ProcessExit::from(term::atom("shutdown"))
     }
 
-    /// Graceful stop, step 1: `:shutting_down`, then every child is told to
-    /// stop; each exit relinquishes it.
-    fn begin_stop(&mut self, p: &Process, done: tokio::sync::oneshot::Sender<()>) {
+    /// Graceful stop, step 1: the member is written `:shutting_down`.
+    fn begin_stop(&mut self, done: tokio::sync::oneshot::Sender<()>) {
         let e = self.state.begin_shutdown();
         self.queue.extend(e.into_iter().map(Work::Effect));
-        self.stop_children(p);
         self.stopping = Some(Stopping {
             done,
-            phase: StopPhase::Children,
+            step: StopStep::Status,
+            wait: SyncWait::OldRounds,
         });
     }
 
-    /// Graceful stop, the rest: children gone, then old sync rounds done,
-    /// then one fresh round to every neighbour acknowledged.
-    fn stop_done(&mut self) -> bool {
+    /// The rest of a graceful stop; true once it is complete.
+    /// 2. A sync round begun after that write is acknowledged by every
+    ///    neighbour, so every member knows this one is shutting down before
+    ///    it sees a relinquished child (else a member that still takes it
+    ///    for alive may leave the child to it, and nobody starts it; Horde
+    ///    has that race, made likely by children not yet synced).
+    /// 3. Every child is stopped; each exit writes it `{nil, spec}`.
+    /// 4. Once they are all gone, another round is acknowledged.
+    fn stop_done(&mut self, p: &Process) -> bool {
+        let quiet = self.replica.outstanding().next().is_none();
+        let lonely = self.replica.neighbours().next().is_none();
         let Some(stopping) = &mut self.stopping else {
             return false;
         };
-        let quiet = self.replica.outstanding().next().is_none();
-        match stopping.phase {
-            StopPhase::Children if self.children.is_empty() && self.queue.is_empty() => {
-                stopping.phase = StopPhase::OldRounds;
+        match stopping.step {
+            StopStep::Status => {
+                if stopping.wait.done(quiet, lonely) {
+                    stopping.step = StopStep::Children;
+                    self.stop_children(p);
+                }
                 false
             }
-            StopPhase::OldRounds if quiet => {
-                stopping.phase = StopPhase::FreshRound;
-                self.replica.neighbours().next().is_none()
-            }
-            StopPhase::FreshRound if !quiet => {
-                stopping.phase = StopPhase::Acked;
+            StopStep::Children => {
+                if self.children.is_empty() && self.queue.is_empty() {
+                    stopping.step = StopStep::Final;
+                    stopping.wait = SyncWait::OldRounds;
+                }
                 false
             }
-            StopPhase::Acked => quiet,
-            _ => false,
+            StopStep::Final => stopping.wait.done(quiet, lonely),
         }
     }
 
