@@ -25,8 +25,9 @@
 //!   one Rust member (a Rust worker for `Elixir.MyApp.Worker`) and one
 //!   Elixir member; 20 children started from Elixir and 20 from Rust land
 //!   on the member the strategy picks (proxied either way) and answer calls;
-//!   after kill -9 of the Elixir node each runs again on the Rust member,
-//!   exactly once.
+//!   `which_children` / `count_children` agree on both members; after
+//!   kill -9 of the Elixir node each runs again on the Rust member, exactly
+//!   once.
 //! * `when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once`:
 //!   the reverse, the Rust node gone without a word.
 //! * `a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir`:
@@ -852,6 +853,67 @@ async fn a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike() {
         },
     )
     .await;
+
+    // which_children / count_children agree on both members.
+    let counts = |n: i64| {
+        Term::Map(
+            vec![
+                (term::atom("active"), term::int(n)),
+                (term::atom("specs"), term::int(n)),
+                (term::atom("supervisors"), term::int(0)),
+                (term::atom("workers"), term::int(n)),
+            ]
+            .into(),
+        )
+    };
+    let elixir_which = common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "Horde.DynamicSupervisor.which_children(s) |> Enum.map(fn {:undefined, pid, :worker, [MyApp.Worker]} -> pid end) |> Enum.sort()",
+        vec![("s", s.clone())],
+    )
+    .await;
+    assert_eq!(term::as_list(&elixir_which).map(|l| l.len()), Some(40));
+    let elixir_count = common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "Horde.DynamicSupervisor.count_children(s)",
+        vec![("s", s.clone())],
+    )
+    .await;
+    assert_eq!(elixir_count, counts(40));
+    let rust_which = sup
+        .call(
+            term::atom("which_children"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("which_children");
+    let mut rust_pids: Vec<Term> = term::as_list(&rust_which)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| match term::as_tuple(c) {
+            Some([u, pid, w, _]) if term::is_atom(u, "undefined") && term::is_atom(w, "worker") => {
+                pid.clone()
+            }
+            _ => panic!("which_children entry {c}"),
+        })
+        .collect();
+    let mut elixir_pids = term::as_list(&elixir_which).unwrap();
+    rust_pids.sort_by_key(|t| t.to_string());
+    elixir_pids.sort_by_key(|t| t.to_string());
+    assert_eq!(
+        rust_pids, elixir_pids,
+        "the same children from either member"
+    );
+    let rust_count = sup
+        .call(
+            term::atom("count_children"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("count_children");
+    assert_eq!(rust_count, counts(40));
 
     // kill -9 of the Elixir node: the Rust member restarts its children.
     beam.kill9();
