@@ -415,7 +415,7 @@ struct FixedErl {
 impl FixedErl {
     fn start(port: u16, eval: &str) -> FixedErl {
         let name = format!("{}@127.0.0.2", common::unique("e"));
-        let mut child = Command::new("erl")
+        let mut child = common::beam_tool("erl")
             .args(["-name", &name, "-setcookie", COOKIE, "-noshell"])
             .args(["-erl_epmd_port", &port.to_string(), "-start_epmd", "false"])
             .args(["-kernel", "inet_dist_use_interface", "{127,0,0,2}"])

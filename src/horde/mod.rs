@@ -6,8 +6,11 @@
 //! every member, Rust or BEAM, reaches the same answer on its own.
 //!
 //! - [`registry`]: `Horde.Registry` (unique keys, name conflicts, members).
+//! - [`supervisor`]: `Horde.DynamicSupervisor` (distribution strategies,
+//!   CRDT terms, the member's decisions, and a first runtime).
 
 pub mod registry;
+pub mod supervisor;
 
 use crate::term::{self, Term};
 

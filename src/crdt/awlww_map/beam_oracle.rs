@@ -112,7 +112,12 @@ fn joins_and_reads_match_upstream_on_the_beam() {
     let mut bytes = Vec::new();
     bytes.extend(crate::term::etf::to_binary(&list(inputs)).unwrap());
     std::fs::write(&input, bytes).unwrap();
-    let status = Command::new("elixir")
+    // The same BEAM as the integration tests: BEAM_PEER_BEAM_BIN, else PATH.
+    let elixir = match std::env::var_os("BEAM_PEER_BEAM_BIN") {
+        Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir).join("elixir"),
+        _ => "elixir".into(),
+    };
+    let status = Command::new(elixir)
         .args(["-pa", &ebin, "-e", SCRIPT, "--"])
         .arg(&input)
         .arg(&output)
