@@ -1047,3 +1047,56 @@ async fn rust_calls_functions_on_a_beam_node_as_erpc_does() {
     );
     rust.shutdown();
 }
+
+/// `Node::multicall` asks several nodes at once (a BEAM node, ourselves,
+/// another Rust node, one that is not there) and `Node::rpc_cast` runs a
+/// function on a BEAM node without waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multicall_and_cast_reach_beam_and_rust_nodes() {
+    require_erl!("multicall_and_cast_reach_beam_and_rust_nodes");
+    use beam_peer::RpcCallError;
+    let (rust, beam) = common::rust_and_beam().await;
+    let other = common::rust_node("rust_b", beam.epmd_port).await;
+    let nodes = vec![
+        beam.name.clone(),
+        rust.name().to_string(),
+        other.name().to_string(),
+        "nobody_here@127.0.0.1".to_string(),
+    ];
+    let answers = rust.multicall(&nodes, "erlang", "node", vec![], T).await;
+    assert_eq!(answers.len(), 4);
+    for (n, r) in &answers[..3] {
+        assert_eq!(r, &Ok(term::atom(n)), "{n}");
+    }
+    assert_eq!(answers[3].1, Err(RpcCallError::NoConnection));
+
+    assert!(
+        rust.rpc_cast(
+            &beam.name,
+            "persistent_term",
+            "put",
+            vec![term::atom("cast_test"), term::int(42)]
+        )
+        .await
+    );
+    common::eventually!(
+        T,
+        rust.rpc(
+            &beam.name,
+            "persistent_term",
+            "get",
+            vec![term::atom("cast_test"), term::atom("none")],
+            T
+        )
+        .await
+            == Ok(term::int(42)),
+        "the cast ran on erl"
+    );
+    assert!(
+        !rust
+            .rpc_cast("nobody_here@127.0.0.1", "erlang", "node", vec![])
+            .await
+    );
+    other.shutdown();
+    rust.shutdown();
+}

@@ -131,6 +131,77 @@ impl Node {
         }
     }
 
+    /// `erpc:cast(node, module, function, args)`: runs it there and asks for
+    /// nothing back; a node that cannot run it says nothing either. `false`
+    /// when the node cannot be reached.
+    pub async fn rpc_cast(
+        &self,
+        node: &str,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+    ) -> bool {
+        if node == self.name() {
+            let _ = self.rpc_local(module, function, args);
+            return true;
+        }
+        if self.connect(node).await.is_err() {
+            return false;
+        }
+        // The requester only needs to exist: the reply (a pid) is dropped.
+        let me = self.process();
+        self.send_control(
+            node,
+            Message::spawn_request(
+                self.make_ref(),
+                me.pid().clone(),
+                me.pid().clone(),
+                Mfa {
+                    module: term::Atom::from("erpc"),
+                    function: term::Atom::from("execute_cast"),
+                    arity: FixInteger::from(3),
+                },
+                List::from(Vec::new()),
+                List::from(vec![
+                    term::atom(module),
+                    term::atom(function),
+                    term::list(args),
+                ]),
+            ),
+        );
+        true
+    }
+
+    /// `erpc:multicall(nodes, module, function, args, timeout)`: the same
+    /// call on every node at once, each answer in the order of `nodes`.
+    pub async fn multicall(
+        &self,
+        nodes: &[String],
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        timeout: Duration,
+    ) -> Vec<(String, Result<Term, RpcCallError>)> {
+        let calls = nodes.iter().map(|n| {
+            let (node, args) = (self.clone(), args.clone());
+            let n = n.clone();
+            let (m, f) = (module.to_string(), function.to_string());
+            tokio::spawn(async move {
+                let r = node.rpc(&n, &m, &f, args, timeout).await;
+                (n, r)
+            })
+        });
+        let mut out = Vec::with_capacity(nodes.len());
+        for (call, n) in calls.collect::<Vec<_>>().into_iter().zip(nodes) {
+            out.push(match call.await {
+                Ok(answer) => answer,
+                // The task only ends early if the runtime is going away.
+                Err(_) => (n.clone(), Err(RpcCallError::Timeout)),
+            });
+        }
+        out
+    }
+
     fn rpc_local(
         &self,
         module: &str,
