@@ -1100,3 +1100,59 @@ async fn multicall_and_cast_reach_beam_and_rust_nodes() {
     other.shutdown();
     rust.shutdown();
 }
+
+/// The introspection calls BEAM tools make, asked by a real erl through
+/// erpc: `processes/0`, `nodes/1`, `system_info/1`, `statistics/1` and
+/// `exit/2` answer for the Rust node, and what we do not answer raises
+/// `badarg` as a BEAM does for an unknown key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_tools_can_look_inside_a_rust_node() {
+    require_erl!("beam_tools_can_look_inside_a_rust_node");
+    let (rust, beam) = common::rust_and_beam().await;
+    let mut p = rust.process();
+    let r = q(rust.name());
+    let victim = rust.process();
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "Ps = erpc:call({r}, erlang, processes, []),
+             N = erpc:call({r}, erlang, system_info, [process_count]),
+             Rel = erpc:call({r}, erlang, system_info, [otp_release]),
+             {{W, _}} = erpc:call({r}, erlang, statistics, [wall_clock]),
+             {{Cpu, _}} = erpc:call({r}, erlang, statistics, [runtime]),
+             Nodes = erpc:call({r}, erlang, nodes, [[this, visible]]),
+             Bad = try erpc:call({r}, erlang, system_info, [no_such_key]) catch error:{{exception, badarg, _}} -> badarg end,
+             {{length(Ps), N, Rel, is_integer(W) andalso is_integer(Cpu), Nodes, Bad}}."
+        ),
+    )
+    .await;
+    let Some([count, n, release, times, nodes, bad]) = term::as_tuple(&v) else {
+        panic!("{v}")
+    };
+    assert_eq!(count, n, "processes/0 lists process_count processes");
+    assert!(term::as_i64(n).unwrap_or(0) >= 4, "{v}");
+    assert_eq!(
+        term::elixir::as_charlist(release).as_deref(),
+        Some(beam_peer::services::introspection::WHAT_WE_ARE)
+    );
+    assert!(term::is_atom(times, "true"), "{v}");
+    assert_eq!(
+        nodes,
+        &term::list(vec![term::atom(rust.name()), term::atom(&beam.name)])
+    );
+    assert!(term::is_atom(bad, "badarg"), "{v}");
+    // exit/2 ends a Rust process.
+    let pid = victim.pid().clone();
+    eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "true = erpc:call({r}, erlang, exit, [erpc:call({r}, erlang, whereis, [sink]), kill]), ok."
+        ),
+    )
+    .await;
+    assert!(rust.whereis("sink").is_none(), "sink was killed");
+    assert!(rust.is_process_alive(&pid));
+    rust.shutdown();
+}

@@ -585,6 +585,11 @@ impl Node {
         self.lock_procs().table.is_alive(pid)
     }
 
+    /// Every live process of this node (`erlang:processes/0`).
+    pub fn processes(&self) -> Vec<Pid> {
+        self.lock_procs().table.all_pids()
+    }
+
     /// Number of live local processes.
     pub fn process_count(&self) -> usize {
         self.lock_procs().table.len()

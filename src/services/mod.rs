@@ -15,6 +15,7 @@
 //! because every remote caller on the BEAM waits forever otherwise.
 
 pub mod erpc;
+pub mod introspection;
 pub mod pg;
 
 use crate::node::{Dest, Node, RpcError};
@@ -25,6 +26,7 @@ use crate::term::{self, Term};
 /// Starts the services on a freshly started node.
 pub(crate) fn start(node: &Node) {
     erpc::register_builtins(node);
+    introspection::register(node);
     for (name, result) in [
         (
             "net_kernel",
