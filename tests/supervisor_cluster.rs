@@ -12,6 +12,16 @@
 //!   restarts or stops, and the survivors' `which_children` hold each of the
 //!   300 arguments exactly once. `SUPERVISOR_TRIALS` (default 20) trials.
 //!
+//! * `sigterm_of_a_member_hands_each_of_its_children_to_the_others_once`:
+//!   the same with SIGTERM instead of kill -9: the member stops each of its
+//!   children, hands them over and exits 0; each starts once on the others.
+//!   IGNORED, it fails: in nearly every run of 20 trials, within a few
+//!   trials, 30-60 of the ~100 handed-over children end up running twice,
+//!   both on the same survivor (its `which_children`), and its
+//!   `global_supervised_process_count` stays above 300. Not yet understood;
+//!   guarding the `{nil, spec}` start against a child already running here
+//!   did not help.
+//!
 //! Every wait polls for its condition with a deadline; nothing is timed.
 
 mod common;
@@ -163,9 +173,17 @@ async fn local_children(p: &mut Process, node: &str) -> Option<Vec<i64>> {
     Some(args)
 }
 
-/// Three members, 300 children, kill -9 of `victim`; returns the number of
-/// children that moved.
-async fn trial(node: &Node, port: u16, victim: usize) -> usize {
+/// How the victim leaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leave {
+    Kill9,
+    /// SIGTERM: `beam-peer supervisor` stops its member gracefully.
+    SigTerm,
+}
+
+/// Three members, 300 children, `victim` leaves `how`; returns the number
+/// of children that moved.
+async fn trial(node: &Node, port: u16, victim: usize, how: Leave) -> usize {
     let mut p = node.process();
     let first = Member::start(port, None);
     let seed = first.name.clone();
@@ -259,8 +277,47 @@ async fn trial(node: &Node, port: u16, victim: usize) -> usize {
     assert!(!moved.is_empty(), "the victim holds children: {owner:?}");
     let marks: Vec<usize> = members.iter().map(|m| m.lines().len()).collect();
 
-    assert!(members[victim].os_pid().is_some());
-    members[victim].kill9();
+    let pid = members[victim].os_pid().expect("the victim runs");
+    match how {
+        Leave::Kill9 => members[victim].kill9(),
+        Leave::SigTerm => {
+            let sent = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .expect("kill runs");
+            assert!(sent.success(), "SIGTERM sent to {pid}");
+            let deadline = Instant::now() + DEADLINE;
+            let status = loop {
+                let child = members[victim].child.as_mut().expect("the victim");
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    break status;
+                }
+                assert!(Instant::now() < deadline, "the SIGTERM'd member never left");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            members[victim].child = None;
+            assert!(status.success(), "a graceful exit: {status}");
+            // It stopped each of its children before it left; the reader
+            // thread has its last lines once it sees the pipe closed.
+            let v = &members[victim];
+            poll("the victim's last line is read", || {
+                let done = v.lines().last().map(String::as_str) == Some("stopped");
+                async move { done }
+            })
+            .await;
+            let mut stopped: Vec<i64> = v
+                .events(marks[victim])
+                .into_iter()
+                .filter(|(ev, _)| ev == "stop")
+                .map(|(_, a)| a)
+                .collect();
+            stopped.sort();
+            assert_eq!(
+                stopped, moved,
+                "the leaving member stopped each of its children"
+            );
+        }
+    }
     let survivors: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
     // Every moved child starts on a survivor...
     let restarted = |members: &[Member]| {
@@ -288,29 +345,63 @@ async fn trial(node: &Node, port: u16, victim: usize) -> usize {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ... and the survivors' state settles on each of the 300 exactly once.
-    for &i in &survivors {
-        let n = &names[i];
-        poll(&format!("{n} knows the {CHILDREN} children again"), || {
-            let mut p = node.process();
-            async move { global_count(&mut p, n).await == Some(CHILDREN) }
-        })
-        .await;
+    // ... and the survivors settle on each of the 300 exactly once. After a
+    // kill -9 their tables hold the 300 too (after a graceful leave that
+    // count stays above 300 today, see the ignored SIGTERM test, so it is
+    // only checked after a kill -9).
+    if how == Leave::Kill9 {
+        for &i in &survivors {
+            let n = &names[i];
+            let deadline = Instant::now() + DEADLINE;
+            loop {
+                let c = global_count(&mut p, n).await;
+                if c == Some(CHILDREN) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{n} never knew the {CHILDREN} children again: {c:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
     }
-    let mut running = Vec::new();
-    for &i in &survivors {
-        running.extend(
-            local_children(&mut p, &names[i])
+    let all: Vec<i64> = (1..=CHILDREN).collect();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let mut running = Vec::new();
+        let mut per: Vec<Vec<i64>> = Vec::new();
+        for &i in &survivors {
+            let here = local_children(&mut p, &names[i])
                 .await
-                .expect("which_children of a survivor"),
+                .expect("which_children of a survivor");
+            running.extend(here.iter().copied());
+            per.push(here);
+        }
+        running.sort();
+        if running == all {
+            break;
+        }
+        let twice: Vec<(i64, usize, usize)> = all
+            .iter()
+            .map(|a| {
+                let c: Vec<usize> = per
+                    .iter()
+                    .map(|h| h.iter().filter(|x| *x == a).count())
+                    .collect();
+                (*a, c[0], c[1])
+            })
+            .filter(|(_, x, y)| x + y > 1)
+            .take(5)
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "each child runs exactly once on the survivors: {} running; (arg, on the first, on the second): {twice:?}; moved {}",
+            running.len(),
+            moved.len()
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    running.sort();
-    assert_eq!(
-        running,
-        (1..=CHILDREN).collect::<Vec<_>>(),
-        "each child runs exactly once on the survivors"
-    );
     // Exactly once: no child restarted twice, none but the victim's moved,
     // none of the survivors' own stopped.
     assert_eq!(restarted(&members), moved, "each moved child started once");
@@ -346,10 +437,39 @@ async fn kill_9_of_a_member_restarts_each_of_its_children_once_on_the_survivors(
     let t0 = Instant::now();
     let mut moved = Vec::new();
     for t in 0..trials {
-        moved.push(trial(&node, port, t % 3).await);
+        moved.push(trial(&node, port, t % 3, Leave::Kill9).await);
     }
     println!(
         "{trials} trials of {CHILDREN} children: {moved:?} moved by a kill -9, each once, in {:?}",
+        t0.elapsed()
+    );
+    node.shutdown();
+}
+
+/// SIGTERM of a `beam-peer supervisor` member: it stops each of its
+/// children, hands them over (`Supervisor::stop`) and exits 0; each of them
+/// then starts exactly once on the other two, and nothing else moves.
+/// `SUPERVISOR_SIGTERM_TRIALS` (default 20) trials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: after a graceful leave some handed-over children run twice on one survivor (issue 16, open); run with --run-ignored only"]
+async fn sigterm_of_a_member_hands_each_of_its_children_to_the_others_once() {
+    let trials: usize = std::env::var("SUPERVISOR_SIGTERM_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let port = common::free_port();
+    let node = common::rust_node_with(
+        NodeConfig::new(format!("{}@127.0.0.1", common::unique("sup_term"))).hidden(true),
+        port,
+    )
+    .await;
+    let t0 = Instant::now();
+    let mut moved = Vec::new();
+    for t in 0..trials {
+        moved.push(trial(&node, port, t % 3, Leave::SigTerm).await);
+    }
+    println!(
+        "{trials} trials of {CHILDREN} children: {moved:?} handed over on SIGTERM, each once, in {:?}",
         t0.elapsed()
     );
     node.shutdown();
