@@ -5,6 +5,7 @@
 //!   `{count, N}` to Pid and resets N.
 
 pub mod pubsub_echo;
+pub mod supervisor_member;
 
 use crate::process::gen_server::{CallReply, GenServer};
 use crate::process::{Process, ProcessExit};

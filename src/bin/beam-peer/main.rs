@@ -6,6 +6,8 @@
 //! - `beam-peer node [--name N] [--cookie C] [--join M]...`: a node with `echo`
 //!   and `sink`, running until Ctrl-C; `--listen` and `--no-epmd` for fixed ports.
 //! - `beam-peer registry`: a Horde.Registry member.
+//! - `beam-peer pubsub`: a Phoenix.PubSub echo member.
+//! - `beam-peer supervisor`: a Horde.DynamicSupervisor member with a Rust worker.
 //! - `beam-peer ping`, `beam-peer names`, `beam-peer epmd`: small tools.
 //!
 //! This file only parses the command line (`args` checks each value) and
@@ -141,6 +143,27 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         pool_size: u16,
     },
+    /// Run one Horde.DynamicSupervisor member (`members: :auto`,
+    /// UniformDistribution) with a Rust worker for Elixir.MyApp.Worker
+    /// (`start_link(arg)`: a gen_server answering :ping with
+    /// {:pong, arg, node}); prints `start ARG PID` / `stop ARG` for each
+    /// child here; on Ctrl-C or SIGTERM hands its children over and leaves.
+    Supervisor {
+        #[command(flatten)]
+        node: NodeOpts,
+        /// A node whose cluster to join (repeatable).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        join: Vec<String>,
+        /// The supervisor's name, as the BEAM spells the module.
+        #[arg(long, default_value = "Elixir.MyApp.DistributedSupervisor")]
+        supervisor: String,
+        /// Start K children (args 1001..1000+K) once another member is listed.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        start: usize,
+        /// The CRDT's sync interval in ms (Horde's delta_crdt_options).
+        #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+        sync_interval: u64,
+    },
     /// Ping a node: prints pong (exit 0) or pang (exit 1).
     Ping {
         /// The node to ping, `alive@host`.
@@ -245,6 +268,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let config = node.config("beam_peer_pubsub", Some("127.0.0.1"));
             beam_peer::demo::pubsub_echo::run(config, &join, &pubsub, usize::from(pool_size))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+        Command::Supervisor {
+            node,
+            join,
+            supervisor,
+            start,
+            sync_interval,
+        } => {
+            use beam_peer::demo::supervisor_member::{self, MemberOptions};
+            let config = node.config("beam_peer_supervisor", Some("127.0.0.1"));
+            let mut opts = MemberOptions::new(supervisor);
+            opts.start = start;
+            opts.sync_interval = sync_interval;
+            supervisor_member::run(config, &join, opts)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
         }

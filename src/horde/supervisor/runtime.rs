@@ -44,7 +44,7 @@ use crate::process::{Process, ProcessExit};
 use crate::term::{self, Pid, Term};
 
 use super::children::{ChildEffect, Children, ChildrenOptions};
-use super::codec::{ChildSpec, Shutdown};
+use super::codec::{ChildSpec, Member, Shutdown};
 use super::distribution::DistributionStrategy;
 use super::state::{Effect, Redistribution, Settings, SupervisorState, Ttl};
 
@@ -150,6 +150,8 @@ pub struct Supervisor {
 enum Command {
     /// Leave gracefully; answered once done.
     Stop(tokio::sync::oneshot::Sender<()>),
+    /// Every member this one knows, with its status.
+    Statuses(tokio::sync::oneshot::Sender<Vec<Member>>),
 }
 
 impl Supervisor {
@@ -184,6 +186,16 @@ impl Supervisor {
     /// Horde's `Horde.Cluster.members/1`.
     pub async fn members(&self, timeout: Duration) -> Result<Term, Stopped> {
         self.call(term::atom("members"), timeout).await
+    }
+
+    /// Every member this one knows of, with the status it has for it (what
+    /// the strategy places by; not a Horde call).
+    pub async fn member_statuses(&self) -> Result<Vec<Member>, Stopped> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commands
+            .send(Command::Statuses(tx))
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
     }
 
     /// Leaves gracefully (see the module docs); returns once the member has
@@ -415,6 +427,9 @@ impl Driver {
                         return ProcessExit::from(term::atom("shutdown"));
                     }
                     Some(Command::Stop(done)) => self.begin_stop(done),
+                    Some(Command::Statuses(tx)) => {
+                        let _ = tx.send(self.state.members());
+                    }
                 },
                 e = next_event(&mut node_events) => {
                     if let Err(broadcast::error::RecvError::Closed) = e {
