@@ -972,24 +972,20 @@ async fn a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike() {
     node.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once() {
-    let test = "when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once";
-    let Some(ebins) = common::horde_or_skip(test) else {
-        return;
-    };
-    let port = common::free_port();
-    // The watcher hosts the embedded EPMD and outlives the member.
-    let watcher = common::rust_node("sv_watch", port).await;
-    let node = common::rust_node("sv_rust", port).await;
-    let beam = common::Beam::start_horde("sv_ex", common::COOKIE, port, &ebins);
+/// `node` joined to `beam`, an Elixir member of `Elixir.MyApp.DSup` there
+/// and a Rust one here (`Elixir.MyApp.Worker` as [`pong_worker`]), once the
+/// Elixir member sees the Rust one alive. Returns the Rust member and `S`.
+async fn mixed_members(
+    node: &beam_peer::Node,
+    beam: &common::Beam,
+) -> (supervisor::Supervisor, Term) {
     let mut p = node.process();
     let s_name = "Elixir.MyApp.DSup";
     let s = term::atom(s_name);
     node.join(&beam.name).await.expect("joins the Elixir node");
     common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
     let sup = supervisor::start(
-        &node,
+        node,
         supervisor::SupervisorOptions::new(s_name)
             .sync_interval(50)
             .worker("Elixir.MyApp.Worker", pong_worker),
@@ -1012,6 +1008,21 @@ async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_o
         }
     })
     .await;
+    (sup, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once() {
+    let test = "when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    // The watcher hosts the embedded EPMD and outlives the member.
+    let watcher = common::rust_node("sv_watch", port).await;
+    let node = common::rust_node("sv_rust", port).await;
+    let beam = common::Beam::start_horde("sv_ex", common::COOKIE, port, &ebins);
+    let (sup, s) = mixed_members(&node, &beam).await;
     let mut on_rust = 0;
     for arg in 1..=30 {
         let reply = sup
@@ -1058,35 +1069,8 @@ async fn a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir() {
     let port = common::free_port();
     let node = common::rust_node("sg_rust", port).await;
     let beam = common::Beam::start_horde("sg_ex", common::COOKIE, port, &ebins);
+    let (sup, s) = mixed_members(&node, &beam).await;
     let mut p = node.process();
-    let s_name = "Elixir.MyApp.DSup";
-    let s = term::atom(s_name);
-    node.join(&beam.name).await.expect("joins the Elixir node");
-    common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
-    let sup = supervisor::start(
-        &node,
-        supervisor::SupervisorOptions::new(s_name)
-            .sync_interval(50)
-            .worker("Elixir.MyApp.Worker", pong_worker),
-    )
-    .expect("the Rust member starts");
-    let rust_member = beam_peer::tup![s.clone(), term::atom(node.name())];
-    let rust_alive = r##"
-      match?(%{status: :alive}, DeltaCrdt.to_map(:"#{s}.Crdt")[{:member_node_info, a}])
-    "##;
-    poll("the Elixir member sees the Rust member alive", || {
-        let (mut p, beam, s, a) = (
-            node.process(),
-            beam.name.clone(),
-            s.clone(),
-            rust_member.clone(),
-        );
-        async move {
-            common::eval_elixir(&mut p, &beam, rust_alive, vec![("s", s), ("a", a)]).await
-                == term::atom("true")
-        }
-    })
-    .await;
     let mut on_rust = Vec::new();
     for arg in 1..=30 {
         let reply = sup
