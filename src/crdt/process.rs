@@ -275,8 +275,8 @@ pub(crate) fn perform(
             }
             None
         }
-        Action::AskMapSetForm { node } => {
-            ask_mapset_form(p, node);
+        Action::AskMapSetForm { node, reply_to } => {
+            ask_mapset_form(p, node, reply_to);
             None
         }
         other => Some(other),
@@ -290,9 +290,12 @@ const MAPSET_FORM_TIMEOUT: Duration = Duration::from_secs(10);
 /// answer to `p` as `{MAPSET_FORM_ANSWER, node, answer}`, `answer` being
 /// `:undefined` for a node that is not an Elixir node (`undef`, `notsup`)
 /// or did not answer in time. The replica goes on syncing meanwhile.
-fn ask_mapset_form(p: &Process, node: String) {
+fn ask_mapset_form(p: &Process, node: String, reply_to: Term) {
     let rust = p.node().clone();
     let me = p.pid().clone();
+    let Some(to) = dest_of(&reply_to) else {
+        return;
+    };
     tokio::spawn(async move {
         let answer = rust
             .rpc(
@@ -315,7 +318,7 @@ fn ask_mapset_form(p: &Process, node: String) {
             term::atom(&node),
             answer
         ];
-        rust.send(&me, &Dest::Pid(me.clone()), msg);
+        rust.send(&me, &to, msg);
     });
 }
 

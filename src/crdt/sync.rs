@@ -242,9 +242,10 @@ pub enum Action {
     /// write [`Replica::storage_term`] if storage is configured.
     Persist,
     /// Ask `node` (once) what its `MapSet.new([])` is, and send the answer
-    /// back as `{MAPSET_FORM_ANSWER, node, answer}` to this replica's
-    /// process (see [`MapSetPolicy::Follow`]).
-    AskMapSetForm { node: String },
+    /// as `{MAPSET_FORM_ANSWER, node, answer}` to `reply_to`, this replica's
+    /// own pid, so it reaches the replica by the path all its messages take
+    /// (see [`MapSetPolicy::Follow`]).
+    AskMapSetForm { node: String, reply_to: Term },
 }
 
 /// Why a message was rejected. The replica is unchanged and nothing was sent.
@@ -482,6 +483,7 @@ impl Replica {
             if let std::collections::btree_map::Entry::Vacant(slot) = self.peer_forms.entry(node) {
                 out.push(Action::AskMapSetForm {
                     node: slot.key().clone(),
+                    reply_to: self.cfg.self_pid.clone(),
                 });
                 slot.insert(None);
             }

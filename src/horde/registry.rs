@@ -531,10 +531,7 @@ impl Driver {
                 }
                 Ok(self.state.process_exited(pid).1)
             }
-            [tag, ..]
-                if term::is_atom(tag, "DOWN")
-                    || term::is_atom(tag, crate::crdt::sync::MAPSET_FORM_ANSWER) =>
-            {
+            [tag, ..] if term::is_atom(tag, "DOWN") => {
                 Ok(self.state.crdt_message(msg).unwrap_or_default())
             }
             _ => {

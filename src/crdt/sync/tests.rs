@@ -737,7 +737,7 @@ fn asks(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::AskMapSetForm { node } => Some(node.clone()),
+            Action::AskMapSetForm { node, .. } => Some(node.clone()),
             _ => None,
         })
         .collect()

@@ -533,13 +533,6 @@ impl Driver {
                     }
                 }
             }
-            // The neighbour's MapSet form, asked for by the replica.
-            [tag, ..] if term::is_atom(tag, crate::crdt::sync::MAPSET_FORM_ANSWER) => {
-                if let Ok(actions) = self.replica.handle_message(msg) {
-                    self.queue.push_back(Work::Crdt(actions));
-                }
-                Vec::new()
-            }
             [tag, Term::Pid(pid)] if term::is_atom(tag, "$gen_restart") => {
                 let now = self.started.elapsed().as_secs() as i64;
                 let e = self.children.retry(pid, now);
