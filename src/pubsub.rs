@@ -79,6 +79,11 @@ pub struct PubSub {
     scope: Pg,
     /// The adapter groups, in Phoenix's order; `workers[i]` runs `groups[i]`.
     groups: Vec<String>,
+    /// The same as atoms, the pg group names.
+    group_atoms: Vec<Term>,
+    /// The group this handle's own broadcasts take (chosen once, by the
+    /// first worker's pid, as Phoenix chooses by the publisher).
+    own_group: usize,
     workers: Vec<Pid>,
     subscribers: Subscribers,
 }
@@ -142,11 +147,15 @@ impl PubSub {
             scope.join(term::atom(group), &pid).await?;
             workers.push(pid);
         }
+        let group_atoms = groups.iter().map(|g| term::atom(g)).collect();
+        let own_group = group_of(&workers[0], groups.len());
         Ok(PubSub {
             name: opts.name,
             node: node.clone(),
             scope,
             groups,
+            group_atoms,
+            own_group,
             workers,
             subscribers,
         })
@@ -194,35 +203,21 @@ impl PubSub {
     /// handle's broadcasts all take one adapter group, so they reach each
     /// node in the order sent.
     pub fn broadcast(&self, topic: &str, message: Term) {
-        let group = self.group_for(&self.workers[0]);
-        self.remote(group, topic, &message);
-        dispatch(
-            &self.node,
-            &self.subscribers,
-            topic.as_bytes(),
-            None,
-            &message,
-        );
+        self.remote(self.own_group, topic, &message);
+        self.local(topic, None, &message);
     }
 
     /// `Phoenix.PubSub.broadcast_from/4`: every subscriber but `from`
     /// (elsewhere every subscriber, as Phoenix does). The group is chosen
     /// by `from`, as Phoenix chooses it by the publishing process.
     pub fn broadcast_from(&self, from: &Pid, topic: &str, message: Term) {
-        let group = self.group_for(from);
-        self.remote(group, topic, &message);
+        self.remote(group_of(from, self.groups.len()), topic, &message);
         self.local(topic, Some(from), &message);
     }
 
     /// `Phoenix.PubSub.local_broadcast/3`: this node's subscribers only.
     pub fn local_broadcast(&self, topic: &str, message: Term) {
-        dispatch(
-            &self.node,
-            &self.subscribers,
-            topic.as_bytes(),
-            None,
-            &message,
-        );
+        self.local(topic, None, &message);
     }
 
     /// `Phoenix.PubSub.local_broadcast_from/4`.
@@ -245,7 +240,7 @@ impl PubSub {
         if node == self.node.name() {
             return self.local_broadcast(topic, message);
         }
-        let group = self.group_for(&self.workers[0]);
+        let group = self.own_group;
         self.node.send(
             &self.workers[group],
             &Dest::Remote(self.groups[group].clone(), node.to_string()),
@@ -253,18 +248,11 @@ impl PubSub {
         );
     }
 
-    /// Phoenix's `elem(groups, :erlang.phash2(publisher, size))`.
-    fn group_for(&self, publisher: &Pid) -> usize {
-        let n = self.groups.len() as u32;
-        (crate::term::phash2::phash2_range(&Term::Pid(publisher.clone()), u64::from(n)) as usize)
-            .min(self.groups.len() - 1)
-    }
-
     /// `{:forward_to_local, ..}` to every member of group `i` on other nodes.
     fn remote(&self, i: usize, topic: &str, message: &Term) {
         let me = self.node.name();
         let msg = forward(topic, message.clone());
-        for member in self.scope.get_members(&term::atom(&self.groups[i])) {
+        for member in self.scope.get_members(&self.group_atoms[i]) {
             if member.node.name.as_str() != me {
                 self.node
                     .send(&self.workers[i], &Dest::Pid(member), msg.clone());
@@ -348,6 +336,12 @@ impl PubSub {
             }
         });
     }
+}
+
+/// Phoenix's `elem(groups, :erlang.phash2(publisher, size))`.
+fn group_of(publisher: &Pid, groups: usize) -> usize {
+    let n = groups.max(1) as u64;
+    (crate::term::phash2::phash2_range(&Term::Pid(publisher.clone()), n) as usize).min(groups - 1)
 }
 
 fn forward(topic: &str, message: Term) -> Term {
