@@ -215,6 +215,16 @@ struct Slot {
     task: Option<AbortHandle>,
 }
 
+impl ProcState {
+    /// `msg` into the mailbox of local process `id`; false when there is none.
+    fn deliver(&self, id: Option<u32>, msg: Term) -> bool {
+        match id.and_then(|n| self.slots.get(&n)) {
+            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
+            None => false,
+        }
+    }
+}
+
 struct ProcState {
     table: ProcessTable,
     slots: HashMap<u32, Slot, local_hash::LocalHash>,
@@ -897,10 +907,7 @@ impl Node {
     /// Delivers a message to a local process by number; false when it is gone.
     fn deliver_local(&self, pid: &Pid, msg: Term) -> bool {
         let st = self.lock_procs();
-        match st.table.local_id(pid).and_then(|n| st.slots.get(&n)) {
-            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
-            None => false,
-        }
+        st.deliver(st.table.local_id(pid), msg)
     }
 
     /// Delivers `msg` to each of the local `pids` under one lock (a fanout
@@ -912,33 +919,20 @@ impl Node {
         msg: &Term,
     ) -> Vec<Pid> {
         let st = self.lock_procs();
-        let mut dead = Vec::new();
-        for pid in pids {
-            let delivered = match st.table.local_id(pid).and_then(|n| st.slots.get(&n)) {
-                Some(slot) => slot.mailbox.send(Signal::Message(msg.clone())).is_ok(),
-                None => false,
-            };
-            if !delivered {
-                dead.push(pid.clone());
-            }
-        }
-        dead
+        pids.into_iter()
+            .filter(|pid| !st.deliver(st.table.local_id(pid), msg.clone()))
+            .cloned()
+            .collect()
     }
 
     fn deliver_by_name(&self, name: &str, msg: Term) -> bool {
         let st = self.lock_procs();
-        match st.table.name_id(name).and_then(|n| st.slots.get(&n)) {
-            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
-            None => false,
-        }
+        st.deliver(st.table.name_id(name), msg)
     }
 
     fn deliver_by_alias(&self, alias: &Reference, msg: Term) -> bool {
         let st = self.lock_procs();
-        match st.table.alias_owner(alias).and_then(|n| st.slots.get(&n)) {
-            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
-            None => false,
-        }
+        st.deliver(st.table.alias_owner(alias), msg)
     }
 
     /// Sends `msg` to `to`. `from` is needed by the wire for sends by name to
