@@ -65,12 +65,8 @@ run_column() {
     [ "$rc" = 0 ] && [ "$failed" = 0 ]
 }
 
-# The N of "N passed" (or failed, skipped) in a summary line; 0 when absent.
-count() {
-    local n
-    n=$(grep -oE "[0-9]+ $1" <<<"$2" | head -1 | grep -oE '^[0-9]+' || true)
-    echo "${n:-0}"
-}
+# count(): see scripts/counts.sh.
+source scripts/counts.sh # both scripts run from the repository root
 
 # "OTP 25, Elixir 1.14.0" for the tools the tests will run.
 beam_versions() {

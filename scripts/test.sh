@@ -42,12 +42,8 @@ skip_lines=()
 passed=0 failed=0 skipped=0
 status=0
 
-# The N of "N passed" (or failed, skipped, ignored) in a summary line; 0 when absent.
-count() {
-    local n
-    n=$(grep -oE "[0-9]+ $1" <<<"$2" | head -1 | grep -oE '^[0-9]+')
-    echo "${n:-0}"
-}
+# count(): see scripts/counts.sh.
+source scripts/counts.sh # both scripts run from the repository root
 
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest || exit 1
