@@ -169,9 +169,11 @@ pub async fn run(
     if let Some(s) = starter {
         s.abort();
     }
-    if sup.stop().await.is_ok() {
+    let handed_over = sup.stop().await.is_ok();
+    // The last sync messages of the hand-over may still be queued.
+    node.stop(Duration::from_secs(5)).await;
+    if handed_over {
         println!("stopped");
     }
-    node.shutdown();
     Ok(())
 }

@@ -140,6 +140,12 @@ impl ConnectionHandle {
     pub(crate) fn close(&self) {
         let _ = self.tx.send(Outgoing::Close);
     }
+
+    /// Resolves once the writer is gone: it has written everything queued
+    /// before a [`ConnectionHandle::close`] (or the socket failed).
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await
+    }
 }
 
 /// Accepts incoming connections until the node is gone.

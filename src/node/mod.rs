@@ -1660,8 +1660,37 @@ impl Node {
     // ------------------------------------------------------- shutdown
 
     /// Stops the node: closes every connection (peers see nodedown), stops the
-    /// listener and leaves EPMD.
+    /// listener and leaves EPMD. What was already queued to a connection is
+    /// still written by its writer task, but only while the runtime runs:
+    /// a program about to exit uses [`Node::stop`], which waits for that.
     pub fn shutdown(&self) {
+        self.close_everything();
+    }
+
+    /// [`Node::shutdown`], then waits until every connection has written
+    /// what was queued to it and closed, for at most `timeout`. A program
+    /// that exits right after its last sends (a member that handed its
+    /// children over, say) must wait for this: its runtime ends with the
+    /// program, and unwritten frames with it.
+    pub async fn stop(&self, timeout: Duration) {
+        let handles = self.close_everything();
+        // The writers run on their own; waiting for each in turn waits
+        // for the slowest.
+        let flushed = async {
+            for h in &handles {
+                h.closed().await;
+            }
+        };
+        if tokio::time::timeout(timeout, flushed).await.is_err() {
+            tracing::warn!(
+                node = %self.name(),
+                ?timeout,
+                "stop: some connections had not written everything queued to them"
+            );
+        }
+    }
+
+    fn close_everything(&self) -> Vec<ConnectionHandle> {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
         let handles: Vec<ConnectionHandle> = match self.inner.peers.lock() {
             Ok(mut p) => p
@@ -1673,7 +1702,7 @@ impl Node {
                 .collect(),
             Err(_) => vec![],
         };
-        for h in handles {
+        for h in &handles {
             h.close();
         }
         if let Ok(mut b) = self.inner.background.lock() {
@@ -1698,6 +1727,7 @@ impl Node {
                 e.shutdown();
             }
         }
+        handles
     }
 }
 
