@@ -50,6 +50,13 @@
 //!   data structure intends, or given up after [`STALE_ROUND_INTERVALS`]
 //!   intervals without either; [`Config::resend_while_outstanding`] restores
 //!   the upstream behaviour.
+//! - Upstream's originator acks itself with a message, also after a
+//!   `{:get_diff, ..}` whose sender acks it as well: two acks for one round,
+//!   the second late. This replica ends its own rounds in place and takes
+//!   the asker's ack alone after a `get_diff`, so each round of ours ends
+//!   once and a left-over ack never ends the next one (see `end_round`).
+//!   Peers receive exactly what upstream sends them; only messages to
+//!   ourselves are gone.
 //! - Messages upstream would crash on (a DOWN for an unknown monitor, a diff
 //!   whose `originator` is neither end, a malformed term) are rejected with
 //!   a [`SyncError`] and leave the replica as it was, with nothing sent.
@@ -773,7 +780,7 @@ impl Replica {
                     msg: tuple(vec![atom("diff"), next.to_term()]),
                 });
             }
-            DiffStep::Done(keys) if keys.is_empty() => out.push(ack),
+            DiffStep::Done(keys) if keys.is_empty() => out.extend(self.end_round(&diff, ack)),
             DiffStep::Done(keys) => {
                 if diff.originator == diff.to {
                     // The peer is the originator: ask it for its values.
@@ -785,10 +792,24 @@ impl Replica {
                 } else {
                     out.push(self.ship_state(&diff, keys));
                 }
-                out.push(ack);
+                out.extend(self.end_round(&diff, ack));
             }
         }
         Ok(out)
+    }
+
+    /// A round ends on this side: a peer's round with an ack to it; our own
+    /// round right here. Upstream sends itself the `{:ack_diff, n}`, which
+    /// arrives later: a tick in between begins the next round with `n`, and
+    /// that late ack would then end the new round before any of it ran
+    /// (acks name no round), so a member waiting for a fresh round to be
+    /// acked would leave with its last writes unsynced.
+    fn end_round(&mut self, diff: &SyncDiff, ack: Action) -> Option<Action> {
+        if self.is_self(&diff.originator) {
+            self.outstanding.remove(&OrdTerm(diff.to.clone()));
+            return None;
+        }
+        Some(ack)
     }
 
     /// The keys worth a `get_diff` to the originator: all but those listed
@@ -817,9 +838,12 @@ impl Replica {
     fn on_get_diff(&mut self, diff: &Term, keys: &Term) -> Result<Vec<Action>, SyncError> {
         let diff = SyncDiff::from_term(diff)?.reversed();
         let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
-        let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        diff.ack().ok_or(SyncError::NoOriginator)?;
         self.round_moved(&diff);
-        Ok(vec![self.ship_state(&diff, keys), ack])
+        // Upstream acks itself here too, but the neighbour that asked sent
+        // its own ack right behind this message: one ack per round, so none
+        // is left over to end a later round (see `end_round`).
+        Ok(vec![self.ship_state(&diff, keys)])
     }
 
     /// A message of our round with `diff.to` came back: the round is alive.
