@@ -255,6 +255,7 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         replica: Replica::new(cfg),
         children,
         opts: opts.clone(),
+        crdt_forwarder: crdt_fwd.clone(),
         forwarders: vec![crdt_fwd.clone(), procs_fwd.clone()],
         member_refs: Default::default(),
         started: Instant::now(),
@@ -359,6 +360,8 @@ struct Driver {
     children: Children,
     opts: SupervisorOptions,
     forwarders: Vec<Pid>,
+    /// The process registered as `S.Crdt`.
+    crdt_forwarder: Pid,
     /// Monitor reference -> member `{S, node}`.
     member_refs: std::collections::BTreeMap<OrdTerm, Term>,
     started: Instant,
@@ -414,10 +417,7 @@ impl Driver {
                         }
                     }
                 },
-                Some(msg) = crdt_inbox.recv() => match self.replica.handle_message(&msg) {
-                    Ok(actions) => self.queue.push_back(Work::Crdt(actions)),
-                    Err(e) => tracing::debug!(supervisor = %self.opts.name, error = %e, "CRDT message dropped"),
-                },
+                Some(msg) = crdt_inbox.recv() => self.crdt_message(&msg),
                 Some(msg) = procs_inbox.recv() => self.processes_supervisor(&p, &msg),
                 c = keep.recv(), if self.stopping.is_none() => match c {
                     None => {
@@ -545,6 +545,26 @@ impl Driver {
         Ok(())
     }
 
+    /// A message to `S.Crdt`, or the DOWN of a member (see
+    /// [`Effect::Monitor`] in [`Driver::effect`]).
+    fn crdt_message(&mut self, msg: &Term) {
+        if let Some([tag, r, ..]) = term::as_tuple(msg) {
+            if term::is_atom(tag, "DOWN") {
+                if let Some(name) = self.member_refs.remove(&OrdTerm(r.clone())) {
+                    let e = self.state.member_down(&name);
+                    self.queue.extend(e.into_iter().map(Work::Effect));
+                    return;
+                }
+            }
+        }
+        match self.replica.handle_message(msg) {
+            Ok(actions) => self.queue.push_back(Work::Crdt(actions)),
+            Err(e) => {
+                tracing::debug!(supervisor = %self.opts.name, error = %e, "CRDT message dropped")
+            }
+        }
+    }
+
     /// A message to `S.ProcessesSupervisor`: the calls members make.
     fn processes_supervisor(&mut self, p: &Process, msg: &Term) {
         let Some([tag, from, request]) = term::as_tuple(msg) else {
@@ -612,7 +632,14 @@ impl Driver {
                     return;
                 }
                 if let Some(dest) = crate::crdt::process::dest_of(&name) {
-                    let r = p.monitor(dest);
+                    // Watched from `S.Crdt`'s forwarder, so the DOWN queues
+                    // behind every CRDT message the member sent before it
+                    // went: a leaving member's last sync (its relinquished
+                    // children) is joined before it is taken for dead and
+                    // its children restarted. A DOWN to `S` itself could
+                    // overtake them (another inbox), and each would then
+                    // be started twice.
+                    let r = p.node().monitor(&self.crdt_forwarder, &dest);
                     self.member_refs
                         .insert(OrdTerm(Term::Reference(Box::new(r))), name);
                 }

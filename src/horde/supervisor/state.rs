@@ -31,7 +31,8 @@
 //! `{:member_node_info, _}`) are separate, and only members in both are
 //! placed on; `terminate_child` forgets the child's id but not its pid
 //! mapping; a relinquished `{nil, spec}` entry leaves the old running entry
-//! in the local table until someone restarts the child.
+//! in the local table until someone restarts the child (the member that
+//! will restart it drops it at once, see `update_process`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -644,6 +645,12 @@ impl SupervisorState {
                 match ProcessValue::from_term(value) {
                     Ok(ProcessValue::Relinquished { spec }) => {
                         if self.choose(&spec) == Some(self.me.clone()) {
+                            // Horde starts it right here and holds it as its
+                            // own from then on; the start is an effect carried
+                            // out later, so the old member's entry goes now,
+                            // or a death of that member in the same update
+                            // would restart the child a second time.
+                            self.forget(&id);
                             out.push(Effect::StartChild {
                                 spec,
                                 reply_to: None,
@@ -668,10 +675,15 @@ impl SupervisorState {
                 let Ok(Key::Process(id)) = Key::from_term(key) else {
                     return;
                 };
-                if let Some(old) = self.processes_by_id.remove(&OrdTerm(id)) {
-                    self.process_pid_to_id.remove(&old.pid);
-                }
+                self.forget(&id);
             }
+        }
+    }
+
+    /// Drops a child from the table (not from the CRDT).
+    fn forget(&mut self, id: &Term) {
+        if let Some(old) = self.processes_by_id.remove(&OrdTerm(id.clone())) {
+            self.process_pid_to_id.remove(&old.pid);
         }
     }
 
