@@ -448,21 +448,6 @@ fn a_round_lost_without_a_down_is_given_up_after_some_intervals() {
     assert_eq!(resent, 2, "a new round with each neighbour");
 }
 
-/// The diff of our round with `n` in `actions`, as `n` sends it back.
-fn reply_from(actions: &[Action], n: &Term) -> Term {
-    let (_, msg) = sends(actions)
-        .into_iter()
-        .find(|(to, _)| to == n)
-        .expect("a round with the neighbour");
-    let d = SyncDiff::from_term(&as_tuple(&msg).unwrap()[1]).unwrap();
-    let back = SyncDiff {
-        from: d.to.clone(),
-        to: d.from.clone(),
-        ..d
-    };
-    tuple(vec![atom("diff"), back.to_term()])
-}
-
 #[test]
 fn a_round_that_keeps_moving_is_never_given_up() {
     let mut r = Replica::new(cfg(0, 0));
