@@ -21,6 +21,12 @@
 //!   (restarted for the dead member, then again from the `{nil, spec}`
 //!   entries that arrived just after).
 //!
+//! In both, each child is first bumped `arg % 4 + 1` times (the demo
+//! worker saves its count as its hand-off state on every bump); after the
+//! move every child, moved or not, answers `:count` with that number. For
+//! the kill -9, the test first waits until the survivors' CRDTs hold the
+//! victim's children's counts (a checkpoint survives only once synced).
+//!
 //! Every wait polls for its condition with a deadline; nothing is timed.
 
 mod common;
@@ -172,6 +178,56 @@ async fn local_children(p: &mut Process, node: &str) -> Option<Vec<i64>> {
     Some(args)
 }
 
+/// How often the test bumps child `arg` (its expected count).
+fn bumps(arg: i64) -> i64 {
+    arg % 4 + 1
+}
+
+/// `(arg, count)` of each child the member runs.
+async fn child_counts(p: &mut Process, node: &str) -> Option<Vec<(i64, i64)>> {
+    let procs = format!("{S}.ProcessesSupervisor");
+    let t = call(p, &procs, node, term::atom("which_children")).await?;
+    let mut out = Vec::new();
+    for c in term::as_list(&t)? {
+        let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
+            return None;
+        };
+        let pong = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                Duration::from_secs(5),
+            )
+            .await
+            .ok()?;
+        let arg = match term::as_tuple(&pong) {
+            Some([_, arg, _]) => term::as_i64(arg)?,
+            _ => return None,
+        };
+        let count = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("count"),
+                Duration::from_secs(5),
+            )
+            .await
+            .ok()?;
+        let count = term::as_i64(&count)?;
+        out.push((arg, count));
+    }
+    Some(out)
+}
+
+/// The count of child `arg` as the member's CRDT holds it.
+async fn saved_count(p: &mut Process, node: &str, arg: i64) -> Option<i64> {
+    let key = beam_peer::horde::supervisor::child_state_key(
+        beam_peer::demo::supervisor_member::WORKER_MODULE,
+        "start_link",
+        &[term::int(arg)],
+    );
+    term::as_i64(&call(p, S, node, key).await?)
+}
+
 /// How the victim leaves.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Leave {
@@ -238,6 +294,18 @@ async fn trial(node: &Node, port: u16, victim: usize, how: Leave) -> usize {
         };
         assert!(term::is_atom(ok, "ok"), "start_child {arg}: {reply}");
         owner.insert(arg, pid.node.name.to_string());
+        // Each child counts to `bumps(arg)`, saving its count as it goes.
+        for n in 1..=bumps(arg) {
+            let c = p
+                .call(
+                    Dest::Pid(pid.clone()),
+                    term::atom("bump"),
+                    Duration::from_secs(5),
+                )
+                .await
+                .expect("bump answered");
+            assert_eq!(term::as_i64(&c), Some(n), "child {arg} counts");
+        }
     }
     // Every member knows every child, and each child printed its start on
     // its owner, once.
@@ -278,7 +346,21 @@ async fn trial(node: &Node, port: u16, victim: usize, how: Leave) -> usize {
 
     let pid = members[victim].os_pid().expect("the victim runs");
     match how {
-        Leave::Kill9 => members[victim].kill9(),
+        Leave::Kill9 => {
+            // A checkpoint survives a kill -9 once it was synced: wait
+            // until the survivors hold the victim's children's counts.
+            for &i in (0..3).filter(|&i| i != victim).collect::<Vec<_>>().iter() {
+                for &arg in &moved {
+                    poll(&format!("{} holds the count of {arg}", names[i]), || {
+                        let mut p = node.process();
+                        let n = names[i].clone();
+                        async move { saved_count(&mut p, &n, arg).await == Some(bumps(arg)) }
+                    })
+                    .await;
+                }
+            }
+            members[victim].kill9()
+        }
         Leave::SigTerm => {
             let sent = Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -400,6 +482,20 @@ async fn trial(node: &Node, port: u16, victim: usize, how: Leave) -> usize {
     // Exactly once: no child restarted twice, none but the victim's moved,
     // none of the survivors' own stopped.
     assert_eq!(restarted(&members), moved, "each moved child started once");
+    // Each child, moved or not, counts on from its saved state.
+    for &i in &survivors {
+        for (arg, count) in child_counts(&mut p, &names[i])
+            .await
+            .expect("the survivor's children count")
+        {
+            assert_eq!(
+                count,
+                bumps(arg),
+                "child {arg} on {} kept its count",
+                names[i]
+            );
+        }
+    }
     for &i in &survivors {
         let stops: Vec<(String, i64)> = members[i]
             .events(marks[i])

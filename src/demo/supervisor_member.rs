@@ -1,7 +1,11 @@
 //! The `Horde.DynamicSupervisor` member that `examples/horde_supervisor.rs`
 //! and `beam-peer supervisor` run: `members: :auto`, `UniformDistribution`,
 //! a Rust worker for `Elixir.MyApp.Worker` whose `start_link(arg)` starts a
-//! gen_server answering `:ping` with `{:pong, arg, node}`.
+//! gen_server answering `:ping` with `{:pong, arg, node}`. It also counts:
+//! `:bump` adds one and answers the new count, `:count` answers it; the
+//! count is the child's hand-off state ([`supervisor::ChildState`]), saved
+//! on every bump, so a child that moves (graceful hand-over, or failover
+//! after a `kill -9` once the save was synced) counts on from where it was.
 //!
 //! It prints one line per event, for people and for tests that read them:
 //! `ready NODE`, `start ARG PID` when a child starts on this member (first
@@ -45,6 +49,8 @@ impl MemberOptions {
 /// The worker's gen_server.
 struct Pong {
     arg: Term,
+    count: i64,
+    state: supervisor::ChildState,
 }
 
 impl GenServer for Pong {
@@ -55,6 +61,12 @@ impl GenServer for Pong {
                 self.arg.clone(),
                 term::atom(p.node().name())
             ])
+        } else if term::is_atom(&request, "bump") {
+            self.count += 1;
+            self.state.save(p.pid(), term::int(self.count));
+            CallReply::Reply(term::int(self.count))
+        } else if term::is_atom(&request, "count") {
+            CallReply::Reply(term::int(self.count))
         } else {
             CallReply::Reply(crate::tup![
                 term::atom("error"),
@@ -66,9 +78,20 @@ impl GenServer for Pong {
 
 /// `Elixir.MyApp.Worker.start_link(arg)` in Rust: starts the gen_server and
 /// prints `start ARG PID`, then `stop ARG` when it is gone.
-pub fn start_worker(node: &crate::Node, args: Vec<Term>) -> Result<Pid, Term> {
+pub fn start_worker(
+    node: &crate::Node,
+    args: Vec<Term>,
+    state: supervisor::ChildState,
+) -> Result<Pid, Term> {
     let arg = args.into_iter().next().unwrap_or_else(|| term::atom("nil"));
-    let pid = crate::gen_server::start(node, Pong { arg: arg.clone() }, Default::default())
+    // A state that is not a count (written by someone else) starts from 0.
+    let count = state.restored().and_then(term::as_i64).unwrap_or(0);
+    let pong = Pong {
+        arg: arg.clone(),
+        count,
+        state,
+    };
+    let pid = crate::gen_server::start(node, pong, Default::default())
         .map_err(|e| term::binary(e.to_string().into_bytes()))?;
     println!("start {arg} {}", pid.in_node(node.name()));
     let watched = pid.clone();
@@ -109,7 +132,7 @@ pub fn start_member(
         node,
         SupervisorOptions::new(&opts.supervisor)
             .sync_interval(opts.sync_interval)
-            .worker(WORKER_MODULE, start_worker),
+            .worker_with_state(WORKER_MODULE, start_worker),
     )
 }
 

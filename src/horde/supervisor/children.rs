@@ -137,6 +137,15 @@ impl Children {
     }
 
     /// The pid of the child with this id.
+    /// The child running as `pid` (restarting ones included).
+    pub fn get(&self, pid: &Pid) -> Option<&ValidChild> {
+        self.children.get(pid).map(|c| &c.spec)
+    }
+
+    pub fn contains(&self, pid: &Pid) -> bool {
+        self.children.contains_key(pid)
+    }
+
     pub fn pid_of(&self, id: &Term) -> Option<&Pid> {
         self.id_to_pid.get(&OrdTerm(id.clone()))
     }

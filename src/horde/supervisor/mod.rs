@@ -19,5 +19,7 @@ pub mod state;
 
 pub use codec::{ChildSpec, Entry, Key, Member, MemberStatus, ProcessValue};
 pub use distribution::{ChooseError, DistributionStrategy, HashRing, Placement};
-pub use runtime::{start, Members, StartError, Supervisor, SupervisorOptions, Worker};
+pub use runtime::{
+    child_state_key, start, ChildState, Members, StartError, Supervisor, SupervisorOptions, Worker,
+};
 pub use state::{Effect, Redistribution, Settings, SupervisorState, Ttl};

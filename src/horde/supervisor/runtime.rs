@@ -21,11 +21,19 @@
 //! `{nil, spec}` for the others to restart, and it leaves once a sync round
 //! that started after the last write was acknowledged by every neighbour.
 //!
+//! State hand-off, which Horde leaves to user code: a worker registered
+//! with [`SupervisorOptions::worker_with_state`] gets a [`ChildState`] at
+//! every start, with what the child last saved under
+//! `{:child_state, {M, F, A}}` in this supervisor's CRDT (Horde members
+//! ignore keys they do not know, and an Elixir child can read and write the
+//! same key through `S.Crdt`). `S` answers a call of that key with the
+//! value this member holds (`nil` if none).
+//!
 //! Not done yet (issue 16): waiting for each child's `shutdown` timeout
 //! (children get the exit signal; the member does not kill them later),
 //! stopping the whole member on lost quorum or restart intensity (we stop
-//! its children only), `Node::shutdown`/SIGTERM calling `stop`, state
-//! hand-off.
+//! its children only), [`Node::shutdown`] calling `stop` (the
+//! `beam-peer supervisor` member does on SIGTERM).
 //!
 //! What it must never do: stop on a peer's bad term, or block its node.
 
@@ -44,13 +52,73 @@ use crate::process::{Process, ProcessExit};
 use crate::term::{self, Pid, Term};
 
 use super::children::{ChildEffect, Children, ChildrenOptions};
-use super::codec::{ChildSpec, Member, Shutdown};
+use super::codec::{ChildSpec, Member, Shutdown, ValidChild};
 use super::distribution::DistributionStrategy;
 use super::state::{Effect, Redistribution, Settings, SupervisorState, Ttl};
 
 /// Starts a child: given the node and the start arguments, a linked-to-be
 /// process, or the error reason Horde would answer with.
-pub type Worker = Arc<dyn Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync>;
+pub type Worker = Arc<dyn Fn(&Node, Vec<Term>, ChildState) -> Result<Pid, Term> + Send + Sync>;
+
+/// The CRDT key of a child's hand-off state: `{:child_state, {M, F, A}}`,
+/// from its spec's `start`. Keyed by what the child is rather than by its
+/// Horde id, which a failover replaces, and readable by an Elixir child
+/// that knows only its own module and arguments (see the README). Children
+/// with the same `start` share one state, as they share one placement.
+pub fn child_state_key(module: &str, function: &str, args: &[Term]) -> Term {
+    crate::tup![
+        term::atom("child_state"),
+        crate::tup![
+            term::atom(module),
+            term::atom(function),
+            term::list(args.to_vec())
+        ]
+    ]
+}
+
+/// The message a child's [`ChildState::save`] sends its member.
+const SAVE_STATE: &str = "$beam_peer_save_child_state";
+
+/// A child's hand-off state, given to its worker at every start: what it
+/// (or its previous incarnation, on whichever member, Rust or Elixir) last
+/// saved, and the means to save anew. A save is a write to the
+/// supervisor's CRDT, replicated with its sync: saved on a graceful stop
+/// (before the child exits) it reaches the child's next member with the
+/// child itself; saved as it goes (a checkpoint), it survives a `kill -9`
+/// of this node up to the last sync. The state goes when the child ends
+/// for good (`terminate_child`, or an exit its restart type does not
+/// restart).
+#[derive(Clone)]
+pub struct ChildState {
+    node: Node,
+    member: Pid,
+    key: Term,
+    restored: Option<Term>,
+}
+
+impl ChildState {
+    /// The state last saved for this child, if any.
+    pub fn restored(&self) -> Option<&Term> {
+        self.restored.as_ref()
+    }
+
+    /// The CRDT key it is saved under ([`child_state_key`]).
+    pub fn key(&self) -> &Term {
+        &self.key
+    }
+
+    /// Saves `state` for the child's next incarnation, from the child's
+    /// own process `from` (the member takes saves from its children only).
+    pub fn save(&self, from: &Pid, state: Term) {
+        let msg = crate::tup![
+            term::atom(SAVE_STATE),
+            Term::Pid(from.clone()),
+            self.key.clone(),
+            state
+        ];
+        self.node.send(from, &Dest::Pid(self.member.clone()), msg);
+    }
+}
 
 /// Who the members are.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +187,20 @@ impl SupervisorOptions {
         mut self,
         module: impl Into<String>,
         start: impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync + 'static,
+    ) -> Self {
+        self.workers.insert(
+            module.into(),
+            Arc::new(move |node, args, _| start(node, args)),
+        );
+        self
+    }
+
+    /// As [`SupervisorOptions::worker`], for a worker that hands its state
+    /// over: `start` gets the child's [`ChildState`] too.
+    pub fn worker_with_state(
+        mut self,
+        module: impl Into<String>,
+        start: impl Fn(&Node, Vec<Term>, ChildState) -> Result<Pid, Term> + Send + Sync + 'static,
     ) -> Self {
         self.workers.insert(module.into(), Arc::new(start));
         self
@@ -506,21 +588,42 @@ impl Driver {
         let parts = term::as_tuple(msg).unwrap_or(&[]);
         let effects = match parts {
             [tag, from, request] if term::is_atom(tag, "$gen_call") => {
-                self.state.call(from.clone(), request)
+                match term::as_tuple(request) {
+                    // Ours, not Horde's: a child's hand-off state as this
+                    // member's replica holds it (`nil` when none).
+                    Some([t, _]) if term::is_atom(t, "child_state") => vec![Effect::Reply {
+                        to: from.clone(),
+                        reply: self
+                            .replica
+                            .get(request)
+                            .cloned()
+                            .unwrap_or_else(|| term::atom("nil")),
+                    }],
+                    _ => self.state.call(from.clone(), request),
+                }
             }
             [tag, request] if term::is_atom(tag, "$gen_cast") => self.state.cast(request),
             [tag, Term::Pid(pid), reason] if term::is_atom(tag, "EXIT") => {
                 if self.forwarders.contains(pid) {
                     return Err(ProcessExit::from(reason.clone()));
                 }
+                let child = self.children.get(pid).cloned();
                 let e = if self.stopping.is_some() {
                     self.children.stopped_on_shutdown(pid)
                 } else {
                     let now = self.started.elapsed().as_secs() as i64;
                     self.children.exited(pid, reason, now)
                 };
+                let disowned = e.iter().any(|c| {
+                    matches!(c, ChildEffect::Notify(m)
+                        if term::as_tuple(m).and_then(|t| t.first()).is_some_and(|t| term::is_atom(t, "disown_child_process")))
+                });
                 self.queue.extend(e.into_iter().map(Work::Child));
-                Vec::new()
+                match child {
+                    // Gone for good: so is its hand-off state.
+                    Some(c) if disowned => vec![forget_state(&c)],
+                    _ => Vec::new(),
+                }
             }
             [tag, r, ..] if term::is_atom(tag, "DOWN") => {
                 match self.member_refs.remove(&OrdTerm(r.clone())) {
@@ -531,6 +634,17 @@ impl Driver {
                         }
                         Vec::new()
                     }
+                }
+            }
+            [tag, Term::Pid(pid), key, state] if term::is_atom(tag, SAVE_STATE) => {
+                if self.children.contains(pid) {
+                    vec![Effect::Put {
+                        key: key.clone(),
+                        value: state.clone(),
+                    }]
+                } else {
+                    tracing::debug!(supervisor = %self.opts.name, %pid, "child state save from a non-child dropped");
+                    Vec::new()
                 }
             }
             [tag, Term::Pid(pid)] if term::is_atom(tag, "$gen_restart") => {
@@ -653,6 +767,7 @@ impl Driver {
                 let reply = match self.children.terminate_by_id(&id) {
                     Some((pid, child)) => {
                         p.exit(&pid, shutdown_reason(child.shutdown));
+                        self.queue.push_back(Work::Effect(forget_state(&child)));
                         term::atom("ok")
                     }
                     None => crate::tup![term::atom("error"), term::atom("not_found")],
@@ -682,10 +797,10 @@ impl Driver {
             ChildEffect::Restart {
                 old,
                 module,
-                function: _,
+                function,
                 args,
             } => {
-                let result = self.spawn(p, &module, args);
+                let result = self.spawn(p, &module, &function, args);
                 let e = self.children.restart_result(&old, &result);
                 self.queue.extend(e.into_iter().map(Work::Child));
             }
@@ -713,7 +828,7 @@ impl Driver {
             Err(reason) => return crate::tup![term::atom("error"), reason],
         };
         let args = self.children.start_args(&child);
-        let result = self.spawn(p, &child.module.clone(), args);
+        let result = self.spawn(p, &child.module.clone(), &child.function.clone(), args);
         if let Some([_, Term::Pid(pid)]) = term::as_tuple(&result) {
             self.children.started(child, pid.clone());
         }
@@ -721,7 +836,7 @@ impl Driver {
     }
 
     /// Runs the module's worker: `{:ok, pid}` (linked) or `{:error, reason}`.
-    fn spawn(&mut self, p: &mut Process, module: &str, args: Vec<Term>) -> Term {
+    fn spawn(&mut self, p: &mut Process, module: &str, function: &str, args: Vec<Term>) -> Term {
         let Some(worker) = self.opts.workers.get(module).cloned() else {
             tracing::warn!(supervisor = %self.opts.name, module, "no Rust worker for this module");
             return crate::tup![
@@ -729,7 +844,14 @@ impl Driver {
                 crate::tup![term::atom("no_rust_worker"), term::atom(module)]
             ];
         };
-        match worker(p.node(), args) {
+        let key = child_state_key(module, function, &args);
+        let state = ChildState {
+            node: p.node().clone(),
+            member: p.pid().clone(),
+            restored: self.replica.get(&key).cloned(),
+            key,
+        };
+        match worker(p.node(), args, state) {
             Ok(pid) => {
                 p.link(&pid);
                 crate::tup![term::atom("ok"), Term::Pid(pid)]
@@ -844,6 +966,13 @@ impl Driver {
             .chain(node.visible_nodes())
             .map(|n| member(&self.opts.name, &n))
             .collect()
+    }
+}
+
+/// Deletes a child's hand-off state ([`child_state_key`]).
+fn forget_state(child: &ValidChild) -> Effect {
+    Effect::Delete {
+        key: child_state_key(&child.module, &child.function, &child.args),
     }
 }
 
