@@ -1,0 +1,236 @@
+//! `process_redistribution: :active` between Rust members only (no BEAM
+//! needed: runs in CI). Three nodes in this test process, each a member
+//! with `members: :auto`, hold 120 children; a fourth node joins and
+//! becomes a member. Every child whose place is now the fourth member (by
+//! Horde's ring over the four) is stopped where it ran and started there,
+//! exactly once; no other child stops or moves; every member knows the 120.
+//!
+//! Children are counted from the workers' own start and stop events; every
+//! wait polls for its condition with a deadline, nothing is timed.
+//!
+//! IGNORED: in most runs some stopped children are never started again.
+//! Their `{nil, spec}` entries were written, yet at the end their keys are
+//! gone from every replica, and no member emitted a delete for them (checked
+//! by instrumenting every delete the supervisor makes). The cause is in the
+//! CRDT, not the supervisor: a replica's compressed causal context takes in
+//! the sender's whole context on every key-restricted join, so a member that
+//! joined a moment ago "has seen" dots whose entries it never got, and ships
+//! their keys' absence as deletes (the delta_crdt_ex #65 loss, which the
+//! BEAM has too). To be fixed in the CRDT (issue 23, scenario 4).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use beam_peer::horde::member;
+use beam_peer::horde::supervisor::{
+    self, ChildSpec, DistributionStrategy, Member, MemberStatus, Redistribution, Supervisor,
+};
+use beam_peer::process::gen_server::{CallReply, GenServer};
+use beam_peer::term::{self, Pid, Term};
+use beam_peer::{Node, Process, ProcessExit};
+
+const S: &str = "Elixir.Redist.Sup";
+const CHILDREN: i64 = 120;
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
+type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
+
+struct Pong;
+
+impl GenServer for Pong {
+    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
+        CallReply::Reply(term::atom("pong"))
+    }
+}
+
+fn worker(events: Events) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
+    move |node, args| {
+        let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
+        let pid = beam_peer::gen_server::start(node, Pong, Default::default())
+            .map_err(|e| term::binary(e.to_string().into_bytes()))?;
+        let here = node.name().to_string();
+        events.lock().unwrap().push(("start", arg, here.clone()));
+        let events = events.clone();
+        let watched = pid.clone();
+        node.spawn(move |mut p| async move {
+            let r = p.monitor(&watched);
+            let r = Term::Reference(Box::new(r));
+            let down = p
+                .receive_match(
+                    |m| matches!(term::as_tuple(m), Some([t, x, ..]) if term::is_atom(t, "DOWN") && x == &r),
+                    None,
+                )
+                .await;
+            if down.is_ok() {
+                events.lock().unwrap().push(("stop", arg, here));
+            }
+            ProcessExit::Normal
+        });
+        Ok(pid)
+    }
+}
+
+fn spec(arg: i64) -> ChildSpec {
+    ChildSpec::new(
+        term::int(arg),
+        "Elixir.Redist.Worker",
+        "start_link",
+        vec![term::int(arg)],
+        [],
+    )
+}
+
+fn start_member(node: &Node, events: &Events) -> Supervisor {
+    supervisor::start(
+        node,
+        supervisor::SupervisorOptions::new(S)
+            .sync_interval(50)
+            .process_redistribution(Redistribution::Active)
+            .worker("Elixir.Redist.Worker", worker(events.clone())),
+    )
+    .expect("the member starts")
+}
+
+async fn poll<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !f().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn all_alive(sups: &[Supervisor], n: usize) {
+    for s in sups {
+        poll(
+            &format!("{} sees {n} members alive", s.member()),
+            || async {
+                s.member_statuses().await.is_ok_and(|m| {
+                    m.iter().filter(|m| m.status == MemberStatus::Alive).count() == n
+                })
+            },
+        )
+        .await;
+    }
+}
+
+async fn global_count(s: &Supervisor) -> Option<i64> {
+    let t = s
+        .call(term::atom("get_telemetry"), Duration::from_secs(5))
+        .await
+        .ok()?;
+    let Term::Map(m) = t else { return None };
+    term::as_i64(m.map.get(&term::atom("global_supervised_process_count"))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails in most runs: 10-30% of the moving children are lost (their {:process, id} keys vanish from all four replicas with no Delete from any member: DeltaCrdt's partial-join context, delta_crdt_ex #65); run with --run-ignored only"]
+async fn active_redistribution_moves_to_a_joining_member_only_its_children_once() {
+    let port = common::free_port();
+    let events: Events = Default::default();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(common::rust_node("redist", port).await);
+    }
+    for n in &nodes[1..] {
+        n.join(nodes[0].name()).await.expect("joins the first node");
+    }
+    let mut sups: Vec<Supervisor> = nodes.iter().map(|n| start_member(n, &events)).collect();
+    all_alive(&sups, 3).await;
+
+    let mut owner: BTreeMap<i64, String> = BTreeMap::new();
+    for arg in 1..=CHILDREN {
+        let reply = sups[arg as usize % 3]
+            .start_child(spec(arg), Duration::from_secs(10))
+            .await
+            .expect("start_child answered");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("start_child {arg}: {reply}");
+        };
+        owner.insert(arg, pid.node.name.to_string());
+    }
+    let mark = events.lock().unwrap().len();
+
+    // The fourth node joins and becomes a member.
+    let fourth = common::rust_node("redist_new", port).await;
+    fourth.join(nodes[0].name()).await.expect("joins");
+    sups.push(start_member(&fourth, &events));
+    nodes.push(fourth);
+    all_alive(&sups, 4).await;
+
+    // Where Horde's ring over the four puts each child.
+    let members: Vec<Member> = nodes
+        .iter()
+        .map(|n| Member::new(member(S, n.name()), MemberStatus::Alive))
+        .collect();
+    let place = |arg: i64| {
+        let m = DistributionStrategy::Uniform
+            .choose_node(spec(arg).as_term(), &members, 0)
+            .expect("a member");
+        term::as_tuple(&m.name)
+            .and_then(|t| term::as_atom(&t[1]))
+            .expect("{S, node}")
+            .to_string()
+    };
+    let new_node = nodes[3].name().to_string();
+    let mut moving: Vec<i64> = (1..=CHILDREN).filter(|&a| place(a) == new_node).collect();
+    moving.sort();
+    assert!(!moving.is_empty(), "some children belong to the new member");
+
+    let moved = |ev: &str, on_new: bool| {
+        let mut v: Vec<i64> = events.lock().unwrap()[mark..]
+            .iter()
+            .filter(|(e, _, n)| *e == ev && (n == &new_node) == on_new)
+            .map(|(_, a, _)| *a)
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while moved("start", true).len() < moving.len() {
+        assert!(
+            Instant::now() < deadline,
+            "each moving child starts on the new member: moving {moving:?}; started there {:?}; stopped elsewhere {:?}; started elsewhere {:?}",
+            moved("start", true),
+            moved("stop", false),
+            moved("start", false)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for s in &sups {
+        poll(
+            &format!("{} knows the {CHILDREN} children", s.member()),
+            || async { global_count(s).await == Some(CHILDREN) },
+        )
+        .await;
+    }
+    assert_eq!(moved("start", true), moving, "each started once, there");
+    assert_eq!(
+        moved("stop", false),
+        moving,
+        "each stopped once where it ran"
+    );
+    assert!(moved("start", false).is_empty(), "nothing else started");
+    assert!(
+        moved("stop", true).is_empty(),
+        "nothing stopped on the new member"
+    );
+    for a in &moving {
+        assert_ne!(owner[a], new_node);
+    }
+    println!(
+        "{} of {CHILDREN} children moved to the joining member, each once",
+        moving.len()
+    );
+    drop(sups);
+    for n in nodes {
+        n.shutdown();
+    }
+}
