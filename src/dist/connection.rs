@@ -28,13 +28,15 @@ use std::time::Duration;
 
 use crate::dist::message::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
+use crate::dist::transport::{Transport, TryRead};
 
 /// What a client handshake reports when the peer refused it because its own
 /// simultaneous connect to us wins.
@@ -157,7 +159,7 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
             return;
         };
         tokio::spawn(async move {
-            match accept_one(node.clone(), stream).await {
+            match accept_one(node.clone(), stream, addr).await {
                 Ok(()) => {}
                 Err(e) if e == OURS_WINS => {
                     tracing::debug!(%addr, "incoming handshake from {addr} refused: {e}")
@@ -176,10 +178,35 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
     }
 }
 
-/// Runs the server side of one incoming handshake, within the node's
-/// `connect_timeout`.
-async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
+/// Runs the server side of one incoming connection (the TLS handshake
+/// first, when the node runs TLS), within the node's `connect_timeout`.
+async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + node.config().connect_timeout;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = node.config().tls.clone() {
+        let stream = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| crate::dist::tls::describe(&e))?;
+        tls.check_client_address(stream.get_ref().1.peer_certificates(), addr.ip())?;
+        return accept_dist(
+            node,
+            crate::dist::transport::TlsStream::from(stream),
+            deadline,
+        )
+        .await;
+    }
+    let _ = addr;
+    accept_dist(node, stream, deadline).await
+}
+
+/// The distribution handshake of an accepted connection, by `deadline`.
+async fn accept_dist<S: Transport>(
+    node: Node,
+    mut stream: S,
+    deadline: Instant,
+) -> Result<(), String> {
     let mut hs = Handshake::server(node.handshake_config(), rand::random());
     let mut accepted = None;
     // The timeout is taken here, not around this function: once the peer's
@@ -187,8 +214,8 @@ async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
     // and a peer that stalls after that must release it below like any other
     // failure. Dropped from outside, it would stay pending, and every later
     // connect to that node would wait on it forever.
-    let outcome = tokio::time::timeout(
-        node.config().connect_timeout,
+    let outcome = tokio::time::timeout_at(
+        deadline,
         drive_handshake(&node, &mut stream, &mut hs, &mut accepted, None),
     )
     .await
@@ -245,10 +272,41 @@ pub(crate) async fn connect(
             None => (resolve(host, *peer_port).await.map_err(unreachable)?, 6),
         },
     };
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| unreachable(format!("{addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = node.config().tls.clone() {
+        let failed = |reason: String| {
+            // Said here as well as to the caller: a refused certificate is
+            // a security event, and a ping's caller only learns `pang`.
+            crate::peer_warn!(node, &peer, peer = %peer, error = %reason, "TLS connection to {peer} failed");
+            ConnectError::Handshake {
+                node: peer.clone(),
+                reason,
+            }
+        };
+        let name = tls.server_name(host).map_err(failed)?;
+        let stream = tls
+            .connector()
+            .connect(name, stream)
+            .await
+            .map_err(|e| failed(crate::dist::tls::describe(&e)))?;
+        let stream = crate::dist::transport::TlsStream::from(stream);
+        return dial_dist(node, stream, peer, attempt, version).await;
+    }
+    dial_dist(node, stream, peer, attempt, version).await
+}
+
+/// The distribution handshake of a connection we opened to `peer`.
+async fn dial_dist<S: Transport>(
+    node: Node,
+    mut stream: S,
+    peer: String,
+    attempt: u64,
+    version: u16,
+) -> Result<(), ConnectError> {
     let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
     let (info, leftover) = drive_handshake(
         &node,
@@ -293,9 +351,9 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 /// Runs a handshake to completion. On the server side, `accepted` receives the
 /// peer's name and the pending-connection attempt the node opened for it.
-async fn drive_handshake(
+async fn drive_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     node: &Node,
-    stream: &mut TcpStream,
+    stream: &mut S,
     hs: &mut Handshake,
     accepted: &mut Option<(String, u64)>,
     dialing: Option<(&str, u64)>,
@@ -351,7 +409,13 @@ async fn drive_handshake(
     }
 }
 
-fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attempt: Option<u64>) {
+fn start<S: Transport>(
+    node: Node,
+    stream: S,
+    peer: PeerInfo,
+    leftover: Vec<u8>,
+    attempt: Option<u64>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let counters = std::sync::Arc::new(Counters::default());
@@ -361,7 +425,7 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
         tx,
         counters: counters.clone(),
     };
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = stream.split();
     // The writer starts first so that messages queued while connecting, flushed by
     // `connection_up`, find it running.
     let ticktime = node.config().net_ticktime;
@@ -402,9 +466,9 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     });
 }
 
-async fn read_loop(
+async fn read_loop<R: TryRead>(
     node: &Node,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: R,
     peer: &PeerInfo,
     leftover: Vec<u8>,
     liveness: std::sync::Arc<Liveness>,
@@ -471,7 +535,7 @@ async fn read_loop(
             loop {
                 let (got, direct) = {
                     let (mut target, direct) = read_target(&mut decoder, &mut buf);
-                    (read.try_read_buf(&mut target), direct)
+                    (read.try_read_now(&mut target), direct)
                 };
                 match got {
                     Ok(0) => return "connection_closed".into(),
@@ -965,8 +1029,8 @@ impl Writer {
     }
 }
 
-async fn write_loop(
-    mut write: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     liveness: std::sync::Arc<Liveness>,
     counters: std::sync::Arc<Counters>,
@@ -1045,8 +1109,8 @@ async fn write_loop(
 
 /// Writes every byte of `parts`, in order, with as few (vectored) writes as
 /// the socket allows.
-async fn write_all_parts(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_all_parts<W: AsyncWrite + Unpin>(
+    write: &mut W,
     parts: &mut [&[u8]],
 ) -> std::io::Result<()> {
     loop {
