@@ -208,6 +208,9 @@ async fn accept_dist<S: Transport>(
     deadline: Instant,
 ) -> Result<(), String> {
     let mut hs = Handshake::server(node.handshake_config(), rand::random());
+    if S::FOUR_BYTE_HANDSHAKE {
+        hs = hs.with_four_byte_lengths();
+    }
     let mut accepted = None;
     // The timeout is taken here, not around this function: once the peer's
     // name is accepted this handshake is the node's pending connection to it,
@@ -308,6 +311,9 @@ async fn dial_dist<S: Transport>(
     version: u16,
 ) -> Result<(), ConnectError> {
     let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
+    if S::FOUR_BYTE_HANDSHAKE {
+        hs = hs.with_four_byte_lengths();
+    }
     let (info, leftover) = drive_handshake(
         &node,
         &mut stream,

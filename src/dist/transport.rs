@@ -23,6 +23,10 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     type Reader: TryRead + Send + 'static;
     type Writer: AsyncWrite + Unpin + Send + 'static;
 
+    /// Whether handshake messages carry 4-byte lengths (OTP's TLS
+    /// distribution) rather than TCP's 2-byte ones.
+    const FOUR_BYTE_HANDSHAKE: bool = false;
+
     fn split(self) -> (Self::Reader, Self::Writer);
 }
 
@@ -55,6 +59,7 @@ pub(crate) type TlsStream = tokio_rustls::TlsStream<TcpStream>;
 impl Transport for TlsStream {
     type Reader = tokio::io::ReadHalf<TlsStream>;
     type Writer = tokio::io::WriteHalf<TlsStream>;
+    const FOUR_BYTE_HANDSHAKE: bool = true;
 
     fn split(self) -> (Self::Reader, Self::Writer) {
         // One TLS session serves both directions, so the halves share it
