@@ -44,4 +44,4 @@ pub use process::{CallError, Exited, Process, ProcessExit};
 pub use term::Term;
 
 #[cfg(feature = "tls")]
-pub use dist::tls::{TlsConfig, TlsError, TlsOptions};
+pub use dist::tls::{ServerNameIndication, TlsConfig, TlsError, TlsOptions, TlsVersion, Verify};

@@ -593,6 +593,17 @@ impl Handshake {
         if self.input.len() < p {
             return Ok(None);
         }
+        // A TLS record (handshake type 22, version 3.x) where a plain peer's
+        // name should be: said at once, instead of waiting for the 5 KiB its
+        // first two bytes would announce until the handshake times out.
+        if p == 2 && matches!(self.state, State::ServerAwaitName) && self.input[..2] == [0x16, 0x03]
+        {
+            return Err(HandshakeError::Malformed(
+                "a TLS ClientHello: the peer runs distribution over TLS \
+                 (-proto_dist inet_tls) and this node does not"
+                    .into(),
+            ));
+        }
         let len = self.input[..p]
             .iter()
             .fold(0usize, |acc, &b| (acc << 8) | b as usize);

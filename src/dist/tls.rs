@@ -663,7 +663,9 @@ pub(crate) fn describe(e: &std::io::Error) -> String {
     let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
         return match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
-                "TLS: the peer closed the connection during the TLS handshake".into()
+                "TLS: the peer closed the connection during the TLS handshake \
+                 (a plain-TCP node, or one that refused us)"
+                    .into()
             }
             _ => format!("TLS: {e}"),
         };

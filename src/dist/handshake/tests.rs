@@ -931,3 +931,12 @@ fn four_byte_lengths_as_tls_distribution_frames_them() {
         Handshake::client(cfg("rust@127.0.0.1", flags::offered(false), "c"), 7, 6).take_output();
     assert!(s.receive(&plain).is_err());
 }
+
+#[test]
+fn a_tls_client_hello_at_a_plain_server_is_named_at_once() {
+    let mut s = Handshake::server(cfg("erl@127.0.0.1", flags::offered(false), "c"), 9);
+    let e = s
+        .receive(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap_err();
+    assert!(e.to_string().contains("TLS ClientHello"), "{e}");
+}
