@@ -557,7 +557,7 @@ async fn read_loop<R: TryRead>(
                         }
                         std::hint::spin_loop();
                     }
-                    Err(e) => return format!("read error: {e}"),
+                    Err(e) => return read_error(&e),
                 }
             }
             if spun_for.is_some() {
@@ -574,11 +574,21 @@ async fn read_loop<R: TryRead>(
                     took(&mut decoder, direct, n, counters, &liveness);
                     last_read = n;
                 }
-                (Err(e), _) => return format!("read error: {e}"),
+                (Err(e), _) => return read_error(&e),
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
     }
+}
+
+/// Why a read ended the connection. A peer that closes a TLS connection
+/// without `close_notify` (the BEAM's TLS distribution does, when it
+/// disconnects) has closed it like a TCP peer: said the same way.
+fn read_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return "connection_closed".into();
+    }
+    format!("read error: {e}")
 }
 
 /// Where the reader's next read goes, and whether that is straight into the

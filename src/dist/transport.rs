@@ -8,13 +8,10 @@
 //! halves and the reader's non-blocking read (its busy poll). It must never
 //! buffer or reorder bytes of its own.
 
-use std::future::Future;
 use std::io;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::BufMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -71,10 +68,13 @@ impl Transport for TlsStream {
 #[cfg(feature = "tls")]
 impl TryRead for tokio::io::ReadHalf<TlsStream> {
     fn try_read_now<B: BufMut>(&mut self, buf: &mut B) -> io::Result<usize> {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        use tokio::io::AsyncReadExt;
         // A read polled once without a waker: decrypts what has arrived, and
         // is dropped (losing nothing) when nothing has. The next real read
         // registers the real waker.
-        let mut read = pin!(self.read_buf(buf));
+        let mut read = std::pin::pin!(self.read_buf(buf));
         match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             Poll::Ready(r) => r,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
