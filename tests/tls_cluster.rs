@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use beam_peer::horde::registry::{self, RegistryOptions};
 use beam_peer::term::{self, Term};
-use beam_peer::{Node, NodeConfig, TlsConfig, TlsOptions, TlsVersion};
+use beam_peer::{Node, NodeConfig, ServerNameIndication, TlsConfig, TlsOptions, TlsVersion};
 use common::certs::{self, Ca, Leaf};
 
 const T: Duration = Duration::from_secs(10);
@@ -176,4 +176,88 @@ async fn beam_peer_ping_reads_otps_optfile_and_refuses_what_it_cannot_honour() {
         .expect("beam-peer runs");
     assert!(!out.status.success(), "{out:?}");
     target.shutdown();
+}
+
+/// One side's options with `leaf`, checking peers against `ca`.
+fn side(leaf: &Leaf, ca: &std::path::Path) -> TlsOptions {
+    TlsOptions::new()
+        .certfile(&leaf.cert)
+        .keyfile(&leaf.key)
+        .cacertfile(ca)
+        .verify_peer(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_names_and_client_addresses_are_checked_as_otp_does() {
+    let dir = certs::dir("tls_names");
+    let ca = Ca::new(&dir, "ca");
+    let port = common::free_port();
+    // A server whose certificate names only other.example, not 127.0.0.1.
+    let elsewhere = ca.leaf_for_host("elsewhere", "other.example");
+    let server = node(
+        "named",
+        port,
+        Some(
+            TlsConfig::new(side(&elsewhere, &ca.cert), side(&elsewhere, &ca.cert)).expect("config"),
+        ),
+    )
+    .await;
+    let client = |sni: ServerNameIndication| {
+        let leaf = ca.leaf("client");
+        TlsConfig::new(
+            side(&leaf, &ca.cert),
+            side(&leaf, &ca.cert).server_name_indication(sni),
+        )
+        .expect("config")
+    };
+    // By default the host part of the node name, 127.0.0.1, must be named.
+    let plain_name = node(
+        "by_host",
+        port,
+        Some(client(ServerNameIndication::NodeHost)),
+    )
+    .await;
+    let err = plain_name
+        .connect(server.name())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not valid for name"), "{err}");
+    // server_name_indication: the name to check instead, or none.
+    let by_sni = node(
+        "by_sni",
+        port,
+        Some(client(ServerNameIndication::Name("other.example".into()))),
+    )
+    .await;
+    assert!(
+        by_sni.ping(server.name()).await,
+        "checked against other.example"
+    );
+    let unchecked = node("no_sni", port, Some(client(ServerNameIndication::Disable))).await;
+    assert!(unchecked.ping(server.name()).await, "name check disabled");
+
+    // {verify_fun, {inet_tls_dist, verify_client, _}}: a client's
+    // certificate must name the address it connects from.
+    let leaf = ca.leaf("strict");
+    let strict = node(
+        "strict",
+        port,
+        Some(
+            TlsConfig::new(
+                side(&leaf, &ca.cert).verify_client_address(true),
+                side(&leaf, &ca.cert),
+            )
+            .expect("config"),
+        ),
+    )
+    .await;
+    assert!(
+        !server.ping(strict.name()).await,
+        "other.example's cert from 127.0.0.1"
+    );
+    assert!(plain_name.ping(strict.name()).await, "a cert naming 127.0.0.1");
+    for n in [&server, &plain_name, &by_sni, &unchecked, &strict] {
+        n.shutdown();
+    }
 }

@@ -59,26 +59,33 @@ impl Ca {
 
     /// A leaf for server and client use, valid now, named 127.0.0.1 and localhost.
     pub fn leaf(&self, name: &str) -> Leaf {
-        self.leaf_with(name, false)
+        self.leaf_with(name, false, None)
     }
 
     /// A leaf whose validity ended in 2021.
     pub fn expired_leaf(&self, name: &str) -> Leaf {
-        self.leaf_with(name, true)
+        self.leaf_with(name, true, None)
     }
 
-    fn leaf_with(&self, name: &str, expired: bool) -> Leaf {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        // OTP 25 checks a node at an IP address against the certificate's
-        // DNS names (its server_name_indication is the host string), so
-        // certificates for such nodes carry the address as a DNS name too.
-        params.subject_alt_names.push(SanType::DnsName(
-            "127.0.0.1".try_into().expect("an IA5 string"),
-        ));
+    /// A valid leaf that names only the DNS name `dns` (no address).
+    pub fn leaf_for_host(&self, name: &str, dns: &str) -> Leaf {
+        self.leaf_with(name, false, Some(dns))
+    }
+
+    fn leaf_with(&self, name: &str, expired: bool, only: Option<&str>) -> Leaf {
+        let mut params = CertificateParams::new(vec![only.unwrap_or("localhost").to_string()])
+            .expect("leaf params");
+        if only.is_none() {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            // OTP 25 checks a node at an IP address against the certificate's
+            // DNS names (its server_name_indication is the host string), so
+            // certificates for such nodes carry the address as a DNS name too.
+            params.subject_alt_names.push(SanType::DnsName(
+                "127.0.0.1".try_into().expect("an IA5 string"),
+            ));
+        }
         params.distinguished_name.push(DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![
