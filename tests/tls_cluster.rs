@@ -256,7 +256,10 @@ async fn server_names_and_client_addresses_are_checked_as_otp_does() {
         !server.ping(strict.name()).await,
         "other.example's cert from 127.0.0.1"
     );
-    assert!(plain_name.ping(strict.name()).await, "a cert naming 127.0.0.1");
+    assert!(
+        plain_name.ping(strict.name()).await,
+        "a cert naming 127.0.0.1"
+    );
     for n in [&server, &plain_name, &by_sni, &unchecked, &strict] {
         n.shutdown();
     }

@@ -26,8 +26,12 @@ pub struct Leaf {
 }
 
 /// A fresh directory for one test's files, under the target's tmp dir.
+/// (Also used by `benches/dist.rs`, so nothing else of `common` is needed.)
 pub fn dir(test: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(super::unique(test));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{test}_{}_{n}", std::process::id()));
     std::fs::create_dir_all(&d).expect("tls test dir");
     d
 }
