@@ -469,11 +469,12 @@ fn main() {
         table("best run per line", best, &columns);
         table("median run per line", median, &columns);
         println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster; for CPU, less used)");
-        client.shutdown();
         if std::env::var("BENCH_DIST_TLS").as_deref() != Ok("0") {
             drop((beam_guard, rust_guard));
             tls_pairs(&ebin, epmd_port, msgs, calls, big, repeats).await;
         }
+        // Last: its embedded EPMD serves the TLS pairs too.
+        client.shutdown();
     });
     let _ = std::fs::remove_dir_all(&ebin);
 }
