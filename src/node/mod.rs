@@ -389,7 +389,14 @@ impl Node {
             node.add_background(keeper.abort_handle());
         }
         crate::services::start(&node);
-        tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
+        #[cfg(feature = "tls")]
+        let transport = match &node.config().tls {
+            Some(tls) => format!("TLS ({})", tls.summary()),
+            None => "TCP".to_string(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let transport = "TCP";
+        tracing::info!(node = %node.name(), port = listen_port, creation, %transport, "node started");
         Ok(node)
     }
 
