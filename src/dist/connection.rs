@@ -387,6 +387,7 @@ async fn drive_handshake<S: AsyncRead + AsyncWrite + Unpin>(
                     let out = hs.take_output();
                     if !out.is_empty() {
                         stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                        stream.flush().await.map_err(|e| e.to_string())?;
                     }
                     return Ok((peer, leftover));
                 }
@@ -395,6 +396,8 @@ async fn drive_handshake<S: AsyncRead + AsyncWrite + Unpin>(
         let out = hs.take_output();
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            // TLS holds records it could not write yet until flushed.
+            stream.flush().await.map_err(|e| e.to_string())?;
         }
         if let Some(why) = refused {
             return Err(why);
@@ -1111,6 +1114,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > 0 {
             write_all_parts(&mut write, &mut parts).await?;
+            // A TLS stream takes plaintext into its session and may keep
+            // encrypted records back when the socket is full; unflushed,
+            // they would wait for the next write (a tick, 15 s away). On
+            // TCP this is a no-op: nothing is buffered above the socket.
+            write.flush().await?;
             Counters::add(&counters.bytes_out, total);
             out.clear();
             wrote_since_tick = true;
