@@ -12,6 +12,10 @@
 //! `gen_server:call` round trip p50/p99 to `echo` (µs), 10 MB `echo` round
 //! trip (ms). Ratios are "times as fast as BEAM -> BEAM" (above 1 is faster;
 //! on the CPU lines, less CPU). Run with `scripts/bench.sh`.
+//!
+//! Then the same over TLS (`-proto_dist inet_tls` on the BEAM nodes, an OTP
+//! optfile for ours, certificates made here; `BENCH_DIST_TLS=0` skips it),
+//! with a fourth pair, Rust -> Rust.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -21,6 +25,9 @@ use std::time::{Duration, Instant};
 use beam_peer::term::{self, Term};
 use beam_peer::{Dest, Node, NodeConfig};
 
+#[path = "../tests/common/certs.rs"]
+#[allow(dead_code)]
+mod certs;
 mod common;
 use common::{compile_erlang, cpu_seconds, env_or, free_port, start_until_ready};
 
@@ -94,12 +101,15 @@ fn median(values: Vec<f64>, _higher_is_better: bool) -> f64 {
 
 /// One side-by-side table of the three pairs' runs, each line summed up by
 /// `summary` ([`best`] or [`median`]), with ratios to BEAM->BEAM.
-fn table(title: &str, summary: fn(Vec<f64>, bool) -> f64, [bb, br, rb]: [&[Figures]; 3]) {
+/// The lines for each pair (`columns`: label and runs), with ratios against
+/// the first.
+fn table(title: &str, summary: fn(Vec<f64>, bool) -> f64, columns: &[(&str, &[Figures])]) {
     println!();
-    println!(
-        "{title:<34} {:>14} {:>14} {:>7} {:>14} {:>7}",
-        "BEAM->BEAM", "BEAM->Rust", "ratio", "Rust->BEAM", "ratio"
-    );
+    print!("{title:<34} {:>14}", columns[0].0);
+    for (label, _) in &columns[1..] {
+        print!(" {label:>14} {:>7}", "ratio");
+    }
+    println!();
     for Line {
         label,
         figure,
@@ -107,13 +117,14 @@ fn table(title: &str, summary: fn(Vec<f64>, bool) -> f64, [bb, br, rb]: [&[Figur
     } in LINES
     {
         let line = |runs: &[Figures]| summary(runs.iter().map(figure).collect(), higher_is_better);
-        let (b, x, y) = (line(bb), line(br), line(rb));
-        let r = |v: f64| if higher_is_better { v / b } else { b / v };
-        println!(
-            "{label:<34} {b:>14.1} {x:>14.1} {:>6.2}x {y:>14.1} {:>6.2}x",
-            r(x),
-            r(y)
-        );
+        let b = line(columns[0].1);
+        print!("{label:<34} {b:>14.1}");
+        for (_, runs) in &columns[1..] {
+            let x = line(runs);
+            let r = if higher_is_better { x / b } else { b / x };
+            print!(" {x:>14.1} {r:>6.2}x");
+        }
+        println!();
     }
 }
 
@@ -139,6 +150,7 @@ fn parse_figures(line: &str) -> Option<Figures> {
 /// stream starts and ends.
 fn beam_driver(
     ebin: &PathBuf,
+    extra: &[String],
     epmd_port: u16,
     (target, target_pid): (&str, u32),
     msgs: usize,
@@ -168,6 +180,7 @@ fn beam_driver(
         ])
         .arg("-pa")
         .arg(ebin)
+        .args(extra)
         .args(["-eval", &code])
         .env("ERL_EPMD_PORT", epmd_port.to_string())
         .stdout(Stdio::piped())
@@ -284,6 +297,101 @@ async fn rust_driver(
     }
 }
 
+/// The four pairs over TLS: every node with the same CA-signed certificate
+/// setup, `verify_peer` both ways, TLS 1.2 (OTP's distribution default).
+async fn tls_pairs(
+    ebin: &PathBuf,
+    epmd_port: u16,
+    msgs: usize,
+    calls: usize,
+    big: usize,
+    repeats: usize,
+) {
+    let dir = certs::dir("bench_tls");
+    let ca = certs::Ca::new(&dir, "ca");
+    let leaf = ca.leaf("node");
+    let optfile = certs::optfile_for(&dir, "node", &leaf, &ca.cert, &[]);
+    let tls_args: Vec<String> = [
+        "-proto_dist",
+        "inet_tls",
+        "-ssl_dist_optfile",
+        &optfile.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let id = std::process::id();
+    let client = Node::start(
+        NodeConfig::new(format!("bench_tls_client_{id}@127.0.0.1"))
+            .cookie(COOKIE)
+            .discovery(beam_peer::Discovery::Epmd { port: epmd_port })
+            .tls(beam_peer::TlsConfig::from_optfile(&optfile).expect("bench optfile")),
+    )
+    .await
+    .expect("TLS client node");
+    let beam_target = format!("bench_tls_beam_{id}@127.0.0.1");
+    let mut cmd = Command::new("erl");
+    cmd.args([
+        "-name",
+        &beam_target,
+        "-setcookie",
+        COOKIE,
+        "-noshell",
+        "-start_epmd",
+        "false",
+    ])
+    .arg("-pa")
+    .arg(ebin)
+    .args(&tls_args)
+    .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
+    .env("ERL_EPMD_PORT", epmd_port.to_string());
+    let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+    let beam = (beam_target.as_str(), beam_guard.0.id());
+    let rust_target = format!("bench_tls_rust_{id}@127.0.0.1");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
+    cmd.args([
+        "node",
+        "--name",
+        &rust_target,
+        "--cookie",
+        COOKIE,
+        "--ssl-dist-optfile",
+    ])
+    .arg(&optfile)
+    .env("ERL_EPMD_PORT", epmd_port.to_string());
+    let rust_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+    let rust = (rust_target.as_str(), rust_guard.0.id());
+    let (mut bbs, mut brs, mut rbs, mut rrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        bbs.push(beam_driver(
+            ebin, &tls_args, epmd_port, beam, msgs, calls, big,
+        ));
+        brs.push(beam_driver(
+            ebin, &tls_args, epmd_port, rust, msgs, calls, big,
+        ));
+        for (target, into) in [(beam, &mut rbs), (rust, &mut rrs)] {
+            let (node, name, pid) = (client.clone(), target.0.to_string(), target.1);
+            let run =
+                tokio::spawn(
+                    async move { rust_driver(&node, (&name, pid), msgs, calls, big).await },
+                );
+            into.push(run.await.expect("rust driver over TLS"));
+        }
+    }
+    let columns = [
+        ("BEAM->BEAM tls", &bbs[..]),
+        ("BEAM->Rust tls", &brs[..]),
+        ("Rust->BEAM tls", &rbs[..]),
+        ("Rust->Rust tls", &rrs[..]),
+    ];
+    println!("\nover TLS 1.2 (verify_peer both ways), {repeats} interleaved runs per pair");
+    table("best run per line (TLS)", best, &columns);
+    table("median run per line (TLS)", median, &columns);
+    client.shutdown();
+    drop((beam_guard, rust_guard));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run
     // only when asked to bench.
@@ -345,8 +453,8 @@ fn main() {
         let repeats: usize = env_or("BENCH_DIST_REPEATS", 5usize).max(1);
         let (mut bbs, mut brs, mut rbs) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
-            bbs.push(beam_driver(&ebin, epmd_port, beam, msgs, calls, big));
-            brs.push(beam_driver(&ebin, epmd_port, rust, msgs, calls, big));
+            bbs.push(beam_driver(&ebin, &[], epmd_port, beam, msgs, calls, big));
+            brs.push(beam_driver(&ebin, &[], epmd_port, rust, msgs, calls, big));
             // On a runtime worker, as a node's processes run (the BEAM
             // driver is a process on a scheduler too); from `block_on` every
             // send and reply would cross threads.
@@ -357,9 +465,15 @@ fn main() {
             rbs.push(run.await.expect("rust driver"));
         }
         println!("{repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
-        table("best run per line", best, [&bbs, &brs, &rbs]);
-        table("median run per line", median, [&bbs, &brs, &rbs]);
+        let columns = [("BEAM->BEAM", &bbs[..]), ("BEAM->Rust", &brs[..]), ("Rust->BEAM", &rbs[..])];
+        table("best run per line", best, &columns);
+        table("median run per line", median, &columns);
         println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster; for CPU, less used)");
+        if std::env::var("BENCH_DIST_TLS").as_deref() != Ok("0") {
+            drop((beam_guard, rust_guard));
+            tls_pairs(&ebin, epmd_port, msgs, calls, big, repeats).await;
+        }
+        // Last: its embedded EPMD serves the TLS pairs too.
         client.shutdown();
     });
     let _ = std::fs::remove_dir_all(&ebin);

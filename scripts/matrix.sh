@@ -29,7 +29,7 @@ mkdir -p "$out"
 
 # The test binaries that start real BEAM nodes; those named *_live also need
 # Horde's modules (as in scripts/test.sh).
-BEAM_FILES=(interop handshake epmd elixir_terms phash2_oracle crdt_cluster horde_registry pg cli supervisor_placement)
+BEAM_FILES=(interop handshake epmd elixir_terms phash2_oracle crdt_cluster horde_registry pg cli supervisor_placement tls)
 LIVE='binary(/_live$/)'
 
 # Runs the matrix files in one column. $1 column name, $2 Horde ebins ("" = none).

@@ -42,3 +42,6 @@ pub use node::{
 pub use process::gen_server::{self, CallReply, Flow, GenServer, StartOptions};
 pub use process::{CallError, Exited, Process, ProcessExit};
 pub use term::Term;
+
+#[cfg(feature = "tls")]
+pub use dist::tls::{ServerNameIndication, TlsConfig, TlsError, TlsOptions, TlsVersion, Verify};

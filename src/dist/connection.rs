@@ -28,13 +28,15 @@ use std::time::Duration;
 
 use crate::dist::message::Message;
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
+use crate::dist::transport::{Transport, TryRead};
 
 /// What a client handshake reports when the peer refused it because its own
 /// simultaneous connect to us wins.
@@ -163,7 +165,7 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
             return;
         };
         tokio::spawn(async move {
-            match accept_one(node.clone(), stream).await {
+            match accept_one(node.clone(), stream, addr).await {
                 Ok(()) => {}
                 Err(e) if e == OURS_WINS => {
                     tracing::debug!(%addr, "incoming handshake from {addr} refused: {e}")
@@ -182,19 +184,47 @@ pub(crate) async fn accept_loop(weak: WeakNode, listener: tokio::net::TcpListene
     }
 }
 
-/// Runs the server side of one incoming handshake, within the node's
-/// `connect_timeout`.
-async fn accept_one(node: Node, mut stream: TcpStream) -> Result<(), String> {
+/// Runs the server side of one incoming connection (the TLS handshake
+/// first, when the node runs TLS), within the node's `connect_timeout`.
+async fn accept_one(node: Node, stream: TcpStream, addr: SocketAddr) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + node.config().connect_timeout;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = node.config().tls.clone() {
+        let stream = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| crate::dist::tls::describe(&e))?;
+        tls.check_client_address(stream.get_ref().1.peer_certificates(), addr.ip())?;
+        return accept_dist(
+            node,
+            crate::dist::transport::TlsStream::from(stream),
+            deadline,
+        )
+        .await;
+    }
+    let _ = addr;
+    accept_dist(node, stream, deadline).await
+}
+
+/// The distribution handshake of an accepted connection, by `deadline`.
+async fn accept_dist<S: Transport>(
+    node: Node,
+    mut stream: S,
+    deadline: Instant,
+) -> Result<(), String> {
     let mut hs = Handshake::server(node.handshake_config(), rand::random());
+    if S::FOUR_BYTE_HANDSHAKE {
+        hs = hs.with_four_byte_lengths();
+    }
     let mut accepted = None;
     // The timeout is taken here, not around this function: once the peer's
     // name is accepted this handshake is the node's pending connection to it,
     // and a peer that stalls after that must release it below like any other
     // failure. Dropped from outside, it would stay pending, and every later
     // connect to that node would wait on it forever.
-    let outcome = tokio::time::timeout(
-        node.config().connect_timeout,
+    let outcome = tokio::time::timeout_at(
+        deadline,
         drive_handshake(&node, &mut stream, &mut hs, &mut accepted, None),
     )
     .await
@@ -251,11 +281,45 @@ pub(crate) async fn connect(
             None => (resolve(host, *peer_port).await.map_err(unreachable)?, 6),
         },
     };
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| unreachable(format!("{addr}: {e}")))?;
     let _ = stream.set_nodelay(true);
+    #[cfg(feature = "tls")]
+    if let Some(tls) = node.config().tls.clone() {
+        let failed = |reason: String| {
+            // Said here as well as to the caller: a refused certificate is
+            // a security event, and a ping's caller only learns `pang`.
+            crate::peer_warn!(node, &peer, peer = %peer, error = %reason, "TLS connection to {peer} failed");
+            ConnectError::Handshake {
+                node: peer.clone(),
+                reason,
+            }
+        };
+        let name = tls.server_name(host).map_err(failed)?;
+        let stream = tls
+            .connector()
+            .connect(name, stream)
+            .await
+            .map_err(|e| failed(crate::dist::tls::describe(&e)))?;
+        let stream = crate::dist::transport::TlsStream::from(stream);
+        return dial_dist(node, stream, peer, attempt, version).await;
+    }
+    dial_dist(node, stream, peer, attempt, version).await
+}
+
+/// The distribution handshake of a connection we opened to `peer`.
+async fn dial_dist<S: Transport>(
+    node: Node,
+    mut stream: S,
+    peer: String,
+    attempt: u64,
+    version: u16,
+) -> Result<(), ConnectError> {
     let mut hs = Handshake::client(node.handshake_config(), rand::random(), version.clamp(5, 6));
+    if S::FOUR_BYTE_HANDSHAKE {
+        hs = hs.with_four_byte_lengths();
+    }
     let (info, leftover) = drive_handshake(
         &node,
         &mut stream,
@@ -299,9 +363,9 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 
 /// Runs a handshake to completion. On the server side, `accepted` receives the
 /// peer's name and the pending-connection attempt the node opened for it.
-async fn drive_handshake(
+async fn drive_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     node: &Node,
-    stream: &mut TcpStream,
+    stream: &mut S,
     hs: &mut Handshake,
     accepted: &mut Option<(String, u64)>,
     dialing: Option<(&str, u64)>,
@@ -329,6 +393,7 @@ async fn drive_handshake(
                     let out = hs.take_output();
                     if !out.is_empty() {
                         stream.write_all(&out).await.map_err(|e| e.to_string())?;
+                        stream.flush().await.map_err(|e| e.to_string())?;
                     }
                     return Ok((peer, leftover));
                 }
@@ -337,6 +402,8 @@ async fn drive_handshake(
         let out = hs.take_output();
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            // TLS holds records it could not write yet until flushed.
+            stream.flush().await.map_err(|e| e.to_string())?;
         }
         if let Some(why) = refused {
             return Err(why);
@@ -357,7 +424,13 @@ async fn drive_handshake(
     }
 }
 
-fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attempt: Option<u64>) {
+fn start<S: Transport>(
+    node: Node,
+    stream: S,
+    peer: PeerInfo,
+    leftover: Vec<u8>,
+    attempt: Option<u64>,
+) {
     let (tx, rx) = mpsc::unbounded_channel();
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let counters = std::sync::Arc::new(Counters::default());
@@ -367,7 +440,7 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
         tx,
         counters: counters.clone(),
     };
-    let (read_half, write_half) = stream.into_split();
+    let (read_half, write_half) = stream.split();
     // The writer starts first so that messages queued while connecting, flushed by
     // `connection_up`, find it running.
     let ticktime = node.config().net_ticktime;
@@ -408,9 +481,9 @@ fn start(node: Node, stream: TcpStream, peer: PeerInfo, leftover: Vec<u8>, attem
     });
 }
 
-async fn read_loop(
+async fn read_loop<R: TryRead>(
     node: &Node,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: R,
     peer: &PeerInfo,
     leftover: Vec<u8>,
     liveness: std::sync::Arc<Liveness>,
@@ -477,7 +550,7 @@ async fn read_loop(
             loop {
                 let (got, direct) = {
                     let (mut target, direct) = read_target(&mut decoder, &mut buf);
-                    (read.try_read_buf(&mut target), direct)
+                    (read.try_read_now(&mut target), direct)
                 };
                 match got {
                     Ok(0) => return "connection_closed".into(),
@@ -493,7 +566,7 @@ async fn read_loop(
                         }
                         std::hint::spin_loop();
                     }
-                    Err(e) => return format!("read error: {e}"),
+                    Err(e) => return read_error(&e),
                 }
             }
             if spun_for.is_some() {
@@ -510,11 +583,21 @@ async fn read_loop(
                     took(&mut decoder, direct, n, counters, &liveness);
                     last_read = n;
                 }
-                (Err(e), _) => return format!("read error: {e}"),
+                (Err(e), _) => return read_error(&e),
             },
             _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
         }
     }
+}
+
+/// Why a read ended the connection. A peer that closes a TLS connection
+/// without `close_notify` (the BEAM's TLS distribution does, when it
+/// disconnects) has closed it like a TCP peer: said the same way.
+fn read_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return "connection_closed".into();
+    }
+    format!("read error: {e}")
 }
 
 /// Where the reader's next read goes, and whether that is straight into the
@@ -971,8 +1054,8 @@ impl Writer {
     }
 }
 
-async fn write_loop(
-    mut write: tokio::net::tcp::OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     liveness: std::sync::Arc<Liveness>,
     counters: std::sync::Arc<Counters>,
@@ -1037,6 +1120,11 @@ async fn write_loop(
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > 0 {
             write_all_parts(&mut write, &mut parts).await?;
+            // A TLS stream takes plaintext into its session and may keep
+            // encrypted records back when the socket is full; unflushed,
+            // they would wait for the next write (a tick, 15 s away). On
+            // TCP this is a no-op: nothing is buffered above the socket.
+            write.flush().await?;
             Counters::add(&counters.bytes_out, total);
             out.clear();
             wrote_since_tick = true;
@@ -1051,8 +1139,8 @@ async fn write_loop(
 
 /// Writes every byte of `parts`, in order, with as few (vectored) writes as
 /// the socket allows.
-async fn write_all_parts(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_all_parts<W: AsyncWrite + Unpin>(
+    write: &mut W,
     parts: &mut [&[u8]],
 ) -> std::io::Result<()> {
     loop {

@@ -350,6 +350,8 @@ pub struct Handshake {
     input: Vec<u8>,
     output: Vec<u8>,
     events: VecDeque<HandshakeEvent>,
+    /// Bytes in each message's length prefix: 2 on TCP, 4 on TLS.
+    prefix: usize,
 }
 
 impl Handshake {
@@ -408,7 +410,28 @@ impl Handshake {
             input: Vec::new(),
             output: Vec::new(),
             events: VecDeque::new(),
+            prefix: 2,
         }
+    }
+
+    /// Handshake messages with 4-byte length prefixes, as OTP's TLS
+    /// distribution (`inet_tls_dist`) sends them: its TLS socket is in
+    /// `{packet, 4}` from the start, where TCP's is in `{packet, 2}` until
+    /// the handshake is done. Messages stay under 64 KiB either way.
+    pub fn with_four_byte_lengths(mut self) -> Self {
+        if self.prefix != 4 {
+            // A client's first message is already queued.
+            let queued = std::mem::take(&mut self.output);
+            self.prefix = 4;
+            let mut at = 0;
+            while at + 2 <= queued.len() {
+                let len = u16::from_be_bytes([queued[at], queued[at + 1]]) as usize;
+                let end = (at + 2 + len).min(queued.len());
+                self.send(&queued[at + 2..end]);
+                at = end;
+            }
+        }
+        self
     }
 
     /// Replace the flags the peer must have (default: [`flags::MANDATORY_OTP25`]).
@@ -547,8 +570,13 @@ impl Handshake {
     /// names are checked to be at most 255 bytes.
     fn send(&mut self, msg: &[u8]) {
         debug_assert!(msg.len() <= MAX_MESSAGE_LEN);
-        self.output
-            .extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        if self.prefix == 4 {
+            self.output
+                .extend_from_slice(&(msg.len() as u32).to_be_bytes());
+        } else {
+            self.output
+                .extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        }
         self.output.extend_from_slice(msg);
     }
 
@@ -561,18 +589,37 @@ impl Handshake {
 
     /// Pop one complete message from the input, if there is one.
     fn next_message(&mut self) -> Result<Option<Vec<u8>>, HandshakeError> {
-        if self.input.len() < 2 {
+        let p = self.prefix;
+        if self.input.len() < p {
             return Ok(None);
         }
-        let len = u16::from_be_bytes([self.input[0], self.input[1]]) as usize;
+        // A TLS record (handshake type 22, version 3.x) where a plain peer's
+        // name should be: said at once, instead of waiting for the 5 KiB its
+        // first two bytes would announce until the handshake times out.
+        if p == 2 && matches!(self.state, State::ServerAwaitName) && self.input[..2] == [0x16, 0x03]
+        {
+            return Err(HandshakeError::Malformed(
+                "a TLS ClientHello: the peer runs distribution over TLS \
+                 (-proto_dist inet_tls) and this node does not"
+                    .into(),
+            ));
+        }
+        let len = self.input[..p]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | b as usize);
         if len == 0 {
             return Err(HandshakeError::Malformed("empty message".into()));
         }
-        if self.input.len() < 2 + len {
+        if len > MAX_MESSAGE_LEN {
+            return Err(HandshakeError::Malformed(format!(
+                "a {len}-byte handshake message"
+            )));
+        }
+        if self.input.len() < p + len {
             return Ok(None);
         }
-        let msg = self.input[2..2 + len].to_vec();
-        self.input.drain(..2 + len);
+        let msg = self.input[p..p + len].to_vec();
+        self.input.drain(..p + len);
         Ok(Some(msg))
     }
 
@@ -589,7 +636,7 @@ impl Handshake {
         }
         // Outside of the owner's turn at most one partial message is buffered,
         // so more than one full message's worth means the peer is flooding us.
-        if !self.is_completed() && self.input.len() > 2 + MAX_MESSAGE_LEN {
+        if !self.is_completed() && self.input.len() > self.prefix + MAX_MESSAGE_LEN {
             return Err(HandshakeError::UnexpectedMessage(
                 "the peer keeps sending while it should wait for our answer".into(),
             ));

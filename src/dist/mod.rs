@@ -1,13 +1,17 @@
-//! One distribution connection: handshake, framing, fragments, ticks, control messages.
+//! One distribution connection: handshake, framing, fragments, ticks, control messages,
+//! over TCP or TLS ([`tls`], with the `tls` feature).
 //!
 //! The handshake ([`handshake`]) and the frame codec ([`codec`]) are sans-I/O state
 //! machines: bytes in, bytes and events out, no sockets and no clocks. Only
-//! [`connection`] touches tokio.
+//! [`connection`] (and `transport`, the TCP or TLS stream under it) touches tokio.
 
 pub mod codec;
 pub mod connection;
 pub mod flags;
 pub mod handshake;
 pub mod message;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 
 pub use connection::ConnectionStats;

@@ -87,6 +87,11 @@ pub struct NodeConfig {
     /// stream wait up to this much longer; request/response traffic and
     /// large reads are never paused. Zero turns it off.
     pub read_coalesce: Duration,
+    /// Distribution over TLS, as `erl -proto_dist inet_tls` runs it: every
+    /// connection, accepted or opened, is TLS first (see `dist::tls`).
+    /// `None` (the default) is plain TCP.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::dist::tls::TlsConfig>,
 }
 
 impl NodeConfig {
@@ -106,6 +111,8 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(7),
             busy_poll: Duration::from_micros(200),
             read_coalesce: Duration::from_millis(1),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -149,6 +156,13 @@ impl NodeConfig {
     /// See [`NodeConfig::read_coalesce`]; `Duration::ZERO` turns it off.
     pub fn read_coalesce(mut self, pause: Duration) -> Self {
         self.read_coalesce = pause;
+        self
+    }
+
+    /// Runs distribution over TLS (see [`NodeConfig::tls`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::dist::tls::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -375,7 +389,14 @@ impl Node {
             node.add_background(keeper.abort_handle());
         }
         crate::services::start(&node);
-        tracing::info!(node = %node.name(), port = listen_port, creation, "node started");
+        #[cfg(feature = "tls")]
+        let transport = match &node.config().tls {
+            Some(tls) => format!("TLS ({})", tls.summary()),
+            None => "TCP".to_string(),
+        };
+        #[cfg(not(feature = "tls"))]
+        let transport = "TCP";
+        tracing::info!(node = %node.name(), port = listen_port, creation, %transport, "node started");
         Ok(node)
     }
 

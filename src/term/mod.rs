@@ -1,6 +1,7 @@
 //! Erlang terms: the term types (`types`), the external format (`etf`),
 //! `erlang:phash2` (`phash2`), Elixir conventions (`elixir`), conversions
-//! from and to the `eetf` crate's terms (`eetf`, with the `eetf` feature), plus short
+//! from and to the `eetf` crate's terms (`eetf`, with the `eetf` feature), Erlang
+//! term syntax read from text (`parse`, for OTP's own configuration files), plus short
 //! constructors and matchers used everywhere else.
 //!
 //! This module never does I/O and never panics on a term that came from the network.
@@ -9,6 +10,7 @@
 pub mod eetf;
 pub mod elixir;
 pub mod etf;
+pub mod parse;
 pub mod phash2;
 mod types;
 

@@ -2,6 +2,8 @@
 //! ports, and a way to evaluate Erlang code on a peer through a gen_server call.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -49,16 +49,26 @@ struct NodeOpts {
     /// as erl reads it.
     #[arg(long, value_name = "COOKIE")]
     cookie: Option<String>,
+    /// Distribution over TLS, as `erl -proto_dist inet_tls -ssl_dist_optfile
+    /// FILE`: FILE is OTP's own optfile (`[{server, Opts}, {client, Opts}].`),
+    /// the one the cluster's BEAM nodes use. Options beam_peer does not
+    /// support are refused at start, by name.
+    #[arg(long, value_name = "FILE")]
+    ssl_dist_optfile: Option<std::path::PathBuf>,
 }
 
 impl NodeOpts {
-    fn config(self, prefix: &str, host: Option<&str>) -> NodeConfig {
+    fn config(self, prefix: &str, host: Option<&str>) -> anyhow::Result<NodeConfig> {
         let name = self.name.unwrap_or_else(|| args::unique_name(prefix, host));
-        let config = NodeConfig::new(name);
-        match self.cookie {
-            Some(c) => config.cookie(c),
-            None => config,
+        let mut config = NodeConfig::new(name);
+        if let Some(c) = self.cookie {
+            config = config.cookie(c);
         }
+        if let Some(f) = self.ssl_dist_optfile {
+            // The error names the file and the option; no context needed.
+            config = config.tls(beam_peer::TlsConfig::from_optfile(&f)?);
+        }
+        Ok(config)
     }
 }
 
@@ -226,7 +236,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             read_coalesce_us,
         } => {
             let mut config = node
-                .config("beam_peer_node", Some("127.0.0.1"))
+                .config("beam_peer_node", Some("127.0.0.1"))?
                 .hidden(hidden);
             if let Some(addr) = listen {
                 config = config.listen(addr.ip(), addr.port());
@@ -255,7 +265,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             registry,
             key,
         } => {
-            let config = node.config("beam_peer_registry", Some("127.0.0.1"));
+            let config = node.config("beam_peer_registry", Some("127.0.0.1"))?;
             beam_peer::demo::run_registry_member(config, &join, &registry, &key)
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
@@ -266,7 +276,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             pubsub,
             pool_size,
         } => {
-            let config = node.config("beam_peer_pubsub", Some("127.0.0.1"));
+            let config = node.config("beam_peer_pubsub", Some("127.0.0.1"))?;
             beam_peer::demo::pubsub_echo::run(config, &join, &pubsub, usize::from(pool_size))
                 .await
                 .map_err(|e| anyhow::anyhow!(e))
@@ -279,7 +289,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             sync_interval,
         } => {
             use beam_peer::demo::supervisor_member::{self, MemberOptions};
-            let config = node.config("beam_peer_supervisor", Some("127.0.0.1"));
+            let config = node.config("beam_peer_supervisor", Some("127.0.0.1"))?;
             let mut opts = MemberOptions::new(supervisor);
             opts.start = start;
             opts.sync_interval = sync_interval;
@@ -293,7 +303,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             timeout,
         } => {
             let mut config = node
-                .config("beam_peer_ping", args::host_like(&target))
+                .config("beam_peer_ping", args::host_like(&target))?
                 .hidden(true);
             config.connect_timeout = timeout;
             let me = Node::start(config)

@@ -906,3 +906,37 @@ proptest! {
         prop_assert!(o.client_leftover.is_empty());
     }
 }
+
+#[test]
+fn four_byte_lengths_as_tls_distribution_frames_them() {
+    for chunk in [1, 3, 1000] {
+        let client = Handshake::client(cfg("rust@127.0.0.1", flags::offered(false), "c"), 7, 6)
+            .with_four_byte_lengths();
+        let server = Handshake::server(cfg("erl@127.0.0.1", flags::offered(false), "c"), 9)
+            .with_four_byte_lengths();
+        let o = pump(client, server, ServerStatus::Ok, chunk);
+        assert_completed(&o, "rust@127.0.0.1", "erl@127.0.0.1", 6);
+    }
+    // The client's first message: a 4-byte length, then 'N'.
+    let mut c = Handshake::client(cfg("rust@127.0.0.1", flags::offered(false), "c"), 7, 6)
+        .with_four_byte_lengths();
+    let out = c.take_output();
+    let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
+    assert_eq!(len + 4, out.len());
+    assert_eq!(out[4], b'N');
+    // A 2-byte-framed peer's first message is refused, not misread.
+    let mut s = Handshake::server(cfg("erl@127.0.0.1", flags::offered(false), "c"), 9)
+        .with_four_byte_lengths();
+    let plain =
+        Handshake::client(cfg("rust@127.0.0.1", flags::offered(false), "c"), 7, 6).take_output();
+    assert!(s.receive(&plain).is_err());
+}
+
+#[test]
+fn a_tls_client_hello_at_a_plain_server_is_named_at_once() {
+    let mut s = Handshake::server(cfg("erl@127.0.0.1", flags::offered(false), "c"), 9);
+    let e = s
+        .receive(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap_err();
+    assert!(e.to_string().contains("TLS ClientHello"), "{e}");
+}
