@@ -34,6 +34,10 @@
 //!   `Supervisor::stop` writes the member `:shutting_down`, stops and
 //!   relinquishes its children and returns after the sync; every child then
 //!   runs once on the Elixir member.
+//! * `a_graceful_stop_of_the_elixir_node_hands_its_children_to_the_rust_member`:
+//!   the reverse: `:init.stop()` on the Elixir node, whose Horde member
+//!   relinquishes its children; the Rust member then runs all 30, each once,
+//!   its own untouched.
 //!
 //! `PLACEMENT_CASES` and `PLACEMENT_SEED` override the case count and seed.
 
@@ -1118,5 +1122,112 @@ async fn a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir() {
         on_rust.len(),
         t0.elapsed()
     );
+    node.shutdown();
+}
+
+/// The children the Rust member's processes supervisor runs, by argument
+/// (each asked with `:ping`; one entry per running process).
+async fn rust_member_args(p: &mut beam_peer::Process, node: &beam_peer::Node) -> Vec<i64> {
+    let which = p
+        .call(
+            Dest::Remote(
+                "Elixir.MyApp.DSup.ProcessesSupervisor".into(),
+                node.name().to_string(),
+            ),
+            term::atom("which_children"),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|_| term::list(vec![]));
+    let mut args = Vec::new();
+    for c in term::as_list(&which).unwrap_or_default() {
+        let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
+            continue;
+        };
+        let pong = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                std::time::Duration::from_secs(5),
+            )
+            .await;
+        if let Ok(pong) = pong {
+            if let Some([_, arg, _]) = term::as_tuple(&pong) {
+                args.extend(term::as_i64(arg));
+            }
+        }
+    }
+    args.sort();
+    args
+}
+
+/// `:init.stop()` on the Elixir node: Horde marks its member shutting down,
+/// stops its children and relinquishes them; the Rust member (Rust workers)
+/// then runs every one of the 30 children, each exactly once, and none of
+/// its own stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_of_the_elixir_node_hands_its_children_to_the_rust_member() {
+    let test = "a_graceful_stop_of_the_elixir_node_hands_its_children_to_the_rust_member";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("se_rust", port).await;
+    let mut beam = common::Beam::start_horde("se_ex", common::COOKIE, port, &ebins);
+    let (sup, s) = mixed_members(&node, &beam).await;
+    let mut p = node.process();
+    let mut on_elixir = 0;
+    let mut rust_pids = Vec::new();
+    for arg in 1..=30 {
+        let reply = sup
+            .start_child(worker_spec(arg), std::time::Duration::from_secs(10))
+            .await
+            .expect("answers");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("{reply}")
+        };
+        if pid.node.name == node.name() {
+            rust_pids.push(pid.clone());
+        } else {
+            on_elixir += 1;
+        }
+    }
+    assert!(on_elixir > 0, "some children run on the Elixir member");
+    poll("the Elixir CRDT holds all 30", || {
+        let (mut p, beam, s) = (node.process(), beam.name.clone(), s.clone());
+        async move { elixir_view(&mut p, &beam, &s).await.len() == 30 }
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "spawn(fn -> :init.stop() end)\n:ok",
+        vec![],
+    )
+    .await;
+    poll("the Elixir node exits", || {
+        let exited = beam.exited();
+        async move { exited }
+    })
+    .await;
+    let all: Vec<i64> = (1..=30).collect();
+    poll("the Rust member runs each of the 30 children once", || {
+        let (mut p, node) = (node.process(), node.clone());
+        let all = all.clone();
+        async move { rust_member_args(&mut p, &node).await == all }
+    })
+    .await;
+    for pid in &rust_pids {
+        assert!(
+            node.is_process_alive(pid),
+            "the Rust member's own children run on"
+        );
+    }
+    println!(
+        "{on_elixir} children handed over by :init.stop() of the Elixir node, all running on the Rust member after {:?}",
+        t0.elapsed()
+    );
+    drop(sup);
     node.shutdown();
 }

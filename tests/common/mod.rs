@@ -323,6 +323,14 @@ impl Beam {
         }
     }
 
+    /// True once the OS process has exited (it is reaped here).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(c) => !matches!(c.try_wait(), Ok(None)),
+        }
+    }
+
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([&format!("-{sig}"), &self.os_pid().to_string()])
