@@ -38,6 +38,10 @@
 //!   the reverse: `:init.stop()` on the Elixir node, whose Horde member
 //!   relinquishes its children; the Rust member then runs all 30, each once,
 //!   its own untouched.
+//! * `an_elixir_child_hands_its_state_to_its_rust_incarnation`: the state
+//!   hand-off convention across languages: Elixir `MyApp.Counter`
+//!   GenServers save their count under `{:child_state, {M, F, A}}`; after
+//!   `:init.stop()` of their node each counts on as a Rust child.
 //!
 //! `PLACEMENT_CASES` and `PLACEMENT_SEED` override the case count and seed.
 
@@ -983,6 +987,15 @@ async fn mixed_members(
     node: &beam_peer::Node,
     beam: &common::Beam,
 ) -> (supervisor::Supervisor, Term) {
+    mixed_members_with(node, beam, |o| o).await
+}
+
+/// [`mixed_members`] with more options for the Rust member.
+async fn mixed_members_with(
+    node: &beam_peer::Node,
+    beam: &common::Beam,
+    more: impl FnOnce(supervisor::SupervisorOptions) -> supervisor::SupervisorOptions,
+) -> (supervisor::Supervisor, Term) {
     let mut p = node.process();
     let s_name = "Elixir.MyApp.DSup";
     let s = term::atom(s_name);
@@ -990,9 +1003,11 @@ async fn mixed_members(
     common::eval_elixir(&mut p, &beam.name, ELIXIR_MEMBER, vec![("s", s.clone())]).await;
     let sup = supervisor::start(
         node,
-        supervisor::SupervisorOptions::new(s_name)
-            .sync_interval(50)
-            .worker("Elixir.MyApp.Worker", pong_worker),
+        more(
+            supervisor::SupervisorOptions::new(s_name)
+                .sync_interval(50)
+                .worker("Elixir.MyApp.Worker", pong_worker),
+        ),
     )
     .expect("the Rust member starts");
     let rust_member = beam_peer::tup![s.clone(), term::atom(node.name())];
@@ -1228,6 +1243,151 @@ async fn a_graceful_stop_of_the_elixir_node_hands_its_children_to_the_rust_membe
         "{on_elixir} children handed over by :init.stop() of the Elixir node, all running on the Rust member after {:?}",
         t0.elapsed()
     );
+    drop(sup);
+    node.shutdown();
+}
+
+/// An Elixir GenServer keeping the hand-off convention of the README
+/// (`{:child_state, {M, F, A}}` in `S.Crdt`, saved on every bump).
+const ELIXIR_COUNTER: &str = r#"
+defmodule MyApp.Counter do
+  use GenServer
+  @crdt :"Elixir.MyApp.DSup.Crdt"
+  def start_link(arg), do: GenServer.start_link(__MODULE__, arg)
+  defp key(arg), do: {:child_state, {__MODULE__, :start_link, [arg]}}
+  def init(arg), do: {:ok, {arg, DeltaCrdt.get(@crdt, key(arg)) || 0}}
+  def handle_call(:bump, _from, {arg, n}) do
+    DeltaCrdt.put(@crdt, key(arg), n + 1)
+    {:reply, n + 1, {arg, n + 1}}
+  end
+  def handle_call(:count, _from, {arg, n}), do: {:reply, n, {arg, n}}
+end
+:ok
+"#;
+
+/// `(arg, count)` of each child the Rust member runs (`:ping`, `:count`).
+async fn rust_member_counts(p: &mut beam_peer::Process, node: &beam_peer::Node) -> Vec<(i64, i64)> {
+    let which = p
+        .call(
+            Dest::Remote(
+                "Elixir.MyApp.DSup.ProcessesSupervisor".into(),
+                node.name().to_string(),
+            ),
+            term::atom("which_children"),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|_| term::list(vec![]));
+    let mut out = Vec::new();
+    for c in term::as_list(&which).unwrap_or_default() {
+        let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
+            continue;
+        };
+        let ask = |what: &str| term::atom(what);
+        let to = Dest::Pid(pid.clone());
+        let t = std::time::Duration::from_secs(5);
+        let (Ok(pong), Ok(n)) = (
+            p.call(to.clone(), ask("ping"), t).await,
+            p.call(to, ask("count"), t).await,
+        ) else {
+            continue;
+        };
+        if let (Some([_, arg, _]), Some(n)) = (term::as_tuple(&pong), term::as_i64(&n)) {
+            out.extend(term::as_i64(arg).map(|a| (a, n)));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// State hand-off from Elixir to Rust: ten `MyApp.Counter` children (an
+/// Elixir GenServer on the Elixir member, the demo's counting worker on the
+/// Rust one) are bumped `arg` times; `:init.stop()` of the Elixir node moves
+/// its children to the Rust member, where every child counts on from its
+/// saved count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elixir_child_hands_its_state_to_its_rust_incarnation() {
+    let test = "an_elixir_child_hands_its_state_to_its_rust_incarnation";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("sh_rust", port).await;
+    let mut beam = common::Beam::start_horde("sh_ex", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    node.join(&beam.name).await.expect("joins the Elixir node");
+    common::eval_elixir(&mut p, &beam.name, ELIXIR_COUNTER, vec![]).await;
+    let (sup, _s) = mixed_members_with(&node, &beam, |o| {
+        o.worker_with_state(
+            "Elixir.MyApp.Counter",
+            beam_peer::demo::supervisor_member::start_worker,
+        )
+    })
+    .await;
+    let mut on_elixir = 0;
+    for arg in 1..=10 {
+        let spec = supervisor::ChildSpec::new(
+            term::int(arg),
+            "Elixir.MyApp.Counter",
+            "start_link",
+            vec![term::int(arg)],
+            [],
+        );
+        let reply = sup
+            .start_child(spec, std::time::Duration::from_secs(10))
+            .await
+            .expect("answers");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("{reply}")
+        };
+        on_elixir += usize::from(pid.node.name != node.name());
+        for n in 1..=arg {
+            let c = p
+                .call(
+                    Dest::Pid(pid.clone()),
+                    term::atom("bump"),
+                    std::time::Duration::from_secs(5),
+                )
+                .await
+                .expect("bumped");
+            assert_eq!(term::as_i64(&c), Some(n));
+        }
+    }
+    assert!(on_elixir > 0, "some counters run on the Elixir member");
+    // The saves are synced before the node goes: the Rust member holds them.
+    for arg in 1..=10 {
+        let key =
+            supervisor::child_state_key("Elixir.MyApp.Counter", "start_link", &[term::int(arg)]);
+        poll(&format!("the Rust member holds the count of {arg}"), || {
+            let (sup, key) = (sup.clone(), key.clone());
+            async move {
+                sup.call(key, std::time::Duration::from_secs(5)).await.ok() == Some(term::int(arg))
+            }
+        })
+        .await;
+    }
+    common::eval_elixir(
+        &mut p,
+        &beam.name,
+        "spawn(fn -> :init.stop() end)\n:ok",
+        vec![],
+    )
+    .await;
+    poll("the Elixir node exits", || {
+        let exited = beam.exited();
+        async move { exited }
+    })
+    .await;
+    let want: Vec<(i64, i64)> = (1..=10).map(|a| (a, a)).collect();
+    poll(
+        "every counter runs on the Rust member with its count",
+        || {
+            let (mut p, node, want) = (node.process(), node.clone(), want.clone());
+            async move { rust_member_counts(&mut p, &node).await == want }
+        },
+    )
+    .await;
+    println!("{on_elixir} Elixir counters handed their counts to Rust incarnations");
     drop(sup);
     node.shutdown();
 }
