@@ -9,6 +9,7 @@
 pub mod eetf;
 pub mod elixir;
 pub mod etf;
+pub mod parse;
 pub mod phash2;
 mod types;
 
