@@ -189,16 +189,6 @@ async fn run(
                 Err(e) => return e.into(),
                 // Timed out: the next turn syncs.
                 Ok(None) => vec![],
-                Ok(Some(msg)) if read_call(&msg).is_some() => {
-                    if let Some((from, keys)) = read_call(&msg) {
-                        let map = match keys {
-                            None => replica.read(),
-                            Some(keys) => replica.read_keys(&keys),
-                        };
-                        p.reply(from, map_term(map));
-                    }
-                    vec![]
-                }
                 Ok(Some(msg)) => match replica.handle_message(&msg) {
                     Ok(a) => a,
                     Err(e) => {
@@ -344,28 +334,4 @@ pub(crate) fn dest_of(t: &Term) -> Option<Dest> {
             _ => None,
         },
     }
-}
-
-/// `DeltaCrdt.read/1,2` (`to_map`) as a gen_server call from any node:
-/// `{'$gen_call', From, read}` or `{'$gen_call', From, {read, Keys}}`. Tools
-/// read a Rust replica the way they read a BEAM one.
-fn read_call(msg: &Term) -> Option<(&Term, Option<Vec<Term>>)> {
-    match term::as_tuple(msg)? {
-        [tag, from, request] if term::is_atom(tag, "$gen_call") => {
-            if term::is_atom(request, "read") {
-                return Some((from, None));
-            }
-            match term::as_tuple(request)? {
-                [r, keys] if term::is_atom(r, "read") => Some((from, Some(term::as_list(keys)?))),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-fn map_term(map: BTreeMap<OrdTerm, Term>) -> Term {
-    Term::Map(crate::term::Map {
-        map: map.into_iter().map(|(k, v)| (k.0, v)).collect(),
-    })
 }
