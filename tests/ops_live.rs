@@ -70,7 +70,7 @@ async fn registry_and_supervisor_through_an_elixir_member() {
     let base = ["--node", beam.name.as_str(), "--cookie", COOKIE];
     let mut args = vec!["registry", "Elixir.OpsLive.Registry"];
     args.extend(base);
-    let mut found = Value::Null;
+    let mut found;
     common::eventually!(
         std::time::Duration::from_secs(10),
         {
