@@ -9,7 +9,7 @@
 //! - `beam-peer pubsub`: a Phoenix.PubSub echo member.
 //! - `beam-peer supervisor`: a Horde.DynamicSupervisor member with a Rust worker.
 //! - `beam-peer ping`, `beam-peer names`, `beam-peer epmd`: small tools.
-//! - `beam-peer status|ps|info|kill|send --node NODE`, and `registry R` /
+//! - `beam-peer status|ps|info|kill|send|top --node NODE`, and `registry R` /
 //!   `supervisor S` with `--node`: the operator's commands ([`ops`]), each
 //!   joining the cluster as a hidden node.
 //!
@@ -251,6 +251,13 @@ enum Command {
         #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
         on: Option<String>,
     },
+    /// A live view of the cluster: nodes with their health and the busiest
+    /// processes across nodes, every second. Tab switches node, s the sort,
+    /// k kills the selected process (after y), q quits.
+    Top {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+    },
     /// Ping a node: prints pong (exit 0) or pang (exit 1).
     Ping {
         /// The node to ping, `alive@host`.
@@ -377,6 +384,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .map(|()| s)
             })
             .await
+        }
+        Command::Top { ops } => {
+            with_session(&ops, |s| async move { ops::top::run(&s).await.map(|()| s) }).await
         }
         Command::Status { ops } => {
             with_session(&ops, |s| async move { ops::status(&s).await.map(|()| s) }).await

@@ -14,6 +14,7 @@
 
 pub mod horde;
 pub mod table;
+pub mod top;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -546,7 +547,7 @@ pub async fn ps(s: &Session, o: &PsOpts) -> anyhow::Result<()> {
     if let Some(f) = &o.filter {
         rows.retain(|r| r.matches(f));
     }
-    rows.sort_by_key(|r| std::cmp::Reverse(r.key(o.sort)));
+    rows.sort_by_key(|r| (std::cmp::Reverse(r.key(o.sort)), r.node.clone(), r.pid.id));
     if let Some(l) = o.limit {
         rows.truncate(l);
     }
