@@ -222,9 +222,15 @@ struct Slot {
 impl Slot {
     fn send(&self, signal: Signal) -> bool {
         let message = matches!(signal, Signal::Message(_));
-        let ok = self.mailbox.send(signal).is_ok();
-        if ok && message {
+        // Counted before the send: the receiver's count-out can then never
+        // come first (the channel orders the two), so the counter never
+        // goes below zero and never drifts.
+        if message {
             self.meta.delivered();
+        }
+        let ok = self.mailbox.send(signal).is_ok();
+        if !ok && message {
+            self.meta.undelivered();
         }
         ok
     }

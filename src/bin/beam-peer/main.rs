@@ -118,7 +118,6 @@ enum Command {
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
-    ///
     /// With --node: reads the registry R (or --registry) through the member
     /// on NODE instead (members and every key, pid, node and value) and exits.
     Registry {
@@ -164,7 +163,6 @@ enum Command {
     /// (`start_link(arg)`: a gen_server answering :ping with
     /// {:pong, arg, node}); prints `start ARG PID` / `stop ARG` for each
     /// child here; on Ctrl-C or SIGTERM hands its children over and leaves.
-    ///
     /// With --node: reads the supervisor S (or --supervisor) through the
     /// member on NODE instead (members with their statuses, every child
     /// with its member, pid and start) and exits.
