@@ -184,7 +184,21 @@ fn malformed_arguments_are_refused_with_a_message() {
 
 #[test]
 fn every_option_has_help_text() {
-    for cmd in ["demo", "node", "registry", "ping", "names", "epmd"] {
+    for cmd in [
+        "demo",
+        "node",
+        "registry",
+        "supervisor",
+        "ping",
+        "names",
+        "epmd",
+        "status",
+        "ps",
+        "info",
+        "kill",
+        "send",
+        "top",
+    ] {
         let out = run(&[cmd, "--help"], common::free_port());
         let help = text(&out.stdout);
         assert!(out.status.success(), "{cmd}");

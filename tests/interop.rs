@@ -1156,3 +1156,133 @@ async fn beam_tools_can_look_inside_a_rust_node() {
     assert!(rust.is_process_alive(&pid));
     rust.shutdown();
 }
+
+/// `process_info/1,2`, `memory/0,1` and `list_to_pid/1` of Rust processes,
+/// asked by a real erl through erpc: the mailbox length counts messages in
+/// and out, links, monitors, trap_exit and the registered name are the
+/// table's, and a dead pid is `undefined`, an unknown item `badarg`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beam_tools_read_process_info_of_rust_processes() {
+    require_erl!("beam_tools_read_process_info_of_rust_processes");
+    let (rust, beam) = common::rust_and_beam().await;
+    let mut p = rust.process();
+    let r = q(rust.name());
+    let mut inbox = rust.process();
+    inbox.register("inbox").expect("registers");
+    inbox.trap_exit(true);
+    let echo = rust.whereis("echo").expect("echo runs");
+    inbox.link(&echo);
+    let _mref = inbox.monitor(Dest::Name("sink".into()));
+    let items = "[registered_name, message_queue_len, status, trap_exit, links, monitors, memory, reductions]";
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "I = erpc:call({r}, erlang, whereis, [inbox]),
+             [{{inbox, {r}}} ! {{m, N}} || N <- [1, 2, 3]],
+             erpc:call({r}, erlang, process_info, [I, {items}])."
+        ),
+    )
+    .await;
+    let get = |v: &Term, k: &str| -> Term {
+        term::as_list(v)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|kv| match term::as_tuple(kv) {
+                Some([key, val]) if term::is_atom(key, k) => Some(val.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {k} in {v}"))
+    };
+    assert!(term::is_atom(&get(&v, "registered_name"), "inbox"), "{v}");
+    assert_eq!(get(&v, "message_queue_len"), term::int(3), "{v}");
+    assert!(term::is_atom(&get(&v, "trap_exit"), "true"), "{v}");
+    assert_eq!(get(&v, "links"), term::list(vec![Term::Pid(echo.clone())]));
+    let sink = rust.whereis("sink").expect("sink runs");
+    assert_eq!(
+        get(&v, "monitors"),
+        term::list(vec![beam_peer::tup![
+            term::atom("process"),
+            beam_peer::tup![term::atom("sink"), term::atom(rust.name())]
+        ]])
+    );
+    assert!(term::as_i64(&get(&v, "memory")).unwrap_or(0) > 0, "{v}");
+    assert_eq!(get(&v, "reductions"), term::int(0), "{v}");
+    // Taking one message: the queue shrinks, the work count grows.
+    inbox.receive().await.expect("a message");
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "I = erpc:call({r}, erlang, whereis, [inbox]),
+             {{erpc:call({r}, erlang, process_info, [I, message_queue_len]),
+               erpc:call({r}, erlang, process_info, [I, reductions]),
+               erpc:call({r}, erlang, process_info, [erpc:call({r}, erlang, whereis, [sink]), monitored_by])}}."
+        ),
+    )
+    .await;
+    assert_eq!(
+        v,
+        beam_peer::tup![
+            beam_peer::tup![term::atom("message_queue_len"), term::int(2)],
+            beam_peer::tup![term::atom("reductions"), term::int(1)],
+            beam_peer::tup![
+                term::atom("monitored_by"),
+                term::list(vec![Term::Pid(inbox.pid().clone())])
+            ]
+        ]
+    );
+    // process_info/1 of a gen_server; a process waiting on an empty mailbox.
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "erpc:call({r}, erlang, process_info, [erpc:call({r}, erlang, whereis, [echo])])."
+        ),
+    )
+    .await;
+    assert!(term::is_atom(&get(&v, "registered_name"), "echo"), "{v}");
+    assert!(term::is_atom(&get(&v, "status"), "waiting"), "{v}");
+    let call = get(&v, "initial_call");
+    let Some([m, f, a]) = term::as_tuple(&call) else {
+        panic!("{v}")
+    };
+    assert!(
+        term::as_atom(m).unwrap_or("").ends_with("Echo") && term::is_atom(f, "init"),
+        "{v}"
+    );
+    assert_eq!(a, &term::int(1));
+    // Dead pids, unknown items, remote pids, memory, list_to_pid.
+    let dead = {
+        let gone = rust.process();
+        gone.pid().clone()
+    };
+    let v = eval(
+        &mut p,
+        &beam.name,
+        &format!(
+            "Dead = erpc:call({r}, erlang, list_to_pid, [\"<0.{}.{}>\"]),
+             Bad = try erpc:call({r}, erlang, process_info, [Dead, heap_size]) catch error:{{exception, badarg, _}} -> badarg end,
+             Remote = try erpc:call({r}, erlang, process_info, [self()]) catch error:{{exception, badarg, _}} -> badarg end,
+             Mem = erpc:call({r}, erlang, memory, []),
+             {{Dead, erpc:call({r}, erlang, process_info, [Dead, status]), Bad, Remote,
+               proplists:get_value(total, Mem) > proplists:get_value(processes, Mem),
+               erpc:call({r}, erlang, memory, [total]) > 0}}.",
+            dead.id, dead.serial
+        ),
+    )
+    .await;
+    assert_eq!(
+        v,
+        beam_peer::tup![
+            Term::Pid(dead),
+            term::atom("undefined"),
+            term::atom("badarg"),
+            term::atom("badarg"),
+            term::atom("true"),
+            term::atom("true")
+        ]
+    );
+    let _ = sink;
+    rust.shutdown();
+}

@@ -728,8 +728,37 @@ impl Replica {
             }
             // `{:EXIT, pid, :normal}` is ignored upstream (it traps exits).
             ("EXIT", [_, reason]) if is_atom(reason, "normal") => Ok(Vec::new()),
+            ("$gen_call", [from, request]) => self.on_read_call(from, request),
             _ => Err(SyncError::Unknown),
         }
+    }
+
+    /// `DeltaCrdt.read/1,2` (`to_map`) from any node: `GenServer.call(crdt,
+    /// :read)` or `{:read, keys}`, answered with the read map, so tools read
+    /// a Rust replica the way they read a BEAM one. The reply `{Tag, Map}`
+    /// goes to the caller's pid (an OTP 24+ alias tag still matches there).
+    fn on_read_call(&mut self, from: &Term, request: &Term) -> Result<Vec<Action>, SyncError> {
+        let Some([Term::Pid(caller), tag]) = as_tuple(from) else {
+            return Err(SyncError::Malformed("gen_server From"));
+        };
+        let map = if is_atom(request, "read") {
+            self.read()
+        } else {
+            match as_tuple(request) {
+                Some([r, keys]) if is_atom(r, "read") => {
+                    let keys = as_list(keys).ok_or(SyncError::Malformed("read keys"))?;
+                    self.read_keys(&keys)
+                }
+                _ => return Err(SyncError::Unknown),
+            }
+        };
+        let map = Term::Map(crate::term::Map {
+            map: map.into_iter().map(|(k, v)| (k.0, v)).collect(),
+        });
+        Ok(vec![Action::Send {
+            to: Term::Pid(caller.clone()),
+            msg: crate::tup![tag.clone(), map],
+        }])
     }
 
     /// `{:diff, Diff}`: compare the peer's subtrees with ours.

@@ -701,7 +701,7 @@ enum OptfileError {
 /// OTP's optfile, parsed: `[{server, Opts}, {client, Opts}]`; a missing
 /// side gets OTP's defaults.
 fn parse_optfile(text: &str) -> Result<(TlsOptions, TlsOptions), OptfileError> {
-    let t = term::parse::parse_term(text).map_err(|e| OptfileError::Syntax(e.to_string()))?;
+    let t = term::parse::parse(text).map_err(|e| OptfileError::Syntax(e.to_string()))?;
     let sections = term::as_list(&t).ok_or_else(|| {
         OptfileError::Syntax("expected a list [{server, Opts}, {client, Opts}]".into())
     })?;

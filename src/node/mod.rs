@@ -10,6 +10,7 @@
 //! network (every control message is checked and at worst dropped), or let one
 //! peer's bad input touch another peer.
 
+pub mod info;
 mod local_hash;
 mod rpc;
 pub mod table;
@@ -227,13 +228,33 @@ pub enum RpcError {
 struct Slot {
     mailbox: mpsc::UnboundedSender<Signal>,
     task: Option<AbortHandle>,
+    meta: Arc<info::ProcMeta>,
+    /// A mailbox owned by Rust code ([`Node::process`]) rather than a task.
+    owned: bool,
+}
+
+impl Slot {
+    fn send(&self, signal: Signal) -> bool {
+        let message = matches!(signal, Signal::Message(_));
+        // Counted before the send: the receiver's count-out can then never
+        // come first (the channel orders the two), so the counter never
+        // goes below zero and never drifts.
+        if message {
+            self.meta.delivered();
+        }
+        let ok = self.mailbox.send(signal).is_ok();
+        if !ok && message {
+            self.meta.undelivered();
+        }
+        ok
+    }
 }
 
 impl ProcState {
     /// `msg` into the mailbox of local process `id`; false when there is none.
     fn deliver(&self, id: Option<u32>, msg: Term) -> bool {
         match id.and_then(|n| self.slots.get(&n)) {
-            Some(slot) => slot.mailbox.send(Signal::Message(msg)).is_ok(),
+            Some(slot) => slot.send(Signal::Message(msg)),
             None => false,
         }
     }
@@ -535,8 +556,9 @@ impl Node {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn allocate(&self, task: Option<AbortHandle>) -> (Pid, mpsc::UnboundedReceiver<Signal>) {
+    fn allocate(&self, owned: bool) -> (Pid, mpsc::UnboundedReceiver<Signal>, Arc<info::ProcMeta>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let meta = Arc::new(info::ProcMeta::default());
         let mut st = self.lock_procs();
         loop {
             let n =
@@ -545,16 +567,24 @@ impl Node {
                 continue;
             }
             let pid = st.table.insert(n);
-            st.slots.insert(n, Slot { mailbox: tx, task });
-            return (pid, rx);
+            st.slots.insert(
+                n,
+                Slot {
+                    mailbox: tx,
+                    task: None,
+                    meta: meta.clone(),
+                    owned,
+                },
+            );
+            return (pid, rx, meta);
         }
     }
 
     /// A new process whose mailbox the caller owns (like a C node's mbox). The
     /// process exits with `normal` when the [`Process`] is dropped.
     pub fn process(&self) -> Process {
-        let (pid, rx) = self.allocate(None);
-        Process::new(self.clone(), pid, rx, true)
+        let (pid, rx, meta) = self.allocate(true);
+        Process::new(self.clone(), pid, rx, meta, true)
     }
 
     /// Spawns a process running `f`. The future's output is the exit reason;
@@ -581,7 +611,7 @@ impl Node {
         F: FnOnce(Process) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ProcessExit> + Send + 'static,
     {
-        let (pid, rx) = self.allocate(None);
+        let (pid, rx, meta) = self.allocate(false);
         if trap_exit {
             self.set_trap_exit(&pid, true);
         }
@@ -589,7 +619,7 @@ impl Node {
             self.link(&pid, other);
         }
         let node = self.clone();
-        let process = Process::new(node.clone(), pid.clone(), rx, false);
+        let process = Process::new(node.clone(), pid.clone(), rx, meta, false);
         let guard = ExitGuard {
             node: node.clone(),
             pid: pid.clone(),
@@ -644,6 +674,47 @@ impl Node {
         self.lock_procs().table.registered()
     }
 
+    /// What `erlang:process_info/2` reports for a local process; `None`
+    /// when it is not alive (or not ours).
+    pub fn process_info(&self, pid: &Pid) -> Option<info::ProcessInfo> {
+        let st = self.lock_procs();
+        let n = st.table.local_id(pid)?;
+        let slot = st.slots.get(&n)?;
+        let t = st.table.info(n)?;
+        let queued = slot.meta.queue_len();
+        Some(info::ProcessInfo {
+            pid: pid.clone(),
+            memory: info::bookkeeping_bytes(
+                t.links.len(),
+                t.monitors.len() + t.monitored_by.len(),
+                queued,
+            ),
+            registered_name: t.name,
+            initial_call: info::initial_call_of(&slot.meta, slot.owned),
+            status: info::status_of(&slot.meta),
+            message_queue_len: queued,
+            reductions: info::work_of(&slot.meta),
+            links: t.links,
+            monitors: t.monitors,
+            monitored_by: t.monitored_by,
+            trap_exit: t.trap_exit,
+        })
+    }
+
+    /// Names what a local process runs, for `process_info`'s `initial_call`
+    /// and `current_function` (only the first name given counts). Returns
+    /// false when the process is not alive.
+    pub fn set_initial_call(&self, pid: &Pid, mfa: info::Mfa) -> bool {
+        let st = self.lock_procs();
+        match st.table.local_id(pid).and_then(|n| st.slots.get(&n)) {
+            Some(slot) => {
+                slot.meta.set_initial_call(mfa);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn set_trap_exit(&self, pid: &Pid, on: bool) -> bool {
         let mut st = self.lock_procs();
         match st.table.local_id(pid) {
@@ -673,7 +744,7 @@ impl Node {
             match effect {
                 Effect::Deliver { to, signal } => {
                     if let Some(slot) = st.slots.get(&to) {
-                        let _ = slot.mailbox.send(signal);
+                        slot.send(signal);
                     }
                 }
                 Effect::Abort { id } => {

@@ -125,6 +125,19 @@ struct Entry {
     aliases: HashSet<RefKey>,
 }
 
+/// One process's entry as `process_info` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryInfo {
+    pub name: Option<String>,
+    pub trap_exit: bool,
+    pub links: Vec<Pid>,
+    /// The monitors it holds, by the object it named.
+    pub monitors: Vec<MonitorObject>,
+    /// The watchers of the monitors held on it (a watcher with two
+    /// monitors is listed twice, as on the BEAM).
+    pub monitored_by: Vec<Pid>,
+}
+
 /// The process table of one node.
 pub struct ProcessTable {
     node: String,
@@ -353,6 +366,21 @@ impl ProcessTable {
                 e.links.remove(from);
             }
         }
+    }
+
+    /// What `process_info` reports from the table for local process `id`.
+    pub fn info(&self, id: u32) -> Option<EntryInfo> {
+        let e = self.entries.get(&id)?;
+        let mut monitored_by: Vec<Pid> =
+            e.monitors_in.values().map(|m| m.watcher.clone()).collect();
+        monitored_by.dedup();
+        Some(EntryInfo {
+            name: e.name.clone(),
+            trap_exit: e.trap_exit,
+            links: e.links.iter().cloned().collect(),
+            monitors: e.monitors_out.values().map(|m| m.object.clone()).collect(),
+            monitored_by,
+        })
     }
 
     pub fn links_of(&self, id: u32) -> Vec<Pid> {

@@ -98,6 +98,11 @@ pub fn start<S: GenServer>(node: &Node, server: S, opts: StartOptions) -> Result
         opts.link.clone(),
         opts.trap_exit,
     );
+    // The Rust type stands where the BEAM names the callback module.
+    node.set_initial_call(
+        &pid,
+        crate::node::info::Mfa::new(std::any::type_name::<S>(), "init", 1),
+    );
     if let Some(name) = &opts.name {
         if let Err(e) = node.register(name, &pid) {
             node.exit_process(&pid, term::atom("normal"));

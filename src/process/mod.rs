@@ -13,7 +13,11 @@ pub mod gen_server;
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
+
+use crate::node::info::ProcMeta;
 
 use crate::node::table::Signal;
 use crate::node::{Dest, Node};
@@ -78,6 +82,7 @@ pub enum CallError {
 pub struct Process {
     node: Node,
     pid: Pid,
+    meta: Arc<ProcMeta>,
     rx: mpsc::UnboundedReceiver<Signal>,
     saved: VecDeque<Term>,
     exited: Option<Term>,
@@ -104,11 +109,13 @@ impl Process {
         node: Node,
         pid: Pid,
         rx: mpsc::UnboundedReceiver<Signal>,
+        meta: Arc<ProcMeta>,
         owned: bool,
     ) -> Self {
         Process {
             node,
             pid,
+            meta,
             rx,
             saved: VecDeque::new(),
             exited: None,
@@ -133,7 +140,19 @@ impl Process {
         if let Some(reason) = &self.exited {
             return Err(Exited(reason.clone()));
         }
-        match self.rx.recv().await {
+        // Only a wait on an empty mailbox is `waiting`; the flag costs one
+        // relaxed store either side of the await.
+        let next = match self.rx.try_recv() {
+            Ok(sig) => Some(sig),
+            Err(mpsc::error::TryRecvError::Empty) => {
+                self.meta.set_waiting(true);
+                let sig = self.rx.recv().await;
+                self.meta.set_waiting(false);
+                sig
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+        };
+        match next {
             Some(Signal::Message(m)) => Ok(m),
             Some(Signal::Exited(reason)) => {
                 self.exited = Some(reason.clone());
@@ -150,9 +169,12 @@ impl Process {
     /// The next message, in arrival order.
     pub async fn receive(&mut self) -> Result<Term, Exited> {
         if let Some(m) = self.saved.pop_front() {
+            self.meta.taken(1);
             return Ok(m);
         }
-        self.next_signal().await
+        let m = self.next_signal().await?;
+        self.meta.taken(1);
+        Ok(m)
     }
 
     /// The next message with a timeout; `Ok(None)` when it expires.
@@ -171,6 +193,7 @@ impl Process {
         F: FnMut(&Term) -> bool,
     {
         if let Some(pos) = self.saved.iter().position(&mut matches) {
+            self.meta.taken(1);
             return Ok(self.saved.remove(pos));
         }
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -183,6 +206,7 @@ impl Process {
                 None => self.next_signal().await?,
             };
             if matches(&next) {
+                self.meta.taken(1);
                 return Ok(Some(next));
             }
             self.saved.push_back(next);
@@ -211,22 +235,28 @@ impl Process {
             }
             !hit
         });
+        if removed > 0 {
+            self.meta.taken(removed);
+        }
         removed
     }
 
     /// Sends `msg` to a pid, a local name or `{name, node}`.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) {
+        self.meta.sent();
         self.node.send(&self.pid, &to.into(), msg);
     }
 
     /// Sends without opening a connection (`[noconnect]`): dropped when the
     /// destination's node is not connected.
     pub fn send_noconnect(&self, to: impl Into<Dest>, msg: Term) {
+        self.meta.sent();
         self.node.send_noconnect(&self.pid, &to.into(), msg);
     }
 
     /// Sends to an alias reference.
     pub fn send_alias(&self, alias: &Reference, msg: Term) {
+        self.meta.sent();
         self.node.send_alias(&self.pid, alias, msg);
     }
 

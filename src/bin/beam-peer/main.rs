@@ -9,6 +9,9 @@
 //! - `beam-peer pubsub`: a Phoenix.PubSub echo member.
 //! - `beam-peer supervisor`: a Horde.DynamicSupervisor member with a Rust worker.
 //! - `beam-peer ping`, `beam-peer names`, `beam-peer epmd`: small tools.
+//! - `beam-peer status|ps|info|kill|send|top --node NODE`, and `registry R` /
+//!   `supervisor S` with `--node`: the operator's commands ([`ops`]), each
+//!   joining the cluster as a hidden node.
 //!
 //! This file only parses the command line (`args` checks each value) and
 //! hands over to the library; it never prints a node's own errors twice: a
@@ -17,6 +20,7 @@
 
 mod args;
 mod demo;
+mod ops;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -124,7 +128,18 @@ enum Command {
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
+    /// With --node: reads the registry R (or --registry) through the member
+    /// on NODE instead (members and every key, pid, node and value) and exits.
     Registry {
+        /// With --node: the registry to read (default: --registry).
+        #[arg(value_name = "R", requires = "read_through")]
+        inspect: Option<String>,
+        /// Read the registry through the member on this node, as a hidden node.
+        #[arg(long = "node", value_name = "NODE", value_parser = args::full_node_name)]
+        read_through: Option<String>,
+        /// With --node: JSON instead of tables.
+        #[arg(long, requires = "read_through")]
+        json: bool,
         #[command(flatten)]
         node: NodeOpts,
         /// A node whose cluster to join (repeatable).
@@ -158,7 +173,19 @@ enum Command {
     /// (`start_link(arg)`: a gen_server answering :ping with
     /// {:pong, arg, node}); prints `start ARG PID` / `stop ARG` for each
     /// child here; on Ctrl-C or SIGTERM hands its children over and leaves.
+    /// With --node: reads the supervisor S (or --supervisor) through the
+    /// member on NODE instead (members with their statuses, every child
+    /// with its member, pid and start) and exits.
     Supervisor {
+        /// With --node: the supervisor to read (default: --supervisor).
+        #[arg(value_name = "S", requires = "read_through")]
+        inspect: Option<String>,
+        /// Read the supervisor through the member on this node, as a hidden node.
+        #[arg(long = "node", value_name = "NODE", value_parser = args::full_node_name)]
+        read_through: Option<String>,
+        /// With --node: JSON instead of tables.
+        #[arg(long, requires = "read_through")]
+        json: bool,
         #[command(flatten)]
         node: NodeOpts,
         /// A node whose cluster to join (repeatable).
@@ -173,6 +200,71 @@ enum Command {
         /// The CRDT's sync interval in ms (Horde's delta_crdt_options).
         #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
         sync_interval: u64,
+    },
+    /// Every node of the cluster as each node sees it: kind, uptime,
+    /// processes, memory, the connection matrix and the partitions.
+    Status {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+    },
+    /// The processes of NODE (or of every node with --all).
+    Ps {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+        /// Every node of the cluster, not only NODE.
+        #[arg(long)]
+        all: bool,
+        /// Busiest first by this measure.
+        #[arg(long, value_enum, default_value = "reductions")]
+        sort: ops::SortBy,
+        /// At most N processes.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only processes whose pid, name or function contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+    },
+    /// One process in detail: PID_OR_NAME is <0.ID.SERIAL> or a registered name.
+    Info {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+        #[arg(value_name = "PID_OR_NAME")]
+        target: String,
+        /// The node the process is on (default: --node).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        on: Option<String>,
+    },
+    /// Sends an exit signal to a process (reason `kill` unless --reason).
+    Kill {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+        #[arg(value_name = "PID_OR_NAME")]
+        target: String,
+        /// The node the process is on (default: --node).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        on: Option<String>,
+        /// The exit reason, a term in Erlang syntax.
+        #[arg(long, value_name = "TERM", default_value = "kill")]
+        reason: String,
+    },
+    /// Sends a message (a term in Erlang syntax) to a process.
+    Send {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+        #[arg(value_name = "PID_OR_NAME")]
+        target: String,
+        #[arg(value_name = "TERM")]
+        message: String,
+        /// The node the process is on (default: --node).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        on: Option<String>,
+    },
+    /// A live view of the cluster: nodes with their health and the busiest
+    /// processes across nodes, every second. Tab switches node, s the sort,
+    /// k kills the selected process (after y), q quits.
+    Top {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
     },
     /// Ping a node: prints pong (exit 0) or pang (exit 1).
     Ping {
@@ -260,10 +352,109 @@ async fn run(command: Command) -> anyhow::Result<()> {
             run_node(config, &join).await
         }
         Command::Registry {
+            inspect,
+            read_through: Some(through),
+            json,
+            node,
+            registry,
+            ..
+        } => {
+            let opts = ops::OpsOpts {
+                node: through,
+                cookie: node.cookie,
+                json,
+                timeout: Duration::from_secs(5),
+            };
+            with_session(&opts, |s| async move {
+                ops::horde::registry(&s, &inspect.unwrap_or(registry))
+                    .await
+                    .map(|()| s)
+            })
+            .await
+        }
+        Command::Supervisor {
+            inspect,
+            read_through: Some(through),
+            json,
+            node,
+            supervisor,
+            ..
+        } => {
+            let opts = ops::OpsOpts {
+                node: through,
+                cookie: node.cookie,
+                json,
+                timeout: Duration::from_secs(5),
+            };
+            with_session(&opts, |s| async move {
+                ops::horde::supervisor(&s, &inspect.unwrap_or(supervisor))
+                    .await
+                    .map(|()| s)
+            })
+            .await
+        }
+        Command::Top { ops } => {
+            with_session(&ops, |s| async move { ops::top::run(&s).await.map(|()| s) }).await
+        }
+        Command::Status { ops } => {
+            with_session(&ops, |s| async move { ops::status(&s).await.map(|()| s) }).await
+        }
+        Command::Ps {
+            ops,
+            all,
+            sort,
+            limit,
+            filter,
+        } => {
+            let o = ops::PsOpts {
+                all,
+                sort,
+                limit,
+                filter,
+            };
+            with_session(&ops, |s| async move { ops::ps(&s, &o).await.map(|()| s) }).await
+        }
+        Command::Info { ops, target, on } => {
+            with_session(&ops, |s| async move {
+                ops::info(&s, &target, on.as_deref()).await.map(|()| s)
+            })
+            .await
+        }
+        Command::Kill {
+            ops,
+            target,
+            on,
+            reason,
+        } => {
+            with_session(&ops, |s| async move {
+                ops::kill(&s, &target, on.as_deref(), &reason)
+                    .await
+                    .map(|()| s)
+            })
+            .await
+        }
+        Command::Send {
+            ops,
+            target,
+            message,
+            on,
+        } => {
+            // A malformed term is refused before joining anything.
+            beam_peer::term::parse::parse(&message)
+                .map_err(|e| anyhow::anyhow!("the message {message:?}: {e}"))?;
+            with_session(&ops, |s| async move {
+                ops::send(&s, &target, on.as_deref(), &message)
+                    .await
+                    .map(|()| s)
+            })
+            .await
+        }
+        Command::Registry {
             node,
             join,
             registry,
             key,
+            ..
         } => {
             let config = node.config("beam_peer_registry", Some("127.0.0.1"))?;
             beam_peer::demo::run_registry_member(config, &join, &registry, &key)
@@ -287,6 +478,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             supervisor,
             start,
             sync_interval,
+            ..
         } => {
             use beam_peer::demo::supervisor_member::{self, MemberOptions};
             let config = node.config("beam_peer_supervisor", Some("127.0.0.1"))?;
@@ -351,6 +543,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Joins through `opts.node`, runs `f`, and leaves (the hidden node shuts
+/// down whether `f` succeeded or not).
+async fn with_session<F, Fut>(opts: &ops::OpsOpts, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(ops::Session) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<ops::Session>>,
+{
+    let s = ops::Session::join(opts).await?;
+    let node = s.node.clone();
+    let r = f(s).await;
+    node.shutdown();
+    r.map(|s| s.finish())
 }
 
 /// `beam-peer node`: starts the node, connects to each `join` (a failure is
