@@ -433,3 +433,53 @@ async fn dns_poll_and_kubernetes_dns_strategies_mesh_the_nodes_their_records_nam
         n.shutdown();
     }
 }
+
+/// What real libcluster 3.3.3 Gossip nodes sent (recorded by
+/// tests/cluster_live.rs's `record_libcluster_gossip_packets`): each decodes
+/// to the sender, with its secret and only with it.
+#[test]
+fn libcluster_gossip_packets_recorded_from_real_nodes_decode() {
+    use beam_peer::cluster::packet::{decode, Key, PacketError};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libcluster");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.unwrap().path();
+        let Some(tag) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("gossip_"))
+            .and_then(|n| n.strip_suffix(".txt"))
+        else {
+            continue;
+        };
+        let meta = std::fs::read_to_string(&path).unwrap();
+        let field = |k: &str| {
+            meta.lines()
+                .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("{k} in {}", path.display()))
+        };
+        let (node, secret) = (field("node "), field("secret "));
+        let plain = std::fs::read(dir.join(format!("gossip_plain_{tag}.bin"))).unwrap();
+        let sealed = std::fs::read(dir.join(format!("gossip_secret_{tag}.bin"))).unwrap();
+        let key = Key::from_secret(&secret);
+        assert_eq!(
+            decode(&plain, None).as_deref(),
+            Ok(node.as_str()),
+            "{tag} plain"
+        );
+        assert_eq!(
+            decode(&sealed, Some(&key)).as_deref(),
+            Ok(node.as_str()),
+            "{tag} secret"
+        );
+        assert!(decode(&sealed, Some(&Key::from_secret("wrong")))
+            .unwrap_err()
+            .is_secret_mismatch());
+        assert!(decode(&plain, Some(&key)).unwrap_err().is_secret_mismatch());
+        assert_eq!(decode(&sealed, None), Err(PacketError::NoPrelude));
+        // 16 bytes of IV, then whole AES blocks.
+        assert_eq!((sealed.len() - 16) % 16, 0);
+        checked += 1;
+    }
+    assert!(checked > 0, "no fixtures in {}", dir.display());
+}

@@ -68,10 +68,14 @@ impl PacketError {
 pub fn plaintext(node: &str) -> Vec<u8> {
     let map = Term::Map([(term::atom("node"), term::atom(node))].into());
     let mut out = PRELUDE.to_vec();
-    // Only an atom longer than 255 characters fails to encode, and node
-    // names are checked long before they get here; an empty term then
-    // makes a heartbeat nobody acts on rather than a panic.
-    let _ = etf::encode(&map, &mut out);
+    // `term_to_binary/1`, version byte included: libcluster's
+    // `binary_to_term` raises without it, and that crashes its Gossip
+    // process (seen against a real node). Only an atom longer than 255
+    // characters fails to encode, and node names are checked long before
+    // they get here; the bare prelude is then a heartbeat nobody acts on.
+    if let Ok(t) = etf::to_binary(&map) {
+        out.extend_from_slice(&t);
+    }
     out
 }
 
@@ -167,6 +171,11 @@ mod tests {
     fn plain_round_trip() {
         let p = encode("a@127.0.0.1", None, [0; 16]);
         assert!(p.starts_with(PRELUDE));
+        // term_to_binary(%{node: :"a@127.0.0.1"}): version, MAP_EXT arity 1.
+        assert_eq!(
+            &p[PRELUDE.len()..PRELUDE.len() + 6],
+            &[131, 116, 0, 0, 0, 1]
+        );
         assert_eq!(decode(&p, None).as_deref(), Ok("a@127.0.0.1"));
     }
 
