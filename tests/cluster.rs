@@ -483,3 +483,34 @@ fn libcluster_gossip_packets_recorded_from_real_nodes_decode() {
     }
     assert!(checked > 0, "no fixtures in {}", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erlang_hosts_connects_every_node_in_the_epmd_of_each_listed_host() {
+    use beam_peer::cluster::ErlangHostsConfig;
+    logs();
+    let epmd = common::free_port();
+    let file = std::env::temp_dir().join(format!("{}.hosts.erlang", common::unique("hosts")));
+    std::fs::write(&file, "% the hosts\n'127.0.0.1'.\n").unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(common::rust_node(&format!("hosts{i}"), epmd).await);
+    }
+    let s = Strategy::ErlangHosts(ErlangHostsConfig {
+        timeout: Some(Duration::from_millis(300)),
+        hosts_file: Some(file.clone()),
+    });
+    let c = Cluster::start(&nodes[0], vec![Topology::new("hosts", s)])
+        .await
+        .unwrap();
+    eventually!(
+        T,
+        nodes[0].nodes().into_iter().collect::<BTreeSet<_>>() == others(&nodes, &nodes[0]),
+        "node 0 did not connect to every node in the EPMD: {:?}",
+        nodes[0].nodes()
+    );
+    drop(c);
+    let _ = std::fs::remove_file(&file);
+    for n in nodes {
+        n.shutdown();
+    }
+}
