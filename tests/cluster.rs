@@ -237,10 +237,13 @@ async fn local_epmd_meshes_every_node_of_the_host_and_two_topologies_run_at_once
 
 /// A tiny authoritative DNS server for the tests: A records and SRV records
 /// by name, over UDP on a loopback port, changeable while it runs.
+/// Records by name, shared between the test and the server task.
+type Records<T> = Arc<Mutex<Vec<(String, Vec<T>)>>>;
+
 #[derive(Clone, Default)]
 struct Zone {
-    a: Arc<Mutex<Vec<(String, Vec<Ipv4Addr>)>>>,
-    srv: Arc<Mutex<Vec<(String, Vec<String>)>>>,
+    a: Records<Ipv4Addr>,
+    srv: Records<String>,
 }
 
 impl Zone {

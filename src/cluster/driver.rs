@@ -47,13 +47,15 @@ struct Gossip {
     foreign: HashSet<SocketAddr>,
 }
 
+// One value per topology, for the task's life: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Poll {
         source: Source,
         interval: Option<Duration>,
         forget_missing: bool,
     },
-    Gossip(Box<Gossip>),
+    Gossip(Gossip),
 }
 
 pub(super) async fn spawn(
@@ -91,7 +93,7 @@ pub(super) async fn spawn(
                 forget_missing: false,
             }
         }
-        Strategy::Gossip(c) => Kind::Gossip(Box::new(open_gossip(c)?)),
+        Strategy::Gossip(c) => Kind::Gossip(open_gossip(c)?),
         #[cfg(feature = "dns")]
         Strategy::DnsPoll(c) => Kind::Poll {
             source: Source::Ips {

@@ -105,7 +105,7 @@ pub fn decode(datagram: &[u8], key: Option<&Key>) -> Result<String, PacketError>
     match key {
         None => decode_plain(datagram),
         Some(key) => {
-            if datagram.len() < BLOCK || (datagram.len() - BLOCK) % BLOCK != 0 {
+            if datagram.len() < BLOCK || !(datagram.len() - BLOCK).is_multiple_of(BLOCK) {
                 return Err(PacketError::BadLength(datagram.len()));
             }
             let (iv, ciphertext) = datagram.split_at(BLOCK);

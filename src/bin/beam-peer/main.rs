@@ -385,13 +385,10 @@ async fn run_node(
                 Ok(NodeEvent::Down { node, reason }) => println!("nodedown {node} ({reason})"),
                 Err(_) => {}
             },
-            ev = cluster_events.recv() => match ev {
-                Ok(ev) => match ev.kind {
-                    ClusterEventKind::Connected { node } => println!("cluster {} connected {node}", ev.topology),
-                    ClusterEventKind::Disconnected { node } => println!("cluster {} disconnected {node}", ev.topology),
-                    _ => {}
-                },
-                Err(_) => {}
+            Ok(ev) = cluster_events.recv() => match ev.kind {
+                ClusterEventKind::Connected { node } => println!("cluster {} connected {node}", ev.topology),
+                ClusterEventKind::Disconnected { node } => println!("cluster {} disconnected {node}", ev.topology),
+                _ => {}
             }
         }
     }
