@@ -271,7 +271,23 @@ impl Runner {
                 Some((peer, outcome)) = results.recv() => self.result(&peer, outcome),
                 ev = node_events.recv() => match ev {
                     Ok(NodeEvent::Down { node, .. }) => self.m.node_down(&node, Instant::now()),
-                    Ok(NodeEvent::Up { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(NodeEvent::Up { .. }) => {}
+                    // Missed nodedowns: treat every named node that is not
+                    // connected as dropped, so none waits for a poll that
+                    // may never come (Epmd without `timeout`).
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        let view = self.view();
+                        let now = Instant::now();
+                        let missing: Vec<String> = self
+                            .m
+                            .known()
+                            .filter(|n| !view.connected.contains(*n) && self.m.failures(n) == 0)
+                            .map(str::to_string)
+                            .collect();
+                        for n in missing {
+                            self.m.node_down(&n, now);
+                        }
+                    }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             }
