@@ -44,7 +44,7 @@ struct Gossip {
     to: SocketAddr,
     key: Option<Key>,
     /// Senders whose packets did not decode with our secret, logged once each.
-    foreign: HashSet<SocketAddr>,
+    foreign: ForeignSenders,
 }
 
 // One value per topology, for the task's life: its size does not matter.
@@ -187,8 +187,22 @@ fn open_gossip(c: &GossipConfig) -> Result<Gossip, String> {
         socket,
         to: SocketAddr::V4(SocketAddrV4::new(c.multicast_addr, c.port)),
         key: c.secret.as_deref().map(Key::from_secret),
-        foreign: HashSet::new(),
+        foreign: ForeignSenders::default(),
     })
+}
+
+/// The senders whose gossip did not decode with our secret: each is logged
+/// the first time only. Bounded, so a flood from spoofed addresses cannot
+/// grow it; past the bound nobody new is logged.
+#[derive(Default)]
+struct ForeignSenders(HashSet<SocketAddr>);
+
+impl ForeignSenders {
+    const MAX: usize = 1024;
+
+    fn first_time(&mut self, from: SocketAddr) -> bool {
+        self.0.len() < Self::MAX && self.0.insert(from)
+    }
 }
 
 struct Runner {
@@ -408,8 +422,8 @@ impl Runner {
                     self.act(vec![a]);
                 }
             }
-            Err(e) if e.is_secret_mismatch() && g.foreign.len() < 1024 => {
-                if g.foreign.insert(from) {
+            Err(e) if e.is_secret_mismatch() => {
+                if g.foreign.first_time(from) {
                     tracing::warn!(
                         "[libcluster:{}] ignoring gossip from {from}: {e} (a node with another \
                          secret, or none; further packets from it are ignored silently)",
@@ -511,5 +525,24 @@ impl Runner {
             topology: self.t.name.clone(),
             kind,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_sender_is_logged_once_and_the_set_is_bounded() {
+        let mut f = ForeignSenders::default();
+        let a: SocketAddr = "127.0.0.1:45892".parse().unwrap();
+        assert!(f.first_time(a));
+        for _ in 0..100 {
+            assert!(!f.first_time(a));
+        }
+        for port in 0..ForeignSenders::MAX as u16 * 2 {
+            f.first_time(SocketAddr::from(([10, 0, 0, 1], port)));
+        }
+        assert_eq!(f.0.len(), ForeignSenders::MAX);
     }
 }
