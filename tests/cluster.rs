@@ -517,3 +517,32 @@ async fn erlang_hosts_connects_every_node_in_the_epmd_of_each_listed_host() {
         n.shutdown();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_broadcast_only_meshes_on_the_loopback_broadcast_address() {
+    logs();
+    let epmd = common::free_port();
+    let port = free_udp_port();
+    let mut nodes = Vec::new();
+    let mut clusters = Vec::new();
+    for i in 0..2 {
+        let n = common::rust_node(&format!("bcast{i}"), epmd).await;
+        let s = Strategy::Gossip(GossipConfig {
+            port,
+            multicast_addr: Ipv4Addr::new(127, 255, 255, 255),
+            broadcast_only: true,
+            ..GossipConfig::default()
+        });
+        clusters.push(
+            Cluster::start(&n, vec![Topology::new("bcast", s)])
+                .await
+                .unwrap(),
+        );
+        nodes.push(n);
+    }
+    eventually!(T, meshed(&nodes), "no mesh over broadcast");
+    drop(clusters);
+    for n in nodes {
+        n.shutdown();
+    }
+}
