@@ -546,3 +546,150 @@ async fn gossip_broadcast_only_meshes_on_the_loopback_broadcast_address() {
         n.shutdown();
     }
 }
+
+/// A local stand-in for the Kubernetes API server: HTTPS with the test CA's
+/// certificate for `localhost`, answering every request with `body` (a
+/// response shaped as the API's EndpointsList) and keeping each request's head.
+async fn fake_api_server(body: String) -> (u16, Arc<Mutex<Vec<String>>>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubernetes");
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body, seen) = (acceptor.clone(), body.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                // Chunked, as the API server sends lists.
+                let mut reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for chunk in body.as_bytes().chunks(100) {
+                    reply.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    reply.extend_from_slice(chunk);
+                    reply.extend_from_slice(b"\r\n");
+                }
+                reply.extend_from_slice(b"0\r\n\r\n");
+                let _ = tls.write_all(&reply).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, requests)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_api_strategy_connects_the_endpoints_of_its_selector() {
+    use beam_peer::cluster::{KubernetesConfig, LookupMode, NameMode};
+    logs();
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubernetes");
+    let body = std::fs::read_to_string(fixtures.join("endpoints.json")).unwrap();
+    let (api_port, requests) = fake_api_server(body).await;
+    // The pod's service-account directory.
+    let sa = std::env::temp_dir().join(common::unique("serviceaccount"));
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "test-token\n").unwrap();
+    std::fs::write(sa.join("namespace"), "testns").unwrap();
+    std::fs::copy(fixtures.join("ca.crt"), sa.join("ca.crt")).unwrap();
+
+    // The endpoints name 127.0.0.2/3/4 with basename myapp: three pods.
+    let port = common::free_port();
+    let mut nodes = Vec::new();
+    for ip in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
+        let ip = Ipv4Addr::from(ip);
+        let config = NodeConfig::new(format!("myapp@{ip}"))
+            .cookie(common::COOKIE)
+            .listen(ip.into(), port)
+            .discovery(Discovery::Fixed {
+                peer_port: port,
+                peers: Default::default(),
+            });
+        nodes.push(Node::start(config).await.expect("node starts"));
+    }
+    let s = Strategy::Kubernetes(KubernetesConfig {
+        selector: "app=myapp".into(),
+        node_basename: "myapp".into(),
+        namespace: None,
+        service_name: None,
+        cluster_name: "cluster".into(),
+        ip_lookup_mode: LookupMode::Endpoints,
+        master: format!("localhost:{api_port}."),
+        service_account_path: sa.clone(),
+        mode: NameMode::Ip,
+        polling_interval: Duration::from_millis(300),
+    });
+    let c = Cluster::start(&nodes[0], vec![Topology::new("k8s", s)])
+        .await
+        .unwrap();
+    eventually!(
+        T,
+        nodes[0].nodes().into_iter().collect::<BTreeSet<_>>() == others(&nodes, &nodes[0]),
+        "node 0 did not connect to the endpoints: {:?}",
+        nodes[0].nodes()
+    );
+    let head = requests.lock().unwrap()[0].clone();
+    assert!(
+        head.starts_with(
+            "GET /api/v1/namespaces/testns/endpoints?labelSelector=app=myapp HTTP/1.1\r\n"
+        ),
+        "{head}"
+    );
+    assert!(
+        head.contains("Authorization: Bearer test-token\r\n"),
+        "{head}"
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(&sa);
+    for n in nodes {
+        n.shutdown();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_without_a_ca_refuses_to_poll_unverified() {
+    use beam_peer::cluster::{KubernetesConfig, LookupMode, NameMode};
+    let c = KubernetesConfig {
+        selector: "app=x".into(),
+        node_basename: "x".into(),
+        namespace: Some("ns".into()),
+        service_name: None,
+        cluster_name: "cluster".into(),
+        ip_lookup_mode: LookupMode::Pods,
+        master: "localhost:1.".into(),
+        service_account_path: std::env::temp_dir().join(common::unique("no_sa")),
+        mode: NameMode::Ip,
+        polling_interval: Duration::from_secs(5),
+    };
+    let e = beam_peer::cluster::kubernetes::fetch(&c).await.unwrap_err();
+    assert!(e.contains("ca.crt") && e.contains("unverified"), "{e}");
+}

@@ -114,6 +114,41 @@ pub struct KubernetesDnsSrvConfig {
     pub nameservers: Vec<SocketAddr>,
 }
 
+/// libcluster's Kubernetes defaults.
+pub const DEFAULT_MASTER: &str = "kubernetes.default.svc";
+pub const DEFAULT_SERVICE_ACCOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// `kubernetes_ip_lookup_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupMode {
+    Endpoints,
+    Pods,
+}
+
+/// `mode`: how an address becomes a node name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameMode {
+    Ip,
+    Dns,
+    Hostname,
+}
+
+/// `Cluster.Strategy.Kubernetes`: the API server's endpoints or pods matching
+/// `kubernetes_selector`. `kubernetes_master` may end in `:PORT` (ours).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesConfig {
+    pub selector: String,
+    pub node_basename: String,
+    pub namespace: Option<String>,
+    pub service_name: Option<String>,
+    pub cluster_name: String,
+    pub ip_lookup_mode: LookupMode,
+    pub master: String,
+    pub service_account_path: PathBuf,
+    pub mode: NameMode,
+    pub polling_interval: Duration,
+}
+
 /// One topology's strategy, named as libcluster names its modules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Strategy {
@@ -124,6 +159,7 @@ pub enum Strategy {
     DnsPoll(DnsPollConfig),
     KubernetesDns(KubernetesDnsConfig),
     KubernetesDnsSrv(KubernetesDnsSrvConfig),
+    Kubernetes(KubernetesConfig),
 }
 
 impl Strategy {
@@ -137,6 +173,7 @@ impl Strategy {
             Strategy::DnsPoll(_) => "DNSPoll",
             Strategy::KubernetesDns(_) => "Kubernetes.DNS",
             Strategy::KubernetesDnsSrv(_) => "Kubernetes.DNSSRV",
+            Strategy::Kubernetes(_) => "Kubernetes",
         }
     }
 }
@@ -192,6 +229,7 @@ pub const STRATEGIES: &[&str] = &[
     "DNSPoll",
     "Kubernetes.DNS",
     "Kubernetes.DNSSRV",
+    "Kubernetes",
 ];
 
 struct Keys<'a> {
@@ -338,7 +376,7 @@ impl Strategy {
         let short = bare.strip_prefix("Cluster.Strategy.").unwrap_or(bare);
         let name = match STRATEGIES.iter().find(|s| **s == short) {
             Some(s) => *s,
-            None if short == "Kubernetes" || short == "Rancher" => {
+            None if short == "Rancher" => {
                 return Err(ConfigError::NotBuilt {
                     strategy: short.to_string(),
                 })
@@ -433,6 +471,62 @@ impl Strategy {
                     nameservers: k.nameservers()?,
                 })
             }
+            "Kubernetes" => {
+                k.check(&[
+                    "kubernetes_selector",
+                    "kubernetes_node_basename",
+                    "kubernetes_namespace",
+                    "kubernetes_service_name",
+                    "kubernetes_cluster_name",
+                    "kubernetes_ip_lookup_mode",
+                    "kubernetes_master",
+                    "kubernetes_service_account_path",
+                    "mode",
+                    "polling_interval",
+                ])?;
+                let ip_lookup_mode = match k.string("kubernetes_ip_lookup_mode")?.as_deref() {
+                    None | Some("endpoints") => LookupMode::Endpoints,
+                    Some("pods") => LookupMode::Pods,
+                    Some(o) => {
+                        return Err(Keys::bad(
+                            "kubernetes_ip_lookup_mode",
+                            format!("{o:?}: expected \"endpoints\" or \"pods\""),
+                        ))
+                    }
+                };
+                let mode = match k.string("mode")?.as_deref() {
+                    None | Some("ip") => NameMode::Ip,
+                    Some("dns") => NameMode::Dns,
+                    Some("hostname") => NameMode::Hostname,
+                    Some(o) => {
+                        return Err(Keys::bad(
+                            "mode",
+                            format!("{o:?}: expected \"ip\", \"dns\" or \"hostname\""),
+                        ))
+                    }
+                };
+                Strategy::Kubernetes(KubernetesConfig {
+                    selector: k.required("kubernetes_selector")?,
+                    node_basename: k.required("kubernetes_node_basename")?,
+                    namespace: k.string("kubernetes_namespace")?,
+                    service_name: k.string("kubernetes_service_name")?,
+                    cluster_name: k
+                        .string("kubernetes_cluster_name")?
+                        .unwrap_or_else(|| "cluster".into()),
+                    ip_lookup_mode,
+                    master: k
+                        .string("kubernetes_master")?
+                        .unwrap_or_else(|| DEFAULT_MASTER.into()),
+                    service_account_path: k
+                        .string("kubernetes_service_account_path")?
+                        .unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT_PATH.into())
+                        .into(),
+                    mode,
+                    polling_interval: k
+                        .millis("polling_interval")?
+                        .unwrap_or(DEFAULT_POLLING_INTERVAL),
+                })
+            }
             _ => {
                 k.check(&[
                     "service",
@@ -495,8 +589,11 @@ mod tests {
         let e = Strategy::from_config("Gossip", &kv(&[("prot", Value::Int(1))])).unwrap_err();
         assert!(e.to_string().contains("\"prot\""), "{e}");
         assert!(e.to_string().contains("Gossip"), "{e}");
-        let e = Strategy::from_config("Kubernetes", &[]).unwrap_err();
+        let e = Strategy::from_config("Rancher", &[]).unwrap_err();
         assert!(matches!(e, ConfigError::NotBuilt { .. }));
+        let e = Strategy::from_config("Kubernetes", &kv(&[("mode", Value::Str("x".into()))]))
+            .unwrap_err();
+        assert!(e.to_string().contains("\"mode\""), "{e}");
         let e =
             Strategy::from_config("Gossip", &kv(&[("port", Value::Str("1".into()))])).unwrap_err();
         assert!(e.to_string().contains("\"port\""), "{e}");

@@ -31,6 +31,8 @@ enum Source {
         basename: String,
         aaaa: bool,
     },
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(super::KubernetesConfig),
     #[cfg(feature = "dns")]
     Srv {
         dns: discovery::Dns,
@@ -132,6 +134,16 @@ pub(super) async fn spawn(
                 interval: Some(c.polling_interval),
                 forget_missing: true,
             }
+        }
+        #[cfg(feature = "kubernetes")]
+        Strategy::Kubernetes(c) => Kind::Poll {
+            source: Source::Kubernetes(c.clone()),
+            interval: Some(c.polling_interval),
+            forget_missing: true,
+        },
+        #[cfg(not(feature = "kubernetes"))]
+        Strategy::Kubernetes(_) => {
+            return Err("the Kubernetes strategy needs beam_peer's `kubernetes` feature".into())
         }
         #[cfg(not(feature = "dns"))]
         Strategy::DnsPoll(_) | Strategy::KubernetesDns(_) | Strategy::KubernetesDnsSrv(_) => {
@@ -387,6 +399,14 @@ impl Runner {
                     }
                 }
             }
+            #[cfg(feature = "kubernetes")]
+            Source::Kubernetes(c) => match super::kubernetes::fetch(c).await {
+                Ok(nodes) => Some(nodes),
+                Err(e) => {
+                    tracing::error!("[libcluster:{topology}] request to kubernetes failed!: {e}");
+                    None
+                }
+            },
             #[cfg(feature = "dns")]
             Source::Srv {
                 dns,

@@ -24,6 +24,8 @@
 pub mod config;
 pub mod discovery;
 mod driver;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod membership;
 pub mod packet;
 
@@ -37,8 +39,9 @@ use tokio::task::AbortHandle;
 use crate::node::Node;
 
 pub use config::{
-    ConfigError, DnsPollConfig, EpmdConfig, ErlangHostsConfig, GossipConfig, KubernetesDnsConfig,
-    KubernetesDnsSrvConfig, LocalEpmdConfig, Strategy, Value,
+    ConfigError, DnsPollConfig, EpmdConfig, ErlangHostsConfig, GossipConfig, KubernetesConfig,
+    KubernetesDnsConfig, KubernetesDnsSrvConfig, LocalEpmdConfig, LookupMode, NameMode, Strategy,
+    Value,
 };
 pub use membership::{Backoff, ConnectOutcome};
 

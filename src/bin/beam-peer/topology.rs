@@ -131,7 +131,7 @@ config = { hosts = ["a@127.0.0.1", "b@127.0.0.1"], timeout = 30000 }
         let e = p("[topologies.g]\nstrategy = \"DNSPoll\"\nconfig = { polling_interval = 1.5 }\n")
             .unwrap_err();
         assert!(e.contains("topologies.g.config.polling_interval"), "{e}");
-        let e = p("[topologies.g]\nstrategy = \"Kubernetes\"\n").unwrap_err();
+        let e = p("[topologies.g]\nstrategy = \"Rancher\"\n").unwrap_err();
         assert!(e.contains("not built"), "{e}");
     }
 }
