@@ -1,5 +1,5 @@
 //! Cluster formation as libcluster 3.3 does it: topologies, each a strategy
-//! (Epmd, ErlangHosts, LocalEpmd, Gossip, DNSPoll, Kubernetes.DNS,
+//! (Epmd, ErlangHosts, LocalEpmd, Gossip, DNSPoll, Kubernetes.DNS, Kubernetes,
 //! Kubernetes.DNSSRV) that finds nodes and connects to them through
 //! `connect` / `disconnect` / `list_nodes` hooks.
 //!
