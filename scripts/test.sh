@@ -55,7 +55,7 @@ if ! horde_present; then
     live=$(cargo nextest list -E "$LIVE" --message-format oneline 2>/dev/null)
     n_live=$(grep -c . <<<"$live" || true)
     per_binary=$(awk '{print $1}' <<<"$live" | sort | uniq -c | awk '{printf "%s%s (%d)", sep, $2, $1; sep=", "}')
-    skip_lines+=("SKIPPED $n_live live Horde/DeltaCrdt/Phoenix.PubSub tests: $per_binary: their modules were not found. Set BEAM_PEER_HORDE_EBIN to the ebin directories of horde, delta_crdt, merkle_map, libring, telemetry, phoenix_pubsub (colon-separated), or build erlang/ with mix (needs Hex); see README, 'Live Horde tests'.")
+    skip_lines+=("SKIPPED $n_live live Horde/DeltaCrdt/Phoenix.PubSub/libcluster tests: $per_binary: their modules were not found. Set BEAM_PEER_HORDE_EBIN to the ebin directories of horde, delta_crdt, merkle_map, libring, telemetry, phoenix_pubsub, libcluster (colon-separated), or build erlang/ with mix (needs Hex); see README, 'Live Horde tests'.")
 fi
 
 cargo nextest run --no-fail-fast "${filter[@]}" "$@" 2>&1 | tee "$logs/nextest.log"

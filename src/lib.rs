@@ -7,6 +7,7 @@
 //! - [`node`]: the process table, names, links, monitors, routing, node events.
 //! - [`process`]: mailboxes, selective receive, exit signals, gen_server-style servers.
 //! - [`services`]: what every BEAM node expects to find (net_kernel, global, erpc, rex, pg).
+//! - [`cluster`]: topologies as libcluster forms clusters (Epmd, LocalEpmd, Gossip, DNS, Kubernetes), with reconnects.
 //! - [`pubsub`]: Phoenix.PubSub (PG2 adapter) topics shared with Elixir nodes.
 //!
 //! Beside the layers, `warn_limit` (crate-private, sans-I/O) keeps a peer that
@@ -24,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod crdt;
 pub mod demo;
 pub mod dist;

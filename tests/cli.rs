@@ -504,3 +504,54 @@ fn no_epmd_node_and_a_real_erl_on_fixed_ports_reach_each_other() {
         "{lines:?}"
     );
 }
+
+fn topology_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("{}.toml", common::unique(name)));
+    std::fs::write(&path, text).expect("topology file written");
+    path
+}
+
+#[test]
+fn a_topology_file_with_an_unknown_key_is_refused_naming_file_and_key() {
+    let port = common::free_port();
+    let file = topology_file(
+        "bad_topology",
+        "[topologies.gossip]\nstrategy = \"Gossip\"\n[topologies.gossip.config]\nprot = 45892\n",
+    );
+    let f = file.to_str().unwrap();
+    let out = run(&["node", "--cookie", COOKIE, "--topology", f], port);
+    let _ = std::fs::remove_file(&file);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(f) && err.contains("\"prot\"") && err.contains("topologies.gossip"),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_nodes_with_a_gossip_topology_file_find_each_other() {
+    let port = common::free_port();
+    let gossip_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port");
+    let file = topology_file(
+        "gossip_topology",
+        &format!(
+            "[topologies.gossip]\nstrategy = \"Gossip\"\n[topologies.gossip.config]\nport = {gossip_port}\nmulticast_if = \"127.0.0.1\"\nsecret = \"cli-secret\"\n"
+        ),
+    );
+    let f = file.to_str().unwrap();
+    let a = Running::start(&["node", "--cookie", COOKIE, "--topology", f], port, &[]);
+    let (a_name, _) = a.ready();
+    let b = Running::start(&["node", "--cookie", COOKIE, "--topology", f], port, &[]);
+    let (b_name, _) = b.ready();
+    Running::wait_for(&a.stdout, "nodeup of b", |l| {
+        l == format!("nodeup {b_name}")
+    });
+    Running::wait_for(&b.stdout, "nodeup of a", |l| {
+        l == format!("nodeup {a_name}")
+    });
+    let _ = std::fs::remove_file(&file);
+}

@@ -3,8 +3,9 @@
 //! - `beam-peer demo`: a real three-node cluster in one process on the embedded
 //!   EPMD (no BEAM needed): pings, gen_server calls, messages, links, monitors
 //!   and a node going down, each checked and reported.
-//! - `beam-peer node [--name N] [--cookie C] [--join M]...`: a node with `echo`
-//!   and `sink`, running until Ctrl-C; `--listen` and `--no-epmd` for fixed ports.
+//! - `beam-peer node [--name N] [--cookie C] [--join M]... [--topology FILE]`: a
+//!   node with `echo` and `sink`, running until Ctrl-C; `--listen` and
+//!   `--no-epmd` for fixed ports; `--topology` forms the cluster as libcluster does.
 //! - `beam-peer registry`: a Horde.Registry member.
 //! - `beam-peer pubsub`: a Phoenix.PubSub echo member.
 //! - `beam-peer supervisor`: a Horde.DynamicSupervisor member with a Rust worker.
@@ -21,6 +22,7 @@
 mod args;
 mod demo;
 mod ops;
+mod topology;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -100,6 +102,10 @@ enum Command {
         /// A node to connect to at start (repeatable).
         #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
         join: Vec<String>,
+        /// libcluster topologies in TOML ([topologies.NAME] with `strategy`
+        /// and a `config` table of libcluster's keys), run until Ctrl-C.
+        #[arg(long, value_name = "FILE")]
+        topology: Option<std::path::PathBuf>,
         /// The address and port the distribution listener binds to
         /// (default 0.0.0.0 and a free port).
         #[arg(long, value_name = "ADDR:PORT", value_parser = args::socket_addr)]
@@ -320,6 +326,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             node,
             hidden,
             join,
+            topology,
             listen,
             no_epmd,
             peer_port,
@@ -349,7 +356,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if let Some(us) = read_coalesce_us {
                 config = config.read_coalesce(Duration::from_micros(us));
             }
-            run_node(config, &join).await
+            // Read before the node starts, so a bad file costs no EPMD entry.
+            let topologies = match &topology {
+                Some(file) => topology::read(file).map_err(anyhow::Error::msg)?,
+                None => vec![],
+            };
+            run_node(config, &join, topologies).await
         }
         Command::Registry {
             inspect,
@@ -561,10 +573,19 @@ where
 
 /// `beam-peer node`: starts the node, connects to each `join` (a failure is
 /// printed once, here), prints `ready` and node events until Ctrl-C.
-async fn run_node(config: NodeConfig, join: &[String]) -> anyhow::Result<()> {
+async fn run_node(
+    config: NodeConfig,
+    join: &[String],
+    topologies: Vec<beam_peer::cluster::Topology>,
+) -> anyhow::Result<()> {
+    use beam_peer::cluster::{Cluster, ClusterEventKind};
     let node = Node::start(config).await.context("starting the node")?;
     beam_peer::demo::start_echo_and_sink(&node)?;
     let mut events = node.subscribe();
+    let cluster = Cluster::start(&node, topologies)
+        .await
+        .context("starting the topologies")?;
+    let mut cluster_events = cluster.subscribe();
     for peer in join {
         match node.connect(peer).await {
             Ok(()) => println!("connected to {peer}"),
@@ -579,9 +600,15 @@ async fn run_node(config: NodeConfig, join: &[String]) -> anyhow::Result<()> {
                 Ok(NodeEvent::Up { node, .. }) => println!("nodeup {node}"),
                 Ok(NodeEvent::Down { node, reason }) => println!("nodedown {node} ({reason})"),
                 Err(_) => {}
+            },
+            Ok(ev) = cluster_events.recv() => match ev.kind {
+                ClusterEventKind::Connected { node } => println!("cluster {} connected {node}", ev.topology),
+                ClusterEventKind::Disconnected { node } => println!("cluster {} disconnected {node}", ev.topology),
+                _ => {}
             }
         }
     }
+    drop(cluster);
     node.shutdown();
     Ok(())
 }
