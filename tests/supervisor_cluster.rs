@@ -150,32 +150,10 @@ async fn global_count(p: &mut Process, node: &str) -> Option<i64> {
 }
 
 /// The arguments of the children the member's processes supervisor runs
-/// (its `which_children`, each child asked with `:ping`; the ids there are
-/// Horde's random child ids).
+/// (the ids in its `which_children` are Horde's random child ids).
 async fn local_children(p: &mut Process, node: &str) -> Option<Vec<i64>> {
-    let procs = format!("{S}.ProcessesSupervisor");
-    let t = call(p, &procs, node, term::atom("which_children")).await?;
-    let mut args = Vec::new();
-    for c in term::as_list(&t)? {
-        let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
-            return None;
-        };
-        let pong = p
-            .call(
-                Dest::Pid(pid.clone()),
-                term::atom("ping"),
-                Duration::from_secs(5),
-            )
-            .await
-            .ok()?;
-        match term::as_tuple(&pong) {
-            Some([tag, arg, n]) if term::is_atom(tag, "pong") && term::as_atom(n) == Some(node) => {
-                args.push(term::as_i64(arg)?)
-            }
-            _ => return None,
-        }
-    }
-    Some(args)
+    let counts = child_counts(p, node).await?;
+    Some(counts.into_iter().map(|(arg, _)| arg).collect())
 }
 
 /// How often the test bumps child `arg` (its expected count).
@@ -183,7 +161,8 @@ fn bumps(arg: i64) -> i64 {
     arg % 4 + 1
 }
 
-/// `(arg, count)` of each child the member runs.
+/// `(arg, count)` of each child the member runs (its `which_children`,
+/// each child asked `:ping` and `:count`).
 async fn child_counts(p: &mut Process, node: &str) -> Option<Vec<(i64, i64)>> {
     let procs = format!("{S}.ProcessesSupervisor");
     let t = call(p, &procs, node, term::atom("which_children")).await?;
@@ -201,7 +180,9 @@ async fn child_counts(p: &mut Process, node: &str) -> Option<Vec<(i64, i64)>> {
             .await
             .ok()?;
         let arg = match term::as_tuple(&pong) {
-            Some([_, arg, _]) => term::as_i64(arg)?,
+            Some([tag, arg, n]) if term::is_atom(tag, "pong") && term::as_atom(n) == Some(node) => {
+                term::as_i64(arg)?
+            }
             _ => return None,
         };
         let count = p

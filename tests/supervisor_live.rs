@@ -1141,39 +1141,13 @@ async fn a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir() {
 }
 
 /// The children the Rust member's processes supervisor runs, by argument
-/// (each asked with `:ping`; one entry per running process).
+/// (one entry per running process).
 async fn rust_member_args(p: &mut beam_peer::Process, node: &beam_peer::Node) -> Vec<i64> {
-    let which = p
-        .call(
-            Dest::Remote(
-                "Elixir.MyApp.DSup.ProcessesSupervisor".into(),
-                node.name().to_string(),
-            ),
-            term::atom("which_children"),
-            std::time::Duration::from_secs(5),
-        )
+    rust_member_children(p, node)
         .await
-        .unwrap_or_else(|_| term::list(vec![]));
-    let mut args = Vec::new();
-    for c in term::as_list(&which).unwrap_or_default() {
-        let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
-            continue;
-        };
-        let pong = p
-            .call(
-                Dest::Pid(pid.clone()),
-                term::atom("ping"),
-                std::time::Duration::from_secs(5),
-            )
-            .await;
-        if let Ok(pong) = pong {
-            if let Some([_, arg, _]) = term::as_tuple(&pong) {
-                args.extend(term::as_i64(arg));
-            }
-        }
-    }
-    args.sort();
-    args
+        .into_iter()
+        .map(|(a, _)| a)
+        .collect()
 }
 
 /// `:init.stop()` on the Elixir node: Horde marks its member shutting down,
@@ -1265,8 +1239,22 @@ end
 :ok
 "#;
 
-/// `(arg, count)` of each child the Rust member runs (`:ping`, `:count`).
+/// `(arg, count)` of each counting child the Rust member runs.
 async fn rust_member_counts(p: &mut beam_peer::Process, node: &beam_peer::Node) -> Vec<(i64, i64)> {
+    rust_member_children(p, node)
+        .await
+        .into_iter()
+        .filter_map(|(a, n)| Some((a, n?)))
+        .collect()
+}
+
+/// `(arg, count)` of each child the Rust member's processes supervisor
+/// runs: asked `:ping`, and `:count` (`None` from a child that does not
+/// count), sorted.
+async fn rust_member_children(
+    p: &mut beam_peer::Process,
+    node: &beam_peer::Node,
+) -> Vec<(i64, Option<i64>)> {
     let which = p
         .call(
             Dest::Remote(
@@ -1279,22 +1267,22 @@ async fn rust_member_counts(p: &mut beam_peer::Process, node: &beam_peer::Node) 
         .await
         .unwrap_or_else(|_| term::list(vec![]));
     let mut out = Vec::new();
+    let t = std::time::Duration::from_secs(5);
     for c in term::as_list(&which).unwrap_or_default() {
         let Some([_, Term::Pid(pid), _, _]) = term::as_tuple(&c) else {
             continue;
         };
-        let ask = |what: &str| term::atom(what);
-        let to = Dest::Pid(pid.clone());
-        let t = std::time::Duration::from_secs(5);
-        let (Ok(pong), Ok(n)) = (
-            p.call(to.clone(), ask("ping"), t).await,
-            p.call(to, ask("count"), t).await,
-        ) else {
+        let Ok(pong) = p.call(Dest::Pid(pid.clone()), term::atom("ping"), t).await else {
             continue;
         };
-        if let (Some([_, arg, _]), Some(n)) = (term::as_tuple(&pong), term::as_i64(&n)) {
-            out.extend(term::as_i64(arg).map(|a| (a, n)));
-        }
+        let Some(arg) = term::as_tuple(&pong)
+            .and_then(|t| t.get(1))
+            .and_then(term::as_i64)
+        else {
+            continue;
+        };
+        let count = p.call(Dest::Pid(pid.clone()), term::atom("count"), t).await;
+        out.push((arg, count.ok().as_ref().and_then(term::as_i64)));
     }
     out.sort();
     out
