@@ -208,6 +208,27 @@ struct Facts {
 }
 
 async fn facts(s: &Session, node: &str) -> anyhow::Result<Facts> {
+    let h = health(s, node).await?;
+    Ok(Facts {
+        kind: h.kind,
+        release: h.release,
+        uptime_ms: h.uptime_ms,
+        processes: h.processes,
+        memory: h.memory,
+        sees: s.nodes_of(node).await?,
+    })
+}
+
+/// What `status` and `top` show of one node, from standard OTP calls.
+pub(super) struct Health {
+    pub(super) kind: String,
+    pub(super) release: String,
+    pub(super) uptime_ms: i64,
+    pub(super) processes: i64,
+    pub(super) memory: i64,
+}
+
+pub(super) async fn health(s: &Session, node: &str) -> anyhow::Result<Health> {
     s.connect(node).await?;
     let release = s
         .call(
@@ -241,13 +262,12 @@ async fn facts(s: &Session, node: &str) -> anyhow::Result<Facts> {
     let memory = s
         .call(node, "erlang", "memory", vec![term::atom("total")])
         .await?;
-    Ok(Facts {
+    Ok(Health {
         kind,
         release,
         uptime_ms,
         processes: term::as_i64(&processes).unwrap_or(0),
         memory: term::as_i64(&memory).unwrap_or(0),
-        sees: s.nodes_of(node).await?,
     })
 }
 

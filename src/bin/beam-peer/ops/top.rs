@@ -290,45 +290,8 @@ async fn refresh(s: &Session, st: &mut TopState) {
 }
 
 async fn health(s: &Session, node: &str) -> anyhow::Result<(String, i64, i64, i64)> {
-    s.connect(node).await?;
-    let rel = s
-        .call(
-            node,
-            "erlang",
-            "system_info",
-            vec![term::atom("otp_release")],
-        )
-        .await?;
-    let rel = term::elixir::as_charlist(&rel).unwrap_or_default();
-    let kind = if rel.starts_with("beam_peer") {
-        "Rust".to_string()
-    } else {
-        format!("BEAM OTP {rel}")
-    };
-    let wall = s
-        .call(node, "erlang", "statistics", vec![term::atom("wall_clock")])
-        .await?;
-    let up = term::as_tuple(&wall)
-        .and_then(|t| t.first())
-        .and_then(term::as_i64)
-        .unwrap_or(0);
-    let n = s
-        .call(
-            node,
-            "erlang",
-            "system_info",
-            vec![term::atom("process_count")],
-        )
-        .await?;
-    let mem = s
-        .call(node, "erlang", "memory", vec![term::atom("total")])
-        .await?;
-    Ok((
-        kind,
-        up,
-        term::as_i64(&n).unwrap_or(0),
-        term::as_i64(&mem).unwrap_or(0),
-    ))
+    let h = super::health(s, node).await?;
+    Ok((h.kind, h.uptime_ms, h.processes, h.memory))
 }
 
 /// Runs the view until `q`; the terminal is restored however it ends.
