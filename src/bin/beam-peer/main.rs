@@ -371,12 +371,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             registry,
             ..
         } => {
-            let opts = ops::OpsOpts {
-                node: through,
-                cookie: node.cookie,
-                json,
-                timeout: Duration::from_secs(5),
-            };
+            let opts = ops::OpsOpts::reading_through(through, node.cookie, json);
             with_session(&opts, |s| async move {
                 ops::horde::registry(&s, &inspect.unwrap_or(registry))
                     .await
@@ -392,12 +387,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             supervisor,
             ..
         } => {
-            let opts = ops::OpsOpts {
-                node: through,
-                cookie: node.cookie,
-                json,
-                timeout: Duration::from_secs(5),
-            };
+            let opts = ops::OpsOpts::reading_through(through, node.cookie, json);
             with_session(&opts, |s| async move {
                 ops::horde::supervisor(&s, &inspect.unwrap_or(supervisor))
                     .await

@@ -45,6 +45,19 @@ pub struct OpsOpts {
     pub timeout: Duration,
 }
 
+impl OpsOpts {
+    /// The options of `registry R --node N` / `supervisor S --node N`,
+    /// which read a Horde member through `node` with the default timeout.
+    pub fn reading_through(node: String, cookie: Option<String>, json: bool) -> OpsOpts {
+        OpsOpts {
+            node,
+            cookie,
+            json,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// A hidden node joined to the cluster through `target`.
 pub struct Session {
     pub node: Node,
