@@ -159,6 +159,7 @@ async fn a_busy_mailbox_does_not_starve_syncs() {
             originator: me.clone(),
             from: me.clone(),
             to: me,
+            vouched: None,
         }
         .to_term(),
         term::nil()

@@ -12,7 +12,9 @@
 //! - an entry survives a join when both sides hold its dot, or one side
 //!   holds it and the other side's context does not cover it;
 //! - the joined context is the union of both *whole* contexts, even when
-//!   only some keys are joined;
+//!   only some keys are joined (a replica with an exact [`Seen`] joins
+//!   through [`AwLwwMap::apply_exact`] instead, which judges and records by
+//!   that; see `crdt::sync`);
 //! - keys outside the join's key list are not joined: the right-hand side's
 //!   entries for such a key replace the left-hand side's wholesale;
 //! - a read picks, per key, the entry with the largest timestamp; among
@@ -26,7 +28,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::dots::{int_field, DotSet, Dots, NodeId};
+use super::dots::{int_field, Context, Covers, Dot, DotSet, Dots, NodeId, Seen};
 use super::elixir::{self, MapSetForm};
 use super::CrdtTermError;
 use crate::term::{as_tuple, atom, int, tuple, BigInteger, InternalFun, List, Map, Term};
@@ -288,6 +290,11 @@ impl<V> KeyMap<V> {
 
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.map.values()
+    }
+
+    /// Keeps the values `keep` says to keep (it may change them).
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.map.retain(|_, v| keep(v));
     }
 }
 
@@ -625,6 +632,40 @@ impl AwLwwMap {
 
     /// [`AwLwwMap::apply`], reporting raw entries with MapSets of `form`.
     pub fn apply_in(&mut self, delta: &AwLwwMap, keys: &[Term], form: MapSetForm) -> JoinOutcome {
+        self.apply_with(delta, keys, form, None)
+    }
+
+    /// [`AwLwwMap::apply_in`] for a replica that keeps an exact [`Seen`]
+    /// next to this state instead of trusting its compressed context:
+    /// - our side of the join is judged by `seen`, so an entry whose dot we
+    ///   never received is taken even when `self.dots` (or a peer's
+    ///   context) claims it;
+    /// - `seen` takes the dots of the delta's entries, and all of an exact
+    ///   delta's dots (a local `add`/`remove`), but never a peer's
+    ///   compressed context: its claims about keys it did not send are not
+    ///   ours to make;
+    /// - every dot a key loses here (ours removed, theirs refused) is
+    ///   recorded in `tombstones`, so the removal can be vouched for per key
+    ///   when that key is shipped later;
+    /// - `self.dots` becomes the per-node maximum of `seen`.
+    pub fn apply_exact(
+        &mut self,
+        delta: &AwLwwMap,
+        keys: &[Term],
+        form: MapSetForm,
+        seen: &mut Seen,
+        tombstones: &mut Tombstones,
+    ) -> JoinOutcome {
+        self.apply_with(delta, keys, form, Some((seen, tombstones)))
+    }
+
+    fn apply_with(
+        &mut self,
+        delta: &AwLwwMap,
+        keys: &[Term],
+        form: MapSetForm,
+        mut exact: Option<(&mut Seen, &mut Tombstones)>,
+    ) -> JoinOutcome {
         /// What changed for one distinct key: its new entries as a term
         /// (`None`: deleted) and its read change (`Some(None)`: removed).
         struct Change {
@@ -667,8 +708,14 @@ impl AwLwwMap {
             let joined = if unchanged {
                 Entries::new()
             } else {
-                join_entries(old, &self.dots, theirs, &delta.dots)
+                match &exact {
+                    Some((seen, _)) => join_entries(old, &**seen, theirs, &delta.dots),
+                    None => join_entries(old, &self.dots, theirs, &delta.dots),
+                }
             };
+            if let (Some((_, tombs)), false) = (&mut exact, unchanged) {
+                record_losses(tombs, &keyed, [old, theirs], &joined);
+            }
             let new = (!joined.is_empty()).then_some(&joined);
             let at = if unchanged || old == new {
                 None
@@ -719,7 +766,30 @@ impl AwLwwMap {
                 self.value.insert_keyed(&k, e.clone());
             }
         }
-        self.dots = self.dots.union(&delta.dots);
+        match exact {
+            None => self.dots = self.dots.union(&delta.dots),
+            Some((seen, _)) => {
+                let mut max = match &self.dots {
+                    Dots::Context(c) => c.clone(),
+                    Dots::Set(_) => seen.max(),
+                };
+                let mut see = |dot: Dot| {
+                    if seen.insert(dot) {
+                        max.insert(dot);
+                    }
+                };
+                for entries in delta.value.values() {
+                    entries
+                        .values()
+                        .flat_map(|d| d.iter())
+                        .for_each(|d| see(*d));
+                }
+                if let Dots::Set(set) = &delta.dots {
+                    set.iter().for_each(|d| see(*d));
+                }
+                self.dots = Dots::Context(max);
+            }
+        }
         // Reported per position of `keys`, each with the key as given there
         // (`5` and a big-encoded `5` are one key but two terms); a change's
         // terms move into its last position and are copied for earlier ones.
@@ -832,9 +902,65 @@ impl AwLwwMap {
     }
 }
 
+/// Per key, the largest counter of each node among the dots that key lost
+/// in a join: what a replica keeping a [`Seen`] can vouch was removed under
+/// that key (see `crdt::sync`). Entries at or below the replica's vouched
+/// prefix say nothing the prefix does not, and are dropped by
+/// [`prune_tombstones`].
+pub type Tombstones = KeyMap<Context>;
+
+/// Records in `tombs` every dot the sides held under the key that `joined`
+/// no longer holds.
+fn record_losses<const N: usize>(
+    tombs: &mut Tombstones,
+    key: &Keyed<'_>,
+    sides: [Option<&Entries>; N],
+    joined: &Entries,
+) {
+    let kept = |d: &Dot| joined.values().any(|set| set.contains(d));
+    let mut lost = sides
+        .into_iter()
+        .flatten()
+        .flat_map(|e| e.values())
+        .flat_map(|set| set.iter())
+        .filter(|d| !kept(d))
+        .peekable();
+    if lost.peek().is_none() {
+        return;
+    }
+    let lost: Vec<Dot> = lost.copied().collect();
+    let ctx = match tombs.get_mut_keyed(key) {
+        Some(ctx) => ctx,
+        None => {
+            tombs.insert_keyed(key, Context::new());
+            match tombs.get_mut_keyed(key) {
+                Some(ctx) => ctx,
+                None => return,
+            }
+        }
+    };
+    for d in lost {
+        ctx.insert(d);
+    }
+}
+
+/// Drops what `prefix` already vouches for from `tombs`, and the keys left
+/// with nothing.
+pub fn prune_tombstones(tombs: &mut Tombstones, prefix: &Context) {
+    tombs.retain(|ctx| {
+        ctx.retain(|node, counter| counter > prefix.max(node));
+        !ctx.is_empty()
+    });
+}
+
 /// One key's entries after a join: an entry's dot stays when both sides
 /// hold it, or when one side holds it and the other side has not seen it.
-fn join_entries(e1: Option<&Entries>, c1: &Dots, e2: Option<&Entries>, c2: &Dots) -> Entries {
+fn join_entries(
+    e1: Option<&Entries>,
+    c1: &(impl Covers + ?Sized),
+    e2: Option<&Entries>,
+    c2: &(impl Covers + ?Sized),
+) -> Entries {
     // One side without entries (a key new to a replica, the bulk of a first
     // sync): the other side's dots stay unless the empty side has seen them.
     match (e1, e2) {
@@ -862,7 +988,7 @@ fn join_entries(e1: Option<&Entries>, c1: &Dots, e2: Option<&Entries>, c2: &Dots
 
 /// [`join_entries`] against a side with no entries and context `seen`:
 /// each entry keeps the dots `seen` does not cover, and goes when none is left.
-fn uncovered_entries(entries: &Entries, seen: &Dots) -> Entries {
+fn uncovered_entries(entries: &Entries, seen: &(impl Covers + ?Sized)) -> Entries {
     entries
         .iter()
         .filter_map(|(stamped, dots)| {

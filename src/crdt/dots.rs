@@ -102,7 +102,7 @@ impl DotSet {
     }
 
     /// The dots of `self` that `other` does not cover.
-    pub fn uncovered_by(&self, other: &Dots) -> DotSet {
+    pub fn uncovered_by(&self, other: &(impl Covers + ?Sized)) -> DotSet {
         DotSet(
             self.0
                 .iter()
@@ -222,6 +222,11 @@ impl Context {
         self.0.iter().map(|(&n, &c)| (n, c))
     }
 
+    /// Keeps the nodes whose `(node, max)` `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(NodeId, Counter) -> bool) {
+        self.0.retain(|&n, &mut c| keep(n, c));
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -264,6 +269,137 @@ impl FromIterator<(NodeId, Counter)> for Context {
             ctx.insert(Dot::new(node, counter));
         }
         ctx
+    }
+}
+
+/// What a replica can vouch it has seen, exactly: per node, every counter up
+/// to a contiguous prefix, and the counters seen beyond it.
+///
+/// DeltaCrdt keeps only a [`Context`], and folds every dot it meets into it:
+/// a local write that removes `{x, 49}` makes it claim `{x, 43..48}` too,
+/// dots it never received. Those then count as removed: their entries are
+/// refused when they arrive, and their keys' absence is shipped to peers as
+/// a delete (the loss of delta_crdt_ex #65). A replica that keeps `Seen`
+/// instead judges every incoming entry by what it really saw, and claims on
+/// the wire only what it can vouch for (see `crdt::sync`).
+///
+/// Memory: the dots beyond a node's prefix are kept one by one until the
+/// gap below them is filled. A gap fills when the missing dots arrive, or
+/// when a peer vouches that it has seen them and holds exactly our entries
+/// (see [`Seen::fill_to`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    nodes: BTreeMap<NodeId, NodeSeen>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct NodeSeen {
+    /// Every counter in `1..=prefix` was seen.
+    prefix: Counter,
+    /// Counters seen above `prefix + 1` (never `prefix + 1` itself).
+    beyond: std::collections::BTreeSet<Counter>,
+}
+
+impl NodeSeen {
+    /// Moves the counters that became contiguous into the prefix.
+    fn compact(&mut self) {
+        while let Some(&first) = self.beyond.first() {
+            if first > self.prefix.saturating_add(1) {
+                break;
+            }
+            self.beyond.pop_first();
+            self.prefix = self.prefix.max(first);
+        }
+    }
+}
+
+impl Seen {
+    pub fn new() -> Self {
+        Seen::default()
+    }
+
+    /// Whether `dot` was seen. As a [`Context`], a counter of 0 or below
+    /// counts as seen.
+    pub fn contains(&self, dot: &Dot) -> bool {
+        if dot.counter <= 0 {
+            return true;
+        }
+        self.nodes
+            .get(&dot.node)
+            .is_some_and(|n| dot.counter <= n.prefix || n.beyond.contains(&dot.counter))
+    }
+
+    /// Records `dot` as seen; true when it was not seen before.
+    pub fn insert(&mut self, dot: Dot) -> bool {
+        if self.contains(&dot) {
+            return false;
+        }
+        let n = self.nodes.entry(dot.node).or_default();
+        n.beyond.insert(dot.counter);
+        n.compact();
+        true
+    }
+
+    /// Records every counter of `node` up to `counter` as seen.
+    pub fn fill_to(&mut self, node: NodeId, counter: Counter) {
+        if counter <= 0 {
+            return;
+        }
+        let n = self.nodes.entry(node).or_default();
+        if counter > n.prefix {
+            n.prefix = counter;
+            n.beyond = n.beyond.split_off(&counter.saturating_add(1));
+            n.compact();
+        }
+    }
+
+    /// The contiguous prefix of `node`: every counter up to it was seen.
+    pub fn prefix_of(&self, node: NodeId) -> Counter {
+        self.nodes.get(&node).map_or(0, |n| n.prefix)
+    }
+
+    /// Per node, the contiguous prefix: the compressed context this replica
+    /// can vouch for without knowing which keys it is about.
+    pub fn prefix(&self) -> Context {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.prefix > 0)
+            .map(|(&node, n)| (node, n.prefix))
+            .collect()
+    }
+
+    /// Per node, the largest counter seen: what DeltaCrdt's context would
+    /// hold (without the dots it claims and never saw).
+    pub fn max(&self) -> Context {
+        self.nodes
+            .iter()
+            .map(|(&node, n)| (node, n.beyond.last().copied().unwrap_or(n.prefix)))
+            .filter(|&(_, c)| c > 0)
+            .collect()
+    }
+
+    /// How many dots are held one by one above a gap: zero once every gap
+    /// has been filled.
+    pub fn beyond_gaps(&self) -> usize {
+        self.nodes.values().map(|n| n.beyond.len()).sum()
+    }
+}
+
+/// What can say whether a dot was seen: a [`Dots`] as DeltaCrdt judges it,
+/// or a [`Seen`].
+pub trait Covers {
+    fn covers(&self, dot: &Dot) -> bool;
+}
+
+impl Covers for Dots {
+    fn covers(&self, dot: &Dot) -> bool {
+        Dots::covers(self, dot)
+    }
+}
+
+impl Covers for Seen {
+    fn covers(&self, dot: &Dot) -> bool {
+        self.contains(dot)
     }
 }
 
@@ -371,6 +507,36 @@ pub(super) fn int_field(term: &Term, at: &'static str) -> Result<i64, CrdtTermEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seen_keeps_gaps_and_compacts_when_they_fill() {
+        let mut s = Seen::new();
+        assert!(s.contains(&Dot::new(1, 0)));
+        assert!(s.insert(Dot::new(1, 1)));
+        assert!(s.insert(Dot::new(1, 3)));
+        assert!(!s.insert(Dot::new(1, 3)));
+        assert!(!s.contains(&Dot::new(1, 2)));
+        assert_eq!(s.prefix(), [(1, 1)].into_iter().collect());
+        assert_eq!(s.max(), [(1, 3)].into_iter().collect());
+        assert_eq!(s.beyond_gaps(), 1);
+        assert!(s.insert(Dot::new(1, 2)));
+        assert_eq!(s.prefix(), [(1, 3)].into_iter().collect());
+        assert_eq!(s.beyond_gaps(), 0);
+        s.insert(Dot::new(2, 5));
+        s.insert(Dot::new(2, 9));
+        assert_eq!(s.prefix_of(2), 0);
+        assert_eq!(s.prefix(), [(1, 3)].into_iter().collect());
+        s.fill_to(2, 6);
+        assert_eq!(s.prefix_of(2), 6);
+        assert!(s.contains(&Dot::new(2, 4)));
+        assert!(!s.contains(&Dot::new(2, 7)));
+        assert!(s.contains(&Dot::new(2, 9)));
+        s.fill_to(2, 8);
+        assert_eq!(s.prefix_of(2), 9);
+        assert_eq!(s.beyond_gaps(), 0);
+        s.fill_to(2, 3);
+        assert_eq!(s.prefix_of(2), 9);
+    }
 
     #[test]
     fn compressed_context_covers_up_to_max_including_gaps() {

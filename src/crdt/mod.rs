@@ -16,7 +16,7 @@ pub mod storage;
 pub mod sync;
 
 pub use awlww_map::{term_cmp, AwLwwMap, Diff, JoinOutcome, OrdTerm, RawChange, Stamped};
-pub use dots::{Context, Counter, Dot, DotSet, Dots, NodeId};
+pub use dots::{Context, Counter, Covers, Dot, DotSet, Dots, NodeId, Seen};
 
 /// Why a term from a peer is not a valid CRDT value. Returned, never panicked:
 /// a peer may send anything, and a bad term ends at most that one message.

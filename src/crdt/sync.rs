@@ -33,6 +33,41 @@
 //! Values therefore only ever flow originator → neighbour within a round;
 //! the opposite direction is the neighbour's own round.
 //!
+//! ## Causal contexts we can vouch for ([`Config::exact_context`], on by default)
+//! Upstream keeps one compressed context per replica (`node_id => max
+//! counter`) and folds into it every dot it meets: the dots of a local write
+//! and the whole context of every state a peer ships, whatever keys that
+//! state carried. The context then claims dots the replica never received.
+//! Such a dot counts as removed: its entry is refused when it arrives, and
+//! the next state this replica ships for its key (absent here, present at
+//! the peer) deletes it there. Seen in `:active` redistribution: a member
+//! that overwrote the relinquished entry `{x, 49}`, received ahead of
+//! `{x, 48}`, lost `{x, 48}`'s child on every member (delta_crdt_ex #65 is
+//! the same loss through cut key lists). A replica with exact contexts:
+//! - keeps [`Seen`], the dots it really saw (a contiguous prefix per node
+//!   plus the dots above it), and judges every incoming entry by it; a
+//!   peer's compressed context is used only as upstream's join uses it,
+//!   to drop our entries of the keys that peer shipped, never absorbed;
+//! - records per key the dots that key lost ([`Tombstones`]);
+//! - ships each key with the context it can stand behind for that key:
+//!   its vouched prefix, raised by what it knows of that key (a node's
+//!   write to a key removes that node's earlier dots under it). Keys with
+//!   the same context share one `{:diff, state, keys}`; an idle, gap-free
+//!   replica ships one message per round, as upstream;
+//! - puts its vouched prefix in its round-start diffs (`vouched_dots`, a
+//!   field upstream carries along untouched), and takes a peer's as seen
+//!   when that peer's round finds no key differing: the peer saw those
+//!   dots and holds exactly our entries, so the ones we lack were removed.
+//!   That fills the gaps left by entries written and removed between two
+//!   syncs, and frees what was kept above them ([`Replica::exact_backlog`]).
+//!   Upstream peers send no such field; their contexts are never trusted,
+//!   so next to BEAM members dots of theirs that were never seen here stay
+//!   held one by one (a few bytes each).
+//!
+//! Every message stays upstream's; BEAM peers still inflate their own
+//! contexts and can still lose entries they never received, which no peer
+//! can prevent for them.
+//!
 //! ## Deliberate differences from upstream (all documented on the items)
 //! - [`Config::diff_depth`] sets how deep the subtrees we send are cut;
 //!   [`Config::horde`] keeps upstream's 8, replica processes default to
@@ -73,7 +108,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange};
+use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange, Tombstones};
+use crate::crdt::dots::{Context, Dots, Seen};
 use crate::crdt::merkle::{DiffStep, MerkleError, MerkleMap, PartialDiff};
 use crate::crdt::{CrdtTermError, NodeId};
 use crate::term::elixir::{self, MapSetForm, StructBuilder};
@@ -154,6 +190,11 @@ pub struct Config {
     /// (Elixir 1.14 and 1.15+ lay MapSets out differently; see
     /// [`MapSetPolicy`]).
     pub mapset: MapSetPolicy,
+    /// Keep an exact record of the dots seen ([`Seen`]) and claim on the
+    /// wire only what it vouches for (see "Causal contexts we can vouch
+    /// for" in the module docs). On in [`Config::horde`]; off only to
+    /// replay upstream's exact messages, losses included.
+    pub exact_context: bool,
 }
 
 /// How a replica picks the `MapSet` form it writes and hashes.
@@ -206,6 +247,7 @@ impl Config {
             diff_depth: DIFF_DEPTH,
             list_own_keys: false,
             mapset: MapSetPolicy::default(),
+            exact_context: true,
         }
     }
 
@@ -283,17 +325,28 @@ pub struct SyncDiff {
     pub originator: Term,
     pub from: Term,
     pub to: Term,
+    /// `vouched_dots`, a field of ours that upstream carries along untouched
+    /// (it updates the struct with `%Diff{diff | ...}`): the originator's
+    /// vouched prefix ([`Seen::prefix`]) at the round start, sent only by a
+    /// replica that keeps exact contexts and never cuts its lists.
+    pub vouched: Option<Term>,
 }
+
+/// The name of our own field in `%DeltaCrdt.CausalCrdt.Diff{}`.
+const VOUCHED_FIELD: &str = "vouched_dots";
 
 impl SyncDiff {
     pub fn to_term(&self) -> Term {
-        StructBuilder::new(CAUSAL_DIFF_STRUCT)
+        let b = StructBuilder::new(CAUSAL_DIFF_STRUCT)
             .field("continuation", self.continuation.to_term())
             .field("dots", self.dots.clone())
             .field("originator", self.originator.clone())
             .field("from", self.from.clone())
-            .field("to", self.to.clone())
-            .build()
+            .field("to", self.to.clone());
+        match &self.vouched {
+            Some(v) => b.field(VOUCHED_FIELD, v.clone()).build(),
+            None => b.build(),
+        }
     }
 
     pub fn from_term(term: &Term) -> Result<SyncDiff, SyncError> {
@@ -311,6 +364,7 @@ impl SyncDiff {
             originator: field("originator")?.clone(),
             from: field("from")?.clone(),
             to: field("to")?.clone(),
+            vouched: elixir::struct_field(term, VOUCHED_FIELD).cloned(),
         })
     }
 
@@ -361,6 +415,16 @@ pub struct Replica {
     /// Per neighbour node: asked and not answered yet (`None`), or
     /// answered (`Some(None)`: not an Elixir node).
     peer_forms: BTreeMap<String, Option<Option<MapSetForm>>>,
+    /// With [`Config::exact_context`]: what we really saw, and per key what
+    /// it lost (see the module docs).
+    exact: Option<Exact>,
+}
+
+/// The exact causal knowledge of a replica with [`Config::exact_context`].
+#[derive(Debug, Clone, PartialEq)]
+struct Exact {
+    seen: Seen,
+    tombstones: Tombstones,
 }
 
 /// A round of ours that has seen no message of it for this many sync
@@ -383,6 +447,7 @@ impl PartialEq for Config {
             && self.diff_depth == o.diff_depth
             && self.list_own_keys == o.list_own_keys
             && self.mapset == o.mapset
+            && self.exact_context == o.exact_context
     }
 }
 
@@ -401,7 +466,25 @@ impl Replica {
             MapSetPolicy::Fixed(form) => form,
         };
         let merkle = merkle_of(&state, form);
+        let mut state = state;
+        let exact = cfg.exact_context.then(|| {
+            // A restored context vouches only for our own dots (we made each
+            // of them) and the entries we hold; the rest of it may be claims.
+            let mut seen = Seen::new();
+            seen.fill_to(cfg.node_id, state.dots.compress().max(cfg.node_id));
+            for entries in state.value.values() {
+                for d in entries.values().flat_map(|set| set.iter()) {
+                    seen.insert(*d);
+                }
+            }
+            state.dots = Dots::Context(seen.max());
+            Exact {
+                seen,
+                tombstones: Tombstones::new(),
+            }
+        });
         Replica {
+            exact,
             cfg,
             state,
             merkle,
@@ -662,6 +745,11 @@ impl Replica {
                 target: n.0.clone(),
             });
         }
+        if let Some(x) = &mut self.exact {
+            if !x.tombstones.is_empty() {
+                awlww_map::prune_tombstones(&mut x.tombstones, &x.seen.prefix());
+            }
+        }
         self.merkle.update_hashes();
         let continuation = match self.merkle.prepare_partial_diff(self.cfg.depth()) {
             Ok(c) => c,
@@ -670,6 +758,7 @@ impl Replica {
             Err(_) => return out,
         };
         let dots = self.state.dots.to_term();
+        let vouched = self.vouched_prefix();
         let targets: Vec<OrdTerm> = self.monitors.keys().cloned().collect();
         for n in targets {
             if self.is_self(&n.0) || (!self.cfg.resend_while_outstanding && self.round_running(&n))
@@ -682,6 +771,7 @@ impl Replica {
                 originator: self.cfg.self_pid.clone(),
                 from: self.cfg.self_pid.clone(),
                 to: n.0.clone(),
+                vouched: vouched.clone(),
             };
             out.push(Action::Send {
                 to: n.0.clone(),
@@ -809,7 +899,12 @@ impl Replica {
                     msg: tuple(vec![atom("diff"), next.to_term()]),
                 });
             }
-            DiffStep::Done(keys) if keys.is_empty() => out.extend(self.end_round(&diff, ack)),
+            DiffStep::Done(keys) if keys.is_empty() => {
+                if diff.originator == diff.to {
+                    self.trust_vouched(&diff);
+                }
+                out.extend(self.end_round(&diff, ack));
+            }
             DiffStep::Done(keys) => {
                 if diff.originator == diff.to {
                     // The peer is the originator: ask it for its values.
@@ -819,7 +914,7 @@ impl Replica {
                         msg,
                     });
                 } else {
-                    out.push(self.ship_state(&diff, keys));
+                    out.extend(self.ship_state(&diff, keys));
                 }
                 out.extend(self.end_round(&diff, ack));
             }
@@ -872,7 +967,7 @@ impl Replica {
         // Upstream acks itself here too, but the neighbour that asked sent
         // its own ack right behind this message: one ack per round, so none
         // is left over to end a later round (see `end_round`).
-        Ok(vec![self.ship_state(&diff, keys)])
+        Ok(self.ship_state(&diff, keys))
     }
 
     /// A message of our round with `diff.to` came back: the round is alive.
@@ -888,14 +983,105 @@ impl Replica {
     }
 
     /// `{:diff, %AWLWWMap{dots: diff.dots, value: our entries for keys}, keys}`
-    /// to `diff.to`. The context is the originator's from the round start,
-    /// not ours now (see the fixtures' finding 7).
-    fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Action {
-        let state = self.state.slice_term(&keys, diff.dots.clone(), self.form);
-        Action::Send {
-            to: diff.to.clone(),
-            msg: tuple(vec![atom("diff"), state, list(keys)]),
+    /// to `diff.to`. Upstream's context is the originator's from the round
+    /// start, not ours now (see the fixtures' finding 7). With exact
+    /// contexts each key goes with the context we can vouch for about it
+    /// ([`Replica::vouched_for_key`]), keys vouched for alike in one message.
+    fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Vec<Action> {
+        let send = |dots: Term, keys: Vec<Term>| {
+            let state = self.state.slice_term(&keys, dots, self.form);
+            Action::Send {
+                to: diff.to.clone(),
+                msg: tuple(vec![atom("diff"), state, list(keys)]),
+            }
+        };
+        let Some(x) = &self.exact else {
+            return vec![send(diff.dots.clone(), keys)];
+        };
+        let prefix = x.seen.prefix();
+        let mut groups: Vec<(Context, Vec<Term>)> = Vec::new();
+        for key in keys {
+            let ctx = self.vouched_for_key(x, &prefix, &key);
+            match groups.iter_mut().find(|(c, _)| *c == ctx) {
+                Some((_, ks)) => ks.push(key),
+                None => groups.push((ctx, vec![key])),
+            }
         }
+        groups
+            .into_iter()
+            .map(|(ctx, keys)| send(ctx.to_term(), keys))
+            .collect()
+    }
+
+    /// The context we can ship with `key` and stand behind: it makes a peer
+    /// drop only entries of that key we saw and no longer hold. Per node,
+    /// the larger of
+    /// - our vouched prefix: every dot up to it we saw, so one of them the
+    ///   peer holds under `key` and we do not is one we removed;
+    /// - the largest dot of that node we know under `key`, held or lost
+    ///   ([`Tombstones`]): a node's write to a key removes every earlier dot
+    ///   it had under that key, its own earlier writes there included, so
+    ///   that node's smaller dots under `key` are dead wherever they are.
+    ///
+    /// A compressed context claims every dot below its maximum, and upstream
+    /// ships its whole one: claims about dots it never received, of keys
+    /// outside the list, which a peer holding those dots under a listed key
+    /// takes as deletes (delta_crdt_ex #65).
+    fn vouched_for_key(&self, x: &Exact, prefix: &Context, key: &Term) -> Context {
+        let mut ctx = prefix.clone();
+        if let Some(entries) = self.state.value.get(awlww_map::by_term(key)) {
+            for d in entries.values().flat_map(|set| set.iter()) {
+                ctx.insert(*d);
+            }
+        }
+        if let Some(lost) = x.tombstones.get(awlww_map::by_term(key)) {
+            ctx.merge(lost);
+        }
+        ctx
+    }
+
+    /// What our round-start diffs carry in `vouched_dots`: our vouched
+    /// prefix, when we keep exact contexts and never cut a list (a cut
+    /// continuation can end a round with no keys while keys still differ).
+    fn vouched_prefix(&self) -> Option<Term> {
+        let x = self.exact.as_ref()?;
+        (self.cfg.max_sync_size == MaxSyncSize::Infinite).then(|| x.seen.prefix().to_term())
+    }
+
+    /// A round of the peer's ended with no key differing: we hold exactly
+    /// the entries it held, and it saw every dot up to its vouched prefix,
+    /// so each such dot we never received is one it removed. We take its
+    /// prefix as seen, which fills our gaps (and frees the dots and
+    /// tombstones kept above them). Only a replica that vouches (one of ours
+    /// with an uncut round) says so; upstream's context claims too much.
+    fn trust_vouched(&mut self, diff: &SyncDiff) {
+        let (Some(x), Some(vouched)) = (&mut self.exact, &diff.vouched) else {
+            return;
+        };
+        if self.cfg.max_sync_size != MaxSyncSize::Infinite {
+            return;
+        }
+        let Ok(prefix) = crate::crdt::dots::Context::from_term(vouched) else {
+            return;
+        };
+        let before = x.seen.beyond_gaps();
+        for (node, counter) in prefix.iter() {
+            x.seen.fill_to(node, counter);
+        }
+        if x.seen.beyond_gaps() != before || !x.tombstones.is_empty() {
+            awlww_map::prune_tombstones(&mut x.tombstones, &x.seen.prefix());
+        }
+        let mut max = self.state.dots.compress();
+        max.merge(&x.seen.max());
+        self.state.dots = Dots::Context(max);
+    }
+
+    /// Dots held one by one above a gap, and keys with tombstones: both
+    /// stay small when the gaps fill (zero without exact contexts).
+    pub fn exact_backlog(&self) -> (usize, usize) {
+        self.exact
+            .as_ref()
+            .map_or((0, 0), |x| (x.seen.beyond_gaps(), x.tombstones.len()))
     }
 
     /// `{:diff, state, keys}`: join the shipped values for those keys.
@@ -931,7 +1117,13 @@ impl Replica {
     /// DeltaCrdt's `update_state_with_delta`: join, mirror raw entry changes
     /// into the merkle map, report read changes, persist.
     fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
-        let outcome = self.state.apply_in(delta, keys, self.form);
+        let outcome = match &mut self.exact {
+            Some(x) => {
+                self.state
+                    .apply_exact(delta, keys, self.form, &mut x.seen, &mut x.tombstones)
+            }
+            None => self.state.apply_in(delta, keys, self.form),
+        };
         let changed = !outcome.raw.is_empty();
         for change in outcome.raw {
             match change {

@@ -206,6 +206,8 @@ fn setup(resend: bool) -> Replay {
         list_own_keys: false,
         // Recorded between Elixir 1.14 nodes.
         mapset: super::MapSetPolicy::Fixed(crate::term::elixir::MapSetForm::Versioned),
+        // Upstream's contexts, to send exactly what A sent.
+        exact_context: false,
     };
     let phases = [
         "01_set_neighbours",

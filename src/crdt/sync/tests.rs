@@ -331,6 +331,15 @@ fn converge_with(mut bus: Bus, seed: u64) -> usize {
         !bus.reads()[0].is_empty(),
         "seed {seed}: something survived"
     );
+    for (i, n) in bus.nodes.iter().enumerate() {
+        // Idle and equal, every replica has vouched its prefix to the
+        // others: no dot is kept above a gap, no tombstone is left.
+        assert_eq!(
+            n.replica.exact_backlog(),
+            (0, 0),
+            "seed {seed}: replica {i} still keeps dots above gaps"
+        );
+    }
     bus.kills
 }
 
@@ -845,4 +854,84 @@ fn shipped_states_carry_the_current_form() {
         let term = r.state().to_term_in(form);
         assert_eq!(AwLwwMap::from_term(&term).as_ref(), Ok(r.state()));
     }
+}
+
+// ---- causal contexts we can vouch for ------------------------------------------
+
+/// The loss found in `:active` redistribution, at its smallest. Replica X
+/// writes `a` (dot x1) and then `b` (x2); F receives `b` first and
+/// overwrites it, which removes x2. Upstream folds x2 into a compressed
+/// context that now also claims x1, a dot F never received: `a` is refused
+/// when it arrives, and F's round ships `a`'s absence under that context, so
+/// X deletes its own live `a`. A replica keeping exact contexts neither
+/// refuses `a` nor deletes it anywhere.
+fn out_of_order_overwrite(exact: bool) -> [Replica; 2] {
+    let mk = |i| {
+        let mut c = cfg(i, 0);
+        c.exact_context = exact;
+        Replica::new(c)
+    };
+    let mut rs = [mk(0), mk(1)];
+    let (a, b) = (binary("a"), binary("b"));
+    rs[0].put(a.clone(), int(1), 10);
+    rs[0].put(b.clone(), int(2), 20);
+    // `b` reaches F alone, with X's whole context, as a round of X's whose
+    // key list was computed before `a` was written would ship it.
+    let form = rs[0].mapset_form();
+    let only_b =
+        rs[0]
+            .state()
+            .slice_term(std::slice::from_ref(&b), rs[0].state().dots.to_term(), form);
+    rs[1]
+        .handle_message(&tuple(vec![atom("diff"), only_b, list(vec![b.clone()])]))
+        .unwrap();
+    rs[1].put(b, int(3), 30);
+    // F's round with X, then X's with F.
+    let start = rs[1].set_neighbours(vec![name(0)]);
+    exchange(&mut rs, start);
+    rs[1].set_neighbours(vec![]);
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    rs
+}
+
+#[test]
+fn an_entry_arriving_after_a_later_dot_was_overwritten_is_kept_everywhere() {
+    let rs = out_of_order_overwrite(true);
+    let want: BTreeMap<OrdTerm, Term> = [
+        (OrdTerm(binary("a")), int(1)),
+        (OrdTerm(binary("b")), int(3)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rs[0].read(), want, "X keeps its own a");
+    assert_eq!(rs[1].read(), want, "F takes a when it arrives");
+}
+
+#[test]
+fn upstream_contexts_lose_that_entry() {
+    // What DeltaCrdt 0.6.4 does (Config::exact_context off): a is gone on
+    // both replicas, though nobody deleted it.
+    let rs = out_of_order_overwrite(false);
+    assert_eq!(rs[0].get(&binary("a")), None);
+    assert_eq!(rs[1].get(&binary("a")), None);
+    assert_eq!(rs[0].get(&binary("b")), Some(&int(3)));
+}
+
+#[test]
+fn a_peer_that_holds_our_entries_fills_our_gaps() {
+    let mut rs = [Replica::new(cfg(0, 0)), Replica::new(cfg(1, 0))];
+    let (a, b) = (binary("a"), binary("b"));
+    rs[0].put(a.clone(), int(1), 10);
+    rs[0].put(b.clone(), int(2), 20);
+    // X removes a before anyone saw it: x1 is a gap for F for good.
+    rs[0].delete(a);
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    assert_eq!(rs[1].read(), rs[0].read());
+    assert_eq!(rs[1].exact_backlog().0, 1, "x2 is kept above the gap x1");
+    // X's next round finds no difference: F takes X's vouched prefix.
+    let start = rs[0].tick(1_000);
+    exchange(&mut rs, start);
+    assert_eq!(rs[1].exact_backlog(), (0, 0), "the gap is filled");
 }
