@@ -160,6 +160,7 @@ async fn a_busy_mailbox_does_not_starve_syncs() {
             from: me.clone(),
             to: me,
             vouched: None,
+            exact_peer: false,
         }
         .to_term(),
         term::nil()

@@ -49,11 +49,16 @@
 //!   peer's compressed context is used only as upstream's join uses it,
 //!   to drop our entries of the keys that peer shipped, never absorbed;
 //! - records per key the dots that key lost ([`Tombstones`]);
-//! - ships each key with the context it can stand behind for that key:
-//!   its vouched prefix, raised by what it knows of that key (a node's
-//!   write to a key removes that node's earlier dots under it). Keys with
-//!   the same context share one `{:diff, state, keys}`; an idle, gap-free
-//!   replica ships one message per round, as upstream;
+//! - to a peer that keeps exact contexts too (it marks what it sends in our
+//!   rounds with `beam_peer_exact`), ships each key with the context it can
+//!   stand behind for that key: its vouched prefix, raised by what it knows
+//!   of that key (a node's write to a key removes that node's earlier dots
+//!   under it). Keys with the same context share one `{:diff, state, keys}`;
+//!   a gap-free replica ships one message per round, as upstream;
+//! - to an upstream peer, which folds any context into its own for every
+//!   key, ships upstream's way: the round-start context, whose keys were
+//!   all compared in the round. Ours holds only what we saw, never a
+//!   peer's claims, so it claims less than upstream's would;
 //! - puts its vouched prefix in its round-start diffs (`vouched_dots`, a
 //!   field upstream carries along untouched), and takes a peer's as seen
 //!   when that peer's round finds no key differing: the peer saw those
@@ -330,7 +335,16 @@ pub struct SyncDiff {
     /// vouched prefix ([`Seen::prefix`]) at the round start, sent only by a
     /// replica that keeps exact contexts and never cuts its lists.
     pub vouched: Option<Term>,
+    /// `beam_peer_exact: true`, set by a replica with exact contexts on
+    /// what it sends in a round it did not start: the originator then
+    /// knows the peer it ships to judges by what it saw and absorbs no
+    /// context, so it can ship each key with the context it vouches for
+    /// about that key. Upstream carries it along untouched.
+    pub exact_peer: bool,
 }
+
+/// Our marker field for [`SyncDiff::exact_peer`].
+const EXACT_PEER_FIELD: &str = "beam_peer_exact";
 
 /// The name of our own field in `%DeltaCrdt.CausalCrdt.Diff{}`.
 const VOUCHED_FIELD: &str = "vouched_dots";
@@ -343,9 +357,14 @@ impl SyncDiff {
             .field("originator", self.originator.clone())
             .field("from", self.from.clone())
             .field("to", self.to.clone());
-        match &self.vouched {
-            Some(v) => b.field(VOUCHED_FIELD, v.clone()).build(),
-            None => b.build(),
+        let b = match &self.vouched {
+            Some(v) => b.field(VOUCHED_FIELD, v.clone()),
+            None => b,
+        };
+        if self.exact_peer {
+            b.field(EXACT_PEER_FIELD, atom("true")).build()
+        } else {
+            b.build()
         }
     }
 
@@ -365,6 +384,8 @@ impl SyncDiff {
             from: field("from")?.clone(),
             to: field("to")?.clone(),
             vouched: elixir::struct_field(term, VOUCHED_FIELD).cloned(),
+            exact_peer: elixir::struct_field(term, EXACT_PEER_FIELD)
+                .is_some_and(|t| is_atom(t, "true")),
         })
     }
 
@@ -772,6 +793,7 @@ impl Replica {
                 from: self.cfg.self_pid.clone(),
                 to: n.0.clone(),
                 vouched: vouched.clone(),
+                exact_peer: false,
             };
             out.push(Action::Send {
                 to: n.0.clone(),
@@ -853,7 +875,10 @@ impl Replica {
 
     /// `{:diff, Diff}`: compare the peer's subtrees with ours.
     fn on_diff(&mut self, diff: &Term) -> Result<Vec<Action>, SyncError> {
-        let diff = SyncDiff::from_term(diff)?.reversed();
+        let mut diff = SyncDiff::from_term(diff)?.reversed();
+        if self.exact.is_some() && !self.is_self(&diff.originator) {
+            diff.exact_peer = true;
+        }
         // Checked before anything is sent: upstream would crash half way.
         let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
         self.round_moved(&diff);
@@ -995,7 +1020,12 @@ impl Replica {
                 msg: tuple(vec![atom("diff"), state, list(keys)]),
             }
         };
-        let Some(x) = &self.exact else {
+        let Some(x) = self.exact.as_ref().filter(|_| diff.exact_peer) else {
+            // Upstream's receivers fold whatever context they get into
+            // theirs, for every key: shipped only with our round-start
+            // context, whose keys were all compared this round. Ours is
+            // what we saw (no peer's claims), so it claims less than
+            // upstream's would.
             return vec![send(diff.dots.clone(), keys)];
         };
         let prefix = x.seen.prefix();

@@ -1001,3 +1001,44 @@ fn steady_writes_and_overwrites_lose_keys_with_upstream_contexts() {
     let lost: usize = (0..6).map(|seed| steady_writes_lost(seed, false)).sum();
     assert!(lost > 0, "upstream lost nothing in these runs");
 }
+
+#[test]
+fn an_upstream_peer_gets_only_our_round_start_context_and_loses_no_later_write() {
+    // Replica 0 keeps exact contexts, replica 1 is upstream (it folds every
+    // context it receives into its own). A key written by 0 while its round
+    // with 1 runs was not compared in that round: the context 0 ships must
+    // not claim its dot, or 1 would refuse it for good.
+    let mut up = cfg(1, 0);
+    up.exact_context = false;
+    let mut rs = [Replica::new(cfg(0, 0)), Replica::new(up)];
+    rs[0].put(binary("a"), int(1), 10);
+    let mut queue: std::collections::VecDeque<Term> = sends(&rs[0].set_neighbours(vec![name(1)]))
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect();
+    let mut written = false;
+    while let Some(msg) = queue.pop_front() {
+        // Who gets it: 1 for what 0 sent, and the other way round.
+        let to_one = as_tuple(&msg).is_some_and(|p| {
+            is_atom(&p[0], "diff") && p.len() == 2 && {
+                let d = SyncDiff::from_term(&p[1]).unwrap();
+                d.to == name(1)
+            } || is_atom(&p[0], "diff") && p.len() == 3
+        });
+        let (i, j) = if to_one { (1, 0) } else { (0, 1) };
+        let acts = rs[i].handle_message(&msg).unwrap();
+        if !written && i == 1 {
+            rs[0].put(binary("late"), int(2), 20);
+            written = true;
+        }
+        for (to, m) in sends(&acts) {
+            if to == name(j) || to == rs[j].config().self_pid {
+                queue.push_back(m);
+            }
+        }
+    }
+    let start = rs[0].tick(1_000);
+    exchange(&mut rs, start);
+    assert_eq!(rs[1].get(&binary("late")), Some(&int(2)));
+    assert_eq!(rs[1].read(), rs[0].read());
+}
