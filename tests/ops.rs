@@ -546,6 +546,12 @@ impl Tracer {
             .await;
     }
 
+    /// kill -9: no clean-up of its own.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn interrupt(&self) {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
@@ -656,6 +662,22 @@ async fn trace_a_beam_process_receive_send_ctrl_c_and_exit() {
     );
     let v = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
     assert_eq!(v.to_string(), "{flags,[]}", "no longer traced");
+    // Killed outright, the command cleans nothing up: the relay sees our
+    // hidden node's connection go and turns tracing off itself.
+    let mut t = Tracer::start(&c, &c.a.name, &["tr_echo"]);
+    t.started().await;
+    let v = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+    assert_ne!(v.to_string(), "{flags,[]}", "traced again");
+    t.kill9();
+    let mut flags;
+    common::eventually!(
+        Duration::from_secs(20),
+        {
+            flags = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+            flags.to_string() == "{flags,[]}"
+        },
+        "untraced after the tracer was killed: {flags}"
+    );
     // Traced until it exits: the trace says so and ends by itself, as JSON.
     let mut t = Tracer::start(&c, &c.a.name, &["tr_echo", "--json"]);
     t.started().await;
@@ -719,6 +741,17 @@ async fn trace_a_rust_process_for_a_while_and_until_it_exits() {
         t.stderr
     );
     assert_eq!(c.rust.trace_info(&echo), Some(None), "no longer traced");
+    // Killed outright: the Rust node sees the tracer's node go.
+    let mut t = Tracer::start(&c, &rust, &["echo"]);
+    t.started().await;
+    assert!(c.rust.trace_info(&echo).is_some_and(|t| t.is_some()));
+    t.kill9();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || c.rust.trace_info(&echo)
+            == Some(None))
+        .await,
+        "untraced after the tracer was killed"
+    );
     // A process that ends after one message.
     let short = c.rust.spawn(|mut p: beam_peer::Process| async move {
         let _ = p.receive().await;
