@@ -602,12 +602,13 @@ async fn beam_trace_flags(p: &mut beam_peer::Process, node: &str, name: &str) ->
 /// A BEAM process the test controls, traced through OTP's `erlang:trace/3`
 /// (a relay the command starts there): what it receives and sends, as
 /// lines; a second tracer refused while the first runs; Ctrl-C ends it
-/// and leaves the process untraced; a second trace ends when the process
-/// exits.
+/// and leaves the process untraced, and so does `kill -9` of the command;
+/// a trace ends when the process exits, and with an error when its node
+/// goes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_a_beam_process_receive_send_ctrl_c_and_exit() {
     require_erl!("trace_a_beam_process_receive_send_ctrl_c_and_exit");
-    let c = cluster().await;
+    let mut c = cluster().await;
     let mut p = c.rust.process();
     eval(
         &mut p,
@@ -697,6 +698,24 @@ async fn trace_a_beam_process_receive_send_ctrl_c_and_exit() {
     assert_eq!(lines[1]["direction"], "exit");
     assert_eq!(lines[1]["reason"], "normal");
     assert!(t.stderr.iter().any(|l| l.contains("exited (normal)")));
+    // The traced process's node goes away mid-trace: one clear error.
+    eval(
+        &mut p,
+        &c.b.name,
+        "register(tr_idle, spawn(fun() -> receive after infinity -> ok end end)), ok.",
+    )
+    .await;
+    let mut t = Tracer::start(&c, &c.b.name, &["tr_idle"]);
+    t.started().await;
+    c.b.kill9();
+    assert_eq!(t.ended().await, Some(1), "{:?}", t.stderr);
+    assert!(
+        t.stderr
+            .iter()
+            .any(|l| l.contains(&format!("lost the connection to {}", c.b.name))),
+        "{:?}",
+        t.stderr
+    );
     c.rust.shutdown();
 }
 

@@ -248,25 +248,36 @@ pub async fn trace(
         let Ok(m) = next else {
             break End::Stopped("our process exited");
         };
+        // Either monitor can fire first when the connection goes.
+        let relay_down = match &how {
+            Tracing::Beam { relay } => down_of(&m, relay),
+            Tracing::Rust => None,
+        };
+        if relay_down
+            .as_ref()
+            .is_some_and(|r| term::is_atom(r, "noconnection"))
+        {
+            bail!("lost the connection to {} while tracing", r.node);
+        }
         if let Some(reason) = down_of(&m, &r.pid) {
             if term::is_atom(&reason, "noconnection") {
-                cleanup(s, &r, &how, &mut me).await;
+                // Nothing to clean up: the node's side saw the same
+                // connection go (the relay, or the Rust node's forwarder,
+                // monitors us) and turned tracing off itself.
                 bail!("lost the connection to {} while tracing", r.node);
             }
             // The exit event can follow the DOWN (a Rust node sends them
-            // from two processes): wait a little for it and what precedes it.
+            // from two processes): wait for it and what precedes it.
             let end = drain_until_exit(s, &r, &mut me, &mut seen).await;
             break End::Exited(end.unwrap_or(reason));
         }
-        if let Tracing::Beam { relay } = &how {
-            if let Some(reason) = down_of(&m, relay) {
-                bail!(
-                    "the tracer on {} ended ({}) before {} did",
-                    r.node,
-                    term_text(&reason, &r.node),
-                    r.describe()
-                );
-            }
+        if let Some(reason) = relay_down {
+            bail!(
+                "the tracer on {} ended ({}) before {} did",
+                r.node,
+                term_text(&reason, &r.node),
+                r.describe()
+            );
         }
         if let Some(line) = TraceLine::from_term(&m, &r.pid, SystemTime::now()) {
             if let Event::Exit(reason) = &line.what {
@@ -318,14 +329,15 @@ fn down_of(m: &Term, pid: &Pid) -> Option<Term> {
 }
 
 /// After the traced process's DOWN: the events still on their way, up to
-/// its exit event (a couple of seconds at most).
+/// its exit event (within the session's timeout; it normally follows in
+/// well under a millisecond).
 async fn drain_until_exit(
     s: &Session,
     r: &Resolved,
     me: &mut beam_peer::Process,
     seen: &mut usize,
 ) -> Option<Term> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2).min(s.timeout);
+    let deadline = tokio::time::Instant::now() + s.timeout;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let m = me.receive_timeout(left).await.ok()??;
