@@ -133,7 +133,8 @@ type Recorded = (TraceEvent, Option<SystemTime>);
 #[derive(Default)]
 pub(crate) struct TraceHook {
     on: AtomicBool,
-    sink: Mutex<Option<Sink>>,
+    /// Boxed: every process carries the hook, few are ever traced.
+    sink: Mutex<Option<Box<Sink>>>,
 }
 
 impl std::fmt::Debug for TraceHook {
@@ -179,7 +180,7 @@ impl TraceHook {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Sink>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Box<Sink>>> {
         self.sink.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -270,12 +271,12 @@ pub(crate) fn set(
             Ok(())
         }
         None => {
-            *sink = Some(Sink {
+            *sink = Some(Box::new(Sink {
                 flags,
                 tracer,
                 forwarder,
                 events: tx,
-            });
+            }));
             hook.on.store(true, Ordering::Relaxed);
             Ok(())
         }
