@@ -1,5 +1,5 @@
 //! The operator's commands (`beam-peer status`, `ps`, `info`, `kill`,
-//! `send`, `registry --node`, `supervisor --node`) run as a user runs them,
+//! `send`, `trace`, `registry --node`, `supervisor --node`) run as a user runs them,
 //! against two real `erl` nodes and one Rust node on a private EPMD port;
 //! tables and `--json` are checked for the real values. Every OS process a
 //! test starts is killed by pid when it ends.
@@ -315,6 +315,54 @@ async fn bad_input_is_one_clear_error_and_exit_1() {
         ],
         "column 1",
     );
+    // trace: pang, a name nobody has, a dead pid, a node not in the cluster.
+    fails(
+        &["trace", "--node", &ghost, "--cookie", COOKIE, "echo"],
+        "pang",
+    );
+    fails(
+        &[
+            "trace",
+            "--node",
+            &c.a.name,
+            "--cookie",
+            COOKIE,
+            "nobody_here",
+        ],
+        "nobody_here is not registered on",
+    );
+    fails(
+        &["trace", "--node", &rust, "--cookie", COOKIE, "<0.99999.0>"],
+        "is not alive",
+    );
+    fails(
+        &[
+            "trace",
+            "--node",
+            &c.a.name,
+            "--cookie",
+            COOKIE,
+            "<0.32000.0>",
+        ],
+        "is not alive",
+    );
+    fails(
+        &[
+            "info",
+            "--node",
+            &c.a.name,
+            "--cookie",
+            COOKIE,
+            "<0.99999999.0>",
+        ],
+        "is not alive",
+    );
+    fails(
+        &[
+            "trace", "--node", &rust, "--cookie", COOKIE, "--on", &ghost, "echo",
+        ],
+        "not in the cluster",
+    );
     c.rust.shutdown();
 }
 
@@ -414,4 +462,333 @@ async fn registry_and_supervisor_through_a_rust_member() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not running on"));
     rust.shutdown();
+}
+
+/// A `beam-peer trace` running in the background: its stdout and stderr
+/// lines as they come, killed by pid if the test ends first.
+struct Tracer {
+    child: std::process::Child,
+    out: std::sync::mpsc::Receiver<String>,
+    err: std::sync::mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+}
+
+impl Tracer {
+    fn start(c: &Cluster, node: &str, rest: &[&str]) -> Tracer {
+        let mut args = vec!["trace"];
+        args.extend(c.node_args(node));
+        args.extend(rest);
+        println!("$ beam-peer {}", args.join(" "));
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("ERL_EPMD_PORT", c.port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("beam-peer trace starts");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for l in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(l).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().expect("stdout")));
+        let err = lines(Box::new(child.stderr.take().expect("stderr")));
+        Tracer {
+            child,
+            out,
+            err,
+            stdout: vec![],
+            stderr: vec![],
+        }
+    }
+
+    fn pump(&mut self) {
+        while let Ok(l) = self.out.try_recv() {
+            println!("trace| {l}");
+            self.stdout.push(l);
+        }
+        while let Ok(l) = self.err.try_recv() {
+            println!("trace! {l}");
+            self.stderr.push(l);
+        }
+    }
+
+    /// Waits (up to 20 s) for a line of stdout (`err` false) or stderr
+    /// matching `f`, and returns it.
+    async fn line(&mut self, err: bool, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let mut found;
+        common::eventually!(
+            Duration::from_secs(20),
+            {
+                self.pump();
+                let lines = if err { &self.stderr } else { &self.stdout };
+                found = lines.iter().find(|l| f(l)).cloned();
+                found.is_some()
+            },
+            "{what}: stdout {:?} stderr {:?}",
+            self.stdout,
+            self.stderr
+        );
+        found.unwrap_or_default()
+    }
+
+    /// Tracing has started: the header is on stderr.
+    async fn started(&mut self) {
+        self.line(true, "the trace starts", |l| l.starts_with("tracing "))
+            .await;
+    }
+
+    /// kill -9: no clean-up of its own.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn interrupt(&self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits (up to 20 s) for the command to end; its exit code.
+    async fn ended(&mut self) -> Option<i32> {
+        let mut code;
+        common::eventually!(
+            Duration::from_secs(20),
+            {
+                code = self.child.try_wait().ok().flatten().map(|s| s.code());
+                code.is_some()
+            },
+            "beam-peer trace ends"
+        );
+        // Whatever it printed last.
+        while let Ok(l) = self.out.recv_timeout(Duration::from_secs(5)) {
+            println!("trace| {l}");
+            self.stdout.push(l);
+        }
+        while let Ok(l) = self.err.recv_timeout(Duration::from_secs(5)) {
+            println!("trace! {l}");
+            self.stderr.push(l);
+        }
+        code.flatten()
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `{flags, Flags}` of a process on a BEAM node, from the node itself.
+async fn beam_trace_flags(p: &mut beam_peer::Process, node: &str, name: &str) -> Term {
+    eval(
+        p,
+        node,
+        &format!("erlang:trace_info(whereis({name}), flags)."),
+    )
+    .await
+}
+
+/// A BEAM process the test controls, traced through OTP's `erlang:trace/3`
+/// (a relay the command starts there): what it receives and sends, as
+/// lines; a second tracer refused while the first runs; Ctrl-C ends it
+/// and leaves the process untraced, and so does `kill -9` of the command;
+/// a trace ends when the process exits, and with an error when its node
+/// goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_a_beam_process_receive_send_ctrl_c_and_exit() {
+    require_erl!("trace_a_beam_process_receive_send_ctrl_c_and_exit");
+    let mut c = cluster().await;
+    let mut p = c.rust.process();
+    eval(
+        &mut p,
+        &c.a.name,
+        "register(tr_echo, spawn(fun L() -> receive stop -> ok; {From, M} -> From ! {echo, M}, L() end end)), ok.",
+    )
+    .await;
+    let mut t = Tracer::start(&c, &c.a.name, &["tr_echo"]);
+    t.started().await;
+    // One tracer per process: a second trace says who holds it.
+    let out = c.run(&[
+        "trace", "--node", &c.a.name, "--cookie", COOKIE, "tr_echo", "--for", "5",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is already traced by"), "{err}");
+    let me = p.pid().clone();
+    let me_text = format!("<{}.{}.{}>", c.rust.name(), me.id, me.serial);
+    p.send(
+        Dest::Remote("tr_echo".into(), c.a.name.clone()),
+        beam_peer::tup![Term::Pid(me.clone()), term::atom("hello")],
+    );
+    let got = p
+        .receive_timeout(Duration::from_secs(10))
+        .await
+        .expect("alive")
+        .expect("the echo answers");
+    assert_eq!(
+        got,
+        beam_peer::tup![term::atom("echo"), term::atom("hello")]
+    );
+    let recv = t
+        .line(false, "the receive", |l| l.contains(" receive "))
+        .await;
+    assert!(recv.ends_with(&format!("{{{me_text},hello}}")), "{recv}");
+    let send = t.line(false, "the send", |l| l.contains(" send ")).await;
+    assert!(
+        send.contains(&format!(" send    {me_text}  {{echo,hello}}")),
+        "{send}"
+    );
+    // HH:MM:SS.micros first.
+    assert_eq!(send.as_bytes()[2], b':', "{send}");
+    assert_eq!(send.as_bytes()[8], b'.', "{send}");
+    let v = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+    assert_ne!(v.to_string(), "{flags,[]}", "traced while it runs");
+    t.interrupt();
+    assert_eq!(t.ended().await, Some(0), "{:?}", t.stderr);
+    assert!(
+        t.stderr.iter().any(|l| l.contains("stopped (Ctrl-C)")),
+        "{:?}",
+        t.stderr
+    );
+    let v = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+    assert_eq!(v.to_string(), "{flags,[]}", "no longer traced");
+    // Killed outright, the command cleans nothing up: the relay sees our
+    // hidden node's connection go and turns tracing off itself.
+    let mut t = Tracer::start(&c, &c.a.name, &["tr_echo"]);
+    t.started().await;
+    let v = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+    assert_ne!(v.to_string(), "{flags,[]}", "traced again");
+    t.kill9();
+    let mut flags;
+    common::eventually!(
+        Duration::from_secs(20),
+        {
+            flags = beam_trace_flags(&mut p, &c.a.name, "tr_echo").await;
+            flags.to_string() == "{flags,[]}"
+        },
+        "untraced after the tracer was killed: {flags}"
+    );
+    // Traced until it exits: the trace says so and ends by itself, as JSON.
+    let mut t = Tracer::start(&c, &c.a.name, &["tr_echo", "--json"]);
+    t.started().await;
+    p.send(
+        Dest::Remote("tr_echo".into(), c.a.name.clone()),
+        term::atom("stop"),
+    );
+    assert_eq!(t.ended().await, Some(0), "{:?}", t.stderr);
+    let lines: Vec<Value> = t
+        .stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["direction"], "receive");
+    assert_eq!(lines[0]["message"], "stop");
+    assert_eq!(lines[1]["direction"], "exit");
+    assert_eq!(lines[1]["reason"], "normal");
+    assert!(t.stderr.iter().any(|l| l.contains("exited (normal)")));
+    // The traced process's node goes away mid-trace: one clear error.
+    eval(
+        &mut p,
+        &c.b.name,
+        "register(tr_idle, spawn(fun() -> receive after infinity -> ok end end)), ok.",
+    )
+    .await;
+    let mut t = Tracer::start(&c, &c.b.name, &["tr_idle"]);
+    t.started().await;
+    c.b.kill9();
+    assert_eq!(t.ended().await, Some(1), "{:?}", t.stderr);
+    assert!(
+        t.stderr
+            .iter()
+            .any(|l| l.contains(&format!("lost the connection to {}", c.b.name))),
+        "{:?}",
+        t.stderr
+    );
+    c.rust.shutdown();
+}
+
+/// `echo` on the Rust node, traced natively: a gen_server call shows as
+/// the `$gen_call` received and the reply sent; `--for` ends it and the
+/// process is no longer traced; a Rust process that exits ends its trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_a_rust_process_for_a_while_and_until_it_exits() {
+    require_erl!("trace_a_rust_process_for_a_while_and_until_it_exits");
+    let c = cluster().await;
+    let rust = c.rust.name().to_string();
+    let echo = c.rust.whereis("echo").expect("echo");
+    let mut t = Tracer::start(&c, &c.a.name, &["--on", &rust, "echo", "--for", "3"]);
+    t.started().await;
+    let mut p = c.rust.process();
+    let me_text = format!("<0.{}.{}>", p.pid().id, p.pid().serial);
+    let r = p
+        .call(
+            Dest::Name("echo".into()),
+            term::parse::parse("{hello, rust}").expect("parses"),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("echo answers");
+    assert_eq!(r.to_string(), "{hello,rust}");
+    let recv = t.line(false, "the call", |l| l.contains(" receive ")).await;
+    assert!(
+        recv.contains(&format!("{{'$gen_call',{{{me_text},[alias|#Ref<0."))
+            && recv.ends_with("{hello,rust}}"),
+        "{recv}"
+    );
+    let send = t.line(false, "the reply", |l| l.contains(" send ")).await;
+    assert!(
+        send.contains(&format!(" send    {me_text}  {{[alias|#Ref<0."))
+            && send.ends_with("{hello,rust}}"),
+        "{send}"
+    );
+    assert_eq!(t.ended().await, Some(0), "{:?}", t.stderr);
+    assert!(
+        t.stderr.iter().any(|l| l.contains("--for expired")),
+        "{:?}",
+        t.stderr
+    );
+    assert_eq!(c.rust.trace_info(&echo), Some(None), "no longer traced");
+    // Killed outright: the Rust node sees the tracer's node go.
+    let mut t = Tracer::start(&c, &rust, &["echo"]);
+    t.started().await;
+    assert!(c.rust.trace_info(&echo).is_some_and(|t| t.is_some()));
+    t.kill9();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || c.rust.trace_info(&echo)
+            == Some(None))
+        .await,
+        "untraced after the tracer was killed"
+    );
+    // A process that ends after one message.
+    let short = c.rust.spawn(|mut p: beam_peer::Process| async move {
+        let _ = p.receive().await;
+        beam_peer::ProcessExit::Reason(term::atom("done"))
+    });
+    c.rust.register("tr_short", &short).expect("registers");
+    let mut t = Tracer::start(&c, &rust, &["tr_short", "--json"]);
+    t.started().await;
+    p.send(Dest::Name("tr_short".into()), term::atom("bye"));
+    assert_eq!(t.ended().await, Some(0), "{:?}", t.stderr);
+    let lines: Vec<Value> = t
+        .stdout
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["message"], "bye");
+    assert_eq!(lines[1]["direction"], "exit");
+    assert_eq!(lines[1]["reason"], "done");
+    c.rust.shutdown();
 }

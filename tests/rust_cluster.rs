@@ -581,3 +581,104 @@ async fn calls_and_streams_arrive_with_busy_polling_on_or_off() {
     a.shutdown();
     b.shutdown();
 }
+
+/// Native tracing with a tracer on another node: every message the traced
+/// gen_server receives and sends arrives as OTP's trace tuples; one tracer
+/// per process; turning it off stops the messages; when the tracer's node
+/// goes, the process is no longer traced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_tracer_gets_every_message_until_its_node_goes() {
+    use beam_peer::node::trace::{TraceError, TraceFlags};
+    let port = common::free_port();
+    let a = common::rust_node("trace_a", port).await;
+    let b = common::rust_node("trace_b", port).await;
+    beam_peer::demo::start_echo_and_sink(&a).expect("echo");
+    let echo = a.whereis("echo").expect("echo");
+    let mut tracer = b.process();
+    let flags = TraceFlags {
+        send: true,
+        receive: true,
+        ..TraceFlags::default()
+    };
+    a.trace(&echo, true, flags, Some(tracer.pid().clone()))
+        .expect("traces");
+    assert_eq!(
+        a.trace_info(&echo),
+        Some(Some((flags, tracer.pid().clone())))
+    );
+    let other = a.process();
+    assert_eq!(
+        a.trace(&echo, true, flags, Some(other.pid().clone())),
+        Err(TraceError::AlreadyTraced(tracer.pid().clone()))
+    );
+    let mut caller = b.process();
+    assert_eq!(
+        echo_call(&mut caller, &a, "first").await,
+        term::atom("first")
+    );
+    let got = tracer
+        .receive_timeout(T)
+        .await
+        .expect("alive")
+        .expect("receive");
+    let e = term::as_tuple(&got).expect("a tuple").to_vec();
+    assert_eq!(e.len(), 4, "{got}");
+    assert!(term::is_atom(&e[0], "trace") && e[1] == Term::Pid(echo.clone()));
+    assert!(term::is_atom(&e[2], "receive"), "{got}");
+    let Some([gen_call, from, req]) = term::as_tuple(&e[3]) else {
+        panic!("{got}")
+    };
+    assert!(term::is_atom(gen_call, "$gen_call") && term::is_atom(req, "first"));
+    let Some([Term::Pid(from_pid), tag]) = term::as_tuple(from) else {
+        panic!("{got}")
+    };
+    assert_eq!(from_pid, caller.pid());
+    let got = tracer
+        .receive_timeout(T)
+        .await
+        .expect("alive")
+        .expect("send");
+    assert_eq!(
+        got,
+        beam_peer::tup![
+            term::atom("trace"),
+            Term::Pid(echo.clone()),
+            term::atom("send"),
+            beam_peer::tup![tag.clone(), term::atom("first")],
+            Term::Pid(caller.pid().clone())
+        ]
+    );
+    // Off: the next call is not reported; on again: the one after is.
+    a.trace(&echo, false, TraceFlags::ALL, None).expect("off");
+    assert_eq!(a.trace_info(&echo), Some(None));
+    assert_eq!(
+        echo_call(&mut caller, &a, "second").await,
+        term::atom("second")
+    );
+    a.trace(&echo, true, flags, Some(tracer.pid().clone()))
+        .expect("traces again");
+    assert_eq!(
+        echo_call(&mut caller, &a, "third").await,
+        term::atom("third")
+    );
+    let got = tracer
+        .receive_timeout(T)
+        .await
+        .expect("alive")
+        .expect("receive");
+    assert!(got.to_string().contains("third"), "{got}");
+    // The tracer's node goes: nobody is left tracing.
+    b.shutdown();
+    assert!(
+        common::wait_until(T, || a.trace_info(&echo) == Some(None)).await,
+        "tracing stops with the tracer's node"
+    );
+    a.shutdown();
+}
+
+async fn echo_call(caller: &mut beam_peer::Process, on: &Node, what: &str) -> Term {
+    caller
+        .call(("echo", on.name()), term::atom(what), T)
+        .await
+        .expect("echo answers")
+}

@@ -47,6 +47,8 @@ pub(crate) struct ProcMeta {
     /// True while the process waits in a receive on an empty mailbox.
     waiting: AtomicBool,
     initial_call: OnceLock<Mfa>,
+    /// Who traces the process's messages, if anyone (`erlang:trace/3`).
+    pub(crate) trace: super::trace::TraceHook,
 }
 
 impl ProcMeta {

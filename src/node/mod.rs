@@ -14,6 +14,7 @@ pub mod info;
 mod local_hash;
 mod rpc;
 pub mod table;
+pub mod trace;
 
 pub use rpc::RpcCallError;
 
@@ -235,7 +236,14 @@ struct Slot {
 
 impl Slot {
     fn send(&self, signal: Signal) -> bool {
-        let message = matches!(signal, Signal::Message(_));
+        let message = match &signal {
+            Signal::Message(m) => {
+                // One relaxed load when nobody traces the process.
+                self.meta.trace.received(m);
+                true
+            }
+            Signal::Exited(_) => false,
+        };
         // Counted before the send: the receiver's count-out can then never
         // come first (the channel orders the two), so the counter never
         // goes below zero and never drifts.
@@ -713,6 +721,36 @@ impl Node {
             }
             None => false,
         }
+    }
+
+    /// `erlang:trace(Pid, How, Flags)` for a local process: turns `flags`
+    /// on (reported to `tracer`, which may be on another node) or off.
+    /// Tracing stops by itself when the tracer exits or its node goes.
+    pub fn trace(
+        &self,
+        pid: &Pid,
+        on: bool,
+        flags: trace::TraceFlags,
+        tracer: Option<Pid>,
+    ) -> Result<(), trace::TraceError> {
+        // The hook is set outside the table's lock (see `trace::set`).
+        let meta = {
+            let st = self.lock_procs();
+            st.table
+                .local_id(pid)
+                .and_then(|n| st.slots.get(&n))
+                .map(|s| s.meta.clone())
+        };
+        let meta = meta.ok_or(trace::TraceError::NoProc)?;
+        trace::set(self, pid, &meta, on, flags, tracer)
+    }
+
+    /// `erlang:trace_info(Pid, flags | tracer)` for a local process: `None`
+    /// when it is not alive, `Some(None)` when it is not traced.
+    pub fn trace_info(&self, pid: &Pid) -> Option<Option<(trace::TraceFlags, Pid)>> {
+        let st = self.lock_procs();
+        let n = st.table.local_id(pid)?;
+        Some(st.slots.get(&n)?.meta.trace.info())
     }
 
     pub fn set_trap_exit(&self, pid: &Pid, on: bool) -> bool {

@@ -244,19 +244,26 @@ impl Process {
     /// Sends `msg` to a pid, a local name or `{name, node}`.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) {
         self.meta.sent();
-        self.node.send(&self.pid, &to.into(), msg);
+        let to = to.into();
+        self.meta.trace.sent(|| (msg.clone(), dest_term(&to)));
+        self.node.send(&self.pid, &to, msg);
     }
 
     /// Sends without opening a connection (`[noconnect]`): dropped when the
     /// destination's node is not connected.
     pub fn send_noconnect(&self, to: impl Into<Dest>, msg: Term) {
         self.meta.sent();
-        self.node.send_noconnect(&self.pid, &to.into(), msg);
+        let to = to.into();
+        self.meta.trace.sent(|| (msg.clone(), dest_term(&to)));
+        self.node.send_noconnect(&self.pid, &to, msg);
     }
 
     /// Sends to an alias reference.
     pub fn send_alias(&self, alias: &Reference, msg: Term) {
         self.meta.sent();
+        self.meta
+            .trace
+            .sent(|| (msg.clone(), Term::Reference(Box::new(alias.clone()))));
         self.node.send_alias(&self.pid, alias, msg);
     }
 
@@ -302,6 +309,11 @@ impl Process {
 
     /// Answers a gen_server call (`From` as received in `{'$gen_call', From, Req}`).
     pub fn reply(&self, from: &Term, reply: Term) {
+        // Traced as the message it is, `{Tag, Reply}` to the caller's pid.
+        self.meta.trace.sent(|| match term::as_tuple(from) {
+            Some([to, tag]) => (crate::tup![tag.clone(), reply.clone()], to.clone()),
+            _ => (reply.clone(), from.clone()),
+        });
         self.node.reply(&self.pid, from, reply);
     }
 
@@ -375,6 +387,17 @@ impl Process {
             self.demonitor(&mref, true);
         }
         result
+    }
+}
+
+/// Where a message went, as a trace message names it: a pid, a name or
+/// `{Name, Node}`.
+fn dest_term(to: &Dest) -> Term {
+    match to {
+        Dest::Pid(p) => Term::Pid(p.clone()),
+        Dest::Name(n) => term::atom(n),
+        Dest::Remote(n, node) => crate::tup![term::atom(n), term::atom(node)],
+        Dest::Via(v) => crate::tup![term::atom("via"), v.name().clone()],
     }
 }
 

@@ -2,8 +2,10 @@
 //! answered for this Rust node: `erlang:processes/0`, `erlang:process_info/1,2`,
 //! `erlang:nodes/1`, `erlang:memory/0,1`, `erlang:system_info/1` (the keys
 //! tools ask), `erlang:statistics/1` (`wall_clock`, `runtime`, `run_queue`),
-//! `erlang:exit/2` and `erlang:list_to_pid/1` (how a tool names a pid it read
-//! as text). `node/0`, `nodes/0`, `registered/0` and `whereis/1` are in
+//! `erlang:exit/2`, `erlang:list_to_pid/1` (how a tool names a pid it read
+//! as text), and `erlang:trace/3` / `erlang:trace_info/2` for the `send`,
+//! `'receive'`, `procs` (exit only) and `timestamp` flags, with a
+//! `{tracer, Pid}` that may be on another node (see [`crate::node::trace`]). `node/0`, `nodes/0`, `registered/0` and `whereis/1` are in
 //! [`super::erpc`].
 //!
 //! What `process_info` reports for a Rust process, and what each measure is,
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::node::info::{Mfa, ProcessInfo};
+use crate::node::trace::TraceFlags;
 use crate::node::{Node, RpcError};
 use crate::term::{self, Term};
 
@@ -33,6 +36,8 @@ pub const FUNCTIONS: &[(&str, &str, usize)] = &[
     ("erlang", "memory", 0),
     ("erlang", "memory", 1),
     ("erlang", "list_to_pid", 1),
+    ("erlang", "trace", 3),
+    ("erlang", "trace_info", 2),
 ];
 
 /// The items `process_info/1` lists, in the BEAM's order (those we have).
@@ -332,6 +337,8 @@ pub(crate) fn register(node: &Node) {
             n.creation(),
         )))
     });
+    node.register_function("erlang", "trace", 3, |n, args| trace(n, &args));
+    node.register_function("erlang", "trace_info", 2, |n, args| trace_info(n, &args));
     node.register_function("erlang", "exit", 2, |n, args| match args.as_slice() {
         [Term::Pid(p), reason] if p.node.name == n.name() => {
             // From a process that is gone at once, as the erpc process is.
@@ -341,6 +348,54 @@ pub(crate) fn register(node: &Node) {
         }
         _ => Err(badarg()),
     });
+}
+
+/// `erlang:trace(Pid, How, Flags)`: `1` (the processes matched), or
+/// `badarg` as the BEAM raises it: for a pid that is not a live process of
+/// ours, a flag we do not trace, turning tracing on without a tracer (the
+/// erpc process calling us is no tracer to keep), or a process another
+/// tracer already traces.
+fn trace(n: &Node, args: &[Term]) -> Result<Term, RpcError> {
+    let [Term::Pid(p), how, flags] = args else {
+        return Err(badarg());
+    };
+    let on = match term::as_atom(how) {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(badarg()),
+    };
+    let (flags, tracer) = TraceFlags::parse(flags).map_err(|flag| {
+        tracing::debug!(%flag, "trace flag we do not answer");
+        badarg()
+    })?;
+    match n.trace(p, on, flags, tracer) {
+        Ok(()) => Ok(term::int(1)),
+        Err(e) => {
+            tracing::debug!(pid = %p, error = %e, "erlang:trace refused");
+            Err(badarg())
+        }
+    }
+}
+
+/// `erlang:trace_info(Pid, flags | tracer)`: `undefined` for a dead
+/// process, `{flags, []}` / `{tracer, []}` for an untraced one.
+fn trace_info(n: &Node, args: &[Term]) -> Result<Term, RpcError> {
+    let [Term::Pid(p), Term::Atom(item)] = args else {
+        return Err(badarg());
+    };
+    if p.node.name != n.name() {
+        return Err(badarg());
+    }
+    let Some(traced) = n.trace_info(p) else {
+        return Ok(term::atom("undefined"));
+    };
+    let value = match (item.name.as_str(), traced) {
+        ("flags", Some((f, _))) => f.to_term(),
+        ("tracer", Some((_, t))) => Term::Pid(t),
+        ("flags" | "tracer", None) => term::nil(),
+        _ => return Err(badarg()),
+    };
+    Ok(crate::tup![Term::Atom(item.clone()), value])
 }
 
 /// `<0.I.S>` as `(I, S)`; a node index other than 0 is another node's pid.

@@ -10,7 +10,7 @@
 //! - `beam-peer pubsub`: a Phoenix.PubSub echo member.
 //! - `beam-peer supervisor`: a Horde.DynamicSupervisor member with a Rust worker.
 //! - `beam-peer ping`, `beam-peer names`, `beam-peer epmd`: small tools.
-//! - `beam-peer status|ps|info|kill|send|top --node NODE`, and `registry R` /
+//! - `beam-peer status|ps|info|kill|send|trace|top --node NODE`, and `registry R` /
 //!   `supervisor S` with `--node`: the operator's commands ([`ops`]), each
 //!   joining the cluster as a hidden node.
 //!
@@ -265,6 +265,22 @@ enum Command {
         #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
         on: Option<String>,
     },
+    /// The messages a process sends and receives, a line each as they
+    /// happen (time, direction, peer, message), until --for expires,
+    /// Ctrl-C, or the process exits. Tracing is turned off on the way out.
+    Trace {
+        #[command(flatten)]
+        ops: ops::OpsOpts,
+        #[arg(value_name = "PID_OR_NAME")]
+        target: String,
+        /// The node the process is on (default: --node).
+        #[arg(long, value_name = "NODE", value_parser = args::full_node_name)]
+        on: Option<String>,
+        /// Stop after this long: seconds (10, 0.5) or a duration (500ms, 1m).
+        /// Default: until Ctrl-C.
+        #[arg(long = "for", value_name = "SECONDS", value_parser = ops::trace::seconds)]
+        for_: Option<Duration>,
+    },
     /// A live view of the cluster: nodes with their health and the busiest
     /// processes across nodes, every second. Tab switches node, s the sort,
     /// k kills the selected process (after y), q quits.
@@ -430,6 +446,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             with_session(&ops, |s| async move {
                 ops::kill(&s, &target, on.as_deref(), &reason)
+                    .await
+                    .map(|()| s)
+            })
+            .await
+        }
+        Command::Trace {
+            ops,
+            target,
+            on,
+            for_,
+        } => {
+            with_session(&ops, |s| async move {
+                ops::trace::trace(&s, &target, on.as_deref(), for_)
                     .await
                     .map(|()| s)
             })

@@ -1,4 +1,5 @@
-//! The operator's commands: `status`, `ps`, `info`, `kill`, `send`, and
+//! The operator's commands: `status`, `ps`, `info`, `kill`, `send`, `trace`
+//! (in [`trace`]), and
 //! (in [`horde`]) reading a Horde registry or supervisor through a member.
 //!
 //! What it owns: joining a cluster as a hidden node for one command, asking
@@ -15,6 +16,7 @@
 pub mod horde;
 pub mod table;
 pub mod top;
+pub mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -667,14 +669,24 @@ pub async fn resolve(s: &Session, what: &str, on: Option<&str>) -> anyhow::Resul
                 parts[2]
             );
         }
-        let pid = s
-            .call(
+        let pid = match s
+            .rpc(
                 &node,
                 "erlang",
                 "list_to_pid",
                 vec![term::elixir::charlist(what)],
             )
-            .await?;
+            .await
+        {
+            Ok(p) => p,
+            // Out of the node's range of pid numbers: no process has it.
+            Err(RpcCallError::Exception { class, reason, .. })
+                if class == "error" && term::is_atom(&reason, "badarg") =>
+            {
+                bail!("{what} on {node} is not alive (no pid of that node has this number)")
+            }
+            Err(e) => bail!("erlang:list_to_pid on {node}: {}", rpc_text(&e)),
+        };
         let Term::Pid(pid) = pid else {
             bail!("{node} did not read {what} as a pid: {pid}");
         };
