@@ -97,8 +97,11 @@ pub struct PollReport {
     /// Whether the policy adapts ([`BusyPoll::Adaptive`]).
     pub adaptive: bool,
     /// The window the next request/response turn would poll for (zero:
-    /// sleeping).
+    /// sleeping). During a check of the answer this is the way being tried.
     pub window: Duration,
+    /// The way the last comparison chose: `Some(true)` polling,
+    /// `Some(false)` sleeping, `None` before the first (adaptive only).
+    pub chose_polling: Option<bool>,
     /// Reads whose bytes a poll found.
     pub polled_reads: u64,
     /// Polls that ran out before anything came.
@@ -118,6 +121,10 @@ impl std::ops::Add for PollReport {
         PollReport {
             adaptive: self.adaptive || o.adaptive,
             window: self.window.max(o.window),
+            chose_polling: match (self.chose_polling, o.chose_polling) {
+                (Some(a), Some(b)) => Some(a || b),
+                (a, b) => a.or(b),
+            },
             polled_reads: self.polled_reads + o.polled_reads,
             missed_polls: self.missed_polls + o.missed_polls,
             poll_epochs: self.poll_epochs + o.poll_epochs,
@@ -128,8 +135,9 @@ impl std::ops::Add for PollReport {
     }
 }
 
-/// One line: `adaptive: sleeping (poll 2 epochs at 95.1 us/msg, sleep 40
-/// at 78.0 us/msg), 70 polled reads, 3 missed polls`.
+/// One line: `adaptive: chose sleeping, now sleeping (last poll epoch 95.1
+/// us/msg of 2, last sleep epoch 78.0 us/msg of 40), 70 polled reads, 3
+/// missed polls`.
 impl std::fmt::Display for PollReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let how = if self.window.is_zero() {
@@ -139,13 +147,19 @@ impl std::fmt::Display for PollReport {
         };
         if self.adaptive {
             let us = |ns: u64| ns as f64 / 1000.0;
+            let chose = match self.chose_polling {
+                Some(true) => "chose polling",
+                Some(false) => "chose sleeping",
+                None => "not compared yet",
+            };
             write!(
                 f,
-                "adaptive: {how} (poll {} epochs at {:.1} us/msg, sleep {} at {:.1} us/msg)",
-                self.poll_epochs,
+                "adaptive: {chose}, now {how} (last poll epoch {:.1} us/msg of {}, \
+                 last sleep epoch {:.1} us/msg of {})",
                 us(self.poll_ns_per_message),
-                self.sleep_epochs,
-                us(self.sleep_ns_per_message)
+                self.poll_epochs,
+                us(self.sleep_ns_per_message),
+                self.sleep_epochs
             )?;
         } else {
             write!(f, "fixed: {how}")?;
@@ -422,6 +436,7 @@ impl Adaptive {
                     PollPolicy::MIN_HOLD
                 };
                 self.settled_for = Some(self.hold);
+                report.chose_polling = Some(winner == Way::Poll);
                 self.start(winner);
             }
             None => self.start(way.other()),
@@ -530,6 +545,7 @@ mod tests {
         assert!(r.window > Duration::ZERO);
         assert!(r.poll_ns_per_message < r.sleep_ns_per_message);
         assert!(r.sleep_epochs >= 1, "sleeping was measured too");
+        assert_eq!(r.chose_polling, Some(true));
     }
 
     #[test]
@@ -544,6 +560,10 @@ mod tests {
         assert_eq!(r.window, Duration::ZERO);
         assert!(r.poll_epochs >= 1, "polling was measured");
         assert!(r.poll_ns_per_message > r.sleep_ns_per_message);
+        assert_eq!(r.chose_polling, Some(false));
+        assert!(r
+            .to_string()
+            .starts_with("adaptive: chose sleeping, now sleeping"));
     }
 
     #[test]
