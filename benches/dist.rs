@@ -1,25 +1,33 @@
 //! Distribution benchmarks, side by side with the BEAM on this machine.
 //!
-//! Three pairs measured in one run, each with the same work:
+//! Four pairs measured in one run, each with the same work:
 //! - BEAM -> BEAM: an `erl` driver against an `erl` target running the Erlang
 //!   twin of our `echo`/`sink` (erlang/src/beam_peer_echo.erl);
 //! - BEAM -> Rust: the same `erl` driver against a `beam-peer node` process;
-//! - Rust -> BEAM: a Rust node doing the same work against the `erl` target.
+//! - Rust -> BEAM: a Rust node doing the same work against the `erl` target;
+//! - Rust -> Rust: the same Rust node against the `beam-peer node`.
 //!
 //! Lines: small-message throughput to `sink` (msgs/s) with the CPU time the
 //! sending and the receiving OS process spent per message of that stream
-//! (for Rust -> BEAM the sender is this process, whose node is the driver),
+//! (for Rust -> X the sender is this process, whose node is the driver),
 //! `gen_server:call` round trip p50/p99 to `echo` (µs), 10 MB `echo` round
-//! trip (ms). Ratios are "times as fast as BEAM -> BEAM" (above 1 is faster;
-//! on the CPU lines, less CPU). Run with `scripts/bench.sh`.
+//! trip (ms), and many callers at once: `BENCH_CALLERS` (100) processes,
+//! caller I doing `BENCH_CALLS_EACH` (1000) calls in a row to its own server
+//! `echo_I` (calls/s over all of them, and the p99 of every call). Ratios
+//! are "times as fast as BEAM -> BEAM" (above 1 is faster; on the CPU
+//! lines, less CPU). Run with `scripts/bench.sh`.
+//!
+//! With the tables: the cores this process may use, and what each
+//! connection's poll policy decided (`dist::poll`): the client node's from
+//! its connection statistics, the `beam-peer node`'s from its debug log.
 //!
 //! Then the same over TLS (`-proto_dist inet_tls` on the BEAM nodes, an OTP
-//! optfile for ours, certificates made here; `BENCH_DIST_TLS=0` skips it),
-//! with a fourth pair, Rust -> Rust.
+//! optfile for ours, certificates made here; `BENCH_DIST_TLS=0` skips it).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beam_peer::term::{self, Term};
@@ -43,6 +51,19 @@ struct Figures {
     call_p50_us: f64,
     call_p99_us: f64,
     big_rtt_ms: f64,
+    many_calls_per_sec: f64,
+    many_p99_us: f64,
+}
+
+/// The work of one driver run.
+#[derive(Debug, Clone, Copy)]
+struct Work {
+    msgs: usize,
+    calls: usize,
+    big: usize,
+    /// Concurrent callers, and the calls each makes in a row.
+    callers: usize,
+    calls_each: usize,
 }
 
 /// One line of the table.
@@ -52,7 +73,7 @@ struct Line {
     higher_is_better: bool,
 }
 
-const LINES: [Line; 6] = [
+const LINES: [Line; 8] = [
     Line {
         label: "small messages (msgs/s)",
         figure: |f| f.msgs_per_sec,
@@ -81,6 +102,16 @@ const LINES: [Line; 6] = [
     Line {
         label: "10 MB echo round trip (ms)",
         figure: |f| f.big_rtt_ms,
+        higher_is_better: false,
+    },
+    Line {
+        label: "100 callers x 100 servers (calls/s)",
+        figure: |f| f.many_calls_per_sec,
+        higher_is_better: true,
+    },
+    Line {
+        label: "  their call p99 (us)",
+        figure: |f| f.many_p99_us,
         higher_is_better: false,
     },
 ];
@@ -139,6 +170,8 @@ fn parse_figures(line: &str) -> Option<Figures> {
             "call_p50_us" => f.call_p50_us = v,
             "call_p99_us" => f.call_p99_us = v,
             "big_rtt_ms" => f.big_rtt_ms = v,
+            "many_calls_per_sec" => f.many_calls_per_sec = v,
+            "many_p99_us" => f.many_p99_us = v,
             _ => {}
         }
     }
@@ -153,20 +186,27 @@ fn beam_driver(
     extra: &[String],
     epmd_port: u16,
     (target, target_pid): (&str, u32),
-    msgs: usize,
-    calls: usize,
-    big: usize,
+    w: Work,
 ) -> Figures {
+    let Work {
+        msgs,
+        calls,
+        big,
+        callers,
+        calls_each,
+    } = w;
     let name = format!(
         "bench_driver_{}_{}@127.0.0.1",
         std::process::id(),
         free_port()
     );
     let code = format!(
-        "R = beam_peer_bench:run('{target}', {msgs}, {calls}, {big}), \
-         io:format(\"msgs_per_sec=~p sender_cpu_ns=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p~n\", \
+        "R = beam_peer_bench:run('{target}', {msgs}, {calls}, {big}, {callers}, {calls_each}), \
+         io:format(\"msgs_per_sec=~p sender_cpu_ns=~p call_p50_us=~p call_p99_us=~p big_rtt_ms=~p \
+                     many_calls_per_sec=~p many_p99_us=~p~n\", \
            [float(maps:get(K, R)) || K <- [msgs_per_sec, sender_cpu_ns, call_p50_us, \
-                                           call_p99_us, big_rtt_ms]]), halt()."
+                                           call_p99_us, big_rtt_ms, many_calls_per_sec, \
+                                           many_p99_us]]), halt()."
     );
     let mut driver = Command::new("erl")
         .args([
@@ -208,13 +248,14 @@ fn beam_driver(
 
 /// The Rust twin of the Erlang driver, run by `node` (this OS process)
 /// against `target` (OS process `target_pid`).
-async fn rust_driver(
-    node: &Node,
-    (target, target_pid): (&str, u32),
-    msgs: usize,
-    calls: usize,
-    big: usize,
-) -> Figures {
+async fn rust_driver(node: &Node, (target, target_pid): (&str, u32), w: Work) -> Figures {
+    let Work {
+        msgs,
+        calls,
+        big,
+        callers,
+        calls_each,
+    } = w;
     let mut p = node.process();
     let echo = Dest::Remote("echo".into(), target.into());
     let sink = Dest::Remote("sink".into(), target.into());
@@ -287,6 +328,8 @@ async fn rust_driver(
         assert!(r == bin);
     }
     big_times.sort_by(|a, b| a.total_cmp(b));
+    let (many_calls_per_sec, many_p99_us) =
+        rust_many_callers(node, &mut p, target, callers, calls_each).await;
     Figures {
         msgs_per_sec: msgs as f64 / secs,
         sender_cpu_ns: (cpu_end.0 - cpu_start.0) * 1e9 / msgs.max(1) as f64,
@@ -294,19 +337,132 @@ async fn rust_driver(
         call_p50_us: pct(50),
         call_p99_us: pct(99),
         big_rtt_ms: big_times[(big.max(1) - 1) / 2],
+        many_calls_per_sec,
+        many_p99_us,
+    }
+}
+
+/// `callers` processes of `node` at once, caller I doing `calls_each` calls
+/// in a row to `echo_I` on `target`: calls per second over all, and the p99
+/// of every call (us). As the Erlang driver's `many/3`.
+async fn rust_many_callers(
+    node: &Node,
+    p: &mut beam_peer::Process,
+    target: &str,
+    callers: usize,
+    calls_each: usize,
+) -> (f64, f64) {
+    if callers == 0 {
+        return (0.0, 0.0);
+    }
+    let t = Duration::from_secs(60);
+    let servers: Vec<Dest> = (1..=callers)
+        .map(|i| Dest::Remote(format!("echo_{i}"), target.to_string()))
+        .collect();
+    // Each server answers once before the clock starts.
+    for s in &servers {
+        let req = beam_peer::tup![term::atom("x"), term::int(0)];
+        assert_eq!(p.call(s.clone(), req.clone(), t).await.expect("warm"), req);
+    }
+    let start = Instant::now();
+    let runs: Vec<_> = servers
+        .into_iter()
+        .map(|server| {
+            let mut p = node.process();
+            tokio::spawn(async move {
+                let mut times = Vec::with_capacity(calls_each);
+                for i in 0..calls_each {
+                    let req = beam_peer::tup![term::atom("x"), term::int(i as i64)];
+                    let s = Instant::now();
+                    let r = p.call(server.clone(), req.clone(), t).await.expect("call");
+                    times.push(s.elapsed().as_nanos() as f64 / 1000.0);
+                    assert_eq!(r, req);
+                }
+                times
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(callers * calls_each);
+    for run in runs {
+        times.extend(run.await.expect("caller"));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    times.sort_by(|a, b| a.total_cmp(b));
+    let n = times.len();
+    (
+        n as f64 / secs,
+        times[((n * 99) / 100).saturating_sub(1).min(n - 1)],
+    )
+}
+
+/// A `beam-peer node` target with `callers` echo servers more, logging
+/// how each connection ended (with its poll policy's decisions) to a pipe
+/// read into the returned list.
+fn start_rust_target(
+    name: &str,
+    epmd_port: u16,
+    callers: usize,
+    extra: &[&std::ffi::OsStr],
+) -> (common::Guard, Arc<Mutex<Vec<String>>>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
+    cmd.args(["node", "--name", name, "--cookie", COOKIE])
+        .args(["--echo-servers", &callers.to_string()])
+        .args(extra)
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .env("RUST_LOG", "warn,beam_peer::dist::connection=debug")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped());
+    let mut guard = start_until_ready(cmd, None, Duration::from_secs(30));
+    let ended = Arc::new(Mutex::new(Vec::new()));
+    let stderr = guard.0.stderr.take().expect("target stderr");
+    let into = ended.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("connection ended") {
+                if let Ok(mut v) = into.lock() {
+                    v.push(line);
+                }
+            } else if !line.contains("DEBUG") {
+                eprintln!("[beam-peer] {line}");
+            }
+        }
+    });
+    (guard, ended)
+}
+
+/// The peer and the poll decisions of a "connection ended" log line.
+fn ended_summary(line: &str) -> String {
+    let field = |key: &str| {
+        line.split_once(key)
+            .map(|(_, rest)| rest.split(" bytes_out").next().unwrap_or(rest).trim())
+            .unwrap_or("")
+    };
+    let peer = field("peer=");
+    let poll = line
+        .split_once("poll=")
+        .map(|(_, rest)| rest.trim_end_matches(" connection ended").trim())
+        .unwrap_or("");
+    format!("{peer}: {poll}")
+}
+
+/// Prints the machine's cores and the poll decisions of the client node's
+/// connections and of the target's connections that ended so far.
+fn print_decisions(client: &Node, target_ended: &Mutex<Vec<String>>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("\nheuristics: {cores} cores available to this process (available_parallelism); runtime worker threads {cores}");
+    for (peer, stats) in client.connection_stats() {
+        println!("  client -> {peer}: {}", stats.poll);
+    }
+    if let Ok(lines) = target_ended.lock() {
+        for l in lines.iter() {
+            println!("  beam-peer node, from {}", ended_summary(l));
+        }
     }
 }
 
 /// The four pairs over TLS: every node with the same CA-signed certificate
 /// setup, `verify_peer` both ways, TLS 1.2 (OTP's distribution default).
-async fn tls_pairs(
-    ebin: &PathBuf,
-    epmd_port: u16,
-    msgs: usize,
-    calls: usize,
-    big: usize,
-    repeats: usize,
-) {
+async fn tls_pairs(ebin: &PathBuf, epmd_port: u16, work: Work, repeats: usize) {
     let dir = certs::dir("bench_tls");
     let ca = certs::Ca::new(&dir, "ca");
     let leaf = ca.leaf("node");
@@ -343,38 +499,25 @@ async fn tls_pairs(
     .arg("-pa")
     .arg(ebin)
     .args(&tls_args)
-    .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
+    .args(["-eval", &beam_target_code(work.callers)])
     .env("ERL_EPMD_PORT", epmd_port.to_string());
     let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
     let beam = (beam_target.as_str(), beam_guard.0.id());
     let rust_target = format!("bench_tls_rust_{id}@127.0.0.1");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
-    cmd.args([
-        "node",
-        "--name",
+    let (rust_guard, ended) = start_rust_target(
         &rust_target,
-        "--cookie",
-        COOKIE,
-        "--ssl-dist-optfile",
-    ])
-    .arg(&optfile)
-    .env("ERL_EPMD_PORT", epmd_port.to_string());
-    let rust_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+        epmd_port,
+        work.callers,
+        &["--ssl-dist-optfile".as_ref(), optfile.as_os_str()],
+    );
     let rust = (rust_target.as_str(), rust_guard.0.id());
     let (mut bbs, mut brs, mut rbs, mut rrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats {
-        bbs.push(beam_driver(
-            ebin, &tls_args, epmd_port, beam, msgs, calls, big,
-        ));
-        brs.push(beam_driver(
-            ebin, &tls_args, epmd_port, rust, msgs, calls, big,
-        ));
+        bbs.push(beam_driver(ebin, &tls_args, epmd_port, beam, work));
+        brs.push(beam_driver(ebin, &tls_args, epmd_port, rust, work));
         for (target, into) in [(beam, &mut rbs), (rust, &mut rrs)] {
             let (node, name, pid) = (client.clone(), target.0.to_string(), target.1);
-            let run =
-                tokio::spawn(
-                    async move { rust_driver(&node, (&name, pid), msgs, calls, big).await },
-                );
+            let run = tokio::spawn(async move { rust_driver(&node, (&name, pid), work).await });
             into.push(run.await.expect("rust driver over TLS"));
         }
     }
@@ -387,9 +530,15 @@ async fn tls_pairs(
     println!("\nover TLS 1.2 (verify_peer both ways), {repeats} interleaved runs per pair");
     table("best run per line (TLS)", best, &columns);
     table("median run per line (TLS)", median, &columns);
+    print_decisions(&client, &ended);
     client.shutdown();
     drop((beam_guard, rust_guard));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What an `erl` target evaluates: `echo`, `sink` and `echo_1..echo_N`.
+fn beam_target_code(callers: usize) -> String {
+    format!("beam_peer_echo:start(), beam_peer_echo:start_many({callers}), io:format(\"ready~n\").")
 }
 
 fn main() {
@@ -403,11 +552,18 @@ fn main() {
         println!("SKIPPED dist bench: erl not found (apt-get install erlang-nox)");
         return;
     }
-    let msgs = env_or("BENCH_MESSAGES", 1_000_000usize);
-    let calls = env_or("BENCH_CALLS", 20_000usize);
-    let big = env_or("BENCH_BIG_ROUNDS", 7usize);
+    let work = Work {
+        msgs: env_or("BENCH_MESSAGES", 1_000_000usize),
+        calls: env_or("BENCH_CALLS", 20_000usize),
+        big: env_or("BENCH_BIG_ROUNDS", 7usize),
+        callers: env_or("BENCH_CALLERS", 100usize),
+        calls_each: env_or("BENCH_CALLS_EACH", 1_000usize),
+    };
+    // As many workers as cores this process may use (tokio's own default,
+    // and what `beam-peer node` runs with).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(cores)
         .enable_all()
         .build()
         .expect("runtime");
@@ -431,19 +587,17 @@ fn main() {
         cmd.args(["-name", &beam_target, "-setcookie", COOKIE, "-noshell", "-start_epmd", "false"])
             .arg("-pa")
             .arg(&ebin)
-            .args(["-eval", "beam_peer_echo:start(), io:format(\"ready~n\")."])
+            .args(["-eval", &beam_target_code(work.callers)])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
         let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
         let beam = (beam_target.as_str(), beam_guard.0.id());
 
         let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
-        cmd.args(["node", "--name", &rust_target, "--cookie", COOKIE])
-            .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let rust_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+        let (rust_guard, ended) = start_rust_target(&rust_target, epmd_port, work.callers, &[]);
         let rust = (rust_target.as_str(), rust_guard.0.id());
 
-        println!("dist bench: {msgs} messages, {calls} calls, {big} x 10 MB round trips; 2-core machine, OTP {}",
+        println!("dist bench: {} messages, {} calls, {} x 10 MB round trips, {} callers x {} calls; {cores}-core machine, OTP {}",
+            work.msgs, work.calls, work.big, work.callers, work.calls_each,
             String::from_utf8_lossy(&Command::new("erl").args(["-noshell", "-eval", "io:format(\"~s\", [erlang:system_info(otp_release)]), halt()."]).output().map(|o| o.stdout).unwrap_or_default()));
         // Each pair runs `repeats` times, interleaved. On a shared 2-core
         // machine a run is only ever slowed down (by the other processes, or
@@ -451,27 +605,33 @@ fn main() {
         // segments), so the best figure per line estimates what each pair
         // can do and the median what a typical run gives; both are printed.
         let repeats: usize = env_or("BENCH_DIST_REPEATS", 5usize).max(1);
-        let (mut bbs, mut brs, mut rbs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bbs, mut brs, mut rbs, mut rrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
-            bbs.push(beam_driver(&ebin, &[], epmd_port, beam, msgs, calls, big));
-            brs.push(beam_driver(&ebin, &[], epmd_port, rust, msgs, calls, big));
+            bbs.push(beam_driver(&ebin, &[], epmd_port, beam, work));
+            brs.push(beam_driver(&ebin, &[], epmd_port, rust, work));
             // On a runtime worker, as a node's processes run (the BEAM
             // driver is a process on a scheduler too); from `block_on` every
             // send and reply would cross threads.
-            let (node, target, pid) = (client.clone(), beam_target.clone(), beam.1);
-            let run = tokio::spawn(async move {
-                rust_driver(&node, (&target, pid), msgs, calls, big).await
-            });
-            rbs.push(run.await.expect("rust driver"));
+            for (target, into) in [(beam, &mut rbs), (rust, &mut rrs)] {
+                let (node, name, pid) = (client.clone(), target.0.to_string(), target.1);
+                let run = tokio::spawn(async move { rust_driver(&node, (&name, pid), work).await });
+                into.push(run.await.expect("rust driver"));
+            }
         }
         println!("{repeats} interleaved runs per pair (BENCH_DIST_REPEATS)");
-        let columns = [("BEAM->BEAM", &bbs[..]), ("BEAM->Rust", &brs[..]), ("Rust->BEAM", &rbs[..])];
+        let columns = [
+            ("BEAM->BEAM", &bbs[..]),
+            ("BEAM->Rust", &brs[..]),
+            ("Rust->BEAM", &rbs[..]),
+            ("Rust->Rust", &rrs[..]),
+        ];
         table("best run per line", best, &columns);
         table("median run per line", median, &columns);
         println!("\nratio = times as fast as BEAM->BEAM (above 1.00x is faster; for CPU, less used)");
+        print_decisions(&client, &ended);
         if std::env::var("BENCH_DIST_TLS").as_deref() != Ok("0") {
             drop((beam_guard, rust_guard));
-            tls_pairs(&ebin, epmd_port, msgs, calls, big, repeats).await;
+            tls_pairs(&ebin, epmd_port, work, repeats).await;
         }
         // Last: its embedded EPMD serves the TLS pairs too.
         client.shutdown();

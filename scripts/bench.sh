@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust and
-# Rust->BEAM on this machine, in one run, with ratios.
+# Side-by-side benchmarks: the same work done BEAM->BEAM, BEAM->Rust,
+# Rust->BEAM and Rust->Rust on this machine, in one run, with ratios.
 #   BENCH_MESSAGES (default 1000000), BENCH_CALLS (20000), BENCH_BIG_ROUNDS (7, after one uncounted round),
+#   BENCH_CALLERS (100 concurrent callers, each to its own echo server), BENCH_CALLS_EACH (1000 calls each),
 #   BENCH_DIST_REPEATS (5 interleaved runs per pair; the best and the median run are shown),
 #   BENCH_TERMS_REPEATS (5, likewise for the terms bench)
 #   CRDT sync (benches/crdt.rs): BENCH_CRDT_KEYS (1000,10000,100000),

@@ -47,6 +47,15 @@ pub fn start_echo_and_sink(node: &crate::Node) -> Result<(), crate::gen_server::
     Ok(())
 }
 
+/// Starts `count` more echo servers on `node`, registered as `echo_1` ..
+/// `echo_<count>` (the benchmarks' many callers each call their own).
+pub fn start_echoes(node: &crate::Node, count: usize) -> Result<(), crate::gen_server::StartError> {
+    for i in 1..=count {
+        crate::gen_server::start(node, Echo, crate::StartOptions::named(&format!("echo_{i}")))?;
+    }
+    Ok(())
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings), for the CLI and
 /// the examples. A library never installs a subscriber by itself.
 ///

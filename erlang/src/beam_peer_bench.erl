@@ -2,9 +2,14 @@
 %% `sink` (a BEAM node with beam_peer_echo, or a Rust node). Results are returned
 %% as a map so the caller can print them side by side.
 -module(beam_peer_bench).
--export([run/4, terms/2]).
+-export([run/4, run/6, terms/2]).
 
 run(Target, Messages, Calls, BigRounds) ->
+    run(Target, Messages, Calls, BigRounds, 0, 0).
+
+%% With Callers > 0, also the many-callers measurement: Callers processes,
+%% caller I calling `echo_I` on Target CallsEach times in a row, all at once.
+run(Target, Messages, Calls, BigRounds, Callers, CallsEach) ->
     true = net_kernel:connect_node(Target),
     %% warm up
     _ = gen_server:call({echo, Target}, warm),
@@ -17,8 +22,34 @@ run(Target, Messages, Calls, BigRounds) ->
     io:format("stream_end~n"),
     {P50, P99} = calls(Target, Calls),
     Big = big(Target, BigRounds),
+    {ManyRate, ManyP99} = many(Target, Callers, CallsEach),
     #{msgs_per_sec => Throughput, call_p50_us => P50, call_p99_us => P99,
-      big_rtt_ms => Big, sender_cpu_ns => SenderCpu * 1.0e9 / max(1, Messages)}.
+      big_rtt_ms => Big, sender_cpu_ns => SenderCpu * 1.0e9 / max(1, Messages),
+      many_calls_per_sec => ManyRate, many_p99_us => ManyP99}.
+
+%% Callers processes at once, each doing CallsEach gen_server:calls in a row
+%% to its own server: calls per second over all of them, and the p99 of
+%% every call's round trip (us).
+many(_, 0, _) -> {0, 0};
+many(Target, Callers, CallsEach) ->
+    Self = self(),
+    Servers = [{list_to_atom("echo_" ++ integer_to_list(I)), Target}
+               || I <- lists:seq(1, Callers)],
+    %% Each server answers once before the clock starts.
+    [{x, 0} = gen_server:call(S, {x, 0}) || S <- Servers],
+    T0 = erlang:monotonic_time(microsecond),
+    [spawn_link(fun() -> Self ! {done, caller(S, CallsEach, [])} end) || S <- Servers],
+    Times = lists:append([receive {done, Ts} -> Ts end || _ <- Servers]),
+    T1 = erlang:monotonic_time(microsecond),
+    Sorted = lists:sort(Times),
+    N = length(Sorted),
+    {N * 1000000 / max(1, T1 - T0), lists:nth(max(1, (N * 99) div 100), Sorted) / 1000}.
+
+caller(_, 0, Acc) -> Acc;
+caller(Server, I, Acc) ->
+    T0 = erlang:monotonic_time(nanosecond),
+    {x, I} = gen_server:call(Server, {x, I}),
+    caller(Server, I - 1, [erlang:monotonic_time(nanosecond) - T0 | Acc]).
 
 %% CPU time (user and system, every thread) this OS process has used, from
 %% /proc/self/stat in clock ticks of 1/100 s; 0 where there is no /proc.

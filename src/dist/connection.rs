@@ -5,10 +5,12 @@
 //! control messages, and hands each to the node. A malformed frame closes this
 //! connection only; an unknown or undecodable control message is logged and
 //! dropped. Silence for `net_ticktime` declares the peer down. After
-//! request/response traffic it polls the socket for a short while before it
-//! sleeps (`BusyPoll`, [`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)),
-//! as BEAM schedulers busy-wait, so the next request is read without a
-//! wake-up; streams are left to readiness wake-ups. The fragments of a large
+//! request/response traffic it may poll the socket for a short while before
+//! it sleeps, as BEAM schedulers busy-wait, so the next request is read
+//! without a wake-up; whether and how long is decided per connection from
+//! what it observes ([`crate::dist::poll`],
+//! [`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)); streams are left
+//! to readiness wake-ups. The fragments of a large
 //! binary are read from the socket straight into the buffer the binary is
 //! gathered in.
 //!
@@ -36,6 +38,7 @@ use tokio::time::Instant;
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
+use crate::dist::poll::{Found, PollPolicy, PollReport, Read};
 use crate::dist::transport::{Transport, TryRead};
 
 /// What a client handshake reports when the peer refused it because its own
@@ -81,6 +84,9 @@ pub struct ConnectionStats {
     pub bytes_in: u64,
     pub messages_out: u64,
     pub messages_in: u64,
+    /// What the reader's poll policy has decided so far (summed over
+    /// connections by `+`, the largest window kept).
+    pub poll: PollReport,
 }
 
 impl std::ops::Add for ConnectionStats {
@@ -91,6 +97,7 @@ impl std::ops::Add for ConnectionStats {
             bytes_in: self.bytes_in + o.bytes_in,
             messages_out: self.messages_out + o.messages_out,
             messages_in: self.messages_in + o.messages_in,
+            poll: self.poll + o.poll,
         }
     }
 }
@@ -103,6 +110,7 @@ struct Counters {
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     messages_in: AtomicU64,
+    poll: std::sync::Mutex<PollReport>,
 }
 
 impl Counters {
@@ -116,6 +124,15 @@ impl Counters {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
             messages_in: self.messages_in.load(Ordering::Relaxed),
+            poll: self.poll.lock().map(|p| *p).unwrap_or_default(),
+        }
+    }
+
+    /// Records the poll policy's decisions so far (the reader's lock
+    /// alone, but for a rare stats reader).
+    fn publish_poll(&self, report: PollReport) {
+        if let Ok(mut p) = self.poll.lock() {
+            *p = report;
         }
     }
 }
@@ -476,7 +493,8 @@ fn start<S: Transport>(
         handle.close();
         let s = counters.snapshot();
         tracing::debug!(peer = %peer.name, bytes_out = s.bytes_out, bytes_in = s.bytes_in,
-            messages_out = s.messages_out, messages_in = s.messages_in, "connection ended");
+            messages_out = s.messages_out, messages_in = s.messages_in,
+            poll = %s.poll, "connection ended");
         node.connection_down(&peer.name, id, reason);
     });
 }
@@ -493,9 +511,17 @@ async fn read_loop<R: TryRead>(
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(node.config().max_message_size);
-    let mut busy = BusyPoll::new(node.config().busy_poll);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut policy = PollPolicy::new(node.config().busy_poll, cores);
     let coalesce = ReadCoalesce::new(node.config().read_coalesce);
-    let mut spun_for = None;
+    // How the bytes of the last read were found, when that read completed,
+    // and how large it was: what the poll policy and the coalescing learn
+    // from.
+    let mut found = Found::Woken {
+        polled: Duration::ZERO,
+    };
+    let mut read_at = std::time::Instant::now();
+    let mut previous_read_at = read_at;
     let mut last_read = 0;
     loop {
         let mut frames = 0;
@@ -538,7 +564,15 @@ async fn read_loop<R: TryRead>(
         if spare < missing.max(16 * 1024) {
             buf.reserve(missing.clamp(codec::READ_CHUNK, MAX_READ_RESERVE));
         }
-        let poll = busy.after_read(frames, spun_for.take());
+        let poll = policy.after_read(Read {
+            messages: frames,
+            interval: read_at.saturating_duration_since(previous_read_at),
+            found,
+        });
+        counters.publish_poll(policy.report());
+        found = Found::Woken {
+            polled: Duration::ZERO,
+        };
         if let Some(pause) = coalesce.pause_after(frames, last_read) {
             // Let the stream gather: see `ReadCoalesce`.
             tokio::time::sleep(pause).await;
@@ -557,11 +591,15 @@ async fn read_loop<R: TryRead>(
                     Ok(n) => {
                         took(&mut decoder, direct, n, counters, &liveness);
                         last_read = n;
-                        spun_for = Some(started.elapsed());
+                        previous_read_at = read_at;
+                        read_at = std::time::Instant::now();
+                        found = Found::Polled(read_at - started);
                         break;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if started.elapsed() >= window {
+                        let polled = started.elapsed();
+                        if polled >= window {
+                            found = Found::Woken { polled };
                             break;
                         }
                         std::hint::spin_loop();
@@ -569,7 +607,7 @@ async fn read_loop<R: TryRead>(
                     Err(e) => return read_error(&e),
                 }
             }
-            if spun_for.is_some() {
+            if matches!(found, Found::Polled(_)) {
                 continue;
             }
         }
@@ -582,6 +620,8 @@ async fn read_loop<R: TryRead>(
                 (Ok(n), direct) => {
                     took(&mut decoder, direct, n, counters, &liveness);
                     last_read = n;
+                    previous_read_at = read_at;
+                    read_at = std::time::Instant::now();
                 }
                 (Err(e), _) => return read_error(&e),
             },
@@ -633,77 +673,6 @@ fn took(
     }
     Counters::add(&counters.bytes_in, n);
     liveness.heard.store(true, Ordering::Relaxed);
-}
-
-/// When a connection's reader polls its socket before sleeping
-/// ([`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)).
-///
-/// Request/response traffic (a `gen_server:call` every few hundred µs) is
-/// read a wake-up sooner by polling through the quiet spell after each
-/// request. A streaming peer is the opposite case: its messages arrive
-/// microseconds apart, and polling would read them one or two at a time,
-/// each read with its own syscall and its own delivery. Such a peer is
-/// recognised by several polls in a row that each found data almost at once,
-/// or by a wake-up read that brought many messages, and is left to the
-/// readiness wake-ups, which batch.
-#[derive(Debug)]
-struct BusyPoll {
-    window: Duration,
-    /// Polls in a row that found data almost at once.
-    quick_in_row: u32,
-    /// Reads left before polling is tried again, after signs of a stream.
-    quiet_reads: u32,
-}
-
-impl BusyPoll {
-    /// At most this many messages in a read that followed a wake-up is
-    /// request/response traffic.
-    const SPARSE_MESSAGES: usize = 4;
-    /// A poll that found data sooner than this found it "at once".
-    const QUICK: Duration = Duration::from_micros(20);
-    /// This many quick polls in a row are a stream. One alone is not: a
-    /// remote `gen_server:call` arrives as a monitor and then, a few µs
-    /// later, the request.
-    const STREAM_QUICK_POLLS: u32 = 4;
-    /// Reads without polling after signs of a stream: a stream goes on
-    /// being read in wake-up batches, and polling is tried again once in
-    /// this many reads in case it ended.
-    const STREAM_BACKOFF: u32 = 16;
-
-    fn new(window: Duration) -> Self {
-        BusyPoll {
-            window,
-            quick_in_row: 0,
-            quiet_reads: 0,
-        }
-    }
-
-    /// After the messages of one read were handled: how long to poll before
-    /// sleeping, if at all. `polled` is how long the poll that produced this
-    /// read waited (`None` when a readiness wake-up did).
-    fn after_read(&mut self, messages: usize, polled: Option<Duration>) -> Option<Duration> {
-        if self.window.is_zero() {
-            return None;
-        }
-        let stream = match polled {
-            Some(waited) if waited < Self::QUICK => {
-                self.quick_in_row += 1;
-                self.quick_in_row >= Self::STREAM_QUICK_POLLS
-            }
-            Some(_) => {
-                self.quick_in_row = 0;
-                false
-            }
-            None => messages > Self::SPARSE_MESSAGES,
-        };
-        if stream {
-            self.quiet_reads = Self::STREAM_BACKOFF;
-            self.quick_in_row = 0;
-        } else if self.quiet_reads > 0 {
-            self.quiet_reads -= 1;
-        }
-        (self.quiet_reads == 0 && messages > 0).then_some(self.window)
-    }
 }
 
 /// When a connection's reader pauses before its next read
@@ -1174,60 +1143,6 @@ mod tests {
 
     fn msg(from: u32, payload: Term) -> Message {
         Message::reg_send(pid(from), term::Atom::from("sink"), payload)
-    }
-
-    const WINDOW: Duration = Duration::from_micros(200);
-
-    #[test]
-    fn busy_poll_off_never_polls() {
-        let mut b = BusyPoll::new(Duration::ZERO);
-        assert_eq!(b.after_read(1, None), None);
-        assert_eq!(b.after_read(1, Some(Duration::from_micros(150))), None);
-    }
-
-    #[test]
-    fn request_response_traffic_is_polled_for() {
-        let mut b = BusyPoll::new(WINDOW);
-        // A call: the monitor wakes us, the request follows a few µs later,
-        // the next call after our reply.
-        for _ in 0..100 {
-            assert_eq!(b.after_read(1, None), Some(WINDOW));
-            assert_eq!(
-                b.after_read(1, Some(Duration::from_micros(5))),
-                Some(WINDOW)
-            );
-            assert_eq!(
-                b.after_read(2, Some(Duration::from_micros(120))),
-                Some(WINDOW)
-            );
-        }
-        // Bytes that complete no message (part of a large one) are not a
-        // reason to poll.
-        assert_eq!(b.after_read(0, None), None);
-    }
-
-    #[test]
-    fn a_stream_is_left_to_wake_ups_and_polled_again_later() {
-        let mut b = BusyPoll::new(WINDOW);
-        let quick = Some(Duration::from_micros(3));
-        for _ in 1..BusyPoll::STREAM_QUICK_POLLS {
-            assert_eq!(b.after_read(1, quick), Some(WINDOW));
-        }
-        assert_eq!(
-            b.after_read(1, quick),
-            None,
-            "quick polls in a row: a stream"
-        );
-        for _ in 1..BusyPoll::STREAM_BACKOFF {
-            assert_eq!(b.after_read(2, None), None);
-        }
-        assert_eq!(b.after_read(2, None), Some(WINDOW), "tried again");
-        // A wake-up read with many messages is a stream at once.
-        assert_eq!(b.after_read(BusyPoll::SPARSE_MESSAGES + 1, None), None);
-        for _ in 1..BusyPoll::STREAM_BACKOFF {
-            assert_eq!(b.after_read(1, None), None);
-        }
-        assert_eq!(b.after_read(1, None), Some(WINDOW));
     }
 
     #[test]

@@ -10,8 +10,10 @@ pub mod connection;
 pub mod flags;
 pub mod handshake;
 pub mod message;
+pub mod poll;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod transport;
 
 pub use connection::ConnectionStats;
+pub use poll::{BusyPoll, PollReport};

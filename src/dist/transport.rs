@@ -34,18 +34,86 @@ pub(crate) trait TryRead: AsyncRead + Unpin {
 }
 
 impl Transport for TcpStream {
-    type Reader = OwnedReadHalf;
+    type Reader = TcpReader;
     type Writer = OwnedWriteHalf;
 
-    fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
-        self.into_split()
+    fn split(self) -> (TcpReader, OwnedWriteHalf) {
+        let (read, write) = self.into_split();
+        (TcpReader::new(read), write)
     }
 }
 
-impl TryRead for OwnedReadHalf {
+/// The reading half of a TCP connection, with a second handle on the same
+/// socket for the busy poll.
+///
+/// A poll through tokio (`try_read_buf`) only reads once the runtime's I/O
+/// driver has seen the socket readable: that takes a thread parked in
+/// `epoll_wait` being woken, the very wake-up polling is meant to save, and
+/// while every worker is busy nothing is ever found. The second handle
+/// reads the socket itself, one `recvfrom` per try. Reading past tokio's
+/// back is safe: it only ever finds the socket emptier than it thought, and
+/// then waits for the next readiness edge, as after any spurious one.
+pub(crate) struct TcpReader {
+    half: OwnedReadHalf,
+    /// A duplicate of the socket's descriptor (non-blocking, like the
+    /// original: the flag belongs to the shared file description); `None`
+    /// where it could not be made, and the poll goes through tokio.
+    direct: Option<std::net::TcpStream>,
+    /// Where a direct read lands before it is copied into the caller's
+    /// buffer (initialised once; `std::io::Read` wants initialised memory).
+    scratch: Box<[u8]>,
+}
+
+impl TcpReader {
+    /// Bytes one direct read takes at most: polls serve request/response
+    /// traffic, whose reads are small; larger ones go on in the next read.
+    const SCRATCH: usize = 16 * 1024;
+
+    fn new(half: OwnedReadHalf) -> Self {
+        #[cfg(unix)]
+        let direct = {
+            use std::os::fd::AsFd;
+            let stream: &TcpStream = half.as_ref();
+            stream
+                .as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from)
+        };
+        #[cfg(not(unix))]
+        let direct = None;
+        TcpReader {
+            half,
+            direct,
+            scratch: vec![0; Self::SCRATCH].into_boxed_slice(),
+        }
+    }
+}
+
+impl AsyncRead for TcpReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.half).poll_read(cx, buf)
+    }
+}
+
+impl TryRead for TcpReader {
     fn try_read_now<B: BufMut>(&mut self, buf: &mut B) -> io::Result<usize> {
-        // The socket's own non-blocking read: one syscall, no waker.
-        self.try_read_buf(buf)
+        use std::io::Read;
+        let Some(direct) = &self.direct else {
+            // The socket's own non-blocking read once tokio saw it readable.
+            return self.half.try_read_buf(buf);
+        };
+        let room = buf.remaining_mut().min(self.scratch.len());
+        if room == 0 {
+            return Ok(0);
+        }
+        let n = (&*direct).read(&mut self.scratch[..room])?;
+        buf.put_slice(&self.scratch[..n]);
+        Ok(n)
     }
 }
 

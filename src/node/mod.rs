@@ -75,12 +75,19 @@ pub struct NodeConfig {
     /// How long a connection attempt (lookup, TCP, handshake) may take.
     pub connect_timeout: Duration,
     /// After a read that brought a few messages (request/response traffic),
-    /// a connection's reader keeps polling its socket this long before it
-    /// sleeps, like the BEAM's scheduler busy wait (`+sbwt`): the next
+    /// a connection's reader may keep polling its socket for a while before
+    /// it sleeps, like the BEAM's scheduler busy wait (`+sbwt`): the next
     /// request is then read the moment it lands instead of after a wake-up.
-    /// Streaming peers are read in batches without it. Costs up to this much
-    /// CPU per quiet spell; zero turns it off.
-    pub busy_poll: Duration,
+    /// Streaming peers are read in batches without it. By default
+    /// ([`BusyPoll::Adaptive`](crate::dist::BusyPoll)) each connection
+    /// decides from what it observes on this machine: never with one core;
+    /// otherwise only while polling measurably shortens its turns (on a
+    /// small machine the poll can take the core a peer on the same host
+    /// needs), with a window that adapts (see `dist::poll`).
+    /// [`BusyPoll::Fixed`](crate::dist::BusyPoll) polls that long after
+    /// every such read (costs up to that much CPU per quiet spell); zero
+    /// turns polling off.
+    pub busy_poll: crate::dist::BusyPoll,
     /// After a read that brought a stream of small messages, a connection's
     /// reader waits this long (rounded up to the runtime's 1 ms timer tick)
     /// before its next read, so the stream arrives in batches instead of one
@@ -111,7 +118,7 @@ impl NodeConfig {
             fragment_size: 64 * 1024,
             max_message_size: 1 << 30,
             connect_timeout: Duration::from_secs(7),
-            busy_poll: Duration::from_micros(200),
+            busy_poll: crate::dist::BusyPoll::Adaptive,
             read_coalesce: Duration::from_millis(1),
             #[cfg(feature = "tls")]
             tls: None,
@@ -149,9 +156,17 @@ impl NodeConfig {
         self
     }
 
-    /// See [`NodeConfig::busy_poll`]; `Duration::ZERO` turns it off.
+    /// Polls for a fixed `window` instead of deciding per connection (see
+    /// [`NodeConfig::busy_poll`]); `Duration::ZERO` turns polling off.
     pub fn busy_poll(mut self, window: Duration) -> Self {
-        self.busy_poll = window;
+        self.busy_poll = crate::dist::BusyPoll::Fixed(window);
+        self
+    }
+
+    /// Each connection decides whether and how long to poll from what it
+    /// observes (the default; see [`NodeConfig::busy_poll`]).
+    pub fn busy_poll_adaptive(mut self) -> Self {
+        self.busy_poll = crate::dist::BusyPoll::Adaptive;
         self
     }
 

@@ -122,8 +122,9 @@ enum Command {
         #[arg(long, value_name = "NODE=ADDR:PORT", value_parser = args::peer_addr, requires = "no_epmd")]
         peer: Vec<(String, SocketAddr)>,
         /// Microseconds a connection's reader polls its socket after
-        /// request/response traffic before it sleeps (0: never; the
-        /// library's default, 200, when not given).
+        /// request/response traffic before it sleeps (0: never). Not given:
+        /// each connection decides from what it observes (the cores this
+        /// process may use, and whether polling shortens its turns).
         #[arg(long, value_name = "US")]
         busy_poll_us: Option<u64>,
         /// Microseconds a connection's reader lets a stream of small
@@ -131,6 +132,10 @@ enum Command {
         /// 1000, when not given).
         #[arg(long, value_name = "US")]
         read_coalesce_us: Option<u64>,
+        /// Also start N echo servers, registered as echo_1 .. echo_N (for
+        /// benchmarks with many callers).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        echo_servers: usize,
     },
     /// Run one Horde.Registry member (`members: :auto`) with an echo server
     /// registered under KEY; prints register/unregister events until Ctrl-C.
@@ -349,6 +354,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             peer,
             busy_poll_us,
             read_coalesce_us,
+            echo_servers,
         } => {
             let mut config = node
                 .config("beam_peer_node", Some("127.0.0.1"))?
@@ -377,7 +383,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Some(file) => topology::read(file).map_err(anyhow::Error::msg)?,
                 None => vec![],
             };
-            run_node(config, &join, topologies).await
+            run_node(config, &join, topologies, echo_servers).await
         }
         Command::Registry {
             inspect,
@@ -596,10 +602,12 @@ async fn run_node(
     config: NodeConfig,
     join: &[String],
     topologies: Vec<beam_peer::cluster::Topology>,
+    echo_servers: usize,
 ) -> anyhow::Result<()> {
     use beam_peer::cluster::{Cluster, ClusterEventKind};
     let node = Node::start(config).await.context("starting the node")?;
     beam_peer::demo::start_echo_and_sink(&node)?;
+    beam_peer::demo::start_echoes(&node, echo_servers)?;
     let mut events = node.subscribe();
     let cluster = Cluster::start(&node, topologies)
         .await
