@@ -122,6 +122,20 @@ impl Session {
             .map_err(|e| anyhow!("{m}:{f} on {node}: {}", rpc_text(&e)))
     }
 
+    /// Whether the resolved process is alive (`erlang:is_process_alive/1`
+    /// on its node).
+    pub async fn is_alive(&self, r: &Resolved) -> anyhow::Result<bool> {
+        let alive = self
+            .call(
+                &r.node,
+                "erlang",
+                "is_process_alive",
+                vec![Term::Pid(r.pid.clone())],
+            )
+            .await?;
+        Ok(term::is_atom(&alive, "true"))
+    }
+
     /// The nodes `node` sees (`erlang:nodes/0`: visible ones, as the BEAM
     /// keeps a cluster's membership).
     pub async fn nodes_of(&self, node: &str) -> anyhow::Result<Vec<String>> {
@@ -640,6 +654,15 @@ impl Resolved {
     }
 }
 
+/// [`resolve`], and an error when the process is not alive.
+pub async fn resolve_alive(s: &Session, what: &str, on: Option<&str>) -> anyhow::Result<Resolved> {
+    let r = resolve(s, what, on).await?;
+    if !s.is_alive(&r).await? {
+        bail!("{} is not alive", r.describe());
+    }
+    Ok(r)
+}
+
 pub async fn resolve(s: &Session, what: &str, on: Option<&str>) -> anyhow::Result<Resolved> {
     let node = on.unwrap_or(&s.target).to_string();
     if node != s.target {
@@ -791,18 +814,7 @@ pub async fn info(s: &Session, what: &str, on: Option<&str>) -> anyhow::Result<(
 pub async fn kill(s: &Session, what: &str, on: Option<&str>, reason: &str) -> anyhow::Result<()> {
     let reason_term =
         term::parse::parse(reason).map_err(|e| anyhow!("--reason {reason:?}: {e}"))?;
-    let r = resolve(s, what, on).await?;
-    let alive = s
-        .call(
-            &r.node,
-            "erlang",
-            "is_process_alive",
-            vec![Term::Pid(r.pid.clone())],
-        )
-        .await?;
-    if !term::is_atom(&alive, "true") {
-        bail!("{} is not alive", r.describe());
-    }
+    let r = resolve_alive(s, what, on).await?;
     s.call(
         &r.node,
         "erlang",
@@ -814,15 +826,7 @@ pub async fn kill(s: &Session, what: &str, on: Option<&str>, reason: &str) -> an
     // the answer says what happened rather than what was asked.
     let mut gone = false;
     for _ in 0..50 {
-        let alive = s
-            .call(
-                &r.node,
-                "erlang",
-                "is_process_alive",
-                vec![Term::Pid(r.pid.clone())],
-            )
-            .await?;
-        if !term::is_atom(&alive, "true") {
+        if !s.is_alive(&r).await? {
             gone = true;
             break;
         }
@@ -852,19 +856,12 @@ pub async fn send(s: &Session, what: &str, on: Option<&str>, message: &str) -> a
     me.send(beam_peer::Dest::Pid(r.pid.clone()), msg.clone());
     // A call after the send, on the same connection: when it returns, the
     // node has read the message too (one connection carries both in order).
-    let alive = s
-        .call(
-            &r.node,
-            "erlang",
-            "is_process_alive",
-            vec![Term::Pid(r.pid.clone())],
-        )
-        .await?;
+    let alive = s.is_alive(&r).await?;
     let text = term_text(&msg, &r.node);
     if s.json {
         println!(
             "{}",
-            json!({"node": r.node, "pid": pid_text(&r.pid), "name": r.name, "message": text, "alive": term::is_atom(&alive, "true")})
+            json!({"node": r.node, "pid": pid_text(&r.pid), "name": r.name, "message": text, "alive": alive})
         );
     } else {
         println!("sent {text} to {}", r.describe());

@@ -27,7 +27,7 @@ use beam_peer::term::{self, Pid, Term};
 use beam_peer::Dest;
 use serde_json::json;
 
-use super::{resolve, term_text, Resolved, Session};
+use super::{resolve_alive, term_text, Resolved, Session};
 
 /// `--for`: seconds (`10`, `0.5`) or a duration with a unit (`500ms`, `1m`).
 pub fn seconds(s: &str) -> Result<Duration, String> {
@@ -199,18 +199,7 @@ pub async fn trace(
     on: Option<&str>,
     limit: Option<Duration>,
 ) -> anyhow::Result<()> {
-    let r = resolve(s, what, on).await?;
-    let alive = s
-        .call(
-            &r.node,
-            "erlang",
-            "is_process_alive",
-            vec![Term::Pid(r.pid.clone())],
-        )
-        .await?;
-    if !term::is_atom(&alive, "true") {
-        bail!("{} is not alive", r.describe());
-    }
+    let r = resolve_alive(s, what, on).await?;
     let release = s
         .call(
             &r.node,
@@ -354,10 +343,7 @@ async fn drain_until_exit(
 /// Why `erlang:trace/3` refused, in words.
 async fn refusal(s: &Session, r: &Resolved, raw: &str) -> anyhow::Error {
     let pid = Term::Pid(r.pid.clone());
-    let alive = s
-        .call(&r.node, "erlang", "is_process_alive", vec![pid.clone()])
-        .await;
-    if matches!(&alive, Ok(a) if !term::is_atom(a, "true")) {
+    if matches!(s.is_alive(r).await, Ok(false)) {
         return anyhow!("{} is not alive", r.describe());
     }
     let tracer = s
