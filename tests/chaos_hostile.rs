@@ -457,7 +457,10 @@ async fn deep_and_huge_terms_are_refused_without_harm() {
         ("list of 2^32-1", vec![108, 0xff, 0xff, 0xff, 0xff]),
         ("binary of 2^32-1", vec![109, 0xff, 0xff, 0xff, 0xff]),
         ("map of 2^32-1", vec![116, 0xff, 0xff, 0xff, 0xff]),
-        ("bignum of 2^32-1 bytes", vec![111, 0xff, 0xff, 0xff, 0xff, 0]),
+        (
+            "bignum of 2^32-1 bytes",
+            vec![111, 0xff, 0xff, 0xff, 0xff, 0],
+        ),
         (
             "compressed 4 GiB",
             vec![80, 0xff, 0xff, 0xff, 0xff, 0x78, 0x9c, 0x03, 0x00],

@@ -480,8 +480,11 @@ mod tests {
         // registration survives more idle connections after it.
         let mut reg = TcpStream::connect(addr).await.expect("connects");
         let mut req = Vec::new();
-        proto::encode_request(&Request::Alive2(NodeEntry::new("held", 4242, false)), &mut req)
-            .expect("encodes");
+        proto::encode_request(
+            &Request::Alive2(NodeEntry::new("held", 4242, false)),
+            &mut req,
+        )
+        .expect("encodes");
         reg.write_all(&req).await.expect("alive2");
         let mut resp = [0u8; 4];
         tokio::time::timeout(Duration::from_secs(10), reg.read_exact(&mut resp))
@@ -493,10 +496,13 @@ mod tests {
         for _ in 0..MAX_CONNECTIONS {
             idle.push(TcpStream::connect(addr).await.expect("connects"));
         }
-        let found = tokio::time::timeout(Duration::from_secs(10), crate::epmd::port_please(addr, "held"))
-            .await
-            .expect("PORT_PLEASE answered")
-            .expect("lookup");
+        let found = tokio::time::timeout(
+            Duration::from_secs(10),
+            crate::epmd::port_please(addr, "held"),
+        )
+        .await
+        .expect("PORT_PLEASE answered")
+        .expect("lookup");
         assert_eq!(found.map(|e| e.port), Some(4242));
     }
 

@@ -235,8 +235,15 @@ impl Net {
 
     fn link(&self, i: usize, up: bool) {
         let state = if up { "up" } else { "down" };
-        ip(&["-n", &self.bridge_ns(), "link", "set", &format!("v{i}"), state])
-            .unwrap_or_else(|e| panic!("link {i} {state}: {e}"));
+        ip(&[
+            "-n",
+            &self.bridge_ns(),
+            "link",
+            "set",
+            &format!("v{i}"),
+            state,
+        ])
+        .unwrap_or_else(|e| panic!("link {i} {state}: {e}"));
     }
 
     /// Slows node `i`'s link: `delay` each way with netem where the kernel
@@ -246,7 +253,9 @@ impl Net {
         let ns = self.ns(i);
         if run(
             "tc",
-            &["-n", &ns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", &ms],
+            &[
+                "-n", &ns, "qdisc", "add", "dev", "eth0", "root", "netem", "delay", &ms,
+            ],
         )
         .is_ok()
         {
@@ -255,8 +264,8 @@ impl Net {
         run(
             "tc",
             &[
-                "-n", &ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit",
-                "burst", "32kbit", "latency", &ms,
+                "-n", &ns, "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "1mbit", "burst",
+                "32kbit", "latency", &ms,
             ],
         )
         .unwrap_or_else(|e| panic!("neither netem nor tbf on {ns}: {e}"));
@@ -361,10 +370,7 @@ fn enter(ns: &str) -> Result<(), String> {
     // SAFETY: setns on a file descriptor we own; affects this thread only.
     let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
     if r != 0 {
-        return Err(format!(
-            "setns {path}: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -437,7 +443,10 @@ impl NsRuntime {
         F: std::future::Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.handle().spawn(f).await.expect("task on namespace runtime")
+        self.handle()
+            .spawn(f)
+            .await
+            .expect("task on namespace runtime")
     }
 
     /// The in-process equivalent of kill -9: every task stops where it
