@@ -176,11 +176,28 @@ async fn a_registry_netsplit_keeps_names_registered_before_the_split() {
 async fn registry_netsplit(keep_common: bool) {
     let mut max_settle = Duration::ZERO;
     let mut lost_total = 0;
-    let trials = trials();
+    // The variant that keeps pre-split names fails every trial today (and
+    // waits 20 s in each): a few trials show it.
+    let trials = if keep_common {
+        trials().min(3)
+    } else {
+        trials()
+    };
+    // A trial whose members disagree is reported and counted, and the
+    // next one runs: the figures cover every trial.
+    let mut failures = Vec::new();
     for trial in 0..trials {
-        let (settled, lost) = registry_netsplit_trial(trial, keep_common).await;
-        max_settle = max_settle.max(settled);
-        lost_total += lost;
+        match registry_netsplit_trial(trial, keep_common).await {
+            Ok((settled, lost)) => {
+                max_settle = max_settle.max(settled);
+                lost_total += lost;
+            }
+            Err((report, lost)) => {
+                println!("{report}");
+                lost_total += lost;
+                failures.push(report);
+            }
+        }
     }
     println!(
         "CHAOS scenario=1:registry_netsplit trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={}",
@@ -188,15 +205,21 @@ async fn registry_netsplit(keep_common: bool) {
         netns::rss_kib(std::process::id()).unwrap_or(0),
         max_settle.as_millis()
     );
-    if lost_total > 0 {
-        println!("scenario 1: {lost_total} names lost, all registered before the split (see a_registry_netsplit_keeps_names_registered_before_the_split)");
-    }
+    println!(
+        "scenario 1: {lost_total} names lost in {trials} trials; {} trials disagreed on names registered during the split",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// One trial; returns the time from the reconnect to agreement, and the
 /// names lost (registered before the split and gone after the heal). With
-/// `keep_common`, those must all be kept too.
-async fn registry_netsplit_trial(trial: usize, keep_common: bool) -> (Duration, usize) {
+/// `keep_common`, those must all be kept too. When the members do not
+/// agree: a report of what differs, and the most names one member lacks.
+async fn registry_netsplit_trial(
+    trial: usize,
+    keep_common: bool,
+) -> Result<(Duration, usize), (String, usize)> {
     let net = Net::new(3).expect("namespaces");
     let rts: Vec<NsRuntime> = (0..3).map(|i| net.runtime(i)).collect();
     let mut nodes = Vec::new();
@@ -347,7 +370,7 @@ async fn registry_netsplit_trial(trial: usize, keep_common: bool) -> (Duration, 
                 let holder = &want[k];
                 let node = nodes
                     .iter()
-                    .position(|n| holder.contains(&format!("{}", n.name())))
+                    .position(|n| holder.contains(n.name()))
                     .map(|n| ["A", "B", "C"][n])
                     .unwrap_or("?");
                 *by_node.entry(node.to_string()).or_default() += 1;
@@ -369,7 +392,13 @@ async fn registry_netsplit_trial(trial: usize, keep_common: bool) -> (Duration, 
                 report.push_str(&format!("\n event at {}: {e:?}", ["A", "B", "C"][i]));
             }
         }
-        panic!("trial {trial}: members disagree after the heal:{report}");
+        for n in &nodes {
+            n.shutdown();
+        }
+        return Err((
+            format!("trial {trial}: members disagree after the heal:{report}"),
+            lost,
+        ));
     }
 
     // Every conflict's loser (A's holder) got name_conflict; nobody else
@@ -377,25 +406,22 @@ async fn registry_netsplit_trial(trial: usize, keep_common: bool) -> (Duration, 
     let mut told: BTreeSet<String> = BTreeSet::new();
     let deadline = Instant::now() + DEADLINE;
     while told.len() < conflict_losers.len() && Instant::now() < deadline {
-        match watchers[0]
+        if let Some(m) = watchers[0]
             .receive_timeout(Duration::from_millis(100))
             .await
             .expect("watcher alive")
         {
-            Some(m) => {
-                let Some([_, Term::Pid(who), reason]) = term::as_tuple(&m) else {
-                    panic!("unexpected report {m}")
-                };
-                let Some([tag, ..]) = term::as_tuple(reason) else {
-                    panic!("{who} exited with {reason}")
-                };
-                assert!(
-                    term::is_atom(tag, "name_conflict"),
-                    "{who} exited with {reason}"
-                );
-                told.insert(who.to_string());
-            }
-            None => {}
+            let Some([_, Term::Pid(who), reason]) = term::as_tuple(&m) else {
+                panic!("unexpected report {m}")
+            };
+            let Some([tag, ..]) = term::as_tuple(reason) else {
+                panic!("{who} exited with {reason}")
+            };
+            assert!(
+                term::is_atom(tag, "name_conflict"),
+                "{who} exited with {reason}"
+            );
+            told.insert(who.to_string());
         }
     }
     let losers: BTreeSet<String> = conflict_losers.values().map(|p| p.to_string()).collect();
@@ -422,7 +448,7 @@ async fn registry_netsplit_trial(trial: usize, keep_common: bool) -> (Duration, 
     for n in &nodes {
         n.shutdown();
     }
-    (settled, lost)
+    Ok((settled, lost))
 }
 
 /// An `erl` node in namespace `i` using that namespace's EPMD; its stdout

@@ -302,13 +302,6 @@ impl ConnectionHandle {
         }
     }
 
-    /// Estimated bytes handed to this connection and not yet taken by its
-    /// writer.
-    #[cfg(test)]
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.queued()
-    }
-
     pub(crate) fn close(&self) {
         let _ = self.tx.send(Outgoing::Close);
     }
