@@ -606,3 +606,226 @@ async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A sink counting `{seq, N}` messages and the gaps in N; answers
+/// `{report, Pid}` with `{seq_report, Count, Gaps}`.
+fn seq_sink(node: &Node) -> Pid {
+    node.spawn(|mut p: Process| async move {
+        let (mut count, mut gaps, mut last) = (0i64, 0i64, 0i64);
+        loop {
+            let m = match p.receive().await {
+                Ok(m) => m,
+                Err(e) => return e.into(),
+            };
+            match term::as_tuple(&m) {
+                Some([tag, n]) if term::is_atom(tag, "seq") => {
+                    let n = term::as_i64(n).unwrap_or(0);
+                    count += 1;
+                    if n != last + 1 {
+                        gaps += 1;
+                    }
+                    last = n;
+                }
+                Some([tag, Term::Pid(to)]) if term::is_atom(tag, "report") => {
+                    p.send(
+                        to,
+                        beam_peer::tup![
+                            term::atom("seq_report"),
+                            term::int(count),
+                            term::int(gaps)
+                        ],
+                    );
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// Scenario 6, the soak (scripts/chaos.sh; `CHAOS_SOAK_SECS`, default 1800):
+/// three Rust members in namespaces with a registry and `echo`; A streams
+/// numbered messages to a sink on B (a connection no fault touches) and
+/// calls `echo` on B and C every 10 ms; a name is registered every 100 ms
+/// on A or B; every 30 s C is either cut off for 10 s and reconnected, or
+/// killed (its runtime shut down at once) and restarted under a new name.
+/// Reported: messages lost or out of order on A->B (must be 0), call
+/// errors by kind, names registered on A/B and gone at the end, and the
+/// test process's RSS growth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the 30-minute soak: scripts/chaos.sh runs it"]
+async fn soak_mixed_traffic_with_a_fault_every_30_s() {
+    if !netns::available_or_skip("soak_mixed_traffic_with_a_fault_every_30_s") {
+        return;
+    }
+    let secs: u64 = std::env::var("CHAOS_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1800);
+    let net = Net::new(3).expect("namespaces");
+    let mut rts: Vec<NsRuntime> = (0..3).map(|i| net.runtime(i)).collect();
+    let mut nodes = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        nodes.push(ns_node(&net, rt, ["sa", "sb", "sc"][i], i).await);
+    }
+    let name = format!("Elixir.{}", common::unique("Soak"));
+    let mut regs = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        regs.push(ns_registry(rt, &nodes[i], &name).await);
+        let n = nodes[i].clone();
+        rt.run(async move { beam_peer::demo::start_echo_and_sink(&n) })
+            .await
+            .expect("echo");
+    }
+    for i in 1..3 {
+        let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
+        rts[i]
+            .run(async move { n.join(&a).await })
+            .await
+            .expect("joins");
+    }
+    let sink = {
+        let b = nodes[1].clone();
+        rts[1]
+            .run(async move {
+                let s = seq_sink(&b);
+                b.register("soak_sink", &s).expect("registers");
+                s
+            })
+            .await
+    };
+    let rss_start = netns::rss_kib(std::process::id()).unwrap_or(0);
+    let mut rss_max = rss_start;
+    let started = Instant::now();
+    let (a, b_name) = (nodes[0].clone(), nodes[1].name().to_string());
+    let mut c_name = nodes[2].name().to_string();
+    let mut sent: i64 = 0;
+    let mut call_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut calls = 0u64;
+    let mut faults = 0u64;
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let sender = rts[0]
+        .run({
+            let a = a.clone();
+            async move { a.process() }
+        })
+        .await;
+    let mut next_fault = Duration::from_secs(30);
+    let mut tick = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tick += 1;
+        // 10 messages each 10 ms (1,000/s) to B's sink.
+        for _ in 0..10 {
+            sent += 1;
+            sender.send(
+                beam_peer::Dest::Remote("soak_sink".into(), b_name.clone()),
+                beam_peer::tup![term::atom("seq"), term::int(sent)],
+            );
+        }
+        for target in [b_name.clone(), c_name.clone()] {
+            let a2 = a.clone();
+            let r = rts[0]
+                .run(async move {
+                    let mut p = a2.process();
+                    p.call(
+                        beam_peer::Dest::Remote("echo".into(), target),
+                        term::atom("hi"),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                })
+                .await;
+            calls += 1;
+            if let Err(e) = r {
+                *call_errors.entry(e.to_string()).or_default() += 1;
+            }
+        }
+        if tick.is_multiple_of(10) {
+            let i = (tick / 10 % 2) as usize;
+            let k = format!("soak-{tick}");
+            let h = holder(&rts[i], &nodes[i], sender.pid()).await;
+            register(&rts[i], &regs[i], &k, "soak", &h).await;
+            names.push((k, i));
+        }
+        if started.elapsed() >= next_fault {
+            next_fault += Duration::from_secs(30);
+            faults += 1;
+            if !faults.is_multiple_of(2) {
+                net.partition(&[2]);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                net.heal();
+                let (a2, c) = (a.clone(), c_name.clone());
+                let _ = rts[0].run(async move { a2.connect(&c).await }).await;
+            } else {
+                rts[2].kill();
+                rts[2] = net.runtime(2);
+                let c = ns_node(&net, &rts[2], "sc", 2).await;
+                regs[2] = ns_registry(&rts[2], &c, &name).await;
+                let (c2, a_name) = (c.clone(), a.name().to_string());
+                rts[2]
+                    .run(async move {
+                        beam_peer::demo::start_echo_and_sink(&c2).expect("echo");
+                        c2.join(&a_name).await
+                    })
+                    .await
+                    .expect("restarted C joins");
+                c_name = c.name().to_string();
+                nodes[2] = c;
+            }
+            if let Some(r) = netns::rss_kib(std::process::id()) {
+                rss_max = rss_max.max(r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What B's sink got, once the last messages had time to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = {
+        let a2 = a.clone();
+        let b = b_name.clone();
+        rts[0]
+            .run(async move {
+                let mut p = a2.process();
+                p.send(
+                    beam_peer::Dest::Remote("soak_sink".into(), b),
+                    beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())],
+                );
+                p.receive_timeout(Duration::from_secs(10)).await
+            })
+            .await
+    };
+    let Ok(Some(report)) = report else {
+        panic!("no report from the sink {sink}")
+    };
+    let Some([_, count, gaps]) = term::as_tuple(&report) else {
+        panic!("{report}")
+    };
+    let (count, gaps) = (
+        term::as_i64(count).unwrap_or(-1),
+        term::as_i64(gaps).unwrap_or(-1),
+    );
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|(k, _)| regs[0].lookup(&key(k)).is_none())
+        .map(|(k, _)| k)
+        .collect();
+    let rss_end = netns::rss_kib(std::process::id()).unwrap_or(0);
+    println!(
+        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {} names registered on A/B, {} gone at the end; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max})",
+        sent - count,
+        names.len(),
+        missing.len()
+    );
+    println!(
+        "CHAOS scenario=6:soak_{secs}s trials=1 faults={faults} checked={} lost={} dup=0 max_rss_kib={rss_max} settle_ms=-",
+        sent as usize + names.len(),
+        (sent - count) as usize + missing.len()
+    );
+    assert_eq!(
+        count, sent,
+        "messages lost on A->B, a connection that stayed up"
+    );
+    assert_eq!(gaps, 0, "messages out of order on A->B");
+    for n in &nodes {
+        n.shutdown();
+    }
+}
