@@ -120,8 +120,8 @@ if want fuzz; then
                     -max_total_time="$fuzz_secs" -print_final_stats=1 >"$log" 2>&1
                 rc=$?
             fi
-            execs=$(grep -oE 'stat::number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-            peak=$(grep -oE 'stat::peak_rss_mb: [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+            execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+            peak=$(grep -oE 'stat::peak_rss_mb: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
             crashes=0
             [ $rc = 0 ] || { crashes=1; status=1; echo "FUZZ FAILURE $t (see $log)"; }
             printf 'fuzz:%s\t1\t%s\t%s inputs\t%s\t0\t%s MiB\t%ss\n' "$t" "${execs:-?}" "${execs:-?}" \

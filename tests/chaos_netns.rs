@@ -199,11 +199,16 @@ async fn registry_netsplit(keep_common: bool) {
             }
         }
     }
+    let settle = if failures.len() == trials {
+        "-".to_string()
+    } else {
+        max_settle.as_millis().to_string()
+    };
     println!(
-        "CHAOS scenario=1:registry_netsplit trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={}",
+        "CHAOS scenario=1:registry_netsplit{} trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
+        if keep_common { "_keeping_pre_split_names" } else { "" },
         trials * 1000,
         netns::rss_kib(std::process::id()).unwrap_or(0),
-        max_settle.as_millis()
     );
     println!(
         "scenario 1: {lost_total} names lost in {trials} trials; {} trials disagreed on names registered during the split",
