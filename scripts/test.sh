@@ -49,13 +49,37 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest || exit 1
 fi
 
+# The chaos tests that put nodes in Linux network namespaces need root and
+# `ip netns`; elsewhere they are left out and counted as skipped, like the
+# live tests.
+NETNS='binary(/_netns$/) & test(/.*/)'
+netns_present() {
+    [ "$(id -u)" = 0 ] || return 1
+    local probe="bpchaos$$x_probe"
+    ip netns add "$probe" >/dev/null 2>&1 || return 1
+    ip netns del "$probe" >/dev/null 2>&1
+    return 0
+}
+
+excluded=()
+if ! netns_present; then
+    excluded+=("$NETNS")
+    n_netns=$(cargo nextest list -E "$NETNS" --message-format oneline 2>/dev/null | grep -c . || true)
+    skip_lines+=("SKIPPED $n_netns chaos namespace tests (chaos_netns): needs root and network namespaces")
+fi
+
 filter=()
 if ! horde_present; then
-    filter=(-E "not ($LIVE)")
+    excluded+=("$LIVE")
     live=$(cargo nextest list -E "$LIVE" --message-format oneline 2>/dev/null)
     n_live=$(grep -c . <<<"$live" || true)
     per_binary=$(awk '{print $1}' <<<"$live" | sort | uniq -c | awk '{printf "%s%s (%d)", sep, $2, $1; sep=", "}')
     skip_lines+=("SKIPPED $n_live live Horde/DeltaCrdt/Phoenix.PubSub/libcluster tests: $per_binary: their modules were not found. Set BEAM_PEER_HORDE_EBIN to the ebin directories of horde, delta_crdt, merkle_map, libring, telemetry, phoenix_pubsub, libcluster (colon-separated), or build erlang/ with mix (needs Hex); see README, 'Live Horde tests'.")
+fi
+
+if [ ${#excluded[@]} -gt 0 ]; then
+    expr=$(printf ' | (%s)' "${excluded[@]}")
+    filter=(-E "not (${expr:3})")
 fi
 
 cargo nextest run --no-fail-fast "${filter[@]}" "$@" 2>&1 | tee "$logs/nextest.log"

@@ -18,6 +18,17 @@
 //! messages above the fragment size in fragments interleaved with the small
 //! ones, so one 10 MB message does not stall everything behind it.
 //!
+//! What is handed to a connection and not yet taken by its writer is
+//! bounded ([`NodeConfig::max_send_queue`](crate::NodeConfig::max_send_queue),
+//! counted in estimated bytes by [`SendQueue`]): a peer that stops reading
+//! fills its socket, the writer blocks, and the queue would otherwise grow
+//! without end. The BEAM suspends senders past `dist_buf_busy_limit`; our
+//! sends do not wait, so a connection over the bound is closed
+//! (`send_queue_limit`), its queue dropped, and every other peer goes on as
+//! before. A writer blocked on a full socket still checks that the peer is
+//! alive, so a peer that stops reading and writing is down after
+//! `net_ticktime` like a silent one.
+//!
 //! Both count what they move ([`ConnectionStats`]): bytes written to and read
 //! from the socket after the handshake (frame headers and ticks included) and
 //! control messages. The counters are plain relaxed atomics, one add per write
@@ -70,8 +81,142 @@ const BATCH_LIMIT: usize = 256 * 1024;
 // the only place the size difference shows.
 #[allow(clippy::large_enum_variant)]
 enum Outgoing {
-    Control(Message),
+    /// A message and the size [`SendQueue`] booked for it.
+    Control(Message, usize),
     Close,
+}
+
+/// The reason a connection closed for [`SendQueue`]'s bound is reported with.
+pub const SEND_QUEUE_LIMIT: &str = "send_queue_limit";
+
+/// What [`SendQueue::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Queued.
+    Yes,
+    /// This message would pass the bound: the connection must close now.
+    Overflow,
+    /// The connection already went over the bound; the message is dropped.
+    Closed,
+}
+
+/// The estimated bytes of the messages handed to one connection and not yet
+/// taken by its writer, and their bound. Plain atomics: senders book, the
+/// writer releases, nobody waits.
+#[derive(Debug)]
+struct SendQueue {
+    limit: usize,
+    queued: std::sync::atomic::AtomicUsize,
+    over: std::sync::atomic::AtomicBool,
+}
+
+impl SendQueue {
+    fn new(limit: usize) -> Self {
+        SendQueue {
+            limit,
+            queued: Default::default(),
+            over: Default::default(),
+        }
+    }
+
+    /// Books `size` bytes. A message larger than the bound is still taken
+    /// when nothing else waits (a healthy connection can carry it); past the
+    /// bound the connection is over it for good.
+    fn admit(&self, size: usize) -> Admit {
+        if self.over.load(Ordering::Relaxed) {
+            return Admit::Closed;
+        }
+        let before = self.queued.fetch_add(size, Ordering::Relaxed);
+        if before > 0 && before.saturating_add(size) > self.limit {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            return if self.over.swap(true, Ordering::Relaxed) {
+                Admit::Closed
+            } else {
+                Admit::Overflow
+            };
+        }
+        Admit::Yes
+    }
+
+    /// The writer took a message booked at `size`.
+    fn taken(&self, size: usize) {
+        self.queued.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Roughly what `msg` occupies queued (and on the wire): its terms walked,
+/// binaries by length, every other term a few words. Only what can be large
+/// is walked (payloads, exit reasons, spawn arguments); the rest is a
+/// constant.
+fn estimated_size(msg: &Message) -> usize {
+    const FIXED: usize = 64;
+    let term = match msg {
+        Message::Send(m) => &m.message,
+        Message::RegSend(m) => &m.message,
+        Message::SendSender(m) => &m.message,
+        Message::SendTt(m) => &m.message,
+        Message::RegSendTt(m) => &m.message,
+        Message::SendSenderTt(m) => &m.message,
+        Message::AliasSend(m) => &m.message,
+        Message::AliasSendTt(m) => &m.message,
+        Message::Exit(m) => &m.reason,
+        Message::Exit2(m) => &m.reason,
+        Message::ExitTt(m) => &m.reason,
+        Message::Exit2Tt(m) => &m.reason,
+        Message::PayloadExit(m) => &m.reason,
+        Message::PayloadExit2(m) => &m.reason,
+        Message::PayloadExitTt(m) => &m.reason,
+        Message::PayloadExit2Tt(m) => &m.reason,
+        Message::MonitorPExit(m) => &m.reason,
+        Message::PayloadMonitorPExit(m) => &m.reason,
+        Message::SpawnRequest(m) => {
+            return FIXED + m.arg_list.elements.iter().map(term_size).sum::<usize>()
+        }
+        _ => return FIXED,
+    };
+    FIXED + term_size(term)
+}
+
+/// [`estimated_size`] of one term, without recursion (a deep term is peer
+/// input too).
+fn term_size(t: &crate::term::Term) -> usize {
+    use crate::term::{InternalFun, Term};
+    const WORD: usize = 8;
+    let mut size = 0;
+    let mut stack = vec![t];
+    while let Some(t) = stack.pop() {
+        size += 2 * WORD;
+        match t {
+            Term::Binary(b) => size += b.bytes.len(),
+            Term::BitBinary(b) => size += b.bytes.len(),
+            Term::ByteList(b) => size += b.bytes.len(),
+            Term::Atom(a) => size += a.name.len(),
+            Term::List(l) => stack.extend(&l.elements),
+            Term::Tuple(l) => stack.extend(&l.elements),
+            Term::ImproperList(l) => {
+                stack.extend(&l.elements);
+                stack.push(&l.last);
+            }
+            Term::Map(m) => {
+                for (k, v) in m.map.iter() {
+                    stack.push(k);
+                    stack.push(v);
+                }
+            }
+            Term::InternalFun(f) => match &**f {
+                InternalFun::Old { free_vars, .. } | InternalFun::New { free_vars, .. } => {
+                    stack.extend(free_vars)
+                }
+            },
+            Term::BigInteger(_) => size += 4 * WORD,
+            _ => {}
+        }
+    }
+    size
 }
 
 /// What one connection has moved since its handshake completed: every byte
@@ -144,6 +289,8 @@ pub struct ConnectionHandle {
     pub(crate) peer: PeerInfo,
     tx: mpsc::UnboundedSender<Outgoing>,
     counters: std::sync::Arc<Counters>,
+    queue: std::sync::Arc<SendQueue>,
+    liveness: std::sync::Arc<Liveness>,
 }
 
 impl ConnectionHandle {
@@ -153,7 +300,23 @@ impl ConnectionHandle {
     }
 
     pub(crate) fn send(&self, msg: Message) {
-        let _ = self.tx.send(Outgoing::Control(msg));
+        let size = estimated_size(&msg);
+        match self.queue.admit(size) {
+            Admit::Yes => {
+                let _ = self.tx.send(Outgoing::Control(msg, size));
+            }
+            Admit::Overflow => {
+                tracing::warn!(
+                    peer = %self.peer.name,
+                    queued = self.queue.queued(),
+                    limit = self.queue.limit,
+                    "{} does not take what we send (send queue over its limit); closing the connection",
+                    self.peer.name
+                );
+                self.liveness.down(SEND_QUEUE_LIMIT);
+            }
+            Admit::Closed => {}
+        }
     }
 
     pub(crate) fn close(&self) {
@@ -451,17 +614,20 @@ fn start<S: Transport>(
     let (tx, rx) = mpsc::unbounded_channel();
     let id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let counters = std::sync::Arc::new(Counters::default());
+    let liveness = std::sync::Arc::new(Liveness::default());
+    let queue = std::sync::Arc::new(SendQueue::new(node.config().max_send_queue));
     let handle = ConnectionHandle {
         id,
         peer: peer.clone(),
         tx,
         counters: counters.clone(),
+        queue: queue.clone(),
+        liveness: liveness.clone(),
     };
     let (read_half, write_half) = stream.split();
     // The writer starts first so that messages queued while connecting, flushed by
     // `connection_up`, find it running.
     let ticktime = node.config().net_ticktime;
-    let liveness = std::sync::Arc::new(Liveness::default());
     let writer_liveness = liveness.clone();
     // What both sides offered: a peer that offers the atom cache to a node
     // that did not must still get no references (a BEAM does not check,
@@ -474,6 +640,7 @@ fn start<S: Transport>(
         if let Err(e) = write_loop(
             write_half,
             rx,
+            queue,
             writer_liveness,
             writer_counters,
             ticktime,
@@ -625,7 +792,7 @@ async fn read_loop<R: TryRead>(
                 }
                 (Err(e), _) => return read_error(&e),
             },
-            _ = liveness.timed_out.notified() => return "net_tick_timeout".into(),
+            _ = liveness.timed_out.notified() => return liveness.reason(),
         }
     }
 }
@@ -748,7 +915,52 @@ fn sender_of(msg: &Message) -> Option<&crate::term::Pid> {
 #[derive(Default)]
 struct Liveness {
     heard: std::sync::atomic::AtomicBool,
+    /// Ends the reader (and so the connection): the peer timed out, or
+    /// [`Liveness::down`] said why else.
     timed_out: tokio::sync::Notify,
+    /// Set by [`Liveness::down`]; `net_tick_timeout` when empty.
+    reason: std::sync::Mutex<Option<&'static str>>,
+    /// Wakes a writer blocked on a full socket when the connection is closed.
+    abort_writer: tokio::sync::Notify,
+}
+
+impl Liveness {
+    /// Closes the connection for `reason`: the reader ends (the node is
+    /// told), and the writer stops even mid-write.
+    fn down(&self, reason: &'static str) {
+        if let Ok(mut r) = self.reason.lock() {
+            r.get_or_insert(reason);
+        }
+        self.timed_out.notify_one();
+        self.abort_writer.notify_one();
+    }
+
+    /// Why the reader was told to end.
+    fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .ok()
+            .and_then(|r| *r)
+            .unwrap_or("net_tick_timeout")
+            .to_string()
+    }
+
+    /// One tick interval passed: four in a row without a byte from the
+    /// peer and it is down, as for the BEAM.
+    fn tick(&self, silent_ticks: &mut u32) {
+        if self.heard.swap(false, Ordering::Relaxed) {
+            *silent_ticks = 0;
+        } else {
+            *silent_ticks += 1;
+            if *silent_ticks >= 4 {
+                self.timed_out.notify_one();
+                // A writer blocked on a peer that stopped reading would
+                // otherwise hold the connection forever.
+                self.abort_writer.notify_one();
+                *silent_ticks = 0;
+            }
+        }
+    }
 }
 
 enum Item {
@@ -1026,6 +1238,7 @@ impl Writer {
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut write: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    queue: std::sync::Arc<SendQueue>,
     liveness: std::sync::Arc<Liveness>,
     counters: std::sync::Arc<Counters>,
     ticktime: Duration,
@@ -1047,7 +1260,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(Outgoing::Control(m)) => w.push(m, &mut out),
+                    Some(Outgoing::Control(m, size)) => {
+                        queue.taken(size);
+                        w.push(m, &mut out)
+                    }
                     Some(Outgoing::Close) | None => closing = true,
                 },
                 _ = ticker.tick() => {
@@ -1055,24 +1271,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         out.extend_from_slice(&codec::TICK);
                     }
                     wrote_since_tick = false;
-                    // Like the BEAM: four tick intervals without a byte from the
-                    // peer and it is down.
-                    if liveness.heard.swap(false, Ordering::Relaxed) {
-                        silent_ticks = 0;
-                    } else {
-                        silent_ticks += 1;
-                        if silent_ticks >= 4 {
-                            liveness.timed_out.notify_one();
-                            silent_ticks = 0;
-                        }
-                    }
+                    liveness.tick(&mut silent_ticks);
                 }
             }
         }
         // Take whatever else is queued, up to a batch, so small messages share writes.
         while !closing && out.len() < BATCH_LIMIT {
             match rx.try_recv() {
-                Ok(Outgoing::Control(m)) => w.push(m, &mut out),
+                Ok(Outgoing::Control(m, size)) => {
+                    queue.taken(size);
+                    w.push(m, &mut out)
+                }
                 Ok(Outgoing::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     closing = true
                 }
@@ -1088,7 +1297,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         parts.extend(fragment.iter().flat_map(OutFrame::parts));
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if total > 0 {
-            write_all_parts(&mut write, &mut parts).await?;
+            // A peer that stops reading blocks this write for good: the
+            // ticker still checks that it is alive meanwhile, and a close
+            // (the send queue over its bound, the reader gone) ends it.
+            {
+                let writing = write_all_parts(&mut write, &mut parts);
+                tokio::pin!(writing);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut writing => {
+                            r?;
+                            break;
+                        }
+                        _ = liveness.abort_writer.notified() => {
+                            return Err(std::io::Error::other("connection closed while writing"));
+                        }
+                        _ = ticker.tick() => liveness.tick(&mut silent_ticks),
+                    }
+                }
+            }
             // A TLS stream takes plaintext into its session and may keep
             // encrypted records back when the socket is full; unflushed,
             // they would wait for the next write (a tick, 15 s away). On
@@ -1143,6 +1371,38 @@ mod tests {
 
     fn msg(from: u32, payload: Term) -> Message {
         Message::reg_send(pid(from), term::Atom::from("sink"), payload)
+    }
+
+    #[test]
+    fn the_send_queue_is_bounded_and_overflows_once() {
+        let q = SendQueue::new(1000);
+        // One message above the bound still goes on an empty queue.
+        assert_eq!(q.admit(5000), Admit::Yes);
+        q.taken(5000);
+        for _ in 0..10 {
+            assert_eq!(q.admit(100), Admit::Yes);
+        }
+        assert_eq!(q.queued(), 1000);
+        assert_eq!(q.admit(1), Admit::Overflow);
+        // Over for good: later messages are dropped, nothing more is booked.
+        assert_eq!(q.admit(1), Admit::Closed);
+        q.taken(500);
+        assert_eq!(q.admit(1), Admit::Closed);
+        assert_eq!(q.queued(), 500);
+    }
+
+    #[test]
+    fn estimated_sizes_count_binaries_and_deep_terms_without_recursion() {
+        let big = msg(1, term::binary(vec![0u8; 1 << 20]));
+        assert!(estimated_size(&big) >= 1 << 20);
+        assert!(estimated_size(&msg(1, term::atom("ok"))) < 256);
+        // Nested lists are walked without recursion (kept shallow enough
+        // for the recursive drop of the term itself).
+        let mut deep = Term::List(term::List::nil());
+        for _ in 0..5_000 {
+            deep = term::list(vec![deep]);
+        }
+        assert!(estimated_size(&msg(1, deep)) >= 5_000);
     }
 
     #[test]

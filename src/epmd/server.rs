@@ -6,6 +6,13 @@
 //! 1 (creation 99, like epmd); `PORT_PLEASE2` and `NAMES` answer and close;
 //! `ALIVE2_REQ` is only accepted from the local host. A bad request closes
 //! that one connection; the server keeps serving everyone else.
+//!
+//! Connections are capped ([`MAX_CONNECTIONS`]). At the cap, the oldest
+//! connection still waiting for its request is closed to make room: a
+//! client that opens connections and leaves them idle cannot shut every
+//! other node out for the request timeout (epmd itself refuses new
+//! connections until its idle ones time out). Registrations are never
+//! closed for room.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,6 +53,7 @@ impl EmbeddedEpmd {
             // discards the listing if it differs from its ERL_EPMD_PORT.
             port: local_addr.port(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            idle: Mutex::default(),
             warn_limit: Mutex::default(),
         });
         tracing::info!(%local_addr, "embedded EPMD listening");
@@ -116,6 +124,9 @@ struct State {
     registry: Mutex<Registry>,
     port: u16,
     connections: Arc<Semaphore>,
+    /// Connections that have not sent their request yet, oldest first, each
+    /// with what closes it (see [`make_room`]).
+    idle: Mutex<std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>>,
     /// A client that keeps sending junk gets a few WARN lines, not one each.
     warn_limit: Mutex<crate::warn_limit::WarnLimit<String>>,
 }
@@ -128,6 +139,10 @@ impl State {
             crate::warn_limit::Verdict::Log { suppressed } => Some(suppressed),
             crate::warn_limit::Verdict::Suppress => None,
         }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, std::collections::BTreeMap<u64, Arc<tokio::sync::Notify>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
@@ -191,6 +206,21 @@ impl Registry {
     }
 }
 
+/// At the connection cap: closes the oldest connection still waiting for
+/// its request and takes its place; `None` when none waits (every slot is a
+/// registration or a reply under way) or its task did not end in time.
+async fn make_room(state: &Arc<State>) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let (_, oldest) = state.idle().pop_first()?;
+    oldest.notify_one();
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        state.connections.clone().acquire_owned(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
 /// Removes a registration when its connection's task ends, however it ends
 /// (client close, error, server shutdown, task abort).
 struct RegistrationGuard {
@@ -226,14 +256,22 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-            crate::peer_warn!(state, &peer.ip().to_string(), %peer, "embedded EPMD: too many connections, dropping one from {peer}");
-            continue;
+        let permit = match state.connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match make_room(&state).await {
+                Some(p) => p,
+                None => {
+                    crate::peer_warn!(state, &peer.ip().to_string(), %peer, "embedded EPMD: too many connections, dropping one from {peer}");
+                    continue;
+                }
+            },
         };
         next_conn += 1;
         let conn = next_conn;
         let state = state.clone();
         let mut shutdown = shutdown.clone();
+        let evict = Arc::new(tokio::sync::Notify::new());
+        state.idle().insert(conn, evict.clone());
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
@@ -242,8 +280,12 @@ async fn accept_loop(
                         crate::peer_warn!(state, &peer.ip().to_string(), %peer, error = %e, "embedded EPMD: closing the connection from {peer}");
                     }
                 }
+                _ = evict.notified() => {
+                    crate::peer_warn!(state, &peer.ip().to_string(), %peer, "embedded EPMD: at the connection cap; closed the oldest idle connection, from {peer}");
+                }
                 _ = shutdown.wait_for(|&stop| stop) => {}
             }
+            state.idle().remove(&conn);
         });
     }
     tracing::debug!("embedded EPMD: accept loop stopped");
@@ -293,6 +335,9 @@ async fn serve(
     let req = tokio::time::timeout(REQUEST_TIMEOUT, read_request(&mut stream))
         .await
         .map_err(|_| ConnError::Timeout)??;
+    // Served from here on (a registration for as long as it lives): no
+    // longer closed to make room.
+    state.idle().remove(&conn);
     let mut out = Vec::new();
     match req {
         Request::Names => {
@@ -416,6 +461,49 @@ mod tests {
         assert_eq!(r.lookup("a").map(|e| e.port), Some(1));
         r.unregister("a", 1);
         assert!(r.lookup("a").is_none());
+    }
+
+    /// Found by the chaos suite: 1,024 connections opened and left idle
+    /// used to shut every later client out for the request timeout (60 s):
+    /// no lookup, no registration.
+    #[tokio::test]
+    async fn idle_connections_at_the_cap_make_room_for_new_clients() {
+        let epmd = EmbeddedEpmd::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("binds");
+        let addr = epmd.local_addr();
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS + 100 {
+            idle.push(TcpStream::connect(addr).await.expect("connects"));
+        }
+        // A registration and a lookup still go through, and the
+        // registration survives more idle connections after it.
+        let mut reg = TcpStream::connect(addr).await.expect("connects");
+        let mut req = Vec::new();
+        proto::encode_request(
+            &Request::Alive2(NodeEntry::new("held", 4242, false)),
+            &mut req,
+        )
+        .expect("encodes");
+        reg.write_all(&req).await.expect("alive2");
+        let mut resp = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), reg.read_exact(&mut resp))
+            .await
+            .expect("ALIVE2 answered")
+            .expect("reads");
+        // ALIVE2_X_RESP (118) or ALIVE2_RESP (121), result 0.
+        assert!(matches!(resp[..2], [118 | 121, 0]), "registered: {resp:?}");
+        for _ in 0..MAX_CONNECTIONS {
+            idle.push(TcpStream::connect(addr).await.expect("connects"));
+        }
+        let found = tokio::time::timeout(
+            Duration::from_secs(10),
+            crate::epmd::port_please(addr, "held"),
+        )
+        .await
+        .expect("PORT_PLEASE answered")
+        .expect("lookup");
+        assert_eq!(found.map(|e| e.port), Some(4242));
     }
 
     #[test]

@@ -96,6 +96,15 @@ pub struct NodeConfig {
     /// stream wait up to this much longer; request/response traffic and
     /// large reads are never paused. Zero turns it off.
     pub read_coalesce: Duration,
+    /// The most (estimated) bytes handed to one connection and not yet
+    /// taken by its writer. A peer that stops reading fills its socket and
+    /// then this queue; past the bound the connection is closed
+    /// (`send_queue_limit`) instead of growing without end. The BEAM's
+    /// `dist_buf_busy_limit` (1 MiB by default) suspends senders at that
+    /// point; our sends never wait, so this is the drop point, set well
+    /// above any burst a reading peer leaves queued. One message larger
+    /// than the bound still goes when nothing else waits.
+    pub max_send_queue: usize,
     /// Distribution over TLS, as `erl -proto_dist inet_tls` runs it: every
     /// connection, accepted or opened, is TLS first (see `dist::tls`).
     /// `None` (the default) is plain TCP.
@@ -120,6 +129,7 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(7),
             busy_poll: crate::dist::BusyPoll::Adaptive,
             read_coalesce: Duration::from_millis(1),
+            max_send_queue: 64 << 20,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -173,6 +183,12 @@ impl NodeConfig {
     /// See [`NodeConfig::read_coalesce`]; `Duration::ZERO` turns it off.
     pub fn read_coalesce(mut self, pause: Duration) -> Self {
         self.read_coalesce = pause;
+        self
+    }
+
+    /// See [`NodeConfig::max_send_queue`].
+    pub fn max_send_queue(mut self, bytes: usize) -> Self {
+        self.max_send_queue = bytes;
         self
     }
 

@@ -1,0 +1,836 @@
+//! Chaos scenarios 1 and 3 with every node in its own Linux network
+//! namespace (tests/common/netns.rs): real link-down partitions and kill -9.
+//! They need root; elsewhere each prints one `SKIPPED` line, and
+//! scripts/test.sh leaves this binary out and counts its tests as skipped.
+//!
+//! * Scenario 1, `a_registry_netsplit_heals_to_one_winner_per_name`: three
+//!   Rust members (in-process nodes whose runtimes live in their
+//!   namespaces), 1,000 names: 400 registered before the split, then
+//!   {A}|{B,C} by A's link going down, 200 names registered on both sides
+//!   (conflicts), 200 on A only, 200 on B/C only; heal (link up, A
+//!   reconnects as libcluster would). Then every member holds all 1,000
+//!   names, one winner each and the same everywhere, every conflict's
+//!   loser got its `name_conflict` exit and no one else got any exit, and
+//!   no name registered on one side only is lost or moved.
+//! * Scenario 3, `kill_9_of_each_node_kind_removes_its_names_everywhere`:
+//!   two Rust members A and B watch a victim in a third namespace: a
+//!   `beam-peer registry` member (Rust kind) or an `erl` node whose
+//!   processes are registered through A (erl kind); kill -9; the victim's
+//!   names are gone on A and B. Time from nodedown to gone is reported
+//!   (in sync intervals), not asserted. Children lost/duplicated after
+//!   kill -9 are tests/supervisor_cluster.rs (scripts/chaos.sh runs it).
+//!
+//! `CHAOS_TRIALS` sets the trials (default 2 here; scripts/chaos.sh: 20).
+//! Each test prints one `CHAOS` line per scenario with its figures.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use beam_peer::horde::registry::{self, Registry, RegistryOptions};
+use beam_peer::term::{self, Pid, Term};
+use beam_peer::{Node, NodeConfig, NodeEvent, Process};
+use common::netns::{self, Net, NsRuntime, EPMD_PORT};
+
+/// Deadline for anything that must happen; never a measurement.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The registries' sync interval (ms).
+const SYNC_MS: u64 = 100;
+
+fn trials() -> usize {
+    std::env::var("CHAOS_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2)
+}
+
+fn key(s: &str) -> Term {
+    term::binary(s.as_bytes())
+}
+
+/// A Rust node named `alive@<its address>` on namespace `i`'s runtime, with
+/// the embedded EPMD of that namespace, a short net_ticktime so a pulled
+/// link is noticed in seconds.
+async fn ns_node(net: &Net, rt: &NsRuntime, alive: &str, i: usize) -> Node {
+    let config = NodeConfig::new(net.node_name(&common::unique(alive), i))
+        .cookie(common::COOKIE)
+        .net_ticktime(Duration::from_secs(4))
+        .discovery(beam_peer::Discovery::Epmd { port: EPMD_PORT });
+    rt.run(async move { Node::start(config).await })
+        .await
+        .expect("node starts in its namespace")
+}
+
+async fn ns_registry(rt: &NsRuntime, node: &Node, name: &str) -> Registry {
+    let (node, name) = (node.clone(), name.to_string());
+    rt.run(async move {
+        registry::start(&node, RegistryOptions::new(name).sync_interval(SYNC_MS))
+            .expect("registry starts")
+    })
+    .await
+}
+
+/// A process on `node` that stays alive, traps exits and reports the exit
+/// signal that ends it to `report_to` as `{lost, Self, Reason}`.
+async fn holder(rt: &NsRuntime, node: &Node, report_to: &Pid) -> Pid {
+    let (node, report_to) = (node.clone(), report_to.clone());
+    rt.run(async move {
+        node.spawn(move |mut p: Process| async move {
+            p.trap_exit(true);
+            loop {
+                match p.receive().await {
+                    Ok(m) => {
+                        if let Some([tag, _, reason]) = term::as_tuple(&m) {
+                            if term::is_atom(tag, "EXIT") {
+                                p.send(
+                                    &report_to,
+                                    beam_peer::tup![
+                                        term::atom("lost"),
+                                        Term::Pid(p.pid().clone()),
+                                        reason.clone()
+                                    ],
+                                );
+                                return beam_peer::ProcessExit::Normal;
+                            }
+                        }
+                    }
+                    Err(e) => return e.into(),
+                }
+            }
+        })
+    })
+    .await
+}
+
+async fn register(rt: &NsRuntime, r: &Registry, k: &str, value: &str, pid: &Pid) {
+    let (r, k, v, pid) = (r.clone(), key(k), term::atom(value), pid.clone());
+    rt.run(async move { r.register(k, v, &pid).await })
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"));
+}
+
+/// Waits until `cond` holds, polling every 10 ms; `Some(elapsed)` or `None`
+/// at the deadline.
+async fn settle(cond: impl FnMut() -> bool) -> Option<Duration> {
+    settle_within(DEADLINE, cond).await
+}
+
+async fn settle_within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if cond() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cond().then(|| started.elapsed())
+}
+
+/// Every name and its holder, as text (terms are not `Ord`).
+fn holders(r: &Registry) -> BTreeMap<String, String> {
+    r.select(|k, pid, _| Some((k.to_string(), pid.to_string())))
+        .into_iter()
+        .collect()
+}
+
+/// Finding (besides the one of the test below, which this test allows):
+/// in 1 of 8 trials on 2026-12-07, every name C registered during the split
+/// (its 100 one-sided names and the 100 conflicts it should have won) was
+/// gone on all three members after the heal; the other 7 trials kept every
+/// name registered during the split and settled 3-5 sync intervals after
+/// the reconnect. The failure report lists the missing names by kind and
+/// holder node, and every node event after the heal. Ignored until found:
+/// a member-removal drop racing the reconnect, or the DeltaCrdt
+/// causal-context loss being fixed in src/crdt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: 1 in 8 trials loses every name one member registered during the split; see the doc"]
+async fn a_registry_netsplit_heals_to_one_winner_per_name() {
+    if !netns::available_or_skip("a_registry_netsplit_heals_to_one_winner_per_name") {
+        return;
+    }
+    registry_netsplit(false).await;
+}
+
+/// The finding of scenario 1: every name registered BEFORE the split (its
+/// holder alive throughout) is gone on every member after the heal. Each
+/// side's registry drops the keys of the members it lost at nodedown
+/// (Horde's `{:remove, {:member, m}}` handling does the same:
+/// `DeltaCrdt.drop` of every key that member owned), and after the heal
+/// those removals have observed the adds, so they win everywhere: 400 of
+/// 400 such names lost in every trial (derekkraan/horde #258's symptom).
+/// Names registered during the split, conflicts and one-sided alike, are
+/// kept (the test above). Ignored until the registry re-asserts the live
+/// local holders' keys when a member comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: names registered before a netsplit are dropped on every member after the heal (Horde's member-removal drop); see the doc"]
+async fn a_registry_netsplit_keeps_names_registered_before_the_split() {
+    if !netns::available_or_skip("a_registry_netsplit_keeps_names_registered_before_the_split") {
+        return;
+    }
+    registry_netsplit(true).await;
+}
+
+async fn registry_netsplit(keep_common: bool) {
+    let mut max_settle = Duration::ZERO;
+    let mut lost_total = 0;
+    // The variant that keeps pre-split names fails every trial today (and
+    // waits 20 s in each): a few trials show it.
+    let trials = if keep_common {
+        trials().min(3)
+    } else {
+        trials()
+    };
+    // A trial whose members disagree is reported and counted, and the
+    // next one runs: the figures cover every trial.
+    let mut failures = Vec::new();
+    for trial in 0..trials {
+        match registry_netsplit_trial(trial, keep_common).await {
+            Ok((settled, lost)) => {
+                max_settle = max_settle.max(settled);
+                lost_total += lost;
+            }
+            Err((report, lost)) => {
+                println!("{report}");
+                lost_total += lost;
+                failures.push(report);
+            }
+        }
+    }
+    let settle = if failures.len() == trials {
+        "-".to_string()
+    } else {
+        max_settle.as_millis().to_string()
+    };
+    println!(
+        "CHAOS scenario=1:registry_netsplit{} trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
+        if keep_common { "_keeping_pre_split_names" } else { "" },
+        trials * 1000,
+        netns::rss_kib(std::process::id()).unwrap_or(0),
+    );
+    println!(
+        "scenario 1: {lost_total} names lost in {trials} trials; {} trials disagreed on names registered during the split",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One trial; returns the time from the reconnect to agreement, and the
+/// names lost (registered before the split and gone after the heal). With
+/// `keep_common`, those must all be kept too. When the members do not
+/// agree: a report of what differs, and the most names one member lacks.
+async fn registry_netsplit_trial(
+    trial: usize,
+    keep_common: bool,
+) -> Result<(Duration, usize), (String, usize)> {
+    let net = Net::new(3).expect("namespaces");
+    let rts: Vec<NsRuntime> = (0..3).map(|i| net.runtime(i)).collect();
+    let mut nodes = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        nodes.push(ns_node(&net, rt, ["a", "b", "c"][i], i).await);
+    }
+    let name = format!("Elixir.{}", common::unique("Split"));
+    let mut regs = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        regs.push(ns_registry(rt, &nodes[i], &name).await);
+    }
+    for i in 1..3 {
+        let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
+        rts[i]
+            .run(async move { n.join(&a).await })
+            .await
+            .expect("joins");
+    }
+    // Exit reports from every holder, per node.
+    let mut watchers: Vec<Process> = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        let n = nodes[i].clone();
+        watchers.push(rt.run(async move { n.process() }).await);
+    }
+
+    // 400 names before the split, spread over the three.
+    let mut expect: BTreeMap<String, Pid> = BTreeMap::new();
+    for k in 0..400 {
+        let i = k % 3;
+        let h = holder(&rts[i], &nodes[i], watchers[i].pid()).await;
+        let k = format!("common-{k}");
+        register(&rts[i], &regs[i], &k, "common", &h).await;
+        expect.insert(k, h);
+    }
+    let all_see = |regs: &[Registry], n: usize| regs.iter().all(|r| r.count() == n);
+    settle(|| all_see(&regs, 400))
+        .await
+        .expect("400 names everywhere before the split");
+
+    // {A} | {B, C}: A's cable pulled; wait until both sides noticed.
+    net.partition(&[0]);
+    let split = |nodes: &[Node]| {
+        !nodes[0].is_connected(nodes[1].name())
+            && !nodes[0].is_connected(nodes[2].name())
+            && !nodes[1].is_connected(nodes[0].name())
+            && !nodes[2].is_connected(nodes[0].name())
+            && nodes[1].is_connected(nodes[2].name())
+    };
+    settle(|| split(&nodes))
+        .await
+        .expect("the split is noticed");
+
+    // 200 names on both sides (B/C's registered after A's: LWW picks them),
+    // 200 on A only, 200 on B/C only.
+    let mut conflict_losers: BTreeMap<String, Pid> = BTreeMap::new();
+    for k in 0..200 {
+        let ka = format!("conflict-{k}");
+        let ha = holder(&rts[0], &nodes[0], watchers[0].pid()).await;
+        register(&rts[0], &regs[0], &ka, "a", &ha).await;
+        conflict_losers.insert(ka, ha);
+        let k2 = format!("only-a-{k}");
+        let h2 = holder(&rts[0], &nodes[0], watchers[0].pid()).await;
+        register(&rts[0], &regs[0], &k2, "a", &h2).await;
+        expect.insert(k2, h2);
+    }
+    for k in 0..200 {
+        let i = 1 + k % 2;
+        let kb = format!("conflict-{k}");
+        let hb = holder(&rts[i], &nodes[i], watchers[i].pid()).await;
+        register(&rts[i], &regs[i], &kb, "bc", &hb).await;
+        expect.insert(kb, hb);
+        let k2 = format!("only-bc-{k}");
+        let h2 = holder(&rts[i], &nodes[i], watchers[i].pid()).await;
+        register(&rts[i], &regs[i], &k2, "bc", &h2).await;
+        expect.insert(k2, h2);
+    }
+    assert_eq!(expect.len(), 1000);
+
+    // Heal: the link comes back; A reconnects (libcluster's part). Node
+    // events from here on go into a failure report.
+    let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    net.heal();
+    let healed_at = Instant::now();
+    for i in 1..3 {
+        let (a, peer) = (nodes[0].clone(), nodes[i].name().to_string());
+        let mut ok = false;
+        let deadline = Instant::now() + DEADLINE;
+        while !ok && Instant::now() < deadline {
+            let (a, peer) = (a.clone(), peer.clone());
+            ok = rts[0]
+                .run(async move { a.connect(&peer).await })
+                .await
+                .is_ok();
+            if !ok {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        assert!(ok, "A reconnects to {peer}");
+    }
+    let want: BTreeMap<String, String> = expect
+        .iter()
+        .map(|(k, p)| (key(k).to_string(), p.to_string()))
+        .collect();
+    // Every member holds the same names with the same holders; every name
+    // registered during the split is there with its winner; a name from
+    // before the split is there with its holder, or (unless
+    // `keep_common`) gone everywhere.
+    let agreed_on = |regs: &[Registry]| {
+        let first = holders(&regs[0]);
+        let same = regs.iter().skip(1).all(|r| holders(r) == first);
+        let right = want.iter().all(|(k, p)| match first.get(k) {
+            Some(h) => h == p,
+            None => !keep_common && k.starts_with("<<\"common-"),
+        }) && first.keys().all(|k| want.contains_key(k));
+        same && right
+    };
+    // 20 s is 200 sync intervals: far beyond settling, short enough to
+    // report a disagreement quickly.
+    let agreed = settle_within(Duration::from_secs(20), || agreed_on(&regs)).await;
+    let settled = healed_at.elapsed();
+    if agreed.is_none() {
+        // Say exactly what differs, per member.
+        let mut report = String::new();
+        let mut lost = 0;
+        for (i, r) in regs.iter().enumerate() {
+            let have = holders(r);
+            let missing: Vec<String> = want
+                .keys()
+                .filter(|k| !have.contains_key(*k))
+                .cloned()
+                .collect();
+            let wrong: Vec<String> = want
+                .iter()
+                .filter(|(k, p)| have.get(*k).is_some_and(|h| h != *p))
+                .map(|(k, p)| format!("{k}: {} not {p}", have[k]))
+                .collect();
+            lost = lost.max(missing.len());
+            let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+            for k in &missing {
+                let kind = ["common", "conflict", "only-a", "only-bc"]
+                    .into_iter()
+                    .find(|p| k.contains(&format!("\"{p}-")))
+                    .unwrap_or("?");
+                *by_kind.entry(kind).or_default() += 1;
+            }
+            let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+            for k in &missing {
+                let holder = &want[k];
+                let node = nodes
+                    .iter()
+                    .position(|n| holder.contains(n.name()))
+                    .map(|n| ["A", "B", "C"][n])
+                    .unwrap_or("?");
+                *by_node.entry(node.to_string()).or_default() += 1;
+            }
+            report.push_str(&format!(
+                "\n member {i} missing by kind: {by_kind:?}, by the holder's node: {by_node:?}"
+            ));
+            report.push_str(&format!(
+                "\n member {i}: {} names, {} missing {:?}, {} wrong holder {:?}",
+                have.len(),
+                missing.len(),
+                &missing[..missing.len().min(20)],
+                wrong.len(),
+                &wrong[..wrong.len().min(20)]
+            ));
+        }
+        for (i, ev) in events.iter_mut().enumerate() {
+            while let Ok(e) = ev.try_recv() {
+                report.push_str(&format!("\n event at {}: {e:?}", ["A", "B", "C"][i]));
+            }
+        }
+        for n in &nodes {
+            n.shutdown();
+        }
+        return Err((
+            format!("trial {trial}: members disagree after the heal:{report}"),
+            lost,
+        ));
+    }
+
+    // Every conflict's loser (A's holder) got name_conflict; nobody else
+    // got any exit.
+    let mut told: BTreeSet<String> = BTreeSet::new();
+    let deadline = Instant::now() + DEADLINE;
+    while told.len() < conflict_losers.len() && Instant::now() < deadline {
+        if let Some(m) = watchers[0]
+            .receive_timeout(Duration::from_millis(100))
+            .await
+            .expect("watcher alive")
+        {
+            let Some([_, Term::Pid(who), reason]) = term::as_tuple(&m) else {
+                panic!("unexpected report {m}")
+            };
+            let Some([tag, ..]) = term::as_tuple(reason) else {
+                panic!("{who} exited with {reason}")
+            };
+            assert!(
+                term::is_atom(tag, "name_conflict"),
+                "{who} exited with {reason}"
+            );
+            told.insert(who.to_string());
+        }
+    }
+    let losers: BTreeSet<String> = conflict_losers.values().map(|p| p.to_string()).collect();
+    assert_eq!(
+        told, losers,
+        "every loser, and only losers, got name_conflict"
+    );
+    for w in watchers.iter_mut().skip(1) {
+        assert!(
+            w.receive_timeout(Duration::from_millis(200))
+                .await
+                .expect("watcher alive")
+                .is_none(),
+            "a B/C holder got an exit"
+        );
+    }
+    let lost = want.len() - holders(&regs[0]).len();
+    println!(
+        "registry netsplit trial {trial}: members agree {:?} after the reconnect ({} sync intervals); {} losers told; {lost} names from before the split lost",
+        settled,
+        settled.as_millis() as u64 / SYNC_MS,
+        told.len()
+    );
+    for n in &nodes {
+        n.shutdown();
+    }
+    Ok((settled, lost))
+}
+
+/// An `erl` node in namespace `i` using that namespace's EPMD; its stdout
+/// is read until `ready`.
+fn start_erl(net: &mut Net, i: usize, alive: &str) -> (netns::NsChild, String) {
+    let name = net.node_name(alive, i);
+    let mut cmd = common::beam_tool("erl");
+    cmd.args([
+        "-name",
+        &name,
+        "-setcookie",
+        common::COOKIE,
+        "-noshell",
+        "-start_epmd",
+        "false",
+        "-kernel",
+        "net_ticktime",
+        "4",
+    ])
+    .arg("-pa")
+    .arg(common::ctl_ebin())
+    .args(["-s", "beam_peer_ctl", "start"])
+    .env("ERL_EPMD_PORT", EPMD_PORT.to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped());
+    let child = net.spawn(i, cmd);
+    let stdout = child.take_stdout().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("ready ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("erl printed ready");
+    (child, name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
+    if !netns::available_or_skip("kill_9_of_each_node_kind_removes_its_names_everywhere") {
+        return;
+    }
+    let erl = common::have_erl("kill_9_of_each_node_kind_removes_its_names_everywhere (erl kind)");
+    let mut net = Net::new(3).expect("namespaces");
+    let rts: Vec<NsRuntime> = (0..2).map(|i| net.runtime(i)).collect();
+    let a = ns_node(&net, &rts[0], "a", 0).await;
+    let b = ns_node(&net, &rts[1], "b", 1).await;
+    let bn = (b.clone(), a.name().to_string());
+    rts[1]
+        .run(async move { bn.0.join(&bn.1).await })
+        .await
+        .expect("b joins a");
+    let name = format!("Elixir.{}", common::unique("Kill"));
+    let ra = ns_registry(&rts[0], &a, &name).await;
+    let rb = ns_registry(&rts[1], &b, &name).await;
+    let trials = trials();
+    let mut kinds = vec!["rust"];
+    if erl {
+        kinds.push("erl");
+    }
+    for kind in kinds {
+        let mut max_settle = Duration::ZERO;
+        let mut names_checked = 0;
+        for trial in 0..trials {
+            let mut events = a.subscribe();
+            let alive = common::unique(&format!("victim_{kind}"));
+            let (victim, victim_name, keys) = match kind {
+                "rust" => {
+                    let victim_name = net.node_name(&alive, 2);
+                    let k = format!("{alive}-echo");
+                    let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
+                    cmd.args([
+                        "registry",
+                        "--name",
+                        &victim_name,
+                        "--cookie",
+                        common::COOKIE,
+                    ])
+                    .args(["--join", a.name(), "--registry", &name, "--key", &k])
+                    .env("ERL_EPMD_PORT", EPMD_PORT.to_string())
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                    (net.spawn(2, cmd), victim_name, vec![k])
+                }
+                _ => {
+                    let epmd = net.start_epmd(2);
+                    let (child, victim_name) = start_erl(&mut net, 2, &alive);
+                    // 50 processes on the erl node, registered through A.
+                    // On A's runtime: the call connects, and the socket
+                    // must be opened in A's namespace.
+                    let (a2, v) = (a.clone(), victim_name.clone());
+                    let pids = rts[0]
+                        .run(async move {
+                            let mut p = a2.process();
+                            common::eval(
+                                &mut p,
+                                &v,
+                                "[spawn(fun() -> receive stop -> ok end end) || _ <- lists:seq(1, 50)].",
+                            )
+                            .await
+                        })
+                        .await;
+                    let mut keys = Vec::new();
+                    for (j, pid) in term::as_list(&pids).expect("pids").iter().enumerate() {
+                        let Term::Pid(pid) = pid else { panic!("{pid}") };
+                        let k = format!("{alive}-{j}");
+                        register(&rts[0], &ra, &k, "erl", pid).await;
+                        keys.push(k);
+                    }
+                    drop(epmd); // the Net kills it with the namespace
+                    (child, victim_name, keys)
+                }
+            };
+            let seen = |r: &Registry| keys.iter().all(|k| r.lookup(&key(k)).is_some());
+            settle(|| seen(&ra) && seen(&rb))
+                .await
+                .unwrap_or_else(|| panic!("{kind} trial {trial}: the victim's names not seen"));
+            victim.kill9();
+            // Nodedown at A, then the names gone on both.
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Ok(Ok(NodeEvent::Down { node, .. })) if node == victim_name => break,
+                    Ok(Ok(_)) => {}
+                    other => panic!("{kind} trial {trial}: no nodedown: {other:?}"),
+                }
+            }
+            let gone = |r: &Registry| keys.iter().all(|k| r.lookup(&key(k)).is_none());
+            let took = settle(|| gone(&ra) && gone(&rb)).await.unwrap_or_else(|| {
+                panic!("{kind} trial {trial}: the dead node's names are still there")
+            });
+            max_settle = max_settle.max(took);
+            names_checked += keys.len();
+            println!(
+                "kill -9 {kind} trial {trial}: {} names gone {took:?} after nodedown",
+                keys.len()
+            );
+        }
+        println!(
+            "CHAOS scenario=3:kill9_{kind}_names trials={trials} faults={trials} checked={names_checked} lost=0 dup=0 max_rss_kib=- settle_ms={}",
+            max_settle.as_millis()
+        );
+    }
+    if common::horde_ebin().is_none() {
+        println!("SKIPPED kill_9 Elixir+Horde kind: Horde modules not found");
+    } else {
+        println!("SKIPPED kill_9 Elixir+Horde kind: not in the namespace suite yet (tests/horde_live.rs covers kill -9 of a Horde member on loopback)");
+    }
+    a.shutdown();
+    b.shutdown();
+}
+
+/// A sink counting `{seq, N}` messages and the gaps in N; answers
+/// `{report, Pid}` with `{seq_report, Count, Gaps}`.
+fn seq_sink(node: &Node) -> Pid {
+    node.spawn(|mut p: Process| async move {
+        let (mut count, mut gaps, mut last) = (0i64, 0i64, 0i64);
+        loop {
+            let m = match p.receive().await {
+                Ok(m) => m,
+                Err(e) => return e.into(),
+            };
+            match term::as_tuple(&m) {
+                Some([tag, n]) if term::is_atom(tag, "seq") => {
+                    let n = term::as_i64(n).unwrap_or(0);
+                    count += 1;
+                    if n != last + 1 {
+                        gaps += 1;
+                    }
+                    last = n;
+                }
+                Some([tag, Term::Pid(to)]) if term::is_atom(tag, "report") => {
+                    p.send(
+                        to,
+                        beam_peer::tup![
+                            term::atom("seq_report"),
+                            term::int(count),
+                            term::int(gaps)
+                        ],
+                    );
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// Scenario 6, the soak (scripts/chaos.sh; `CHAOS_SOAK_SECS`, default 1800):
+/// three Rust members in namespaces with a registry and `echo`; A streams
+/// numbered messages to a sink on B (a connection no fault touches) and
+/// calls `echo` on B and C every 10 ms; a name is registered every 100 ms
+/// on A or B; every 30 s C is either cut off for 10 s and reconnected, or
+/// killed (its runtime shut down at once) and restarted under a new name.
+/// Reported: messages lost or out of order on A->B (must be 0), call
+/// errors by kind, names registered on A/B and gone at the end, and the
+/// test process's RSS growth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the 30-minute soak: scripts/chaos.sh runs it"]
+async fn soak_mixed_traffic_with_a_fault_every_30_s() {
+    if !netns::available_or_skip("soak_mixed_traffic_with_a_fault_every_30_s") {
+        return;
+    }
+    let secs: u64 = std::env::var("CHAOS_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1800);
+    let net = Net::new(3).expect("namespaces");
+    let mut rts: Vec<NsRuntime> = (0..3).map(|i| net.runtime(i)).collect();
+    let mut nodes = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        nodes.push(ns_node(&net, rt, ["sa", "sb", "sc"][i], i).await);
+    }
+    let name = format!("Elixir.{}", common::unique("Soak"));
+    let mut regs = Vec::new();
+    for (i, rt) in rts.iter().enumerate() {
+        regs.push(ns_registry(rt, &nodes[i], &name).await);
+        let n = nodes[i].clone();
+        rt.run(async move { beam_peer::demo::start_echo_and_sink(&n) })
+            .await
+            .expect("echo");
+    }
+    for i in 1..3 {
+        let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
+        rts[i]
+            .run(async move { n.join(&a).await })
+            .await
+            .expect("joins");
+    }
+    let sink = {
+        let b = nodes[1].clone();
+        rts[1]
+            .run(async move {
+                let s = seq_sink(&b);
+                b.register("soak_sink", &s).expect("registers");
+                s
+            })
+            .await
+    };
+    let rss_start = netns::rss_kib(std::process::id()).unwrap_or(0);
+    let mut rss_max = rss_start;
+    let started = Instant::now();
+    let (a, b_name) = (nodes[0].clone(), nodes[1].name().to_string());
+    let mut c_name = nodes[2].name().to_string();
+    let mut sent: i64 = 0;
+    let mut call_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut calls = 0u64;
+    let mut faults = 0u64;
+    let mut names: Vec<(String, usize)> = Vec::new();
+    let sender = rts[0]
+        .run({
+            let a = a.clone();
+            async move { a.process() }
+        })
+        .await;
+    let mut next_fault = Duration::from_secs(30);
+    let mut tick = 0u64;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tick += 1;
+        // 10 messages each 10 ms (1,000/s) to B's sink.
+        for _ in 0..10 {
+            sent += 1;
+            sender.send(
+                beam_peer::Dest::Remote("soak_sink".into(), b_name.clone()),
+                beam_peer::tup![term::atom("seq"), term::int(sent)],
+            );
+        }
+        for target in [b_name.clone(), c_name.clone()] {
+            let a2 = a.clone();
+            let r = rts[0]
+                .run(async move {
+                    let mut p = a2.process();
+                    p.call(
+                        beam_peer::Dest::Remote("echo".into(), target),
+                        term::atom("hi"),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                })
+                .await;
+            calls += 1;
+            if let Err(e) = r {
+                *call_errors.entry(e.to_string()).or_default() += 1;
+            }
+        }
+        if tick.is_multiple_of(10) {
+            let i = (tick / 10 % 2) as usize;
+            let k = format!("soak-{tick}");
+            let h = holder(&rts[i], &nodes[i], sender.pid()).await;
+            register(&rts[i], &regs[i], &k, "soak", &h).await;
+            names.push((k, i));
+        }
+        if started.elapsed() >= next_fault {
+            next_fault += Duration::from_secs(30);
+            faults += 1;
+            if !faults.is_multiple_of(2) {
+                net.partition(&[2]);
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                net.heal();
+                let (a2, c) = (a.clone(), c_name.clone());
+                let _ = rts[0].run(async move { a2.connect(&c).await }).await;
+            } else {
+                rts[2].kill();
+                rts[2] = net.runtime(2);
+                let c = ns_node(&net, &rts[2], "sc", 2).await;
+                regs[2] = ns_registry(&rts[2], &c, &name).await;
+                let (c2, a_name) = (c.clone(), a.name().to_string());
+                rts[2]
+                    .run(async move {
+                        beam_peer::demo::start_echo_and_sink(&c2).expect("echo");
+                        c2.join(&a_name).await
+                    })
+                    .await
+                    .expect("restarted C joins");
+                c_name = c.name().to_string();
+                nodes[2] = c;
+            }
+            if let Some(r) = netns::rss_kib(std::process::id()) {
+                rss_max = rss_max.max(r);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What B's sink got, once the last messages had time to arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = {
+        let a2 = a.clone();
+        let b = b_name.clone();
+        rts[0]
+            .run(async move {
+                let mut p = a2.process();
+                p.send(
+                    beam_peer::Dest::Remote("soak_sink".into(), b),
+                    beam_peer::tup![term::atom("report"), Term::Pid(p.pid().clone())],
+                );
+                p.receive_timeout(Duration::from_secs(10)).await
+            })
+            .await
+    };
+    let Ok(Some(report)) = report else {
+        panic!("no report from the sink {sink}")
+    };
+    let Some([_, count, gaps]) = term::as_tuple(&report) else {
+        panic!("{report}")
+    };
+    let (count, gaps) = (
+        term::as_i64(count).unwrap_or(-1),
+        term::as_i64(gaps).unwrap_or(-1),
+    );
+    let missing: Vec<&String> = names
+        .iter()
+        .filter(|(k, _)| regs[0].lookup(&key(k)).is_none())
+        .map(|(k, _)| k)
+        .collect();
+    let rss_end = netns::rss_kib(std::process::id()).unwrap_or(0);
+    println!(
+        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {} names registered on A/B, {} gone at the end; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max})",
+        sent - count,
+        names.len(),
+        missing.len()
+    );
+    println!(
+        "CHAOS scenario=6:soak_{secs}s trials=1 faults={faults} checked={} lost={} dup=0 max_rss_kib={rss_max} settle_ms=-",
+        sent as usize + names.len(),
+        (sent - count) as usize + missing.len()
+    );
+    assert_eq!(
+        count, sent,
+        "messages lost on A->B, a connection that stayed up"
+    );
+    assert_eq!(gaps, 0, "messages out of order on A->B");
+    for n in &nodes {
+        n.shutdown();
+    }
+}
