@@ -1059,9 +1059,10 @@ async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_o
         async move { elixir_view(&mut p, &beam, &s).await.len() == 30 }
     })
     .await;
-    // The Rust node goes away without a word, as under kill -9.
+    // The Rust node goes away without a word, as under kill -9 (`halt`
+    // runs no shutdown hook: no hand-over).
+    node.halt();
     drop(sup);
-    node.shutdown();
     watcher
         .join(&beam.name)
         .await
