@@ -301,6 +301,7 @@ pub(crate) struct Inner {
     hooks: Mutex<shutdown::Hooks>,
     /// Peers refused until unblocked (`Node::block`).
     blocked: shutdown::Blocked,
+    any_blocked: std::sync::atomic::AtomicBool,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -409,6 +410,7 @@ impl Node {
             pg_scopes: Mutex::new(HashMap::new()),
             hooks: Mutex::default(),
             blocked: Mutex::default(),
+            any_blocked: std::sync::atomic::AtomicBool::new(false),
         });
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
@@ -1165,6 +1167,8 @@ impl Node {
             return;
         };
         match peers.get_mut(node) {
+            // Cut off (`block`): not even a connection still open carries it.
+            Some(PeerState::Up(_)) if self.is_blocked(node) => {}
             Some(PeerState::Up(h)) => {
                 let msg = build(h.peer.flags);
                 h.send(msg);

@@ -135,25 +135,47 @@ impl Node {
             .unwrap_or(false)
     }
 
-    /// Drops the connection to `node` and refuses every connect to or from
-    /// it (sends to it are dropped, links and monitors see `noconnection`)
-    /// until [`Node::unblock`]: a partition that holds, where a plain
-    /// [`Node::disconnect`] is healed by the next send.
-    pub fn block(&self, node: &str) {
+    /// Cuts this node off from `nodes`, all at once: nothing more is sent
+    /// to them (not even on a connection still open), their connections
+    /// are dropped, and every connect to or from them is refused (links and
+    /// monitors see `noconnection`) until [`Node::unblock`]. A partition
+    /// that holds, where a plain [`Node::disconnect`] is healed by the next
+    /// send. All at once, so no news of one cut reaches another of `nodes`
+    /// before it is cut too.
+    pub fn block(&self, nodes: &[&str]) {
         if let Ok(mut b) = self.inner.blocked.lock() {
-            b.insert(node.to_string());
+            b.extend(nodes.iter().map(|n| n.to_string()));
+            self.inner
+                .any_blocked
+                .store(!b.is_empty(), std::sync::atomic::Ordering::Relaxed);
         }
-        self.disconnect(node);
+        for n in nodes {
+            self.disconnect(n);
+        }
     }
 
-    /// Ends [`Node::block`]: `node` may connect again.
-    pub fn unblock(&self, node: &str) {
+    /// Ends [`Node::block`] for `nodes`: they may connect again.
+    pub fn unblock(&self, nodes: &[&str]) {
         if let Ok(mut b) = self.inner.blocked.lock() {
-            b.remove(node);
+            for n in nodes {
+                b.remove(*n);
+            }
+            self.inner
+                .any_blocked
+                .store(!b.is_empty(), std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     pub(crate) fn is_blocked(&self, node: &str) -> bool {
+        // Every remote send asks: the set is looked at only while it holds
+        // someone.
+        if !self
+            .inner
+            .any_blocked
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return false;
+        }
         self.inner
             .blocked
             .lock()
