@@ -1031,6 +1031,17 @@ async fn mixed_members_with(
         }
     })
     .await;
+    // And the Rust member sees the Elixir one alive (else it places every
+    // child on itself for a while).
+    poll("the Rust member sees both members alive", || {
+        let sup = sup.clone();
+        async move {
+            sup.member_statuses()
+                .await
+                .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2)
+        }
+    })
+    .await;
     (sup, s)
 }
 
@@ -1473,9 +1484,16 @@ async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_memb
             panic!("start_child {arg} from Elixir: {reply}");
         };
         assert!(term::is_atom(ok, "ok"));
-        assert_eq!(pid.node.name, beam.name, "child {arg} runs on the Elixir node");
+        assert_eq!(
+            pid.node.name, beam.name,
+            "child {arg} runs on the Elixir node"
+        );
         let pong = p
-            .call(Dest::Pid(pid.clone()), term::atom("ping"), std::time::Duration::from_secs(5))
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                std::time::Duration::from_secs(5),
+            )
             .await
             .expect("the child answers");
         assert_eq!(
@@ -1483,18 +1501,24 @@ async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_memb
             beam_peer::tup![term::atom("pong"), term::int(arg), term::atom(&beam.name)]
         );
     }
-    poll("the Elixir CRDT holds the 20, some under the Rust member", || {
-        let (mut w, beam, s) = (watcher.process(), beam.name.clone(), s.clone());
-        async move {
-            let (v, running) = elixir_only_view(&mut w, &beam, &s).await;
-            v.len() == 20 && running == 20
-        }
-    })
+    poll(
+        "the Elixir CRDT holds the 20, some under the Rust member",
+        || {
+            let (mut w, beam, s) = (watcher.process(), beam.name.clone(), s.clone());
+            async move {
+                let (v, running) = elixir_only_view(&mut w, &beam, &s).await;
+                v.len() == 20 && running == 20
+            }
+        },
+    )
     .await;
     let (v, _) = elixir_only_view(&mut w, &beam.name, &s).await;
     let under_rust = v.iter().filter(|(_, m, _)| m == &rust_name).count();
     assert!(under_rust > 0, "the ring gave the Rust member some: {v:?}");
-    assert!(v.iter().all(|(_, _, n)| n == &beam.name), "all run on Elixir: {v:?}");
+    assert!(
+        v.iter().all(|(_, _, n)| n == &beam.name),
+        "all run on Elixir: {v:?}"
+    );
     let which = common::eval_elixir(
         &mut w,
         &beam.name,
@@ -1504,7 +1528,10 @@ async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_memb
     .await;
     assert_eq!(which, term::int(20));
     let rust_which = sup
-        .call(term::atom("which_children"), std::time::Duration::from_secs(10))
+        .call(
+            term::atom("which_children"),
+            std::time::Duration::from_secs(10),
+        )
         .await
         .expect("which_children");
     assert_eq!(term::as_list(&rust_which).map(|l| l.len()), Some(20));
