@@ -12,8 +12,8 @@
 //!   exits, so only its parent's `shutdown` makes it run `terminate/2`;
 //! - the member's node vanishing (`Node::halt`, as under kill -9) stops
 //!   every one of them there, each with `shutdown`;
-//! and a spec whose module no node has is refused with
-//! `{:error, {:no_rust_worker, M}}`.
+//! - a spec whose module no node has is refused with
+//!   `{:error, {:no_rust_worker, M}}`.
 
 mod common;
 
