@@ -43,19 +43,22 @@ defmodule BeamPeerBench.HordeSup do
     n
   end
 
-  def wait(f) do
-    if f.() do
-      :ok
-    else
-      Process.sleep(2)
-      wait(f)
+  # Polls f until it holds; gives up (raises) after 120 s, so a case that
+  # never settles prints no row instead of hanging the bench.
+  def wait(f, deadline \\ System.monotonic_time(:millisecond) + 120_000) do
+    cond do
+      f.() -> :ok
+      System.monotonic_time(:millisecond) > deadline -> raise "never settled"
+      true ->
+        Process.sleep(2)
+        wait(f, deadline)
     end
   end
 
   def members_alive(name, n) do
     wait(fn ->
       m = DeltaCrdt.to_map(:"#{name}.Crdt")
-      Enum.count(m, &match?({{:member_node_info, _}, %{status: :alive}}, &1)) == n
+      Enum.count(m, &match?({{:member_node_info, _}, %{status: :alive}}, &1)) >= n
     end)
   end
 
@@ -89,6 +92,7 @@ defmodule BeamPeerBench.HordeSup do
     t = System.monotonic_time() - t0
     IO.puts("start #{n} #{secs(t)}")
     :peer.stop(peer_pid)
+    Horde.DynamicSupervisor.stop(name)
   end
 
   def failover(k, sync_ms) do
@@ -105,6 +109,7 @@ defmodule BeamPeerBench.HordeSup do
     System.cmd("kill", ["-9", to_string(os_pid)])
     wait(fn -> local(name) == total end)
     IO.puts("failover #{k} #{secs(System.monotonic_time() - t0)}")
+    Horde.DynamicSupervisor.stop(name)
   end
 
   def idle(n, intervals, sync_ms) do
@@ -117,6 +122,7 @@ defmodule BeamPeerBench.HordeSup do
     Process.sleep(sync_ms * intervals)
     IO.puts("idle #{n} #{div(dist_bytes(peer) - b0, intervals)}")
     :peer.stop(peer_pid)
+    Horde.DynamicSupervisor.stop(name)
   end
 
   defp dist_bytes(peer) do
@@ -134,6 +140,13 @@ end
 [starts, failovers, idle_n, intervals, sync_ms] = System.argv()
 ints = fn s -> s |> String.split(",", trim: true) |> Enum.map(&String.to_integer/1) end
 sync_ms = String.to_integer(sync_ms)
-for n <- ints.(starts), do: BeamPeerBench.HordeSup.start(n, sync_ms)
-for k <- ints.(failovers), do: BeamPeerBench.HordeSup.failover(k, sync_ms)
-for n <- ints.(idle_n), do: BeamPeerBench.HordeSup.idle(n, String.to_integer(intervals), sync_ms)
+attempt = fn f ->
+  try do
+    f.()
+  rescue
+    e -> IO.puts(:stderr, "case failed: #{Exception.message(e)}")
+  end
+end
+for n <- ints.(starts), do: attempt.(fn -> BeamPeerBench.HordeSup.start(n, sync_ms) end)
+for k <- ints.(failovers), do: attempt.(fn -> BeamPeerBench.HordeSup.failover(k, sync_ms) end)
+for n <- ints.(idle_n), do: attempt.(fn -> BeamPeerBench.HordeSup.idle(n, String.to_integer(intervals), sync_ms) end)
