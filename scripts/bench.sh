@@ -10,6 +10,9 @@
 #   (Rust side; default the library's, 8 = what DeltaCrdt sends); its BEAM column needs
 #   BEAM_PEER_HORDE_EBIN (colon-separated ebin dirs of delta_crdt, merkle_map,
 #   telemetry) and is skipped with one line without it.
+#   Horde.DynamicSupervisor (benches/horde_supervisor.rs): BENCH_SUP_STARTS (1000,10000),
+#   BENCH_SUP_FAILOVERS (200,2000), BENCH_SUP_IDLE (10000), BENCH_SUP_IDLE_INTERVALS (5),
+#   BENCH_SUP_SYNC_MS (300); its Horde column needs BEAM_PEER_HORDE_EBIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v erl >/dev/null 2>&1; then
@@ -21,3 +24,4 @@ cargo bench --bench dist -- --bench "$@"
 cargo bench --bench crdt -- --bench "$@"
 cargo bench --bench horde_registry
 cargo bench --bench pubsub
+cargo bench --bench horde_supervisor

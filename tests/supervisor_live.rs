@@ -38,6 +38,10 @@
 //!   the reverse: `:init.stop()` on the Elixir node, whose Horde member
 //!   relinquishes its children; the Rust member then runs all 30, each once,
 //!   its own untouched.
+//! * `a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_member`:
+//!   children of an Elixir-only module that the ring places on the Rust
+//!   member run on the Elixir node, started and supervised by the Rust
+//!   member; when the Rust node vanishes each runs once under Elixir.
 //! * `an_elixir_child_hands_its_state_to_its_rust_incarnation`: the state
 //!   hand-off convention across languages: Elixir `MyApp.Counter`
 //!   GenServers save their count under `{:child_state, {M, F, A}}`; after
@@ -1027,6 +1031,17 @@ async fn mixed_members_with(
         }
     })
     .await;
+    // And the Rust member sees the Elixir one alive (else it places every
+    // child on itself for a while).
+    poll("the Rust member sees both members alive", || {
+        let sup = sup.clone();
+        async move {
+            sup.member_statuses()
+                .await
+                .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2)
+        }
+    })
+    .await;
     (sup, s)
 }
 
@@ -1059,9 +1074,10 @@ async fn when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_o
         async move { elixir_view(&mut p, &beam, &s).await.len() == 30 }
     })
     .await;
-    // The Rust node goes away without a word, as under kill -9.
+    // The Rust node goes away without a word, as under kill -9 (`halt`
+    // runs no shutdown hook: no hand-over).
+    node.halt();
     drop(sup);
-    node.shutdown();
     watcher
         .join(&beam.name)
         .await
@@ -1378,4 +1394,163 @@ async fn an_elixir_child_hands_its_state_to_its_rust_incarnation() {
     println!("{on_elixir} Elixir counters handed their counts to Rust incarnations");
     drop(sup);
     node.shutdown();
+}
+
+/// An Elixir module the Rust member has no worker for; it traps exits, so
+/// only its parent's exit signal stops it (`terminate/2` runs).
+const ELIXIR_ONLY: &str = r#"
+defmodule MyApp.ElixirOnly do
+  use GenServer
+  def start_link(arg), do: GenServer.start_link(__MODULE__, arg)
+  def init(arg) do
+    Process.flag(:trap_exit, true)
+    {:ok, arg}
+  end
+  def handle_call(:ping, _, arg), do: {:reply, {:pong, arg, node()}, arg}
+end
+:ok
+"#;
+
+/// `(arg, member node, child node)` of every `MyApp.ElixirOnly` child in
+/// the Elixir member's CRDT, and how many such processes run there.
+async fn elixir_only_view(
+    p: &mut beam_peer::Process,
+    beam: &str,
+    s: &Term,
+) -> (Vec<(i64, String, String)>, i64) {
+    let code = r##"
+      entries = DeltaCrdt.to_map(:"#{s}.Crdt")
+      |> Enum.flat_map(fn
+        {{:process, _}, {{_, member}, %{start: {MyApp.ElixirOnly, _, [arg]}}, pid}} -> [{arg, member, node(pid)}]
+        _ -> []
+      end)
+      running = Enum.count(Process.list(), &match?({MyApp.ElixirOnly, :init, 1}, :proc_lib.translate_initial_call(&1)))
+      {entries, running}
+    "##;
+    let t = common::eval_elixir(p, beam, code, vec![("s", s.clone())]).await;
+    let Some([entries, running]) = term::as_tuple(&t) else {
+        panic!("{t}")
+    };
+    let mut v: Vec<(i64, String, String)> = term::as_list(entries)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| match term::as_tuple(x) {
+            Some([a, m, n]) => Some((
+                term::as_i64(a)?,
+                term::as_atom(m)?.to_string(),
+                term::as_atom(n)?.to_string(),
+            )),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    (v, term::as_i64(running).unwrap_or(-1))
+}
+
+/// A child placed on the Rust member whose module only the Elixir node
+/// has (`MyApp.ElixirOnly`, no Rust worker): Elixir's
+/// `Horde.DynamicSupervisor.start_child/2` places 20 by the ring; those
+/// the ring gives the Rust member run on the Elixir node, started by the
+/// Rust member through erpc, while the CRDT names the Rust member (so
+/// Horde sees them as its children); all 20 answer calls and
+/// `which_children` lists them. When the Rust node vanishes, the Elixir
+/// member restarts them, and their old incarnations are stopped by their
+/// parents: 20 processes in the end, one per child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_member() {
+    let test = "a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_member";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    let watcher = common::rust_node("sb_watch", port).await;
+    let node = common::rust_node("sb_rust", port).await;
+    let beam = common::Beam::start_horde("sb_ex", common::COOKIE, port, &ebins);
+    let mut w = watcher.process();
+    watcher.join(&beam.name).await.expect("the watcher joins");
+    common::eval_elixir(&mut w, &beam.name, ELIXIR_ONLY, vec![]).await;
+    let (sup, s) = mixed_members(&node, &beam).await;
+    let rust_name = node.name().to_string();
+    let mut p = node.process();
+    for arg in 1..=20 {
+        let reply = common::eval_elixir(
+            &mut w,
+            &beam.name,
+            "Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {MyApp.ElixirOnly, :start_link, [arg]}})",
+            vec![("s", s.clone()), ("arg", term::int(arg))],
+        )
+        .await;
+        let Some([ok, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("start_child {arg} from Elixir: {reply}");
+        };
+        assert!(term::is_atom(ok, "ok"));
+        assert_eq!(
+            pid.node.name, beam.name,
+            "child {arg} runs on the Elixir node"
+        );
+        let pong = p
+            .call(
+                Dest::Pid(pid.clone()),
+                term::atom("ping"),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .expect("the child answers");
+        assert_eq!(
+            pong,
+            beam_peer::tup![term::atom("pong"), term::int(arg), term::atom(&beam.name)]
+        );
+    }
+    poll(
+        "the Elixir CRDT holds the 20, some under the Rust member",
+        || {
+            let (mut w, beam, s) = (watcher.process(), beam.name.clone(), s.clone());
+            async move {
+                let (v, running) = elixir_only_view(&mut w, &beam, &s).await;
+                v.len() == 20 && running == 20
+            }
+        },
+    )
+    .await;
+    let (v, _) = elixir_only_view(&mut w, &beam.name, &s).await;
+    let under_rust = v.iter().filter(|(_, m, _)| m == &rust_name).count();
+    assert!(under_rust > 0, "the ring gave the Rust member some: {v:?}");
+    assert!(
+        v.iter().all(|(_, _, n)| n == &beam.name),
+        "all run on Elixir: {v:?}"
+    );
+    let which = common::eval_elixir(
+        &mut w,
+        &beam.name,
+        "length(Horde.DynamicSupervisor.which_children(s))",
+        vec![("s", s.clone())],
+    )
+    .await;
+    assert_eq!(which, term::int(20));
+    let rust_which = sup
+        .call(
+            term::atom("which_children"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("which_children");
+    assert_eq!(term::as_list(&rust_which).map(|l| l.len()), Some(20));
+
+    // The Rust node vanishes (no hand-over): Horde restarts its children,
+    // their parents stop the old ones.
+    node.halt();
+    drop(sup);
+    poll("each child runs once, under the Elixir member", || {
+        let (mut w, beam, s) = (watcher.process(), beam.name.clone(), s.clone());
+        async move {
+            let (v, running) = elixir_only_view(&mut w, &beam, &s).await;
+            let args: Vec<i64> = v.iter().map(|(a, _, _)| *a).collect();
+            args == (1..=20).collect::<Vec<_>>()
+                && v.iter().all(|(_, m, _)| m == &beam)
+                && running == 20
+        }
+    })
+    .await;
+    println!("{under_rust} of 20 Elixir-only children ran on Elixir under the Rust member, then moved once");
+    watcher.halt();
 }

@@ -13,10 +13,12 @@
 pub mod info;
 mod local_hash;
 mod rpc;
+mod shutdown;
 pub mod table;
 pub mod trace;
 
 pub use rpc::RpcCallError;
+pub use shutdown::{HookFuture, ShutdownHook};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -334,6 +336,11 @@ pub(crate) struct Inner {
     warn_limit: Mutex<crate::warn_limit::WarnLimit<String>>,
     /// The pg scopes running on this node, by name (`services::pg::scope`).
     pub(crate) pg_scopes: Mutex<HashMap<String, crate::services::pg::Pg>>,
+    /// What a graceful stop runs first (`shutdown`).
+    hooks: Mutex<shutdown::Hooks>,
+    /// Peers refused until unblocked (`Node::block`).
+    blocked: shutdown::Blocked,
+    any_blocked: std::sync::atomic::AtomicBool,
 }
 
 /// A running node. Cheap to clone; every clone is the same node.
@@ -440,6 +447,9 @@ impl Node {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             warn_limit: Mutex::default(),
             pg_scopes: Mutex::new(HashMap::new()),
+            hooks: Mutex::default(),
+            blocked: Mutex::default(),
+            any_blocked: std::sync::atomic::AtomicBool::new(false),
         });
         let node = Node { inner };
         let acceptor = tokio::spawn(connection::accept_loop(node.downgrade(), listener));
@@ -1226,6 +1236,8 @@ impl Node {
             return;
         };
         match peers.get_mut(node) {
+            // Cut off (`block`): not even a connection still open carries it.
+            Some(PeerState::Up(_)) if self.is_blocked(node) => {}
             Some(PeerState::Up(h)) => {
                 let msg = build(h.peer.flags);
                 h.send(msg);
@@ -1264,6 +1276,18 @@ impl Node {
     fn spawn_connect(&self, node: String, attempt: u64) {
         let weak = self.downgrade();
         let timeout = self.inner.config.connect_timeout;
+        if self.is_blocked(&node) {
+            let reason = "blocked (Node::block)".to_string();
+            self.connect_failed(
+                &node,
+                attempt,
+                ConnectError::Unreachable {
+                    node: node.clone(),
+                    reason,
+                },
+            );
+            return;
+        }
         tokio::spawn(async move {
             let result = match tokio::time::timeout(
                 timeout,
@@ -1404,7 +1428,10 @@ impl Node {
     /// the node with the greater name keeps its outgoing attempt.
     /// Returns the status and, when accepted, the attempt id to complete with.
     pub(crate) fn accept_status(&self, peer: &str) -> (ServerStatus, Option<u64>) {
-        if self.inner.shutting_down.load(Ordering::Relaxed) || peer == self.inner.name {
+        if self.inner.shutting_down.load(Ordering::Relaxed)
+            || peer == self.inner.name
+            || self.is_blocked(peer)
+        {
             return (ServerStatus::NotAllowed, None);
         }
         let Ok(mut peers) = self.inner.peers.lock() else {
@@ -1820,20 +1847,49 @@ impl Node {
 
     // ------------------------------------------------------- shutdown
 
-    /// Stops the node: closes every connection (peers see nodedown), stops the
-    /// listener and leaves EPMD. What was already queued to a connection is
-    /// still written by its writer task, but only while the runtime runs:
-    /// a program about to exit uses [`Node::stop`], which waits for that.
+    /// Stops the node gracefully, as `init:stop/0`: runs the shutdown hooks
+    /// ([`Node::on_shutdown`]: a supervisor member hands its children over)
+    /// while every connection is still up, then closes every connection
+    /// (peers see nodedown), stops the listener and leaves EPMD. Without
+    /// hooks it closes at once; with hooks it returns at once and closes
+    /// once they have run (each bounded by its limit). What was queued to a
+    /// connection is still written by its writer task, but only while the
+    /// runtime runs: a program about to exit awaits [`Node::stop`] instead.
     pub fn shutdown(&self) {
+        if !self.has_shutdown_hooks() {
+            self.close_everything();
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let node = self.clone();
+                rt.spawn(async move {
+                    node.run_shutdown_hooks().await;
+                    node.close_everything();
+                });
+            }
+            Err(_) => {
+                tracing::warn!(node = %self.name(), "shutdown outside a runtime: hooks skipped");
+                self.close_everything();
+            }
+        }
+    }
+
+    /// Closes every connection at once, running no shutdown hook, as
+    /// `erlang:halt/0`: to the peers this node vanished (a test's stand-in
+    /// for `kill -9` of an in-process node).
+    pub fn halt(&self) {
         self.close_everything();
     }
 
-    /// [`Node::shutdown`], then waits until every connection has written
-    /// what was queued to it and closed, for at most `timeout`. A program
+    /// [`Node::shutdown`], waiting for it: runs the shutdown hooks (each
+    /// for at most its own limit), closes, and waits until every connection
+    /// has written what was queued to it, for at most `timeout`. A program
     /// that exits right after its last sends (a member that handed its
     /// children over, say) must wait for this: its runtime ends with the
     /// program, and unwritten frames with it.
     pub async fn stop(&self, timeout: Duration) {
+        self.run_shutdown_hooks().await;
         let handles = self.close_everything();
         // The writers run on their own; waiting for each in turn waits
         // for the slowest.

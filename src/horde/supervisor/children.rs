@@ -11,7 +11,9 @@
 //! restart, `{:disown_child_process, id}` when it is gone for good,
 //! `{:relinquish_child_process, id}` when another member should run it.
 //! More than `max_restarts` restarts within `max_seconds` stop the
-//! processes supervisor (and in Horde, with it, the whole member).
+//! processes supervisor and, as in Horde, with it the whole member: the
+//! child that broke the limit is dropped, every other one relinquished as
+//! it exits.
 //!
 //! What it never does: start or signal a process (the runtime does, from
 //! [`ChildEffect`]s), read a clock (`now` is monotonic seconds, passed in),
@@ -66,7 +68,10 @@ pub enum ChildEffect {
     /// restart failed and is tried again after what is already queued.
     RetryRestart(Pid),
     /// Restart intensity exceeded: the processes supervisor stops with
-    /// `:shutdown`.
+    /// `:shutdown`, and with it the whole member (Horde's members run
+    /// under a `one_for_all` supervisor with `max_restarts: 0`). The
+    /// children left are to be stopped; each exit then relinquishes its
+    /// child ([`Children::begin_stop`] is in effect).
     Shutdown,
 }
 
@@ -83,6 +88,10 @@ pub struct Children {
     children: HashMap<Pid, Child>,
     id_to_pid: std::collections::BTreeMap<OrdTerm, Pid>,
     restarts: Vec<i64>,
+    /// The processes supervisor is stopping (graceful stop, lost quorum,
+    /// or restart intensity): every child that exits from now on is given
+    /// up to the cluster, as Horde's `terminate/2` does.
+    stopping: bool,
 }
 
 impl Children {
@@ -159,12 +168,26 @@ impl Children {
             .collect()
     }
 
+    /// The processes supervisor begins to stop: from now on every child
+    /// that exits, whatever its reason, is relinquished (written `{nil,
+    /// spec}` for another member to start), and none is restarted.
+    pub fn begin_stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
     /// The `{:EXIT, pid, reason}` of a linked child; `now` in monotonic
     /// seconds. Nothing for a pid that is not a child.
     pub fn exited(&mut self, pid: &Pid, reason: &Term, now: i64) -> Vec<ChildEffect> {
         let Some(child) = self.children.get(pid).cloned() else {
             return Vec::new();
         };
+        if self.stopping {
+            return self.stopped_on_shutdown(pid);
+        }
         let id = child.spec.id.clone();
         if is_redistribution(reason) {
             self.delete(pid);
@@ -290,7 +313,12 @@ impl Children {
         self.restarts.insert(0, now);
         self.restarts.retain(|then| now <= then + period);
         if self.restarts.len() > self.opts.max_restarts {
+            // As Horde's: the child that broke the limit is dropped without
+            // a word (its CRDT entry still names this member, whose death
+            // then restarts it elsewhere), the others are stopped and
+            // relinquished.
             self.delete(pid);
+            self.stopping = true;
             return vec![ChildEffect::Shutdown];
         }
         let args = self.start_args(&child.spec);

@@ -7,13 +7,15 @@
 //! - [`children`]: `Horde.ProcessesSupervisor`'s decisions about local
 //!   children (restart types, intensity, relinquish, disown).
 //!
-//! - [`runtime`]: the member as processes on a node ([`start`]).
+//! - [`runtime`]: the member as processes on a node ([`start`]);
+//! - [`on_beam`]: children with no Rust worker, run on a BEAM node.
 //!
-//! Everything but [`runtime`] is sans-I/O: terms in, decisions out.
+//! Everything but [`runtime`] and [`on_beam`] is sans-I/O: terms in, decisions out.
 
 pub mod children;
 pub mod codec;
 pub mod distribution;
+pub mod on_beam;
 pub mod runtime;
 pub mod state;
 

@@ -9,11 +9,12 @@
 //! call or child exit is ever seen out of order.
 //!
 //! Children are Rust processes started by workers registered by module
-//! name ([`SupervisorOptions::worker`]); a child spec whose module has no
-//! worker here fails to start with `{:error, {:no_rust_worker, module}}`
-//! (the member that placed it gets that answer; a failover of such a child
-//! onto this member is logged and the child is lost — see the issue's
-//! open questions).
+//! name ([`SupervisorOptions::worker`]). A child whose module has no worker
+//! here runs on a BEAM node of the cluster that has the module, supervised
+//! from this member ([`super::on_beam`]); when no node has it, the start
+//! fails with `{:error, {:no_rust_worker, module}}` (the member that placed
+//! it gets that answer; a failover of such a child is logged and retried as
+//! a failed restart).
 //!
 //! [`Supervisor::stop`] leaves gracefully, as Horde on `:init.stop()`: the
 //! member is written `:shutting_down` (and, unlike Horde, that is synced to
@@ -29,11 +30,22 @@
 //! same key through `S.Crdt`). `S` answers a call of that key with the
 //! value this member holds (`nil` if none).
 //!
+//! A graceful stop of the node ([`Node::stop`], [`Node::shutdown`]) runs
+//! [`Supervisor::stop`] first, through the node's shutdown hooks, for at
+//! most [`SupervisorOptions::shutdown`].
+//!
+//! As a Horde member, the whole member stops when its quorum is lost while
+//! it runs children (`UniformQuorumDistribution`) or when more than
+//! `max_restarts` restarts happen within `max_seconds`: it is written
+//! `:shutting_down`, its children are stopped and relinquished (the one
+//! that broke the restart limit is not: its entry still names this member,
+//! whose death then restarts it elsewhere), one last sync is sent, and its
+//! processes exit with `:shutdown`. Horde's parent supervisor may start it
+//! again; here the program does, if it wants (monitor [`Supervisor::pid`]).
+//!
 //! Not done yet (issue 16): waiting for each child's `shutdown` timeout
-//! (children get the exit signal; the member does not kill them later),
-//! stopping the whole member on lost quorum or restart intensity (we stop
-//! its children only), [`Node::shutdown`] calling `stop` (the
-//! `beam-peer supervisor` member does on SIGTERM).
+//! (Rust children get the exit signal; the member does not kill them
+//! later; a BEAM-hosted child's parent does).
 //!
 //! What it must never do: stop on a peer's bad term, or block its node.
 
@@ -54,6 +66,7 @@ use crate::term::{self, Pid, Term};
 use super::children::{ChildEffect, Children, ChildrenOptions};
 use super::codec::{ChildSpec, Member, Shutdown, ValidChild};
 use super::distribution::DistributionStrategy;
+use super::on_beam::{BeamStarts, STOP_TAG};
 use super::state::{Effect, Redistribution, Settings, SupervisorState, Ttl};
 
 /// Starts a child: given the node and the start arguments, a linked-to-be
@@ -142,6 +155,9 @@ pub struct SupervisorOptions {
     pub max_seconds: i64,
     /// `delta_crdt_options: [sync_interval: ms]` (Horde: 300).
     pub sync_interval: u64,
+    /// `shutdown`: how long a graceful stop of the node waits for this
+    /// member to hand its children over (default 30 s).
+    pub shutdown: Duration,
     workers: HashMap<String, Worker>,
 }
 
@@ -157,8 +173,22 @@ impl SupervisorOptions {
             max_restarts: 3,
             max_seconds: 5,
             sync_interval: 300,
+            shutdown: Duration::from_secs(30),
             workers: HashMap::new(),
         }
+    }
+
+    /// `max_restarts` within `max_seconds`: more stop the whole member.
+    pub fn max_restarts(mut self, max_restarts: usize, max_seconds: i64) -> Self {
+        self.max_restarts = max_restarts;
+        self.max_seconds = max_seconds;
+        self
+    }
+
+    /// See [`SupervisorOptions::shutdown`].
+    pub fn shutdown(mut self, limit: Duration) -> Self {
+        self.shutdown = limit;
+        self
     }
 
     pub fn members(mut self, members: Members) -> Self {
@@ -330,9 +360,25 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         ..Default::default()
     });
     let (keep_tx, keep_rx) = mpsc::unbounded_channel();
+    // The node's graceful stop hands the children over first. A channel of
+    // its own: the hook must not count as a handle keeping the member up.
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel::<tokio::sync::oneshot::Sender<()>>();
+    let hook = node.on_shutdown(
+        format!("Horde.DynamicSupervisor {}", opts.name),
+        opts.shutdown,
+        move || async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if stop_tx.send(tx).is_ok() {
+                let _ = rx.await;
+            }
+        },
+    );
     let node_events = matches!(opts.members, Members::Auto).then(|| node.subscribe());
     let driver = Driver {
         stopping: None,
+        keep_closed: false,
+        beam: BeamStarts::default(),
+        beam_parents: HashMap::new(),
         state,
         replica: Replica::new(cfg),
         children,
@@ -343,7 +389,14 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         started: Instant::now(),
         queue: VecDeque::new(),
     };
-    let pid = node.spawn(move |p| driver.run(p, crdt_rx, procs_rx, keep_rx, node_events));
+    let owner = node.clone();
+    let pid = node.spawn(move |p| async move {
+        let exit = driver
+            .run(p, crdt_rx, procs_rx, keep_rx, stop_rx, node_events)
+            .await;
+        owner.remove_shutdown_hook(hook);
+        exit
+    });
     node.link(&pid, &crdt_fwd);
     node.link(&pid, &procs_fwd);
     let named = [
@@ -357,6 +410,7 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
             .map_err(|source| StartError::Name { name, source })
     });
     if let Err(e) = named {
+        node.remove_shutdown_hook(hook);
         node.exit_process(&pid, term::atom("shutdown"));
         return Err(e);
     }
@@ -391,9 +445,14 @@ enum Work {
 }
 
 struct Stopping {
-    done: tokio::sync::oneshot::Sender<()>,
+    /// Answered once the member is gone (graceful stops only).
+    done: Vec<tokio::sync::oneshot::Sender<()>>,
     step: StopStep,
     wait: SyncWait,
+    /// A member that stops on its own (lost quorum, restart intensity)
+    /// waits this long at most for its children, then for the last sync:
+    /// across a partition, neither may ever come.
+    deadline: Option<tokio::time::Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,6 +496,13 @@ impl SyncWait {
 
 struct Driver {
     stopping: Option<Stopping>,
+    /// Every [`Supervisor`] handle is gone (the member then stops, unless
+    /// a graceful stop is already under way).
+    keep_closed: bool,
+    /// Children without a Rust worker, started on BEAM nodes.
+    beam: BeamStarts,
+    /// Child pid -> its parent on the BEAM node ([`super::on_beam`]).
+    beam_parents: HashMap<Pid, Pid>,
     state: SupervisorState,
     replica: Replica,
     children: Children,
@@ -457,6 +523,7 @@ impl Driver {
         mut crdt_inbox: mpsc::UnboundedReceiver<Term>,
         mut procs_inbox: mpsc::UnboundedReceiver<Term>,
         mut keep: mpsc::UnboundedReceiver<Command>,
+        mut stop_requests: mpsc::UnboundedReceiver<tokio::sync::oneshot::Sender<()>>,
         mut node_events: Option<broadcast::Receiver<NodeEvent>>,
     ) -> ProcessExit {
         p.trap_exit(true);
@@ -472,7 +539,7 @@ impl Driver {
             }
         };
         let e = self.state.init(Some(&initial));
-        self.effects(&mut p, e);
+        self.effects(&mut p, e).await;
         let interval = Duration::from_millis(self.opts.sync_interval.max(1));
         let mut next_tick = tokio::time::Instant::now();
         loop {
@@ -481,7 +548,7 @@ impl Driver {
                 next_tick = now + interval;
                 let actions = self.replica.tick(self.started.elapsed().as_millis() as u64);
                 self.queue.push_back(Work::Crdt(actions));
-                self.drain(&mut p);
+                self.drain(&mut p).await;
                 // Checked before any answer can arrive: a round this tick
                 // began is seen outstanding here.
                 if self.stop_done(&p) {
@@ -501,14 +568,16 @@ impl Driver {
                 },
                 Some(msg) = crdt_inbox.recv() => self.crdt_message(&msg),
                 Some(msg) = procs_inbox.recv() => self.processes_supervisor(&p, &msg),
-                c = keep.recv(), if self.stopping.is_none() => match c {
+                Some(done) = stop_requests.recv() => self.begin_stop(&p, done),
+                c = keep.recv(), if !self.keep_closed => match c {
+                    None if self.stopping.is_some() => self.keep_closed = true,
                     None => {
                         // The last handle is gone: the children and the
                         // two forwarders (linked) go with the member.
                         self.stop_children(&p);
                         return ProcessExit::from(term::atom("shutdown"));
                     }
-                    Some(Command::Stop(done)) => self.begin_stop(done),
+                    Some(Command::Stop(done)) => self.begin_stop(&p, done),
                     Some(Command::Statuses(tx)) => {
                         let _ = tx.send(self.state.members());
                     }
@@ -517,6 +586,9 @@ impl Driver {
                     if let Err(broadcast::error::RecvError::Closed) = e {
                         node_events = None;
                     }
+                    if let Ok(NodeEvent::Down { node, .. }) = &e {
+                        self.beam.forget(node);
+                    }
                     if !matches!(e, Ok(NodeEvent::Up { hidden: true, .. })) {
                         let members = self.auto_members(&p);
                         let e = self.state.set_members_call(&members);
@@ -524,7 +596,7 @@ impl Driver {
                     }
                 }
             }
-            self.drain(&mut p);
+            self.drain(&mut p).await;
             if self.stop_done(&p) {
                 return self.stopped();
             }
@@ -534,20 +606,60 @@ impl Driver {
     /// A graceful stop is complete: answer `stop` and leave.
     fn stopped(&mut self) -> ProcessExit {
         if let Some(Stopping { done, .. }) = self.stopping.take() {
-            let _ = done.send(());
+            for d in done {
+                let _ = d.send(());
+            }
         }
         ProcessExit::from(term::atom("shutdown"))
     }
 
-    /// Graceful stop, step 1: the member is written `:shutting_down`.
-    fn begin_stop(&mut self, done: tokio::sync::oneshot::Sender<()>) {
+    /// Graceful stop, step 1: the member is written `:shutting_down`. A
+    /// stop asked for while one is under way waits for that one.
+    fn begin_stop(&mut self, p: &Process, done: tokio::sync::oneshot::Sender<()>) {
+        if let Some(s) = &mut self.stopping {
+            s.done.push(done);
+            return;
+        }
+        let _ = p;
         let e = self.state.begin_shutdown();
         self.queue.extend(e.into_iter().map(Work::Effect));
+        // A child that exits from now on is handed over, not restarted.
+        self.children.begin_stop();
         self.stopping = Some(Stopping {
-            done,
+            done: vec![done],
             step: StopStep::Status,
             wait: SyncWait::OldRounds,
+            deadline: None,
         });
+    }
+
+    /// The member stops on its own, as a Horde member whose processes
+    /// supervisor stopped (lost quorum, restart intensity): written
+    /// `:shutting_down`, children stopped at once and relinquished, a last
+    /// sync (bounded: the others may be out of reach), then gone.
+    fn stop_member(&mut self, p: &Process, why: &str) {
+        tracing::warn!(supervisor = %self.opts.name, why, "the member stops");
+        let e = self.state.begin_shutdown();
+        self.queue.extend(e.into_iter().map(Work::Effect));
+        self.children.begin_stop();
+        let deadline = Some(tokio::time::Instant::now() + self.opts.shutdown);
+        match &mut self.stopping {
+            // A graceful stop still syncing the status: on to the children.
+            Some(s) if s.step == StopStep::Status => {
+                s.step = StopStep::Children;
+                s.deadline = deadline;
+            }
+            Some(_) => return,
+            None => {
+                self.stopping = Some(Stopping {
+                    done: Vec::new(),
+                    step: StopStep::Children,
+                    wait: SyncWait::OldRounds,
+                    deadline,
+                })
+            }
+        }
+        self.stop_children(p);
     }
 
     /// The rest of a graceful stop; true once it is complete.
@@ -561,9 +673,13 @@ impl Driver {
     fn stop_done(&mut self, p: &Process) -> bool {
         let quiet = self.replica.outstanding().next().is_none();
         let lonely = self.replica.neighbours().next().is_none();
+        let sync_interval = Duration::from_millis(self.opts.sync_interval);
         let Some(stopping) = &mut self.stopping else {
             return false;
         };
+        let late = stopping
+            .deadline
+            .is_some_and(|d| tokio::time::Instant::now() >= d);
         match stopping.step {
             StopStep::Status => {
                 if stopping.wait.done(quiet, lonely) {
@@ -573,13 +689,17 @@ impl Driver {
                 false
             }
             StopStep::Children => {
-                if self.children.is_empty() && self.queue.is_empty() {
+                if (self.children.is_empty() || late) && self.queue.is_empty() {
                     stopping.step = StopStep::Final;
                     stopping.wait = SyncWait::OldRounds;
+                    if stopping.deadline.is_some() {
+                        let last_sync = (sync_interval * 4).max(Duration::from_secs(1));
+                        stopping.deadline = Some(tokio::time::Instant::now() + last_sync);
+                    }
                 }
                 false
             }
-            StopStep::Final => stopping.wait.done(quiet, lonely),
+            StopStep::Final => stopping.wait.done(quiet, lonely) || late,
         }
     }
 
@@ -608,12 +728,9 @@ impl Driver {
                     return Err(ProcessExit::from(reason.clone()));
                 }
                 let child = self.children.get(pid).cloned();
-                let e = if self.stopping.is_some() {
-                    self.children.stopped_on_shutdown(pid)
-                } else {
-                    let now = self.started.elapsed().as_secs() as i64;
-                    self.children.exited(pid, reason, now)
-                };
+                self.beam_parents.remove(pid);
+                let now = self.started.elapsed().as_secs() as i64;
+                let e = self.children.exited(pid, reason, now);
                 let disowned = e.iter().any(|c| {
                     matches!(c, ChildEffect::Notify(m)
                         if term::as_tuple(m).and_then(|t| t.first()).is_some_and(|t| term::is_atom(t, "disown_child_process")))
@@ -698,16 +815,16 @@ impl Driver {
         p.reply(from, reply);
     }
 
-    fn effects(&mut self, p: &mut Process, effects: Vec<Effect>) {
+    async fn effects(&mut self, p: &mut Process, effects: Vec<Effect>) {
         self.queue.extend(effects.into_iter().map(Work::Effect));
-        self.drain(p);
+        self.drain(p).await;
     }
 
-    fn drain(&mut self, p: &mut Process) {
+    async fn drain(&mut self, p: &mut Process) {
         while let Some(w) = self.queue.pop_front() {
             match w {
-                Work::Effect(e) => self.effect(p, e),
-                Work::Child(c) => self.child_effect(p, c),
+                Work::Effect(e) => self.effect(p, e).await,
+                Work::Child(c) => self.child_effect(p, c).await,
                 Work::Crdt(actions) => {
                     for action in actions {
                         let replica = &mut self.replica;
@@ -727,7 +844,7 @@ impl Driver {
         }
     }
 
-    fn effect(&mut self, p: &mut Process, e: Effect) {
+    async fn effect(&mut self, p: &mut Process, e: Effect) {
         match e {
             Effect::Put { key, value } => {
                 let a = self.replica.put(key, value, now_ns());
@@ -759,14 +876,14 @@ impl Driver {
                 }
             }
             Effect::StartChild { spec, reply_to } => {
-                let result = self.start(p, &spec);
+                let result = self.start(p, &spec).await;
                 let e = self.state.child_started(spec, &result, reply_to);
                 self.queue.extend(e.into_iter().map(Work::Effect));
             }
             Effect::TerminateChild { id, reply_to } => {
                 let reply = match self.children.terminate_by_id(&id) {
                     Some((pid, child)) => {
-                        p.exit(&pid, shutdown_reason(child.shutdown));
+                        self.signal_child(p, &pid, shutdown_reason(child.shutdown));
                         self.queue.push_back(Work::Effect(forget_state(&child)));
                         term::atom("ok")
                     }
@@ -774,8 +891,8 @@ impl Driver {
                 };
                 p.reply(&reply_to, reply);
             }
-            Effect::ExitSignal { pid, reason } => p.exit(&pid, reason),
-            Effect::StopLocalChildren => self.stop_children(p),
+            Effect::ExitSignal { pid, reason } => self.signal_child(p, &pid, reason),
+            Effect::StopMember => self.stop_member(p, "quorum lost"),
             Effect::Reply { to, reply } => p.reply(&to, reply),
             Effect::Send { to, msg } => match crate::crdt::process::dest_of(&to) {
                 Some(dest) => p.send(dest, msg),
@@ -792,7 +909,7 @@ impl Driver {
         }
     }
 
-    fn child_effect(&mut self, p: &mut Process, c: ChildEffect) {
+    async fn child_effect(&mut self, p: &mut Process, c: ChildEffect) {
         match c {
             ChildEffect::Restart {
                 old,
@@ -800,7 +917,12 @@ impl Driver {
                 function,
                 args,
             } => {
-                let result = self.spawn(p, &module, &function, args);
+                let shutdown = self
+                    .children
+                    .get(&old)
+                    .map(|c| c.shutdown)
+                    .unwrap_or(Shutdown::Timeout(5000));
+                let result = self.spawn(p, &module, &function, args, shutdown).await;
                 let e = self.children.restart_result(&old, &result);
                 self.queue.extend(e.into_iter().map(Work::Child));
             }
@@ -814,35 +936,47 @@ impl Driver {
                     crate::tup![term::atom("$gen_restart"), Term::Pid(pid)],
                 );
             }
-            ChildEffect::Shutdown => {
-                tracing::warn!(supervisor = %self.opts.name, "restart intensity reached: children stopped");
-                self.stop_children(p);
-            }
+            ChildEffect::Shutdown => self.stop_member(p, "restart intensity reached"),
         }
     }
 
     /// Starts a child under the processes supervisor: Horde's reply term.
-    fn start(&mut self, p: &mut Process, spec: &ChildSpec) -> Term {
+    async fn start(&mut self, p: &mut Process, spec: &ChildSpec) -> Term {
         let child = match self.children.prepare_start(spec) {
             Ok(c) => c,
             Err(reason) => return crate::tup![term::atom("error"), reason],
         };
         let args = self.children.start_args(&child);
-        let result = self.spawn(p, &child.module.clone(), &child.function.clone(), args);
+        let result = self
+            .spawn(
+                p,
+                &child.module.clone(),
+                &child.function.clone(),
+                args,
+                child.shutdown,
+            )
+            .await;
         if let Some([_, Term::Pid(pid)]) = term::as_tuple(&result) {
             self.children.started(child, pid.clone());
         }
         result
     }
 
-    /// Runs the module's worker: `{:ok, pid}` (linked) or `{:error, reason}`.
-    fn spawn(&mut self, p: &mut Process, module: &str, function: &str, args: Vec<Term>) -> Term {
+    /// Runs the module's worker, or else starts the child on a BEAM node
+    /// that has the module ([`super::on_beam`]): `{:ok, pid}` (linked) or
+    /// `{:error, reason}`.
+    async fn spawn(
+        &mut self,
+        p: &mut Process,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        shutdown: Shutdown,
+    ) -> Term {
         let Some(worker) = self.opts.workers.get(module).cloned() else {
-            tracing::warn!(supervisor = %self.opts.name, module, "no Rust worker for this module");
-            return crate::tup![
-                term::atom("error"),
-                crate::tup![term::atom("no_rust_worker"), term::atom(module)]
-            ];
+            return self
+                .spawn_on_beam(p, module, function, args, shutdown)
+                .await;
         };
         let key = child_state_key(module, function, &args);
         let state = ChildState {
@@ -860,9 +994,91 @@ impl Driver {
         }
     }
 
+    /// A child with no Rust worker, started on the first BEAM node (of
+    /// the other members', then any visible one) that has its function.
+    async fn spawn_on_beam(
+        &mut self,
+        p: &mut Process,
+        module: &str,
+        function: &str,
+        args: Vec<Term>,
+        shutdown: Shutdown,
+    ) -> Term {
+        let me = p.node().name().to_string();
+        let mut nodes: Vec<String> = self
+            .state
+            .members()
+            .iter()
+            .filter(|m| m.status == super::MemberStatus::Alive)
+            .filter_map(|m| {
+                let n = term::as_tuple(&m.name)?.get(1)?;
+                term::as_atom(n).map(str::to_string)
+            })
+            .filter(|n| n != &me)
+            .collect();
+        let mut others = p.node().visible_nodes();
+        others.sort();
+        for n in others {
+            if !nodes.contains(&n) {
+                nodes.push(n);
+            }
+        }
+        let node = p.node().clone();
+        let owner = p.pid().clone();
+        let started = self
+            .beam
+            .start(
+                &node,
+                &nodes,
+                &owner,
+                module,
+                function,
+                &args,
+                &shutdown.to_term(),
+                BEAM_START_TIMEOUT,
+            )
+            .await;
+        match started {
+            Ok(Some(s)) => {
+                tracing::debug!(supervisor = %self.opts.name, module, child = %s.child, "started on a BEAM node");
+                // Linked here too: the child's own exit reason reaches the
+                // member (its parent's would not tell a crash from a stop).
+                p.link(&s.child);
+                self.beam_parents.insert(s.child.clone(), s.parent);
+                crate::tup![term::atom("ok"), Term::Pid(s.child)]
+            }
+            Ok(None) => {
+                tracing::warn!(supervisor = %self.opts.name, module, function, "no Rust worker and no BEAM node with this function");
+                crate::tup![
+                    term::atom("error"),
+                    crate::tup![term::atom("no_rust_worker"), term::atom(module)]
+                ]
+            }
+            Err(reply) if term::is_atom(&reply, "ignore") => reply,
+            Err(reply) => match term::as_tuple(&reply) {
+                Some([e, _]) if term::is_atom(e, "error") => reply,
+                _ => crate::tup![term::atom("error"), reply],
+            },
+        }
+    }
+
+    /// An exit signal to a child, as its supervisor sends it. A child on a
+    /// BEAM node gets it from its parent there (a trapping GenServer takes
+    /// an exit signal for a stop only from its parent); `kill` goes
+    /// straight.
+    fn signal_child(&self, p: &Process, pid: &Pid, reason: Term) {
+        match self.beam_parents.get(pid) {
+            Some(parent) if !term::is_atom(&reason, "kill") => p.send(
+                Dest::Pid(parent.clone()),
+                crate::tup![term::atom(STOP_TAG), Term::Pid(p.pid().clone()), reason],
+            ),
+            _ => p.exit(pid, reason),
+        }
+    }
+
     fn stop_children(&mut self, p: &Process) {
         for (pid, child) in self.children.all() {
-            p.exit(&pid, shutdown_reason(child.shutdown));
+            self.signal_child(p, &pid, shutdown_reason(child.shutdown));
         }
     }
 
@@ -968,6 +1184,10 @@ impl Driver {
             .collect()
     }
 }
+
+/// How long a BEAM node may take to start a child (the member waits, as
+/// Horde's server waits for its processes supervisor).
+const BEAM_START_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Deletes a child's hand-off state ([`child_state_key`]).
 fn forget_state(child: &ValidChild) -> Effect {

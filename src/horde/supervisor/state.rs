@@ -7,7 +7,7 @@
 //! picks, under a new random id, after deleting the old entry, so exactly
 //! one member does it cluster-wide), who starts a relinquished child,
 //! refusing children while shutting down, `:active` redistribution, quorum
-//! loss, and the answers to every call, cast and proxied operation.
+//! loss (the whole member stops, see [`Effect::StopMember`]), and the answers to every call, cast and proxied operation.
 //!
 //! What it never does: I/O, reading a clock, drawing random numbers (child
 //! ids and the random strategy's number come from the `random` source given
@@ -111,10 +111,16 @@ pub enum Effect {
     TerminateChild { id: Term, reply_to: Term },
     /// `Process.exit(pid, reason)` from the processes supervisor.
     ExitSignal { pid: Pid, reason: Term },
-    /// Quorum lost with local children: stop the processes supervisor
-    /// (in Horde this takes its whole member down, to be restarted by its
-    /// parent).
-    StopLocalChildren,
+    /// The member stops, as a Horde member whose processes supervisor
+    /// stopped (quorum lost with local children; restart intensity is the
+    /// processes supervisor's own): every local child is stopped and
+    /// relinquished (`{nil, spec}`), one last sync goes out, and `S`,
+    /// `S.Crdt` and `S.ProcessesSupervisor` exit with `:shutdown` (their
+    /// peers' monitors then see it `:dead`). In Horde the member's parent
+    /// may start it afresh; here the program does (monitor the member's pid).
+    /// The member was already written `:shutting_down` (Horde writes that
+    /// only as it exits, after the `{nil, spec}` entries).
+    StopMember,
     /// `GenServer.reply(to, reply)`.
     Reply { to: Term, reply: Term },
     /// A plain message `msg` to the member `{S, node}` (a proxied operation).
@@ -768,8 +774,13 @@ impl SupervisorState {
             for from in std::mem::take(&mut self.waiting_for_quorum) {
                 out.push(reply(&from, term::atom("ok")));
             }
-        } else if self.processes_by_id.values().any(|r| r.member == self.me) {
-            out.push(Effect::StopLocalChildren);
+        } else if !self.shutting_down && self.processes_by_id.values().any(|r| r.member == self.me)
+        {
+            // Written first, so a member that sees a relinquished child
+            // also sees this one is no longer alive to take it.
+            self.shutting_down = true;
+            self.set_own_node_status(out);
+            out.push(Effect::StopMember);
         }
     }
 

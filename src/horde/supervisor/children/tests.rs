@@ -199,3 +199,41 @@ fn graceful_shutdown_relinquishes_each_stopped_child() {
     );
     assert!(c.stopped_on_shutdown(&pid(10)).is_empty());
 }
+
+#[test]
+fn past_the_restart_intensity_the_rest_are_relinquished_and_none_restarts() {
+    let mut c = Children::new(ChildrenOptions {
+        max_restarts: 0,
+        ..Default::default()
+    });
+    for (i, p) in [(1, 10), (2, 20), (3, 30)] {
+        let child = c.prepare_start(&spec(i, "permanent")).unwrap();
+        c.started(child, pid(p));
+    }
+    assert_eq!(
+        c.exited(&pid(10), &atom("boom"), 0),
+        vec![ChildEffect::Shutdown]
+    );
+    assert!(c.is_stopping());
+    assert!(
+        !c.contains(&pid(10)),
+        "the child that broke the limit is dropped"
+    );
+    // The others, stopped by the member, are given up to the cluster,
+    // whatever their exit: none restarts, none is disowned.
+    assert_eq!(
+        c.exited(&pid(20), &atom("shutdown"), 0),
+        vec![ChildEffect::Notify(tuple(vec![
+            atom("relinquish_child_process"),
+            int(2)
+        ]))]
+    );
+    assert_eq!(
+        c.exited(&pid(30), &atom("killed"), 0),
+        vec![ChildEffect::Notify(tuple(vec![
+            atom("relinquish_child_process"),
+            int(3)
+        ]))]
+    );
+    assert!(c.is_empty());
+}

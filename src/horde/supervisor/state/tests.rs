@@ -502,7 +502,7 @@ fn active_redistribution_signals_children_that_now_belong_elsewhere() {
 }
 
 #[test]
-fn quorum_loss_stops_local_children_and_its_return_answers_waiters() {
+fn quorum_loss_stops_the_member_with_children_and_its_return_answers_waiters() {
     let s = Settings {
         distribution_strategy: DistributionStrategy::UniformQuorum,
         ..settings()
@@ -514,17 +514,55 @@ fn quorum_loss_stops_local_children_and_its_return_answers_waiters() {
     assert!(bus.members[0].has_quorum());
     bus.kill(1);
     assert!(bus.members[0].has_quorum(), "2 of 3 alive");
-    assert!(!bus.seen[0].contains(&Effect::StopLocalChildren));
+    assert!(!bus.seen[0].contains(&Effect::StopMember));
     bus.kill(2);
     assert!(!bus.members[0].has_quorum());
-    assert!(bus.seen[0].contains(&Effect::StopLocalChildren));
+    // The whole member stops, once, written `:shutting_down` first.
+    let stops = bus.seen[0]
+        .iter()
+        .filter(|e| **e == Effect::StopMember)
+        .count();
+    assert_eq!(stops, 1);
+    assert!(bus.members[0].is_shutting_down());
+    let status = bus
+        .crdt
+        .get(&OrdTerm(Key::MemberNodeInfo(name(0)).to_term()));
+    assert_eq!(
+        status.map(|v| Member::from_term(v).unwrap().status),
+        Some(MemberStatus::ShuttingDown)
+    );
     bus.call(0, from(100), atom("wait_for_quorum"));
     assert!(bus.replies_to(&from(100)).is_empty(), "waits");
     bus.call(0, from(101), start_child(1));
     assert_eq!(
         bus.replies_to(&from(101)),
-        vec![tuple(vec![atom("error"), atom("quorum_not_met")])]
+        vec![tuple(vec![
+            atom("error"),
+            tuple(vec![
+                atom("shutting_down"),
+                term::binary("this node is shutting down.")
+            ])
+        ])]
     );
+}
+
+#[test]
+fn a_member_without_children_waits_out_a_quorum_loss_and_answers_its_waiters() {
+    let s = Settings {
+        distribution_strategy: DistributionStrategy::UniformQuorum,
+        ..settings()
+    };
+    let mut bus = Bus::new(3, s);
+    bus.kill(1);
+    bus.kill(2);
+    assert!(!bus.members[0].has_quorum());
+    assert!(
+        !bus.seen[0].contains(&Effect::StopMember),
+        "nothing to stop"
+    );
+    assert!(!bus.members[0].is_shutting_down());
+    bus.call(0, from(100), atom("wait_for_quorum"));
+    assert!(bus.replies_to(&from(100)).is_empty(), "waits");
     // Back to quorum: the dead members leave the member list.
     let e = bus.members[0].set_members_call(&[name(0)]);
     bus.run(0, e);

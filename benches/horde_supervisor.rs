@@ -1,0 +1,327 @@
+//! Horde.DynamicSupervisor benchmark, side by side with real Horde on this
+//! machine, two members each (the Rust pair in this process, the Horde pair
+//! an Elixir node and a `:peer` of it, `erlang/bench/horde_supervisor_bench.exs`,
+//! when `BEAM_PEER_HORDE_EBIN` lists Horde's ebin directories; one clear
+//! skip line otherwise). Both sides use the same sync interval
+//! (`BENCH_SUP_SYNC_MS`, default Horde's 300) and a trivial gen_server child.
+//!
+//! - start: one process on member A calls `start_child` N times in a row
+//!   (`BENCH_SUP_STARTS`, default 1000,10000); children land on both
+//!   members by the ring, half of them proxied. Seconds for all N.
+//! - failover: children are started until member B holds K
+//!   (`BENCH_SUP_FAILOVERS`, default 200,2000), then B vanishes (Horde:
+//!   `kill -9` of its OS process; Rust: `Node::halt`, its sockets closed at
+//!   once as the kernel closes a killed process's), and the time until A
+//!   runs every child is measured.
+//! - idle: with N children (`BENCH_SUP_IDLE`, default 10000) settled, the
+//!   bytes on the wire between the two members, both ways, per idle sync
+//!   interval (averaged over `BENCH_SUP_IDLE_INTERVALS`, default 5).
+//!
+//! Ratios are "times as fast as Horde" (and Horde's bytes over ours). Run
+//! with `scripts/bench.sh`.
+
+use std::time::{Duration, Instant};
+
+use beam_peer::horde::supervisor::{self, ChildSpec, MemberStatus, Supervisor};
+use beam_peer::process::gen_server::{CallReply, GenServer};
+use beam_peer::term::{self, Pid, Term};
+use beam_peer::{Discovery, Node, NodeConfig, Process};
+
+mod common;
+use common::{env_or, free_port};
+
+const COOKIE: &str = "beam_peer_bench";
+const WORKER: &str = "Elixir.BeamPeerBench.Worker";
+
+struct Pong;
+
+impl GenServer for Pong {
+    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
+        CallReply::Reply(term::atom("pong"))
+    }
+}
+
+fn worker(node: &Node, _args: Vec<Term>) -> Result<Pid, Term> {
+    beam_peer::gen_server::start(node, Pong, Default::default())
+        .map_err(|e| term::binary(e.to_string().into_bytes()))
+}
+
+fn spec(arg: i64) -> ChildSpec {
+    ChildSpec::new(
+        term::int(arg),
+        WORKER,
+        "start_link",
+        vec![term::int(arg)],
+        [],
+    )
+}
+
+async fn local(s: &Supervisor) -> i64 {
+    match s
+        .call(term::atom("get_telemetry"), Duration::from_secs(30))
+        .await
+    {
+        Ok(Term::Map(m)) => m
+            .map
+            .get(&term::atom("local_supervised_process_count"))
+            .and_then(term::as_i64)
+            .unwrap_or(-1),
+        _ => -1,
+    }
+}
+
+async fn global(s: &Supervisor) -> i64 {
+    match s
+        .call(term::atom("get_telemetry"), Duration::from_secs(30))
+        .await
+    {
+        Ok(Term::Map(m)) => m
+            .map
+            .get(&term::atom("global_supervised_process_count"))
+            .and_then(term::as_i64)
+            .unwrap_or(-1),
+        _ => -1,
+    }
+}
+
+/// Two fresh members, A and B, on two fresh nodes.
+async fn pair(epmd: u16, tag: &str, sync_ms: u64) -> (Node, Node, Supervisor, Supervisor) {
+    let start = |who: &str| {
+        Node::start(
+            NodeConfig::new(format!(
+                "bench_sup_{tag}_{who}_{}@127.0.0.1",
+                std::process::id()
+            ))
+            .cookie(COOKIE)
+            .discovery(Discovery::Epmd { port: epmd }),
+        )
+    };
+    let a = start("a").await.expect("node a");
+    let b = start("b").await.expect("node b");
+    b.join(a.name()).await.expect("b joins a");
+    let name = format!("Elixir.BenchSup_{tag}");
+    let opts = || {
+        supervisor::SupervisorOptions::new(&name)
+            .sync_interval(sync_ms)
+            .worker(WORKER, worker)
+    };
+    let sa = supervisor::start(&a, opts()).expect("member a");
+    let sb = supervisor::start(&b, opts()).expect("member b");
+    for s in [&sa, &sb] {
+        while !s
+            .member_statuses()
+            .await
+            .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2)
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    (a, b, sa, sb)
+}
+
+async fn rust_start(epmd: u16, n: usize, sync_ms: u64) -> f64 {
+    let (a, b, sa, _sb) = pair(epmd, &format!("start{n}"), sync_ms).await;
+    let t0 = Instant::now();
+    for i in 0..n as i64 {
+        let r = sa
+            .start_child(spec(i), Duration::from_secs(30))
+            .await
+            .expect("answered");
+        assert!(
+            matches!(term::as_tuple(&r), Some([ok, _]) if term::is_atom(ok, "ok")),
+            "{r}"
+        );
+    }
+    let t = t0.elapsed().as_secs_f64();
+    a.halt();
+    b.halt();
+    t
+}
+
+async fn rust_failover(epmd: u16, k: i64, sync_ms: u64) -> f64 {
+    let (a, b, sa, sb) = pair(epmd, &format!("failover{k}"), sync_ms).await;
+    let mut total = 0;
+    while local(&sb).await < k {
+        total += 1;
+        sa.start_child(spec(total), Duration::from_secs(30))
+            .await
+            .expect("answered");
+    }
+    while global(&sa).await != total {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let t0 = Instant::now();
+    b.halt();
+    drop(sb);
+    while local(&sa).await != total {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let t = t0.elapsed().as_secs_f64();
+    a.halt();
+    t
+}
+
+async fn rust_idle(epmd: u16, n: usize, intervals: u32, sync_ms: u64) -> u64 {
+    let (a, b, sa, sb) = pair(epmd, &format!("idle{n}"), sync_ms).await;
+    for i in 0..n as i64 {
+        sa.start_child(spec(i), Duration::from_secs(30))
+            .await
+            .expect("answered");
+    }
+    while global(&sb).await != n as i64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(sync_ms * 4)).await;
+    let bytes = || {
+        a.connection_stats()
+            .into_iter()
+            .map(|(_, s)| s.bytes_in + s.bytes_out)
+            .sum::<u64>()
+    };
+    let b0 = bytes();
+    tokio::time::sleep(Duration::from_millis(sync_ms * u64::from(intervals))).await;
+    let per = (bytes() - b0) / u64::from(intervals);
+    a.halt();
+    b.halt();
+    per
+}
+
+/// `(kind, n, value)` lines from the Elixir script.
+fn horde(
+    epmd: u16,
+    starts: &str,
+    failovers: &str,
+    idle: &str,
+    intervals: u32,
+    sync_ms: u64,
+) -> Option<Vec<(String, i64, f64)>> {
+    let ebins = std::env::var("BEAM_PEER_HORDE_EBIN")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let Some(ebins) = ebins else {
+        println!(
+            "SKIPPED Horde column: BEAM_PEER_HORDE_EBIN is not set (Horde's ebin directories)"
+        );
+        return None;
+    };
+    let mut cmd = common::elixir_script(
+        "horde_supervisor_bench.exs",
+        "bench_horde_sup",
+        COOKIE,
+        &ebins,
+        epmd,
+    );
+    cmd.args([
+        starts.to_string(),
+        failovers.to_string(),
+        idle.to_string(),
+        intervals.to_string(),
+        sync_ms.to_string(),
+    ]);
+    let out = cmd.output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<(String, i64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [kind, n, v] => Some((kind.to_string(), n.parse().ok()?, v.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect();
+    if rows.is_empty() {
+        println!(
+            "Horde run gave no figures: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(rows)
+}
+
+fn counts(var: &str, default: &str) -> (String, Vec<i64>) {
+    let s = std::env::var(var).unwrap_or_else(|_| default.into());
+    let v = s.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+    (s, v)
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn main() {
+    let (starts_s, starts) = counts("BENCH_SUP_STARTS", "1000,10000");
+    let (failovers_s, failovers) = counts("BENCH_SUP_FAILOVERS", "200,2000");
+    let (idle_s, idle) = counts("BENCH_SUP_IDLE", "10000");
+    let intervals: u32 = env_or("BENCH_SUP_IDLE_INTERVALS", 5);
+    let sync_ms: u64 = env_or("BENCH_SUP_SYNC_MS", 300);
+    let epmd = free_port();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let _epmd = rt
+        .block_on(beam_peer::epmd::EmbeddedEpmd::bind(
+            std::net::SocketAddr::from(([127, 0, 0, 1], epmd)),
+        ))
+        .expect("embedded EPMD");
+    println!("load average before: {}", load());
+    let mut rust: Vec<(String, i64, f64)> = Vec::new();
+    for &n in &starts {
+        rust.push((
+            "start".into(),
+            n,
+            rt.block_on(rust_start(epmd, n as usize, sync_ms)),
+        ));
+    }
+    for &k in &failovers {
+        rust.push((
+            "failover".into(),
+            k,
+            rt.block_on(rust_failover(epmd, k, sync_ms)),
+        ));
+    }
+    for &n in &idle {
+        let b = rt.block_on(rust_idle(epmd, n as usize, intervals, sync_ms));
+        rust.push(("idle".into(), n, b as f64));
+    }
+    let horde = horde(epmd, &starts_s, &failovers_s, &idle_s, intervals, sync_ms);
+    println!("load average after: {}", load());
+    println!();
+    println!("Horde.DynamicSupervisor, two members, sync interval {sync_ms} ms");
+    println!(
+        "{:<36} | {:>12} | {:>12} | {:>10}",
+        "case", "Rust", "Horde", "ratio"
+    );
+    for (kind, n, v) in &rust {
+        let h = horde
+            .as_ref()
+            .and_then(|h| h.iter().find(|r| &r.0 == kind && r.1 == *n))
+            .map(|r| r.2);
+        let (label, rv, hv) = match kind.as_str() {
+            "start" => (
+                format!("start {n} children (s)"),
+                format!("{v:.3}"),
+                h.map(|h| format!("{h:.3}")),
+            ),
+            "failover" => (
+                format!("failover of {n} children (s)"),
+                format!("{v:.3}"),
+                h.map(|h| format!("{h:.3}")),
+            ),
+            _ => (
+                format!("idle bytes/interval, {n} children"),
+                format!("{v:.0}"),
+                h.map(|h| format!("{h:.0}")),
+            ),
+        };
+        let ratio = h
+            .filter(|_| *v > 0.0)
+            .map(|h| format!("{:.1}x", h / v))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{label:<36} | {rv:>12} | {:>12} | {ratio:>10}",
+            hv.unwrap_or_else(|| "-".into())
+        );
+    }
+}
