@@ -130,16 +130,12 @@ async fn call(p: &mut Process, name: &str, node: &str, request: Term) -> Option<
 }
 
 /// Polls `f` until it holds; panics with `what` after [`DEADLINE`].
-async fn poll<F, Fut>(what: &str, mut f: F)
+async fn poll<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while !f().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll_until(what, DEADLINE, f).await
 }
 
 /// The member's `get_telemetry` `global_supervised_process_count`.

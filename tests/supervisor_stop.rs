@@ -92,30 +92,16 @@ fn spec(arg: i64) -> ChildSpec {
     )
 }
 
-async fn poll<F, Fut>(what: &str, mut f: F)
+async fn poll<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    while !f().await {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::poll_until(what, DEADLINE, f).await
 }
 
 async fn all_alive(sups: &[Supervisor], n: usize) {
-    for s in sups {
-        poll(
-            &format!("{} sees {n} members alive", s.member()),
-            || async {
-                s.member_statuses().await.is_ok_and(|m| {
-                    m.iter().filter(|m| m.status == MemberStatus::Alive).count() == n
-                })
-            },
-        )
-        .await;
-    }
+    common::all_members_alive(sups, n, DEADLINE).await
 }
 
 async fn nodes(prefix: &str, n: usize) -> Vec<Node> {

@@ -615,3 +615,37 @@ macro_rules! eventually {
 }
 #[allow(unused_imports)]
 pub(crate) use eventually;
+
+/// Polls `f` every 20 ms until it holds; panics with `what` after `limit`.
+pub async fn poll_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every supervisor member sees `n` members `:alive`.
+pub async fn all_members_alive(
+    sups: &[beam_peer::horde::supervisor::Supervisor],
+    n: usize,
+    limit: Duration,
+) {
+    use beam_peer::horde::supervisor::MemberStatus;
+    for s in sups {
+        poll_until(
+            &format!("{} sees {n} members alive", s.member()),
+            limit,
+            || async {
+                s.member_statuses().await.is_ok_and(|m| {
+                    m.iter().filter(|m| m.status == MemberStatus::Alive).count() == n
+                })
+            },
+        )
+        .await;
+    }
+}
