@@ -1029,12 +1029,18 @@ impl Replica {
             return vec![send(diff.dots.clone(), keys)];
         };
         let prefix = x.seen.prefix();
+        // In first-seen order; found by hash, so a round of many keys with
+        // many distinct contexts (a replica with gaps) groups in linear time.
         let mut groups: Vec<(Context, Vec<Term>)> = Vec::new();
+        let mut index: std::collections::HashMap<Context, usize> = Default::default();
         for key in keys {
             let ctx = self.vouched_for_key(x, &prefix, &key);
-            match groups.iter_mut().find(|(c, _)| *c == ctx) {
-                Some((_, ks)) => ks.push(key),
-                None => groups.push((ctx, vec![key])),
+            match index.get(&ctx) {
+                Some(&i) => groups[i].1.push(key),
+                None => {
+                    index.insert(ctx.clone(), groups.len());
+                    groups.push((ctx, vec![key]));
+                }
             }
         }
         groups
