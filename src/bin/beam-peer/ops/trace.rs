@@ -446,22 +446,9 @@ async fn start_beam(
 /// time); a Rust node is told directly. Errors are said, not returned: we
 /// are on our way out.
 async fn cleanup(s: &Session, r: &Resolved, how: &Tracing, me: &mut beam_peer::Process) {
-    let pid = Term::Pid(r.pid.clone());
     match how {
         Tracing::Rust => {
-            let off = s
-                .rpc(
-                    &r.node,
-                    "erlang",
-                    "trace",
-                    vec![
-                        pid,
-                        term::atom("false"),
-                        term::list(vec![term::atom("all")]),
-                    ],
-                )
-                .await;
-            if let Err(e) = off {
+            if let Err(e) = trace_off(s, r, &["all"]).await {
                 eprintln!(
                     "warning: turning tracing off on {}: {}",
                     r.node,
@@ -492,20 +479,25 @@ async fn cleanup(s: &Session, r: &Resolved, how: &Tracing, me: &mut beam_peer::P
                     vec![Term::Pid(relay.clone()), term::atom("kill")],
                 )
                 .await;
-            let _ = s
-                .rpc(
-                    &r.node,
-                    "erlang",
-                    "trace",
-                    vec![
-                        pid,
-                        term::atom("false"),
-                        term::list(vec![term::atom("send"), term::atom("receive")]),
-                    ],
-                )
-                .await;
+            let _ = trace_off(s, r, &["send", "receive"]).await;
         }
     }
+}
+
+/// `erlang:trace(Pid, false, Flags)` on the process's node.
+async fn trace_off(
+    s: &Session,
+    r: &Resolved,
+    flags: &[&str],
+) -> Result<Term, beam_peer::RpcCallError> {
+    let flags = term::list(flags.iter().map(|f| term::atom(f)).collect());
+    s.rpc(
+        &r.node,
+        "erlang",
+        "trace",
+        vec![Term::Pid(r.pid.clone()), term::atom("false"), flags],
+    )
+    .await
 }
 
 #[cfg(test)]
