@@ -813,17 +813,7 @@ async fn a_rust_member_and_an_elixir_member_place_start_and_fail_over_alike() {
 
     // Elixir's start_child places on both members; Rust children run here.
     for arg in 1..=20 {
-        let reply = common::eval_elixir(
-            &mut p,
-            &beam.name,
-            "Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {MyApp.Worker, :start_link, [arg]}})",
-            vec![("s", s.clone()), ("arg", term::int(arg))],
-        )
-        .await;
-        let Some([ok, Term::Pid(pid)]) = term::as_tuple(&reply) else {
-            panic!("start_child from Elixir: {reply}");
-        };
-        assert!(term::is_atom(ok, "ok"));
+        let pid = elixir_start_child(&mut p, &beam.name, &s, "Elixir.MyApp.Worker", arg).await;
         assert_eq!(pid.node.name, owner(arg), "child {arg} on its owner");
         let pong = p
             .call(
@@ -1473,17 +1463,7 @@ async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_memb
     let rust_name = node.name().to_string();
     let mut p = node.process();
     for arg in 1..=20 {
-        let reply = common::eval_elixir(
-            &mut w,
-            &beam.name,
-            "Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {MyApp.ElixirOnly, :start_link, [arg]}})",
-            vec![("s", s.clone()), ("arg", term::int(arg))],
-        )
-        .await;
-        let Some([ok, Term::Pid(pid)]) = term::as_tuple(&reply) else {
-            panic!("start_child {arg} from Elixir: {reply}");
-        };
-        assert!(term::is_atom(ok, "ok"));
+        let pid = elixir_start_child(&mut w, &beam.name, &s, "Elixir.MyApp.ElixirOnly", arg).await;
         assert_eq!(
             pid.node.name, beam.name,
             "child {arg} runs on the Elixir node"
@@ -1553,4 +1533,30 @@ async fn a_child_with_no_rust_worker_runs_on_the_elixir_node_under_the_rust_memb
     .await;
     println!("{under_rust} of 20 Elixir-only children ran on Elixir under the Rust member, then moved once");
     watcher.halt();
+}
+
+/// `Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {module,
+/// :start_link, [arg]}})` run on the Elixir node: the child's pid.
+async fn elixir_start_child(
+    p: &mut beam_peer::Process,
+    beam: &str,
+    s: &Term,
+    module: &str,
+    arg: i64,
+) -> beam_peer::term::Pid {
+    let reply = common::eval_elixir(
+        p,
+        beam,
+        "Horde.DynamicSupervisor.start_child(s, %{id: arg, start: {m, :start_link, [arg]}})",
+        vec![
+            ("s", s.clone()),
+            ("m", term::atom(module)),
+            ("arg", term::int(arg)),
+        ],
+    )
+    .await;
+    match term::as_tuple(&reply) {
+        Some([ok, Term::Pid(pid)]) if term::is_atom(ok, "ok") => pid.clone(),
+        _ => panic!("start_child {arg} of {module} from Elixir: {reply}"),
+    }
 }
