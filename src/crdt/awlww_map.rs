@@ -769,8 +769,9 @@ impl AwLwwMap {
         match exact {
             None => self.dots = self.dots.union(&delta.dots),
             Some((seen, _)) => {
-                let mut max = match &self.dots {
-                    Dots::Context(c) => c.clone(),
+                // Raised in place: a local write must not copy the context.
+                let mut max = match std::mem::take(&mut self.dots) {
+                    Dots::Context(c) => c,
                     Dots::Set(_) => seen.max(),
                 };
                 let mut see = |dot: Dot| {
