@@ -493,13 +493,40 @@ fn start_erl(net: &mut Net, i: usize, alive: &str) -> (netns::NsChild, String) {
     (child, name)
 }
 
+/// Scenario 3 for Rust nodes: a `beam-peer registry` member killed with
+/// kill -9 takes its names off both other members.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: 1 run in 4 on 2026-12-07 the erl victim's 50 names, registered through A, were not seen on both members before the kill (\"erl trial 0: the victim's names not seen\"); cause not found yet; scripts/chaos.sh runs it"]
-async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
-    if !netns::available_or_skip("kill_9_of_each_node_kind_removes_its_names_everywhere") {
+async fn kill_9_of_a_rust_member_removes_its_names_everywhere() {
+    let test = "kill_9_of_a_rust_member_removes_its_names_everywhere";
+    if !netns::available_or_skip(test) {
         return;
     }
-    let erl = common::have_erl("kill_9_of_each_node_kind_removes_its_names_everywhere (erl kind)");
+    kill_9_trials("rust").await;
+    if common::horde_ebin().is_none() {
+        println!("SKIPPED kill_9 Elixir+Horde kind: Horde modules not found");
+    } else {
+        println!("SKIPPED kill_9 Elixir+Horde kind: not in the namespace suite yet (tests/horde_live.rs covers kill -9 of a Horde member on loopback)");
+    }
+}
+
+/// Scenario 3 for `erl` nodes: 50 processes of an `erl` node with no
+/// member, registered through member A (which links them, as Horde's
+/// registry does); its kill -9 takes the names off both members' tables.
+/// Before the registry linked processes of other nodes, those entries
+/// stayed in every table forever, hidden only by lookups' liveness check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "flaky once: 1 full-suite run in 4 on 2026-12-07 (load 10-13) the erl node's 50 names, registered through A, were not seen on both members within 60 s, before any kill; 55 runs since (alone, beside the other chaos tests, and at load 8) passed; the panic now says which member lacks what; scripts/chaos.sh runs it"]
+async fn kill_9_of_an_erl_node_removes_its_names_everywhere() {
+    let test = "kill_9_of_an_erl_node_removes_its_names_everywhere";
+    if !netns::available_or_skip(test) || !common::have_erl(test) {
+        return;
+    }
+    kill_9_trials("erl").await;
+}
+
+/// [`trials`] kill -9s of a victim of `kind` (`rust` or `erl`) holding
+/// names in a registry of two in-process members, A and B.
+async fn kill_9_trials(kind: &str) {
     let mut net = Net::new(3).expect("namespaces");
     let rts: Vec<NsRuntime> = (0..2).map(|i| net.runtime(i)).collect();
     let a = ns_node(&net, &rts[0], "a", 0).await;
@@ -513,11 +540,7 @@ async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
     let ra = ns_registry(&rts[0], &a, &name).await;
     let rb = ns_registry(&rts[1], &b, &name).await;
     let trials = trials();
-    let mut kinds = vec!["rust"];
-    if erl {
-        kinds.push("erl");
-    }
-    for kind in kinds {
+    {
         let mut max_settle = Duration::ZERO;
         let mut names_checked = 0;
         for trial in 0..trials {
@@ -571,9 +594,17 @@ async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
                 }
             };
             let seen = |r: &Registry| keys.iter().all(|k| r.lookup(&key(k)).is_some());
-            settle(|| seen(&ra) && seen(&rb))
-                .await
-                .unwrap_or_else(|| panic!("{kind} trial {trial}: the victim's names not seen"));
+            if settle(|| seen(&ra) && seen(&rb)).await.is_none() {
+                let held =
+                    |r: &Registry| keys.iter().filter(|k| r.lookup(&key(k)).is_some()).count();
+                let inmap = |r: &Registry| {
+                    let h = holders(r);
+                    keys.iter()
+                        .filter(|k| h.keys().any(|x| x.contains(k.as_str())))
+                        .count()
+                };
+                panic!("{kind} trial {trial}: the victim's names not seen: a {} live {} in map, b {} live {} in map; a sees {:?} b sees {:?}", held(&ra), inmap(&ra), held(&rb), inmap(&rb), a.visible_nodes(), b.visible_nodes());
+            }
             victim.kill9();
             // Nodedown at A, then the names gone on both.
             let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -584,7 +615,13 @@ async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
                     other => panic!("{kind} trial {trial}: no nodedown: {other:?}"),
                 }
             }
-            let gone = |r: &Registry| keys.iter().all(|k| r.lookup(&key(k)).is_none());
+            // Gone from the registry's table, not only hidden from
+            // lookups (which already fail once the node is disconnected).
+            let gone = |r: &Registry| {
+                let held = holders(r);
+                keys.iter()
+                    .all(|k| r.lookup(&key(k)).is_none() && !held.contains_key(&key(k).to_string()))
+            };
             let took = settle(|| gone(&ra) && gone(&rb)).await.unwrap_or_else(|| {
                 panic!("{kind} trial {trial}: the dead node's names are still there")
             });
@@ -599,11 +636,6 @@ async fn kill_9_of_each_node_kind_removes_its_names_everywhere() {
             "CHAOS scenario=3:kill9_{kind}_names trials={trials} faults={trials} checked={names_checked} lost=0 dup=0 max_rss_kib=- settle_ms={}",
             max_settle.as_millis()
         );
-    }
-    if common::horde_ebin().is_none() {
-        println!("SKIPPED kill_9 Elixir+Horde kind: Horde modules not found");
-    } else {
-        println!("SKIPPED kill_9 Elixir+Horde kind: not in the namespace suite yet (tests/horde_live.rs covers kill -9 of a Horde member on loopback)");
     }
     a.shutdown();
     b.shutdown();

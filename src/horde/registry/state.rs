@@ -255,14 +255,17 @@ impl RegistryState {
         self.run(actions)
     }
 
-    /// `{:register, key, value, pid}`: link (when local) and write the key.
+    /// `{:register, key, value, pid}`: link and write the key.
     /// No conflict check: that is the caller's (`Horde.Registry.register`
     /// looks up first); a concurrent holder loses by the CRDT's rule.
+    ///
+    /// The link is made wherever `pid` lives, as Horde's registry does for
+    /// this call: a process on a node that runs no member (registered
+    /// through us) would otherwise keep its keys after it died, and only a
+    /// lookup's liveness check (its node still connected) would hide them.
+    /// Its exit, `noconnection` included, takes its keys everywhere.
     pub fn register(&mut self, key: Term, value: Term, pid: Pid, ts: i64) -> Vec<Effect> {
-        let mut out = Vec::new();
-        if self.is_local(&pid) {
-            out.push(Effect::Link(pid.clone()));
-        }
+        let mut out = vec![Effect::Link(pid.clone())];
         let v = crate::tup![self.me.clone(), Term::Pid(pid), value];
         let actions = self.replica.put(key_key(&key), v, ts);
         out.extend(self.run(actions));

@@ -175,6 +175,28 @@ fn a_registration_is_seen_by_every_member() {
     assert!(!bus.effects[1].contains(&Effect::Link(proc_pid(0, 1))));
 }
 
+/// Registered through member 0 for a process on a node with no member: the
+/// registry links to it, so its death (or its node's: `noconnection`)
+/// takes the key everywhere instead of leaving an entry for a dead pid.
+#[test]
+fn a_process_elsewhere_registered_through_a_member_is_linked_and_its_exit_clears_it() {
+    let mut bus = Bus::new(2);
+    let elsewhere = proc_pid(7, 3);
+    let ts = bus.ts();
+    let e = bus.members[0].register(key("far"), int(1), elsewhere.clone(), ts);
+    assert!(e.contains(&Effect::Link(elsewhere.clone())));
+    bus.absorb(0, e);
+    bus.settle();
+    assert_eq!(bus.lookup(1, &key("far")), Some(elsewhere.clone()));
+    let (held, e) = bus.members[0].process_exited(&elsewhere);
+    assert!(held);
+    bus.absorb(0, e);
+    bus.settle();
+    for i in 0..2 {
+        assert_eq!(bus.members[i].read().count(), 0, "member {i}");
+    }
+}
+
 #[test]
 fn concurrent_registrations_leave_one_winner_and_the_loser_is_told() {
     let mut bus = Bus::new(2);
