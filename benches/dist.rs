@@ -440,18 +440,25 @@ fn ended_summary(line: &str) -> String {
     let peer = field("peer=");
     let poll = line
         .split_once("poll=")
+        .map(|(_, rest)| rest.split(" coalesce=").next().unwrap_or(rest).trim())
+        .unwrap_or("");
+    let coalesce = line
+        .split_once("coalesce=")
         .map(|(_, rest)| rest.trim_end_matches(" connection ended").trim())
         .unwrap_or("");
-    format!("{peer}: {poll}")
+    format!("{peer}: poll {poll}; coalescing {coalesce}")
 }
 
-/// Prints the machine's cores and the poll decisions of the client node's
+/// Prints the machine's cores and the poll and coalescing decisions of the client node's
 /// connections and of the target's connections that ended so far.
 fn print_decisions(client: &Node, target_ended: &Mutex<Vec<String>>) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("\nheuristics: {cores} cores available to this process (available_parallelism); runtime worker threads {cores}");
     for (peer, stats) in client.connection_stats() {
-        println!("  client -> {peer}: {}", stats.poll);
+        println!(
+            "  client -> {peer}: poll {}; coalescing {}",
+            stats.poll, stats.coalesce
+        );
     }
     if let Ok(lines) = target_ended.lock() {
         for l in lines.iter() {
@@ -593,7 +600,15 @@ fn main() {
         let beam = (beam_target.as_str(), beam_guard.0.id());
 
         let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
-        let (rust_guard, ended) = start_rust_target(&rust_target, epmd_port, work.callers, &[]);
+        // Extra `beam-peer node` flags (e.g. `--read-coalesce-us 0`), to
+        // compare a setting against the defaults on this machine.
+        let extra: Vec<std::ffi::OsString> = std::env::var("BENCH_TARGET_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(Into::into)
+            .collect();
+        let extra: Vec<&std::ffi::OsStr> = extra.iter().map(|s| s.as_os_str()).collect();
+        let (rust_guard, ended) = start_rust_target(&rust_target, epmd_port, work.callers, &extra);
         let rust = (rust_target.as_str(), rust_guard.0.id());
 
         println!("dist bench: {} messages, {} calls, {} x 10 MB round trips, {} callers x {} calls; {cores}-core machine, OTP {}",

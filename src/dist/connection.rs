@@ -46,6 +46,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::dist::coalesce::{CoalescePolicy, CoalesceReport};
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
@@ -232,6 +233,9 @@ pub struct ConnectionStats {
     /// What the reader's poll policy has decided so far (summed over
     /// connections by `+`, the largest window kept).
     pub poll: PollReport,
+    /// What the reader's coalescing has decided so far (summed the same
+    /// way).
+    pub coalesce: CoalesceReport,
 }
 
 impl std::ops::Add for ConnectionStats {
@@ -243,6 +247,7 @@ impl std::ops::Add for ConnectionStats {
             messages_out: self.messages_out + o.messages_out,
             messages_in: self.messages_in + o.messages_in,
             poll: self.poll + o.poll,
+            coalesce: self.coalesce + o.coalesce,
         }
     }
 }
@@ -255,7 +260,7 @@ struct Counters {
     bytes_in: AtomicU64,
     messages_out: AtomicU64,
     messages_in: AtomicU64,
-    poll: std::sync::Mutex<PollReport>,
+    decisions: std::sync::Mutex<(PollReport, CoalesceReport)>,
 }
 
 impl Counters {
@@ -269,15 +274,16 @@ impl Counters {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             messages_out: self.messages_out.load(Ordering::Relaxed),
             messages_in: self.messages_in.load(Ordering::Relaxed),
-            poll: self.poll.lock().map(|p| *p).unwrap_or_default(),
+            poll: self.decisions.lock().map(|d| d.0).unwrap_or_default(),
+            coalesce: self.decisions.lock().map(|d| d.1).unwrap_or_default(),
         }
     }
 
-    /// Records the poll policy's decisions so far (the reader's lock
-    /// alone, but for a rare stats reader).
-    fn publish_poll(&self, report: PollReport) {
-        if let Ok(mut p) = self.poll.lock() {
-            *p = report;
+    /// Records the poll policy's and the coalescing's decisions so far
+    /// (the reader's lock alone, but for a rare stats reader).
+    fn publish_decisions(&self, poll: PollReport, coalesce: CoalesceReport) {
+        if let Ok(mut d) = self.decisions.lock() {
+            *d = (poll, coalesce);
         }
     }
 }
@@ -661,7 +667,7 @@ fn start<S: Transport>(
         let s = counters.snapshot();
         tracing::debug!(peer = %peer.name, bytes_out = s.bytes_out, bytes_in = s.bytes_in,
             messages_out = s.messages_out, messages_in = s.messages_in,
-            poll = %s.poll, "connection ended");
+            poll = %s.poll, coalesce = %s.coalesce, "connection ended");
         node.connection_down(&peer.name, id, reason);
     });
 }
@@ -680,7 +686,7 @@ async fn read_loop<R: TryRead>(
     let mut decoder = FrameDecoder::new(node.config().max_message_size);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut policy = PollPolicy::new(node.config().busy_poll, cores);
-    let coalesce = ReadCoalesce::new(node.config().read_coalesce);
+    let mut coalesce = CoalescePolicy::new(node.config().read_coalesce);
     // How the bytes of the last read were found, when that read completed,
     // and how large it was: what the poll policy and the coalescing learn
     // from.
@@ -736,12 +742,17 @@ async fn read_loop<R: TryRead>(
             interval: read_at.saturating_duration_since(previous_read_at),
             found,
         });
-        counters.publish_poll(policy.report());
+        let pause = coalesce.after_read(
+            frames,
+            last_read,
+            read_at.saturating_duration_since(previous_read_at),
+        );
+        counters.publish_decisions(policy.report(), coalesce.report());
         found = Found::Woken {
             polled: Duration::ZERO,
         };
-        if let Some(pause) = coalesce.pause_after(frames, last_read) {
-            // Let the stream gather: see `ReadCoalesce`.
+        if let Some(pause) = pause {
+            // Let the stream gather: see `dist::coalesce`.
             tokio::time::sleep(pause).await;
         } else if let Some(window) = poll {
             // Processes woken by what was just delivered run first (the
@@ -840,49 +851,6 @@ fn took(
     }
     Counters::add(&counters.bytes_in, n);
     liveness.heard.store(true, Ordering::Relaxed);
-}
-
-/// When a connection's reader pauses before its next read
-/// ([`NodeConfig::read_coalesce`](crate::NodeConfig::read_coalesce)).
-///
-/// A peer streaming small messages writes each one on its own (the BEAM's
-/// distribution port does a `writev` per message while its socket keeps
-/// up), and how many of those writes share a TCP segment depends on how the
-/// receiver reads. Measured on loopback with a BEAM sending 1,000,000
-/// messages: against a reader that drains the socket the moment anything
-/// lands, 470,000-560,000 segments, twice the sender's kernel time per
-/// message (each segment is a trip through both ends' network stacks and a
-/// wake-up), and 0.63-0.83x of the BEAM->BEAM rate; against this pause,
-/// about 200,000 segments and the BEAM->BEAM rate. A BEAM receiver batches
-/// without trying: its port is only read between process runs.
-///
-/// So after a read that brought a stream's worth of small messages the
-/// reader lets the next batch gather for one timer tick. A read with few
-/// messages (request/response traffic, which the busy poll serves) or many
-/// bytes (a stream that already arrives in large reads, a large message)
-/// is followed at once.
-#[derive(Debug)]
-struct ReadCoalesce {
-    pause: Duration,
-}
-
-impl ReadCoalesce {
-    /// More messages than this in one read is a stream.
-    const STREAM_MESSAGES: usize = 8;
-    /// A read of this many bytes or more is followed at once: the stream
-    /// already batches, and a pause would only fill the socket's window.
-    const LARGE_READ: usize = 32 * 1024;
-
-    fn new(pause: Duration) -> Self {
-        ReadCoalesce { pause }
-    }
-
-    /// After the `messages` of a read of `bytes` were handled: how long to
-    /// pause before the next read, if at all.
-    fn pause_after(&self, messages: usize, bytes: usize) -> Option<Duration> {
-        (!self.pause.is_zero() && messages > Self::STREAM_MESSAGES && bytes < Self::LARGE_READ)
-            .then_some(self.pause)
-    }
 }
 
 /// The process a control message speaks for. Signals between one pair of
@@ -1403,26 +1371,6 @@ mod tests {
             deep = term::list(vec![deep]);
         }
         assert!(estimated_size(&msg(1, deep)) >= 5_000);
-    }
-
-    #[test]
-    fn only_a_stream_of_small_messages_is_left_to_gather() {
-        let pause = Duration::from_millis(1);
-        let c = ReadCoalesce::new(pause);
-        let many = ReadCoalesce::STREAM_MESSAGES + 1;
-        assert_eq!(c.pause_after(many, 2_000), Some(pause));
-        // Request/response traffic is read at once.
-        assert_eq!(c.pause_after(1, 60), None);
-        assert_eq!(c.pause_after(ReadCoalesce::STREAM_MESSAGES, 400), None);
-        // A stream that already arrives in large reads, and the fragments
-        // of a large message, are not held back.
-        assert_eq!(c.pause_after(many, ReadCoalesce::LARGE_READ), None);
-        assert_eq!(c.pause_after(0, 256 * 1024), None);
-        // Off.
-        assert_eq!(
-            ReadCoalesce::new(Duration::ZERO).pause_after(many, 2_000),
-            None
-        );
     }
 
     fn writer(fragments: bool) -> Writer {

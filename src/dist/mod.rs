@@ -5,8 +5,10 @@
 //! machines: bytes in, bytes and events out, no sockets and no clocks. Only
 //! [`connection`] (and `transport`, the TCP or TLS stream under it) touches tokio.
 
+pub mod coalesce;
 pub mod codec;
 pub mod connection;
+mod experiment;
 pub mod flags;
 pub mod handshake;
 pub mod message;
@@ -15,5 +17,6 @@ pub mod poll;
 pub mod tls;
 mod transport;
 
+pub use coalesce::{CoalesceReport, ReadCoalesce};
 pub use connection::ConnectionStats;
 pub use poll::{BusyPoll, PollReport};

@@ -37,6 +37,8 @@
 
 use std::time::Duration;
 
+use super::experiment::Comparison;
+
 /// How a node's connections poll their sockets after request/response
 /// traffic ([`NodeConfig::busy_poll`](crate::NodeConfig::busy_poll)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,13 +80,6 @@ pub(crate) enum Way {
 }
 
 impl Way {
-    fn other(self) -> Way {
-        match self {
-            Way::Poll => Way::Sleep,
-            Way::Sleep => Way::Poll,
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
@@ -235,17 +230,9 @@ struct Epoch {
 struct Adaptive {
     /// The window a poll epoch polls for; adapts (see the module doc).
     window: Duration,
-    way: Way,
     epoch: Epoch,
-    /// Epochs left before the other way is tried again; `None` while
-    /// comparing.
-    settled_for: Option<u32>,
-    /// How long the current answer is held next time it is confirmed.
-    hold: u32,
-    /// The last measured ns per message of each way (indexed by `Way`), and
-    /// whether it was measured in the current comparison.
-    last: [Option<u64>; 2],
-    fresh: [bool; 2],
+    /// Polling (way 0) against sleeping (way 1, which wins ties).
+    ways: Comparison,
 }
 
 #[derive(Debug)]
@@ -292,15 +279,16 @@ impl PollPolicy {
             BusyPoll::Adaptive if cores <= 1 => Mode::Off,
             BusyPoll::Adaptive => Mode::Adaptive(Adaptive {
                 window: Self::START_WINDOW,
+                epoch: Epoch::default(),
                 // Start the way the machine suggests; the other way is
                 // measured next either way. With two cores a poll competes
                 // with the peer's and our own threads.
-                way: if cores > 2 { Way::Poll } else { Way::Sleep },
-                epoch: Epoch::default(),
-                settled_for: None,
-                hold: Self::MIN_HOLD,
-                last: [None; 2],
-                fresh: [false; 2],
+                ways: Comparison::new(
+                    if cores > 2 { Way::Poll } else { Way::Sleep }.index(),
+                    Self::MARGIN,
+                    Self::MIN_HOLD,
+                    Self::MAX_HOLD,
+                ),
             }),
         };
         let report = PollReport {
@@ -321,7 +309,7 @@ impl PollPolicy {
         match &self.mode {
             Mode::Off => Duration::ZERO,
             Mode::Fixed(w) => *w,
-            Mode::Adaptive(a) if a.way == Way::Poll => a.window,
+            Mode::Adaptive(a) if a.way() == Way::Poll => a.window,
             Mode::Adaptive(_) => Duration::ZERO,
         }
     }
@@ -355,8 +343,16 @@ impl PollPolicy {
 }
 
 impl Adaptive {
+    fn way(&self) -> Way {
+        if self.ways.way() == Way::Poll.index() {
+            Way::Poll
+        } else {
+            Way::Sleep
+        }
+    }
+
     fn observe(&mut self, read: &Read, report: &mut PollReport) {
-        if self.way == Way::Poll {
+        if self.way() == Way::Poll {
             self.adapt_window(read);
         }
         if read.interval <= PollPolicy::QUIET {
@@ -394,10 +390,7 @@ impl Adaptive {
     fn close_epoch(&mut self, report: &mut PollReport) {
         let e = std::mem::take(&mut self.epoch);
         let ns = (e.busy.as_nanos() as u64) / e.messages.max(1);
-        let way = self.way;
-        self.last[way.index()] = Some(ns);
-        self.fresh[way.index()] = true;
-        match way {
+        match self.way() {
             Way::Poll => {
                 report.poll_epochs += 1;
                 report.poll_ns_per_message = ns;
@@ -407,49 +400,17 @@ impl Adaptive {
                 report.sleep_ns_per_message = ns;
             }
         }
-        match &mut self.settled_for {
-            Some(left) if *left > 1 => *left -= 1,
-            Some(_) => {
-                // Time to check the answer: this epoch is the settled way's
-                // evidence; the next one tries the other.
-                self.settled_for = None;
-                self.fresh = [false; 2];
-                self.fresh[way.index()] = true;
-                self.start(way.other());
-            }
-            None if self.fresh == [true, true] => {
-                let (Some(poll), Some(sleep)) = (self.last[0], self.last[1]) else {
-                    return;
-                };
-                // Polling holds a core while it runs: it has to win clearly.
-                let winner = if (poll as f64) < sleep as f64 * (1.0 - PollPolicy::MARGIN) {
-                    Way::Poll
-                } else {
-                    Way::Sleep
-                };
-                // The way held before this comparison is the one measured
-                // first in it, i.e. not the one just measured.
-                let confirmed = winner == way.other();
-                self.hold = if confirmed {
-                    (self.hold * 2).min(PollPolicy::MAX_HOLD)
-                } else {
-                    PollPolicy::MIN_HOLD
-                };
-                self.settled_for = Some(self.hold);
-                report.chose_polling = Some(winner == Way::Poll);
-                self.start(winner);
-            }
-            None => self.start(way.other()),
+        let was = self.way();
+        if let Some(winner) = self.ways.close_epoch(ns) {
+            // Polling holds a core while it runs: it has to win clearly
+            // (the margin the comparison was made with).
+            report.chose_polling = Some(winner == Way::Poll.index());
         }
-    }
-
-    fn start(&mut self, way: Way) {
-        if way == Way::Poll && self.way != Way::Poll && self.window.is_zero() {
+        if self.way() == Way::Poll && was != Way::Poll && self.window.is_zero() {
             // A window that shrank to nothing starts over when polling is
             // tried again.
             self.window = PollPolicy::START_WINDOW;
         }
-        self.way = way;
     }
 }
 

@@ -90,14 +90,16 @@ pub struct NodeConfig {
     /// every such read (costs up to that much CPU per quiet spell); zero
     /// turns polling off.
     pub busy_poll: crate::dist::BusyPoll,
-    /// After a read that brought a stream of small messages, a connection's
-    /// reader waits this long (rounded up to the runtime's 1 ms timer tick)
-    /// before its next read, so the stream arrives in batches instead of one
-    /// TCP segment and one wake-up per message: fewer segments cost the
-    /// sending peer less too (see `dist::connection`). Messages in such a
-    /// stream wait up to this much longer; request/response traffic and
-    /// large reads are never paused. Zero turns it off.
-    pub read_coalesce: Duration,
+    /// Whether a connection's reader, after a read that brought a stream
+    /// of small messages, waits a timer tick before its next read so the
+    /// stream arrives in batches instead of one TCP segment and one wake-up
+    /// per message (fewer segments cost a BEAM sender less too). By default
+    /// ([`ReadCoalesce::Adaptive`](crate::dist::ReadCoalesce)) each
+    /// connection measures whether its peer's streams run faster that way
+    /// or followed at once (a peer that batches its own writes, as a
+    /// `beam-peer` node does, runs faster followed); see `dist::coalesce`.
+    /// Request/response traffic and large reads are never paused.
+    pub read_coalesce: crate::dist::ReadCoalesce,
     /// The most (estimated) bytes handed to one connection and not yet
     /// taken by its writer. A peer that stops reading fills its socket and
     /// then this queue; past the bound the connection is closed
@@ -130,7 +132,7 @@ impl NodeConfig {
             max_message_size: 1 << 30,
             connect_timeout: Duration::from_secs(7),
             busy_poll: crate::dist::BusyPoll::Adaptive,
-            read_coalesce: Duration::from_millis(1),
+            read_coalesce: crate::dist::ReadCoalesce::Adaptive,
             max_send_queue: 64 << 20,
             #[cfg(feature = "tls")]
             tls: None,
@@ -182,9 +184,17 @@ impl NodeConfig {
         self
     }
 
-    /// See [`NodeConfig::read_coalesce`]; `Duration::ZERO` turns it off.
+    /// Pause this long after every stream read, whatever the peer
+    /// (see [`NodeConfig::read_coalesce`]); `Duration::ZERO` never pauses.
     pub fn read_coalesce(mut self, pause: Duration) -> Self {
-        self.read_coalesce = pause;
+        self.read_coalesce = crate::dist::ReadCoalesce::Fixed(pause);
+        self
+    }
+
+    /// Each connection measures whether to pause (the default; see
+    /// [`NodeConfig::read_coalesce`]).
+    pub fn read_coalesce_adaptive(mut self) -> Self {
+        self.read_coalesce = crate::dist::ReadCoalesce::Adaptive;
         self
     }
 

@@ -128,8 +128,9 @@ enum Command {
         #[arg(long, value_name = "US")]
         busy_poll_us: Option<u64>,
         /// Microseconds a connection's reader lets a stream of small
-        /// messages gather between reads (0: never; the library's default,
-        /// 1000, when not given).
+        /// messages gather between reads (0: never). Not given: each
+        /// connection measures whether its peer's streams run faster with a
+        /// 1 ms pause or without.
         #[arg(long, value_name = "US")]
         read_coalesce_us: Option<u64>,
         /// Also start N echo servers, registered as echo_1 .. echo_N (for
