@@ -124,7 +124,11 @@ async fn steady_writes_with_random_partitions_lose_no_acknowledged_write() {
     let mut cut: Option<(usize, Instant)> = None;
     let mut n = 0i64;
     let mut events = a.subscribe();
+    // One round of writes each sync interval (a slow round delays the next).
+    let mut ticks = tokio::time::interval(Duration::from_millis(SYNC_MS));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while started.elapsed() < run_for {
+        ticks.tick().await;
         n += 1;
         for (m, r) in replicas {
             for (k, v) in [(format!("{m}-{n}"), n), (format!("{m}-last"), n)] {
@@ -168,7 +172,6 @@ async fn steady_writes_with_random_partitions_lose_no_acknowledged_write() {
                 nodedowns += 1;
             }
         }
-        tokio::time::sleep(Duration::from_millis(SYNC_MS)).await;
     }
     net.heal();
     let healed = Instant::now();

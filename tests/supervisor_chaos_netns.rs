@@ -34,7 +34,9 @@
 //! Finding, fixed: in churn, a re-joining member started some of its former
 //! children again while the member that took them over still ran them
 //! (14 to 63 per run): it took stale `{nil, spec}` entries while it still
-//! saw only itself alive. A member now stops its copy of a child whose
+//! saw only itself alive (the likely path; the fix covers it and the
+//! other, an entry deleted by a member that restarted the child under a new
+//! id). A member now stops its copy of a child whose
 //! entry another member overwrote or deleted (`Effect::DropDuplicate`;
 //! unit tests in src/horde/supervisor/state/tests.rs).
 //! 2. Churn: ten times in a row a member leaves (gracefully: its children
@@ -509,13 +511,14 @@ async fn netsplit(c: &mut Cluster, f: &mut Figures, strict: bool) -> Result<(), 
     }
     if c.strategy == DistributionStrategy::Uniform && !strict {
         // The finding (see the ignored test): none lost, duplicates stay.
-        settle_within(HEAL_LIMIT, || async {
+        let took = settle_within(HEAL_LIMIT, || async {
             dup_and_lost(&c.live).1 == 0
                 && members_alive(&c.sups, 3).await
                 && tables_agree(&c.sups).await
         })
         .await
         .ok_or_else(|| c.report("uniform, after the heal: children lost"))?;
+        f.max_settle = f.max_settle.max(took);
         let (dup, _) = dup_and_lost(&c.live);
         f.heal_dup += dup;
         f.checked += CHILDREN as usize;
@@ -568,7 +571,14 @@ async fn scenario(strategy: DistributionStrategy, part: Part) {
         (_, Part::Netsplit { strict: true }) => "netsplit_uniform_once_after_heal",
         (_, Part::Churn) => "churn_uniform",
     };
-    let trials = trials();
+    // The uniform after-heal variant fails every trial today (and waits
+    // out HEAL_LIMIT in each): a few trials show it.
+    let trials =
+        if part == (Part::Netsplit { strict: true }) && strategy == DistributionStrategy::Uniform {
+            trials().min(3)
+        } else {
+            trials()
+        };
     let mut f = Figures::default();
     let mut failures = Vec::new();
     for t in 0..trials {
