@@ -660,9 +660,14 @@ async fn quorum_churn_keeps_each_child_once() {
 /// so nothing stops them; the members' tables grow to ~1,100 entries for
 /// 300 children (2026-12-07: 300 of 300 children duplicated after the
 /// heal, with static members as with `:auto`). Horde leaves duplicates
-/// after a netsplit to `Horde.Registry` by design since 0.8. Ignored until
-/// a member stops restarting the children of a member it was told is dead
-/// but has not seen die itself.
+/// after a netsplit to `Horde.Registry` by design since 0.8. A way out,
+/// tried on 2026-12-07: restart a dead member's children under their own
+/// id (no delete, no new random id), so both sides' copies share one key,
+/// the merge names one member and `DropDuplicate` stops the other: this
+/// test then passed 2 of 2 trials (exactly once 192 ms after the heal),
+/// but Horde 0.10 restarts under a new random id and the failover recorded
+/// from real Horde (`the_recorded_failover_is_the_one_we_decide`) pins
+/// that, so it is a design decision. Ignored until it is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "finding: after a uniform netsplit heals, every child runs 2-4 times for good (members restart each other's children from the merged :dead statuses); see the doc"]
 async fn uniform_netsplit_settles_to_each_child_once_after_the_heal() {
