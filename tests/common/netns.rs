@@ -480,3 +480,44 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// A Rust node named `<unique alive>@<node i's address>` on `rt` (node
+/// `i`'s runtime), found through the namespace's EPMD on [`EPMD_PORT`],
+/// with `net_ticktime` short enough that a pulled link is noticed in
+/// seconds.
+pub async fn rust_node(
+    net: &Net,
+    rt: &NsRuntime,
+    alive: &str,
+    i: usize,
+    net_ticktime: Duration,
+) -> beam_peer::Node {
+    let config = beam_peer::NodeConfig::new(net.node_name(&super::unique(alive), i))
+        .cookie(super::COOKIE)
+        .net_ticktime(net_ticktime)
+        .discovery(beam_peer::Discovery::Epmd { port: EPMD_PORT });
+    rt.run(async move { beam_peer::Node::start(config).await })
+        .await
+        .expect("node starts in its namespace")
+}
+
+/// `node` (on `rt`) connects to `peer` again after a heal, as libcluster
+/// would, retrying until `limit`; true once connected.
+pub async fn reconnect(
+    rt: &NsRuntime,
+    node: &beam_peer::Node,
+    peer: &str,
+    limit: Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let (n, p) = (node.clone(), peer.to_string());
+        if rt.run(async move { n.connect(&p).await }).await.is_ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

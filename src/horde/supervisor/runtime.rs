@@ -892,6 +892,13 @@ impl Driver {
                 p.reply(&reply_to, reply);
             }
             Effect::ExitSignal { pid, reason } => self.signal_child(p, &pid, reason),
+            Effect::DropDuplicate { id } => {
+                if let Some((pid, child)) = self.children.terminate_by_id(&id) {
+                    tracing::info!(supervisor = %self.opts.name, %id, "a child the CRDT gives to another member stops here");
+                    self.signal_child(p, &pid, shutdown_reason(child.shutdown));
+                    self.state.duplicate_stopped();
+                }
+            }
             Effect::StopMember => self.stop_member(p, "quorum lost"),
             Effect::Reply { to, reply } => p.reply(&to, reply),
             Effect::Send { to, msg } => match crate::crdt::process::dest_of(&to) {

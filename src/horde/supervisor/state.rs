@@ -111,6 +111,12 @@ pub enum Effect {
     TerminateChild { id: Term, reply_to: Term },
     /// `Process.exit(pid, reason)` from the processes supervisor.
     ExitSignal { pid: Pid, reason: Term },
+    /// Stop the local child with this id, if it still runs, as a duplicate:
+    /// no restart, no CRDT write, its hand-off state kept (the copy the
+    /// CRDT names runs on). Then call
+    /// [`SupervisorState::duplicate_stopped`] if one was stopped. Not
+    /// Horde's: see `update_process`.
+    DropDuplicate { id: Term },
     /// The member stops, as a Horde member whose processes supervisor
     /// stopped (quorum lost with local children; restart intensity is the
     /// processes supervisor's own): every local child is stopped and
@@ -370,6 +376,12 @@ impl SupervisorState {
             self.handoff_processes(&mut out);
         }
         out
+    }
+
+    /// The runtime stopped a duplicate ([`Effect::DropDuplicate`]): one
+    /// child fewer runs here.
+    pub fn duplicate_stopped(&mut self) {
+        self.local_process_count -= 1;
     }
 
     /// The DOWN of a monitored member `{S, node}`: it is written `:dead`.
@@ -642,6 +654,16 @@ impl SupervisorState {
         }
     }
 
+    /// A `{:process, id}` diff. Unlike Horde (which since 0.8 leaves
+    /// duplicates to `Horde.Registry`), the CRDT decides who runs a child:
+    /// when the entry of a child running here is removed by another member
+    /// (it took this one for dead and restarted the child under a new id,
+    /// as both sides of a netsplit do), or is overwritten naming another
+    /// member (two members started the same relinquished entry, e.g. a
+    /// re-joining member that took a stale `{nil, spec}` while it still saw
+    /// only itself alive), the local copy is a duplicate and stops
+    /// ([`Effect::DropDuplicate`]). Every member sees the same converged
+    /// entry, so exactly one copy is left.
     fn update_process(&mut self, diff: &Diff, out: &mut Vec<Effect>) {
         match diff {
             Diff::Add { key, value } => {
@@ -667,6 +689,9 @@ impl SupervisorState {
                         let k = OrdTerm(id.clone());
                         if let Some(old) = self.processes_by_id.get(&k) {
                             self.process_pid_to_id.remove(&old.pid);
+                            if old.member == self.me && member != self.me {
+                                out.push(Effect::DropDuplicate { id: id.clone() });
+                            }
                         }
                         self.process_pid_to_id.insert(pid.clone(), id);
                         self.processes_by_id
@@ -681,7 +706,15 @@ impl SupervisorState {
                 let Ok(Key::Process(id)) = Key::from_term(key) else {
                     return;
                 };
+                // Our own deletes (terminate, disown) left the table first.
+                let ours = self
+                    .processes_by_id
+                    .get(&OrdTerm(id.clone()))
+                    .is_some_and(|r| r.member == self.me);
                 self.forget(&id);
+                if ours {
+                    out.push(Effect::DropDuplicate { id });
+                }
             }
         }
     }

@@ -920,3 +920,100 @@ fn a_relinquished_child_arriving_with_its_members_death_starts_once() {
         "no relinquished entry is deleted for a restart under a new id: {effects:?}"
     );
 }
+
+/// A child started on member `on`: its id and its CRDT key.
+fn started_on(bus: &mut Bus, on: usize, n: i64) -> (Term, Term) {
+    let arg = (0..).find(|&a| bus.owner(a, &[0, 1]) == on).unwrap();
+    bus.call(on, from(n), start_child(arg));
+    let (_, s) = bus.started.last().unwrap().clone();
+    let id = s.id().clone();
+    (id.clone(), Key::Process(id).to_term())
+}
+
+fn drops(bus: &Bus, i: usize) -> Vec<Term> {
+    bus.seen[i]
+        .iter()
+        .filter_map(|e| match e {
+            Effect::DropDuplicate { id } => Some(id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Found by chaos scenario 2 (tests/supervisor_chaos_netns.rs): after a
+/// netsplit each side restarts the other's children under new ids and
+/// deletes their old entries; once healed, the member still running a
+/// child whose entry another member deleted must stop it, or both copies
+/// run for good (Horde 0.8+ leaves that to `Horde.Registry`).
+#[test]
+fn a_child_whose_entry_another_member_deleted_stops_here() {
+    let mut bus = Bus::new(2, settings());
+    let (id, key) = started_on(&mut bus, 0, 1);
+    assert!(drops(&bus, 0).is_empty());
+    bus.run(1, vec![Effect::Delete { key }]);
+    assert_eq!(drops(&bus, 0), vec![id]);
+    assert!(drops(&bus, 1).is_empty());
+}
+
+/// Found by chaos scenario 2 (churn): a re-joining member took a stale
+/// relinquished entry while it saw only itself alive and started a child
+/// that another member already ran under the same id. The converged entry
+/// names one member; the other stops its copy.
+#[test]
+fn a_child_whose_entry_another_member_overwrote_stops_here() {
+    let mut bus = Bus::new(2, settings());
+    let (id, key) = started_on(&mut bus, 0, 1);
+    let spec = ChildSpec::from_term(
+        &bus.crdt
+            .values()
+            .find_map(|v| match ProcessValue::from_term(v) {
+                Ok(ProcessValue::Running { spec, .. }) if spec.id() == &id => {
+                    Some(spec.into_term())
+                }
+                _ => None,
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    let other = ProcessValue::Running {
+        member: name(1),
+        spec,
+        pid: Pid::new(node(1), 999, 0, 1),
+    };
+    bus.run(
+        1,
+        vec![Effect::Put {
+            key,
+            value: other.to_term(),
+        }],
+    );
+    assert_eq!(drops(&bus, 0), vec![id]);
+    assert!(drops(&bus, 1).is_empty());
+}
+
+/// Our own deletes and restarts are no duplicates.
+#[test]
+fn terminating_or_restarting_a_child_here_drops_nothing() {
+    let mut bus = Bus::new(2, settings());
+    let (id, _) = started_on(&mut bus, 0, 1);
+    let r = bus.replies_to(&from(1));
+    let [_, Term::Pid(pid)] = term::as_tuple(&r[0]).unwrap() else {
+        panic!()
+    };
+    let new_pid = Pid::new(node(0), 777, 0, 1);
+    bus.cast(
+        0,
+        tuple(vec![
+            atom("update_child_pid"),
+            id,
+            Term::Pid(new_pid.clone()),
+        ]),
+    );
+    bus.call(
+        0,
+        from(2),
+        tuple(vec![atom("terminate_child"), Term::Pid(new_pid)]),
+    );
+    let _ = pid;
+    assert!(drops(&bus, 0).is_empty() && drops(&bus, 1).is_empty());
+}
