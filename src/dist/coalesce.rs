@@ -22,8 +22,9 @@
 //! message (read to read, quiet spells left out). Following is the
 //! default: pausing must win by [`CoalescePolicy::MARGIN`], as it delays
 //! every message of a stream by up to a tick. Request/response traffic is
-//! never paused either way (its reads bring few messages), so it cannot
-//! tip the comparison.
+//! never paused either way (its reads bring few messages), and its epochs
+//! (tens of µs a message, against one or two in a stream) are no evidence,
+//! so it cannot tip the comparison.
 //!
 //! This module owns those decisions. It never does I/O and never reads a
 //! clock: the reader passes in what it measured.
@@ -154,7 +155,11 @@ impl CoalescePolicy {
     /// already batches, and a pause would only fill the socket's window.
     pub(crate) const LARGE_READ: usize = 32 * 1024;
     /// Messages per epoch: a few ms of a stream either way.
-    pub(crate) const EPOCH_MESSAGES: u64 = 4096;
+    pub(crate) const EPOCH_MESSAGES: u64 = 2048;
+    /// An epoch whose messages came further apart than this on average was
+    /// not a stream (request/response turns take tens of µs a message),
+    /// and is no evidence either way: the pause never applies to it.
+    pub(crate) const STREAM_NS_PER_MESSAGE: u64 = 10_000;
     /// How much less time per message pausing must take to be chosen.
     pub(crate) const MARGIN: f64 = 0.1;
     /// A read-to-read interval longer than this is a quiet spell, not part
@@ -162,7 +167,7 @@ impl CoalescePolicy {
     pub(crate) const QUIET: Duration = Duration::from_millis(5);
     /// Epochs an answer is first held for, and at most.
     pub(crate) const MIN_HOLD: u32 = 4;
-    pub(crate) const MAX_HOLD: u32 = 64;
+    pub(crate) const MAX_HOLD: u32 = 32;
 
     pub(crate) fn new(setting: ReadCoalesce) -> Self {
         let mode = match setting {
@@ -215,15 +220,19 @@ impl CoalescePolicy {
             if epoch.messages >= Self::EPOCH_MESSAGES {
                 let e = std::mem::take(epoch);
                 let ns = (e.busy.as_nanos() as u64) / e.messages.max(1);
-                if ways.way() == PAUSE {
+                if ns > Self::STREAM_NS_PER_MESSAGE {
+                    // Not a stream: see STREAM_NS_PER_MESSAGE.
+                } else if ways.way() == PAUSE {
                     self.report.pause_epochs += 1;
                     self.report.pause_ns_per_message = ns;
                 } else {
                     self.report.follow_epochs += 1;
                     self.report.follow_ns_per_message = ns;
                 }
-                if let Some(winner) = ways.close_epoch(ns) {
-                    self.report.chose_pausing = Some(winner == PAUSE);
+                if ns <= Self::STREAM_NS_PER_MESSAGE {
+                    if let Some(winner) = ways.close_epoch(ns) {
+                        self.report.chose_pausing = Some(winner == PAUSE);
+                    }
                 }
             }
         }
@@ -313,6 +322,17 @@ mod tests {
         let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
         stream(&mut p, 2_000_000, 1000, 1050);
         assert_eq!(p.report().chose_pausing, Some(false));
+    }
+
+    #[test]
+    fn request_response_traffic_is_not_evidence() {
+        let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
+        for _ in 0..100_000 {
+            assert_eq!(p.after_read(2, 120, US(40)), None);
+        }
+        let r = p.report();
+        assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
+        assert_eq!(r.chose_pausing, None);
     }
 
     #[test]
