@@ -343,6 +343,9 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         Some(crate::tup![term::atom(&crdt), term::atom(node.name())]),
     );
     cfg.sync_interval = opts.sync_interval;
+    // A member takes writes all along (every start, exit and restart):
+    // rounds that cost only what changed, not the whole map.
+    cfg.size_aware_steps = true;
     let settings = Settings {
         distribution_strategy: opts.distribution_strategy,
         process_redistribution: opts.process_redistribution,
