@@ -107,11 +107,12 @@ defmodule BeamPeerBench.HordeSup do
     Horde.DynamicSupervisor.stop(name)
   end
 
-  # Static members: with `members: :auto`, Horde 0.10 never restarts the
-  # victim's children. Its NodeListener's `set_members` drops the victim's
-  # `{:member_node_info, _}`, also the `:dead` one its DOWN wrote (whichever
-  # comes first), and `handoff_processes` restarts only children of a
-  # member it holds `:dead` (A kept 191 of 391 for good, members [A]).
+  # Static members: with `members: :auto`, Horde 0.10 restarted none of the
+  # victim's children here (A kept 191 of 391 for good, members [A]). The
+  # NodeListener's `set_members` drops the victim's `{:member_node_info, _}`;
+  # when the `:dead` its DOWN wrote reaches the CRDT first, that is dropped
+  # too, and `handoff_processes` restarts only children of a member it
+  # holds `:dead`. A static list keeps the member, so it stays `:dead`.
   def failover(k, sync_ms) do
     {name, _peer_pid, peer} = fresh(sync_ms, :static)
     # Children until the victim holds k.
