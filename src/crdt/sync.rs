@@ -278,7 +278,6 @@ impl Config {
     /// subtrees: [`Config::diff_depth`] while the difference is narrow (a
     /// few changed keys), at least upstream's 8 once it is wide, where more
     /// steps would resend the growing key list more often.
-
     fn step_depth(&self, locations: usize) -> u32 {
         if locations > WIDE_DIFF_LOCATIONS {
             self.depth().max(DIFF_DEPTH)
