@@ -12,7 +12,10 @@
 //!   (`BENCH_SUP_FAILOVERS`, default 200,2000), then B vanishes (Horde:
 //!   `kill -9` of its OS process; Rust: `Node::halt`, its sockets closed at
 //!   once as the kernel closes a killed process's), and the time until A
-//!   runs every child is measured.
+//!   runs every child is measured. Both wait for A's CRDT to hold every
+//!   child first (a child B started after its last sync dies with it).
+//!   Horde's members are listed statically for this case: with
+//!   `members: :auto` it never restarted B's children (see the script).
 //! - idle: with N children (`BENCH_SUP_IDLE`, default 10000) settled, the
 //!   bytes on the wire between the two members, both ways, per idle sync
 //!   interval (averaged over `BENCH_SUP_IDLE_INTERVALS`, default 5).

@@ -18,6 +18,11 @@
 //!   member's graceful stop through the node's shutdown hook: every child
 //!   of the stopped node starts once on the other member, with no call to
 //!   `Supervisor::stop`.
+//! * `a_child_that_outlives_its_shutdown_time_is_killed`: children that
+//!   trap exits and ignore `shutdown`: `terminate_child` and the member's
+//!   graceful stop send them `shutdown`, then `kill` once their spec's
+//!   `shutdown` milliseconds are up; a child with `shutdown: :infinity` is
+//!   never killed.
 
 mod common;
 
@@ -478,6 +483,128 @@ async fn node_stop_hands_the_members_children_over() {
     );
     println!("Node::stop handed {} children over", moving.len());
     drop(sups);
+    for n in nodes {
+        n.halt();
+    }
+}
+
+const STUBBORN: &str = "Elixir.Stop.Stubborn";
+
+/// `(arg, what)`: `trapping` once child `arg` traps exits, or the reason
+/// of each exit signal it trapped.
+type Trapped = Arc<Mutex<Vec<(i64, Term)>>>;
+
+/// Children that trap exits and never exit on a signal they can trap.
+fn stubborn(trapped: Trapped) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
+    move |node, args| {
+        let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
+        let trapped = trapped.clone();
+        Ok(node.spawn(move |mut p| async move {
+            p.trap_exit(true);
+            trapped.lock().unwrap().push((arg, term::atom("trapping")));
+            loop {
+                match p.receive().await {
+                    Ok(m) => {
+                        if let Some([t, _, reason]) = term::as_tuple(&m) {
+                            if term::is_atom(t, "EXIT") {
+                                trapped.lock().unwrap().push((arg, reason.clone()));
+                            }
+                        }
+                    }
+                    Err(e) => return e.into(),
+                }
+            }
+        }))
+    }
+}
+
+fn stubborn_spec(arg: i64, shutdown: Term) -> ChildSpec {
+    ChildSpec::new(
+        term::int(arg),
+        STUBBORN,
+        "start_link",
+        vec![term::int(arg)],
+        [("shutdown", shutdown)],
+    )
+}
+
+fn trapped_of(trapped: &Trapped, arg: i64) -> Vec<Term> {
+    trapped
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(a, _)| *a == arg)
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_outlives_its_shutdown_time_is_killed() {
+    const S: &str = "Elixir.Stop.StubbornSup";
+    let trapped: Trapped = Default::default();
+    let nodes = nodes("stubborn", 1).await;
+    let node = &nodes[0];
+    let sup = supervisor::start(
+        node,
+        supervisor::SupervisorOptions::new(S)
+            .sync_interval(50)
+            .worker(STUBBORN, stubborn(trapped.clone())),
+    )
+    .expect("the member starts");
+    all_alive(std::slice::from_ref(&sup), 1).await;
+    let mut pids = BTreeMap::new();
+    for (arg, shutdown) in [
+        (1, term::int(100)),
+        (2, term::atom("infinity")),
+        (3, term::int(100)),
+    ] {
+        let reply = sup
+            .start_child(stubborn_spec(arg, shutdown), Duration::from_secs(10))
+            .await
+            .expect("start_child answered");
+        let Some([_, Term::Pid(pid)]) = term::as_tuple(&reply) else {
+            panic!("start_child {arg}: {reply}");
+        };
+        pids.insert(arg, pid.clone());
+    }
+    poll("every child traps exits", || async {
+        (1..=3).all(|a| trapped_of(&trapped, a).contains(&term::atom("trapping")))
+    })
+    .await;
+    for arg in [1, 2] {
+        let r = sup
+            .terminate_child(&pids[&arg], Duration::from_secs(10))
+            .await
+            .expect("terminate_child answered");
+        assert!(term::is_atom(&r, "ok"), "{r}");
+    }
+    poll("child 1 is killed after its 100 ms", || async {
+        !node.is_process_alive(&pids[&1])
+    })
+    .await;
+    assert!(
+        trapped_of(&trapped, 1).contains(&term::atom("shutdown")),
+        "child 1 was asked to stop first: {:?}",
+        trapped_of(&trapped, 1)
+    );
+    assert!(
+        trapped_of(&trapped, 2).contains(&term::atom("shutdown")),
+        "child 2 got the shutdown signal"
+    );
+    // Signalled before child 1 was killed: with `:infinity` it is left
+    // to exit when it will.
+    assert!(
+        node.is_process_alive(&pids[&2]),
+        "child 2 (:infinity) runs on"
+    );
+    // The graceful stop waits for child 3, and kills it after its 100 ms.
+    tokio::time::timeout(DEADLINE, sup.stop())
+        .await
+        .expect("the member's stop ends")
+        .expect("the member was running");
+    assert!(!node.is_process_alive(&pids[&3]), "child 3 is gone");
+    assert!(trapped_of(&trapped, 3).contains(&term::atom("shutdown")));
+    node.exit_process(&pids[&2], term::atom("kill"));
     for n in nodes {
         n.halt();
     }

@@ -1230,7 +1230,23 @@ fn cmp_numbers(a: &Term, b: &Term) -> Ordering {
         (Term::Float(_), _) => Ordering::Greater,
         (_, Term::Float(_)) => Ordering::Less,
         (Term::FixInteger(x), Term::FixInteger(y)) => x.value.cmp(&y.value),
+        // Compared in place: Horde's child ids are 128-bit integers, and a
+        // copy of each side made every lookup of a child allocate twice.
+        (Term::BigInteger(x), Term::BigInteger(y)) => x.value.cmp(&y.value),
+        (Term::FixInteger(x), Term::BigInteger(y)) => cmp_small_big(i64::from(x.value), &y.value),
+        (Term::BigInteger(x), Term::FixInteger(y)) => {
+            cmp_small_big(i64::from(y.value), &x.value).reverse()
+        }
         _ => big(a).value.cmp(&big(b).value),
+    }
+}
+
+/// `a` against `b`, without making a big integer of `a`.
+fn cmp_small_big(a: i64, b: &num_bigint::BigInt) -> Ordering {
+    match i64::try_from(b) {
+        Ok(b) => a.cmp(&b),
+        Err(_) if b.sign() == num_bigint::Sign::Minus => Ordering::Greater,
+        Err(_) => Ordering::Less,
     }
 }
 

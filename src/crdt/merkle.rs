@@ -220,7 +220,7 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<DiffStep, MerkleError> {
-        Ok(self.continue_diff(partial, depth, false)?.0)
+        Ok(self.continue_diff(partial, depth, false, 0)?.0)
     }
 
     /// [`MerkleMap::continue_partial_diff`], except that where the peer's
@@ -238,7 +238,25 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
-        self.continue_diff(partial, depth, true)
+        self.continue_diff(partial, depth, true, 0)
+    }
+
+    /// [`MerkleMap::continue_partial_diff`] (or, with `list_own`,
+    /// [`MerkleMap::continue_partial_diff_listing_own`]), except that our
+    /// subtrees for the next step that start above level `settle` are cut
+    /// there rather than `depth` levels down: above the level where nodes
+    /// still hold a few keys each, a cut subtree is hashes only, and the
+    /// step after it ships the leaves under the nodes that differ alone,
+    /// not every leaf under a wider location. Upstream peers compare any
+    /// subtree they get. `settle` 0 is no such cut.
+    pub fn continue_partial_diff_settling(
+        &self,
+        partial: &PartialDiff,
+        depth: u32,
+        list_own: bool,
+        settle: u32,
+    ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
+        self.continue_diff(partial, depth, list_own, settle)
     }
 
     fn continue_diff(
@@ -246,6 +264,7 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
         list_own: bool,
+        settle: u32,
     ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
         self.check_ready(depth)?;
         let mut items = Vec::new();
@@ -288,7 +307,13 @@ impl MerkleMap {
         }
         let trees = locs
             .into_iter()
-            .map(|loc| (loc, self.tree.find(loc).cut(loc, depth)))
+            .map(|loc| {
+                let d = match settle.checked_sub(loc.len()) {
+                    Some(above) if above > 0 => depth.min(above),
+                    _ => depth,
+                };
+                (loc, self.tree.find(loc).cut(loc, d))
+            })
             .collect();
         Ok((DiffStep::Continue(PartialDiff { keys, trees }), Vec::new()))
     }

@@ -200,6 +200,18 @@ pub struct Config {
     /// for" in the module docs). On in [`Config::horde`]; off only to
     /// replay upstream's exact messages, losses included.
     pub exact_context: bool,
+    /// Answer a step from above the level where our nodes hold about two
+    /// keys by cutting there rather than [`Config::diff_depth`] further
+    /// down ([`Config::step_depth`]). With 8 levels under each of the 256
+    /// locations the first step compares, a step from a map of 10,000 keys
+    /// ships nearly every leaf, values included, as soon as a few hundred
+    /// keys changed since the last round: each round then costs the whole
+    /// map, and a member taking writes all along syncs in time growing with
+    /// its size. Cut where the nodes are still inner ones (hashes only),
+    /// the next step ships only the leaves under nodes that differ. Upstream
+    /// peers compare any subtree they get (as with `diff_depth`); only the
+    /// number and size of steps change. Off in [`Config::horde`].
+    pub size_aware_steps: bool,
 }
 
 /// How a replica picks the `MapSet` form it writes and hashes.
@@ -253,6 +265,7 @@ impl Config {
             list_own_keys: false,
             mapset: MapSetPolicy::default(),
             exact_context: true,
+            size_aware_steps: false,
         }
     }
 
@@ -270,6 +283,17 @@ impl Config {
             self.depth().max(DIFF_DEPTH)
         } else {
             self.depth()
+        }
+    }
+
+    /// With [`Config::size_aware_steps`], the level our subtrees of a map
+    /// of `len` keys are cut at when they start above it:
+    /// `floor(log2(len)) - 1`, where a node holds two to four keys and only
+    /// about one key in ten sits in a leaf yet. 0 (no such cut) otherwise.
+    fn settle_level(&self, len: usize) -> u32 {
+        match self.size_aware_steps && len >= 2 {
+            true => len.ilog2().saturating_sub(1),
+            false => 0,
         }
     }
 }
@@ -469,6 +493,7 @@ impl PartialEq for Config {
             && self.list_own_keys == o.list_own_keys
             && self.mapset == o.mapset
             && self.exact_context == o.exact_context
+            && self.size_aware_steps == o.size_aware_steps
     }
 }
 
@@ -886,10 +911,14 @@ impl Replica {
         // message is rejected below.
         self.merkle.update_hashes();
         let depth = self.cfg.step_depth(diff.continuation.trees.len());
+        let settle = self.cfg.settle_level(self.merkle.len());
         let mut step = if self.cfg.list_own_keys {
-            let (step, own_only) = self
-                .merkle
-                .continue_partial_diff_listing_own(&diff.continuation, depth)?;
+            let (step, own_only) = self.merkle.continue_partial_diff_settling(
+                &diff.continuation,
+                depth,
+                true,
+                settle,
+            )?;
             match step {
                 // The peer is the originator and will ship its values for
                 // the keys we ask for, with its context from the round start.
@@ -900,7 +929,8 @@ impl Replica {
             }
         } else {
             self.merkle
-                .continue_partial_diff(&diff.continuation, depth)?
+                .continue_partial_diff_settling(&diff.continuation, depth, false, settle)?
+                .0
         };
         if let DiffStep::Done(keys) = &mut step {
             if let Some(n) = self.cfg.max_sync_size.limit() {

@@ -655,3 +655,34 @@ fn a_truncated_sync_can_lose_the_keys_it_left_out_as_upstream_does() {
     a1.apply(&b.slice(&[k("k1")]), &[k("k1")]);
     assert_eq!(a1.get(&k("k1")), None);
 }
+
+#[test]
+fn integers_compare_by_value_whatever_their_encoding() {
+    use crate::term::BigInteger;
+    let big = |v: i128| Term::BigInteger(BigInteger::from(v));
+    let values: [i128; 9] = [
+        -(1 << 100),
+        i128::from(i64::MIN) - 1,
+        -(1 << 40),
+        -5,
+        0,
+        7,
+        1 << 40,
+        i128::from(i64::MAX) + 1,
+        1 << 127,
+    ];
+    for &x in &values {
+        for &y in &values {
+            let mut forms = vec![(big(x), big(y))];
+            if let Ok(x32) = i32::try_from(x) {
+                forms.push((crate::term::int(i64::from(x32)), big(y)));
+            }
+            if let Ok(y32) = i32::try_from(y) {
+                forms.push((big(x), crate::term::int(i64::from(y32))));
+            }
+            for (a, b) in forms {
+                assert_eq!(term_cmp(&a, &b), x.cmp(&y), "{a} vs {b}");
+            }
+        }
+    }
+}

@@ -215,6 +215,15 @@ fn check_depth(term: &Term) -> Result<(), CrdtTermError> {
 
 // ---- diffs ----------------------------------------------------------------
 
+/// A list's elements, borrowed (what [`as_list`] gives, without copying a
+/// proper list).
+fn list_items(term: &Term) -> Option<std::borrow::Cow<'_, [Term]>> {
+    match term {
+        Term::List(l) => Some(std::borrow::Cow::Borrowed(&l.elements[..])),
+        _ => as_list(term).map(std::borrow::Cow::Owned),
+    }
+}
+
 impl PartialDiff {
     /// `%MerkleMap.MerkleTree.Diff{keys: [...], trees: [{loc, %MerkleTree{}}]}`.
     pub fn to_term(&self) -> Term {
@@ -239,7 +248,10 @@ impl PartialDiff {
         for k in &keys {
             check_depth(k)?;
         }
-        let trees = as_list(field("trees")?)
+        // Borrowed: the trees hold every leaf the step carries, values
+        // included, and a copy of them all only to walk them cost as much
+        // as decoding them.
+        let trees = list_items(field("trees")?)
             .ok_or(shape(AT, "a list of trees"))?
             .iter()
             .map(|entry| match as_tuple(entry) {

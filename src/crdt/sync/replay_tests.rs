@@ -208,6 +208,7 @@ fn setup(resend: bool) -> Replay {
         mapset: super::MapSetPolicy::Fixed(crate::term::elixir::MapSetForm::Versioned),
         // Upstream's contexts, to send exactly what A sent.
         exact_context: false,
+        size_aware_steps: false,
     };
     let phases = [
         "01_set_neighbours",

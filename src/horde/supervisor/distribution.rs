@@ -28,8 +28,9 @@
 //! ring for `n` members).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::crdt::awlww_map::term_cmp;
+use crate::crdt::awlww_map::{term_cmp, OrdTerm};
 use crate::term::phash2::{phash2, phash2_range, Hash2};
 use crate::term::{self, Term};
 
@@ -234,6 +235,18 @@ impl HashRing {
     }
 }
 
+/// The ring of the last alive-member list a member placed by, kept so that
+/// placing one child after another builds it once per membership instead
+/// of once per child (128 `phash2`s and map inserts per member each time,
+/// which was most of a `start_child`'s own work).
+#[derive(Debug, Clone, Default)]
+pub struct RingCache {
+    /// The alive members' names in term order: the ring depends on nothing
+    /// else.
+    names: Vec<OrdTerm>,
+    ring: Arc<HashRing>,
+}
+
 /// One strategy applied to one member list, ready to place many children
 /// (the ring is built once; Horde builds it per call, to the same result).
 #[derive(Debug, Clone)]
@@ -242,7 +255,7 @@ pub struct Placement<'m> {
     /// The alive members, in list order.
     alive: Vec<&'m Member>,
     quorum: bool,
-    ring: HashRing,
+    ring: Arc<HashRing>,
     /// Ring node index -> the member Horde answers with for that name (the
     /// last alive one in the list, as `Map.new/2` keeps).
     owners: Vec<&'m Member>,
@@ -250,21 +263,47 @@ pub struct Placement<'m> {
 
 impl<'m> Placement<'m> {
     pub fn new(strategy: DistributionStrategy, members: &'m [Member]) -> Placement<'m> {
+        Placement::build(strategy, members, &mut RingCache::default())
+    }
+
+    /// [`Placement::new`], with the ring taken from `cache` when the alive
+    /// members are the ones it was built for (and kept there otherwise).
+    pub fn cached(
+        strategy: DistributionStrategy,
+        members: &'m [Member],
+        cache: &mut RingCache,
+    ) -> Placement<'m> {
+        Placement::build(strategy, members, cache)
+    }
+
+    fn build(
+        strategy: DistributionStrategy,
+        members: &'m [Member],
+        cache: &mut RingCache,
+    ) -> Placement<'m> {
         let alive: Vec<&Member> = members
             .iter()
             .filter(|m| m.status == MemberStatus::Alive)
             .collect();
-        let mut ring = HashRing::new();
+        let mut ring = Arc::default();
         let mut owners = Vec::new();
         if strategy != DistributionStrategy::UniformRandom {
-            let mut by_name: BTreeMap<crate::crdt::awlww_map::OrdTerm, &Member> = BTreeMap::new();
+            let mut by_name: BTreeMap<OrdTerm, &Member> = BTreeMap::new();
             for m in &alive {
                 by_name.insert(m.name.clone().into(), m);
             }
-            for (name, m) in by_name {
-                ring.add_node(&name.0);
-                owners.push(m);
+            let same = cache.names.len() == by_name.len()
+                && cache.names.iter().zip(by_name.keys()).all(|(a, b)| a == b);
+            if !same {
+                let mut built = HashRing::new();
+                for name in by_name.keys() {
+                    built.add_node(&name.0);
+                }
+                cache.names = by_name.keys().cloned().collect();
+                cache.ring = Arc::new(built);
             }
+            ring = cache.ring.clone();
+            owners.extend(by_name.into_values());
         }
         Placement {
             strategy,

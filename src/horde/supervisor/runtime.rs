@@ -43,9 +43,11 @@
 //! processes exit with `:shutdown`. Horde's parent supervisor may start it
 //! again; here the program does, if it wants (monitor [`Supervisor::pid`]).
 //!
-//! Not done yet (issue 16): waiting for each child's `shutdown` timeout
-//! (Rust children get the exit signal; the member does not kill them
-//! later; a BEAM-hosted child's parent does).
+//! A child the member stops (its own stop, or `terminate_child`) gets the
+//! exit signal its spec's `shutdown` says, as an OTP supervisor sends it:
+//! `kill` for `:brutal_kill`, else `shutdown`; a Rust child still running
+//! after `shutdown` milliseconds is then killed (never for `:infinity`). A
+//! BEAM-hosted child's parent there does the same.
 //!
 //! What it must never do: stop on a peer's bad term, or block its node.
 
@@ -343,6 +345,9 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         Some(crate::tup![term::atom(&crdt), term::atom(node.name())]),
     );
     cfg.sync_interval = opts.sync_interval;
+    // A member takes writes all along (every start, exit and restart):
+    // rounds that cost only what changed, not the whole map.
+    cfg.size_aware_steps = true;
     let settings = Settings {
         distribution_strategy: opts.distribution_strategy,
         process_redistribution: opts.process_redistribution,
@@ -883,7 +888,7 @@ impl Driver {
             Effect::TerminateChild { id, reply_to } => {
                 let reply = match self.children.terminate_by_id(&id) {
                     Some((pid, child)) => {
-                        self.signal_child(p, &pid, shutdown_reason(child.shutdown));
+                        self.stop_child(p, pid.clone(), child.shutdown);
                         self.queue.push_back(Work::Effect(forget_state(&child)));
                         term::atom("ok")
                     }
@@ -1085,8 +1090,31 @@ impl Driver {
 
     fn stop_children(&mut self, p: &Process) {
         for (pid, child) in self.children.all() {
-            self.signal_child(p, &pid, shutdown_reason(child.shutdown));
+            self.stop_child(p, pid, child.shutdown);
         }
+    }
+
+    /// Stops a child as its supervisor does: the exit signal `shutdown`
+    /// calls for, then, for a Rust child given `shutdown` milliseconds,
+    /// `kill` if it still runs when they are up. The kill comes from a timer
+    /// of its own, so it also comes when the member is gone by then.
+    fn stop_child(&self, p: &Process, pid: Pid, shutdown: Shutdown) {
+        self.signal_child(p, &pid, shutdown_reason(shutdown));
+        let Shutdown::Timeout(ms) = shutdown else {
+            return;
+        };
+        if self.beam_parents.contains_key(&pid) {
+            return;
+        }
+        let node = p.node().clone();
+        let member = p.pid().clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if node.is_process_alive(&pid) {
+                tracing::debug!(child = %pid, ms, "child still running after its shutdown time: killed");
+                node.exit(&member, &pid, term::atom("kill"));
+            }
+        });
     }
 
     /// `which_children` / `count_children` over every member's processes

@@ -41,7 +41,7 @@ use crate::horde::{crdt_neighbour, member};
 use crate::term::{self, BigInteger, Pid, Term};
 
 use super::codec::{ChildSpec, Key, Member, MemberStatus, ProcessValue};
-use super::distribution::{DistributionStrategy, Placement};
+use super::distribution::{DistributionStrategy, Placement, RingCache};
 
 /// Horde's `process_redistribution`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -174,6 +174,8 @@ pub struct SupervisorState {
     /// The ttl of the proxied operation from this `reply_to`, kept after
     /// it was handled, as Horde keeps it.
     proxy_operation_ttl: Option<(Term, Ttl)>,
+    /// The placement ring of the current alive members.
+    ring: RingCache,
 }
 
 impl SupervisorState {
@@ -200,6 +202,7 @@ impl SupervisorState {
             monitored: BTreeSet::new(),
             shutting_down: false,
             proxy_operation_ttl: None,
+            ring: RingCache::default(),
         }
     }
 
@@ -511,9 +514,13 @@ impl SupervisorState {
         };
         let members = self.members();
         let random = (self.random)() as u64;
-        let chosen = Placement::new(self.settings.distribution_strategy, &members)
-            .choose_node(spec.as_term(), random)
-            .map(|m| m.name.clone());
+        let chosen = Placement::cached(
+            self.settings.distribution_strategy,
+            &members,
+            &mut self.ring,
+        )
+        .choose_node(spec.as_term(), random)
+        .map(|m| m.name.clone());
         match chosen {
             Ok(name) if name == self.me || ttl_expired => out.push(Effect::StartChild {
                 spec,
@@ -830,7 +837,11 @@ impl SupervisorState {
     /// Re-places every child after a membership change.
     fn handoff_processes(&mut self, out: &mut Vec<Effect>) {
         let members = self.members();
-        let placement = Placement::new(self.settings.distribution_strategy, &members);
+        let placement = Placement::cached(
+            self.settings.distribution_strategy,
+            &members,
+            &mut self.ring,
+        );
         let children: Vec<Running> = self.processes_by_id.values().cloned().collect();
         for child in children {
             // Horde draws anew for every child (the random strategy only).
@@ -925,11 +936,14 @@ impl SupervisorState {
     fn choose(&mut self, spec: &ChildSpec) -> Option<Term> {
         let members = self.members();
         let random = (self.random)() as u64;
-        self.settings
-            .distribution_strategy
-            .choose_node(spec.as_term(), &members, random)
-            .ok()
-            .map(|m| m.name.clone())
+        Placement::cached(
+            self.settings.distribution_strategy,
+            &members,
+            &mut self.ring,
+        )
+        .choose_node(spec.as_term(), random)
+        .ok()
+        .map(|m| m.name.clone())
     }
 
     fn random_id(&mut self) -> Term {

@@ -184,6 +184,31 @@ fn placement_does_not_depend_on_member_order_or_non_alive_members() {
 }
 
 #[test]
+fn a_cached_ring_places_as_a_fresh_one_through_membership_changes() {
+    let lists = [
+        vec![m("a@h", Alive), m("b@h", Alive)],
+        vec![m("b@h", Alive), m("a@h", Alive), m("x@h", Dead)],
+        vec![m("a@h", Alive), m("b@h", ShuttingDown)],
+        vec![m("a@h", Alive), m("b@h", Alive), m("c@h", Alive)],
+        vec![m("c@h", Alive), m("a@h", Alive), m("b@h", Alive)],
+        vec![],
+        vec![m("b@h", Alive), m("a@h", Alive)],
+    ];
+    let mut cache = RingCache::default();
+    for members in &lists {
+        let fresh = Placement::new(DistributionStrategy::Uniform, members);
+        let cached = Placement::cached(DistributionStrategy::Uniform, members, &mut cache);
+        for n in 0..300 {
+            let (f, c) = (
+                fresh.choose_node(&spec(n), 0),
+                cached.choose_node(&spec(n), 0),
+            );
+            assert_eq!(f.map(|m| &m.name), c.map(|m| &m.name));
+        }
+    }
+}
+
+#[test]
 fn a_name_listed_twice_answers_with_its_last_alive_entry() {
     // Horde's `Map.new/2` keeps the last member under a name.
     let mut first = m("a@h", Alive);
