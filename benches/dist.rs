@@ -41,6 +41,11 @@ use common::{compile_erlang, cpu_seconds, env_or, free_port, start_until_ready};
 
 const COOKIE: &str = "beam_peer_bench";
 
+/// The Rust drivers wait while more than this is queued towards the
+/// target (the BEAM's `dist_buf_busy_limit` is 1 MiB; ours a larger 8 MiB,
+/// well under the 64 MiB bound that closes a connection).
+const SEND_PACE_BYTES: usize = 8 << 20;
+
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
     msgs_per_sec: f64,
@@ -275,6 +280,13 @@ async fn rust_driver(node: &Node, (target, target_pid): (&str, u32), w: Work) ->
     let cpu_start = cpu();
     let start = Instant::now();
     for i in 0..msgs {
+        // As a BEAM sender is suspended on a busy distribution port: a
+        // burst past the send queue's bound would close the connection.
+        if i % 1024 == 0 {
+            while node.send_queue_bytes(target).unwrap_or(0) > SEND_PACE_BYTES {
+                tokio::task::yield_now().await;
+            }
+        }
         p.send(
             sink.clone(),
             beam_peer::tup![term::atom("m"), term::int(i as i64)],

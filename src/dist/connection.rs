@@ -236,6 +236,9 @@ pub struct ConnectionStats {
     /// What the reader's coalescing has decided so far (summed the same
     /// way).
     pub coalesce: CoalesceReport,
+    /// Estimated bytes handed to the connection and not yet taken by its
+    /// writer (see [`NodeConfig::max_send_queue`](crate::NodeConfig::max_send_queue)).
+    pub queued_bytes: u64,
 }
 
 impl std::ops::Add for ConnectionStats {
@@ -248,6 +251,7 @@ impl std::ops::Add for ConnectionStats {
             messages_in: self.messages_in + o.messages_in,
             poll: self.poll + o.poll,
             coalesce: self.coalesce + o.coalesce,
+            queued_bytes: self.queued_bytes + o.queued_bytes,
         }
     }
 }
@@ -276,6 +280,7 @@ impl Counters {
             messages_in: self.messages_in.load(Ordering::Relaxed),
             poll: self.decisions.lock().map(|d| d.0).unwrap_or_default(),
             coalesce: self.decisions.lock().map(|d| d.1).unwrap_or_default(),
+            queued_bytes: 0,
         }
     }
 
@@ -302,7 +307,15 @@ pub struct ConnectionHandle {
 impl ConnectionHandle {
     /// What the connection has moved so far.
     pub(crate) fn stats(&self) -> ConnectionStats {
-        self.counters.snapshot()
+        ConnectionStats {
+            queued_bytes: self.queued_bytes() as u64,
+            ..self.counters.snapshot()
+        }
+    }
+
+    /// See [`ConnectionStats::queued_bytes`].
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queue.queued()
     }
 
     pub(crate) fn send(&self, msg: Message) {

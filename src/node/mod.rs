@@ -576,6 +576,19 @@ impl Node {
         out
     }
 
+    /// Estimated bytes queued towards `node` and not yet taken by the
+    /// connection's writer; `None` when not connected. Sends never wait,
+    /// and a queue past [`NodeConfig::max_send_queue`] closes the
+    /// connection: a program that sends bursts larger than that waits for
+    /// this to fall first, as a BEAM process is suspended on a busy
+    /// distribution port.
+    pub fn send_queue_bytes(&self, node: &str) -> Option<usize> {
+        match self.inner.peers.lock().ok()?.get(node)? {
+            PeerState::Up(h) => Some(h.queued_bytes()),
+            PeerState::Pending { .. } => None,
+        }
+    }
+
     pub fn is_connected(&self, node: &str) -> bool {
         matches!(
             self.inner
