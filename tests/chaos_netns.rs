@@ -64,11 +64,14 @@ async fn ns_node(net: &Net, rt: &NsRuntime, alive: &str, i: usize) -> Node {
         .expect("node starts in its namespace")
 }
 
-async fn ns_registry(rt: &NsRuntime, node: &Node, name: &str) -> Registry {
+/// A registry member; `grace` is its `lost_member_grace`.
+async fn ns_registry(rt: &NsRuntime, node: &Node, name: &str, grace: Duration) -> Registry {
     let (node, name) = (node.clone(), name.to_string());
     rt.run(async move {
-        registry::start(&node, RegistryOptions::new(name).sync_interval(SYNC_MS))
-            .expect("registry starts")
+        let opts = RegistryOptions::new(name)
+            .sync_interval(SYNC_MS)
+            .lost_member_grace(grace);
+        registry::start(&node, opts).expect("registry starts")
     })
     .await
 }
@@ -150,18 +153,16 @@ async fn a_registry_netsplit_heals_to_one_winner_per_name() {
     registry_netsplit(false).await;
 }
 
-/// The finding of scenario 1: every name registered BEFORE the split (its
-/// holder alive throughout) is gone on every member after the heal. Each
-/// side's registry drops the keys of the members it lost at nodedown
-/// (Horde's `{:remove, {:member, m}}` handling does the same:
-/// `DeltaCrdt.drop` of every key that member owned), and after the heal
-/// those removals have observed the adds, so they win everywhere: 400 of
-/// 400 such names lost in every trial (derekkraan/horde #258's symptom).
-/// Names registered during the split, conflicts and one-sided alike, are
-/// kept (the test above). Ignored until the registry re-asserts the live
-/// local holders' keys when a member comes back.
+/// Scenario 1's finding, and its answer. With Horde's rule (a member
+/// drops the keys of the members it lost at nodedown, as Horde's
+/// `{:remove, {:member, m}}` handling does), every name registered BEFORE
+/// the split, its holder alive throughout, is gone on every member after
+/// the heal: those removals have observed the adds and win everywhere (400
+/// of 400 such names in every trial; derekkraan/horde #258's symptom).
+/// With `lost_member_grace` longer than the split, no member drops them,
+/// lookups skip them while their member is away, and after the heal every
+/// name is back on every member.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding: names registered before a netsplit are dropped on every member after the heal (Horde's member-removal drop); see the doc"]
 async fn a_registry_netsplit_keeps_names_registered_before_the_split() {
     if !netns::available_or_skip("a_registry_netsplit_keeps_names_registered_before_the_split") {
         return;
@@ -172,13 +173,7 @@ async fn a_registry_netsplit_keeps_names_registered_before_the_split() {
 async fn registry_netsplit(keep_common: bool) {
     let mut max_settle = Duration::ZERO;
     let mut lost_total = 0;
-    // The variant that keeps pre-split names fails every trial today (and
-    // waits 20 s in each): a few trials show it.
-    let trials = if keep_common {
-        trials().min(3)
-    } else {
-        trials()
-    };
+    let trials = trials();
     // A trial whose members disagree is reported and counted, and the
     // next one runs: the figures cover every trial.
     let mut failures = Vec::new();
@@ -230,7 +225,14 @@ async fn registry_netsplit_trial(
     let name = format!("Elixir.{}", common::unique("Split"));
     let mut regs = Vec::new();
     for (i, rt) in rts.iter().enumerate() {
-        regs.push(ns_registry(rt, &nodes[i], &name).await);
+        // Keeping the names from before the split takes a grace longer
+        // than the split (see `RegistryOptions::lost_member_grace`).
+        let grace = if keep_common {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        };
+        regs.push(ns_registry(rt, &nodes[i], &name, grace).await);
     }
     for i in 1..3 {
         let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
@@ -537,8 +539,8 @@ async fn kill_9_trials(kind: &str) {
         .await
         .expect("b joins a");
     let name = format!("Elixir.{}", common::unique("Kill"));
-    let ra = ns_registry(&rts[0], &a, &name).await;
-    let rb = ns_registry(&rts[1], &b, &name).await;
+    let ra = ns_registry(&rts[0], &a, &name, Duration::ZERO).await;
+    let rb = ns_registry(&rts[1], &b, &name, Duration::ZERO).await;
     let trials = trials();
     {
         let mut max_settle = Duration::ZERO;
@@ -704,7 +706,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
     let name = format!("Elixir.{}", common::unique("Soak"));
     let mut regs = Vec::new();
     for (i, rt) in rts.iter().enumerate() {
-        regs.push(ns_registry(rt, &nodes[i], &name).await);
+        regs.push(ns_registry(rt, &nodes[i], &name, Duration::ZERO).await);
         let n = nodes[i].clone();
         rt.run(async move { beam_peer::demo::start_echo_and_sink(&n) })
             .await
@@ -793,7 +795,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
                 rts[2].kill();
                 rts[2] = net.runtime(2);
                 let c = ns_node(&net, &rts[2], "sc", 2).await;
-                regs[2] = ns_registry(&rts[2], &c, &name).await;
+                regs[2] = ns_registry(&rts[2], &c, &name, Duration::ZERO).await;
                 let (c2, a_name) = (c.clone(), a.name().to_string());
                 rts[2]
                     .run(async move {

@@ -61,6 +61,11 @@ pub struct RegistryOptions {
     /// The `MapSet` form of the CRDT's values: by default the form of the
     /// Elixir members (see [`MapSetPolicy`]).
     pub mapset: MapSetPolicy,
+    /// How long the names registered through a member that left the
+    /// cluster stay in the CRDT (hidden from lookups) before this member
+    /// drops them; zero, Horde's behaviour and the default, drops them at
+    /// once. See [`RegistryOptions::lost_member_grace`].
+    pub lost_member_grace: Duration,
 }
 
 impl RegistryOptions {
@@ -73,7 +78,23 @@ impl RegistryOptions {
             listeners: Vec::new(),
             meta: Vec::new(),
             mapset: MapSetPolicy::default(),
+            lost_member_grace: Duration::ZERO,
         }
+    }
+
+    /// Keep the names of a member that left for `grace` before dropping
+    /// them. Horde drops them at once, so after a netsplit heals every name
+    /// registered before the split through the other side is gone on every
+    /// member, its process still running (each side's removals win the
+    /// merge; Horde #258). With a grace longer than the split, both sides
+    /// keep them and lookups find them again after the heal; meanwhile
+    /// lookups skip them (their member is not in the cluster). A dead
+    /// member's names go when the grace ends. Elixir members still drop at
+    /// once, and their removals reach us at the heal: this helps clusters
+    /// whose members are all Rust.
+    pub fn lost_member_grace(mut self, grace: Duration) -> Self {
+        self.lost_member_grace = grace;
+        self
     }
 
     pub fn members(mut self, members: Members) -> Self {
@@ -398,7 +419,8 @@ pub fn start(node: &Node, opts: RegistryOptions) -> Result<Registry, StartError>
     let mut cfg = cfg;
     cfg.sync_interval = opts.sync_interval;
     cfg.mapset = opts.mapset;
-    let state = RegistryState::new(&opts.name, node.name(), Replica::new(cfg));
+    let state = RegistryState::new(&opts.name, node.name(), Replica::new(cfg))
+        .lost_member_grace(opts.lost_member_grace.as_millis() as u64);
     let tables = state.tables();
     let (tx, rx) = mpsc::unbounded_channel();
     let (events, _) = broadcast::channel(4096);

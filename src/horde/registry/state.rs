@@ -165,6 +165,13 @@ pub struct RegistryState {
     /// Horde's `state.members`: what `set_members` diffs against.
     members: BTreeSet<OrdTerm>,
     tables: Arc<RwLock<Tables>>,
+    /// Members that left the cluster and when (ms, the sync timer's
+    /// clock): their keys are hidden from lookups at once and dropped from
+    /// the CRDT once `lost_member_grace` has passed (see
+    /// [`RegistryState::lost_member_grace`]).
+    lost: BTreeMap<OrdTerm, u64>,
+    lost_member_grace: u64,
+    now: u64,
 }
 
 impl RegistryState {
@@ -178,7 +185,23 @@ impl RegistryState {
             replica,
             members: BTreeSet::new(),
             tables: Arc::default(),
+            lost: BTreeMap::new(),
+            lost_member_grace: 0,
+            now: 0,
         }
+    }
+
+    /// How long (ms) the keys of a member that left stay in the CRDT,
+    /// hidden from lookups, before this member drops them. Horde drops
+    /// them at once (0, the default here too): after a netsplit heals,
+    /// those removals win the merge and every name registered before the
+    /// split through the other side is gone on every member (Horde #258),
+    /// although its process still runs. A member that comes back within
+    /// the grace keeps its names; a dead one's go when it ends (and its
+    /// processes' links and lookups' liveness checks hide them before).
+    pub fn lost_member_grace(mut self, ms: u64) -> Self {
+        self.lost_member_grace = ms;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -352,8 +375,22 @@ impl RegistryState {
 
     /// The sync timer (`now` in ms, any monotonic origin).
     pub fn tick(&mut self, now: u64) -> Vec<Effect> {
-        let actions = self.replica.tick(now);
-        self.run(actions)
+        self.now = self.now.max(now);
+        let mut out = Vec::new();
+        let expired: Vec<OrdTerm> = self
+            .lost
+            .iter()
+            .filter(|(_, &since)| self.now.saturating_sub(since) >= self.lost_member_grace)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let mut actions = Vec::new();
+        for m in expired {
+            self.lost.remove(&m);
+            actions.extend(self.drop_member_keys(&m.0, &mut out));
+        }
+        actions.extend(self.replica.tick(now));
+        out.extend(self.run(actions));
+        out
     }
 
     /// Records a neighbour monitor's reference (see [`Replica::bind_monitor`]).
@@ -423,21 +460,38 @@ impl RegistryState {
         }
         self.members.insert(OrdTerm(m.clone()));
         self.write().members.insert(OrdTerm(m.clone()));
+        // Back within the grace: its keys were never dropped.
+        self.lost.remove(&OrdTerm(m.clone()));
         let neighbours = self.neighbours_of(&self.members);
         self.replica.set_neighbours(neighbours)
     }
 
     fn member_removed(&mut self, m: &Term, out: &mut Vec<Effect>) -> Vec<Action> {
+        // Hidden from lookups at once (they skip keys of members not in
+        // the cluster); dropped now or when the grace ends.
+        self.write().members.remove(&OrdTerm(m.clone()));
+        self.members.remove(&OrdTerm(m.clone()));
+        if self.lost_member_grace > 0 {
+            self.lost.insert(OrdTerm(m.clone()), self.now);
+            return Vec::new();
+        }
+        self.drop_member_keys(m, out)
+    }
+
+    /// Drops every key registered through member `m` (Horde's removal of a
+    /// departed member's keys).
+    fn drop_member_keys(&mut self, m: &Term, out: &mut Vec<Effect>) -> Vec<Action> {
+        if self.members.contains(&OrdTerm(m.clone())) {
+            return Vec::new();
+        }
         let removed: Vec<(Term, Pid)> = {
-            let mut t = self.write();
-            t.members.remove(&OrdTerm(m.clone()));
+            let t = self.write();
             t.keys
                 .iter()
                 .filter(|(_, e)| &e.member == m)
                 .map(|(k, e)| (k.0.clone(), e.pid.clone()))
                 .collect()
         };
-        self.members.remove(&OrdTerm(m.clone()));
         let mut actions = Vec::new();
         for (key, pid) in removed {
             actions.extend(self.replica.delete(key_key(&key)));

@@ -437,3 +437,73 @@ fn a_recorded_horde_registry_state_reads_as_horde_reads_it() {
     let b_member = crate::horde::member(name, "b@127.0.0.1");
     assert!(t.is_member(&b_member));
 }
+
+/// A netsplit {0}|{1} with a name registered through each side before it:
+/// Horde drops a lost member's keys at once, and after the heal those
+/// removals win the merge (Horde #258); with a grace longer than the split
+/// both names survive, hidden from lookups during it.
+fn names_from_before_a_split(grace_ms: u64) -> [bool; 2] {
+    let mut bus = Bus::new(2);
+    for m in bus.members.iter_mut() {
+        let s = std::mem::replace(m, state(0));
+        *m = s.lost_member_grace(grace_ms);
+    }
+    for i in 0..2 {
+        let ts = bus.ts();
+        let e = bus.members[i].register(key(&format!("k{i}")), int(1), proc_pid(i, 1), ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    bus.cut.push((0, 1));
+    for i in 0..2 {
+        let ts = bus.ts();
+        let e = bus.members[i].set_members(&[member(R, &node(i))], ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    let other = key("k1");
+    assert!(bus.lookup(0, &other).is_none(), "hidden during the split");
+    bus.heal();
+    let all = [member(R, &node(0)), member(R, &node(1))];
+    for i in 0..2 {
+        let ts = bus.ts();
+        let e = bus.members[i].set_members(&all, ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    [0, 1].map(|k| (0..2).all(|i| bus.lookup(i, &key(&format!("k{k}"))).is_some()))
+}
+
+#[test]
+fn names_from_before_a_netsplit_survive_it_within_the_lost_member_grace() {
+    assert_eq!(names_from_before_a_split(0), [false, false], "Horde's loss");
+    assert_eq!(names_from_before_a_split(3_600_000), [true, true]);
+}
+
+#[test]
+fn a_dead_members_keys_go_when_the_grace_ends() {
+    let mut bus = Bus::new(2);
+    for m in bus.members.iter_mut() {
+        let s = std::mem::replace(m, state(0));
+        *m = s.lost_member_grace(5_000);
+    }
+    let ts = bus.ts();
+    let e = bus.members[1].register(key("gone"), int(1), proc_pid(1, 1), ts);
+    bus.absorb(1, e);
+    bus.settle();
+    bus.cut.push((0, 1));
+    let ts = bus.ts();
+    let e = bus.members[0].set_members(&[member(R, &node(0))], ts);
+    bus.absorb(0, e);
+    let now = bus.now;
+    let e = bus.members[0].tick(now + 100);
+    bus.absorb(0, e);
+    assert!(bus.lookup(0, &key("gone")).is_none(), "hidden at once");
+    assert!(bus.members[0].read().entry(&key("gone")).is_some(), "kept");
+    let e = bus.members[0].tick(now + 5_100);
+    bus.absorb(0, e);
+    assert!(
+        bus.members[0].read().entry(&key("gone")).is_none(),
+        "dropped"
+    );
+}
