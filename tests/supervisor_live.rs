@@ -30,6 +30,12 @@
 //!   once.
 //! * `when_the_rust_node_vanishes_its_children_restart_on_the_elixir_member_once`:
 //!   the reverse, the Rust node gone without a word.
+//! * `an_elixir_member_sees_a_rust_failover_under_the_same_id_as_one_child`:
+//!   two Elixir members and a Rust one, kill -9 of one Elixir node: the
+//!   Rust member restarts its share under the children's own ids (unlike
+//!   Horde), and the other Elixir member's CRDT and Horde table hold each
+//!   of those children once. The Elixir survivor itself restarts some of
+//!   its share twice under two new ids (Horde's own, 0 to 7 per run).
 //! * `a_graceful_stop_of_the_rust_member_hands_its_children_to_elixir`:
 //!   `Supervisor::stop` writes the member `:shutting_down`, stops and
 //!   relinquishes its children and returns after the sync; every child then
@@ -1559,4 +1565,178 @@ async fn elixir_start_child(
         Some([ok, Term::Pid(pid)]) if term::is_atom(ok, "ok") => pid.clone(),
         _ => panic!("start_child {arg} of {module} from Elixir: {reply}"),
     }
+}
+
+/// `(id, arg, node)` of every running child in the Elixir member's CRDT,
+/// and the size of its Horde table (`global_supervised_process_count`:
+/// what Horde made of the CRDT diffs).
+async fn elixir_ids_and_table(
+    p: &mut beam_peer::Process,
+    beam: &str,
+    s: &Term,
+) -> (Vec<(Term, i64, String)>, i64) {
+    let code = r##"
+      ids = DeltaCrdt.to_map(:"#{s}.Crdt")
+      |> Enum.flat_map(fn
+        {{:process, id}, {{_, node}, %{start: {_, _, [arg]}}, _}} -> [{id, arg, node}]
+        _ -> []
+      end)
+      {ids, GenServer.call(s, :get_telemetry).global_supervised_process_count}
+    "##;
+    let t = common::eval_elixir(p, beam, code, vec![("s", s.clone())]).await;
+    let Some([ids, count]) = term::as_tuple(&t) else {
+        panic!("{t}")
+    };
+    let mut v: Vec<(Term, i64, String)> = term::as_list(ids)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| match term::as_tuple(x) {
+            Some([id, a, n]) => Some((id.clone(), term::as_i64(a)?, term::as_atom(n)?.to_string())),
+            _ => None,
+        })
+        .collect();
+    v.sort_by_key(|(_, a, _)| *a);
+    (v, term::as_i64(count).unwrap_or(-1))
+}
+
+/// Wire compatibility of the same-id failover (a deliberate difference
+/// from Horde 0.10, which restarts a dead member's child under a new id):
+/// two Elixir members and a Rust one; after kill -9 of one Elixir node,
+/// the children the Rust member takes over keep their ids, and the other
+/// Elixir member reads the overwritten entries as those children moving:
+/// its CRDT and its Horde table hold every child exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elixir_member_sees_a_rust_failover_under_the_same_id_as_one_child() {
+    let test = "an_elixir_member_sees_a_rust_failover_under_the_same_id_as_one_child";
+    let Some(ebins) = common::horde_or_skip(test) else {
+        return;
+    };
+    let port = common::free_port();
+    let node = common::rust_node("sv_rust3", port).await;
+    let mut dead = common::Beam::start_horde("sv_ex_dead", common::COOKIE, port, &ebins);
+    let survivor = common::Beam::start_horde("sv_ex_live", common::COOKIE, port, &ebins);
+    let mut p = node.process();
+    node.join(&survivor.name).await.expect("joins the survivor");
+    let connect = r##"Node.connect(peer)"##;
+    let ok = common::eval_elixir(
+        &mut p,
+        &dead.name,
+        connect,
+        vec![("peer", term::atom(&survivor.name))],
+    )
+    .await;
+    assert_eq!(ok, term::atom("true"), "the Elixir nodes connect");
+    // The Rust member and the dead-to-be node's first (`mixed_members`
+    // waits for exactly two alive), then the survivor's.
+    let (sup, s) = mixed_members(&node, &dead).await;
+    common::eval_elixir(
+        &mut p,
+        &survivor.name,
+        ELIXIR_MEMBER,
+        vec![("s", s.clone())],
+    )
+    .await;
+    poll("every member sees three members alive", || {
+        let (sup, mut p, beams, s) = (
+            sup.clone(),
+            node.process(),
+            [dead.name.clone(), survivor.name.clone()],
+            s.clone(),
+        );
+        async move {
+            let rust = sup
+                .member_statuses()
+                .await
+                .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 3);
+            let code = r##"
+              DeltaCrdt.to_map(:"#{s}.Crdt")
+              |> Enum.count(&match?({{:member_node_info, _}, %{status: :alive}}, &1))
+            "##;
+            let mut elixir = true;
+            for b in &beams {
+                let n = common::eval_elixir(&mut p, b, code, vec![("s", s.clone())]).await;
+                elixir &= n == term::int(3);
+            }
+            rust && elixir
+        }
+    })
+    .await;
+    for arg in 1..=60 {
+        let reply = sup
+            .start_child(worker_spec(arg), std::time::Duration::from_secs(10))
+            .await
+            .expect("answers");
+        assert!(
+            matches!(term::as_tuple(&reply), Some([ok, Term::Pid(_)]) if term::is_atom(ok, "ok")),
+            "{reply}"
+        );
+    }
+    poll("the survivor's CRDT holds all 60", || {
+        let (mut p, beam, s) = (node.process(), survivor.name.clone(), s.clone());
+        async move {
+            let (v, n) = elixir_ids_and_table(&mut p, &beam, &s).await;
+            v.len() == 60 && n == 60
+        }
+    })
+    .await;
+    let (before, _) = elixir_ids_and_table(&mut p, &survivor.name, &s).await;
+    let on_dead: Vec<&(Term, i64, String)> =
+        before.iter().filter(|(_, _, n)| n == &dead.name).collect();
+    assert!(
+        !on_dead.is_empty(),
+        "children run on the Elixir node to kill"
+    );
+
+    dead.kill9();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let after = loop {
+        let (v, n) = elixir_ids_and_table(&mut p, &survivor.name, &s).await;
+        let mut args: Vec<i64> = v.iter().map(|(_, a, _)| *a).collect();
+        args.dedup();
+        let on_rust: Vec<i64> = v
+            .iter()
+            .filter(|(_, _, m)| m == node.name())
+            .map(|(_, a, _)| *a)
+            .collect();
+        // Each child the Rust member runs is one entry, and Horde's table
+        // holds what its CRDT holds (the overwrite moved an entry, it did
+        // not add one).
+        let once_on_rust = on_rust
+            .iter()
+            .all(|a| v.iter().filter(|(_, b, _)| b == a).count() == 1);
+        if args == (1..=60).collect::<Vec<_>>()
+            && n == v.len() as i64
+            && once_on_rust
+            && v.iter().all(|(_, _, m)| m != &dead.name)
+        {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivor never settled: table {n}, CRDT {v:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut to_rust = 0;
+    for (id, arg, _) in &on_dead {
+        for (new_id, _, member) in after.iter().filter(|(_, a, _)| a == arg) {
+            if member == node.name() {
+                to_rust += 1;
+                assert_eq!(new_id, id, "the Rust member keeps child {arg}'s id");
+            } else {
+                assert_ne!(new_id, id, "Horde gives child {arg} a new id");
+            }
+        }
+    }
+    assert!(to_rust > 0, "the Rust member took some children over");
+    // Horde's own: the Elixir survivor may restart a dead member's child
+    // twice under two new ids (its second membership change, e.g. the Rust
+    // member's `:dead` write, comes before the diff of its own delete).
+    let twice_on_elixir = after.len() - 60;
+    println!(
+        "{} children of the killed Elixir node: {to_rust} to the Rust member under their ids, the rest to the Elixir survivor under new ids ({twice_on_elixir} of those twice, by Horde)",
+        on_dead.len()
+    );
+    drop(sup);
+    node.shutdown();
 }

@@ -13,8 +13,14 @@
 //! here runs on a BEAM node of the cluster that has the module, supervised
 //! from this member ([`super::on_beam`]); when no node has it, the start
 //! fails with `{:error, {:no_rust_worker, module}}` (the member that placed
-//! it gets that answer; a failover of such a child is logged and retried as
-//! a failed restart).
+//! it gets that answer; a failover start of such a child is logged and the
+//! child given up, its entry deleted, as Horde gives up a failed one).
+//!
+//! Failover ids: a dead member's child restarts here under its own id,
+//! overwriting the dead member's `{:process, id}` entry (Horde 0.10 deletes
+//! it and picks a new random id; see [`SupervisorState`]'s doc for why we do
+//! not). A Horde member reads the overwrite as the child moving to this
+//! member: one child, as with its own failover.
 //!
 //! [`Supervisor::stop`] leaves gracefully, as Horde on `:init.stop()`: the
 //! member is written `:shutting_down` (and, unlike Horde, that is synced to
@@ -77,7 +83,8 @@ pub type Worker = Arc<dyn Fn(&Node, Vec<Term>, ChildState) -> Result<Pid, Term> 
 
 /// The CRDT key of a child's hand-off state: `{:child_state, {M, F, A}}`,
 /// from its spec's `start`. Keyed by what the child is rather than by its
-/// Horde id, which a failover replaces, and readable by an Elixir child
+/// Horde id, which a Horde member's failover replaces, and readable by an
+/// Elixir child
 /// that knows only its own module and arguments (see the README). Children
 /// with the same `start` share one state, as they share one placement.
 pub fn child_state_key(module: &str, function: &str, args: &[Term]) -> Term {

@@ -4,8 +4,8 @@
 //! info, every child's entry) and every decision Horde 0.10 makes from it:
 //! where a new child goes (start here, or proxy to the chosen member), who
 //! restarts a dead member's children (only the member the strategy now
-//! picks, under a new random id, after deleting the old entry, so exactly
-//! one member does it cluster-wide), who starts a relinquished child,
+//! picks, so exactly one member does it cluster-wide), who starts a
+//! relinquished child,
 //! refusing children while shutting down, `:active` redistribution, quorum
 //! loss (the whole member stops, see [`Effect::StopMember`]), and the answers to every call, cast and proxied operation.
 //!
@@ -25,6 +25,16 @@
 //!   processes supervisor);
 //! - a DOWN of a [`Effect::Monitor`]ed member goes to
 //!   [`SupervisorState::member_down`].
+//!
+//! Child ids: a new child gets a random id at `start_child`, as in Horde;
+//! a relinquished child (graceful hand-over, `:active` redistribution) and,
+//! unlike Horde 0.10, a dead member's child keep theirs. Horde deletes a
+//! dead member's entry and restarts the child under a new random id; here
+//! the restart overwrites the entry under the same id, so when both sides
+//! of a netsplit restart each other's children, the copies share one key
+//! and, once healed, the CRDT names one member and the other stops its copy
+//! (see `update_process`). Horde members read the overwritten entry as the
+//! child moving to its new member, so they see one child.
 //!
 //! Kept from Horde on purpose, since every member must decide alike:
 //! `members` (from `{:member, _}`) and `members_info` (from
@@ -170,6 +180,9 @@ pub struct SupervisorState {
     local_process_count: i64,
     waiting_for_quorum: Vec<Term>,
     monitored: BTreeSet<OrdTerm>,
+    /// Ids of a dead member's children this member is restarting (under
+    /// their own id, see `handoff_processes`), until the start's answer.
+    failing_over: BTreeSet<OrdTerm>,
     shutting_down: bool,
     /// The ttl of the proxied operation from this `reply_to`, kept after
     /// it was handled, as Horde keeps it.
@@ -200,6 +213,7 @@ impl SupervisorState {
             local_process_count: 0,
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
+            failing_over: BTreeSet::new(),
             shutting_down: false,
             proxy_operation_ttl: None,
             ring: RingCache::default(),
@@ -410,6 +424,20 @@ impl SupervisorState {
         reply_to: Option<Term>,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
+        let failover = self.failing_over.remove(&OrdTerm(spec.id().clone()));
+        let started = matches!(
+            term::as_tuple(result),
+            Some([ok, Term::Pid(_)]) | Some([ok, Term::Pid(_), _]) if term::is_atom(ok, "ok")
+        );
+        if failover && !started {
+            // The failover start failed (or was ignored): the child is
+            // given up, as Horde, which deleted the dead member's entry
+            // before its start, gives it up.
+            self.forget(spec.id());
+            out.push(Effect::Delete {
+                key: Key::Process(spec.id().clone()).to_term(),
+            });
+        }
         let reply_term = match term::as_tuple(result) {
             Some([ok, Term::Pid(pid)]) | Some([ok, Term::Pid(pid), _])
                 if term::is_atom(ok, "ok") =>
@@ -664,11 +692,12 @@ impl SupervisorState {
     /// A `{:process, id}` diff. Unlike Horde (which since 0.8 leaves
     /// duplicates to `Horde.Registry`), the CRDT decides who runs a child:
     /// when the entry of a child running here is removed by another member
-    /// (it took this one for dead and restarted the child under a new id,
-    /// as both sides of a netsplit do), or is overwritten naming another
-    /// member (two members started the same relinquished entry, e.g. a
-    /// re-joining member that took a stale `{nil, spec}` while it still saw
-    /// only itself alive), the local copy is a duplicate and stops
+    /// (a Horde member took this one for dead and restarted the child under
+    /// a new id), or is overwritten naming another member (a member of the
+    /// other side of a netsplit restarted it under its id, or two members
+    /// started the same relinquished entry, e.g. a re-joining member that
+    /// took a stale `{nil, spec}` while it still saw only itself alive),
+    /// the local copy is a duplicate and stops
     /// ([`Effect::DropDuplicate`]). Every member sees the same converged
     /// entry, so exactly one copy is left.
     fn update_process(&mut self, diff: &Diff, out: &mut Vec<Effect>) {
@@ -863,12 +892,17 @@ impl SupervisorState {
                     .get(&OrdTerm(child.member.clone()))
                     .is_some_and(|m| m.status == MemberStatus::Dead);
                 if dead {
-                    out.push(Effect::Delete {
-                        key: Key::Process(child.spec.id().clone()).to_term(),
-                    });
-                    let spec = child.spec.with_id(self.random_id());
+                    // Not Horde's: Horde 0.10 deletes the entry and starts
+                    // the child under a new random id. Here it keeps its id,
+                    // and the start overwrites the dead member's entry. When
+                    // the "dead" member was only cut off (a netsplit), both
+                    // sides' copies then share one key: once healed, the
+                    // CRDT's last writer names one member and the other
+                    // stops its copy (`update_process`). Under new ids both
+                    // copies would be legitimate entries and run for good.
+                    self.failing_over.insert(OrdTerm(child.spec.id().clone()));
                     out.push(Effect::StartChild {
-                        spec,
+                        spec: child.spec.clone(),
                         reply_to: None,
                     });
                 }

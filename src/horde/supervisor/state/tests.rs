@@ -402,14 +402,24 @@ fn a_dead_members_children_restart_exactly_once_on_their_new_owners() {
             bus.owner(arg_of(s), &[0, 1]),
             "by the member the strategy picks"
         );
+        // Not Horde 0.10's new random id: a netsplit's two sides then
+        // restart a child under one key, and the CRDT keeps one copy.
         assert!(
-            !old_ids.contains(&Key::Process(s.id().clone()).to_term()),
-            "under a new id"
+            old_ids.contains(&Key::Process(s.id().clone()).to_term()),
+            "under its own id"
         );
     }
-    // The CRDT now holds every child once, none on the dead member.
+    // The CRDT now holds every child once, under its old id (the dead
+    // member's entries were overwritten), none on the dead member.
     let after = bus.running();
     assert_eq!(after.len(), 60);
+    let ids_after: Vec<Term> = bus
+        .crdt
+        .keys()
+        .filter(|k| matches!(Key::from_term(&k.0), Ok(Key::Process(_))))
+        .map(|k| k.0.clone())
+        .collect();
+    assert_eq!(ids_after, old_ids);
     assert!(after.iter().all(|(m, _)| *m != 2));
     let mut args: Vec<i64> = after.iter().map(|(_, a)| *a).collect();
     args.sort();
@@ -771,7 +781,13 @@ fn process_specs(to_map: &Term) -> Vec<(Term, Term, Term)> {
 fn the_recorded_failover_is_the_one_we_decide() {
     // Member a of the recording, fed a's CRDT as it was before b was
     // killed, then b's DOWN: we must restart exactly the children Horde's a
-    // restarted, deleting exactly the entries it deleted.
+    // restarted. One deliberate difference: Horde's a deleted b's entries
+    // and restarted the children under new random ids; our member keeps
+    // each child's id where Horde picks a new one, and overwrites b's entry
+    // instead of deleting it (so the two sides of a netsplit restart a
+    // child under one key and the CRDT keeps one copy; see
+    // `handoff_processes`). The ids it keeps are exactly the ones Horde
+    // deleted.
     let fx = recorded();
     let (s, a, b) = (get(&fx, "s"), get(&fx, "a"), get(&fx, "b"));
     let (a_name, b_name) = (tuple(vec![s.clone(), a.clone()]), tuple(vec![s.clone(), b]));
@@ -835,17 +851,53 @@ fn the_recorded_failover_is_the_one_we_decide() {
         })
         .collect();
     assert_eq!(horde_restarted.len(), 2, "the recording moved two children");
-    let mut deleted = deleted;
+    assert!(
+        deleted.is_empty(),
+        "Horde deletes here, we do not: {deleted:?}"
+    );
+    let starts: Vec<ChildSpec> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartChild {
+                spec,
+                reply_to: None,
+            } => Some(spec.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut kept: Vec<Term> = starts
+        .iter()
+        .map(|s| Key::Process(s.id().clone()).to_term())
+        .collect();
     for v in [
-        &mut deleted,
+        &mut kept,
         &mut horde_deleted,
         &mut restarted,
         &mut horde_restarted,
     ] {
         v.sort_by_key(|x| OrdTerm(x.clone()));
     }
-    assert_eq!(deleted, horde_deleted);
+    assert_eq!(
+        kept, horde_deleted,
+        "each child keeps the id Horde replaced"
+    );
     assert_eq!(restarted, horde_restarted);
+    // Once started, each child's entry names a, under its old key.
+    for (n, spec) in starts.into_iter().enumerate() {
+        let key = Key::Process(spec.id().clone()).to_term();
+        let pid = Pid::new(term::as_atom(&a).unwrap(), 900 + n as u32, 0, 1);
+        let e = st.child_started(spec, &tuple(vec![atom("ok"), Term::Pid(pid)]), None);
+        let written = e.iter().find_map(|e| match e {
+            Effect::Put { key: k, value } if k == &key => Some(value.clone()),
+            _ => None,
+        });
+        match written.map(|v| ProcessValue::from_term(&v)) {
+            Some(Ok(ProcessValue::Running { member, .. })) => assert_eq!(member, a_name),
+            other => panic!("no running entry written for {key}: {other:?}"),
+        }
+    }
+    assert_eq!(st.children().len(), 5);
+    assert!(st.children().iter().all(|(_, m, _)| m != &b_name));
 }
 
 /// A leaving member's relinquished children and its `:dead` status can
@@ -854,7 +906,7 @@ fn the_recorded_failover_is_the_one_we_decide() {
 /// at the dead member's children, so it sees the child as its own by then;
 /// the start here is an effect performed later, so the decision must not
 /// count the child as the dead member's a second time (that restarted it
-/// again under a new id: two copies on one survivor).
+/// a second time: two copies on one survivor).
 #[test]
 fn a_relinquished_child_arriving_with_its_members_death_starts_once() {
     let mut m = SupervisorState::new(S, &node(1), settings(), counter(1));
@@ -917,7 +969,7 @@ fn a_relinquished_child_arriving_with_its_members_death_starts_once() {
     );
     assert!(
         !effects.iter().any(|e| matches!(e, Effect::Delete { .. })),
-        "no relinquished entry is deleted for a restart under a new id: {effects:?}"
+        "no relinquished entry is deleted: {effects:?}"
     );
 }
 
@@ -941,10 +993,11 @@ fn drops(bus: &Bus, i: usize) -> Vec<Term> {
 }
 
 /// Found by chaos scenario 2 (tests/supervisor_chaos_netns.rs): after a
-/// netsplit each side restarts the other's children under new ids and
-/// deletes their old entries; once healed, the member still running a
-/// child whose entry another member deleted must stop it, or both copies
-/// run for good (Horde 0.8+ leaves that to `Horde.Registry`).
+/// netsplit a Horde member (Elixir; ours keep the id) restarts the other
+/// side's children under new ids and deletes their old entries; once
+/// healed, the member still running a child whose entry another member
+/// deleted must stop it, or both copies run for good (Horde 0.8+ leaves
+/// that to `Horde.Registry`).
 #[test]
 fn a_child_whose_entry_another_member_deleted_stops_here() {
     let mut bus = Bus::new(2, settings());
@@ -1016,4 +1069,47 @@ fn terminating_or_restarting_a_child_here_drops_nothing() {
     );
     let _ = pid;
     assert!(drops(&bus, 0).is_empty() && drops(&bus, 1).is_empty());
+}
+
+/// A dead member's child restarted under its own id whose start fails is
+/// given up as Horde gives it up (Horde deleted the entry before its
+/// start): the entry naming the dead member goes, and no later membership
+/// change tries it again. The entry stays when the start works.
+#[test]
+fn a_failover_start_that_fails_deletes_the_dead_members_entry() {
+    let mut bus = Bus::new(2, settings());
+    let (id, key) = started_on(&mut bus, 0, 1);
+    let mut m = std::mem::replace(
+        &mut bus.members[1],
+        SupervisorState::new(S, &node(9), settings(), counter(9)),
+    );
+    let dead = Diff::Add {
+        key: Key::MemberNodeInfo(name(0)).to_term(),
+        value: Member::new(name(0), MemberStatus::Dead).to_term(),
+    };
+    let effects = m.crdt_update(&[dead]);
+    let spec = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::StartChild {
+                spec,
+                reply_to: None,
+            } => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("member 1 restarts member 0's child");
+    assert_eq!(spec.id(), &id, "under its own id");
+    let error = tuple(vec![atom("error"), atom("boom")]);
+    let e = m.child_started(spec.clone(), &error, None);
+    assert_eq!(e, vec![Effect::Delete { key: key.clone() }]);
+    assert!(m.children().is_empty());
+    // A start that works writes over the entry instead.
+    let mut bus = Bus::new(2, settings());
+    let (_, key) = started_on(&mut bus, 0, 1);
+    bus.kill(0);
+    assert!(bus.crdt.contains_key(&OrdTerm(key)));
+    assert_eq!(
+        bus.running().iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+        vec![1]
+    );
 }
