@@ -23,8 +23,10 @@
 //! default: pausing must win by [`CoalescePolicy::MARGIN`], as it delays
 //! every message of a stream by up to a tick. Request/response traffic is
 //! never paused either way (its reads bring few messages), and its epochs
-//! (tens of µs a message, against one or two in a stream) are no evidence,
-//! so it cannot tip the comparison.
+//! (more than 3 µs a message, against 0.7-2.3 in a stream here) are no
+//! evidence, and neither is a read of traffic we answer (many callers at
+//! once bring many messages per read, but get a reply for each call), so
+//! it cannot tip the comparison.
 //!
 //! This module owns those decisions. It never does I/O and never reads a
 //! clock: the reader passes in what it measured.
@@ -154,12 +156,20 @@ impl CoalescePolicy {
     /// A read of this many bytes or more is followed at once: the stream
     /// already batches, and a pause would only fill the socket's window.
     pub(crate) const LARGE_READ: usize = 32 * 1024;
+    /// A read is one-way traffic (a stream) while we sent fewer than one
+    /// message for every this many it brought since the read before:
+    /// callers get an answer per call (a BEAM caller sends three messages
+    /// per call: monitor, request, demonitor).
+    pub(crate) const ONE_WAY_RATIO: u64 = 4;
     /// Messages per epoch: a few ms of a stream either way.
     pub(crate) const EPOCH_MESSAGES: u64 = 2048;
     /// An epoch whose messages came further apart than this on average was
-    /// not a stream (request/response turns take tens of µs a message),
-    /// and is no evidence either way: the pause never applies to it.
-    pub(crate) const STREAM_NS_PER_MESSAGE: u64 = 10_000;
+    /// not a stream (request/response turns take tens of µs a message, a
+    /// hundred callers at once about 5 here; streams 0.7-2.3), and is no
+    /// evidence either way. Where streams are slower than this (a slow
+    /// machine) nothing is measured and the reader keeps pausing, what a
+    /// BEAM sender needs.
+    pub(crate) const STREAM_NS_PER_MESSAGE: u64 = 3_000;
     /// How much less time per message pausing must take to be chosen.
     pub(crate) const MARGIN: f64 = 0.1;
     /// A read-to-read interval longer than this is a quiet spell, not part
@@ -204,16 +214,21 @@ impl CoalescePolicy {
     }
 
     /// After the `messages` of a read of `bytes`, which completed
-    /// `interval` after the one before, were handled: how long to pause
+    /// `interval` after the one before, were handled, and with `answered`
+    /// messages sent to the peer since the read before: how long to pause
     /// before the next read, if at all.
     pub(crate) fn after_read(
         &mut self,
         messages: usize,
         bytes: usize,
         interval: Duration,
+        answered: u64,
     ) -> Option<Duration> {
+        // Traffic we answer is not a stream, however many messages a read
+        // brings: many callers at once would wait a tick for every turn.
+        let one_way = answered.saturating_mul(Self::ONE_WAY_RATIO) < messages.max(1) as u64;
         if let Mode::Adaptive { epoch, ways } = &mut self.mode {
-            if interval <= Self::QUIET {
+            if interval <= Self::QUIET && one_way {
                 epoch.messages += messages as u64;
                 epoch.busy += interval;
             }
@@ -238,7 +253,7 @@ impl CoalescePolicy {
         }
         let pause = self.pause();
         self.report.pause = pause;
-        let stream = messages > Self::STREAM_MESSAGES && bytes < Self::LARGE_READ;
+        let stream = messages > Self::STREAM_MESSAGES && bytes < Self::LARGE_READ && one_way;
         let paused = (stream && !pause.is_zero()).then_some(pause);
         self.report.pauses += u64::from(paused.is_some());
         paused
@@ -257,7 +272,7 @@ mod tests {
     fn stream(p: &mut CoalescePolicy, messages: u64, pausing_ns: u64, following_ns: u64) -> u64 {
         let mut pauses = 0;
         let mut sent = 0;
-        let mut next = p.after_read(1, 40, US(50));
+        let mut next = p.after_read(1, 40, US(50), 0);
         while sent < messages {
             // A paused read brings a tick's worth; a followed one, what
             // came while the last was handled.
@@ -266,7 +281,7 @@ mod tests {
                 None => (50, following_ns),
             };
             pauses += u64::from(next.is_some());
-            next = p.after_read(n as usize, n as usize * 40, Duration::from_nanos(n * ns));
+            next = p.after_read(n as usize, n as usize * 40, Duration::from_nanos(n * ns), 0);
             sent += n;
         }
         pauses
@@ -275,13 +290,13 @@ mod tests {
     #[test]
     fn fixed_pauses_only_streams_and_zero_never_pauses() {
         let mut off = CoalescePolicy::new(ReadCoalesce::Fixed(Duration::ZERO));
-        assert_eq!(off.after_read(500, 20_000, US(900)), None);
+        assert_eq!(off.after_read(500, 20_000, US(900), 0), None);
         let tick = Duration::from_millis(1);
         let mut fixed = CoalescePolicy::new(ReadCoalesce::Fixed(tick));
-        assert_eq!(fixed.after_read(500, 20_000, US(900)), Some(tick));
-        assert_eq!(fixed.after_read(2, 80, US(40)), None, "request/response");
+        assert_eq!(fixed.after_read(500, 20_000, US(900), 0), Some(tick));
+        assert_eq!(fixed.after_read(2, 80, US(40), 0), None, "request/response");
         assert_eq!(
-            fixed.after_read(2000, CoalescePolicy::LARGE_READ, US(900)),
+            fixed.after_read(2000, CoalescePolicy::LARGE_READ, US(900), 0),
             None,
             "a large read"
         );
@@ -325,10 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn many_callers_at_once_are_not_a_stream() {
+        // 100 callers: reads bring dozens of messages, and we answer one
+        // in three.
+        let tick = Duration::from_millis(1);
+        let mut fixed = CoalescePolicy::new(ReadCoalesce::Fixed(tick));
+        let mut adaptive = CoalescePolicy::new(ReadCoalesce::Adaptive);
+        for _ in 0..100_000 {
+            assert_eq!(fixed.after_read(30, 1_500, US(20), 10), None);
+            assert_eq!(adaptive.after_read(30, 1_500, US(20), 10), None);
+        }
+        let r = adaptive.report();
+        assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
+        assert_eq!(fixed.after_read(30, 1_500, US(20), 0), Some(tick));
+    }
+
+    #[test]
     fn request_response_traffic_is_not_evidence() {
         let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
         for _ in 0..100_000 {
-            assert_eq!(p.after_read(2, 120, US(40)), None);
+            assert_eq!(p.after_read(2, 120, US(40), 0), None);
         }
         let r = p.report();
         assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
@@ -339,7 +370,7 @@ mod tests {
     fn quiet_spells_are_not_evidence() {
         let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
         for _ in 0..10_000 {
-            p.after_read(20, 800, Duration::from_secs(1));
+            p.after_read(20, 800, Duration::from_secs(1), 0);
         }
         let r = p.report();
         assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));

@@ -709,6 +709,9 @@ async fn read_loop<R: TryRead>(
     let mut read_at = std::time::Instant::now();
     let mut previous_read_at = read_at;
     let mut last_read = 0;
+    // Messages the writer had sent at the last read: what we answered
+    // since tells a stream from traffic we reply to.
+    let mut sent_before = counters.messages_out.load(Ordering::Relaxed);
     loop {
         let mut frames = 0;
         loop {
@@ -755,11 +758,14 @@ async fn read_loop<R: TryRead>(
             interval: read_at.saturating_duration_since(previous_read_at),
             found,
         });
+        let sent = counters.messages_out.load(Ordering::Relaxed);
         let pause = coalesce.after_read(
             frames,
             last_read,
             read_at.saturating_duration_since(previous_read_at),
+            sent.saturating_sub(sent_before),
         );
+        sent_before = sent;
         counters.publish_decisions(policy.report(), coalesce.report());
         found = Found::Woken {
             polled: Duration::ZERO,
