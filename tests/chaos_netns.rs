@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use beam_peer::horde::registry::{self, Registry, RegistryOptions};
 use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Node, NodeConfig, NodeEvent, Process};
+use beam_peer::{Node, NodeEvent, Process};
 use common::netns::{self, Net, NsRuntime, EPMD_PORT};
 
 /// Deadline for anything that must happen; never a measurement.
@@ -51,17 +51,9 @@ fn key(s: &str) -> Term {
     term::binary(s.as_bytes())
 }
 
-/// A Rust node named `alive@<its address>` on namespace `i`'s runtime, with
-/// the embedded EPMD of that namespace, a short net_ticktime so a pulled
-/// link is noticed in seconds.
+/// A Rust node in namespace `i` (see [`netns::rust_node`]), net_ticktime 4 s.
 async fn ns_node(net: &Net, rt: &NsRuntime, alive: &str, i: usize) -> Node {
-    let config = NodeConfig::new(net.node_name(&common::unique(alive), i))
-        .cookie(common::COOKIE)
-        .net_ticktime(Duration::from_secs(4))
-        .discovery(beam_peer::Discovery::Epmd { port: EPMD_PORT });
-    rt.run(async move { Node::start(config).await })
-        .await
-        .expect("node starts in its namespace")
+    netns::rust_node(net, rt, alive, i, Duration::from_secs(4)).await
 }
 
 /// A registry member; `grace` is its `lost_member_grace`.
@@ -234,13 +226,7 @@ async fn registry_netsplit_trial(
         };
         regs.push(ns_registry(rt, &nodes[i], &name, grace).await);
     }
-    for i in 1..3 {
-        let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
-        rts[i]
-            .run(async move { n.join(&a).await })
-            .await
-            .expect("joins");
-    }
+    netns::join_first(&rts, &nodes).await;
     // Exit reports from every holder, per node.
     let mut watchers: Vec<Process> = Vec::new();
     for (i, rt) in rts.iter().enumerate() {
@@ -712,13 +698,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
             .await
             .expect("echo");
     }
-    for i in 1..3 {
-        let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
-        rts[i]
-            .run(async move { n.join(&a).await })
-            .await
-            .expect("joins");
-    }
+    netns::join_first(&rts, &nodes).await;
     let sink = {
         let b = nodes[1].clone();
         rts[1]

@@ -245,13 +245,7 @@ impl Cluster {
         for (i, rt) in rts.iter().enumerate() {
             nodes.push(netns::rust_node(&net, rt, ["sa", "sb", "sc"][i], i, TICKTIME).await);
         }
-        for i in 1..3 {
-            let (n, a) = (nodes[i].clone(), nodes[0].name().to_string());
-            rts[i]
-                .run(async move { n.join(&a).await })
-                .await
-                .expect("joins");
-        }
+        netns::join_first(&rts, &nodes).await;
         let mut c = Cluster {
             net,
             rts,

@@ -501,6 +501,17 @@ pub async fn rust_node(
         .expect("node starts in its namespace")
 }
 
+/// Nodes 1.. (each on its runtime in `rts`) join node 0, one cluster.
+pub async fn join_first(rts: &[NsRuntime], nodes: &[beam_peer::Node]) {
+    for i in 1..nodes.len() {
+        let (n, first) = (nodes[i].clone(), nodes[0].name().to_string());
+        rts[i]
+            .run(async move { n.join(&first).await })
+            .await
+            .expect("joins the first node");
+    }
+}
+
 /// `node` (on `rt`) connects to `peer` again after a heal, as libcluster
 /// would, retrying until `limit`; true once connected.
 pub async fn reconnect(
