@@ -61,9 +61,8 @@ use beam_peer::horde::member;
 use beam_peer::horde::supervisor::{
     self, ChildSpec, DistributionStrategy, MemberStatus, Members, Supervisor, SupervisorOptions,
 };
-use beam_peer::process::gen_server::{CallReply, GenServer};
 use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Node, Process, ProcessExit};
+use beam_peer::Node;
 use common::netns::{self, Net, NsRuntime};
 
 const S: &str = "Elixir.Chaos.Sup";
@@ -97,58 +96,35 @@ fn phase(p: impl Into<String>) {
     *PHASE.lock().unwrap() = p.into();
 }
 
-struct Idle;
-
-impl GenServer for Idle {
-    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
-        CallReply::Reply(term::atom("pong"))
-    }
-}
-
-/// Starts a child (an idle gen_server) and a watcher that takes it out of
-/// `live` when it exits.
+/// Starts a child (an idle gen_server) that is in `live` until it exits.
 fn worker(live: Live) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
     move |node, args| {
         let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
-        let pid = beam_peer::gen_server::start(node, Idle, Default::default())
-            .map_err(|e| term::binary(e.to_string().into_bytes()))?;
         let here = node.name().to_string();
-        let ph = PHASE.lock().unwrap().clone();
-        STARTS.lock().unwrap().push((arg, here.clone(), ph));
-        live.lock()
-            .unwrap()
-            .entry(arg)
-            .or_default()
-            .push((here, pid.clone()));
-        let live = live.clone();
-        let watched = pid.clone();
-        node.spawn(move |mut p| async move {
-            let r = Term::Reference(Box::new(p.monitor(&watched)));
-            let down = p
-                .receive_match(
-                    |m| matches!(term::as_tuple(m), Some([t, x, ..]) if term::is_atom(t, "DOWN") && x == &r),
-                    None,
-                )
-                .await;
-            if down.is_ok() {
-                if let Some(v) = live.lock().unwrap().get_mut(&arg) {
-                    v.retain(|(_, p)| p != &watched);
+        let (started, exited) = (live.clone(), live.clone());
+        common::supervisor::start_watched(
+            node,
+            move |pid| {
+                let ph = PHASE.lock().unwrap().clone();
+                STARTS.lock().unwrap().push((arg, here.clone(), ph));
+                started
+                    .lock()
+                    .unwrap()
+                    .entry(arg)
+                    .or_default()
+                    .push((here, pid.clone()));
+            },
+            move |pid| {
+                if let Some(v) = exited.lock().unwrap().get_mut(&arg) {
+                    v.retain(|(_, p)| p != pid);
                 }
-            }
-            ProcessExit::Normal
-        });
-        Ok(pid)
+            },
+        )
     }
 }
 
 fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        WORKER,
-        "start_link",
-        vec![term::int(arg)],
-        [],
-    )
+    common::supervisor::spec(WORKER, arg)
 }
 
 /// How many processes run each child on the nodes `on` selects.

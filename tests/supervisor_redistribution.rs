@@ -26,9 +26,8 @@ use beam_peer::horde::member;
 use beam_peer::horde::supervisor::{
     self, ChildSpec, DistributionStrategy, Member, MemberStatus, Redistribution, Supervisor,
 };
-use beam_peer::process::gen_server::{CallReply, GenServer};
 use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Node, Process, ProcessExit};
+use beam_peer::Node;
 
 const S: &str = "Elixir.Redist.Sup";
 const CHILDREN: i64 = 120;
@@ -37,49 +36,22 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
 type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
 
-struct Pong;
-
-impl GenServer for Pong {
-    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
-        CallReply::Reply(term::atom("pong"))
-    }
-}
-
 fn worker(events: Events) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
     move |node, args| {
         let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
-        let pid = beam_peer::gen_server::start(node, Pong, Default::default())
-            .map_err(|e| term::binary(e.to_string().into_bytes()))?;
         let here = node.name().to_string();
-        events.lock().unwrap().push(("start", arg, here.clone()));
-        let events = events.clone();
-        let watched = pid.clone();
-        node.spawn(move |mut p| async move {
-            let r = p.monitor(&watched);
-            let r = Term::Reference(Box::new(r));
-            let down = p
-                .receive_match(
-                    |m| matches!(term::as_tuple(m), Some([t, x, ..]) if term::is_atom(t, "DOWN") && x == &r),
-                    None,
-                )
-                .await;
-            if down.is_ok() {
-                events.lock().unwrap().push(("stop", arg, here));
-            }
-            ProcessExit::Normal
-        });
-        Ok(pid)
+        let (started, stopped) = (events.clone(), events.clone());
+        let at = here.clone();
+        common::supervisor::start_watched(
+            node,
+            move |_| started.lock().unwrap().push(("start", arg, at)),
+            move |_| stopped.lock().unwrap().push(("stop", arg, here)),
+        )
     }
 }
 
 fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        "Elixir.Redist.Worker",
-        "start_link",
-        vec![term::int(arg)],
-        [],
-    )
+    common::supervisor::spec("Elixir.Redist.Worker", arg)
 }
 
 fn start_member(node: &Node, events: &Events) -> Supervisor {

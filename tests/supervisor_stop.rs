@@ -34,23 +34,14 @@ use beam_peer::horde::member;
 use beam_peer::horde::supervisor::{
     self, ChildSpec, DistributionStrategy, MemberStatus, Members, Supervisor,
 };
-use beam_peer::process::gen_server::{CallReply, GenServer};
 use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Node, Process, ProcessExit};
+use beam_peer::{Node, ProcessExit};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const WORKER: &str = "Elixir.Stop.Worker";
 
 /// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
 type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
-
-struct Pong;
-
-impl GenServer for Pong {
-    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
-        CallReply::Reply(term::atom("pong"))
-    }
-}
 
 /// A worker that records its children's starts and stops; with
 /// `crash_on`, child `crash_on.0` exits at once on node `crash_on.1`.
@@ -65,36 +56,18 @@ fn worker(
             events.lock().unwrap().push(("crash", arg, here));
             return Ok(node.spawn(|_| async { ProcessExit::from(term::atom("boom")) }));
         }
-        let pid = beam_peer::gen_server::start(node, Pong, Default::default())
-            .map_err(|e| term::binary(e.to_string().into_bytes()))?;
-        events.lock().unwrap().push(("start", arg, here.clone()));
-        let events = events.clone();
-        let watched = pid.clone();
-        node.spawn(move |mut p| async move {
-            let r = Term::Reference(Box::new(p.monitor(&watched)));
-            let down = p
-                .receive_match(
-                    |m| matches!(term::as_tuple(m), Some([t, x, ..]) if term::is_atom(t, "DOWN") && x == &r),
-                    None,
-                )
-                .await;
-            if down.is_ok() {
-                events.lock().unwrap().push(("stop", arg, here));
-            }
-            ProcessExit::Normal
-        });
-        Ok(pid)
+        let (started, stopped) = (events.clone(), events.clone());
+        let at = here.clone();
+        common::supervisor::start_watched(
+            node,
+            move |_| started.lock().unwrap().push(("start", arg, at)),
+            move |_| stopped.lock().unwrap().push(("stop", arg, here)),
+        )
     }
 }
 
 fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        WORKER,
-        "start_link",
-        vec![term::int(arg)],
-        [],
-    )
+    common::supervisor::spec(WORKER, arg)
 }
 
 async fn poll<F, Fut>(what: &str, f: F)

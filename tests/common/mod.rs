@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod netns;
+pub mod supervisor;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
