@@ -181,15 +181,6 @@ where
     }
 }
 
-async fn global_count(s: &Supervisor) -> Option<i64> {
-    let t = s
-        .call(term::atom("get_telemetry"), Duration::from_secs(5))
-        .await
-        .ok()?;
-    let Term::Map(m) = t else { return None };
-    term::as_i64(m.map.get(&term::atom("global_supervised_process_count"))?)
-}
-
 /// Every member sees `n` members alive and knows all the children.
 async fn members_settled(sups: &[Supervisor], n: usize) -> bool {
     for s in sups {
@@ -197,7 +188,7 @@ async fn members_settled(sups: &[Supervisor], n: usize) -> bool {
             .member_statuses()
             .await
             .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == n);
-        if !alive || global_count(s).await != Some(CHILDREN) {
+        if !alive || common::supervisor::global_count(s).await != Some(CHILDREN) {
             return false;
         }
     }
@@ -278,7 +269,7 @@ impl Cluster {
             out.push(format!(
                 "{}: {st:?} knows {:?}",
                 ["A", "B", "C"][i],
-                global_count(s).await
+                common::supervisor::global_count(s).await
             ));
         }
         out.join("; ")

@@ -19,7 +19,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::member;
@@ -33,20 +32,12 @@ const S: &str = "Elixir.Redist.Sup";
 const CHILDREN: i64 = 120;
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
-type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
+use common::supervisor::Events;
 
 fn worker(events: Events) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
     move |node, args| {
         let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
-        let here = node.name().to_string();
-        let (started, stopped) = (events.clone(), events.clone());
-        let at = here.clone();
-        common::supervisor::start_watched(
-            node,
-            move |_| started.lock().unwrap().push(("start", arg, at)),
-            move |_| stopped.lock().unwrap().push(("stop", arg, here)),
-        )
+        common::supervisor::start_recorded(node, &events, arg)
     }
 }
 
@@ -75,15 +66,6 @@ where
 
 async fn all_alive(sups: &[Supervisor], n: usize) {
     common::all_members_alive(sups, n, DEADLINE).await
-}
-
-async fn global_count(s: &Supervisor) -> Option<i64> {
-    let t = s
-        .call(term::atom("get_telemetry"), Duration::from_secs(5))
-        .await
-        .ok()?;
-    let Term::Map(m) = t else { return None };
-    term::as_i64(m.map.get(&term::atom("global_supervised_process_count"))?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +144,7 @@ async fn active_redistribution_moves_to_a_joining_member_only_its_children_once(
     for s in &sups {
         poll(
             &format!("{} knows the {CHILDREN} children", s.member()),
-            || async { global_count(s).await == Some(CHILDREN) },
+            || async { common::supervisor::global_count(s).await == Some(CHILDREN) },
         )
         .await;
     }

@@ -40,8 +40,7 @@ use beam_peer::{Node, ProcessExit};
 const DEADLINE: Duration = Duration::from_secs(30);
 const WORKER: &str = "Elixir.Stop.Worker";
 
-/// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
-type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
+use common::supervisor::Events;
 
 /// A worker that records its children's starts and stops; with
 /// `crash_on`, child `crash_on.0` exits at once on node `crash_on.1`.
@@ -56,13 +55,7 @@ fn worker(
             events.lock().unwrap().push(("crash", arg, here));
             return Ok(node.spawn(|_| async { ProcessExit::from(term::atom("boom")) }));
         }
-        let (started, stopped) = (events.clone(), events.clone());
-        let at = here.clone();
-        common::supervisor::start_watched(
-            node,
-            move |_| started.lock().unwrap().push(("start", arg, at)),
-            move |_| stopped.lock().unwrap().push(("stop", arg, here)),
-        )
+        common::supervisor::start_recorded(node, &events, arg)
     }
 }
 
@@ -113,17 +106,6 @@ async fn start_children(
     placed
 }
 
-/// `global_supervised_process_count` (or `local_...`) of a member.
-async fn telemetry(s: &Supervisor, key: &str) -> Option<Term> {
-    match s
-        .call(term::atom("get_telemetry"), Duration::from_secs(5))
-        .await
-    {
-        Ok(Term::Map(m)) => m.map.get(&term::atom(key)).cloned(),
-        _ => None,
-    }
-}
-
 /// The args of `event`s on `node` from `from` on, sorted.
 fn args_of(events: &Events, from: usize, event: &str, node: Option<&str>) -> Vec<i64> {
     let mut v: Vec<i64> = events.lock().unwrap()[from..]
@@ -168,7 +150,8 @@ async fn a_partitioned_minority_stops_and_the_majority_runs_each_child_once() {
     // majority must hold every child before the split.
     for s in &sups {
         poll(&format!("{} knows the 60", s.member()), || async {
-            telemetry(s, "global_supervised_process_count").await == Some(term::int(60))
+            common::supervisor::telemetry(s, "global_supervised_process_count").await
+                == Some(term::int(60))
         })
         .await;
     }

@@ -220,7 +220,9 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<DiffStep, MerkleError> {
-        Ok(self.continue_diff(partial, depth, false, 0)?.0)
+        Ok(self
+            .continue_partial_diff_settling(partial, depth, false, 0)?
+            .0)
     }
 
     /// [`MerkleMap::continue_partial_diff`], except that where the peer's
@@ -238,7 +240,7 @@ impl MerkleMap {
         partial: &PartialDiff,
         depth: u32,
     ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
-        self.continue_diff(partial, depth, true, 0)
+        self.continue_partial_diff_settling(partial, depth, true, 0)
     }
 
     /// [`MerkleMap::continue_partial_diff`] (or, with `list_own`,
@@ -250,16 +252,6 @@ impl MerkleMap {
     /// not every leaf under a wider location. Upstream peers compare any
     /// subtree they get. `settle` 0 is no such cut.
     pub fn continue_partial_diff_settling(
-        &self,
-        partial: &PartialDiff,
-        depth: u32,
-        list_own: bool,
-        settle: u32,
-    ) -> Result<(DiffStep, Vec<bool>), MerkleError> {
-        self.continue_diff(partial, depth, list_own, settle)
-    }
-
-    fn continue_diff(
         &self,
         partial: &PartialDiff,
         depth: u32,

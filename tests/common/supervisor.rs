@@ -2,7 +2,10 @@
 //! started as a child, watched until it exits, and its child spec.
 #![allow(dead_code)]
 
-use beam_peer::horde::supervisor::ChildSpec;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use beam_peer::horde::supervisor::{ChildSpec, Supervisor};
 use beam_peer::process::gen_server::{CallReply, GenServer};
 use beam_peer::term::{self, Pid, Term};
 use beam_peer::{Node, Process, ProcessExit};
@@ -53,4 +56,36 @@ pub fn spec(module: &str, arg: i64) -> ChildSpec {
         vec![term::int(arg)],
         [],
     )
+}
+
+/// `(event, arg, node)`: `start` or `stop` of child `arg` on `node`.
+pub type Events = Arc<Mutex<Vec<(&'static str, i64, String)>>>;
+
+/// [`start_watched`], recording `("start", arg, node)` and later
+/// `("stop", arg, node)` in `events`.
+pub fn start_recorded(node: &Node, events: &Events, arg: i64) -> Result<Pid, Term> {
+    let (started, stopped) = (events.clone(), events.clone());
+    let (here, at) = (node.name().to_string(), node.name().to_string());
+    start_watched(
+        node,
+        move |_| started.lock().unwrap().push(("start", arg, at)),
+        move |_| stopped.lock().unwrap().push(("stop", arg, here)),
+    )
+}
+
+/// A member's `get_telemetry` entry `key` (`global_supervised_process_count`,
+/// `local_supervised_process_count`, ...).
+pub async fn telemetry(s: &Supervisor, key: &str) -> Option<Term> {
+    match s
+        .call(term::atom("get_telemetry"), Duration::from_secs(5))
+        .await
+    {
+        Ok(Term::Map(m)) => m.map.get(&term::atom(key)).cloned(),
+        _ => None,
+    }
+}
+
+/// A member's `global_supervised_process_count`.
+pub async fn global_count(s: &Supervisor) -> Option<i64> {
+    term::as_i64(&telemetry(s, "global_supervised_process_count").await?)
 }
