@@ -53,8 +53,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::member;
@@ -64,6 +63,7 @@ use beam_peer::horde::supervisor::{
 use beam_peer::term::{self, Pid, Term};
 use beam_peer::Node;
 use common::netns::{self, Net, NsRuntime};
+use common::supervisor::{live_counts, Live};
 
 const S: &str = "Elixir.Chaos.Sup";
 const WORKER: &str = "Elixir.Chaos.Worker";
@@ -84,9 +84,6 @@ fn trials() -> usize {
         .unwrap_or(1)
 }
 
-/// The live children: start argument -> (node, pid) of each live process.
-type Live = Arc<Mutex<BTreeMap<i64, Vec<(String, Pid)>>>>;
-
 /// Every start, in order: (argument, node), for the failure reports.
 static STARTS: Mutex<Vec<(i64, String, String)>> = Mutex::new(Vec::new());
 /// The phase of the trial, as the starts record it.
@@ -96,55 +93,28 @@ fn phase(p: impl Into<String>) {
     *PHASE.lock().unwrap() = p.into();
 }
 
-/// Starts a child (an idle gen_server) that is in `live` until it exits.
+/// Starts a child (an idle gen_server) that is in `live` until it exits,
+/// and records the start in [`STARTS`] with the trial's phase.
 fn worker(live: Live) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
-    move |node, args| {
-        let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
-        let here = node.name().to_string();
-        let (started, exited) = (live.clone(), live.clone());
-        common::supervisor::start_watched(
-            node,
-            move |pid| {
-                let ph = PHASE.lock().unwrap().clone();
-                STARTS.lock().unwrap().push((arg, here.clone(), ph));
-                started
-                    .lock()
-                    .unwrap()
-                    .entry(arg)
-                    .or_default()
-                    .push((here, pid.clone()));
-            },
-            move |pid| {
-                if let Some(v) = exited.lock().unwrap().get_mut(&arg) {
-                    v.retain(|(_, p)| p != pid);
-                }
-            },
-        )
-    }
+    common::supervisor::live_worker(live, |arg, here| {
+        let ph = PHASE.lock().unwrap().clone();
+        STARTS.lock().unwrap().push((arg, here.to_string(), ph));
+    })
 }
 
 fn spec(arg: i64) -> ChildSpec {
     common::supervisor::spec(WORKER, arg)
 }
 
-/// How many processes run each child on the nodes `on` selects.
-fn counts(live: &Live, on: impl Fn(&str) -> bool) -> BTreeMap<i64, usize> {
-    live.lock()
-        .unwrap()
-        .iter()
-        .map(|(a, v)| (*a, v.iter().filter(|(n, _)| on(n)).count()))
-        .collect()
-}
-
 /// Every child runs exactly once on the nodes `on` selects.
 fn exactly_once(live: &Live, on: impl Fn(&str) -> bool) -> bool {
-    let c = counts(live, on);
+    let c = live_counts(live, on);
     (1..=CHILDREN).all(|a| c.get(&a) == Some(&1))
 }
 
 /// Children running more than once (anywhere) and not at all.
 fn dup_and_lost(live: &Live) -> (usize, usize) {
-    let c = counts(live, |_| true);
+    let c = live_counts(live, |_| true);
     let dup = (1..=CHILDREN)
         .filter(|a| c.get(a).is_some_and(|&n| n > 1))
         .count();
@@ -311,8 +281,8 @@ impl Cluster {
                 format!("{a} started on {}", h.join(","))
             })
             .collect();
-        let c = counts(&self.live, |_| true);
-        let on_a = counts(&self.live, self.on_a());
+        let c = live_counts(&self.live, |_| true);
+        let on_a = live_counts(&self.live, self.on_a());
         let twice: Vec<i64> = c.iter().filter(|(_, &n)| n > 1).map(|(a, _)| *a).collect();
         let none: Vec<i64> = (1..=CHILDREN)
             .filter(|a| c.get(a).is_none_or(|&n| n == 0))
@@ -407,7 +377,7 @@ async fn netsplit(c: &mut Cluster, f: &mut Figures) -> Result<(), String> {
     if c.strategy == DistributionStrategy::UniformQuorum {
         // A stops its member; B and C run each child once; nothing twice.
         settle(|| async {
-            counts(&c.live, &on_a).values().all(|&n| n == 0)
+            live_counts(&c.live, &on_a).values().all(|&n| n == 0)
                 && exactly_once(&c.live, &off_a)
                 && c.sups[0].member_statuses().await.is_err()
         })
@@ -419,11 +389,11 @@ async fn netsplit(c: &mut Cluster, f: &mut Figures) -> Result<(), String> {
     } else {
         // B and C run each child once; A runs each at most once.
         settle(|| async {
-            exactly_once(&c.live, &off_a) && counts(&c.live, &on_a).values().all(|&n| n <= 1)
+            exactly_once(&c.live, &off_a) && live_counts(&c.live, &on_a).values().all(|&n| n <= 1)
         })
         .await
         .ok_or_else(|| c.report("uniform, during the split"))?;
-        let on_a = counts(&c.live, &on_a).values().sum::<usize>();
+        let on_a = live_counts(&c.live, &on_a).values().sum::<usize>();
         f.split_dup += dup_and_lost(&c.live).0;
         f.split_on_a.push(on_a);
     }

@@ -2,6 +2,7 @@
 //! started as a child, watched until it exits, and its child spec.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,4 +89,46 @@ pub async fn telemetry(s: &Supervisor, key: &str) -> Option<Term> {
 /// A member's `global_supervised_process_count`.
 pub async fn global_count(s: &Supervisor) -> Option<i64> {
     term::as_i64(&telemetry(s, "global_supervised_process_count").await?)
+}
+
+/// The live children: start argument -> (node, pid) of each live process.
+pub type Live = Arc<Mutex<BTreeMap<i64, Vec<(String, Pid)>>>>;
+
+/// A worker whose children ([`Pong`]s) are in `live` from their start
+/// until they exit; `note(arg, node)` runs at each start.
+pub fn live_worker(
+    live: Live,
+    note: impl Fn(i64, &str) + Send + Sync + 'static,
+) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
+    move |node, args| {
+        let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
+        let here = node.name().to_string();
+        note(arg, &here);
+        let (started, exited) = (live.clone(), live.clone());
+        start_watched(
+            node,
+            move |pid| {
+                started
+                    .lock()
+                    .unwrap()
+                    .entry(arg)
+                    .or_default()
+                    .push((here, pid.clone()));
+            },
+            move |pid| {
+                if let Some(v) = exited.lock().unwrap().get_mut(&arg) {
+                    v.retain(|(_, p)| p != pid);
+                }
+            },
+        )
+    }
+}
+
+/// How many processes run each child on the nodes `on` selects.
+pub fn live_counts(live: &Live, on: impl Fn(&str) -> bool) -> BTreeMap<i64, usize> {
+    live.lock()
+        .unwrap()
+        .iter()
+        .map(|(a, v)| (*a, v.iter().filter(|(n, _)| on(n)).count()))
+        .collect()
 }
