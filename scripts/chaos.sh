@@ -21,9 +21,26 @@
 #   HOSTILE_FROM=LOG scripts/chaos.sh     # tabulate an earlier hostile run's log
 #   FUZZ_SECS=60 scripts/chaos.sh # shorter fuzz runs
 #   FUZZ_FROM=DIR scripts/chaos.sh  # tabulate earlier fuzz logs DIR/fuzz-TARGET.log
+#   CHAOS_LOGS=DIR scripts/chaos.sh # logs and rows in DIR (default target/chaos-logs),
+#                                   # so parts run apart do not overwrite each other
+#   CHAOS_TABLE="DIR..." scripts/chaos.sh # only print one table of those runs' rows
 set -uo pipefail
 cd "$(dirname "$0")/.."
-logs=target/chaos-logs
+table() { # ROWS...: the one table
+    {
+        printf 'scenario\ttrials\tfaults injected\tchildren/names/writes checked\tlost\tduplicated\tmax memory\ttime to settle\n'
+        cat "$@"
+    } | column -t -s $'\t'
+}
+
+if [ -n "${CHAOS_TABLE:-}" ]; then
+    # shellcheck disable=SC2086 # a list of directories
+    set -- $CHAOS_TABLE
+    table "${@/%//rows.tsv}"
+    exit 0
+fi
+
+logs=${CHAOS_LOGS:-target/chaos-logs}
 mkdir -p "$logs"
 rows="$logs/rows.tsv"
 : >"$rows"
@@ -148,8 +165,5 @@ fi
 
 echo
 echo "== chaos table"
-{
-    printf 'scenario\ttrials\tfaults injected\tchildren/names/writes checked\tlost\tduplicated\tmax memory\ttime to settle\n'
-    cat "$rows"
-} | column -t -s $'\t'
+table "$rows"
 exit $status
