@@ -89,3 +89,33 @@ pub async fn telemetry(s: &Supervisor, key: &str) -> Option<Term> {
 pub async fn global_count(s: &Supervisor) -> Option<i64> {
     term::as_i64(&telemetry(s, "global_supervised_process_count").await?)
 }
+
+/// The live children of a test: start argument -> (node, pid) of each
+/// process running it.
+pub type Live = Arc<Mutex<std::collections::BTreeMap<i64, Vec<(String, Pid)>>>>;
+
+/// A worker (for `SupervisorOptions::worker`) that starts a [`Pong`] child,
+/// in `live` from its start until it exits.
+pub fn live_worker(live: Live) -> impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync {
+    move |node, args| {
+        let arg = args.first().and_then(term::as_i64).unwrap_or(-1);
+        let here = node.name().to_string();
+        let (started, exited) = (live.clone(), live.clone());
+        start_watched(
+            node,
+            move |pid| {
+                started
+                    .lock()
+                    .unwrap()
+                    .entry(arg)
+                    .or_default()
+                    .push((here, pid.clone()))
+            },
+            move |pid| {
+                if let Some(v) = exited.lock().unwrap().get_mut(&arg) {
+                    v.retain(|(_, p)| p != pid);
+                }
+            },
+        )
+    }
+}
