@@ -54,7 +54,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::member;
@@ -64,6 +64,7 @@ use beam_peer::horde::supervisor::{
 use beam_peer::term::{self, Pid, Term};
 use beam_peer::Node;
 use common::netns::{self, Net, NsRuntime};
+use common::supervisor::Live;
 
 const S: &str = "Elixir.Chaos.Sup";
 const WORKER: &str = "Elixir.Chaos.Worker";
@@ -83,9 +84,6 @@ fn trials() -> usize {
         .and_then(|t| t.parse().ok())
         .unwrap_or(1)
 }
-
-/// The live children: start argument -> (node, pid) of each live process.
-type Live = Arc<Mutex<BTreeMap<i64, Vec<(String, Pid)>>>>;
 
 /// Every start, in order: (argument, node), for the failure reports.
 static STARTS: Mutex<Vec<(i64, String, String)>> = Mutex::new(Vec::new());
