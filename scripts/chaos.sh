@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The long chaos suite (issue 23; not CI): scenario 5 (hostile peers) with
 # CHAOS_LONG=1, scenario 6 (the 30-minute soak), scenarios 1 and 3
-# (namespaces, kill -9, netsplit) with
-# CHAOS_TRIALS trials (default 20), scenario 2 (supervisor netsplit and
+# (namespaces: a registry netsplit of Rust members and one of an Elixir
+# Horde.Registry member with two Rust ones; kill -9 of a Rust, an erl and
+# an Elixir member of a Horde.Registry and Horde.DynamicSupervisor; the
+# Elixir ones need Horde, `source /tmp/horde-env.sh` or a built erlang/,
+# else they print SKIPPED) with CHAOS_TRIALS trials (default 20), scenario 2 (supervisor netsplit and
 # churn, both strategies) with CHAOS_TRIALS trials, scenario 4 (steady CRDT
 # writes with random partitions) for CHAOS_CRDT_SECS (default 60), the
 # Rust supervisor kill -9 trials of

@@ -481,7 +481,10 @@ impl Driver {
                 l
             }
         };
-        let effects = self.state.set_initial_members(&initial, now_ns());
+        let mut effects = self.state.set_initial_members(&initial, now_ns());
+        if matches!(self.opts.members, Members::Auto) {
+            effects.extend(self.state.set_members_from_nodes(&initial, now_ns()));
+        }
         self.carry_out(&mut p, effects);
         for (k, v) in std::mem::take(&mut self.opts.meta) {
             let effects = self.state.put_meta(k, v, now_ns());
@@ -528,7 +531,7 @@ impl Driver {
                         Ok(NodeEvent::Up { hidden: true, .. }) => Vec::new(),
                         _ => {
                             let members = self.auto_members(&p);
-                            self.state.set_members(&members, now_ns())
+                            self.state.set_members_from_nodes(&members, now_ns())
                         }
                     }
                 }

@@ -212,6 +212,82 @@ pub fn horde_or_skip(test: &str) -> Option<Vec<PathBuf>> {
     found
 }
 
+/// The applications an Elixir node with Horde starts (see [`elixir_command`]).
+pub const HORDE_APPS: [&str; 1] = ["horde"];
+
+/// The command line of an `erl` node `name` (a long name) that starts the
+/// test peer's `ctl` server (erlang/src/beam_peer_ctl.erl), with `extra`
+/// arguments; it never starts an EPMD of its own (`ERL_EPMD_PORT` says
+/// which one it registers with).
+pub fn erl_command(name: &str, cookie: &str, extra: &[&str]) -> Command {
+    let mut cmd = beam_tool("erl");
+    cmd.args([
+        "-name",
+        name,
+        "-setcookie",
+        cookie,
+        "-noshell",
+        "-start_epmd",
+        "false",
+    ])
+    .arg("-pa")
+    .arg(ctl_ebin())
+    .args(extra)
+    .args(["-s", "beam_peer_ctl", "start"]);
+    cmd
+}
+
+/// The command line of an Elixir node `name` (the `elixir` command, so
+/// Elixir and Logger are loaded) with `erl_flags` passed to `erl` (after
+/// `-start_epmd false`), each of `code_path` added by `-pa`, and the
+/// applications `apps` started (`Application.ensure_all_started/1`, in
+/// order) before it starts `ctl` and prints its ready line.
+pub fn elixir_command(
+    name: &str,
+    cookie: &str,
+    erl_flags: &[&str],
+    code_path: &[PathBuf],
+    apps: &[&str],
+) -> Command {
+    let mut cmd = beam_tool("elixir");
+    let mut erl = vec!["-start_epmd false"];
+    erl.extend_from_slice(erl_flags);
+    cmd.args(["--name", name, "--cookie", cookie])
+        .args(["--erl", &erl.join(" ")])
+        .arg("-pa")
+        .arg(ctl_ebin());
+    for dir in code_path {
+        cmd.arg("-pa").arg(dir);
+    }
+    // Anything that fails to start is printed and ends the node, so the
+    // test fails at once on "no ready line" rather than later.
+    let mut boot = String::new();
+    for app in apps {
+        boot.push_str(&format!(
+            "case Application.ensure_all_started(:{app}) do {{:ok, _}} -> :ok; e -> IO.inspect(e, label: \"cannot start {app}\"); System.halt(1) end; "
+        ));
+    }
+    boot.push_str(":beam_peer_ctl.start()");
+    cmd.args(["--no-halt", "-e", &boot]);
+    cmd
+}
+
+/// Reads a BEAM node's stdout (printing each line as `[erl] ...`) on a
+/// thread of its own; true once the node printed its `ready` line, false
+/// if it did not within `limit`.
+pub fn await_ready(stdout: std::process::ChildStdout, limit: Duration) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ready ") {
+                let _ = tx.send(());
+            }
+            println!("[erl] {line}");
+        }
+    });
+    rx.recv_timeout(limit).is_ok()
+}
+
 /// A real BEAM node started by a test; killed (by pid) when dropped.
 pub struct Beam {
     child: Option<Child>,
@@ -223,30 +299,14 @@ pub struct Beam {
 impl Beam {
     /// Starts `erl -name PREFIX_..@127.0.0.1` using the EPMD on `epmd_port`.
     pub fn start(prefix: &str, cookie: &str, epmd_port: u16, extra: &[&str]) -> Beam {
-        let alive = unique(prefix);
-        let name = format!("{alive}@127.0.0.1");
-        let mut cmd = beam_tool("erl");
-        cmd.args([
-            "-name",
-            &name,
-            "-setcookie",
-            cookie,
-            "-noshell",
-            "-start_epmd",
-            "false",
-        ])
-        .arg("-pa")
-        .arg(ctl_ebin())
-        .args(extra)
-        .args(["-s", "beam_peer_ctl", "start"]);
+        let name = format!("{}@127.0.0.1", unique(prefix));
+        let cmd = erl_command(&name, cookie, extra);
         Beam::spawn(cmd, name, epmd_port)
     }
 
-    /// Starts an Elixir node `PREFIX_..@127.0.0.1` (the `elixir` command, so
-    /// Elixir and Logger are loaded) using the EPMD on `epmd_port`, with each
-    /// of `code_path` added by `-pa`, and the applications `apps` started
-    /// (`Application.ensure_all_started/1`, in order) before it reports
-    /// ready. [`eval_elixir`] runs Elixir code on it; [`Beam::kill9`] ends it.
+    /// Starts an Elixir node `PREFIX_..@127.0.0.1` using the EPMD on
+    /// `epmd_port` (see [`elixir_command`] for `code_path` and `apps`).
+    /// [`eval_elixir`] runs Elixir code on it; [`Beam::kill9`] ends it.
     pub fn start_elixir(
         prefix: &str,
         cookie: &str,
@@ -254,32 +314,14 @@ impl Beam {
         code_path: &[PathBuf],
         apps: &[&str],
     ) -> Beam {
-        let alive = unique(prefix);
-        let name = format!("{alive}@127.0.0.1");
-        let mut cmd = beam_tool("elixir");
-        cmd.args(["--name", &name, "--cookie", cookie])
-            .args(["--erl", "-start_epmd false"])
-            .arg("-pa")
-            .arg(ctl_ebin());
-        for dir in code_path {
-            cmd.arg("-pa").arg(dir);
-        }
-        // Anything that fails to start is printed and ends the node, so the
-        // test fails at once on "no ready line" rather than later.
-        let mut boot = String::new();
-        for app in apps {
-            boot.push_str(&format!(
-                "case Application.ensure_all_started(:{app}) do {{:ok, _}} -> :ok; e -> IO.inspect(e, label: \"cannot start {app}\"); System.halt(1) end; "
-            ));
-        }
-        boot.push_str(":beam_peer_ctl.start()");
-        cmd.args(["--no-halt", "-e", &boot]);
+        let name = format!("{}@127.0.0.1", unique(prefix));
+        let cmd = elixir_command(&name, cookie, &[], code_path, apps);
         Beam::spawn(cmd, name, epmd_port)
     }
 
     /// An Elixir node with Horde and its dependencies started (see [`horde_ebin`]).
     pub fn start_horde(prefix: &str, cookie: &str, epmd_port: u16, ebins: &[PathBuf]) -> Beam {
-        Beam::start_elixir(prefix, cookie, epmd_port, ebins, &["horde"])
+        Beam::start_elixir(prefix, cookie, epmd_port, ebins, &HORDE_APPS)
     }
 
     /// Runs `cmd` (an `erl`-like command line that ends by starting
@@ -294,22 +336,15 @@ impl Beam {
             .spawn()
             .unwrap_or_else(|e| panic!("{:?} does not start: {e}", cmd.get_program()));
         let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.starts_with("ready ") {
-                    let _ = tx.send(());
-                }
-                println!("[erl] {line}");
-            }
-        });
         let beam = Beam {
             child: Some(child),
             name,
             epmd_port,
         };
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("erl node printed ready");
+        assert!(
+            await_ready(stdout, Duration::from_secs(30)),
+            "erl node printed ready"
+        );
         beam
     }
 

@@ -532,3 +532,76 @@ pub async fn reconnect(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A BEAM node (`erl` or `elixir`) in a namespace of a [`Net`], with that
+/// namespace's EPMD, which it outlives only as a host's epmd outlives its
+/// nodes: [`NsBeam::kill9`] kills the node alone, dropping the `NsBeam`
+/// kills both (by pid).
+pub struct NsBeam {
+    pub name: String,
+    pub node: NsChild,
+    /// Kept for the node's lifetime: peers look the node up through it
+    /// whenever they connect, not only the first time.
+    epmd: NsChild,
+}
+
+impl NsBeam {
+    /// kill -9 of the node; its EPMD stays.
+    pub fn kill9(&self) {
+        self.node.kill9();
+    }
+}
+
+impl Net {
+    /// Starts `cmd` (from [`super::erl_command`] or
+    /// [`super::elixir_command`], a node named `name` that prints `ready`)
+    /// in node `i`'s namespace, after an EPMD there ([`Net::start_epmd`]);
+    /// returns once the node printed its ready line.
+    pub fn start_beam(&mut self, i: usize, name: String, mut cmd: Command) -> NsBeam {
+        let epmd = self.start_epmd(i);
+        super::beam_versions();
+        cmd.env("ERL_EPMD_PORT", EPMD_PORT.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped());
+        let node = self.spawn(i, cmd);
+        let stdout = node.take_stdout().expect("piped");
+        assert!(
+            super::await_ready(stdout, Duration::from_secs(30)),
+            "{name} printed ready in {}",
+            self.ns(i)
+        );
+        NsBeam { name, node, epmd }
+    }
+
+    /// An `erl` node `<alive>@<node i's address>` in namespace `i`, with
+    /// `net_ticktime` (seconds).
+    pub fn erl_node(&mut self, i: usize, alive: &str, net_ticktime: u32) -> NsBeam {
+        let name = self.node_name(alive, i);
+        let t = net_ticktime.to_string();
+        let cmd = super::erl_command(&name, super::COOKIE, &["-kernel", "net_ticktime", &t]);
+        self.start_beam(i, name, cmd)
+    }
+
+    /// An Elixir node with Horde and its dependencies (`ebins`, see
+    /// [`super::horde_ebin`]) started, `<alive>@<node i's address>` in
+    /// namespace `i`, with `net_ticktime` (seconds); drive it with
+    /// [`super::eval_elixir`] from a node that reaches it.
+    pub fn horde_node(
+        &mut self,
+        i: usize,
+        alive: &str,
+        net_ticktime: u32,
+        ebins: &[std::path::PathBuf],
+    ) -> NsBeam {
+        let name = self.node_name(alive, i);
+        let ticktime = format!("-kernel net_ticktime {net_ticktime}");
+        let cmd = super::elixir_command(
+            &name,
+            super::COOKIE,
+            &[&ticktime],
+            ebins,
+            &super::HORDE_APPS,
+        );
+        self.start_beam(i, name, cmd)
+    }
+}

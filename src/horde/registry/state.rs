@@ -172,6 +172,10 @@ pub struct RegistryState {
     lost: BTreeMap<OrdTerm, u64>,
     lost_member_grace: u64,
     now: u64,
+    /// `members: :auto`: the members this node's own view of the cluster
+    /// lists (one per visible node), as of its last node event, and that
+    /// event's timestamp; `None` with explicit members.
+    view: Option<(BTreeSet<OrdTerm>, i64)>,
 }
 
 impl RegistryState {
@@ -188,6 +192,7 @@ impl RegistryState {
             lost: BTreeMap::new(),
             lost_member_grace: 0,
             now: 0,
+            view: None,
         }
     }
 
@@ -276,6 +281,21 @@ impl RegistryState {
         actions.extend(self.replica.set_neighbours(self.neighbours_of(&new)));
         self.members = new;
         self.run(actions)
+    }
+
+    /// `members: :auto`'s [`set_members`](Self::set_members) after a node
+    /// event (and at start-up): `members` is this node's own view of the
+    /// cluster, which it also keeps. A removal of one of those members
+    /// that comes from another member (whose view lacked it) is then
+    /// undone here rather than followed, see `member_removed`.
+    pub fn set_members_from_nodes(&mut self, members: &[Term], ts: i64) -> Vec<Effect> {
+        let view = members
+            .iter()
+            .filter_map(|m| self.qualify(m))
+            .map(OrdTerm)
+            .collect();
+        self.view = Some((view, ts));
+        self.set_members(members, ts)
     }
 
     /// `{:register, key, value, pid}`: link and write the key.
@@ -467,6 +487,20 @@ impl RegistryState {
     }
 
     fn member_removed(&mut self, m: &Term, out: &mut Vec<Effect>) -> Vec<Action> {
+        // Removed by another member while this node still sees it: at the
+        // heal of a split, a member that sees one node come back before
+        // another syncs its removal of the other (made at its nodedown)
+        // to members that never lost it. Followed, that removal would drop
+        // the keys of a member that never left, those registered during
+        // the split too (observed here, so the drop wins everywhere).
+        // Horde follows it; we write the member back and keep its keys.
+        // The remover writes it again itself once it sees the node.
+        if let Some((view, ts)) = &self.view {
+            if view.contains(&OrdTerm(m.clone())) {
+                let ts = *ts;
+                return self.replica.put(member_key(m), term::int(1), ts);
+            }
+        }
         // Hidden from lookups at once (they skip keys of members not in
         // the cluster); dropped now or when the grace ends.
         self.write().members.remove(&OrdTerm(m.clone()));

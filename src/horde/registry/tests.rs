@@ -507,3 +507,78 @@ fn a_dead_members_keys_go_when_the_grace_ends() {
         "dropped"
     );
 }
+
+/// Found by chaos scenario 1 (tests/chaos_netns.rs, 2 failing runs in 13
+/// under load): a split {0}|{1,2}, during which member 2 registers a name;
+/// at the heal member 0 sees node 1 come back (and syncs with it) before
+/// node 2. Member 0's removal of `{:member, 2}` (made at its nodedown of
+/// 2) then reaches member 1, which still sees node 2. Horde's rule (and
+/// ours before) drops every key of member 2 there, the name registered
+/// during the split included, which member 1 had observed: that removal
+/// then wins on every member and the name is gone everywhere although its
+/// process runs and its member never left member 1's cluster. A member
+/// following the nodes (`members: :auto`) now writes back a member it
+/// still sees, and keeps its keys.
+#[test]
+fn a_member_still_seen_keeps_its_names_when_a_heal_reaches_the_others_one_at_a_time() {
+    let mut bus = Bus::new(3);
+    let all: Vec<Term> = (0..3).map(|i| member(R, &node(i))).collect();
+    for i in 0..3 {
+        let ts = bus.ts();
+        let e = bus.members[i].set_members_from_nodes(&all, ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    bus.cut.push((0, 1));
+    bus.cut.push((0, 2));
+    let ts = bus.ts();
+    let e = bus.members[0].set_members_from_nodes(&all[..1], ts);
+    bus.absorb(0, e);
+    for i in 1..3 {
+        let ts = bus.ts();
+        let e = bus.members[i].set_members_from_nodes(&all[1..], ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    let ts = bus.ts();
+    let e = bus.members[2].register(key("during"), int(1), proc_pid(2, 1), ts);
+    bus.absorb(2, e);
+    bus.settle();
+    assert!(bus.lookup(1, &key("during")).is_some());
+
+    // Node 0 and node 1 see each other again; node 2 is not back for 0 yet.
+    bus.cut.retain(|&c| c != (0, 1));
+    let (back, held): (Vec<_>, Vec<_>) = std::mem::take(&mut bus.held)
+        .into_iter()
+        .partition(|&(f, t, _)| (f, t) == (0, 1) || (f, t) == (1, 0));
+    bus.held = held;
+    bus.queue.extend(back);
+    let ts = bus.ts();
+    let e = bus.members[0].set_members_from_nodes(&all[..2], ts);
+    bus.absorb(0, e);
+    let ts = bus.ts();
+    let e = bus.members[1].set_members_from_nodes(&all, ts);
+    bus.absorb(1, e);
+    bus.settle();
+    assert!(
+        bus.members[1].read().entry(&key("during")).is_some(),
+        "member 1 keeps the name of member 2, which it still sees"
+    );
+
+    // Then node 2 is back for node 0 too.
+    bus.heal();
+    for i in [0, 2] {
+        let ts = bus.ts();
+        let e = bus.members[i].set_members_from_nodes(&all, ts);
+        bus.absorb(i, e);
+    }
+    bus.settle();
+    for i in 0..3 {
+        assert_eq!(
+            bus.lookup(i, &key("during")),
+            Some(proc_pid(2, 1)),
+            "member {i} holds the name"
+        );
+        assert_eq!(bus.members[i].read().members().count(), 3);
+    }
+}
