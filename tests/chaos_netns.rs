@@ -1444,19 +1444,87 @@ fn seq_sink(node: &Node) -> Pid {
 /// (Horde #258). The grace is the answer, so the soak runs with it.
 const SOAK_GRACE: Duration = Duration::from_secs(60);
 
+/// Names and children alive at once in the soak: the oldest end as new
+/// ones come (about 50 s of names and 50 s of children).
+const SOAK_LIVE_NAMES: usize = 500;
+const SOAK_LIVE_CHILDREN: usize = 100;
+
 /// The soak's child module, run by [`soak_member`]s as a Rust worker.
 const SOAK_WORKER: &str = "Elixir.Soak.Worker";
 
 /// A Horde.DynamicSupervisor member `name` on `node` (UniformDistribution,
 /// `members: :auto`) whose children are in `live` while they run.
-async fn soak_member(rt: &NsRuntime, node: &Node, name: &str, live: &Live) -> Supervisor {
+async fn soak_member(
+    rt: &NsRuntime,
+    node: &Node,
+    name: &str,
+    live: &Live,
+    log: &SoakLog,
+) -> Supervisor {
+    let log = log.clone();
     let opts = SupervisorOptions::new(name).sync_interval(SYNC_MS).worker(
         SOAK_WORKER,
-        common::supervisor::live_worker(live.clone(), |_, _| {}),
+        common::supervisor::live_worker(live.clone(), move |arg, node| {
+            log.event(format!("start {arg} on {node}"))
+        }),
     );
     let node = node.clone();
     rt.run(async move { supervisor::start(&node, opts).expect("the member starts") })
         .await
+}
+
+/// What happened when in the soak, for its failure reports: child starts,
+/// acknowledgements and faults, each with the seconds since it began.
+#[derive(Clone)]
+struct SoakLog {
+    began: Instant,
+    events: std::sync::Arc<std::sync::Mutex<Vec<(f64, String)>>>,
+}
+
+impl SoakLog {
+    fn new() -> SoakLog {
+        SoakLog {
+            began: Instant::now(),
+            events: Default::default(),
+        }
+    }
+
+    fn event(&self, what: String) {
+        let at = self.began.elapsed().as_secs_f64();
+        self.events.lock().unwrap().push((at, what));
+    }
+
+    /// Child `arg` last started on a node that was killed less than
+    /// `window` later.
+    fn lost_with_its_node(&self, arg: i64, window: Duration) -> bool {
+        let start = format!("start {arg} on ");
+        let events = self.events.lock().unwrap();
+        let Some((at, node)) = events
+            .iter()
+            .rev()
+            .find_map(|(t, e)| Some((*t, e.strip_prefix(&start)?.to_string())))
+        else {
+            return false;
+        };
+        let killed = format!("fault: {node} killed");
+        events
+            .iter()
+            .any(|(t, e)| *e == killed && *t >= at && *t - at < window.as_secs_f64())
+    }
+
+    /// The events of child `arg` and every fault, in order.
+    fn story(&self, arg: i64) -> Vec<String> {
+        let (start, acked) = (format!("start {arg} on "), format!("acked {arg} "));
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, e)| {
+                e.starts_with(&start) || e.starts_with(&acked) || e.starts_with("fault")
+            })
+            .map(|(t, e)| format!("{t:.1}s {e}"))
+            .collect()
+    }
 }
 
 /// Scenario 6, the soak (scripts/chaos.sh; `CHAOS_SOAK_SECS`, default 1800):
@@ -1464,14 +1532,18 @@ async fn soak_member(rt: &NsRuntime, node: &Node, name: &str, live: &Live) -> Su
 /// Horde.DynamicSupervisor and `echo`; A streams numbered messages to a
 /// sink on B (a connection no fault touches) and calls `echo` on B and C
 /// every 10 ms; a name is registered every 100 ms on A or B; A starts a
-/// child every 500 ms (placed on any member by the ring); every 30 s C is
+/// child every 500 ms (placed on any member by the ring); every 30 s (`CHAOS_SOAK_FAULT_SECS`) C is
 /// either cut off for 10 s and reconnected, or killed (its runtime shut
 /// down at once) and restarted under a new name, its member with it.
-/// Reported: messages lost or out of order on A->B (must be 0), call
-/// errors by kind, names registered on A/B and gone at the end, children
-/// whose start was acknowledged and that run not exactly once on the
-/// members alive at the end once they settled (must be 0), and the test
-/// process's RSS growth.
+/// The oldest names (their holders killed) and children (terminated
+/// through the supervisor) end as new ones come, so the live state stays
+/// bounded and memory growth means a leak. Reported: messages lost or out
+/// of order on A->B (must be 0), call errors by kind, live names gone and
+/// ended names still found (must be 0), acknowledged children that do not
+/// run exactly once, and ended ones that run, on the members alive at the
+/// end once settled (must be 0; a child whose node was killed before a
+/// sync could carry its entry is counted apart), and the test process's
+/// RSS after each fault.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the 30-minute soak: scripts/chaos.sh runs it"]
 async fn soak_mixed_traffic_with_a_fault_every_30_s() {
@@ -1491,11 +1563,12 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
     let name = format!("Elixir.{}", common::unique("Soak"));
     let sup_name = format!("Elixir.{}", common::unique("SoakSup"));
     let live = Live::default();
+    let log = SoakLog::new();
     let mut regs = Vec::new();
     let mut sups = Vec::new();
     for (i, rt) in rts.iter().enumerate() {
         regs.push(ns_registry(rt, &nodes[i], &name, SOAK_GRACE).await);
-        sups.push(soak_member(rt, &nodes[i], &sup_name, &live).await);
+        sups.push(soak_member(rt, &nodes[i], &sup_name, &live, &log).await);
         let n = nodes[i].clone();
         rt.run(async move { beam_peer::demo::start_echo_and_sink(&n) })
             .await
@@ -1521,8 +1594,15 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
     let mut call_errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut calls = 0u64;
     let mut faults = 0u64;
-    let mut names: Vec<(String, usize)> = Vec::new();
-    let mut acked: Vec<i64> = Vec::new();
+    // The live names and children (a bounded set: the oldest are ended as
+    // new ones come, so memory growth means a leak, not a larger state),
+    // and the ones ended, which must stay gone.
+    let mut names: std::collections::VecDeque<(String, usize, Pid)> = Default::default();
+    let mut names_ended: Vec<String> = Vec::new();
+    let mut registered = 0usize;
+    let mut acked: std::collections::VecDeque<i64> = Default::default();
+    let mut children_ended: Vec<i64> = Vec::new();
+    let mut acknowledged = 0usize;
     let mut start_errors: BTreeMap<String, u64> = BTreeMap::new();
     let sender = rts[0]
         .run({
@@ -1530,7 +1610,13 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
             async move { a.process() }
         })
         .await;
-    let mut next_fault = Duration::from_secs(30);
+    let every = Duration::from_secs(
+        std::env::var("CHAOS_SOAK_FAULT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
+    let mut next_fault = every;
     let mut tick = 0u64;
     while started.elapsed() < Duration::from_secs(secs) {
         tick += 1;
@@ -1565,7 +1651,16 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
             let k = format!("soak-{tick}");
             let h = holder(&rts[i], &nodes[i], sender.pid()).await;
             register(&rts[i], &regs[i], &k, "soak", &h).await;
-            names.push((k, i));
+            names.push_back((k, i, h));
+            registered += 1;
+            if names.len() > SOAK_LIVE_NAMES {
+                if let Some((k, i, h)) = names.pop_front() {
+                    // Its holder traps exits: `kill` ends it, and the
+                    // registry's link takes its name.
+                    nodes[i].exit(sender.pid(), &h, term::atom("kill"));
+                    names_ended.push(k);
+                }
+            }
         }
         if tick % 50 == 25 {
             let arg = tick as i64;
@@ -1577,27 +1672,60 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
                 .await
             {
                 Ok(r) if matches!(term::as_tuple(&r), Some([ok, _]) if term::is_atom(ok, "ok")) => {
-                    acked.push(arg)
+                    log.event(format!("acked {arg} {r}"));
+                    acked.push_back(arg);
+                    acknowledged += 1;
                 }
                 Ok(r) => *start_errors.entry(r.to_string()).or_default() += 1,
                 Err(e) => *start_errors.entry(e.to_string()).or_default() += 1,
             }
         }
+        if tick.is_multiple_of(50) && acked.len() > SOAK_LIVE_CHILDREN {
+            // The oldest child ends through the supervisor, once it runs
+            // exactly once (not while a failover is under way).
+            let oldest = acked.front().copied().unwrap_or_default();
+            let (a_name, b_name) = (nodes[0].name(), nodes[1].name());
+            let pid = live.lock().unwrap().get(&oldest).and_then(|v| {
+                // Entries of killed C nodes stay in `live` (their
+                // monitors died with them): only A and B count here.
+                let here: Vec<&(String, Pid)> = v
+                    .iter()
+                    .filter(|(n, _)| n == a_name || n == b_name || *n == c_name)
+                    .collect();
+                match here.as_slice() {
+                    [(n, pid)] if *n != c_name => Some(pid.clone()),
+                    _ => None,
+                }
+            });
+            if let Some(pid) = pid {
+                match sups[0].terminate_child(&pid, Duration::from_secs(5)).await {
+                    Ok(r) if term::is_atom(&r, "ok") => {
+                        log.event(format!("terminated {oldest}"));
+                        acked.pop_front();
+                        children_ended.push(oldest);
+                    }
+                    Ok(r) => *start_errors.entry(format!("terminate: {r}")).or_default() += 1,
+                    Err(e) => *start_errors.entry(format!("terminate: {e}")).or_default() += 1,
+                }
+            }
+        }
         if started.elapsed() >= next_fault {
-            next_fault += Duration::from_secs(30);
+            next_fault += every;
             faults += 1;
             if !faults.is_multiple_of(2) {
+                log.event(format!("fault: {c_name} cut off for 10 s"));
                 net.partition(&[2]);
                 tokio::time::sleep(Duration::from_secs(10)).await;
                 net.heal();
                 let (a2, c) = (a.clone(), c_name.clone());
                 let _ = rts[0].run(async move { a2.connect(&c).await }).await;
             } else {
+                log.event(format!("fault: {c_name} killed"));
                 rts[2].kill();
                 rts[2] = net.runtime(2);
                 let c = ns_node(&net, &rts[2], "sc", 2).await;
                 regs[2] = ns_registry(&rts[2], &c, &name, SOAK_GRACE).await;
-                sups[2] = soak_member(&rts[2], &c, &sup_name, &live).await;
+                sups[2] = soak_member(&rts[2], &c, &sup_name, &live, &log).await;
                 let (c2, a_name) = (c.clone(), a.name().to_string());
                 rts[2]
                     .run(async move {
@@ -1610,6 +1738,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
                 nodes[2] = c;
             }
             if let Some(r) = netns::rss_kib(std::process::id()) {
+                log.event(format!("rss {r} KiB"));
                 rss_max = rss_max.max(r);
             }
         }
@@ -1643,36 +1772,72 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
     );
     // Every acknowledged child runs once on the members alive now.
     let alive: BTreeSet<String> = nodes.iter().map(|n| n.name().to_string()).collect();
+    // Lost at their node's kill before any sync could carry their entry
+    // (started on C less than two sync intervals before C was killed):
+    // Horde's window too, its `{:ok, pid}` says the child started, not that
+    // another member knows it. Reported apart, not counted as lost.
+    let before_sync: BTreeSet<i64> = acked
+        .iter()
+        .copied()
+        .filter(|a| log.lost_with_its_node(*a, Duration::from_millis(2 * SYNC_MS)))
+        .collect();
     let once = |live: &Live| {
         let c = common::supervisor::live_counts(live, |n| alive.contains(n));
         let lost = acked
             .iter()
-            .filter(|a| c.get(a).is_none_or(|&n| n == 0))
+            .filter(|a| !before_sync.contains(a) && c.get(a).is_none_or(|&n| n == 0))
             .count();
         let dup = acked
             .iter()
             .filter(|a| c.get(a).is_some_and(|&n| n > 1))
             .count();
-        (lost, dup)
+        let ended = children_ended
+            .iter()
+            .filter(|a| c.get(a).is_some_and(|&n| n > 0))
+            .count();
+        (lost, dup + ended)
     };
     let child_settle = settle(|| once(&live) == (0, 0)).await;
     let (children_lost, children_dup) = once(&live);
     let missing: Vec<&String> = names
         .iter()
-        .filter(|(k, _)| regs[0].lookup(&key(k)).is_none())
-        .map(|(k, _)| k)
+        .filter(|(k, _, _)| regs[0].lookup(&key(k)).is_none())
+        .map(|(k, _, _)| k)
+        .collect();
+    let stale: Vec<&String> = names_ended
+        .iter()
+        .filter(|k| regs.iter().any(|r| r.lookup(&key(k)).is_some()))
         .collect();
     let rss_end = netns::rss_kib(std::process::id()).unwrap_or(0);
+    let rss_by_fault: Vec<String> = log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(t, e)| {
+            Some(format!(
+                "{t:.0}s:{}",
+                e.strip_prefix("rss ")?.trim_end_matches(" KiB")
+            ))
+        })
+        .collect();
     println!(
-        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {} names registered on A/B, {} gone at the end; {} children acknowledged, {children_lost} lost, {children_dup} duplicated, settled in {child_settle:?}, start errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max})",
+        "soak RSS (KiB) after each fault: {}",
+        rss_by_fault.join(" ")
+    );
+    println!(
+        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {registered} names registered on A/B ({} ended, {} of them still found; {} live, {} of them gone); {acknowledged} children acknowledged ({} ended), {children_lost} lost, {} lost with their node before any sync, {children_dup} duplicated or not ended, settled in {child_settle:?}, supervisor errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max})",
         sent - count,
+        names_ended.len(),
+        stale.len(),
         names.len(),
         missing.len(),
-        acked.len()
+        children_ended.len(),
+        before_sync.len()
     );
     println!(
         "CHAOS scenario=6:soak_{secs}s trials=1 faults={faults} checked={} lost={} dup={children_dup} max_rss_kib={rss_max} settle_ms={}",
-        sent as usize + names.len() + acked.len(),
+        sent as usize + registered + acknowledged,
         (sent - count) as usize + missing.len() + children_lost,
         child_settle.map_or("-".to_string(), |d| d.as_millis().to_string())
     );
@@ -1685,11 +1850,31 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
         missing.is_empty(),
         "names registered on A/B gone: {missing:?}"
     );
-    assert_eq!(
-        (children_lost, children_dup),
-        (0, 0),
-        "acknowledged children lost or duplicated"
-    );
+    assert!(stale.is_empty(), "ended names still found: {stale:?}");
+    if (children_lost, children_dup) != (0, 0) {
+        let c = common::supervisor::live_counts(&live, |n| alive.contains(n));
+        let wrong: Vec<i64> = acked
+            .iter()
+            .filter(|a| !before_sync.contains(a) && c.get(a) != Some(&1))
+            .chain(
+                children_ended
+                    .iter()
+                    .filter(|a| c.get(a).is_some_and(|&n| n > 0)),
+            )
+            .copied()
+            .collect();
+        for a in wrong.iter().take(3) {
+            eprintln!(
+                "child {a}: runs {:?} times on the live members; where it ran: {:?}",
+                c.get(a),
+                live.lock().unwrap().get(a)
+            );
+            for e in log.story(*a) {
+                eprintln!("  {e}");
+            }
+        }
+        panic!("acknowledged children lost or duplicated: {wrong:?}");
+    }
     for n in &nodes {
         n.shutdown();
     }
