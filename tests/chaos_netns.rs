@@ -217,7 +217,9 @@ async fn registry_netsplit(keep_common: bool) {
     };
     println!(
         "CHAOS scenario=1:registry_netsplit{} trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
-        if keep_common { "_keeping_pre_split_names" } else { "" },
+        // Under Horde's rule the names from before the split are dropped
+        // (Horde #258), and counted lost; with the grace none may be.
+        if keep_common { "_with_grace" } else { "_horde_rule" },
         trials * 1000,
         netns::rss_kib(std::process::id()).unwrap_or(0),
     );
@@ -724,7 +726,7 @@ async fn a_mixed_registry_netsplit_heals_to_one_winner_per_name() {
         max_settle.as_millis().to_string()
     };
     println!(
-        "CHAOS scenario=1:registry_netsplit_mixed trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
+        "CHAOS scenario=1:registry_netsplit_mixed_horde_rule trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
         trials * 1000,
         netns::rss_kib(std::process::id()).unwrap_or(0),
     );
