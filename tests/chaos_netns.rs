@@ -190,44 +190,104 @@ async fn a_registry_netsplit_keeps_names_registered_before_the_split() {
     registry_netsplit(true).await;
 }
 
-async fn registry_netsplit(keep_common: bool) {
-    let mut max_settle = Duration::ZERO;
-    let mut lost_total = 0;
-    let trials = trials();
-    // A trial whose members disagree is reported and counted, and the
-    // next one runs: the figures cover every trial.
-    let mut failures = Vec::new();
-    for trial in 0..trials {
-        match registry_netsplit_trial(trial, keep_common).await {
-            Ok((settled, lost)) => {
-                max_settle = max_settle.max(settled);
-                lost_total += lost;
+/// The exits the mixed trial's holders reported since the last look, into
+/// `got` (holder -> reason); a second exit of one holder, and with `late`
+/// any exit of a Rust holder, goes to `extra`.
+async fn exits_reported(
+    m: &Mixed,
+    watchers: &mut [Process],
+    got: &mut BTreeMap<String, Term>,
+    extra: &mut Vec<String>,
+    late: bool,
+) {
+    for (p, reason) in m.a_reports().await {
+        if got.insert(p.to_string(), reason.clone()).is_some() {
+            extra.push(format!("{p} twice: {reason}"));
+        }
+    }
+    for w in watchers.iter_mut() {
+        while let Some(msg) = w
+            .receive_timeout(Duration::from_millis(20))
+            .await
+            .expect("watcher alive")
+        {
+            if late {
+                extra.push(format!("late exit {msg}"));
+                continue;
             }
-            Err((report, lost)) => {
-                println!("{report}");
-                lost_total += lost;
-                failures.push(report);
+            let Some([_, Term::Pid(p), reason]) = term::as_tuple(&msg) else {
+                panic!("unexpected report {msg}")
+            };
+            if got.insert(p.to_string(), reason.clone()).is_some() {
+                extra.push(format!("{p} twice: {reason}"));
             }
         }
     }
-    let settle = if failures.len() == trials {
-        "-".to_string()
+}
+
+/// The figures of scenario 1's trials. A trial whose members disagree is
+/// reported and counted, and the next one runs: they cover every trial.
+#[derive(Default)]
+struct NetsplitFigures {
+    trials: usize,
+    max_settle: Duration,
+    lost: usize,
+    failures: Vec<String>,
+}
+
+impl NetsplitFigures {
+    /// One trial: its time to agree, or what differed; names lost either way.
+    fn record(&mut self, outcome: Result<Duration, String>, lost: usize) {
+        self.trials += 1;
+        self.lost += lost;
+        match outcome {
+            Ok(settled) => self.max_settle = self.max_settle.max(settled),
+            Err(report) => {
+                println!("{report}");
+                self.failures.push(report);
+            }
+        }
+    }
+
+    /// The `CHAOS` line (1,000 names a trial), then every failure asserted.
+    fn finish(self, scenario: &str) {
+        let settle = if self.failures.len() == self.trials {
+            "-".to_string()
+        } else {
+            self.max_settle.as_millis().to_string()
+        };
+        println!(
+            "CHAOS scenario=1:{scenario} trials={t} faults={t} checked={} lost={} dup=0 max_rss_kib={} settle_ms={settle}",
+            self.trials * 1000,
+            self.lost,
+            netns::rss_kib(std::process::id()).unwrap_or(0),
+            t = self.trials,
+        );
+        assert!(self.failures.is_empty(), "{}", self.failures.join("\n"));
+    }
+}
+
+async fn registry_netsplit(keep_common: bool) {
+    let mut figures = NetsplitFigures::default();
+    for trial in 0..trials() {
+        match registry_netsplit_trial(trial, keep_common).await {
+            Ok((settled, lost)) => figures.record(Ok(settled), lost),
+            Err((report, lost)) => figures.record(Err(report), lost),
+        }
+    }
+    println!(
+        "scenario 1: {} names lost in {} trials; {} trials disagreed on names registered during the split",
+        figures.lost,
+        figures.trials,
+        figures.failures.len()
+    );
+    // Under Horde's rule the names from before the split are dropped
+    // (Horde #258), and counted lost; with the grace none may be.
+    figures.finish(if keep_common {
+        "registry_netsplit_with_grace"
     } else {
-        max_settle.as_millis().to_string()
-    };
-    println!(
-        "CHAOS scenario=1:registry_netsplit{} trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
-        // Under Horde's rule the names from before the split are dropped
-        // (Horde #258), and counted lost; with the grace none may be.
-        if keep_common { "_with_grace" } else { "_horde_rule" },
-        trials * 1000,
-        netns::rss_kib(std::process::id()).unwrap_or(0),
-    );
-    println!(
-        "scenario 1: {lost_total} names lost in {trials} trials; {} trials disagreed on names registered during the split",
-        failures.len()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+        "registry_netsplit_horde_rule"
+    });
 }
 
 /// One trial; returns the time from the reconnect to agreement, and the
@@ -704,38 +764,24 @@ async fn a_mixed_registry_netsplit_heals_to_one_winner_per_name() {
     let Some(ebins) = common::horde_or_skip(test) else {
         return;
     };
-    let trials = trials();
-    let (mut max_settle, mut lost_total, mut elixir_wins, mut failures) =
-        (Duration::ZERO, 0, 0, Vec::new());
-    for trial in 0..trials {
+    let (mut figures, mut elixir_wins) = (NetsplitFigures::default(), 0);
+    for trial in 0..trials() {
         match mixed_netsplit_trial(trial, &ebins).await {
             Ok((settled, lost, won)) => {
-                max_settle = max_settle.max(settled);
-                lost_total += lost;
+                figures.record(Ok(settled), lost);
                 elixir_wins += won;
             }
-            Err(report) => {
-                println!("{report}");
-                failures.push(report);
-            }
+            Err(report) => figures.record(Err(report), 0),
         }
     }
-    let settle = if failures.len() == trials {
-        "-".to_string()
-    } else {
-        max_settle.as_millis().to_string()
-    };
     println!(
-        "CHAOS scenario=1:registry_netsplit_mixed_horde_rule trials={trials} faults={trials} checked={} lost={lost_total} dup=0 max_rss_kib={} settle_ms={settle}",
-        trials * 1000,
-        netns::rss_kib(std::process::id()).unwrap_or(0),
+        "scenario 1 mixed: {} names from before the split lost in {} trials; {elixir_wins} of {} conflicts won by the Elixir side; {} trials failed",
+        figures.lost,
+        figures.trials,
+        figures.trials * 200,
+        figures.failures.len()
     );
-    println!(
-        "scenario 1 mixed: {lost_total} names from before the split lost in {trials} trials; {elixir_wins} of {} conflicts won by the Elixir side; {} trials failed",
-        trials * 200,
-        failures.len()
-    );
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    figures.finish("registry_netsplit_mixed_horde_rule");
 }
 
 /// One mixed trial: the time from the reconnect to agreement, the names
@@ -950,43 +996,12 @@ async fn mixed_netsplit_trial(
     let mut extra = Vec::new();
     let deadline = Instant::now() + DEADLINE;
     while got.len() < owed.len() && Instant::now() < deadline {
-        for (p, reason) in m.a_reports().await {
-            if got.insert(p.to_string(), reason.clone()).is_some() {
-                extra.push(format!("{p} twice: {reason}"));
-            }
-        }
-        for w in watchers.iter_mut() {
-            while let Some(msg) = w
-                .receive_timeout(Duration::from_millis(20))
-                .await
-                .expect("watcher alive")
-            {
-                let Some([_, Term::Pid(p), reason]) = term::as_tuple(&msg) else {
-                    panic!("unexpected report {msg}")
-                };
-                if got.insert(p.to_string(), reason.clone()).is_some() {
-                    extra.push(format!("{p} twice: {reason}"));
-                }
-            }
-        }
+        exits_reported(&m, &mut watchers, &mut got, &mut extra, false).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Anyone else's exit would come by now: one more look at each side.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for (p, reason) in m.a_reports().await {
-        if got.insert(p.to_string(), reason.clone()).is_some() {
-            extra.push(format!("{p} twice: {reason}"));
-        }
-    }
-    for w in watchers.iter_mut() {
-        while let Some(msg) = w
-            .receive_timeout(Duration::from_millis(20))
-            .await
-            .expect("watcher alive")
-        {
-            extra.push(format!("late exit {msg}"));
-        }
-    }
+    exits_reported(&m, &mut watchers, &mut got, &mut extra, true).await;
     let wrong: Vec<String> = got
         .iter()
         .filter(|(p, reason)| owed.get(*p) != Some(reason))
