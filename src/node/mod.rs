@@ -1262,8 +1262,12 @@ impl Node {
             // Cut off (`block`): not even a connection still open carries it.
             Some(PeerState::Up(_)) if self.is_blocked(node) => {}
             Some(PeerState::Up(h)) => {
+                // Encoded by this thread, but not under the node's peer
+                // table: senders to other peers (or this one) go on meanwhile.
+                let outbox = h.outbox();
                 let msg = build(h.peer.flags);
-                h.send(msg);
+                drop(peers);
+                outbox.send(msg);
             }
             Some(PeerState::Pending { queue, .. }) => queue.push(build(!0)),
             None if connect => {

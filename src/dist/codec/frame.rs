@@ -818,6 +818,11 @@ impl Fragmenter {
         Some((head, payload))
     }
 
+    /// The body's bytes not yet returned in a frame.
+    pub fn remaining_bytes(&self) -> usize {
+        self.body.iter().map(Bytes::len).sum()
+    }
+
     /// Frames not yet returned by [`next_frame`](Self::next_frame).
     pub fn remaining_frames(&self) -> u64 {
         self.total - self.sent
