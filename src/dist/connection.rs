@@ -1012,7 +1012,7 @@ struct Writer {
     headered: bool,
     /// With DIST_HDR_ATOM_CACHE: what our headers have put in the peer's
     /// cache, and the encoding of the message at hand.
-    atom_cache: Option<(codec::OutAtomCache, crate::term::etf::Referencing)>,
+    atom_cache: Option<crate::term::etf::Referencing<codec::OutAtomCache>>,
     next_sequence: u64,
     /// Streams with a large message in flight, served round-robin one frame each.
     streams: VecDeque<Stream>,
@@ -1029,7 +1029,7 @@ impl Writer {
             fragments: common & flags::FRAGMENTS != 0,
             headered: common & (flags::FRAGMENTS | flags::DIST_HDR_ATOM_CACHE) != 0,
             atom_cache: (common & flags::DIST_HDR_ATOM_CACHE != 0)
-                .then(|| (codec::OutAtomCache::new(), Default::default())),
+                .then(crate::term::etf::Referencing::default),
             next_sequence: 1,
             streams: VecDeque::new(),
             pushed: 0,
@@ -1172,16 +1172,19 @@ impl Writer {
         payload: Option<&crate::term::Term>,
         out: &mut Vec<u8>,
     ) -> Option<(usize, Vec<(usize, Bytes)>)> {
-        let (cache, body) = self.atom_cache.as_mut()?;
+        let body = self.atom_cache.as_mut()?;
         body.start(self.fragment_size.min(u32::MAX as usize / 2));
         let encoded = codec::encode_terms_referencing(ctrl, payload, body);
         if encoded.is_err() || body.too_large() {
+            // Its atoms go as text instead: the peer's cache must not miss
+            // what this encoding put in ours.
+            body.atoms.abort();
             return None;
         }
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&codec::NORMAL_DIST_HEADER[..2]);
-        cache.write_refs(&body.atoms, out);
+        body.atoms.write_refs(out);
         let body_start = out.len();
         out.extend_from_slice(&body.buf);
         // At most a fragment's size plus the header: far below 4 GiB.

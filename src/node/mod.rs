@@ -325,6 +325,8 @@ enum PeerState {
     },
 }
 
+type Peers = HashMap<String, PeerState, foldhash::fast::RandomState>;
+
 pub(crate) struct Inner {
     name: String,
     creation: u32,
@@ -335,7 +337,9 @@ pub(crate) struct Inner {
     next_ref: AtomicU64,
     next_attempt: AtomicU64,
     procs: Mutex<ProcState>,
-    peers: Mutex<HashMap<String, PeerState>>,
+    /// By node name, hashed with a randomly seeded fast hasher: every
+    /// remote send looks its peer up here.
+    peers: Mutex<Peers>,
     events: broadcast::Sender<NodeEvent>,
     functions: RwLock<HashMap<(String, String, usize), RpcFunction>>,
     listen_port: u16,
@@ -447,7 +451,7 @@ impl Node {
                 table,
                 slots: HashMap::default(),
             }),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
             events,
             functions: RwLock::new(HashMap::new()),
             listen_port,
@@ -1283,7 +1287,7 @@ impl Node {
     /// the caller starts the connect once the lock is released.
     fn open_pending(
         &self,
-        peers: &mut HashMap<String, PeerState>,
+        peers: &mut Peers,
         node: &str,
         queue: Vec<Message>,
         waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,

@@ -98,32 +98,60 @@ impl Out for Vec<u8> {
     }
 }
 
+/// Most atoms one message refers to through its distribution header (a
+/// header can name 255); any further ones go as text.
+pub const MAX_REFERENCED_ATOMS: usize = 255;
+
+/// The list of atoms a distribution header names, as a [`Referencing`]
+/// encoding builds it: each atom met is given its index in the list, or
+/// `None` to be written as text.
+pub trait AtomRefs {
+    fn refer(&mut self, atom: &crate::term::Atom) -> Option<u8>;
+    /// A new message starts: its list is empty.
+    fn clear(&mut self);
+}
+
+/// The plainest list: the atoms in the order first met (a search per atom),
+/// up to [`MAX_REFERENCED_ATOMS`]. A connection's writer uses the atom
+/// cache's own (`dist::codec::OutAtomCache`).
+impl AtomRefs for Vec<crate::term::Atom> {
+    fn refer(&mut self, atom: &crate::term::Atom) -> Option<u8> {
+        match self.iter().position(|x| x == atom) {
+            Some(i) => Some(i as u8),
+            None if self.len() < MAX_REFERENCED_ATOMS => {
+                self.push(atom.clone());
+                Some((self.len() - 1) as u8)
+            }
+            None => None,
+        }
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+}
+
 /// An encoding for a message after a distribution header that makes atom
 /// cache references: each atom is written as `ATOM_CACHE_REF` to its place
-/// in [`Referencing::atoms`] (the first [`Referencing::MAX_ATOMS`] distinct
-/// atoms; any further ones as text), and the caller writes a header naming those atoms in
-/// that order. It is for messages that fit one frame of `max` bytes: a
+/// in the header's list, which [`Referencing::atoms`] keeps (see
+/// [`AtomRefs`]), and the caller writes a header naming those atoms in that
+/// order. It is for messages that fit one frame of `max` bytes: a
 /// binary of `max` bytes or more is left out, and encoding stops once the
 /// body outgrows `max`, both flagged ([`Referencing::too_large`]), so a
 /// large message is not encoded in full only to be encoded again the
 /// usual way.
 #[derive(Debug, Default)]
-pub struct Referencing {
+pub struct Referencing<R = Vec<crate::term::Atom>> {
     pub buf: Vec<u8>,
     /// The atoms referred to, in reference order.
-    pub atoms: Vec<crate::term::Atom>,
+    pub atoms: R,
     /// See [`Referencing::too_large`].
     max: usize,
     /// A binary of `max` bytes or more was left out.
     too_large: bool,
 }
 
-impl Referencing {
-    /// Most atoms one message refers to. A header could name 255; each atom
-    /// met is looked for among those already named, so the cap bounds that
-    /// search, and beyond it atoms go as text. Messages name a handful.
-    pub const MAX_ATOMS: usize = 64;
-
+impl<R: AtomRefs> Referencing<R> {
     /// Starts a new message, for which binaries of `max` bytes or more are
     /// too large.
     pub fn start(&mut self, max: usize) {
@@ -141,7 +169,7 @@ impl Referencing {
     }
 }
 
-impl Out for Referencing {
+impl<R: AtomRefs> Out for Referencing<R> {
     #[inline]
     fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
@@ -162,23 +190,21 @@ impl Out for Referencing {
     }
 
     fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
-        let i = match self.atoms.iter().position(|x| x == a) {
-            Some(i) => i,
-            None if self.atoms.len() < Self::MAX_ATOMS => {
-                // The peer would refuse the header, and the connection.
-                check_atom_len(&a.name)?;
-                self.atoms.push(a.clone());
-                self.atoms.len() - 1
-            }
-            None => return atom(&a.name, &mut self.buf),
-        };
-        self.buf.extend_from_slice(&[ATOM_CACHE_REF, i as u8]);
+        // The peer would refuse the header, and the connection.
+        check_atom_len(&a.name)?;
+        match self.atoms.refer(a) {
+            Some(i) => self.buf.extend_from_slice(&[ATOM_CACHE_REF, i]),
+            None => atom(&a.name, &mut self.buf)?,
+        }
         Ok(())
     }
 }
 
 /// [`encode`] into a [`Referencing`] (see there).
-pub fn encode_referencing(term: &Term, out: &mut Referencing) -> Result<(), EncodeError> {
+pub fn encode_referencing<R: AtomRefs>(
+    term: &Term,
+    out: &mut Referencing<R>,
+) -> Result<(), EncodeError> {
     encode_rec(term, out, 0)
 }
 
@@ -904,6 +930,33 @@ pub fn decode_at_cached(
     decode_inner(buf, pos, MAX_DEPTH, &mut None, atoms)
 }
 
+/// Terms decoded one after another by one decoder, for a caller that takes
+/// a term apart as it goes (the distribution's control tuples, element by
+/// element, without the tuple built first). Atom cache references as for
+/// [`decode_at_cached`]; no version bytes, no compressed terms.
+pub struct Terms<'a> {
+    d: Decoder<'a>,
+}
+
+impl<'a> Terms<'a> {
+    pub fn new(buf: &'a [u8], pos: usize, atoms: &'a [crate::term::Atom]) -> Self {
+        let mut d = Decoder::new(buf, pos, MAX_DEPTH, None);
+        d.atoms = atoms;
+        Terms { d }
+    }
+
+    /// Where the next term starts.
+    pub fn pos(&self) -> usize {
+        self.d.pos
+    }
+
+    /// The next term, counted one level deep (it is an element); `None`
+    /// when it does not decode (the caller's general path says why).
+    pub fn next_term(&mut self) -> Option<Term> {
+        self.d.one(1).ok()
+    }
+}
+
 /// Where the term at `pos` starts once its optional version byte is passed,
 /// and whether it is `term_to_binary(T, [compressed])`.
 fn term_start(buf: &[u8], pos: usize) -> (usize, bool) {
@@ -1607,15 +1660,11 @@ mod decode_tests {
             term::list(many),
             term::atom("ok")
         ];
-        let mut r = Referencing::default();
+        let mut r: Referencing = Referencing::default();
         r.start(1 << 20);
         encode_referencing(&t, &mut r).expect("encodes");
         assert!(!r.too_large());
-        assert_eq!(
-            r.atoms.len(),
-            Referencing::MAX_ATOMS,
-            "capped; the rest as text"
-        );
+        assert_eq!(r.atoms.len(), 1 + 1 + 2 + 100, "each distinct atom once");
         assert_eq!(
             r.atoms[..2],
             [term::Atom::from("ok"), term::Atom::from("a@host")]
