@@ -47,10 +47,7 @@ async fn stream(node: &Node, p: &mut beam_peer::Process, n: usize) -> anyhow::Re
                 tokio::task::yield_now().await;
             }
         }
-        p.send(
-            sink.clone(),
-            beam_peer::tup![term::atom("m"), term::int(i as i64)],
-        );
+        p.send_to(&sink, beam_peer::tup![term::atom("m"), term::int(i as i64)]);
     }
     p.send(
         sink,

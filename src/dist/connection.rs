@@ -1005,6 +1005,18 @@ impl Stream {
     }
 }
 
+/// What [`Writer::encode_referring`] came to.
+enum Referred {
+    /// The frame is in the batch: where its body starts, and no detached
+    /// binaries.
+    Framed((usize, Vec<(usize, Bytes)>)),
+    /// Not encoded (the connection has no atom cache, or the encoding was
+    /// not for this message).
+    NotApplicable,
+    /// Too large for one frame, or not encodable: nothing written.
+    Failed,
+}
+
 struct Writer {
     fragment_size: usize,
     fragments: bool,
@@ -1116,6 +1128,16 @@ impl Writer {
         out: &mut Vec<u8>,
         in_order: bool,
     ) -> Option<(usize, Vec<(usize, Bytes)>)> {
+        let mut refer = in_order;
+        if refer {
+            // A send straight from its fields; anything else (or a send too
+            // large for one frame: then no second try) as terms below.
+            match self.encode_referring(out, |body| codec::encode_send_referencing(&msg, body)) {
+                Referred::Framed(encoded) => return Some(encoded),
+                Referred::Failed => refer = false,
+                Referred::NotApplicable => {}
+            }
+        }
         let (ctrl, payload) = match codec::control_terms(msg) {
             Ok(terms) => terms,
             Err(e) => {
@@ -1123,8 +1145,15 @@ impl Writer {
                 return None;
             }
         };
-        if in_order {
-            if let Some(encoded) = self.encode_referring(&ctrl, payload.as_ref(), out) {
+        if refer {
+            let encoded = self.encode_referring(out, |body| {
+                Some(codec::encode_terms_referencing(
+                    &ctrl,
+                    payload.as_ref(),
+                    body,
+                ))
+            });
+            if let Referred::Framed(encoded) = encoded {
                 return Some(encoded);
             }
         }
@@ -1164,22 +1193,28 @@ impl Writer {
     }
 
     /// [`encode`](Self::encode) with atom cache references, into `out` as
-    /// one whole frame: `None` (nothing written) without the atom cache or
-    /// for a message too large for one frame (its atoms then go as text).
+    /// one whole frame, the body by `encode` (`None`: not for this message).
+    /// Nothing is written without the atom cache, or for a message too large
+    /// for one frame (its atoms then go as text).
     fn encode_referring(
         &mut self,
-        ctrl: &crate::term::Term,
-        payload: Option<&crate::term::Term>,
         out: &mut Vec<u8>,
-    ) -> Option<(usize, Vec<(usize, Bytes)>)> {
-        let body = self.atom_cache.as_mut()?;
+        encode: impl FnOnce(
+            &mut crate::term::etf::Referencing<codec::OutAtomCache>,
+        ) -> Option<Result<(), codec::ControlError>>,
+    ) -> Referred {
+        let Some(body) = self.atom_cache.as_mut() else {
+            return Referred::NotApplicable;
+        };
         body.start(self.fragment_size.min(u32::MAX as usize / 2));
-        let encoded = codec::encode_terms_referencing(ctrl, payload, body);
+        let Some(encoded) = encode(body) else {
+            return Referred::NotApplicable;
+        };
         if encoded.is_err() || body.too_large() {
             // Its atoms go as text instead: the peer's cache must not miss
             // what this encoding put in ours.
             body.atoms.abort();
-            return None;
+            return Referred::Failed;
         }
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
@@ -1191,7 +1226,7 @@ impl Writer {
         let len = (out.len() - start - 4) as u32;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
         self.pushed += 1;
-        Some((body_start, Vec::new()))
+        Referred::Framed((body_start, Vec::new()))
     }
 
     /// Whether a body of `body_len` bytes, with `detached` binaries left out
@@ -1259,7 +1294,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             };
             let p = &mut *p;
             std::mem::swap(&mut out, &mut p.out);
-            (p.writer.next_fragment(), std::mem::take(&mut p.writer.pushed))
+            (
+                p.writer.next_fragment(),
+                std::mem::take(&mut p.writer.pushed),
+            )
         };
         Counters::add(&counters.messages_out, pushed);
         let booked = out.len() + fragment.as_ref().map_or(0, OutFrame::payload_len);

@@ -426,30 +426,8 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
     }
     let out = match t {
         Term::Atom(a) => return o.atom(a).map(|()| Children::None),
-        Term::Pid(p) => {
-            o.buf().push(NEW_PID_EXT);
-            o.atom(&p.node)?;
-            let out = o.buf();
-            out.extend_from_slice(&p.id.to_be_bytes());
-            out.extend_from_slice(&p.serial.to_be_bytes());
-            out.extend_from_slice(&p.creation.to_be_bytes());
-            return Ok(Children::None);
-        }
-        Term::Reference(r) => {
-            if r.id.is_empty() || r.id.len() > 5 {
-                return Err(EncodeError::BadReference(r.id.len()));
-            }
-            let out = o.buf();
-            out.push(NEWER_REFERENCE_EXT);
-            out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
-            o.atom(&r.node)?;
-            let out = o.buf();
-            out.extend_from_slice(&r.creation.to_be_bytes());
-            for w in &r.id {
-                out.extend_from_slice(&w.to_be_bytes());
-            }
-            return Ok(Children::None);
-        }
+        Term::Pid(p) => return pid(p, o).map(|()| Children::None),
+        Term::Reference(r) => return reference(r, o).map(|()| Children::None),
         Term::ExternalFun(f) => {
             o.buf().push(EXPORT_EXT);
             o.atom(&f.module)?;
@@ -561,6 +539,67 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
         }
     }
     Ok(Children::None)
+}
+
+fn pid<O: Out>(p: &crate::term::Pid, o: &mut O) -> Result<(), EncodeError> {
+    o.buf().push(NEW_PID_EXT);
+    o.atom(&p.node)?;
+    let out = o.buf();
+    out.extend_from_slice(&p.id.to_be_bytes());
+    out.extend_from_slice(&p.serial.to_be_bytes());
+    out.extend_from_slice(&p.creation.to_be_bytes());
+    Ok(())
+}
+
+fn reference<O: Out>(r: &crate::term::Reference, o: &mut O) -> Result<(), EncodeError> {
+    if r.id.is_empty() || r.id.len() > 5 {
+        return Err(EncodeError::BadReference(r.id.len()));
+    }
+    let out = o.buf();
+    out.push(NEWER_REFERENCE_EXT);
+    out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
+    o.atom(&r.node)?;
+    let out = o.buf();
+    out.extend_from_slice(&r.creation.to_be_bytes());
+    for w in &r.id {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// An element of a tuple given by reference (see
+/// [`encode_tuple_then_referencing`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Element<'a> {
+    SmallInt(u8),
+    Atom(&'a crate::term::Atom),
+    Pid(&'a crate::term::Pid),
+    Reference(&'a crate::term::Reference),
+}
+
+/// The tuple of `elements` (at most 255), then `payload`, into a
+/// [`Referencing`]: the same bytes as the tuple built as a term and
+/// [`encode_referencing`], for a caller that has the elements apart (the
+/// distribution's sends, whose control tuple is never built).
+pub fn encode_tuple_then_referencing<R: AtomRefs>(
+    elements: &[Element<'_>],
+    payload: &Term,
+    out: &mut Referencing<R>,
+) -> Result<(), EncodeError> {
+    let n = u8::try_from(elements.len()).map_err(|_| EncodeError::TooLarge {
+        what: "tuple of elements",
+        len: elements.len(),
+    })?;
+    out.buf.extend_from_slice(&[SMALL_TUPLE_EXT, n]);
+    for e in elements {
+        match *e {
+            Element::SmallInt(v) => out.buf.extend_from_slice(&[SMALL_INTEGER_EXT, v]),
+            Element::Atom(a) => out.atom(a)?,
+            Element::Pid(p) => pid(p, out)?,
+            Element::Reference(r) => reference(r, out)?,
+        }
+    }
+    encode_rec(payload, out, 0)
 }
 
 fn len32(what: &'static str, len: usize) -> Result<u32, EncodeError> {

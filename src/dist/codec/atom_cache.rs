@@ -208,7 +208,11 @@ impl OutAtomCache {
     /// the message just encoded: the count, the flags, and for each atom it
     /// referred to its slot, with its text when the slot did not hold it.
     pub fn write_refs(&mut self, out: &mut Vec<u8>) {
-        let text = |slot: u16| self.slots[usize::from(slot)].as_ref().map_or("", Atom::as_str);
+        let text = |slot: u16| {
+            self.slots[usize::from(slot)]
+                .as_ref()
+                .map_or("", Atom::as_str)
+        };
         let long_atoms = self
             .refs
             .iter()
@@ -284,7 +288,8 @@ fn slot_of(text: &str) -> usize {
     let mut h = bytes.len() as u64;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))).wrapping_mul(K);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+            .wrapping_mul(K);
     }
     let rest = words.remainder();
     if !rest.is_empty() {

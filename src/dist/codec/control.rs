@@ -579,6 +579,47 @@ pub fn encode_terms_referencing<R: crate::term::etf::AtomRefs>(
     Ok(())
 }
 
+/// [`encode_terms_referencing`] of a send (`SEND`, `REG_SEND`,
+/// `SEND_SENDER`, `ALIAS_SEND`: nearly all traffic) straight from the
+/// message's fields, without its control tuple built as a term (same
+/// bytes). `None` for any other message.
+pub fn encode_send_referencing<R: crate::term::etf::AtomRefs>(
+    msg: &Message,
+    out: &mut crate::term::etf::Referencing<R>,
+) -> Option<Result<(), ControlError>> {
+    use crate::term::etf::{encode_tuple_then_referencing as encode, Element as E};
+    let unused = Atom::from("");
+    let encoded = match msg {
+        Message::Send(m) => encode(
+            &[E::SmallInt(2), E::Atom(&unused), E::Pid(&m.to_pid)],
+            &m.message,
+            out,
+        ),
+        Message::RegSend(m) => encode(
+            &[
+                E::SmallInt(6),
+                E::Pid(&m.from_pid),
+                E::Atom(&unused),
+                E::Atom(&m.to_name),
+            ],
+            &m.message,
+            out,
+        ),
+        Message::SendSender(m) => encode(
+            &[E::SmallInt(22), E::Pid(&m.from_pid), E::Pid(&m.to_pid)],
+            &m.message,
+            out,
+        ),
+        Message::AliasSend(m) => encode(
+            &[E::SmallInt(33), E::Pid(&m.from_pid), E::Reference(&m.alias)],
+            &m.message,
+            out,
+        ),
+        _ => return None,
+    };
+    Some(encoded.map_err(ControlError::Term))
+}
+
 /// The control tuple and the optional payload term of a control message, as
 /// the distribution protocol lays them out, for our encoder (`term::etf`).
 pub fn control_terms(msg: Message) -> Result<(Term, Option<Term>), ControlError> {
