@@ -14,13 +14,16 @@
 //! binary are read from the socket straight into the buffer the binary is
 //! gathered in.
 //!
-//! The writer batches small messages into few writes, ticks when idle, and sends
-//! messages above the fragment size in fragments interleaved with the small
-//! ones, so one 10 MB message does not stall everything behind it.
+//! A message is encoded by the thread that sends it, into the connection's
+//! [`Outbox`] (as a BEAM process encodes into its distribution entry's
+//! queue); the writer task takes all that is there in one write, ticks when
+//! idle, and sends messages above the fragment size in fragments
+//! interleaved with the small ones, so one 10 MB message does not stall
+//! everything behind it.
 //!
-//! What is handed to a connection and not yet taken by its writer is
+//! What is encoded for a connection and not yet taken by its writer is
 //! bounded ([`NodeConfig::max_send_queue`](crate::NodeConfig::max_send_queue),
-//! counted in estimated bytes by [`SendQueue`]): a peer that stops reading
+//! counted in bytes by [`SendQueue`]): a peer that stops reading
 //! fills its socket, the writer blocks, and the queue would otherwise grow
 //! without end. The BEAM suspends senders past `dist_buf_busy_limit`; our
 //! sends do not wait, so a connection over the bound is closed
@@ -163,7 +166,7 @@ pub struct ConnectionStats {
     /// What the reader's coalescing has decided so far (summed the same
     /// way).
     pub coalesce: CoalesceReport,
-    /// Estimated bytes handed to the connection and not yet taken by its
+    /// Bytes encoded for the connection and not yet taken by its
     /// writer (see [`NodeConfig::max_send_queue`](crate::NodeConfig::max_send_queue)).
     pub queued_bytes: u64,
 }
@@ -259,6 +262,17 @@ struct Pending {
 }
 
 impl Outbox {
+    /// Nothing will take what is encoded here any more: later sends are
+    /// dropped (as by a closed channel), not piled up until the node hears
+    /// that the connection is down, and what is queued is let go.
+    fn writer_gone(&self) {
+        self.queue.over.store(true, Ordering::Relaxed);
+        if let Ok(mut p) = self.pending.lock() {
+            p.out = Vec::new();
+            p.writer.streams.clear();
+        }
+    }
+
     /// Encodes `msg` for the writer, unless the connection went over its
     /// send queue's bound (then it is closing and the message is dropped).
     pub(crate) fn send(&self, msg: Message) {
@@ -646,9 +660,11 @@ fn start<S: Transport>(
     let writer_peer = peer.name.clone();
     let writer_counters = counters.clone();
     tokio::spawn(async move {
-        if let Err(e) = write_loop(write_half, rx, outbox, writer_counters, ticktime).await {
+        if let Err(e) = write_loop(write_half, rx, outbox.clone(), writer_counters, ticktime).await
+        {
             tracing::debug!(peer = %writer_peer, error = %e, "writer ended");
         }
+        outbox.writer_gone();
     });
     if !node.connection_up(handle.clone(), attempt) {
         handle.close();

@@ -100,7 +100,7 @@ pub struct NodeConfig {
     /// `beam-peer` node does, runs faster followed); see `dist::coalesce`.
     /// Request/response traffic and large reads are never paused.
     pub read_coalesce: crate::dist::ReadCoalesce,
-    /// The most (estimated) bytes handed to one connection and not yet
+    /// The most bytes encoded for one connection and not yet
     /// taken by its writer. A peer that stops reading fills its socket and
     /// then this queue; past the bound the connection is closed
     /// (`send_queue_limit`) instead of growing without end. The BEAM's
