@@ -254,7 +254,7 @@ impl AtomRefs for OutAtomCache {
             return known.then_some(i);
         }
         if !known {
-            let old = std::mem::replace(&mut self.slots[slot], Some(atom.clone()));
+            let old = self.slots[slot].replace(atom.clone());
             self.replaced.push((slot as u16, old));
         }
         let i = self.refs.len() as u8;
