@@ -287,10 +287,7 @@ async fn rust_driver(node: &Node, (target, target_pid): (&str, u32), w: Work) ->
                 tokio::task::yield_now().await;
             }
         }
-        p.send(
-            sink.clone(),
-            beam_peer::tup![term::atom("m"), term::int(i as i64)],
-        );
+        p.send_to(&sink, beam_peer::tup![term::atom("m"), term::int(i as i64)]);
     }
     p.send(
         sink.clone(),

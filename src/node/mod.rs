@@ -100,7 +100,7 @@ pub struct NodeConfig {
     /// `beam-peer` node does, runs faster followed); see `dist::coalesce`.
     /// Request/response traffic and large reads are never paused.
     pub read_coalesce: crate::dist::ReadCoalesce,
-    /// The most (estimated) bytes handed to one connection and not yet
+    /// The most bytes encoded for one connection and not yet
     /// taken by its writer. A peer that stops reading fills its socket and
     /// then this queue; past the bound the connection is closed
     /// (`send_queue_limit`) instead of growing without end. The BEAM's
@@ -325,6 +325,8 @@ enum PeerState {
     },
 }
 
+type Peers = HashMap<String, PeerState, foldhash::fast::RandomState>;
+
 pub(crate) struct Inner {
     name: String,
     creation: u32,
@@ -335,7 +337,9 @@ pub(crate) struct Inner {
     next_ref: AtomicU64,
     next_attempt: AtomicU64,
     procs: Mutex<ProcState>,
-    peers: Mutex<HashMap<String, PeerState>>,
+    /// By node name, hashed with a randomly seeded fast hasher: every
+    /// remote send looks its peer up here.
+    peers: Mutex<Peers>,
     events: broadcast::Sender<NodeEvent>,
     functions: RwLock<HashMap<(String, String, usize), RpcFunction>>,
     listen_port: u16,
@@ -447,7 +451,7 @@ impl Node {
                 table,
                 slots: HashMap::default(),
             }),
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(Peers::default()),
             events,
             functions: RwLock::new(HashMap::new()),
             listen_port,
@@ -1262,8 +1266,12 @@ impl Node {
             // Cut off (`block`): not even a connection still open carries it.
             Some(PeerState::Up(_)) if self.is_blocked(node) => {}
             Some(PeerState::Up(h)) => {
+                // Encoded by this thread, but not under the node's peer
+                // table: senders to other peers (or this one) go on meanwhile.
+                let outbox = h.outbox();
                 let msg = build(h.peer.flags);
-                h.send(msg);
+                drop(peers);
+                outbox.send(msg);
             }
             Some(PeerState::Pending { queue, .. }) => queue.push(build(!0)),
             None if connect => {
@@ -1279,7 +1287,7 @@ impl Node {
     /// the caller starts the connect once the lock is released.
     fn open_pending(
         &self,
-        peers: &mut HashMap<String, PeerState>,
+        peers: &mut Peers,
         node: &str,
         queue: Vec<Message>,
         waiters: Vec<oneshot::Sender<Result<(), ConnectError>>>,

@@ -243,10 +243,16 @@ impl Process {
 
     /// Sends `msg` to a pid, a local name or `{name, node}`.
     pub fn send(&self, to: impl Into<Dest>, msg: Term) {
+        self.send_to(&to.into(), msg);
+    }
+
+    /// [`send`](Self::send) to a destination kept by the caller: a loop
+    /// sending to the same `{name, node}` need not clone it (two strings)
+    /// for every message.
+    pub fn send_to(&self, to: &Dest, msg: Term) {
         self.meta.sent();
-        let to = to.into();
-        self.meta.trace.sent(|| (msg.clone(), dest_term(&to)));
-        self.node.send(&self.pid, &to, msg);
+        self.meta.trace.sent(|| (msg.clone(), dest_term(to)));
+        self.node.send(&self.pid, to, msg);
     }
 
     /// Sends without opening a connection (`[noconnect]`): dropped when the

@@ -98,32 +98,60 @@ impl Out for Vec<u8> {
     }
 }
 
+/// Most atoms one message refers to through its distribution header (a
+/// header can name 255); any further ones go as text.
+pub const MAX_REFERENCED_ATOMS: usize = 255;
+
+/// The list of atoms a distribution header names, as a [`Referencing`]
+/// encoding builds it: each atom met is given its index in the list, or
+/// `None` to be written as text.
+pub trait AtomRefs {
+    fn refer(&mut self, atom: &crate::term::Atom) -> Option<u8>;
+    /// A new message starts: its list is empty.
+    fn clear(&mut self);
+}
+
+/// The plainest list: the atoms in the order first met (a search per atom),
+/// up to [`MAX_REFERENCED_ATOMS`]. A connection's writer uses the atom
+/// cache's own (`dist::codec::OutAtomCache`).
+impl AtomRefs for Vec<crate::term::Atom> {
+    fn refer(&mut self, atom: &crate::term::Atom) -> Option<u8> {
+        match self.iter().position(|x| x == atom) {
+            Some(i) => Some(i as u8),
+            None if self.len() < MAX_REFERENCED_ATOMS => {
+                self.push(atom.clone());
+                Some((self.len() - 1) as u8)
+            }
+            None => None,
+        }
+    }
+
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+}
+
 /// An encoding for a message after a distribution header that makes atom
 /// cache references: each atom is written as `ATOM_CACHE_REF` to its place
-/// in [`Referencing::atoms`] (the first [`Referencing::MAX_ATOMS`] distinct
-/// atoms; any further ones as text), and the caller writes a header naming those atoms in
-/// that order. It is for messages that fit one frame of `max` bytes: a
+/// in the header's list, which [`Referencing::atoms`] keeps (see
+/// [`AtomRefs`]), and the caller writes a header naming those atoms in that
+/// order. It is for messages that fit one frame of `max` bytes: a
 /// binary of `max` bytes or more is left out, and encoding stops once the
 /// body outgrows `max`, both flagged ([`Referencing::too_large`]), so a
 /// large message is not encoded in full only to be encoded again the
 /// usual way.
 #[derive(Debug, Default)]
-pub struct Referencing {
+pub struct Referencing<R = Vec<crate::term::Atom>> {
     pub buf: Vec<u8>,
     /// The atoms referred to, in reference order.
-    pub atoms: Vec<crate::term::Atom>,
+    pub atoms: R,
     /// See [`Referencing::too_large`].
     max: usize,
     /// A binary of `max` bytes or more was left out.
     too_large: bool,
 }
 
-impl Referencing {
-    /// Most atoms one message refers to. A header could name 255; each atom
-    /// met is looked for among those already named, so the cap bounds that
-    /// search, and beyond it atoms go as text. Messages name a handful.
-    pub const MAX_ATOMS: usize = 64;
-
+impl<R: AtomRefs> Referencing<R> {
     /// Starts a new message, for which binaries of `max` bytes or more are
     /// too large.
     pub fn start(&mut self, max: usize) {
@@ -141,7 +169,7 @@ impl Referencing {
     }
 }
 
-impl Out for Referencing {
+impl<R: AtomRefs> Out for Referencing<R> {
     #[inline]
     fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
@@ -162,23 +190,21 @@ impl Out for Referencing {
     }
 
     fn atom(&mut self, a: &crate::term::Atom) -> Result<(), EncodeError> {
-        let i = match self.atoms.iter().position(|x| x == a) {
-            Some(i) => i,
-            None if self.atoms.len() < Self::MAX_ATOMS => {
-                // The peer would refuse the header, and the connection.
-                check_atom_len(&a.name)?;
-                self.atoms.push(a.clone());
-                self.atoms.len() - 1
-            }
-            None => return atom(&a.name, &mut self.buf),
-        };
-        self.buf.extend_from_slice(&[ATOM_CACHE_REF, i as u8]);
+        // The peer would refuse the header, and the connection.
+        check_atom_len(&a.name)?;
+        match self.atoms.refer(a) {
+            Some(i) => self.buf.extend_from_slice(&[ATOM_CACHE_REF, i]),
+            None => atom(&a.name, &mut self.buf)?,
+        }
         Ok(())
     }
 }
 
 /// [`encode`] into a [`Referencing`] (see there).
-pub fn encode_referencing(term: &Term, out: &mut Referencing) -> Result<(), EncodeError> {
+pub fn encode_referencing<R: AtomRefs>(
+    term: &Term,
+    out: &mut Referencing<R>,
+) -> Result<(), EncodeError> {
     encode_rec(term, out, 0)
 }
 
@@ -400,30 +426,8 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
     }
     let out = match t {
         Term::Atom(a) => return o.atom(a).map(|()| Children::None),
-        Term::Pid(p) => {
-            o.buf().push(NEW_PID_EXT);
-            o.atom(&p.node)?;
-            let out = o.buf();
-            out.extend_from_slice(&p.id.to_be_bytes());
-            out.extend_from_slice(&p.serial.to_be_bytes());
-            out.extend_from_slice(&p.creation.to_be_bytes());
-            return Ok(Children::None);
-        }
-        Term::Reference(r) => {
-            if r.id.is_empty() || r.id.len() > 5 {
-                return Err(EncodeError::BadReference(r.id.len()));
-            }
-            let out = o.buf();
-            out.push(NEWER_REFERENCE_EXT);
-            out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
-            o.atom(&r.node)?;
-            let out = o.buf();
-            out.extend_from_slice(&r.creation.to_be_bytes());
-            for w in &r.id {
-                out.extend_from_slice(&w.to_be_bytes());
-            }
-            return Ok(Children::None);
-        }
+        Term::Pid(p) => return pid(p, o).map(|()| Children::None),
+        Term::Reference(r) => return reference(r, o).map(|()| Children::None),
         Term::ExternalFun(f) => {
             o.buf().push(EXPORT_EXT);
             o.atom(&f.module)?;
@@ -535,6 +539,67 @@ fn header<'a, O: Out>(t: &'a Term, o: &mut O) -> Result<Children<'a>, EncodeErro
         }
     }
     Ok(Children::None)
+}
+
+fn pid<O: Out>(p: &crate::term::Pid, o: &mut O) -> Result<(), EncodeError> {
+    o.buf().push(NEW_PID_EXT);
+    o.atom(&p.node)?;
+    let out = o.buf();
+    out.extend_from_slice(&p.id.to_be_bytes());
+    out.extend_from_slice(&p.serial.to_be_bytes());
+    out.extend_from_slice(&p.creation.to_be_bytes());
+    Ok(())
+}
+
+fn reference<O: Out>(r: &crate::term::Reference, o: &mut O) -> Result<(), EncodeError> {
+    if r.id.is_empty() || r.id.len() > 5 {
+        return Err(EncodeError::BadReference(r.id.len()));
+    }
+    let out = o.buf();
+    out.push(NEWER_REFERENCE_EXT);
+    out.extend_from_slice(&(r.id.len() as u16).to_be_bytes());
+    o.atom(&r.node)?;
+    let out = o.buf();
+    out.extend_from_slice(&r.creation.to_be_bytes());
+    for w in &r.id {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// An element of a tuple given by reference (see
+/// [`encode_tuple_then_referencing`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Element<'a> {
+    SmallInt(u8),
+    Atom(&'a crate::term::Atom),
+    Pid(&'a crate::term::Pid),
+    Reference(&'a crate::term::Reference),
+}
+
+/// The tuple of `elements` (at most 255), then `payload`, into a
+/// [`Referencing`]: the same bytes as the tuple built as a term and
+/// [`encode_referencing`], for a caller that has the elements apart (the
+/// distribution's sends, whose control tuple is never built).
+pub fn encode_tuple_then_referencing<R: AtomRefs>(
+    elements: &[Element<'_>],
+    payload: &Term,
+    out: &mut Referencing<R>,
+) -> Result<(), EncodeError> {
+    let n = u8::try_from(elements.len()).map_err(|_| EncodeError::TooLarge {
+        what: "tuple of elements",
+        len: elements.len(),
+    })?;
+    out.buf.extend_from_slice(&[SMALL_TUPLE_EXT, n]);
+    for e in elements {
+        match *e {
+            Element::SmallInt(v) => out.buf.extend_from_slice(&[SMALL_INTEGER_EXT, v]),
+            Element::Atom(a) => out.atom(a)?,
+            Element::Pid(p) => pid(p, out)?,
+            Element::Reference(r) => reference(r, out)?,
+        }
+    }
+    encode_rec(payload, out, 0)
 }
 
 fn len32(what: &'static str, len: usize) -> Result<u32, EncodeError> {
@@ -902,6 +967,33 @@ pub fn decode_at_cached(
     atoms: &[crate::term::Atom],
 ) -> Result<(Term, usize), DecodeError> {
     decode_inner(buf, pos, MAX_DEPTH, &mut None, atoms)
+}
+
+/// Terms decoded one after another by one decoder, for a caller that takes
+/// a term apart as it goes (the distribution's control tuples, element by
+/// element, without the tuple built first). Atom cache references as for
+/// [`decode_at_cached`]; no version bytes, no compressed terms.
+pub struct Terms<'a> {
+    d: Decoder<'a>,
+}
+
+impl<'a> Terms<'a> {
+    pub fn new(buf: &'a [u8], pos: usize, atoms: &'a [crate::term::Atom]) -> Self {
+        let mut d = Decoder::new(buf, pos, MAX_DEPTH, None);
+        d.atoms = atoms;
+        Terms { d }
+    }
+
+    /// Where the next term starts.
+    pub fn pos(&self) -> usize {
+        self.d.pos
+    }
+
+    /// The next term, counted one level deep (it is an element); `None`
+    /// when it does not decode (the caller's general path says why).
+    pub fn next_term(&mut self) -> Option<Term> {
+        self.d.one(1).ok()
+    }
 }
 
 /// Where the term at `pos` starts once its optional version byte is passed,
@@ -1607,15 +1699,11 @@ mod decode_tests {
             term::list(many),
             term::atom("ok")
         ];
-        let mut r = Referencing::default();
+        let mut r: Referencing = Referencing::default();
         r.start(1 << 20);
         encode_referencing(&t, &mut r).expect("encodes");
         assert!(!r.too_large());
-        assert_eq!(
-            r.atoms.len(),
-            Referencing::MAX_ATOMS,
-            "capped; the rest as text"
-        );
+        assert_eq!(r.atoms.len(), 1 + 1 + 2 + 100, "each distinct atom once");
         assert_eq!(
             r.atoms[..2],
             [term::Atom::from("ok"), term::Atom::from("a@host")]

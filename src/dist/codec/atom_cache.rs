@@ -21,6 +21,7 @@
 //! Then one entry per reference: the slot's low byte and, for a new entry,
 //! the length and the atom's text.
 
+use crate::term::etf::{AtomRefs, MAX_REFERENCED_ATOMS};
 use crate::term::Atom;
 
 use super::FrameError;
@@ -165,17 +166,34 @@ pub(crate) fn header_for_test(refs: &[(bool, usize, &str)], long_atoms: bool) ->
     out
 }
 
-/// The atoms our headers have put in the peer's cache on one connection.
+/// The atoms our headers have put in the peer's cache on one connection,
+/// and the references of the message being encoded.
 ///
 /// Each atom has one slot, chosen from its text as the BEAM chooses one from
 /// its atom index (modulo 2039): the first message naming it sends its
 /// text and the slot, later ones the slot alone, until another atom that
 /// wants the slot takes it. The peer's slots change only as our headers
 /// arrive, so headers must reach the socket in the order
-/// [`write_refs`](Self::write_refs) wrote them.
+/// [`write_refs`](Self::write_refs) wrote them, and a message encoded with
+/// references but not sent must be [`abort`](Self::abort)ed.
+///
+/// The encoder asks for each atom it meets ([`AtomRefs::refer`]): one hash
+/// of its text and one comparison with its slot, no search of the atoms
+/// named so far and no clone but of an atom new to the slot.
 #[derive(Debug, Default)]
 pub struct OutAtomCache {
     slots: Vec<Option<Atom>>,
+    /// Per slot: the message (by [`generation`](Self::generation)) that
+    /// last referred to it, and where in that message's list.
+    seen: Vec<(u32, u8)>,
+    /// Counts messages, so that `seen` needs no clearing between them.
+    generation: u32,
+    /// The message's references in order: a slot, and whether the header
+    /// carries its text (the slot is new to the atom).
+    refs: Vec<(u16, bool)>,
+    /// What the slots this message filled held before, to put back when it
+    /// is not sent.
+    replaced: Vec<(u16, Option<Atom>)>,
 }
 
 /// Slots we use: the BEAM's `ERTS_USE_ATOM_CACHE_SIZE`.
@@ -186,37 +204,100 @@ impl OutAtomCache {
         Self::default()
     }
 
-    /// Appends to `out` the atom cache part of a distribution header whose
-    /// message refers to `atoms` (at most 255), in that order: the count,
-    /// the flags, and for each atom its slot, with its text when the slot
-    /// does not hold it yet (it does from then on).
-    pub fn write_refs(&mut self, atoms: &[Atom], out: &mut Vec<u8>) {
-        let atoms = &atoms[..atoms.len().min(255)];
-        let long_atoms = atoms.iter().any(|a| a.as_str().len() > 255);
-        let w = RefsWriter::start(out, atoms.len() as u8, long_atoms);
-        if !atoms.is_empty() && self.slots.is_empty() {
-            self.slots = vec![None; USED_SLOTS];
-        }
-        for (i, atom) in atoms.iter().enumerate() {
-            let slot = slot_of(atom.as_str());
-            let known = self.slots[slot].as_ref() == Some(atom);
-            w.reference(out, i, slot, (!known).then(|| atom.as_str()));
-            if !known {
-                self.slots[slot] = Some(atom.clone());
-            }
+    /// Appends to `out` the atom cache part of the distribution header of
+    /// the message just encoded: the count, the flags, and for each atom it
+    /// referred to its slot, with its text when the slot did not hold it.
+    pub fn write_refs(&mut self, out: &mut Vec<u8>) {
+        let text = |slot: u16| {
+            self.slots[usize::from(slot)]
+                .as_ref()
+                .map_or("", Atom::as_str)
+        };
+        let long_atoms = self
+            .refs
+            .iter()
+            .any(|&(slot, new)| new && text(slot).len() > 255);
+        let w = RefsWriter::start(out, self.refs.len() as u8, long_atoms);
+        for (i, &(slot, new)) in self.refs.iter().enumerate() {
+            w.reference(out, i, usize::from(slot), new.then(|| text(slot)));
         }
         w.finish(out);
+        // Sent: what the slots held before is gone from the peer too.
+        self.replaced.clear();
+    }
+
+    /// The message just encoded will not be sent with this header: the
+    /// slots it filled get back what they held (the peer never saw them).
+    pub fn abort(&mut self) {
+        while let Some((slot, atom)) = self.replaced.pop() {
+            self.slots[usize::from(slot)] = atom;
+        }
+        self.refs.clear();
     }
 }
 
-/// An atom's slot: FNV-1a of its text, modulo the slots we use. Any stable
-/// choice works; the peer takes the slot from the header.
-fn slot_of(text: &str) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in text.as_bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+impl AtomRefs for OutAtomCache {
+    fn refer(&mut self, atom: &Atom) -> Option<u8> {
+        if self.refs.len() >= MAX_REFERENCED_ATOMS {
+            return None;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![None; USED_SLOTS];
+            self.seen = vec![(u32::MAX, 0); USED_SLOTS];
+        }
+        let slot = slot_of(atom.as_str());
+        let known = self.slots[slot].as_ref() == Some(atom);
+        let (generation, i) = self.seen[slot];
+        if generation == self.generation {
+            // Named already in this message; another atom that wants the
+            // same slot goes as text.
+            return known.then_some(i);
+        }
+        if !known {
+            let old = self.slots[slot].replace(atom.clone());
+            self.replaced.push((slot as u16, old));
+        }
+        let i = self.refs.len() as u8;
+        self.refs.push((slot as u16, !known));
+        self.seen[slot] = (self.generation, i);
+        Some(i)
     }
-    h as usize % USED_SLOTS
+
+    fn clear(&mut self) {
+        // Encoded and not sent (nor aborted) would leave the peer's cache
+        // behind ours: never done, but put back all the same.
+        if !self.replaced.is_empty() {
+            self.abort();
+        }
+        self.refs.clear();
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == u32::MAX {
+            // `u32::MAX` marks slots never seen; start the count again.
+            self.generation = 0;
+            self.seen.iter_mut().for_each(|s| *s = (u32::MAX, 0));
+        }
+    }
+}
+
+/// An atom's slot: a multiplicative hash of its text, eight bytes at a
+/// time, modulo the slots we use. Any stable choice works; the peer takes
+/// the slot from the header.
+fn slot_of(text: &str) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes = text.as_bytes();
+    let mut h = bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+            .wrapping_mul(K);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut w = [0; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    ((h >> 32) ^ h) as usize % USED_SLOTS
 }
 
 fn bad(what: &str) -> FrameError {
@@ -242,13 +323,24 @@ mod tests {
             vec!["m".into(), "a@host".into(), "sink".into()],
             vec!["sink".into(), long.as_str().into(), "ok".into(), "m".into()],
             vec![],
-            (0..255).map(|i| Atom::from(format!("atom_{i}"))).collect(),
+            (0..MAX_REFERENCED_ATOMS)
+                .map(|i| Atom::from(format!("atom_{i}")))
+                .collect(),
             vec!["a@host".into(), "sink".into()],
         ];
         let mut first_len = 0;
         for (k, atoms) in messages.iter().enumerate() {
             let mut header = Vec::new();
-            ours.write_refs(atoms, &mut header);
+            ours.clear();
+            // Two atoms of one message that want the same slot: the second
+            // goes as text, not in the header.
+            let referred: Vec<Atom> = atoms
+                .iter()
+                .filter(|a| ours.refer(a).is_some())
+                .cloned()
+                .collect();
+            assert!(referred.len() * 10 >= atoms.len() * 8, "few collisions");
+            ours.write_refs(&mut header);
             if k == 0 {
                 first_len = header.len();
             }
@@ -260,8 +352,39 @@ mod tests {
             }
             let used = theirs.read_refs(&header, &mut refs).expect("valid");
             assert_eq!(used, header.len());
-            assert_eq!(&refs, atoms);
+            assert_eq!(refs, referred);
         }
+    }
+
+    #[test]
+    fn an_encoding_not_sent_leaves_the_cache_as_the_peer_has_it() {
+        let mut ours = OutAtomCache::new();
+        let mut theirs = AtomCache::new();
+        let mut refs = Vec::new();
+        let sink = Atom::from("sink");
+        let other = Atom::from("other");
+        // Sent: the peer has "sink".
+        ours.clear();
+        assert_eq!(ours.refer(&sink), Some(0));
+        let mut header = Vec::new();
+        ours.write_refs(&mut header);
+        theirs.read_refs(&header, &mut refs).expect("valid");
+        // Encoded, then not sent (too large, say): "other" was new to us
+        // and must stay new; "sink" stays known.
+        ours.clear();
+        assert_eq!(ours.refer(&other), Some(0));
+        assert_eq!(ours.refer(&sink), Some(1));
+        assert_eq!(ours.refer(&other), Some(0), "once per message");
+        ours.abort();
+        ours.clear();
+        assert_eq!(ours.refer(&sink), Some(0));
+        assert_eq!(ours.refer(&other), Some(1));
+        let mut header = Vec::new();
+        ours.write_refs(&mut header);
+        assert!(header.windows(5).any(|w| w == b"other"), "sent as new");
+        assert!(!header.windows(4).any(|w| w == b"sink"), "known: slot only");
+        theirs.read_refs(&header, &mut refs).expect("valid");
+        assert_eq!(refs, [sink, other]);
     }
 
     #[test]

@@ -97,12 +97,86 @@ pub fn decode_control(body: &[u8]) -> Result<Message, ControlError> {
 /// references: `atoms` are what they stand for, in the header's order (see
 /// [`FrameDecoder::atoms`](super::FrameDecoder::atoms)).
 pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
+    if let Some(msg) = decode_send(body, atoms) {
+        return Ok(msg);
+    }
     if let Some((ctrl, payload)) = decode_terms_directly(body, |pos| {
         crate::term::etf::decode_at_cached(body, pos, atoms)
     }) {
         return message_from_terms(ctrl, payload);
     }
     decode_control_checked(body, atoms)
+}
+
+/// The sends nearly all traffic is (`SEND`, `REG_SEND`, `SEND_SENDER`,
+/// `ALIAS_SEND`), decoded element by element into the [`Message`]: the
+/// control tuple is never built as a term only to be taken apart. `None`
+/// for anything else, or anything unusual about these (a term that is
+/// compressed or not of its element's type, bytes left over): the general
+/// path decodes those, or says what is wrong with them.
+fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
+    let pos = usize::from(body.first() == Some(&131));
+    let (&[104, n, 97, op], _) = body.get(pos..)?.split_first_chunk::<4>()? else {
+        return None;
+    };
+    // The version byte never starts an element, so no element is a
+    // compressed term (the general path refuses one on the wire).
+    let mut terms = crate::term::etf::Terms::new(body, pos + 4, atoms);
+    let mut element = || terms.next_term();
+    let pid = |t: Term| match t {
+        Term::Pid(p) => Some(p),
+        _ => None,
+    };
+    // The control tuple's elements, then the message after it.
+    enum To {
+        Pid(crate::term::Pid),
+        Name(crate::term::Pid, Atom),
+        Sender(crate::term::Pid, crate::term::Pid),
+        Alias(crate::term::Pid, crate::term::Reference),
+    }
+    let to = match (op, n) {
+        (2, 3) => {
+            element()?;
+            To::Pid(pid(element()?)?)
+        }
+        (6, 4) => {
+            let from = pid(element()?)?;
+            element()?;
+            match element()? {
+                Term::Atom(name) => To::Name(from, name),
+                _ => return None,
+            }
+        }
+        (22, 3) => To::Sender(pid(element()?)?, pid(element()?)?),
+        (33, 3) => {
+            let from = pid(element()?)?;
+            match element()? {
+                Term::Reference(alias) => To::Alias(from, *alias),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    // The message: its version byte (a pass-through frame's) passed; a
+    // compressed one is refused on the wire (see `scan`), which the general
+    // path says.
+    let mut pos = terms.pos();
+    match body.get(pos..pos + 2) {
+        Some([131, 80]) => return None,
+        Some([131, _]) => pos += 1,
+        _ => {}
+    }
+    let mut terms = crate::term::etf::Terms::new(body, pos, atoms);
+    let message = terms.next_term()?;
+    if terms.pos() != body.len() {
+        return None;
+    }
+    Some(match to {
+        To::Pid(to) => Message::send(to, message),
+        To::Name(from, name) => Message::reg_send(from, name, message),
+        To::Sender(from, to) => Message::send_sender(from, to, message),
+        To::Alias(from, alias) => Message::alias_send(from, alias, message),
+    })
 }
 
 /// [`decode_control`] of a body whose largest binary's contents are held
@@ -494,15 +568,56 @@ pub fn encode_terms_into_detached(
 /// Encodes a message's terms ([`control_terms`]) for a distribution header
 /// that makes atom cache references (see [`etf::Referencing`](crate::term::etf::Referencing)):
 /// the header to write before `out.buf` names `out.atoms`.
-pub fn encode_terms_referencing(
+pub fn encode_terms_referencing<R: crate::term::etf::AtomRefs>(
     ctrl: &Term,
     payload: Option<&Term>,
-    out: &mut crate::term::etf::Referencing,
+    out: &mut crate::term::etf::Referencing<R>,
 ) -> Result<(), ControlError> {
     for t in std::iter::once(ctrl).chain(payload) {
         crate::term::etf::encode_referencing(t, out).map_err(ControlError::Term)?;
     }
     Ok(())
+}
+
+/// [`encode_terms_referencing`] of a send (`SEND`, `REG_SEND`,
+/// `SEND_SENDER`, `ALIAS_SEND`: nearly all traffic) straight from the
+/// message's fields, without its control tuple built as a term (same
+/// bytes). `None` for any other message.
+pub fn encode_send_referencing<R: crate::term::etf::AtomRefs>(
+    msg: &Message,
+    out: &mut crate::term::etf::Referencing<R>,
+) -> Option<Result<(), ControlError>> {
+    use crate::term::etf::{encode_tuple_then_referencing as encode, Element as E};
+    let unused = Atom::from("");
+    let encoded = match msg {
+        Message::Send(m) => encode(
+            &[E::SmallInt(2), E::Atom(&unused), E::Pid(&m.to_pid)],
+            &m.message,
+            out,
+        ),
+        Message::RegSend(m) => encode(
+            &[
+                E::SmallInt(6),
+                E::Pid(&m.from_pid),
+                E::Atom(&unused),
+                E::Atom(&m.to_name),
+            ],
+            &m.message,
+            out,
+        ),
+        Message::SendSender(m) => encode(
+            &[E::SmallInt(22), E::Pid(&m.from_pid), E::Pid(&m.to_pid)],
+            &m.message,
+            out,
+        ),
+        Message::AliasSend(m) => encode(
+            &[E::SmallInt(33), E::Pid(&m.from_pid), E::Reference(&m.alias)],
+            &m.message,
+            out,
+        ),
+        _ => return None,
+    };
+    Some(encoded.map_err(ControlError::Term))
 }
 
 /// The control tuple and the optional payload term of a control message, as

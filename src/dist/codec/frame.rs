@@ -216,6 +216,12 @@ pub struct FrameDecoder {
     atom_cache: AtomCache,
     /// See [`FrameDecoder::atoms`].
     atoms: Vec<Atom>,
+    /// The atom cache part of the last normal header when it made no new
+    /// entries and `atoms` still holds what it stood for; empty otherwise.
+    /// A stream of like messages repeats its header byte for byte: the same
+    /// slots, which no header has changed since, so the same atoms, and
+    /// `atoms` is kept as it is instead of read again.
+    last_refs: Vec<u8>,
 }
 
 /// The rest of one continuation fragment, still to come from the stream:
@@ -267,6 +273,7 @@ impl FrameDecoder {
             in_flight: None,
             atom_cache: AtomCache::new(),
             atoms: Vec::new(),
+            last_refs: Vec::new(),
         }
     }
 
@@ -378,6 +385,7 @@ impl FrameDecoder {
         if first == PASS_THROUGH {
             frame.advance(1);
             self.atoms.clear();
+            self.last_refs.clear();
             return self.whole(frame).map(Some);
         }
         let second = frame.get(1).copied().unwrap_or(0);
@@ -391,7 +399,21 @@ impl FrameDecoder {
                         "truncated distribution header".into(),
                     ));
                 }
-                let refs = self.atom_cache.read_refs(&frame[2..], &mut self.atoms)?;
+                let part = &frame[2..];
+                if !self.last_refs.is_empty() && part.starts_with(&self.last_refs) {
+                    let refs = self.last_refs.len();
+                    frame.advance(2 + refs);
+                    return self.whole(frame).map(Some);
+                }
+                self.last_refs.clear();
+                let refs = self.atom_cache.read_refs(part, &mut self.atoms)?;
+                // Without new entries the part is the count, the flags and
+                // one slot byte per reference.
+                let n = usize::from(part[0]);
+                let flag_bytes = if n > 0 { n / 2 + 1 } else { 0 };
+                if refs == 1 + flag_bytes + n {
+                    self.last_refs.extend_from_slice(&part[..refs]);
+                }
                 frame.advance(2 + refs);
                 self.whole(frame).map(Some)
             }
@@ -404,6 +426,8 @@ impl FrameDecoder {
                 // Read now, in stream order, however long the message takes
                 // to arrive: later messages may name the slots it fills.
                 let mut atoms = Vec::new();
+                // May fill slots the last header named.
+                self.last_refs.clear();
                 let refs = self.atom_cache.read_refs(&frame[18..], &mut atoms)?;
                 frame.advance(18 + refs);
                 self.start(seq, frag, frame, atoms)
@@ -455,6 +479,7 @@ impl FrameDecoder {
         if frag == 1 {
             // A one-fragment "sequence" is just a message: no copy needed.
             self.atoms = atoms;
+            self.last_refs.clear();
             return self.whole(payload).map(Some);
         }
         if self.open.len() >= self.max_open_sequences {
@@ -559,6 +584,7 @@ impl FrameDecoder {
         self.buffered -= done.len();
         self.reserved -= done.reserved;
         self.atoms = std::mem::take(&mut done.atoms);
+        self.last_refs.clear();
         Some(done.finish())
     }
 
@@ -816,6 +842,11 @@ impl Fragmenter {
         // With `first`, the last byte is NumberOfAtomCacheRefs: 0.
         self.sent += 1;
         Some((head, payload))
+    }
+
+    /// The body's bytes not yet returned in a frame.
+    pub fn remaining_bytes(&self) -> usize {
+        self.body.iter().map(Bytes::len).sum()
     }
 
     /// Frames not yet returned by [`next_frame`](Self::next_frame).

@@ -884,6 +884,24 @@ fn atom_cache_references_resolve_across_frames_and_fragments() {
         &reg_send,
     ));
     expect(next(&mut d, &mut buf), "a@host", "m", "sink");
+    // The very same header again (the atoms are kept, not read again), then
+    // a header that gives slot 5 another atom, then the same header again:
+    // it stands for the new atom.
+    let same = refs(&[(false, 9, ""), (false, 5, ""), (false, 300, "")], false);
+    buf.extend_from_slice(&with_header(same.clone(), &reg_send));
+    expect(next(&mut d, &mut buf), "a@host", "m", "sink");
+    buf.extend_from_slice(&with_header(
+        refs(&[(false, 9, ""), (true, 5, "n"), (false, 300, "")], false),
+        &reg_send,
+    ));
+    expect(next(&mut d, &mut buf), "a@host", "n", "sink");
+    buf.extend_from_slice(&with_header(same, &reg_send));
+    expect(next(&mut d, &mut buf), "a@host", "n", "sink");
+    buf.extend_from_slice(&with_header(
+        refs(&[(false, 9, ""), (true, 5, "m"), (false, 300, "")], false),
+        &reg_send,
+    ));
+    expect(next(&mut d, &mut buf), "a@host", "m", "sink");
     // A message in two fragments whose first fills slot 12; a message
     // naming slot 12 arrives between the fragments.
     let mut first = refs(&[(true, 12, "big"), (false, 9, ""), (false, 5, "")], true);
