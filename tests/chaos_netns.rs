@@ -1532,12 +1532,16 @@ impl SoakLog {
     /// The events of child `arg` and every fault, in order.
     fn story(&self, arg: i64) -> Vec<String> {
         let (start, acked) = (format!("start {arg} on "), format!("acked {arg} "));
+        let terminated = format!("terminated {arg}");
         self.events
             .lock()
             .unwrap()
             .iter()
             .filter(|(_, e)| {
-                e.starts_with(&start) || e.starts_with(&acked) || e.starts_with("fault")
+                e.starts_with(&start)
+                    || e.starts_with(&acked)
+                    || *e == terminated
+                    || e.starts_with("fault")
             })
             .map(|(t, e)| format!("{t:.1}s {e}"))
             .collect()
