@@ -537,3 +537,121 @@ async fn uniform_netsplit_settles_to_each_child_once_after_the_heal() {
     }
     scenario(DistributionStrategy::Uniform, Part::Netsplit).await;
 }
+
+/// Found by the soak (scenario 6): a child terminated on one side of a
+/// netsplit ran again after the heal. The other side had restarted it under
+/// its id, and the CRDT's delete removes only the entries it saw, so that
+/// copy's entry survived the merge (and failed over again when its member
+/// died). Here: {A}|{B,C}, uniform strategy; each side restarts the
+/// children it now places on itself; 50 that run on both sides are
+/// terminated on B's or C's side during the split; after the heal the 50 run nowhere and every other
+/// child exactly once (unit tests: `a_child_ended_here_*` in
+/// src/horde/supervisor/state/tests.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_ended_during_a_netsplit_stay_ended_after_the_heal() {
+    if !netns::available_or_skip("children_ended_during_a_netsplit_stay_ended_after_the_heal") {
+        return;
+    }
+    phase("start");
+    let c = Cluster::start(DistributionStrategy::Uniform).await;
+    for arg in 1..=CHILDREN {
+        let s = c.sups[arg as usize % 3].clone();
+        let reply = c.rts[arg as usize % 3]
+            .run(async move { s.start_child(spec(arg), Duration::from_secs(10)).await })
+            .await
+            .expect("start_child answered");
+        assert!(
+            matches!(term::as_tuple(&reply), Some([ok, Term::Pid(_)]) if term::is_atom(ok, "ok")),
+            "start_child {arg}: {reply}"
+        );
+    }
+    settle(|| async { exactly_once(&c.live, |_| true) && members_settled(&c.sups, 3).await })
+        .await
+        .unwrap_or_else(|| panic!("{}", c.report("before the split")));
+
+    phase("split");
+    c.net.partition(&[0]);
+    let off_a = c.off_a();
+    // A took B's and C's children over: at least 50 run on both sides.
+    let both = |c: &Cluster| -> Vec<i64> {
+        let (a, o) = (
+            live_counts(&c.live, c.on_a()),
+            live_counts(&c.live, c.off_a()),
+        );
+        (1..=CHILDREN)
+            .filter(|x| a.get(x) == Some(&1) && o.get(x) == Some(&1))
+            .collect()
+    };
+    settle(|| async { exactly_once(&c.live, &off_a) && both(&c).len() >= 50 })
+        .await
+        .unwrap_or_else(|| panic!("{}", c.report("during the split")));
+    let ended: Vec<i64> = both(&c).into_iter().take(50).collect();
+    for &arg in &ended {
+        // Through the member running it: another member may not have
+        // its restarted entry yet.
+        let (i, pid) = c.live.lock().unwrap()[&arg]
+            .iter()
+            .find(|(n, _)| off_a(n))
+            .and_then(|(n, p)| Some((c.nodes.iter().position(|x| x.name() == n)?, p.clone())))
+            .expect("a copy on B or C");
+        let s = c.sups[i].clone();
+        let r = c.rts[i]
+            .run(async move { s.terminate_child(&pid, Duration::from_secs(10)).await })
+            .await
+            .expect("terminate_child answered");
+        assert!(term::is_atom(&r, "ok"), "terminate {arg}: {r}");
+    }
+    settle(|| async {
+        let n = live_counts(&c.live, &off_a);
+        ended.iter().all(|a| n.get(a) == Some(&0))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{}", c.report("terminated during the split")));
+
+    phase("heal");
+    c.net.heal();
+    for i in 1..3 {
+        let peer = c.nodes[i].name().to_string();
+        assert!(
+            netns::reconnect(&c.rts[0], &c.nodes[0], &peer, DEADLINE).await,
+            "A reconnects to {peer}"
+        );
+    }
+    let settled = |c: &Cluster| {
+        let n = live_counts(&c.live, |_| true);
+        (1..=CHILDREN).all(|a| {
+            let runs = n.get(&a).copied().unwrap_or(0);
+            runs == if ended.contains(&a) { 0 } else { 1 }
+        })
+    };
+    let took = settle_within(HEAL_LIMIT, || async {
+        if !settled(&c) {
+            return false;
+        }
+        for s in &c.sups {
+            if common::supervisor::global_count(s).await != Some(CHILDREN - ended.len() as i64) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let ran: Vec<i64> = {
+        let n = live_counts(&c.live, |_| true);
+        ended
+            .iter()
+            .copied()
+            .filter(|a| n.get(a).is_some_and(|&r| r > 0))
+            .collect()
+    };
+    println!(
+        "ended during the split: {} children, {} running after the heal {ran:?}; settled in {took:?}",
+        ended.len(),
+        ran.len()
+    );
+    let views = c.views().await;
+    for n in &c.nodes {
+        n.shutdown();
+    }
+    assert!(took.is_some(), "{}; {views}", c.report("after the heal"));
+}

@@ -925,6 +925,7 @@ impl Driver {
                 supervisors,
                 reply_to,
             } => self.gather(p, supervisors, reply_to, false),
+            Effect::EndResurfaced { member, pid } => end_resurfaced(p, member, pid),
         }
     }
 
@@ -1230,6 +1231,29 @@ impl Driver {
 /// How long a BEAM node may take to start a child (the member waits, as
 /// Horde's server waits for its processes supervisor).
 const BEAM_START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`Effect::EndResurfaced`]: a `{:terminate_child, pid}` call to the
+/// member running a copy of a child that ended here, from a process of its
+/// own so the member's loop never waits on a peer.
+fn end_resurfaced(p: &Process, member: Term, pid: Pid) {
+    let Some(dest) = crate::crdt::process::dest_of(&member) else {
+        tracing::debug!(%member, "a resurfaced child on a non-member left alone");
+        return;
+    };
+    let node = p.node().clone();
+    tokio::spawn(async move {
+        let mut q = node.process();
+        let request = crate::tup![term::atom("terminate_child"), Term::Pid(pid.clone())];
+        match q.call(dest, request, Duration::from_secs(5)).await {
+            Ok(r) => {
+                tracing::info!(%member, %pid, reply = %r, "a child ended here ran again after a netsplit: ended there")
+            }
+            Err(e) => {
+                tracing::info!(%member, %pid, error = %e, "a child ended here ran again after a netsplit: its member did not answer")
+            }
+        }
+    });
+}
 
 /// Deletes a child's hand-off state ([`child_state_key`]).
 fn forget_state(child: &ValidChild) -> Effect {

@@ -154,7 +154,17 @@ pub enum Effect {
         supervisors: Vec<Term>,
         reply_to: Term,
     },
+    /// A child this member terminated runs again on `member` (a copy that
+    /// member started under the same id while it was cut off from here):
+    /// call `{:terminate_child, pid}` on `member`, as a user's
+    /// `terminate_child` there would (Horde members answer it too), and
+    /// log the answer. Not Horde's: see `update_process`.
+    EndResurfaced { member: Term, pid: Pid },
 }
+
+/// How many ids of children terminated here a member remembers, to end a
+/// copy that surfaces again after a netsplit (see `update_process`).
+pub const ENDED_REMEMBERED: usize = 10_000;
 
 /// A running child as the member's table has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +193,10 @@ pub struct SupervisorState {
     /// Ids of a dead member's children this member is restarting (under
     /// their own id, see `handoff_processes`), until the start's answer.
     failing_over: BTreeSet<OrdTerm>,
+    /// Ids of the children terminated here, the latest
+    /// [`ENDED_REMEMBERED`] (the queue holds them oldest first).
+    ended: BTreeSet<OrdTerm>,
+    ended_order: std::collections::VecDeque<OrdTerm>,
     shutting_down: bool,
     /// The ttl of the proxied operation from this `reply_to`, kept after
     /// it was handled, as Horde keeps it.
@@ -214,6 +228,8 @@ impl SupervisorState {
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
             failing_over: BTreeSet::new(),
+            ended: BTreeSet::new(),
+            ended_order: Default::default(),
             shutting_down: false,
             proxy_operation_ttl: None,
             ring: RingCache::default(),
@@ -573,6 +589,7 @@ impl SupervisorState {
                 let id = r.spec.id().clone();
                 self.processes_by_id.remove(&OrdTerm(id.clone()));
                 self.local_process_count -= 1;
+                self.remember_ended(&id);
                 out.push(Effect::Delete {
                     key: Key::Process(id.clone()).to_term(),
                 });
@@ -617,12 +634,7 @@ impl SupervisorState {
                 return;
             }
         }
-        let alive = self.members.contains(&OrdTerm(node_name.clone()))
-            && self
-                .members_info
-                .get(&OrdTerm(node_name.clone()))
-                .is_some_and(|m| m.status == MemberStatus::Alive);
-        if alive {
+        if self.is_alive(node_name) {
             let msg = match self.proxy_message_ttl(&reply_to) {
                 Ttl::Infinity => crate::tup![term::atom("proxy_operation"), msg.clone(), reply_to],
                 Ttl::Hops(n) => crate::tup![
@@ -700,6 +712,16 @@ impl SupervisorState {
     /// the local copy is a duplicate and stops
     /// ([`Effect::DropDuplicate`]). Every member sees the same converged
     /// entry, so exactly one copy is left.
+    ///
+    /// A terminated child stays ended. The CRDT's delete removes only the
+    /// entries it saw, so a copy that a member cut off by a netsplit
+    /// restarted under the child's id (its own write, unseen here)
+    /// survives the heal and would run on, and fail over again with its
+    /// member (found by the chaos soak). The member that terminated the
+    /// child remembers its id ([`ENDED_REMEMBERED`]) and, when such an
+    /// entry arrives, ends that copy through its member
+    /// ([`Effect::EndResurfaced`]), deletes an entry naming a member that
+    /// is gone, and never starts a relinquished one.
     fn update_process(&mut self, diff: &Diff, out: &mut Vec<Effect>) {
         match diff {
             Diff::Add { key, value } => {
@@ -707,6 +729,12 @@ impl SupervisorState {
                     return;
                 };
                 match ProcessValue::from_term(value) {
+                    Ok(ProcessValue::Relinquished { .. }) if self.was_ended(&id) => {
+                        // Relinquished on the other side of a netsplit
+                        // after it ended here: it stays ended.
+                        self.forget(&id);
+                        out.push(Effect::Delete { key: key.clone() });
+                    }
                     Ok(ProcessValue::Relinquished { spec }) => {
                         if self.choose(&spec) == Some(self.me.clone()) {
                             // Horde starts it right here and holds it as its
@@ -721,7 +749,23 @@ impl SupervisorState {
                             });
                         }
                     }
+                    Ok(ProcessValue::Running { member, pid, .. })
+                        if self.was_ended(&id) && !self.is_alive(&member) =>
+                    {
+                        // Ended here and resurfaced naming a member that is
+                        // gone: delete the entry (its dot is seen now), so
+                        // no failover starts the child again.
+                        self.forget(&id);
+                        out.push(Effect::Delete { key: key.clone() });
+                        out.push(Effect::EndResurfaced { member, pid });
+                    }
                     Ok(ProcessValue::Running { member, spec, pid }) => {
+                        if self.was_ended(&id) {
+                            out.push(Effect::EndResurfaced {
+                                member: member.clone(),
+                                pid: pid.clone(),
+                            });
+                        }
                         let k = OrdTerm(id.clone());
                         if let Some(old) = self.processes_by_id.get(&k) {
                             self.process_pid_to_id.remove(&old.pid);
@@ -753,6 +797,32 @@ impl SupervisorState {
                 }
             }
         }
+    }
+
+    /// A child terminated here: its id is remembered (the latest
+    /// [`ENDED_REMEMBERED`]), see `update_process`.
+    fn remember_ended(&mut self, id: &Term) {
+        if self.ended.insert(OrdTerm(id.clone())) {
+            self.ended_order.push_back(OrdTerm(id.clone()));
+        }
+        while self.ended_order.len() > ENDED_REMEMBERED {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended.remove(&old);
+            }
+        }
+    }
+
+    fn was_ended(&self, id: &Term) -> bool {
+        self.ended.contains(&OrdTerm(id.clone()))
+    }
+
+    /// A member in `members` whose info says `:alive`.
+    fn is_alive(&self, m: &Term) -> bool {
+        self.members.contains(&OrdTerm(m.clone()))
+            && self
+                .members_info
+                .get(&OrdTerm(m.clone()))
+                .is_some_and(|i| i.status == MemberStatus::Alive)
     }
 
     /// Drops a child from the table (not from the CRDT).
@@ -891,7 +961,14 @@ impl SupervisorState {
                     .members_info
                     .get(&OrdTerm(child.member.clone()))
                     .is_some_and(|m| m.status == MemberStatus::Dead);
-                if dead {
+                if dead && self.was_ended(child.spec.id()) {
+                    // A resurfaced copy of a child ended here whose
+                    // member died before it could be ended there.
+                    self.forget(child.spec.id());
+                    out.push(Effect::Delete {
+                        key: Key::Process(child.spec.id().clone()).to_term(),
+                    });
+                } else if dead {
                     // Not Horde's: Horde 0.10 deletes the entry and starts
                     // the child under a new random id. Here it keeps its id,
                     // and the start overwrites the dead member's entry. When

@@ -1113,3 +1113,147 @@ fn a_failover_start_that_fails_deletes_the_dead_members_entry() {
         vec![1]
     );
 }
+
+/// A child started on member `on` of the three: its spec and its CRDT key.
+fn started_on_of_three(bus: &mut Bus, on: usize, n: i64) -> (ChildSpec, Term, Pid) {
+    let arg = (0..).find(|&a| bus.owner(a, &[0, 1, 2]) == on).unwrap();
+    bus.call(on, from(n), start_child(arg));
+    let r = bus.replies_to(&from(n));
+    let [_, Term::Pid(pid)] = term::as_tuple(&r[0]).unwrap() else {
+        panic!("{r:?}")
+    };
+    let (_, s) = bus.started.last().unwrap().clone();
+    let key = Key::Process(s.id().clone()).to_term();
+    (s, key, pid.clone())
+}
+
+fn terminate(bus: &mut Bus, i: usize, n: i64, pid: &Pid) {
+    bus.call(
+        i,
+        from(n),
+        tuple(vec![atom("terminate_child"), Term::Pid(pid.clone())]),
+    );
+}
+
+/// Member 2, cut off from 0 and 1, restarted 0's child under its id; the
+/// heal brings that entry (its dot unseen by 0's delete) back to 0.
+fn resurfaced(spec: &ChildSpec, on: usize) -> Diff {
+    Diff::Add {
+        key: Key::Process(spec.id().clone()).to_term(),
+        value: ProcessValue::Running {
+            member: name(on),
+            spec: spec.clone(),
+            pid: Pid::new(node(on), 4242, 0, 1),
+        }
+        .to_term(),
+    }
+}
+
+fn dead(i: usize) -> Diff {
+    Diff::Add {
+        key: Key::MemberNodeInfo(name(i)).to_term(),
+        value: Member::new(name(i), MemberStatus::Dead).to_term(),
+    }
+}
+
+/// Found by the chaos soak: a child terminated on A while C was cut off
+/// and restarting it under its id ran on after the heal (the CRDT's
+/// delete removes only the entries it saw), then failed over again when C
+/// died. The member that ended it ends the copy where it runs.
+#[test]
+fn a_child_ended_here_that_a_cut_off_member_restarted_is_ended_there_after_the_heal() {
+    let mut bus = Bus::new(3, settings());
+    let (spec, _, pid) = started_on_of_three(&mut bus, 0, 1);
+    terminate(&mut bus, 0, 2, &pid);
+    let e = bus.members[0].crdt_update(&[resurfaced(&spec, 2)]);
+    assert_eq!(
+        e,
+        vec![Effect::EndResurfaced {
+            member: name(2),
+            pid: Pid::new(node(2), 4242, 0, 1)
+        }]
+    );
+    // Until member 2 ends it, the copy is what the table says runs there.
+    assert_eq!(bus.members[0].children().len(), 1);
+    // A member that never ended it takes the entry as any other.
+    let e = bus.members[1].crdt_update(&[resurfaced(&spec, 2)]);
+    assert!(e.is_empty(), "{e:?}");
+}
+
+/// The copy's member died before it could be ended there: its entry is
+/// deleted, and no failover starts the child again, whichever way the
+/// death and the entry arrive.
+#[test]
+fn a_child_ended_here_that_resurfaces_on_a_dead_member_is_not_started_again() {
+    // The entry arrives after the death.
+    let mut bus = Bus::new(3, settings());
+    let (spec, key, pid) = started_on_of_three(&mut bus, 0, 1);
+    terminate(&mut bus, 0, 2, &pid);
+    let _ = bus.members[0].crdt_update(&[dead(2)]);
+    let e = bus.members[0].crdt_update(&[resurfaced(&spec, 2)]);
+    assert!(e.contains(&Effect::Delete { key: key.clone() }), "{e:?}");
+    assert!(!e.iter().any(|e| matches!(e, Effect::StartChild { .. })));
+    // The death arrives after the entry, with member 0 the one the ring
+    // now picks for the child.
+    let mut bus = Bus::new(3, settings());
+    let arg = (0..)
+        .find(|&a| bus.owner(a, &[0, 1, 2]) == 2 && bus.owner(a, &[0, 1]) == 0)
+        .unwrap();
+    bus.call(0, from(1), start_child(arg));
+    let (_, spec) = bus.started.last().unwrap().clone();
+    let key = Key::Process(spec.id().clone()).to_term();
+    // Member 2 ran it; it was moved to 0 and terminated there (a
+    // stand-in for "0 ended it"), then 2's copy came back.
+    let moved = ProcessValue::Running {
+        member: name(0),
+        spec: spec.clone(),
+        pid: Pid::new(node(0), 77, 0, 1),
+    };
+    let _ = bus.members[0].crdt_update(&[Diff::Add {
+        key: key.clone(),
+        value: moved.to_term(),
+    }]);
+    let _ = bus.members[0].call(
+        from(3),
+        &tuple(vec![
+            atom("terminate_child"),
+            Term::Pid(Pid::new(node(0), 77, 0, 1)),
+        ]),
+    );
+    let e = bus.members[0].crdt_update(&[resurfaced(&spec, 2)]);
+    assert!(
+        matches!(e.as_slice(), [Effect::EndResurfaced { .. }]),
+        "{e:?}"
+    );
+    let e = bus.members[0].crdt_update(&[dead(2)]);
+    assert!(e.contains(&Effect::Delete { key }), "{e:?}");
+    assert!(
+        !e.iter().any(|e| matches!(e, Effect::StartChild { .. })),
+        "{e:?}"
+    );
+}
+
+/// A relinquished entry of a child ended here stays ended, even where
+/// this member is the one that would start it.
+#[test]
+fn a_child_ended_here_that_resurfaces_relinquished_is_not_started() {
+    let mut bus = Bus::new(3, settings());
+    let (spec, key, pid) = started_on_of_three(&mut bus, 0, 1);
+    terminate(&mut bus, 0, 2, &pid);
+    let e = bus.members[0].crdt_update(&[Diff::Add {
+        key: key.clone(),
+        value: ProcessValue::Relinquished { spec }.to_term(),
+    }]);
+    assert_eq!(e, vec![Effect::Delete { key }]);
+}
+
+#[test]
+fn a_member_remembers_the_latest_ended_children_only() {
+    let mut s = SupervisorState::new(S, &node(0), settings(), counter(1));
+    for i in 0..ENDED_REMEMBERED as i64 + 10 {
+        s.remember_ended(&int(i));
+    }
+    assert_eq!(s.ended.len(), ENDED_REMEMBERED);
+    assert!(!s.was_ended(&int(9)));
+    assert!(s.was_ended(&int(10)));
+}
