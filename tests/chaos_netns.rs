@@ -44,6 +44,10 @@
 
 mod common;
 
+/// The soak reports the heap the program holds beside its RSS.
+#[global_allocator]
+static HEAP: common::heap::Counting = common::heap::Counting;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -1607,6 +1611,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
             .await
     };
     let rss_start = netns::rss_kib(std::process::id()).unwrap_or(0);
+    let heap_start = common::heap::live_kib();
     let mut rss_max = rss_start;
     let started = Instant::now();
     let (a, b_name) = (nodes[0].clone(), nodes[1].name().to_string());
@@ -1741,7 +1746,7 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
         if rss_at.elapsed() >= Duration::from_secs(10) {
             rss_at = Instant::now();
             if let Some(r) = netns::rss_kib(std::process::id()) {
-                log.event(format!("rss {r} KiB"));
+                log.event(format!("rss {r} KiB heap {} KiB", common::heap::live_kib()));
                 rss_max = rss_max.max(r);
             }
         }
@@ -1841,28 +1846,35 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
         .filter(|k| regs.iter().any(|r| r.lookup(&key(k)).is_some()))
         .collect();
     let rss_end = netns::rss_kib(std::process::id()).unwrap_or(0);
+    // What of the RSS is memory the allocator holds free: glibc gives it
+    // back to the kernel on `malloc_trim`.
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) };
+    let rss_trimmed = netns::rss_kib(std::process::id()).unwrap_or(0);
     let rss_by_fault: Vec<String> = log
         .events
         .lock()
         .unwrap()
         .iter()
         .filter_map(|(t, e)| {
-            Some(format!(
-                "{t:.0}s:{}",
-                e.strip_prefix("rss ")?.trim_end_matches(" KiB")
-            ))
+            let (rss, heap) = e.strip_prefix("rss ")?.split_once(" KiB heap ")?;
+            Some(format!("{t:.0}s:{rss}/{}", heap.trim_end_matches(" KiB")))
         })
         .collect();
-    println!("soak RSS (KiB) every 10 s: {}", rss_by_fault.join(" "));
     println!(
-        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {registered} names registered on A/B ({} ended, {} of them still found; {} live, {} of them gone); {acknowledged} children acknowledged ({} ended), {children_lost} lost, {} lost with their node before any sync, {children_dup} duplicated or not ended, settled in {child_settle:?}, supervisor errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max})",
+        "soak RSS/heap held (KiB) every 10 s: {}",
+        rss_by_fault.join(" ")
+    );
+    println!(
+        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {registered} names registered on A/B ({} ended, {} of them still found; {} live, {} of them gone); {acknowledged} children acknowledged ({} ended), {children_lost} lost, {} lost with their node before any sync, {children_dup} duplicated or not ended, settled in {child_settle:?}, supervisor errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max}; {rss_trimmed} after malloc_trim), heap held {heap_start} -> {} KiB",
         sent - count,
         names_ended.len(),
         stale.len(),
         names.len(),
         missing.len(),
         children_ended.len(),
-        before_sync.len()
+        before_sync.len(),
+        common::heap::live_kib()
     );
     println!(
         "CHAOS scenario=6:soak_{secs}s trials=1 faults={faults} checked={} lost={} dup={children_dup} max_rss_kib={rss_max} settle_ms={}",

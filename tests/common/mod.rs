@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod heap;
 pub mod netns;
 pub mod supervisor;
 
