@@ -1714,29 +1714,35 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
                 Err(e) => *start_errors.entry(e.to_string()).or_default() += 1,
             }
         }
-        if tick.is_multiple_of(50) && acked.len() > SOAK_LIVE_CHILDREN {
-            // The oldest child ends through the supervisor, once it runs
-            // exactly once (not while a failover is under way).
-            let oldest = acked.front().copied().unwrap_or_default();
+        if acked.len() > SOAK_LIVE_CHILDREN {
+            // One of the oldest children ends through the supervisor, once
+            // it runs exactly once (not while a failover is under way; one
+            // lost with its node runs nowhere and stays for the end's
+            // count). Every tick, so the ends keep up with the starts
+            // however long a tick takes.
             let (a_name, b_name) = (nodes[0].name(), nodes[1].name());
-            let pid = live.lock().unwrap().get(&oldest).and_then(|v| {
-                // Entries of killed C nodes stay in `live` (their
-                // monitors died with them): only the live nodes count.
-                let here: Vec<&(String, Pid)> = v
-                    .iter()
-                    .filter(|(n, _)| n == a_name || n == b_name || *n == c_name)
-                    .collect();
-                match here.as_slice() {
-                    [(_, pid)] => Some(pid.clone()),
-                    _ => None,
-                }
-            });
-            if let Some(pid) = pid {
+            let chosen = {
+                let live = live.lock().unwrap();
+                acked.iter().take(20).enumerate().find_map(|(i, arg)| {
+                    // Entries of killed C nodes stay in `live` (their
+                    // monitors died with them): only the live nodes count.
+                    let here: Vec<&(String, Pid)> = live
+                        .get(arg)?
+                        .iter()
+                        .filter(|(n, _)| n == a_name || n == b_name || *n == c_name)
+                        .collect();
+                    match here.as_slice() {
+                        [(_, pid)] => Some((i, *arg, pid.clone())),
+                        _ => None,
+                    }
+                })
+            };
+            if let Some((i, arg, pid)) = chosen {
                 match sups[0].terminate_child(&pid, Duration::from_secs(5)).await {
                     Ok(r) if term::is_atom(&r, "ok") => {
-                        log.event(format!("terminated {oldest}"));
-                        acked.pop_front();
-                        children_ended.push(oldest);
+                        log.event(format!("terminated {arg}"));
+                        acked.remove(i);
+                        children_ended.push(arg);
                     }
                     Ok(r) => *start_errors.entry(format!("terminate: {r}")).or_default() += 1,
                     Err(e) => *start_errors.entry(format!("terminate: {e}")).or_default() += 1,
