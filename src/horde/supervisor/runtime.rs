@@ -355,6 +355,9 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
     // A member takes writes all along (every start, exit and restart):
     // rounds that cost only what changed, not the whole map.
     cfg.size_aware_steps = true;
+    // Writes go to Rust members as they happen (one state message per
+    // sync) instead of being found by rounds that walk to each of them.
+    cfg.push_writes = true;
     let settings = Settings {
         distribution_strategy: opts.distribution_strategy,
         process_redistribution: opts.process_redistribution,
