@@ -706,6 +706,12 @@ impl SupervisorState {
                 let Ok(Key::Process(id)) = Key::from_term(key) else {
                     return;
                 };
+                if self.holds_as_running_here(&id, value) {
+                    // Our own write of a child we already hold (every
+                    // start comes back here): parsing the spec again
+                    // would change nothing.
+                    return;
+                }
                 match ProcessValue::from_term(value) {
                     Ok(ProcessValue::Relinquished { spec }) => {
                         if self.choose(&spec) == Some(self.me.clone()) {
@@ -753,6 +759,19 @@ impl SupervisorState {
                 }
             }
         }
+    }
+
+    /// `value` is `{me, _, pid}` and the table already holds child `id`
+    /// as running here with that pid: the entry this member wrote for it.
+    fn holds_as_running_here(&self, id: &Term, value: &Term) -> bool {
+        let Some([member, _, Term::Pid(pid)]) = term::as_tuple(value) else {
+            return false;
+        };
+        *member == self.me
+            && self
+                .processes_by_id
+                .get(&OrdTerm(id.clone()))
+                .is_some_and(|r| r.member == self.me && r.pid == *pid)
     }
 
     /// Drops a child from the table (not from the CRDT).
