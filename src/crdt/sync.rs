@@ -813,6 +813,19 @@ impl Replica {
         self.sync()
     }
 
+    /// A push of `pushed` keys to `n` this sync stands for a round with it:
+    /// enough keys that a round would walk to as many, `n` takes pushes,
+    /// and a round with it began recently enough.
+    fn push_stands_for_round(&self, n: &OrdTerm, pushed: usize) -> bool {
+        let without_round = self.cfg.sync_interval.max(1) * MAX_INTERVALS_WITHOUT_ROUND;
+        pushed >= PUSH_INSTEAD_OF_ROUND
+            && self.exact_peers.contains(n)
+            && self
+                .round_began
+                .get(n)
+                .is_some_and(|&at| self.now.saturating_sub(at) < without_round)
+    }
+
     /// A round with `n` is running and not yet stale.
     fn round_running(&self, n: &OrdTerm) -> bool {
         let stale_after = self.cfg.sync_interval.max(1) * STALE_ROUND_INTERVALS;
@@ -868,19 +881,13 @@ impl Replica {
             }
         }
         let pushed = self.push(&mut out);
-        let without_round = self.cfg.sync_interval.max(1) * MAX_INTERVALS_WITHOUT_ROUND;
         let targets: Vec<OrdTerm> = self
             .monitors
             .keys()
             .filter(|n| {
                 !self.is_self(&n.0)
                     && (self.cfg.resend_while_outstanding || !self.round_running(n))
-                    && !(pushed >= PUSH_INSTEAD_OF_ROUND
-                        && self.exact_peers.contains(*n)
-                        && self
-                            .round_began
-                            .get(*n)
-                            .is_some_and(|&at| self.now.saturating_sub(at) < without_round))
+                    && !self.push_stands_for_round(n, pushed)
             })
             .cloned()
             .collect();
