@@ -1261,6 +1261,15 @@ fn big(t: &Term) -> BigInteger {
 /// Maps: by size, then keys in order, then values in key order.
 fn cmp_maps(a: &crate::term::TermMap, b: &crate::term::TermMap) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| {
+        // Most comparisons are of equal maps built alike (an entry's value
+        // against the same value from a peer), their pairs in the same
+        // order: equal pair by pair means equal, with nothing sorted. Any
+        // other pair of maps takes the sorted comparison below.
+        if a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
+            term_cmp(ka, kb) == Ordering::Equal && term_cmp(va, vb) == Ordering::Equal
+        }) {
+            return Ordering::Equal;
+        }
         let (ka, kb) = (sorted_entries(a), sorted_entries(b));
         for ((x, _), (y, _)) in ka.iter().zip(&kb) {
             match term_cmp(x, y) {

@@ -73,6 +73,27 @@
 //! contexts and can still lose entries they never received, which no peer
 //! can prevent for them.
 //!
+//! ## Pushed writes ([`Config::push_writes`], Rust peers only)
+//! A round finds what differs by walking both trees, and its steps ship
+//! subtrees whose leaves carry values. While both sides take writes all
+//! along (a member starting thousands of children, half of them proxied
+//! to the other), every round finds about as many keys differing as were
+//! written since the last one, on both sides, and walks to each of them
+//! with values on the wire at every step: several times the bytes and the
+//! work of shipping each write once. So, to a neighbour known to keep
+//! exact contexts (one that marked its steps in our rounds
+//! `beam_peer_exact`; forgotten at its DOWN), each sync first ships the
+//! keys written here since the last sync as the end of a round ships them
+//! (`{:diff, state, keys}`, each key with the context we vouch for about
+//! it: the receiver judges entries by what it saw and absorbs nothing, so
+//! an unasked state is as safe as an asked one). After a push of
+//! [`PUSH_INSTEAD_OF_ROUND`] keys or more no round starts with that
+//! neighbour this tick, unless none began for
+//! [`MAX_INTERVALS_WITHOUT_ROUND`] intervals: rounds stay the repair for
+//! anything a push did not bring, and run as before once writes calm
+//! down. BEAM peers never mark their steps, so they get no pushes and
+//! every round, exactly as upstream.
+//!
 //! ## Deliberate differences from upstream (all documented on the items)
 //! - [`Config::diff_depth`] sets how deep the subtrees we send are cut;
 //!   [`Config::horde`] keeps upstream's 8, replica processes default to
@@ -113,7 +134,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange, Tombstones};
+use crate::crdt::awlww_map::{self, term_cmp, AwLwwMap, OrdTerm, RawChange, Tombstones};
 use crate::crdt::dots::{Context, Dots, Seen};
 use crate::crdt::merkle::{DiffStep, MerkleError, MerkleMap, PartialDiff};
 use crate::crdt::{CrdtTermError, NodeId};
@@ -212,6 +233,15 @@ pub struct Config {
     /// peers compare any subtree they get (as with `diff_depth`); only the
     /// number and size of steps change. Off in [`Config::horde`].
     pub size_aware_steps: bool,
+    /// Push local writes to neighbours that keep exact contexts: every
+    /// sync, the keys written here since the last one go to each such
+    /// neighbour as `{:diff, state, keys}` (what a round ends with), and
+    /// after a push of [`PUSH_INSTEAD_OF_ROUND`] keys or more no round
+    /// starts with them that tick (see "Pushed writes" in the module
+    /// docs). Only peers that mark what they send in our rounds
+    /// `beam_peer_exact` get pushes; everyone else syncs upstream's way.
+    /// Off in [`Config::horde`].
+    pub push_writes: bool,
 }
 
 /// How a replica picks the `MapSet` form it writes and hashes.
@@ -266,6 +296,7 @@ impl Config {
             mapset: MapSetPolicy::default(),
             exact_context: true,
             size_aware_steps: false,
+            push_writes: false,
         }
     }
 
@@ -463,6 +494,14 @@ pub struct Replica {
     /// With [`Config::exact_context`]: what we really saw, and per key what
     /// it lost (see the module docs).
     exact: Option<Exact>,
+    /// With [`Config::push_writes`]: keys written here since the last
+    /// sync, duplicates included.
+    unpushed: Vec<Term>,
+    /// Neighbours that marked what they sent in a round of ours
+    /// `beam_peer_exact` (they keep exact contexts), until their DOWN.
+    exact_peers: BTreeSet<OrdTerm>,
+    /// When (ms) a round of ours with each neighbour last began.
+    round_began: BTreeMap<OrdTerm, u64>,
 }
 
 /// The exact causal knowledge of a replica with [`Config::exact_context`].
@@ -481,6 +520,20 @@ struct Exact {
 /// abandoned and restarted: that would repeat its work over and over.
 pub const STALE_ROUND_INTERVALS: u64 = 10;
 
+/// With [`Config::push_writes`], a sync that pushed this many keys or more
+/// to a neighbour starts no round with it: a round now would find about
+/// as many keys differing on the neighbour's side (its own writes of the
+/// same burst, not pushed yet) and ship subtrees with their values, step
+/// after step, while the pushes alone carry every write once. Below it a
+/// round is cheap and runs as usual.
+pub const PUSH_INSTEAD_OF_ROUND: usize = 32;
+
+/// ...but a round still begins with each neighbour at least this many
+/// sync intervals after the last one, however many writes keep coming:
+/// rounds are what repairs anything a push did not bring (a message lost
+/// with a connection, a write that arrived from elsewhere).
+pub const MAX_INTERVALS_WITHOUT_ROUND: u64 = 10;
+
 impl PartialEq for Config {
     fn eq(&self, o: &Config) -> bool {
         self.node_id == o.node_id
@@ -494,6 +547,7 @@ impl PartialEq for Config {
             && self.mapset == o.mapset
             && self.exact_context == o.exact_context
             && self.size_aware_steps == o.size_aware_steps
+            && self.push_writes == o.push_writes
     }
 }
 
@@ -541,6 +595,9 @@ impl Replica {
             next_sync_at: None,
             form,
             peer_forms: BTreeMap::new(),
+            unpushed: Vec::new(),
+            exact_peers: BTreeSet::new(),
+            round_began: BTreeMap::new(),
         }
     }
 
@@ -700,13 +757,25 @@ impl Replica {
     /// `System.monotonic_time(:nanosecond)` equivalent, passed in.
     pub fn put(&mut self, key: Term, value: Term, ts: i64) -> Vec<Action> {
         let delta = self.state.add(key.clone(), value, self.cfg.node_id, ts);
-        self.join_delta(&delta, &[key])
+        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        self.written(key);
+        out
     }
 
     /// `DeltaCrdt.delete/2` (`{:remove, [key]}`).
     pub fn delete(&mut self, key: Term) -> Vec<Action> {
         let delta = self.state.remove(&key, self.cfg.node_id);
-        self.join_delta(&delta, &[key])
+        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        self.written(key);
+        out
+    }
+
+    /// A local write to `key`, pushed with the next sync (only to peers
+    /// that keep exact contexts, so only kept while some do).
+    fn written(&mut self, key: Term) {
+        if self.cfg.push_writes && self.exact.is_some() && !self.exact_peers.is_empty() {
+            self.unpushed.push(key);
+        }
     }
 
     /// An `{:operation, {f, args}}` payload as `DeltaCrdt.put/delete` send
@@ -744,6 +813,19 @@ impl Replica {
         self.sync()
     }
 
+    /// A push of `pushed` keys to `n` this sync stands for a round with it:
+    /// enough keys that a round would walk to as many, `n` takes pushes,
+    /// and a round with it began recently enough.
+    fn push_stands_for_round(&self, n: &OrdTerm, pushed: usize) -> bool {
+        let without_round = self.cfg.sync_interval.max(1) * MAX_INTERVALS_WITHOUT_ROUND;
+        pushed >= PUSH_INSTEAD_OF_ROUND
+            && self.exact_peers.contains(n)
+            && self
+                .round_began
+                .get(n)
+                .is_some_and(|&at| self.now.saturating_sub(at) < without_round)
+    }
+
     /// A round with `n` is running and not yet stale.
     fn round_running(&self, n: &OrdTerm) -> bool {
         let stale_after = self.cfg.sync_interval.max(1) * STALE_ROUND_INTERVALS;
@@ -772,6 +854,8 @@ impl Replica {
         }
         self.outstanding.retain(|n, _| new.contains(n));
         self.monitors.retain(|n, _| new.contains(n));
+        self.exact_peers.retain(|n| new.contains(n));
+        self.round_began.retain(|n, _| new.contains(n));
         self.neighbours = new;
         out.extend(self.ask_new_nodes());
         out.extend(self.sync());
@@ -796,6 +880,22 @@ impl Replica {
                 awlww_map::prune_tombstones(&mut x.tombstones, &x.seen.prefix());
             }
         }
+        let pushed = self.push(&mut out);
+        let targets: Vec<OrdTerm> = self
+            .monitors
+            .keys()
+            .filter(|n| {
+                !self.is_self(&n.0)
+                    && (self.cfg.resend_while_outstanding || !self.round_running(n))
+                    && !self.push_stands_for_round(n, pushed)
+            })
+            .cloned()
+            .collect();
+        if targets.is_empty() {
+            // Hashes wait for the round that reads them: during a burst of
+            // writes the upper nodes are hashed once, not once per tick.
+            return out;
+        }
         self.merkle.update_hashes();
         let continuation = match self.merkle.prepare_partial_diff(self.cfg.depth()) {
             Ok(c) => c,
@@ -805,12 +905,8 @@ impl Replica {
         };
         let dots = self.state.dots.to_term();
         let vouched = self.vouched_prefix();
-        let targets: Vec<OrdTerm> = self.monitors.keys().cloned().collect();
         for n in targets {
-            if self.is_self(&n.0) || (!self.cfg.resend_while_outstanding && self.round_running(&n))
-            {
-                continue;
-            }
+            self.round_began.insert(n.clone(), self.now);
             let diff = SyncDiff {
                 continuation: continuation.clone(),
                 dots: dots.clone(),
@@ -901,11 +997,12 @@ impl Replica {
     /// `{:diff, Diff}`: compare the peer's subtrees with ours.
     fn on_diff(&mut self, diff: &Term) -> Result<Vec<Action>, SyncError> {
         let mut diff = SyncDiff::from_term(diff)?.reversed();
+        // Checked before anything is sent: upstream would crash half way.
+        let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
+        self.learn_exact(&diff);
         if self.exact.is_some() && !self.is_self(&diff.originator) {
             diff.exact_peer = true;
         }
-        // Checked before anything is sent: upstream would crash half way.
-        let ack = diff.ack().ok_or(SyncError::NoOriginator)?;
         self.round_moved(&diff);
         // Only fills in stale hashes: the contents are unchanged even if the
         // message is rejected below.
@@ -1019,10 +1116,45 @@ impl Replica {
         let keys = as_list(keys).ok_or(SyncError::Malformed("key list"))?;
         diff.ack().ok_or(SyncError::NoOriginator)?;
         self.round_moved(&diff);
+        self.learn_exact(&diff);
         // Upstream acks itself here too, but the neighbour that asked sent
         // its own ack right behind this message: one ack per round, so none
         // is left over to end a later round (see `end_round`).
         Ok(self.ship_state(&diff, keys))
+    }
+
+    /// Whether the peer of `diff` (reversed, as received) told us it keeps
+    /// exact contexts, for [`Config::push_writes`]: in a round of ours, by
+    /// marking its step `beam_peer_exact`; in a round of its own, by the
+    /// `vouched_dots` of its round start (upstream carries both fields
+    /// along but never adds them, so neither comes from a BEAM peer's
+    /// side of a round). Its own rounds name it by pid: it is the one
+    /// monitored neighbour on that pid's node, if there is exactly one.
+    fn learn_exact(&mut self, diff: &SyncDiff) {
+        if !self.cfg.push_writes || self.exact.is_none() {
+            return;
+        }
+        let n = if self.is_self(&diff.originator) {
+            if !diff.exact_peer {
+                return;
+            }
+            OrdTerm(diff.to.clone())
+        } else if diff.originator == diff.to && diff.vouched.is_some() {
+            let node = node_of(&diff.to);
+            let mut on_node = self
+                .monitors
+                .keys()
+                .filter(|n| node.is_some() && node_of(&n.0) == node);
+            match (on_node.next(), on_node.next()) {
+                (Some(n), None) => n.clone(),
+                _ => return,
+            }
+        } else {
+            return;
+        };
+        if self.monitors.contains_key(&n) && !self.exact_peers.contains(&n) {
+            self.exact_peers.insert(n);
+        }
     }
 
     /// A message of our round with `diff.to` came back: the round is alive.
@@ -1043,21 +1175,56 @@ impl Replica {
     /// contexts each key goes with the context we can vouch for about it
     /// ([`Replica::vouched_for_key`]), keys vouched for alike in one message.
     fn ship_state(&self, diff: &SyncDiff, keys: Vec<Term>) -> Vec<Action> {
-        let send = |dots: Term, keys: Vec<Term>| {
-            let state = self.state.slice_term(&keys, dots, self.form);
-            Action::Send {
-                to: diff.to.clone(),
-                msg: tuple(vec![atom("diff"), state, list(keys)]),
-            }
-        };
         let Some(x) = self.exact.as_ref().filter(|_| diff.exact_peer) else {
             // Upstream's receivers fold whatever context they get into
             // theirs, for every key: shipped only with our round-start
             // context, whose keys were all compared this round. Ours is
             // what we saw (no peer's claims), so it claims less than
             // upstream's would.
-            return vec![send(diff.dots.clone(), keys)];
+            return vec![self.state_message(&diff.to, diff.dots.clone(), keys)];
         };
+        self.exact_states(x, &diff.to, keys)
+    }
+
+    /// `{:diff, %AWLWWMap{dots: dots, value: our entries for keys}, keys}` to `to`.
+    fn state_message(&self, to: &Term, dots: Term, keys: Vec<Term>) -> Action {
+        let state = self.state.slice_term(&keys, dots, self.form);
+        Action::Send {
+            to: to.clone(),
+            msg: tuple(vec![atom("diff"), state, list(keys)]),
+        }
+    }
+
+    /// With [`Config::push_writes`]: the keys written since the last sync,
+    /// shipped to every monitored neighbour that keeps exact contexts as
+    /// the end of a round ships them ([`Replica::exact_states`]), whether
+    /// or not a round with it runs. Returns how many keys went out (0 when
+    /// none, or no neighbour takes pushes).
+    fn push(&mut self, out: &mut Vec<Action>) -> usize {
+        let mut keys = std::mem::take(&mut self.unpushed);
+        let Some(x) = self.exact.as_ref() else {
+            return 0;
+        };
+        let to: Vec<&OrdTerm> = self
+            .exact_peers
+            .iter()
+            .filter(|n| self.monitors.contains_key(*n) && !self.is_self(&n.0))
+            .collect();
+        if keys.is_empty() || to.is_empty() {
+            return 0;
+        }
+        keys.sort_unstable_by(term_cmp);
+        keys.dedup();
+        for n in to {
+            out.extend(self.exact_states(x, &n.0, keys.clone()));
+        }
+        keys.len()
+    }
+
+    /// Our entries for `keys` to `to`, a peer that keeps exact contexts,
+    /// each key with the context we vouch for about it
+    /// ([`Replica::vouched_for_key`]), keys vouched for alike in one message.
+    fn exact_states(&self, x: &Exact, to: &Term, keys: Vec<Term>) -> Vec<Action> {
         let prefix = x.seen.prefix();
         // In first-seen order; found by hash, so a round of many keys with
         // many distinct contexts (a replica with gaps) groups in linear time.
@@ -1075,7 +1242,7 @@ impl Replica {
         }
         groups
             .into_iter()
-            .map(|(ctx, keys)| send(ctx.to_term(), keys))
+            .map(|(ctx, keys)| self.state_message(to, ctx.to_term(), keys))
             .collect()
     }
 
@@ -1177,6 +1344,8 @@ impl Replica {
         let n = found.ok_or(SyncError::UnknownMonitor)?;
         self.monitors.remove(&n);
         self.outstanding.remove(&n);
+        // Whoever answers to that name next may not keep exact contexts.
+        self.exact_peers.remove(&n);
         Ok(Vec::new())
     }
 

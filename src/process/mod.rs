@@ -105,6 +105,13 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Alive with an empty mailbox: nothing received and left aside,
+    /// nothing waiting. Reusing such a process for another call is like
+    /// making a new one.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.exited.is_none() && self.saved.is_empty() && self.rx.is_empty()
+    }
+
     pub(crate) fn new(
         node: Node,
         pid: Pid,

@@ -686,3 +686,31 @@ fn integers_compare_by_value_whatever_their_encoding() {
         }
     }
 }
+
+#[test]
+fn maps_compare_by_sorted_pairs_whatever_their_layout() {
+    let map = |pairs: &[(i64, i64)]| {
+        Term::Map(crate::term::Map {
+            map: pairs.iter().map(|&(k, v)| (int(k), int(v))).collect(),
+        })
+    };
+    // The same pairs in another order: equal.
+    let a = map(&[(1, 10), (2, 20), (3, 30)]);
+    assert_eq!(
+        term_cmp(&a, &map(&[(3, 30), (1, 10), (2, 20)])),
+        Ordering::Equal
+    );
+    assert_eq!(term_cmp(&a, &a.clone()), Ordering::Equal);
+    // Built alike with one value apart: ordered by the values in key
+    // order, not by the order the pairs were put in.
+    let b = map(&[(3, 0), (1, 10), (2, 20)]);
+    let c = map(&[(3, 30), (1, 10), (2, 0)]);
+    assert_eq!(term_cmp(&b, &c), Ordering::Greater, "2 => 20 beats 2 => 0");
+    assert_eq!(term_cmp(&c, &b), Ordering::Less);
+    // Keys come before values: {1, 4} against {1, 5} is decided by 4 < 5
+    // even where the first map's values are larger.
+    assert_eq!(
+        term_cmp(&map(&[(4, 99), (1, 99)]), &map(&[(1, 0), (5, 0)])),
+        Ordering::Less
+    );
+}

@@ -209,6 +209,7 @@ fn setup(resend: bool) -> Replay {
         // Upstream's contexts, to send exactly what A sent.
         exact_context: false,
         size_aware_steps: false,
+        push_writes: false,
     };
     let phases = [
         "01_set_neighbours",

@@ -58,6 +58,8 @@ struct Bus {
     depths: Vec<u32>,
     /// [`Config::exact_context`] of every node.
     exact: bool,
+    /// [`Config::push_writes`] of every node.
+    push: bool,
 }
 
 impl Bus {
@@ -70,6 +72,7 @@ impl Bus {
         c.diff_depth = self.depths[i];
         c.list_own_keys = lists_own_keys(i);
         c.exact_context = self.exact;
+        c.push_writes = self.push;
         c
     }
 
@@ -102,6 +105,7 @@ impl Bus {
             kills: 0,
             depths,
             exact: true,
+            push: false,
         }
     }
 
@@ -946,8 +950,15 @@ fn a_peer_that_holds_our_entries_fills_our_gaps() {
 /// reorders. Returns the acknowledged new keys missing from some replica
 /// once all is quiet.
 fn steady_writes_lost(seed: u64, exact: bool) -> usize {
+    steady_writes_lost_with(seed, exact, false, 30)
+}
+
+/// [`steady_writes_lost`], with [`Config::push_writes`] as given and up to
+/// `max_gap` ms between two steps.
+fn steady_writes_lost_with(seed: u64, exact: bool, push: bool, max_gap: u64) -> usize {
     let mut bus = Bus::new(3, seed);
     bus.exact = exact;
+    bus.push = push;
     for i in 0..3 {
         let c = bus.cfg(i, 0);
         bus.nodes[i].replica = Replica::new(c);
@@ -977,7 +988,7 @@ fn steady_writes_lost(seed: u64, exact: bool) -> usize {
             let a = bus.nodes[j].replica.put(k, int(-step), step * 10 + 5);
             bus.run_actions(j, a);
         }
-        let ms = bus.rng.random_range(0..30);
+        let ms = bus.rng.random_range(0..max_gap);
         bus.advance(ms);
     }
     bus.advance(5_000);
@@ -1090,4 +1101,162 @@ fn size_aware_steps_change_nothing_for_small_maps() {
         round_bytes_after_writes(false, 300, 20),
         round_bytes_after_writes(true, 300, 20)
     );
+}
+
+// ---- pushed writes -------------------------------------------------------------
+
+fn pushing(i: usize) -> Replica {
+    let mut c = cfg(i, 0);
+    c.push_writes = true;
+    Replica::new(c)
+}
+
+/// The states (`{:diff, state, keys}`) and round starts among `actions`.
+fn states_and_rounds(actions: &[Action]) -> (Vec<Term>, usize) {
+    let mut states = Vec::new();
+    let mut rounds = 0;
+    for (_, msg) in sends(actions) {
+        match as_tuple(&msg) {
+            Some([t, _, keys]) if is_atom(t, "diff") => states.push(keys.clone()),
+            Some([t, _]) if is_atom(t, "diff") => rounds += 1,
+            _ => {}
+        }
+    }
+    (states, rounds)
+}
+
+/// Two pushing replicas that ran one round each way, so each knows the
+/// other keeps exact contexts.
+fn acquainted() -> [Replica; 2] {
+    let mut rs = [pushing(0), pushing(1)];
+    rs[0].put(binary("first"), int(0), 1);
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    let start = rs[1].set_neighbours(vec![name(0)]);
+    exchange(&mut rs, start);
+    rs
+}
+
+#[test]
+fn a_burst_of_writes_is_pushed_to_an_exact_peer_instead_of_a_round() {
+    let mut rs = acquainted();
+    assert_eq!(rs[1].read(), rs[0].read());
+    for i in 0..100 {
+        rs[0].put(int(i), int(i), 10 + i);
+    }
+    // A key written twice goes once.
+    rs[0].put(int(5), int(-5), 200);
+    let acts = rs[0].tick(1_000);
+    let (states, rounds) = states_and_rounds(&acts);
+    assert_eq!(rounds, 0, "no round while the push carries the burst");
+    let pushed: usize = states.iter().map(|k| as_list(k).unwrap().len()).sum();
+    assert_eq!(pushed, 100);
+    exchange(&mut rs, acts);
+    assert_eq!(rs[1].read(), rs[0].read());
+    // Nothing written since: the next sync is an ordinary round, and it
+    // finds nothing differing.
+    let acts = rs[0].tick(2_000);
+    assert_eq!(states_and_rounds(&acts), (vec![], 1));
+    let log = exchange(&mut rs, acts);
+    assert!(log
+        .iter()
+        .all(|m| !matches!(as_tuple(m), Some([t, ..]) if is_atom(t, "get_diff"))));
+    assert_eq!(rs[1].read(), rs[0].read());
+}
+
+#[test]
+fn a_few_writes_are_pushed_and_the_round_runs_as_usual() {
+    let mut rs = acquainted();
+    for i in 0..3 {
+        rs[0].put(int(i), int(i), 10 + i);
+    }
+    rs[0].delete(binary("first"));
+    let acts = rs[0].tick(1_000);
+    let (states, rounds) = states_and_rounds(&acts);
+    assert_eq!((states.len(), rounds), (1, 1));
+    exchange(&mut rs, acts);
+    assert_eq!(rs[1].read(), rs[0].read());
+    assert_eq!(
+        rs[1].get(&binary("first")),
+        None,
+        "the delete was pushed too"
+    );
+}
+
+#[test]
+fn writes_that_never_stop_still_get_a_round_now_and_then() {
+    let mut rs = acquainted();
+    let mut rounds = 0;
+    for t in 1..=(3 * MAX_INTERVALS_WITHOUT_ROUND as i64) {
+        for i in 0..40 {
+            rs[0].put(int(t * 100 + i), int(i), t * 100 + i);
+        }
+        let acts = rs[0].tick(t as u64 * 300);
+        rounds += states_and_rounds(&acts).1;
+        exchange(&mut rs, acts);
+    }
+    assert_eq!(rounds, 3);
+    assert_eq!(rs[1].read(), rs[0].read());
+}
+
+#[test]
+fn upstream_peers_get_no_pushes_and_every_round() {
+    // Replica 1 keeps upstream's contexts: it never marks its steps.
+    let mut up = cfg(1, 0);
+    up.exact_context = false;
+    let mut rs = [pushing(0), Replica::new(up)];
+    let start = rs[0].set_neighbours(vec![name(1)]);
+    exchange(&mut rs, start);
+    for i in 0..100 {
+        rs[0].put(int(i), int(i), 10 + i);
+    }
+    let acts = rs[0].tick(1_000);
+    let (states, rounds) = states_and_rounds(&acts);
+    assert_eq!((states.len(), rounds), (0, 1));
+    exchange(&mut rs, acts);
+    assert_eq!(rs[1].read(), rs[0].read());
+}
+
+#[test]
+fn a_peer_is_pushed_to_again_only_after_a_round_after_its_down() {
+    let mut rs = acquainted();
+    let down_msg = down(binary("any"), name(1));
+    rs[0].handle_message(&down_msg).unwrap();
+    for i in 0..100 {
+        rs[0].put(int(i), int(i), 10 + i);
+    }
+    // Monitored again at this sync, but not known to be exact: a round.
+    let acts = rs[0].tick(1_000);
+    assert_eq!(states_and_rounds(&acts), (vec![], 1));
+    exchange(&mut rs, acts);
+    assert_eq!(rs[1].read(), rs[0].read());
+    rs[0].put(int(500), int(1), 900);
+    let acts = rs[0].tick(2_000);
+    assert_eq!(states_and_rounds(&acts).0.len(), 1, "exact again");
+}
+
+#[test]
+fn three_pushing_replicas_converge() {
+    for seed in 300..306 {
+        let mut bus = Bus::new(3, seed);
+        bus.push = true;
+        for i in 0..3 {
+            let c = bus.cfg(i, 0);
+            bus.nodes[i].replica = Replica::new(c);
+        }
+        converge_with(bus, seed);
+    }
+}
+
+#[test]
+fn bursts_of_pushed_writes_and_overwrites_lose_nothing() {
+    // Steps 0-3 ms apart: about a hundred writes per replica per interval,
+    // so most syncs push instead of starting a round.
+    for seed in 0..6 {
+        assert_eq!(
+            steady_writes_lost_with(seed, true, true, 3),
+            0,
+            "seed {seed}"
+        );
+    }
 }

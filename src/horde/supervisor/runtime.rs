@@ -265,7 +265,15 @@ pub struct Supervisor {
     node: Node,
     pid: Pid,
     commands: Arc<mpsc::UnboundedSender<Command>>,
+    /// Caller processes of finished calls, idle, for the next calls: a
+    /// process per call (allocated, registered, torn down) cost as much as
+    /// a tenth of a child's start.
+    callers: Arc<std::sync::Mutex<Vec<Process>>>,
 }
+
+/// How many idle caller processes a [`Supervisor`] keeps (as many calls
+/// run at once without making new ones).
+const IDLE_CALLERS: usize = 4;
 
 /// What a handle asks of the member's process.
 enum Command {
@@ -329,10 +337,19 @@ impl Supervisor {
 
     /// Any call Horde's server answers, as a BEAM caller would make it.
     pub async fn call(&self, request: Term, timeout: Duration) -> Result<Term, Stopped> {
-        let mut p = self.node.process();
-        p.call(Dest::Pid(self.pid.clone()), request, timeout)
-            .await
-            .map_err(|_| Stopped)
+        let idle = self.callers.lock().ok().and_then(|mut c| c.pop());
+        let mut p = idle.unwrap_or_else(|| self.node.process());
+        let r = p.call(Dest::Pid(self.pid.clone()), request, timeout).await;
+        // Kept only when nothing of this call can still arrive: a late
+        // reply after a timeout would sit in the next call's mailbox.
+        if r.is_ok() && p.is_idle() {
+            if let Ok(mut c) = self.callers.lock() {
+                if c.len() < IDLE_CALLERS {
+                    c.push(p);
+                }
+            }
+        }
+        r.map_err(|_| Stopped)
     }
 }
 
@@ -355,6 +372,9 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
     // A member takes writes all along (every start, exit and restart):
     // rounds that cost only what changed, not the whole map.
     cfg.size_aware_steps = true;
+    // Writes go to Rust members as they happen (one state message per
+    // sync) instead of being found by rounds that walk to each of them.
+    cfg.push_writes = true;
     let settings = Settings {
         distribution_strategy: opts.distribution_strategy,
         process_redistribution: opts.process_redistribution,
@@ -431,6 +451,7 @@ pub fn start(node: &Node, opts: SupervisorOptions) -> Result<Supervisor, StartEr
         node: node.clone(),
         pid,
         commands: Arc::new(keep_tx),
+        callers: Default::default(),
     })
 }
 

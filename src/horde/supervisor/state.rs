@@ -728,6 +728,12 @@ impl SupervisorState {
                 let Ok(Key::Process(id)) = Key::from_term(key) else {
                     return;
                 };
+                if self.holds_as_running_here(&id, value) {
+                    // Our own write of a child we already hold (every
+                    // start comes back here): parsing the spec again
+                    // would change nothing.
+                    return;
+                }
                 match ProcessValue::from_term(value) {
                     Ok(ProcessValue::Relinquished { .. }) if self.was_ended(&id) => {
                         // Relinquished on the other side of a netsplit
@@ -823,6 +829,19 @@ impl SupervisorState {
                 .members_info
                 .get(&OrdTerm(m.clone()))
                 .is_some_and(|i| i.status == MemberStatus::Alive)
+    }
+
+    /// `value` is `{me, _, pid}` and the table already holds child `id`
+    /// as running here with that pid: the entry this member wrote for it.
+    fn holds_as_running_here(&self, id: &Term, value: &Term) -> bool {
+        let Some([member, _, Term::Pid(pid)]) = term::as_tuple(value) else {
+            return false;
+        };
+        *member == self.me
+            && self
+                .processes_by_id
+                .get(&OrdTerm(id.clone()))
+                .is_some_and(|r| r.member == self.me && r.pid == *pid)
     }
 
     /// Drops a child from the table (not from the CRDT).

@@ -1257,3 +1257,44 @@ fn a_member_remembers_the_latest_ended_children_only() {
     assert!(!s.was_ended(&int(9)));
     assert!(s.was_ended(&int(10)));
 }
+
+/// Every start comes back to its member as a CRDT diff of its own write:
+/// it changes nothing, while an entry naming another member for the same
+/// child still makes the local copy a duplicate.
+#[test]
+fn a_members_own_entry_coming_back_changes_nothing() {
+    let mut st = SupervisorState::new(S, &node(1), settings(), counter(1));
+    st.init(Some(&[name(1)]));
+    let spec = ChildSpec::from_term(&spec(7)).unwrap();
+    let id = spec.id().clone();
+    let pid = Pid::new(node(1), 900, 0, 1);
+    let e = st.child_started(spec, &tuple(vec![atom("ok"), Term::Pid(pid.clone())]), None);
+    let own = e
+        .iter()
+        .find_map(|e| match e {
+            Effect::Put { key, value } => Some(Diff::Add {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            _ => None,
+        })
+        .expect("the child is written");
+    let before = st.children();
+    assert_eq!(st.crdt_update(std::slice::from_ref(&own)), vec![]);
+    assert_eq!(st.children(), before);
+    assert_eq!(st.local_process_count(), 1);
+    // The same entry naming another member (with another pid): a duplicate.
+    let Diff::Add { key, value } = own else {
+        unreachable!()
+    };
+    let Some([_, spec_term, _]) = term::as_tuple(&value) else {
+        panic!("{value}")
+    };
+    let theirs = tuple(vec![
+        name(2),
+        spec_term.clone(),
+        Term::Pid(Pid::new(node(2), 900, 0, 1)),
+    ]);
+    let e = st.crdt_update(&[Diff::Add { key, value: theirs }]);
+    assert_eq!(e, vec![Effect::DropDuplicate { id }]);
+}
