@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::dist::coalesce::{CoalescePolicy, CoalesceReport};
-use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
+use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder, InPlace};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
 use crate::dist::poll::{Found, PollPolicy, PollReport, Read};
@@ -711,19 +711,25 @@ async fn read_loop<R: TryRead>(
     loop {
         let mut frames = 0;
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(Frame::Tick)) => {}
+            match decoder.decode_in_place(&mut buf) {
+                Ok(Some(InPlace::Frame(Frame::Tick))) => {}
                 Ok(Some(frame)) => {
                     frames += 1;
                     Counters::add(&counters.messages_in, 1);
                     let decoded = match frame {
-                        Frame::Message(body) => {
+                        InPlace::Body(body) => {
+                            let decoded =
+                                codec::decode_control_cached(&buf[body.clone()], decoder.atoms());
+                            FrameDecoder::consume(&mut buf, &body);
+                            decoded
+                        }
+                        InPlace::Frame(Frame::Message(body)) => {
                             codec::decode_control_cached(&body, decoder.atoms())
                         }
-                        Frame::Split { body, hole } => {
+                        InPlace::Frame(Frame::Split { body, hole }) => {
                             codec::decode_control_with_hole(&body, hole, decoder.atoms())
                         }
-                        Frame::Tick => continue,
+                        InPlace::Frame(Frame::Tick) => continue,
                     };
                     match decoded {
                         Ok(msg) => node.handle_control(peer, msg),

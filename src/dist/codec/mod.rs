@@ -53,7 +53,7 @@ pub use control::{
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
-    FrameError, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OPEN_SEQUENCES,
-    NORMAL_DIST_HEADER, PASS_THROUGH, READ_CHUNK, TICK,
+    FrameError, InPlace, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OPEN_SEQUENCES, NORMAL_DIST_HEADER, PASS_THROUGH, READ_CHUNK, TICK,
 };
 pub use scan::{TermError, MAX_TERM_DEPTH};
