@@ -718,10 +718,21 @@ async fn read_loop<R: TryRead>(
                     Counters::add(&counters.messages_in, 1);
                     let decoded = match frame {
                         InPlace::Body(body) => {
-                            let decoded =
-                                codec::decode_control_cached(&buf[body.clone()], decoder.atoms());
+                            let bytes = &buf[body.clone()];
+                            // Nearly every message is a send: delivered
+                            // straight from its parts.
+                            let decoded = match codec::decode_send_cached(bytes, decoder.atoms()) {
+                                Some((to, msg)) => {
+                                    node.deliver_received(peer, to, msg);
+                                    None
+                                }
+                                None => Some(codec::decode_other_cached(bytes, decoder.atoms())),
+                            };
                             FrameDecoder::consume(&mut buf, &body);
-                            decoded
+                            match decoded {
+                                Some(decoded) => decoded,
+                                None => continue,
+                            }
                         }
                         InPlace::Frame(Frame::Message(body)) => {
                             codec::decode_control_cached(&body, decoder.atoms())

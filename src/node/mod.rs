@@ -1691,6 +1691,31 @@ impl Node {
 
     /// Handles one control message from `peer`. Never panics; anything that does
     /// not fit is logged and dropped.
+    /// A send from `peer` (decoded by `codec::decode_send_cached`): its
+    /// message into the recipient's mailbox, as [`Node::handle_control`]
+    /// delivers the sends.
+    pub(crate) fn deliver_received(
+        &self,
+        peer: &PeerInfo,
+        to: crate::dist::codec::Recipient,
+        msg: Term,
+    ) {
+        use crate::dist::codec::Recipient;
+        match to {
+            Recipient::Pid(pid) => {
+                self.deliver_local(&pid, msg);
+            }
+            Recipient::Name(name) => {
+                if !self.deliver_by_name(&name.name, msg) {
+                    tracing::trace!(name = %name.name, from = %peer.name, "send to unregistered name dropped");
+                }
+            }
+            Recipient::Alias(alias) => {
+                self.deliver_by_alias(&alias, msg);
+            }
+        }
+    }
+
     pub(crate) fn handle_control(&self, peer: &PeerInfo, msg: Message) {
         match msg {
             Message::Send(m) => {

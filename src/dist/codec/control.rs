@@ -100,6 +100,38 @@ pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, Con
     if let Some(msg) = decode_send(body, atoms) {
         return Ok(msg);
     }
+    decode_other_cached(body, atoms)
+}
+
+/// Who a received send is for: the part of a `SEND`, `REG_SEND`,
+/// `SEND_SENDER` or `ALIAS_SEND` the receiving node acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recipient {
+    Pid(crate::term::Pid),
+    Name(Atom),
+    Alias(Box<crate::term::Reference>),
+}
+
+/// A send's recipient and message, decoded as [`decode_control_cached`]
+/// decodes it, without the [`Message`] around them: `None` for any other
+/// body (decode it with [`decode_other_cached`]). A reader that delivers
+/// the message at once has no use for the sender, and moving a `Message`
+/// (the size of its largest variant) twice costs more than decoding the
+/// message `{m, 1}`.
+pub fn decode_send_cached(body: &[u8], atoms: &[Atom]) -> Option<(Recipient, Term)> {
+    let (to, message) = decode_send_parts(body, atoms)?;
+    Some((
+        match to {
+            To::Pid(to) | To::Sender(_, to) => Recipient::Pid(to),
+            To::Name(_, name) => Recipient::Name(name),
+            To::Alias(_, alias) => Recipient::Alias(alias),
+        },
+        message,
+    ))
+}
+
+/// [`decode_control_cached`] of a body [`decode_send_cached`] refused.
+pub fn decode_other_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
     if let Some((ctrl, payload)) = decode_terms_directly(body, |pos| {
         crate::term::etf::decode_at_cached(body, pos, atoms)
     }) {
@@ -115,6 +147,27 @@ pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, Con
 /// compressed or not of its element's type, bytes left over): the general
 /// path decodes those, or says what is wrong with them.
 fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
+    let (to, message) = decode_send_parts(body, atoms)?;
+    Some(match to {
+        To::Pid(to) => Message::send(to, message),
+        To::Name(from, name) => Message::reg_send(from, name, message),
+        To::Sender(from, to) => Message::send_sender(from, to, message),
+        To::Alias(from, alias) => Message::alias_send(from, *alias, message),
+    })
+}
+
+/// A send's control tuple elements, as [`decode_send_parts`] reads them.
+enum To {
+    Pid(crate::term::Pid),
+    Name(crate::term::Pid, Atom),
+    Sender(crate::term::Pid, crate::term::Pid),
+    Alias(crate::term::Pid, Box<crate::term::Reference>),
+}
+
+/// What [`decode_send`] decodes: the control tuple's elements, then the
+/// message after it.
+#[inline]
+fn decode_send_parts(body: &[u8], atoms: &[Atom]) -> Option<(To, Term)> {
     let pos = usize::from(body.first() == Some(&131));
     let (&[104, n, 97, op], _) = body.get(pos..)?.split_first_chunk::<4>()? else {
         return None;
@@ -127,13 +180,6 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
         Term::Pid(p) => Some(p),
         _ => None,
     };
-    // The control tuple's elements, then the message after it.
-    enum To {
-        Pid(crate::term::Pid),
-        Name(crate::term::Pid, Atom),
-        Sender(crate::term::Pid, crate::term::Pid),
-        Alias(crate::term::Pid, crate::term::Reference),
-    }
     let to = match (op, n) {
         (2, 3) => {
             element()?;
@@ -151,7 +197,7 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
         (33, 3) => {
             let from = pid(element()?)?;
             match element()? {
-                Term::Reference(alias) => To::Alias(from, *alias),
+                Term::Reference(alias) => To::Alias(from, alias),
                 _ => return None,
             }
         }
@@ -171,12 +217,7 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
     if terms.pos() != body.len() {
         return None;
     }
-    Some(match to {
-        To::Pid(to) => Message::send(to, message),
-        To::Name(from, name) => Message::reg_send(from, name, message),
-        To::Sender(from, to) => Message::send_sender(from, to, message),
-        To::Alias(from, alias) => Message::alias_send(from, alias, message),
-    })
+    Some((to, message))
 }
 
 /// [`decode_control`] of a body whose largest binary's contents are held

@@ -47,9 +47,10 @@ mod tests;
 
 pub use atom_cache::{AtomCache, OutAtomCache};
 pub use control::{
-    control_terms, decode_control, decode_control_cached, decode_control_with_hole, encode_control,
-    encode_control_headered, encode_control_into, encode_send_referencing,
-    encode_terms_into_detached, encode_terms_referencing, strip_version_bytes, ControlError,
+    control_terms, decode_control, decode_control_cached, decode_control_with_hole,
+    decode_other_cached, decode_send_cached, encode_control, encode_control_headered,
+    encode_control_into, encode_send_referencing, encode_terms_into_detached,
+    encode_terms_referencing, strip_version_bytes, ControlError, Recipient,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,

@@ -1125,3 +1125,30 @@ proptest! {
         prop_assert_eq!(outputs(&stream, chunk, true), outputs(&stream, chunk, false));
     }
 }
+
+/// A send decoded into its recipient and message is the send
+/// `decode_control` decodes, whatever the op; anything else is left to
+/// `decode_other_cached`, which decodes it as `decode_control` does.
+#[test]
+fn sends_decode_to_their_recipient_and_message() {
+    for (name, body) in fixtures() {
+        let whole = decode_control(body).expect("fixture decodes");
+        let expected = match whole.clone() {
+            Message::Send(m) => Some((Recipient::Pid(m.to_pid), m.message)),
+            Message::SendSender(m) => Some((Recipient::Pid(m.to_pid), m.message)),
+            Message::RegSend(m) => Some((Recipient::Name(m.to_name), m.message)),
+            Message::AliasSend(m) => Some((Recipient::Alias(Box::new(m.alias)), m.message)),
+            _ => None,
+        };
+        for b in [Bytes::copy_from_slice(body), headered(body)] {
+            assert_eq!(decode_send_cached(&b, &[]), expected, "{name}");
+            if expected.is_none() {
+                assert_eq!(
+                    decode_other_cached(&b, &[]).ok(),
+                    Some(whole.clone()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
