@@ -175,28 +175,23 @@ fn decode_send_parts(body: &[u8], atoms: &[Atom]) -> Option<(To, Term)> {
     // The version byte never starts an element, so no element is a
     // compressed term (the general path refuses one on the wire).
     let mut terms = crate::term::etf::Terms::new(body, pos + 4, atoms);
-    let mut element = || terms.next_term();
-    let pid = |t: Term| match t {
-        Term::Pid(p) => Some(p),
-        _ => None,
-    };
+    // Pids and atoms are read as such: no `Term` built around them to be
+    // matched and taken apart again.
     let to = match (op, n) {
         (2, 3) => {
-            element()?;
-            To::Pid(pid(element()?)?)
+            terms.next_term()?;
+            To::Pid(terms.next_pid()?)
         }
         (6, 4) => {
-            let from = pid(element()?)?;
-            element()?;
-            match element()? {
-                Term::Atom(name) => To::Name(from, name),
-                _ => return None,
-            }
+            let from = terms.next_pid()?;
+            // The unused element: '' from the BEAM.
+            terms.next_term()?;
+            To::Name(from, terms.next_atom()?)
         }
-        (22, 3) => To::Sender(pid(element()?)?, pid(element()?)?),
+        (22, 3) => To::Sender(terms.next_pid()?, terms.next_pid()?),
         (33, 3) => {
-            let from = pid(element()?)?;
-            match element()? {
+            let from = terms.next_pid()?;
+            match terms.next_term()? {
                 Term::Reference(alias) => To::Alias(from, alias),
                 _ => return None,
             }
