@@ -275,6 +275,7 @@ impl Outbox {
 
     /// Encodes `msg` for the writer, unless the connection went over its
     /// send queue's bound (then it is closing and the message is dropped).
+    #[inline]
     pub(crate) fn send(&self, msg: Message) {
         if self.queue.is_over() {
             return;
@@ -1100,6 +1101,7 @@ impl Writer {
     /// Returns the bytes it queued, as the writer task releases them
     /// ([`OutFrame::payload_len`] of each frame taken, and what it takes
     /// from `out`).
+    #[inline]
     fn push(&mut self, msg: Message, out: &mut Vec<u8>) -> usize {
         let sender = sender_of(&msg).cloned();
         if sender.is_some() {

@@ -1147,7 +1147,7 @@ impl Node {
     }
 
     fn send_with(&self, from: &Pid, to: &Dest, msg: Term, connect: bool) {
-        let (node, control) = match to {
+        match to {
             Dest::Via(v) => {
                 match v.whereis() {
                     Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
@@ -1181,12 +1181,12 @@ impl Node {
                 self.deliver_by_name(name, msg);
                 return;
             }
-            Dest::Remote(name, node) => (
-                node.as_str(),
-                Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
-            ),
-        };
-        self.route(node, connect, |_| control);
+            // Built where the encoder takes it: a `Message` is the size of
+            // its largest variant, and every move of it a copy.
+            Dest::Remote(name, node) => self.route(node, connect, |_| {
+                Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg)
+            }),
+        }
     }
 
     /// Sends to a process alias (a reference), local or remote.
