@@ -801,6 +801,14 @@ mod tests {
             }
             let mut one = Terms::new(&buf, starts[i], &[]);
             match t {
+                Term::Pid(_) => {
+                    assert_eq!(one.skip_pid(), Some(()));
+                    assert_eq!(one.pos(), starts[i + 1]);
+                }
+                _ => assert_eq!(one.skip_pid(), None),
+            }
+            let mut one = Terms::new(&buf, starts[i], &[]);
+            match t {
                 Term::Atom(a) => {
                     assert_eq!(one.next_atom().as_ref(), Some(a));
                     assert_eq!(one.pos(), starts[i + 1]);
@@ -808,8 +816,23 @@ mod tests {
                 _ => assert_eq!(one.next_atom(), None),
             }
         }
+        // An atom cache reference: to a slot the header named, or refused.
+        let atoms = [crate::term::Atom::from("a@host")];
+        let mut cached = vec![NEW_PID_EXT, ATOM_CACHE_REF, 0];
+        cached.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]);
+        let mut skip = Terms::new(&cached, 0, &atoms);
+        assert_eq!((skip.skip_pid(), skip.pos()), (Some(()), cached.len()));
+        let pid = Terms::new(&cached, 0, &atoms).next_pid();
+        assert_eq!(pid, Some(crate::term::Pid::new("a@host", 1, 2, 3)));
+        cached[2] = 1;
+        assert_eq!(Terms::new(&cached, 0, &atoms).skip_pid(), None);
+        assert_eq!(Terms::new(&cached, 0, &atoms).next_pid(), None);
         // Truncated: refused, not a panic.
         for end in 0..buf.len() {
+            let mut skip = Terms::new(&buf[..end], 0, &[]);
+            let skipped = skip.skip_pid().map(|()| skip.pos());
+            let mut read = Terms::new(&buf[..end], 0, &[]);
+            assert_eq!(skipped, read.next_pid().map(|_| read.pos()));
             let _ = Terms::new(&buf[..end], 0, &[]).next_pid();
             let _ = Terms::new(&buf[..end], 0, &[]).next_atom();
         }
@@ -1069,6 +1092,49 @@ impl<'a> Terms<'a> {
         }
         self.d.pos += 1;
         self.d.pid_after(tag).ok()
+    }
+
+    /// Passes the next term when it is a pid that [`next_pid`](Self::next_pid)
+    /// would decode, without decoding it (no atom cloned, nothing to drop);
+    /// `None` as `next_pid`.
+    #[inline]
+    pub fn skip_pid(&mut self) -> Option<()> {
+        let d = &mut self.d;
+        let tag = *d.buf.get(d.pos)?;
+        if tag != NEW_PID_EXT && tag != PID_EXT {
+            return None;
+        }
+        d.pos += 1;
+        let atom_tag = d.u8().ok()?;
+        match atom_tag {
+            ATOM_CACHE_REF => {
+                let i = usize::from(d.u8().ok()?);
+                if i >= d.atoms.len() {
+                    return None;
+                }
+            }
+            // Latin-1 text is any bytes.
+            SMALL_ATOM_EXT => {
+                let n = usize::from(d.u8().ok()?);
+                d.bytes(n).ok()?;
+            }
+            ATOM_EXT => {
+                let n = usize::from(d.u16().ok()?);
+                d.bytes(n).ok()?;
+            }
+            // UTF-8 text is checked as when it is decoded.
+            SMALL_ATOM_UTF8_EXT => {
+                let n = usize::from(d.u8().ok()?);
+                std::str::from_utf8(d.bytes(n).ok()?).ok()?;
+            }
+            ATOM_UTF8_EXT => {
+                let n = usize::from(d.u16().ok()?);
+                std::str::from_utf8(d.bytes(n).ok()?).ok()?;
+            }
+            _ => return None,
+        }
+        d.bytes(if tag == NEW_PID_EXT { 12 } else { 9 }).ok()?;
+        Some(())
     }
 
     /// The next term when it is an atom (see [`next_pid`](Self::next_pid)).

@@ -119,12 +119,12 @@ pub enum Recipient {
 /// (the size of its largest variant) twice costs more than decoding the
 /// message `{m, 1}`.
 pub fn decode_send_cached(body: &[u8], atoms: &[Atom]) -> Option<(Recipient, Term)> {
-    let (to, message) = decode_send_parts(body, atoms)?;
+    let (_, to, message) = decode_send_parts(body, atoms, false)?;
     Some((
         match to {
-            To::Pid(to) | To::Sender(_, to) => Recipient::Pid(to),
-            To::Name(_, name) => Recipient::Name(name),
-            To::Alias(_, alias) => Recipient::Alias(alias),
+            To::Pid(to) | To::Sender(to) => Recipient::Pid(to),
+            To::Name(name) => Recipient::Name(name),
+            To::Alias(alias) => Recipient::Alias(alias),
         },
         message,
     ))
@@ -147,27 +147,33 @@ pub fn decode_other_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, Contr
 /// compressed or not of its element's type, bytes left over): the general
 /// path decodes those, or says what is wrong with them.
 fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
-    let (to, message) = decode_send_parts(body, atoms)?;
-    Some(match to {
-        To::Pid(to) => Message::send(to, message),
-        To::Name(from, name) => Message::reg_send(from, name, message),
-        To::Sender(from, to) => Message::send_sender(from, to, message),
-        To::Alias(from, alias) => Message::alias_send(from, *alias, message),
+    Some(match decode_send_parts(body, atoms, true)? {
+        (None, To::Pid(to), message) => Message::send(to, message),
+        (Some(from), To::Name(name), message) => Message::reg_send(from, name, message),
+        (Some(from), To::Sender(to), message) => Message::send_sender(from, to, message),
+        (Some(from), To::Alias(alias), message) => Message::alias_send(from, *alias, message),
+        _ => return None,
     })
 }
 
-/// A send's control tuple elements, as [`decode_send_parts`] reads them.
+/// Who a send is for, by its op: `SEND`'s pid, `REG_SEND`'s name,
+/// `SEND_SENDER`'s pid or `ALIAS_SEND`'s alias.
 enum To {
     Pid(crate::term::Pid),
-    Name(crate::term::Pid, Atom),
-    Sender(crate::term::Pid, crate::term::Pid),
-    Alias(crate::term::Pid, Box<crate::term::Reference>),
+    Name(Atom),
+    Sender(crate::term::Pid),
+    Alias(Box<crate::term::Reference>),
 }
 
-/// What [`decode_send`] decodes: the control tuple's elements, then the
-/// message after it.
+/// What [`decode_send`] decodes: the sending pid when `with_sender` and
+/// the op names one, the recipient, and the message after the control
+/// tuple. Without `with_sender` the sending pid is checked but not decoded.
 #[inline]
-fn decode_send_parts(body: &[u8], atoms: &[Atom]) -> Option<(To, Term)> {
+fn decode_send_parts(
+    body: &[u8],
+    atoms: &[Atom],
+    with_sender: bool,
+) -> Option<(Option<crate::term::Pid>, To, Term)> {
     let pos = usize::from(body.first() == Some(&131));
     let (&[104, n, 97, op], _) = body.get(pos..)?.split_first_chunk::<4>()? else {
         return None;
@@ -177,22 +183,29 @@ fn decode_send_parts(body: &[u8], atoms: &[Atom]) -> Option<(To, Term)> {
     let mut terms = crate::term::etf::Terms::new(body, pos + 4, atoms);
     // Pids and atoms are read as such: no `Term` built around them to be
     // matched and taken apart again.
-    let to = match (op, n) {
+    let sender = |terms: &mut crate::term::etf::Terms<'_>| {
+        if with_sender {
+            terms.next_pid().map(Some)
+        } else {
+            terms.skip_pid().map(|()| None)
+        }
+    };
+    let (from, to) = match (op, n) {
         (2, 3) => {
             terms.next_term()?;
-            To::Pid(terms.next_pid()?)
+            (None, To::Pid(terms.next_pid()?))
         }
         (6, 4) => {
-            let from = terms.next_pid()?;
+            let from = sender(&mut terms)?;
             // The unused element: '' from the BEAM.
             terms.next_term()?;
-            To::Name(from, terms.next_atom()?)
+            (from, To::Name(terms.next_atom()?))
         }
-        (22, 3) => To::Sender(terms.next_pid()?, terms.next_pid()?),
+        (22, 3) => (sender(&mut terms)?, To::Sender(terms.next_pid()?)),
         (33, 3) => {
-            let from = terms.next_pid()?;
+            let from = sender(&mut terms)?;
             match terms.next_term()? {
-                Term::Reference(alias) => To::Alias(from, alias),
+                Term::Reference(alias) => (from, To::Alias(alias)),
                 _ => return None,
             }
         }
@@ -212,7 +225,7 @@ fn decode_send_parts(body: &[u8], atoms: &[Atom]) -> Option<(To, Term)> {
     if terms.pos() != body.len() {
         return None;
     }
-    Some((to, message))
+    Some((from, to, message))
 }
 
 /// [`decode_control`] of a body whose largest binary's contents are held
