@@ -694,6 +694,7 @@ async fn read_loop<R: TryRead>(
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(node.config().max_message_size);
+    let mut names = crate::node::NameCache::default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut policy = PollPolicy::new(node.config().busy_poll, cores);
     let mut coalesce = CoalescePolicy::new(node.config().read_coalesce);
@@ -724,7 +725,7 @@ async fn read_loop<R: TryRead>(
                             // straight from its parts.
                             let decoded = match codec::decode_send_cached(bytes, decoder.atoms()) {
                                 Some((to, msg)) => {
-                                    node.deliver_received(peer, to, msg);
+                                    node.deliver_received(peer, to, msg, &mut names);
                                     None
                                 }
                                 None => Some(codec::decode_other_cached(bytes, decoder.atoms())),
