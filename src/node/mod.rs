@@ -1216,18 +1216,14 @@ impl Node {
 
     fn send_with(&self, from: &Pid, to: &Dest, msg: Term, connect: bool) {
         match to {
-            Dest::Via(v) => {
-                match v.whereis() {
-                    Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
-                    None => {
-                        tracing::debug!(name = ?v.name(), "send to an unregistered via name dropped")
-                    }
+            Dest::Via(v) => match v.whereis() {
+                Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
+                None => {
+                    tracing::debug!(name = ?v.name(), "send to an unregistered via name dropped")
                 }
-                return;
-            }
+            },
             Dest::Pid(p) if p.node.name == self.inner.name => {
                 self.deliver_local(p, msg);
-                return;
             }
             Dest::Pid(p) => {
                 // The form depends on the peer's flags, read under the same lock
@@ -1239,15 +1235,12 @@ impl Node {
                         Message::send(p.clone(), msg)
                     }
                 });
-                return;
             }
             Dest::Name(name) => {
                 self.deliver_by_name(name, msg);
-                return;
             }
             Dest::Remote(name, node) if node == &self.inner.name => {
                 self.deliver_by_name(name, msg);
-                return;
             }
             // Built where the encoder takes it: a `Message` is the size of
             // its largest variant, and every move of it a copy.

@@ -989,18 +989,14 @@ fn a_recorded_beam_stream_with_atom_cache_references_decodes() {
     }
 }
 
+/// A message body and the atoms its header stood for; `None` for a tick.
+type Output = Option<(Vec<u8>, Vec<crate::term::Atom>)>;
+
 /// What a decoder hands out, fed `stream` in `chunk`-byte reads: each
 /// message's body (joined) with the atoms its header stood for, ticks as
 /// `None`, and the error that ended the stream, if one did. `in_place`
 /// decodes as the connection reader does ([`FrameDecoder::decode_in_place`]).
-fn outputs(
-    stream: &[u8],
-    chunk: usize,
-    in_place: bool,
-) -> (
-    Vec<Option<(Vec<u8>, Vec<crate::term::Atom>)>>,
-    Option<String>,
-) {
+fn outputs(stream: &[u8], chunk: usize, in_place: bool) -> (Vec<Output>, Option<String>) {
     let mut dec = FrameDecoder::with_limits(4096, 4, 8192);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
