@@ -24,6 +24,12 @@
 //! Then the same over TLS (`-proto_dist inet_tls` on the BEAM nodes, an OTP
 //! optfile for ours, certificates made here; `BENCH_DIST_TLS=0` skips it).
 
+/// See the `mimalloc` feature in Cargo.toml: received messages are
+/// allocated on one thread and freed on another.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -13,6 +13,12 @@
 //! dist_load send PORT TARGET_PORT N  # N messages after a warm-up, then exits
 //! ```
 
+/// See the `mimalloc` feature in Cargo.toml: received messages are
+/// allocated on one thread and freed on another.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::dist::coalesce::{CoalescePolicy, CoalesceReport};
-use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder};
+use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder, InPlace};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
 use crate::dist::poll::{Found, PollPolicy, PollReport, Read};
@@ -275,6 +275,7 @@ impl Outbox {
 
     /// Encodes `msg` for the writer, unless the connection went over its
     /// send queue's bound (then it is closing and the message is dropped).
+    #[inline]
     pub(crate) fn send(&self, msg: Message) {
         if self.queue.is_over() {
             return;
@@ -693,6 +694,7 @@ async fn read_loop<R: TryRead>(
     Counters::add(&counters.bytes_in, leftover.len());
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(node.config().max_message_size);
+    let mut names = crate::node::NameCache::default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut policy = PollPolicy::new(node.config().busy_poll, cores);
     let mut coalesce = CoalescePolicy::new(node.config().read_coalesce);
@@ -711,19 +713,36 @@ async fn read_loop<R: TryRead>(
     loop {
         let mut frames = 0;
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(Frame::Tick)) => {}
+            match decoder.decode_in_place(&mut buf) {
+                Ok(Some(InPlace::Frame(Frame::Tick))) => {}
                 Ok(Some(frame)) => {
                     frames += 1;
                     Counters::add(&counters.messages_in, 1);
                     let decoded = match frame {
-                        Frame::Message(body) => {
+                        InPlace::Body(body) => {
+                            let bytes = &buf[body.clone()];
+                            // Nearly every message is a send: delivered
+                            // straight from its parts.
+                            let decoded = match codec::decode_send_cached(bytes, decoder.atoms()) {
+                                Some((to, msg)) => {
+                                    node.deliver_received(peer, to, msg, &mut names);
+                                    None
+                                }
+                                None => Some(codec::decode_other_cached(bytes, decoder.atoms())),
+                            };
+                            FrameDecoder::consume(&mut buf, &body);
+                            match decoded {
+                                Some(decoded) => decoded,
+                                None => continue,
+                            }
+                        }
+                        InPlace::Frame(Frame::Message(body)) => {
                             codec::decode_control_cached(&body, decoder.atoms())
                         }
-                        Frame::Split { body, hole } => {
+                        InPlace::Frame(Frame::Split { body, hole }) => {
                             codec::decode_control_with_hole(&body, hole, decoder.atoms())
                         }
-                        Frame::Tick => continue,
+                        InPlace::Frame(Frame::Tick) => continue,
                     };
                     match decoded {
                         Ok(msg) => node.handle_control(peer, msg),
@@ -1083,6 +1102,7 @@ impl Writer {
     /// Returns the bytes it queued, as the writer task releases them
     /// ([`OutFrame::payload_len`] of each frame taken, and what it takes
     /// from `out`).
+    #[inline]
     fn push(&mut self, msg: Message, out: &mut Vec<u8>) -> usize {
         let sender = sender_of(&msg).cloned();
         if sender.is_some() {

@@ -279,26 +279,53 @@ struct Slot {
 
 impl Slot {
     fn send(&self, signal: Signal) -> bool {
-        let message = match &signal {
-            Signal::Message(m) => {
-                // One relaxed load when nobody traces the process.
-                self.meta.trace.received(m);
-                true
-            }
-            Signal::Exited(_) => false,
-        };
-        // Counted before the send: the receiver's count-out can then never
-        // come first (the channel orders the two), so the counter never
-        // goes below zero and never drifts.
-        if message {
-            self.meta.delivered();
-        }
-        let ok = self.mailbox.send(signal).is_ok();
-        if !ok && message {
-            self.meta.undelivered();
-        }
-        ok
+        to_mailbox(&self.mailbox, &self.meta, signal)
     }
+}
+
+/// `signal` into a process's mailbox, counted and traced as a delivery.
+#[inline]
+fn to_mailbox(
+    mailbox: &mpsc::UnboundedSender<Signal>,
+    meta: &info::ProcMeta,
+    signal: Signal,
+) -> bool {
+    let message = match &signal {
+        Signal::Message(m) => {
+            // One relaxed load when nobody traces the process.
+            meta.trace.received(m);
+            true
+        }
+        Signal::Exited(_) => false,
+    };
+    // Counted before the send: the receiver's count-out can then never
+    // come first (the channel orders the two), so the counter never
+    // goes below zero and never drifts.
+    if message {
+        meta.delivered();
+    }
+    let ok = mailbox.send(signal).is_ok();
+    if !ok && message {
+        meta.undelivered();
+    }
+    ok
+}
+
+/// Where the last registered name a connection's reader delivered to led:
+/// the process's mailbox, held weakly (a process whose slot is gone must
+/// see its mailbox closed), and the count of name changes it was found
+/// at. While no name has changed since, a stream of sends to one name is
+/// delivered without the process table's lock or its two lookups.
+#[derive(Default)]
+pub(crate) struct NameCache {
+    last: Option<CachedName>,
+}
+
+struct CachedName {
+    name: term::Atom,
+    epoch: u64,
+    mailbox: mpsc::WeakUnboundedSender<Signal>,
+    meta: Arc<info::ProcMeta>,
 }
 
 impl ProcState {
@@ -337,6 +364,8 @@ pub(crate) struct Inner {
     next_ref: AtomicU64,
     next_attempt: AtomicU64,
     procs: Mutex<ProcState>,
+    /// The process table's count of name changes (see [`NameCache`]).
+    names_epoch: Arc<AtomicU64>,
     /// By node name, hashed with a randomly seeded fast hasher: every
     /// remote send looks its peer up here.
     peers: Mutex<Peers>,
@@ -436,6 +465,7 @@ impl Node {
         };
 
         let table = ProcessTable::new(&config.name, creation);
+        let names_epoch = table.names_epoch();
         let (events, _) = broadcast::channel(1024);
         let flags = crate::dist::flags::offered(config.hidden);
         let inner = Arc::new(Inner {
@@ -451,6 +481,7 @@ impl Node {
                 table,
                 slots: HashMap::default(),
             }),
+            names_epoch,
             peers: Mutex::new(Peers::default()),
             events,
             functions: RwLock::new(HashMap::new()),
@@ -1123,6 +1154,43 @@ impl Node {
             .collect()
     }
 
+    /// [`Node::deliver_by_name`] through a reader's [`NameCache`].
+    fn deliver_by_cached_name(
+        &self,
+        peer: &PeerInfo,
+        name: term::Atom,
+        msg: Term,
+        names: &mut NameCache,
+    ) {
+        // Acquire: pairs with the table's count after a change, so an
+        // unchanged count means the change is not made yet, not unseen.
+        let epoch = self.inner.names_epoch.load(Ordering::Acquire);
+        if let Some(c) = &names.last {
+            if c.epoch == epoch && c.name == name {
+                if let Some(mailbox) = c.mailbox.upgrade() {
+                    to_mailbox(&mailbox, &c.meta, Signal::Message(msg));
+                    return;
+                }
+            }
+        }
+        let st = self.lock_procs();
+        let slot = st.table.name_id(&name.name).and_then(|n| st.slots.get(&n));
+        let Some(slot) = slot else {
+            names.last = None;
+            tracing::trace!(name = %name.name, from = %peer.name, "send to unregistered name dropped");
+            return;
+        };
+        names.last = Some(CachedName {
+            name,
+            // Read again under the lock: the count that goes with this
+            // lookup.
+            epoch: self.inner.names_epoch.load(Ordering::Relaxed),
+            mailbox: slot.mailbox.downgrade(),
+            meta: slot.meta.clone(),
+        });
+        slot.send(Signal::Message(msg));
+    }
+
     fn deliver_by_name(&self, name: &str, msg: Term) -> bool {
         let st = self.lock_procs();
         st.deliver(st.table.name_id(name), msg)
@@ -1147,19 +1215,15 @@ impl Node {
     }
 
     fn send_with(&self, from: &Pid, to: &Dest, msg: Term, connect: bool) {
-        let (node, control) = match to {
-            Dest::Via(v) => {
-                match v.whereis() {
-                    Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
-                    None => {
-                        tracing::debug!(name = ?v.name(), "send to an unregistered via name dropped")
-                    }
+        match to {
+            Dest::Via(v) => match v.whereis() {
+                Some(pid) => self.send_with(from, &Dest::Pid(pid), msg, connect),
+                None => {
+                    tracing::debug!(name = ?v.name(), "send to an unregistered via name dropped")
                 }
-                return;
-            }
+            },
             Dest::Pid(p) if p.node.name == self.inner.name => {
                 self.deliver_local(p, msg);
-                return;
             }
             Dest::Pid(p) => {
                 // The form depends on the peer's flags, read under the same lock
@@ -1171,22 +1235,19 @@ impl Node {
                         Message::send(p.clone(), msg)
                     }
                 });
-                return;
             }
             Dest::Name(name) => {
                 self.deliver_by_name(name, msg);
-                return;
             }
             Dest::Remote(name, node) if node == &self.inner.name => {
                 self.deliver_by_name(name, msg);
-                return;
             }
-            Dest::Remote(name, node) => (
-                node.as_str(),
-                Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg),
-            ),
-        };
-        self.route(node, connect, |_| control);
+            // Built where the encoder takes it: a `Message` is the size of
+            // its largest variant, and every move of it a copy.
+            Dest::Remote(name, node) => self.route(node, connect, |_| {
+                Message::reg_send(from.clone(), term::Atom::from(name.as_str()), msg)
+            }),
+        }
     }
 
     /// Sends to a process alias (a reference), local or remote.
@@ -1691,6 +1752,28 @@ impl Node {
 
     /// Handles one control message from `peer`. Never panics; anything that does
     /// not fit is logged and dropped.
+    /// A send from `peer` (decoded by `codec::decode_send_cached`): its
+    /// message into the recipient's mailbox, as [`Node::handle_control`]
+    /// delivers the sends.
+    pub(crate) fn deliver_received(
+        &self,
+        peer: &PeerInfo,
+        to: crate::dist::codec::Recipient,
+        msg: Term,
+        names: &mut NameCache,
+    ) {
+        use crate::dist::codec::Recipient;
+        match to {
+            Recipient::Pid(pid) => {
+                self.deliver_local(&pid, msg);
+            }
+            Recipient::Name(name) => self.deliver_by_cached_name(peer, name, msg, names),
+            Recipient::Alias(alias) => {
+                self.deliver_by_alias(&alias, msg);
+            }
+        }
+    }
+
     pub(crate) fn handle_control(&self, peer: &PeerInfo, msg: Message) {
         match msg {
             Message::Send(m) => {
@@ -2207,5 +2290,80 @@ impl Drop for ExitGuard {
             None => term::atom("killed"),
         };
         self.node.exit_process(&self.pid, reason);
+    }
+}
+
+#[cfg(test)]
+mod name_cache_tests {
+    use super::*;
+    use crate::dist::codec::Recipient;
+
+    async fn node(name: &str) -> Node {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            l.local_addr().expect("addr").port()
+        };
+        Node::start(
+            crate::NodeConfig::new(format!("{name}_{}@127.0.0.1", std::process::id()))
+                .cookie("names")
+                .listen("127.0.0.1".parse().expect("ip"), 0)
+                .discovery(crate::Discovery::Epmd { port }),
+        )
+        .await
+        .expect("node starts")
+    }
+
+    async fn next(p: &mut Process) -> Option<Term> {
+        p.receive_timeout(Duration::from_millis(20))
+            .await
+            .expect("alive")
+    }
+
+    /// Sends by name through a reader's cache go where the name leads at
+    /// the time: to the same process while no name changes, to the new
+    /// owner after the name moves, nowhere once it is gone; and a process
+    /// the cache led to still finds its mailbox closed when it is killed.
+    #[tokio::test]
+    async fn cached_names_follow_registrations() {
+        let n = node("names").await;
+        let peer = PeerInfo {
+            name: "peer@127.0.0.1".into(),
+            flags: 0,
+            creation: 1,
+            version: 6,
+        };
+        let mut cache = NameCache::default();
+        let mut send = |i: i64| {
+            n.deliver_received(
+                &peer,
+                Recipient::Name(term::Atom::from("target")),
+                term::int(i),
+                &mut cache,
+            )
+        };
+        let mut first = n.process();
+        first.register("target").expect("free name");
+        send(1);
+        send(2);
+        assert_eq!(next(&mut first).await, Some(term::int(1)));
+        assert_eq!(next(&mut first).await, Some(term::int(2)));
+        assert!(n.unregister("target"));
+        let mut second = n.process();
+        second.register("target").expect("free name");
+        send(3);
+        assert_eq!(next(&mut second).await, Some(term::int(3)));
+        assert_eq!(next(&mut first).await, None);
+        drop(second);
+        send(4);
+        assert_eq!(next(&mut first).await, None);
+        // Registered again, reached through the cache, then killed: its
+        // mailbox closes (the cache holds it weakly).
+        first.register("target").expect("free name");
+        send(5);
+        assert_eq!(next(&mut first).await, Some(term::int(5)));
+        n.exit(first.pid(), &first.pid().clone(), term::atom("kill"));
+        let end = first.receive_timeout(Duration::from_secs(5)).await;
+        assert!(end.is_err(), "killed, not {end:?}");
+        send(6);
     }
 }

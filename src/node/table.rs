@@ -145,6 +145,11 @@ pub struct ProcessTable {
     entries: HashMap<u32, Entry, LocalHash>,
     names: HashMap<String, u32, LocalHash>,
     aliases: HashMap<RefKey, u32>,
+    /// Counts changes to `names` (a registration, an unregistration, a named
+    /// process's end), shared with readers that remember where a name led
+    /// ([`crate::node::NameCache`]): an unchanged count, read without the
+    /// table's lock, says the name still leads there.
+    names_epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a name could not be registered.
@@ -166,7 +171,19 @@ impl ProcessTable {
             entries: HashMap::default(),
             names: HashMap::default(),
             aliases: HashMap::new(),
+            names_epoch: Default::default(),
         }
+    }
+
+    /// See `names_epoch`: changes to `names` are counted here, under the
+    /// lock the table is kept under.
+    pub fn names_epoch(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.names_epoch.clone()
+    }
+
+    fn names_changed(&self) {
+        self.names_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     pub fn node(&self) -> &str {
@@ -242,12 +259,14 @@ impl ProcessTable {
         }
         entry.name = Some(name.to_string());
         self.names.insert(name.to_string(), id);
+        self.names_changed();
         Ok(())
     }
 
     pub fn unregister(&mut self, name: &str) -> bool {
         match self.names.remove(name) {
             Some(id) => {
+                self.names_changed();
                 if let Some(e) = self.entries.get_mut(&id) {
                     e.name = None;
                 }
@@ -604,6 +623,7 @@ impl ProcessTable {
             let me = self.make_pid(id);
             if let Some(name) = &entry.name {
                 self.names.remove(name);
+                self.names_changed();
             }
             for key in &entry.aliases {
                 self.aliases.remove(key);

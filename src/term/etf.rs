@@ -753,6 +753,91 @@ mod tests {
         }
     }
 
+    /// `Terms::next_pid` and `next_atom` read what `next_term` reads, as a
+    /// pid or an atom, and refuse any other term.
+    #[test]
+    fn terms_read_pids_and_atoms_as_next_term_does() {
+        let pid = crate::term::Pid::new("a_node_name_longer_than_23@host", 7, 8, 9);
+        let old_pid = [
+            PID_EXT,
+            SMALL_ATOM_UTF8_EXT,
+            1,
+            b'n',
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            2,
+            3,
+        ];
+        let items = [
+            Term::Pid(pid),
+            term::atom("sink"),
+            term::atom(""),
+            term::int(1),
+            term::tuple(vec![term::atom("m"), term::int(2)]),
+        ];
+        let mut buf = Vec::new();
+        for t in &items {
+            buf.extend_from_slice(&to_binary(t).expect("encodes")[1..]);
+        }
+        buf.extend_from_slice(&old_pid);
+        let mut starts = vec![0];
+        let mut all = Terms::new(&buf, 0, &[]);
+        let mut expected = Vec::new();
+        while let Some(t) = all.next_term() {
+            expected.push(t);
+            starts.push(all.pos());
+        }
+        assert_eq!(expected.len(), items.len() + 1);
+        for (i, t) in expected.iter().enumerate() {
+            let mut one = Terms::new(&buf, starts[i], &[]);
+            match t {
+                Term::Pid(p) => assert_eq!(one.next_pid().as_ref(), Some(p)),
+                _ => assert_eq!(one.next_pid(), None),
+            }
+            let mut one = Terms::new(&buf, starts[i], &[]);
+            match t {
+                Term::Pid(_) => {
+                    assert_eq!(one.skip_pid(), Some(()));
+                    assert_eq!(one.pos(), starts[i + 1]);
+                }
+                _ => assert_eq!(one.skip_pid(), None),
+            }
+            let mut one = Terms::new(&buf, starts[i], &[]);
+            match t {
+                Term::Atom(a) => {
+                    assert_eq!(one.next_atom().as_ref(), Some(a));
+                    assert_eq!(one.pos(), starts[i + 1]);
+                }
+                _ => assert_eq!(one.next_atom(), None),
+            }
+        }
+        // An atom cache reference: to a slot the header named, or refused.
+        let atoms = [crate::term::Atom::from("a@host")];
+        let mut cached = vec![NEW_PID_EXT, ATOM_CACHE_REF, 0];
+        cached.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]);
+        let mut skip = Terms::new(&cached, 0, &atoms);
+        assert_eq!((skip.skip_pid(), skip.pos()), (Some(()), cached.len()));
+        let pid = Terms::new(&cached, 0, &atoms).next_pid();
+        assert_eq!(pid, Some(crate::term::Pid::new("a@host", 1, 2, 3)));
+        cached[2] = 1;
+        assert_eq!(Terms::new(&cached, 0, &atoms).skip_pid(), None);
+        assert_eq!(Terms::new(&cached, 0, &atoms).next_pid(), None);
+        // Truncated: refused, not a panic.
+        for end in 0..buf.len() {
+            let mut skip = Terms::new(&buf[..end], 0, &[]);
+            let skipped = skip.skip_pid().map(|()| skip.pos());
+            let mut read = Terms::new(&buf[..end], 0, &[]);
+            assert_eq!(skipped, read.next_pid().map(|_| read.pos()));
+            let _ = Terms::new(&buf[..end], 0, &[]).next_pid();
+            let _ = Terms::new(&buf[..end], 0, &[]).next_atom();
+        }
+    }
+
     #[test]
     fn negative_small_integers_in_lists_stay_negative() {
         let t = term::list(vec![term::int(-1), term::int(200), term::int(0)]);
@@ -993,6 +1078,71 @@ impl<'a> Terms<'a> {
     /// when it does not decode (the caller's general path says why).
     pub fn next_term(&mut self) -> Option<Term> {
         self.d.one(1).ok()
+    }
+
+    /// The next term when it is a pid (as [`next_term`](Self::next_term)
+    /// decodes it, without the `Term` around it); `None` for anything
+    /// else, or a pid that does not decode (after which the position is
+    /// unspecified: the caller gives these terms up).
+    #[inline]
+    pub fn next_pid(&mut self) -> Option<crate::term::Pid> {
+        let tag = *self.d.buf.get(self.d.pos)?;
+        if tag != NEW_PID_EXT && tag != PID_EXT {
+            return None;
+        }
+        self.d.pos += 1;
+        self.d.pid_after(tag).ok()
+    }
+
+    /// Passes the next term when it is a pid that [`next_pid`](Self::next_pid)
+    /// would decode, without decoding it (no atom cloned, nothing to drop);
+    /// `None` as `next_pid`.
+    #[inline]
+    pub fn skip_pid(&mut self) -> Option<()> {
+        let d = &mut self.d;
+        let tag = *d.buf.get(d.pos)?;
+        if tag != NEW_PID_EXT && tag != PID_EXT {
+            return None;
+        }
+        d.pos += 1;
+        let atom_tag = d.u8().ok()?;
+        match atom_tag {
+            ATOM_CACHE_REF => {
+                let i = usize::from(d.u8().ok()?);
+                if i >= d.atoms.len() {
+                    return None;
+                }
+            }
+            // Latin-1 text is any bytes.
+            SMALL_ATOM_EXT => {
+                let n = usize::from(d.u8().ok()?);
+                d.bytes(n).ok()?;
+            }
+            ATOM_EXT => {
+                let n = usize::from(d.u16().ok()?);
+                d.bytes(n).ok()?;
+            }
+            // UTF-8 text is checked as when it is decoded.
+            SMALL_ATOM_UTF8_EXT => {
+                let n = usize::from(d.u8().ok()?);
+                std::str::from_utf8(d.bytes(n).ok()?).ok()?;
+            }
+            ATOM_UTF8_EXT => {
+                let n = usize::from(d.u16().ok()?);
+                std::str::from_utf8(d.bytes(n).ok()?).ok()?;
+            }
+            _ => return None,
+        }
+        d.bytes(if tag == NEW_PID_EXT { 12 } else { 9 }).ok()?;
+        Some(())
+    }
+
+    /// The next term when it is an atom (see [`next_pid`](Self::next_pid)).
+    #[inline]
+    pub fn next_atom(&mut self) -> Option<crate::term::Atom> {
+        let at = self.d.pos;
+        let tag = self.d.u8().ok()?;
+        self.d.atom_after(tag, at).ok()
     }
 }
 
@@ -1336,6 +1486,25 @@ impl<'a> Decoder<'a> {
         Ok(crate::term::Atom::from(name))
     }
 
+    /// The pid whose tag (`NEW_PID_EXT` or `PID_EXT`) was `tag`.
+    #[inline]
+    fn pid_after(&mut self, tag: u8) -> Step<crate::term::Pid> {
+        let node = self.atom()?;
+        let id = self.u32()?;
+        let serial = self.u32()?;
+        let creation = if tag == NEW_PID_EXT {
+            self.u32()?
+        } else {
+            u32::from(self.u8()?)
+        };
+        Ok(crate::term::Pid {
+            node,
+            id,
+            serial,
+            creation,
+        })
+    }
+
     /// One term, returned rather than put in a container.
     #[inline]
     fn one(&mut self, depth: usize) -> Step<Term> {
@@ -1378,7 +1547,7 @@ impl<'a> Decoder<'a> {
     fn term_to<P: Put>(&mut self, depth: usize, out: &mut P) -> Step<()> {
         use crate::term::{
             BigInteger, Binary, BitBinary, ByteList, ExternalFun, FixInteger, Float, ImproperList,
-            List, Map, Pid, Port, Reference, Tuple,
+            List, Map, Port, Reference, Tuple,
         };
         let at = self.pos;
         if depth > self.max_depth {
@@ -1537,20 +1706,8 @@ impl<'a> Decoder<'a> {
                 });
             }
             NEW_PID_EXT | PID_EXT => {
-                let node = self.atom()?;
-                let id = self.u32()?;
-                let serial = self.u32()?;
-                let creation = if tag == NEW_PID_EXT {
-                    self.u32()?
-                } else {
-                    u32::from(self.u8()?)
-                };
-                out.put(Term::Pid(Pid {
-                    node,
-                    id,
-                    serial,
-                    creation,
-                }));
+                let pid = self.pid_after(tag)?;
+                out.put(Term::Pid(pid));
             }
             NEW_PORT_EXT | PORT_EXT | V4_PORT_EXT => {
                 let node = self.atom()?;

@@ -24,6 +24,12 @@ mod demo;
 mod ops;
 mod topology;
 
+/// See the `mimalloc` feature in Cargo.toml: received messages are
+/// allocated on one thread and freed on another.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

@@ -100,6 +100,38 @@ pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, Con
     if let Some(msg) = decode_send(body, atoms) {
         return Ok(msg);
     }
+    decode_other_cached(body, atoms)
+}
+
+/// Who a received send is for: the part of a `SEND`, `REG_SEND`,
+/// `SEND_SENDER` or `ALIAS_SEND` the receiving node acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recipient {
+    Pid(crate::term::Pid),
+    Name(Atom),
+    Alias(Box<crate::term::Reference>),
+}
+
+/// A send's recipient and message, decoded as [`decode_control_cached`]
+/// decodes it, without the [`Message`] around them: `None` for any other
+/// body (decode it with [`decode_other_cached`]). A reader that delivers
+/// the message at once has no use for the sender, and moving a `Message`
+/// (the size of its largest variant) twice costs more than decoding the
+/// message `{m, 1}`.
+pub fn decode_send_cached(body: &[u8], atoms: &[Atom]) -> Option<(Recipient, Term)> {
+    let (_, to, message) = decode_send_parts(body, atoms, false)?;
+    Some((
+        match to {
+            To::Pid(to) | To::Sender(to) => Recipient::Pid(to),
+            To::Name(name) => Recipient::Name(name),
+            To::Alias(alias) => Recipient::Alias(alias),
+        },
+        message,
+    ))
+}
+
+/// [`decode_control_cached`] of a body [`decode_send_cached`] refused.
+pub fn decode_other_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
     if let Some((ctrl, payload)) = decode_terms_directly(body, |pos| {
         crate::term::etf::decode_at_cached(body, pos, atoms)
     }) {
@@ -115,6 +147,33 @@ pub fn decode_control_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, Con
 /// compressed or not of its element's type, bytes left over): the general
 /// path decodes those, or says what is wrong with them.
 fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
+    Some(match decode_send_parts(body, atoms, true)? {
+        (None, To::Pid(to), message) => Message::send(to, message),
+        (Some(from), To::Name(name), message) => Message::reg_send(from, name, message),
+        (Some(from), To::Sender(to), message) => Message::send_sender(from, to, message),
+        (Some(from), To::Alias(alias), message) => Message::alias_send(from, *alias, message),
+        _ => return None,
+    })
+}
+
+/// Who a send is for, by its op: `SEND`'s pid, `REG_SEND`'s name,
+/// `SEND_SENDER`'s pid or `ALIAS_SEND`'s alias.
+enum To {
+    Pid(crate::term::Pid),
+    Name(Atom),
+    Sender(crate::term::Pid),
+    Alias(Box<crate::term::Reference>),
+}
+
+/// What [`decode_send`] decodes: the sending pid when `with_sender` and
+/// the op names one, the recipient, and the message after the control
+/// tuple. Without `with_sender` the sending pid is checked but not decoded.
+#[inline]
+fn decode_send_parts(
+    body: &[u8],
+    atoms: &[Atom],
+    with_sender: bool,
+) -> Option<(Option<crate::term::Pid>, To, Term)> {
     let pos = usize::from(body.first() == Some(&131));
     let (&[104, n, 97, op], _) = body.get(pos..)?.split_first_chunk::<4>()? else {
         return None;
@@ -122,36 +181,31 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
     // The version byte never starts an element, so no element is a
     // compressed term (the general path refuses one on the wire).
     let mut terms = crate::term::etf::Terms::new(body, pos + 4, atoms);
-    let mut element = || terms.next_term();
-    let pid = |t: Term| match t {
-        Term::Pid(p) => Some(p),
-        _ => None,
+    // Pids and atoms are read as such: no `Term` built around them to be
+    // matched and taken apart again.
+    let sender = |terms: &mut crate::term::etf::Terms<'_>| {
+        if with_sender {
+            terms.next_pid().map(Some)
+        } else {
+            terms.skip_pid().map(|()| None)
+        }
     };
-    // The control tuple's elements, then the message after it.
-    enum To {
-        Pid(crate::term::Pid),
-        Name(crate::term::Pid, Atom),
-        Sender(crate::term::Pid, crate::term::Pid),
-        Alias(crate::term::Pid, crate::term::Reference),
-    }
-    let to = match (op, n) {
+    let (from, to) = match (op, n) {
         (2, 3) => {
-            element()?;
-            To::Pid(pid(element()?)?)
+            terms.next_term()?;
+            (None, To::Pid(terms.next_pid()?))
         }
         (6, 4) => {
-            let from = pid(element()?)?;
-            element()?;
-            match element()? {
-                Term::Atom(name) => To::Name(from, name),
-                _ => return None,
-            }
+            let from = sender(&mut terms)?;
+            // The unused element: '' from the BEAM.
+            terms.next_term()?;
+            (from, To::Name(terms.next_atom()?))
         }
-        (22, 3) => To::Sender(pid(element()?)?, pid(element()?)?),
+        (22, 3) => (sender(&mut terms)?, To::Sender(terms.next_pid()?)),
         (33, 3) => {
-            let from = pid(element()?)?;
-            match element()? {
-                Term::Reference(alias) => To::Alias(from, *alias),
+            let from = sender(&mut terms)?;
+            match terms.next_term()? {
+                Term::Reference(alias) => (from, To::Alias(alias)),
                 _ => return None,
             }
         }
@@ -171,12 +225,7 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
     if terms.pos() != body.len() {
         return None;
     }
-    Some(match to {
-        To::Pid(to) => Message::send(to, message),
-        To::Name(from, name) => Message::reg_send(from, name, message),
-        To::Sender(from, to) => Message::send_sender(from, to, message),
-        To::Alias(from, alias) => Message::alias_send(from, alias, message),
-    })
+    Some((from, to, message))
 }
 
 /// [`decode_control`] of a body whose largest binary's contents are held

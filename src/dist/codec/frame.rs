@@ -96,6 +96,16 @@ pub enum Frame {
     Split { body: Bytes, hole: Hole },
 }
 
+/// What [`FrameDecoder::decode_in_place`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InPlace {
+    /// A whole message, its body at this range of the buffer (the terms as
+    /// in [`Frame::Message`]); the frame ends where the range does.
+    Body(std::ops::Range<usize>),
+    /// Anything else, as [`FrameDecoder::decode`] returns it.
+    Frame(Frame),
+}
+
 impl Frame {
     /// A message's body as one buffer (`None` for a tick); copies a split one.
     pub fn joined(&self) -> Option<Bytes> {
@@ -379,44 +389,85 @@ impl FrameDecoder {
         }
     }
 
+    /// [`decode`](Self::decode) that leaves a whole message where it is: a
+    /// frame that is one message (pass-through or a normal header) comes
+    /// back as [`InPlace::Body`], the range of `buf` its body is at, to be
+    /// decoded from there and then let go with [`consume`](Self::consume).
+    /// Nearly every frame is such a one, and this way none costs splitting
+    /// and freezing a shared buffer (two reference count updates, and a
+    /// read buffer that can be reused instead of replaced while frames split
+    /// off it live). Anything else (ticks, fragments) is
+    /// [`InPlace::Frame`], as `decode` returns it.
+    ///
+    /// Call `consume` before the next call: until then the next call finds
+    /// the same frame again, with its header's atoms already taken.
+    pub fn decode_in_place(&mut self, buf: &mut BytesMut) -> Result<Option<InPlace>, FrameError> {
+        if self.in_flight.is_none() {
+            if let Some(&[a, b, c, d, first, second]) = buf.first_chunk::<6>() {
+                let len = u32::from_be_bytes([a, b, c, d]) as usize;
+                // A tick (length 0) has no header: the bytes after its
+                // length are the next frame's.
+                let whole = (first == PASS_THROUGH && len >= 1)
+                    || (first == VERSION_MAGIC && second == DIST_HEADER && len >= 2);
+                if whole && len <= self.max_frame_len() && buf.len() - 4 >= len {
+                    let at = self.message_header(&buf[4..4 + len])?;
+                    self.check_size(len - at)?;
+                    return Ok(Some(InPlace::Body(4 + at..4 + len)));
+                }
+            }
+        }
+        Ok(self.decode(buf)?.map(InPlace::Frame))
+    }
+
+    /// Lets go of the frame whose body [`decode_in_place`](Self::decode_in_place)
+    /// returned as `body`.
+    pub fn consume(buf: &mut BytesMut, body: &std::ops::Range<usize>) {
+        buf.advance(body.end);
+    }
+
+    /// The header of a frame that is one message (pass-through, or a normal
+    /// distribution header, whose atom cache part is read here): where its
+    /// body starts within `frame`.
+    fn message_header(&mut self, frame: &[u8]) -> Result<usize, FrameError> {
+        if frame.first() == Some(&PASS_THROUGH) {
+            self.atoms.clear();
+            self.last_refs.clear();
+            return Ok(1);
+        }
+        if frame.len() < NORMAL_HEADER_LEN {
+            return Err(FrameError::Malformed(
+                "truncated distribution header".into(),
+            ));
+        }
+        let part = &frame[2..];
+        if !self.last_refs.is_empty() && part.starts_with(&self.last_refs) {
+            return Ok(2 + self.last_refs.len());
+        }
+        self.last_refs.clear();
+        let refs = self.atom_cache.read_refs(part, &mut self.atoms)?;
+        // Without new entries the part is the count, the flags and
+        // one slot byte per reference.
+        let n = usize::from(part[0]);
+        let flag_bytes = if n > 0 { n / 2 + 1 } else { 0 };
+        if refs == 1 + flag_bytes + n {
+            self.last_refs.extend_from_slice(&part[..refs]);
+        }
+        Ok(2 + refs)
+    }
+
     /// Handles one frame's contents; `None` when it was a non-final fragment.
     fn frame(&mut self, mut frame: BytesMut) -> Result<Option<Frame>, FrameError> {
         let first = frame[0];
-        if first == PASS_THROUGH {
-            frame.advance(1);
-            self.atoms.clear();
-            self.last_refs.clear();
-            return self.whole(frame).map(Some);
-        }
         let second = frame.get(1).copied().unwrap_or(0);
-        if first != VERSION_MAGIC {
+        if first != PASS_THROUGH && first != VERSION_MAGIC {
             return Err(FrameError::UnknownHeader(first, second));
         }
+        if first == PASS_THROUGH || second == DIST_HEADER {
+            let at = self.message_header(&frame)?;
+            frame.advance(at);
+            return self.whole(frame).map(Some);
+        }
         match second {
-            DIST_HEADER => {
-                if frame.len() < NORMAL_HEADER_LEN {
-                    return Err(FrameError::Malformed(
-                        "truncated distribution header".into(),
-                    ));
-                }
-                let part = &frame[2..];
-                if !self.last_refs.is_empty() && part.starts_with(&self.last_refs) {
-                    let refs = self.last_refs.len();
-                    frame.advance(2 + refs);
-                    return self.whole(frame).map(Some);
-                }
-                self.last_refs.clear();
-                let refs = self.atom_cache.read_refs(part, &mut self.atoms)?;
-                // Without new entries the part is the count, the flags and
-                // one slot byte per reference.
-                let n = usize::from(part[0]);
-                let flag_bytes = if n > 0 { n / 2 + 1 } else { 0 };
-                if refs == 1 + flag_bytes + n {
-                    self.last_refs.extend_from_slice(&part[..refs]);
-                }
-                frame.advance(2 + refs);
-                self.whole(frame).map(Some)
-            }
             DIST_FRAG_HEADER => {
                 if frame.len() < FRAG_HEADER_LEN {
                     return Err(FrameError::Malformed("truncated fragment header".into()));
@@ -450,13 +501,19 @@ impl FrameDecoder {
     /// An unfragmented body: checked against the message limit, then handed
     /// out without copying.
     fn whole(&self, body: BytesMut) -> Result<Frame, FrameError> {
-        if body.len() > self.max_message_size {
+        self.check_size(body.len())?;
+        Ok(Frame::Message(body.freeze()))
+    }
+
+    /// A whole message's body of `len` bytes is within the message limit.
+    fn check_size(&self, len: usize) -> Result<(), FrameError> {
+        if len > self.max_message_size {
             return Err(FrameError::TooLarge {
-                len: body.len(),
+                len,
                 max: self.max_message_size,
             });
         }
-        Ok(Frame::Message(body.freeze()))
+        Ok(())
     }
 
     fn start(

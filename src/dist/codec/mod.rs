@@ -47,13 +47,14 @@ mod tests;
 
 pub use atom_cache::{AtomCache, OutAtomCache};
 pub use control::{
-    control_terms, decode_control, decode_control_cached, decode_control_with_hole, encode_control,
-    encode_control_headered, encode_control_into, encode_send_referencing,
-    encode_terms_into_detached, encode_terms_referencing, strip_version_bytes, ControlError,
+    control_terms, decode_control, decode_control_cached, decode_control_with_hole,
+    decode_other_cached, decode_send_cached, encode_control, encode_control_headered,
+    encode_control_into, encode_send_referencing, encode_terms_into_detached,
+    encode_terms_referencing, strip_version_bytes, ControlError, Recipient,
 };
 pub use frame::{
     dist_header_frame, pass_through_frame, FragmentHead, Fragmenter, Frame, FrameDecoder,
-    FrameError, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_OPEN_SEQUENCES,
-    NORMAL_DIST_HEADER, PASS_THROUGH, READ_CHUNK, TICK,
+    FrameError, InPlace, DEFAULT_FRAGMENT_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_OPEN_SEQUENCES, NORMAL_DIST_HEADER, PASS_THROUGH, READ_CHUNK, TICK,
 };
 pub use scan::{TermError, MAX_TERM_DEPTH};

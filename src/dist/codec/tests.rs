@@ -988,3 +988,163 @@ fn a_recorded_beam_stream_with_atom_cache_references_decodes() {
         );
     }
 }
+
+/// A message body and the atoms its header stood for; `None` for a tick.
+type Output = Option<(Vec<u8>, Vec<crate::term::Atom>)>;
+
+/// What a decoder hands out, fed `stream` in `chunk`-byte reads: each
+/// message's body (joined) with the atoms its header stood for, ticks as
+/// `None`, and the error that ended the stream, if one did. `in_place`
+/// decodes as the connection reader does ([`FrameDecoder::decode_in_place`]).
+fn outputs(stream: &[u8], chunk: usize, in_place: bool) -> (Vec<Output>, Option<String>) {
+    let mut dec = FrameDecoder::with_limits(4096, 4, 8192);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in stream.chunks(chunk.max(1)) {
+        buf.extend_from_slice(piece);
+        loop {
+            let frame = if in_place {
+                match dec.decode_in_place(&mut buf) {
+                    Ok(Some(InPlace::Body(body))) => {
+                        let bytes = buf[body.clone()].to_vec();
+                        FrameDecoder::consume(&mut buf, &body);
+                        Ok(Some(Frame::Message(Bytes::from(bytes))))
+                    }
+                    Ok(Some(InPlace::Frame(f))) => Ok(Some(f)),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            } else {
+                dec.decode(&mut buf)
+            };
+            match frame {
+                Ok(Some(f)) => out.push(f.joined().map(|b| (b.to_vec(), dec.atoms().to_vec()))),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e.to_string())),
+            }
+        }
+    }
+    (out, None)
+}
+
+#[test]
+fn in_place_decoding_takes_whole_frames_where_they_are() {
+    use super::atom_cache::header_for_test as refs;
+    let with_header = |header: Vec<u8>, body: &[u8]| {
+        let mut c = vec![131, 68];
+        c.extend_from_slice(&header);
+        c.extend_from_slice(body);
+        frame_of(&c)
+    };
+    let mut stream = BytesMut::new();
+    stream.extend_from_slice(&TICK);
+    // A pass-through frame right after a tick: the tick's length is not
+    // mistaken for the frame's.
+    stream.extend_from_slice(&pass_through_frame(b"abc"));
+    stream.extend_from_slice(&with_header(refs(&[(true, 9, "a@host")], false), b"xy"));
+    stream.extend_from_slice(&with_header(refs(&[(false, 9, "")], false), b"z"));
+    stream.extend_from_slice(&pass_through_frame(b""));
+    let mut f = Fragmenter::new(7, Bytes::from_static(b"0123456789"), 4);
+    while let Some(frame) = f.next_frame() {
+        stream.extend_from_slice(&frame);
+    }
+    let mut dec = FrameDecoder::default();
+    let mut buf = stream.clone();
+    let start = buf.as_ptr() as usize;
+    let mut seen = Vec::new();
+    while let Some(next) = dec.decode_in_place(&mut buf).expect("valid stream") {
+        match next {
+            InPlace::Body(body) => {
+                // Still in the buffer it was read into, where the stream
+                // has it.
+                let at = buf.as_ptr() as usize - start + body.start;
+                assert_eq!(&stream[at..at + body.len()], &buf[body.clone()]);
+                seen.push((true, buf[body.clone()].to_vec()));
+                FrameDecoder::consume(&mut buf, &body);
+            }
+            InPlace::Frame(Frame::Tick) => seen.push((false, vec![])),
+            InPlace::Frame(f) => seen.push((false, f.joined().expect("a message").to_vec())),
+        }
+    }
+    assert!(buf.is_empty());
+    assert_eq!(
+        seen,
+        vec![
+            (false, vec![]),
+            (true, b"abc".to_vec()),
+            (true, b"xy".to_vec()),
+            (true, b"z".to_vec()),
+            (true, vec![]),
+            (false, b"0123456789".to_vec()),
+        ]
+    );
+    assert_eq!(dec.atoms(), &[] as &[crate::term::Atom]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Decoding in place hands out exactly what `decode` does, message for
+    /// message and atom for atom, and fails where it fails, on well-formed
+    /// streams (frames of every kind) and on arbitrary bytes alike.
+    #[test]
+    fn in_place_decoding_matches_decode(
+        parts in prop::collection::vec((0u8..6, prop::collection::vec(any::<u8>(), 0..40), 0usize..3), 0..24),
+        chunk in 1usize..64,
+    ) {
+        use super::atom_cache::header_for_test as refs;
+        let mut stream = Vec::new();
+        for (i, (kind, bytes, slot)) in parts.iter().enumerate() {
+            match kind {
+                0 => stream.extend_from_slice(&TICK),
+                1 => stream.extend_from_slice(&pass_through_frame(bytes)),
+                2 | 3 => {
+                    let atoms = [(true, 2 * slot, "a@host"), (false, 2 * slot, "")];
+                    let mut c = vec![131, 68];
+                    c.extend_from_slice(&refs(&atoms[*kind as usize - 2..][..1], false));
+                    c.extend_from_slice(bytes);
+                    stream.extend_from_slice(&frame_of(&c));
+                }
+                4 => {
+                    let mut f = Fragmenter::new(i as u64, Bytes::from(bytes.clone()), 7);
+                    while let Some(frame) = f.next_frame() {
+                        stream.extend_from_slice(&frame);
+                    }
+                }
+                _ => stream.extend_from_slice(bytes),
+            }
+        }
+        prop_assert_eq!(outputs(&stream, chunk, true), outputs(&stream, chunk, false));
+    }
+}
+
+/// A send decoded into its recipient and message is the send
+/// `decode_control` decodes, whatever the op; anything else is left to
+/// `decode_other_cached`, which decodes it as `decode_control` does.
+#[test]
+fn sends_decode_to_their_recipient_and_message() {
+    for (name, body) in fixtures() {
+        let whole = decode_control(body).expect("fixture decodes");
+        let expected = match whole.clone() {
+            Message::Send(m) => Some((Recipient::Pid(m.to_pid), m.message)),
+            Message::SendSender(m) => Some((Recipient::Pid(m.to_pid), m.message)),
+            Message::RegSend(m) => Some((Recipient::Name(m.to_name), m.message)),
+            Message::AliasSend(m) => Some((Recipient::Alias(Box::new(m.alias)), m.message)),
+            _ => None,
+        };
+        for b in [Bytes::copy_from_slice(body), headered(body)] {
+            assert_eq!(decode_send_cached(&b, &[]), expected, "{name}");
+            if expected.is_none() {
+                assert_eq!(
+                    decode_other_cached(&b, &[]).ok(),
+                    Some(whole.clone()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
