@@ -32,6 +32,12 @@
 //! `BEAM_PEER_HORDE_EBIN` to their colon-separated ebin directories. Without
 //! it the BEAM column is skipped with one line. Run with `scripts/bench.sh`.
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

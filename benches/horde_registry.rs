@@ -9,6 +9,12 @@
 //! directories (one clear skip line otherwise). Ratios are "times as fast as
 //! Horde". Run with `scripts/bench.sh`.
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::registry::{self, RegistryOptions};

@@ -23,6 +23,12 @@
 //! Ratios are "times as fast as Horde" (and Horde's bytes over ours). Run
 //! with `scripts/bench.sh`.
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use beam_peer::horde::supervisor::{self, ChildSpec, MemberStatus, Supervisor};

@@ -12,6 +12,12 @@
 //! the best and the median run are shown, with the ratio "times as fast as
 //! Phoenix.PubSub". Run with `scripts/bench.sh`.
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

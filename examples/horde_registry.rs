@@ -11,6 +11,12 @@
 //! From Elixir (with Horde.Registry `MyApp.Registry` started, `members: :auto`):
 //!   GenServer.call({:via, Horde.Registry, {MyApp.Registry, "rust-echo"}}, :hello)
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 #[derive(Parser)]

@@ -13,6 +13,12 @@
 //! strategy: :one_for_one, members: :auto}` started and `MyApp.Worker` defined):
 //!   Horde.DynamicSupervisor.which_children(MyApp.DistributedSupervisor)
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 #[derive(Parser)]

@@ -9,6 +9,12 @@
 //!   Phoenix.PubSub.broadcast(MyApp.PubSub, "events", :hello)
 //!   flush()  # {:echo, :hello}
 
+/// See the `mimalloc` feature in Cargo.toml: the program allocates as the
+/// `beam-peer` binary does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 #[derive(Parser)]
