@@ -215,6 +215,39 @@ impl Cluster {
             .await
     }
 
+    /// The 300 children, started through the three members in turn, each
+    /// running exactly once and known to every member.
+    async fn start_children(&self, what: &str) {
+        for arg in 1..=CHILDREN {
+            let s = self.sups[arg as usize % 3].clone();
+            let reply = self.rts[arg as usize % 3]
+                .run(async move { s.start_child(spec(arg), Duration::from_secs(10)).await })
+                .await
+                .expect("start_child answered");
+            assert!(
+                matches!(term::as_tuple(&reply), Some([ok, Term::Pid(_)]) if term::is_atom(ok, "ok")),
+                "start_child {arg}: {reply}"
+            );
+        }
+        settle(|| async {
+            exactly_once(&self.live, |_| true) && members_settled(&self.sups, 3).await
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}", self.report(what)));
+    }
+
+    /// The links come back and A reconnects (libcluster's part).
+    async fn heal(&self) {
+        self.net.heal();
+        for i in 1..3 {
+            let peer = self.nodes[i].name().to_string();
+            assert!(
+                netns::reconnect(&self.rts[0], &self.nodes[0], &peer, DEADLINE).await,
+                "A reconnects to {peer}"
+            );
+        }
+    }
+
     fn on_a(&self) -> impl Fn(&str) -> bool {
         let a = self.nodes[0].name().to_string();
         move |n| n == a
@@ -322,20 +355,7 @@ enum Part {
 async fn trial(strategy: DistributionStrategy, part: Part, f: &mut Figures) -> Result<(), String> {
     phase("start");
     let mut c = Cluster::start(strategy).await;
-    for arg in 1..=CHILDREN {
-        let s = c.sups[arg as usize % 3].clone();
-        let reply = c.rts[arg as usize % 3]
-            .run(async move { s.start_child(spec(arg), Duration::from_secs(10)).await })
-            .await
-            .expect("start_child answered");
-        assert!(
-            matches!(term::as_tuple(&reply), Some([ok, Term::Pid(_)]) if term::is_atom(ok, "ok")),
-            "start_child {arg}: {reply}"
-        );
-    }
-    settle(|| async { exactly_once(&c.live, |_| true) && members_settled(&c.sups, 3).await })
-        .await
-        .unwrap_or_else(|| panic!("{}", c.report("before any fault")));
+    c.start_children("before any fault").await;
     f.checked += CHILDREN as usize;
     let r = match part {
         Part::Netsplit => netsplit(&mut c, f).await,
@@ -401,14 +421,7 @@ async fn netsplit(c: &mut Cluster, f: &mut Figures) -> Result<(), String> {
 
     // Heal; A reconnects; the quorum member that stopped starts again.
     phase("heal");
-    c.net.heal();
-    for i in 1..3 {
-        let peer = c.nodes[i].name().to_string();
-        assert!(
-            netns::reconnect(&c.rts[0], &c.nodes[0], &peer, DEADLINE).await,
-            "A reconnects to {peer}"
-        );
-    }
+    c.heal().await;
     if c.sups[0].member_statuses().await.is_err() {
         c.sups[0] = c.start_member(0).await;
     }
@@ -554,20 +567,7 @@ async fn children_ended_during_a_netsplit_stay_ended_after_the_heal() {
     }
     phase("start");
     let c = Cluster::start(DistributionStrategy::Uniform).await;
-    for arg in 1..=CHILDREN {
-        let s = c.sups[arg as usize % 3].clone();
-        let reply = c.rts[arg as usize % 3]
-            .run(async move { s.start_child(spec(arg), Duration::from_secs(10)).await })
-            .await
-            .expect("start_child answered");
-        assert!(
-            matches!(term::as_tuple(&reply), Some([ok, Term::Pid(_)]) if term::is_atom(ok, "ok")),
-            "start_child {arg}: {reply}"
-        );
-    }
-    settle(|| async { exactly_once(&c.live, |_| true) && members_settled(&c.sups, 3).await })
-        .await
-        .unwrap_or_else(|| panic!("{}", c.report("before the split")));
+    c.start_children("before the split").await;
 
     phase("split");
     c.net.partition(&[0]);
@@ -609,14 +609,7 @@ async fn children_ended_during_a_netsplit_stay_ended_after_the_heal() {
     .unwrap_or_else(|| panic!("{}", c.report("terminated during the split")));
 
     phase("heal");
-    c.net.heal();
-    for i in 1..3 {
-        let peer = c.nodes[i].name().to_string();
-        assert!(
-            netns::reconnect(&c.rts[0], &c.nodes[0], &peer, DEADLINE).await,
-            "A reconnects to {peer}"
-        );
-    }
+    c.heal().await;
     let settled = |c: &Cluster| {
         let n = live_counts(&c.live, |_| true);
         (1..=CHILDREN).all(|a| {

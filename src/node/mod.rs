@@ -2293,24 +2293,31 @@ impl Drop for ExitGuard {
     }
 }
 
+/// A node on 127.0.0.1 for unit tests, its EPMD port a free one nobody
+/// listens on (the node needs none to run alone).
+#[cfg(test)]
+pub(crate) async fn test_node(name: &str, cookie: &str) -> Node {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("addr").port()
+    };
+    Node::start(
+        crate::NodeConfig::new(format!("{name}_{}@127.0.0.1", std::process::id()))
+            .cookie(cookie)
+            .listen("127.0.0.1".parse().expect("ip"), 0)
+            .discovery(crate::Discovery::Epmd { port }),
+    )
+    .await
+    .expect("node starts")
+}
+
 #[cfg(test)]
 mod name_cache_tests {
     use super::*;
     use crate::dist::codec::Recipient;
 
     async fn node(name: &str) -> Node {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            l.local_addr().expect("addr").port()
-        };
-        Node::start(
-            crate::NodeConfig::new(format!("{name}_{}@127.0.0.1", std::process::id()))
-                .cookie("names")
-                .listen("127.0.0.1".parse().expect("ip"), 0)
-                .discovery(crate::Discovery::Epmd { port }),
-        )
-        .await
-        .expect("node starts")
+        test_node(name, "names").await
     }
 
     async fn next(p: &mut Process) -> Option<Term> {

@@ -206,18 +206,7 @@ mod tests {
     use std::sync::Arc;
 
     async fn node(name: &str) -> Node {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-            l.local_addr().expect("addr").port()
-        };
-        Node::start(
-            crate::NodeConfig::new(format!("{name}_{}@127.0.0.1", std::process::id()))
-                .cookie("hooks")
-                .listen("127.0.0.1".parse().expect("ip"), 0)
-                .discovery(crate::Discovery::Epmd { port }),
-        )
-        .await
-        .expect("node starts")
+        crate::node::test_node(name, "hooks").await
     }
 
     #[tokio::test]

@@ -732,6 +732,17 @@ fn malformed_crdt_entries_are_skipped() {
 
 // ---- against a recording of the real Horde -------------------------------------
 
+/// The first CRDT write among `effects`, as the diff it comes back as.
+fn first_put(effects: &[Effect]) -> Option<Diff> {
+    effects.iter().find_map(|e| match e {
+        Effect::Put { key, value } => Some(Diff::Add {
+            key: key.clone(),
+            value: value.clone(),
+        }),
+        _ => None,
+    })
+}
+
 fn recorded() -> Term {
     let bytes = include_bytes!("../../../../tests/fixtures/horde/supervisor_crdt.etf");
     crate::term::etf::from_binary(bytes).unwrap()
@@ -801,16 +812,7 @@ fn the_recorded_failover_is_the_one_we_decide() {
     st.crdt_update(&as_diffs(&get(&fx, "before_kill")));
     assert_eq!(st.children().len(), 5);
     let down = st.member_down(&b_name);
-    let dead = down
-        .iter()
-        .find_map(|e| match e {
-            Effect::Put { key, value } => Some(Diff::Add {
-                key: key.clone(),
-                value: value.clone(),
-            }),
-            _ => None,
-        })
-        .expect("b is written dead");
+    let dead = first_put(&down).expect("b is written dead");
     let effects = st.crdt_update(&[dead]);
     let deleted: Vec<Term> = effects
         .iter()
@@ -1269,16 +1271,7 @@ fn a_members_own_entry_coming_back_changes_nothing() {
     let id = spec.id().clone();
     let pid = Pid::new(node(1), 900, 0, 1);
     let e = st.child_started(spec, &tuple(vec![atom("ok"), Term::Pid(pid.clone())]), None);
-    let own = e
-        .iter()
-        .find_map(|e| match e {
-            Effect::Put { key, value } => Some(Diff::Add {
-                key: key.clone(),
-                value: value.clone(),
-            }),
-            _ => None,
-        })
-        .expect("the child is written");
+    let own = first_put(&e).expect("the child is written");
     let before = st.children();
     assert_eq!(st.crdt_update(std::slice::from_ref(&own)), vec![]);
     assert_eq!(st.children(), before);
