@@ -282,6 +282,14 @@ fn interleaved_sequences_complete_independently() {
     assert_eq!((dec.open_sequences(), dec.buffered_bytes()), (0, 0));
 }
 
+/// A frame of a distribution header (`131, 68`, then `header`) and `body`.
+fn with_header(header: Vec<u8>, body: &[u8]) -> BytesMut {
+    let mut c = vec![131, 68];
+    c.extend_from_slice(&header);
+    c.extend_from_slice(body);
+    frame_of(&c)
+}
+
 fn frame_of(contents: &[u8]) -> BytesMut {
     let mut b = BytesMut::new();
     b.put_u32(contents.len() as u32);
@@ -844,12 +852,6 @@ proptest! {
 fn atom_cache_references_resolve_across_frames_and_fragments() {
     use super::atom_cache::header_for_test as refs;
     use crate::term::{self, Pid};
-    let with_header = |header: Vec<u8>, body: &[u8]| {
-        let mut c = vec![131, 68];
-        c.extend_from_slice(&header);
-        c.extend_from_slice(body);
-        frame_of(&c)
-    };
     // {6, <node.1.2.3>, '', ToName} then {Tag, 1}, where the node, ToName
     // and Tag are references 0, 1 and 2.
     let reg_send = [
@@ -1030,12 +1032,6 @@ fn outputs(stream: &[u8], chunk: usize, in_place: bool) -> (Vec<Output>, Option<
 #[test]
 fn in_place_decoding_takes_whole_frames_where_they_are() {
     use super::atom_cache::header_for_test as refs;
-    let with_header = |header: Vec<u8>, body: &[u8]| {
-        let mut c = vec![131, 68];
-        c.extend_from_slice(&header);
-        c.extend_from_slice(body);
-        frame_of(&c)
-    };
     let mut stream = BytesMut::new();
     stream.extend_from_slice(&TICK);
     // A pass-through frame right after a tick: the tick's length is not
