@@ -39,12 +39,19 @@
 //! Kept from Horde on purpose, since every member must decide alike:
 //! `members` (from `{:member, _}`) and `members_info` (from
 //! `{:member_node_info, _}`) are separate, and only members in both are
-//! placed on; `terminate_child` forgets the child's id but not its pid
-//! mapping; a relinquished `{nil, spec}` entry leaves the old running entry
+//! placed on; a relinquished `{nil, spec}` entry leaves the old running entry
 //! in the local table until someone restarts the child (the member that
 //! will restart it drops it at once, see `update_process`).
+//!
+//! Not kept: Horde's `terminate_child` forgets the child's id but keeps
+//! its pid's mapping, one entry for every child ever terminated on the
+//! member (a soak's heap grew with each). Here the mapping goes with the
+//! child. No placement or restart reads it; a later `terminate_child`
+//! of that pid answers `{:error, :not_found}` either way, and here it can
+//! no longer reach a newer child that reuses the id.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
 use crate::crdt::awlww_map::{Diff, OrdTerm};
 use crate::horde::{crdt_neighbour, member};
@@ -166,6 +173,17 @@ pub enum Effect {
 /// copy that surfaces again after a netsplit (see `update_process`).
 pub const ENDED_REMEMBERED: usize = 10_000;
 
+/// A child id's 64-bit fingerprint for the ended set. SipHash with fixed
+/// keys: the same id gives the same fingerprint for the life of the
+/// process, which is all the set needs (it is never sent or stored). An
+/// id that was never ended matches one of the 10,000 remembered with odds
+/// of about 5 in 10^16 per lookup; the cost would be that one child ended.
+fn fingerprint(id: &Term) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// A running child as the member's table has it.
 #[derive(Debug, Clone, PartialEq)]
 struct Running {
@@ -193,10 +211,11 @@ pub struct SupervisorState {
     /// Ids of a dead member's children this member is restarting (under
     /// their own id, see `handoff_processes`), until the start's answer.
     failing_over: BTreeSet<OrdTerm>,
-    /// Ids of the children terminated here, the latest
-    /// [`ENDED_REMEMBERED`] (the queue holds them oldest first).
-    ended: BTreeSet<OrdTerm>,
-    ended_order: std::collections::VecDeque<OrdTerm>,
+    /// Fingerprints of the ids of the children terminated here, the
+    /// latest [`ENDED_REMEMBERED`] (the queue holds them oldest first):
+    /// 8 bytes each where the id terms took ~150 (see [`fingerprint`]).
+    ended: HashSet<u64>,
+    ended_order: VecDeque<u64>,
     shutting_down: bool,
     /// The ttl of the proxied operation from this `reply_to`, kept after
     /// it was handled, as Horde keeps it.
@@ -228,8 +247,8 @@ impl SupervisorState {
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
             failing_over: BTreeSet::new(),
-            ended: BTreeSet::new(),
-            ended_order: Default::default(),
+            ended: HashSet::new(),
+            ended_order: VecDeque::new(),
             shutting_down: false,
             proxy_operation_ttl: None,
             ring: RingCache::default(),
@@ -587,7 +606,7 @@ impl SupervisorState {
                 // before it answers; the runtime terminates and answers
                 // in one step, so the delete goes first.
                 let id = r.spec.id().clone();
-                self.processes_by_id.remove(&OrdTerm(id.clone()));
+                self.forget(&id);
                 self.local_process_count -= 1;
                 self.remember_ended(&id);
                 out.push(Effect::Delete {
@@ -808,8 +827,9 @@ impl SupervisorState {
     /// A child terminated here: its id is remembered (the latest
     /// [`ENDED_REMEMBERED`]), see `update_process`.
     fn remember_ended(&mut self, id: &Term) {
-        if self.ended.insert(OrdTerm(id.clone())) {
-            self.ended_order.push_back(OrdTerm(id.clone()));
+        let f = fingerprint(id);
+        if self.ended.insert(f) {
+            self.ended_order.push_back(f);
         }
         while self.ended_order.len() > ENDED_REMEMBERED {
             if let Some(old) = self.ended_order.pop_front() {
@@ -819,7 +839,7 @@ impl SupervisorState {
     }
 
     fn was_ended(&self, id: &Term) -> bool {
-        self.ended.contains(&OrdTerm(id.clone()))
+        !self.ended.is_empty() && self.ended.contains(&fingerprint(id))
     }
 
     /// A member in `members` whose info says `:alive`.
