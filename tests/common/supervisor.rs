@@ -91,7 +91,8 @@ pub async fn global_count(s: &Supervisor) -> Option<i64> {
     term::as_i64(&telemetry(s, "global_supervised_process_count").await?)
 }
 
-/// The live children: start argument -> (node, pid) of each live process.
+/// The live children: start argument -> (node, pid) of each live process
+/// (an argument with none running has no entry).
 pub type Live = Arc<Mutex<BTreeMap<i64, Vec<(String, Pid)>>>>;
 
 /// A worker whose children ([`Pong`]s) are in `live` from their start
@@ -116,8 +117,14 @@ pub fn live_worker(
                     .push((here, pid.clone()));
             },
             move |pid| {
-                if let Some(v) = exited.lock().unwrap().get_mut(&arg) {
+                let mut live = exited.lock().unwrap();
+                if let Some(v) = live.get_mut(&arg) {
                     v.retain(|(_, p)| p != pid);
+                    if v.is_empty() {
+                        // Gone, not kept empty: the soak's heap figure
+                        // counts what this map holds.
+                        live.remove(&arg);
+                    }
                 }
             },
         )
