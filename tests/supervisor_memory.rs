@@ -33,13 +33,7 @@ const WORKER: &str = "Elixir.Memory.Worker";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        WORKER,
-        "start_link",
-        vec![term::int(arg)],
-        [("shutdown", term::atom("brutal_kill"))],
-    )
+    common::supervisor::spec_with(WORKER, arg, [("shutdown", term::atom("brutal_kill"))])
 }
 
 /// Starts child `arg` through `sups[0]` and terminates it through the

@@ -50,12 +50,21 @@ pub fn start_watched(
 
 /// `%{id: arg, start: {module, :start_link, [arg]}}`.
 pub fn spec(module: &str, arg: i64) -> ChildSpec {
+    spec_with(module, arg, [])
+}
+
+/// [`spec`] with more fields (`shutdown`, `restart`, ...).
+pub fn spec_with(
+    module: &str,
+    arg: i64,
+    fields: impl IntoIterator<Item = (&'static str, Term)>,
+) -> ChildSpec {
     ChildSpec::new(
         term::int(arg),
         module,
         "start_link",
         vec![term::int(arg)],
-        [],
+        fields,
     )
 }
 
