@@ -1494,6 +1494,20 @@ async fn soak_member(
         .await
 }
 
+/// Heap bytes of a list of strings the soak keeps.
+fn strings_held(v: &[String]) -> usize {
+    v.len() * std::mem::size_of::<String>() + v.iter().map(String::capacity).sum::<usize>()
+}
+
+/// Heap bytes of the live-children map, roughly: a B-tree entry and a
+/// vector per running child argument.
+fn live_held(live: &Live) -> usize {
+    let live = live.lock().unwrap();
+    live.values()
+        .map(|v| 64 + v.capacity() * std::mem::size_of::<(String, Pid)>())
+        .sum()
+}
+
 /// What happened when in the soak, for its failure reports: child starts,
 /// acknowledgements and faults, each with the seconds since it began.
 #[derive(Clone)]
@@ -1508,6 +1522,14 @@ impl SoakLog {
             began: Instant::now(),
             events: Default::default(),
         }
+    }
+
+    /// Bytes the log itself holds on the heap (it grows with every event,
+    /// and the soak's heap figure counts it).
+    fn held_bytes(&self) -> usize {
+        let events = self.events.lock().unwrap();
+        events.capacity() * std::mem::size_of::<(f64, String)>()
+            + events.iter().map(|(_, e)| e.capacity()).sum::<usize>()
     }
 
     fn event(&self, what: String) {
@@ -1752,7 +1774,12 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
         if rss_at.elapsed() >= Duration::from_secs(10) {
             rss_at = Instant::now();
             if let Some(r) = netns::rss_kib(std::process::id()) {
-                log.event(format!("rss {r} KiB heap {} KiB", common::heap::live_kib()));
+                let own = log.held_bytes() + strings_held(&names_ended) + live_held(&live);
+                log.event(format!(
+                    "rss {r} KiB heap {} KiB records {} KiB",
+                    common::heap::live_kib(),
+                    own / 1024
+                ));
                 rss_max = rss_max.max(r);
             }
         }
@@ -1863,16 +1890,21 @@ async fn soak_mixed_traffic_with_a_fault_every_30_s() {
         .unwrap()
         .iter()
         .filter_map(|(t, e)| {
-            let (rss, heap) = e.strip_prefix("rss ")?.split_once(" KiB heap ")?;
-            Some(format!("{t:.0}s:{rss}/{}", heap.trim_end_matches(" KiB")))
+            let (rss, rest) = e.strip_prefix("rss ")?.split_once(" KiB heap ")?;
+            let (heap, own) = rest.split_once(" KiB records ")?;
+            Some(format!(
+                "{t:.0}s:{rss}/{heap}/{}",
+                own.trim_end_matches(" KiB")
+            ))
         })
         .collect();
     println!(
-        "soak RSS/heap held (KiB) every 10 s: {}",
+        "soak RSS/heap held/the soak's own records in it (KiB) every 10 s: {}",
         rss_by_fault.join(" ")
     );
+    let own_end = (log.held_bytes() + strings_held(&names_ended) + live_held(&live)) / 1024;
     println!(
-        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {registered} names registered on A/B ({} ended, {} of them still found; {} live, {} of them gone); {acknowledged} children acknowledged ({} ended), {children_lost} lost, {} lost with their node before any sync, {children_dup} duplicated or not ended, settled in {child_settle:?}, supervisor errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max}; {rss_trimmed} after malloc_trim), heap held {heap_start} -> {} KiB",
+        "soak {secs}s: {sent} messages A->B, {} lost, {gaps} gaps; {calls} calls, errors {call_errors:?}; {registered} names registered on A/B ({} ended, {} of them still found; {} live, {} of them gone); {acknowledged} children acknowledged ({} ended), {children_lost} lost, {} lost with their node before any sync, {children_dup} duplicated or not ended, settled in {child_settle:?}, supervisor errors {start_errors:?}; {faults} faults; RSS {rss_start} -> {rss_end} KiB (max {rss_max}; {rss_trimmed} after malloc_trim), heap held {heap_start} -> {} KiB, of it the soak's own records {own_end} KiB",
         sent - count,
         names_ended.len(),
         stale.len(),
