@@ -1496,7 +1496,7 @@ async fn soak_member(
 
 /// Heap bytes of a list of strings the soak keeps.
 fn strings_held(v: &[String]) -> usize {
-    v.len() * std::mem::size_of::<String>() + v.iter().map(String::capacity).sum::<usize>()
+    std::mem::size_of_val(v) + v.iter().map(String::capacity).sum::<usize>()
 }
 
 /// Heap bytes of the live-children map, roughly: a B-tree entry and a
