@@ -1342,7 +1342,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 let _ = write.shutdown().await;
                 return Ok(());
             }
+            // Biased: polled in this order, without drawing a random
+            // number per wake-up (one per message a caller waits for).
             tokio::select! {
+                biased;
                 () = outbox.ready.notified() => {}
                 // Closed (or every handle gone): what is queued still goes out.
                 _ = closed.recv() => closing = true,
@@ -1362,13 +1365,21 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         // The batch and the next fragment (its header and its payload, a
         // slice of the message) go out in one vectored write: a fragment's
         // 64 KiB are never copied into the batch.
-        let mut parts: Vec<&[u8]> = vec![&out];
-        parts.extend(fragment.iter().flat_map(OutFrame::parts));
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let total = out.len()
+            + fragment
+                .iter()
+                .flat_map(OutFrame::parts)
+                .map(<[u8]>::len)
+                .sum::<usize>();
         // A peer that stops reading blocks this write for good: the ticker
         // still checks that it is alive meanwhile, and a close (the send
         // queue over its bound, the reader gone) ends it.
         {
+            // On the stack: a batch and a fragment's header and payload
+            // slices (one per binary it spans) fit, with no allocation per
+            // write.
+            let mut parts: smallvec::SmallVec<[&[u8]; 8]> = smallvec::smallvec![&out[..]];
+            parts.extend(fragment.iter().flat_map(OutFrame::parts));
             let writing = write_all_parts(&mut write, &mut parts);
             tokio::pin!(writing);
             loop {
@@ -1412,7 +1423,7 @@ async fn write_all_parts<W: AsyncWrite + Unpin>(
         let Some(first) = parts.iter().position(|p| !p.is_empty()) else {
             return Ok(());
         };
-        let slices: Vec<std::io::IoSlice<'_>> = parts[first..]
+        let slices: smallvec::SmallVec<[std::io::IoSlice<'_>; 8]> = parts[first..]
             .iter()
             .map(|p| std::io::IoSlice::new(p))
             .collect();

@@ -1276,7 +1276,7 @@ impl Node {
             let peer_alias_ok = alias.node.name == self.inner.name
                 || self.peer_has(&alias.node.name, crate::dist::flags::ALIAS);
             if peer_alias_ok {
-                self.send_alias(replier, &alias, msg);
+                self.send_alias(replier, alias, msg);
                 return;
             }
         }
@@ -1899,7 +1899,7 @@ impl Node {
                 PidOrAtom::Pid(p) => (t.local_id(p), MonitorObject::Pid(p.clone())),
                 PidOrAtom::Atom(a) => (
                     t.name_id(&a.name),
-                    MonitorObject::Name(a.name.to_string(), me),
+                    MonitorObject::Name(String::from(a.name.as_str()), me),
                 ),
             };
             match target {
@@ -2153,13 +2153,13 @@ async fn keep_registered(weak: WeakNode, port: u16, alive: String) {
 }
 
 /// `[alias|Ref]` (or `[[alias|Ref]|_]`) gen call tags carry the caller's alias.
-fn alias_of_tag(tag: &Term) -> Option<Reference> {
+fn alias_of_tag(tag: &Term) -> Option<&Reference> {
     match tag {
         Term::ImproperList(l) => {
             let head = l.elements.first()?;
             if term::is_atom(head, "alias") && l.elements.len() == 1 {
                 if let Term::Reference(r) = &*l.last {
-                    return Some((**r).clone());
+                    return Some(r);
                 }
             }
             if l.elements.len() == 1 || !term::is_atom(head, "alias") {

@@ -20,18 +20,47 @@ use super::local_hash::LocalHash;
 
 use crate::term::{self, Pid, Reference, Term};
 
-/// A monitor or alias reference, reduced to what identifies it.
+/// A monitor or alias reference, reduced to what identifies it. Made for
+/// every monitor, demonitor and alias look-up (a remote `gen_server:call`
+/// makes two), so without allocating: the node's name is shared, not
+/// formatted into a new string, and the id words are kept inline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RefKey {
-    pub node: String,
-    pub id: Vec<u32>,
+    pub node: smol_str::SmolStr,
+    pub id: RefId,
+}
+
+/// A reference's id words: inline up to the five a BEAM reference has at
+/// most (the decoder refuses more), on the heap beyond (only a reference
+/// built by hand can have more). Each length has one form, so equal ids
+/// compare and hash equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RefId {
+    Inline { len: u8, words: [u32; 5] },
+    Long(Box<[u32]>),
+}
+
+impl From<&[u32]> for RefId {
+    fn from(id: &[u32]) -> Self {
+        let mut words = [0; 5];
+        match words.get_mut(..id.len()) {
+            Some(head) => {
+                head.copy_from_slice(id);
+                RefId::Inline {
+                    len: id.len() as u8,
+                    words,
+                }
+            }
+            None => RefId::Long(id.into()),
+        }
+    }
 }
 
 impl From<&Reference> for RefKey {
     fn from(r: &Reference) -> Self {
         RefKey {
-            node: r.node.name.to_string(),
-            id: r.id.clone(),
+            node: r.node.name.clone(),
+            id: RefId::from(&r.id[..]),
         }
     }
 }
@@ -814,6 +843,27 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn reference_keys_are_equal_exactly_when_the_references_are() {
+        let key = |node: &str, id: Vec<u32>| {
+            RefKey::from(&Reference {
+                node: node.into(),
+                id,
+                creation: 1,
+            })
+        };
+        assert_eq!(key(NODE, vec![1, 2, 3]), key(NODE, vec![1, 2, 3]));
+        assert_ne!(key(NODE, vec![1, 2, 3]), key(NODE, vec![1, 2, 4]));
+        assert_ne!(key(NODE, vec![1, 2]), key(NODE, vec![1, 2, 0]));
+        assert_ne!(key(NODE, vec![1]), key("other@host", vec![1]));
+        // Longer than a BEAM's (built by hand): kept whole.
+        let long: Vec<u32> = (0..7).collect();
+        assert_eq!(key(NODE, long.clone()), key(NODE, long.clone()));
+        assert_ne!(key(NODE, long), key(NODE, (0..5).collect()));
+        let set: HashSet<RefKey> = [key(NODE, vec![1, 2, 3]), key(NODE, vec![1, 2, 3])].into();
+        assert_eq!(set.len(), 1);
     }
 
     #[test]

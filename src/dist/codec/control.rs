@@ -132,6 +132,9 @@ pub fn decode_send_cached(body: &[u8], atoms: &[Atom]) -> Option<(Recipient, Ter
 
 /// [`decode_control_cached`] of a body [`decode_send_cached`] refused.
 pub fn decode_other_cached(body: &[u8], atoms: &[Atom]) -> Result<Message, ControlError> {
+    if let Some(msg) = decode_monitor(body, atoms) {
+        return Ok(msg);
+    }
     if let Some((ctrl, payload)) = decode_terms_directly(body, |pos| {
         crate::term::etf::decode_at_cached(body, pos, atoms)
     }) {
@@ -153,6 +156,36 @@ fn decode_send(body: &[u8], atoms: &[Atom]) -> Option<Message> {
         (Some(from), To::Sender(to), message) => Message::send_sender(from, to, message),
         (Some(from), To::Alias(alias), message) => Message::alias_send(from, *alias, message),
         _ => return None,
+    })
+}
+
+/// `MONITOR_P` and `DEMONITOR_P`, decoded element by element as
+/// [`decode_send`] decodes sends: a remote `gen_server:call` from a BEAM
+/// brings one of each besides its request. `None` for anything else or
+/// anything unusual (the general path decodes it, or says what is wrong).
+pub(super) fn decode_monitor(body: &[u8], atoms: &[Atom]) -> Option<Message> {
+    let pos = usize::from(body.first() == Some(&131));
+    let (&[104, 4, 97, op @ (19 | 20)], _) = body.get(pos..)?.split_first_chunk::<4>()? else {
+        return None;
+    };
+    let mut terms = crate::term::etf::Terms::new(body, pos + 4, atoms);
+    let from = terms.next_pid()?;
+    let to = match terms.next_term()? {
+        Term::Pid(p) => PidOrAtom::Pid(p),
+        Term::Atom(a) => PidOrAtom::Atom(a),
+        _ => return None,
+    };
+    let Term::Reference(reference) = terms.next_term()? else {
+        return None;
+    };
+    // No payload follows either.
+    if terms.pos() != body.len() {
+        return None;
+    }
+    Some(if op == 19 {
+        Message::monitor_p(from, to, *reference)
+    } else {
+        Message::demonitor_p(from, to, *reference)
     })
 }
 

@@ -1141,6 +1141,14 @@ fn sends_decode_to_their_recipient_and_message() {
                     "{name}"
                 );
             }
+            // Monitors take their own short path (a BEAM's remote call
+            // brings one and a demonitor).
+            let monitor = matches!(whole, Message::MonitorP(_) | Message::DemonitorP(_));
+            assert_eq!(
+                control::decode_monitor(&b, &[]),
+                monitor.then(|| whole.clone()),
+                "{name}"
+            );
         }
     }
 }
