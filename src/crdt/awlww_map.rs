@@ -1111,6 +1111,8 @@ pub fn term_cmp(a: &Term, b: &Term) -> Ordering {
         (Term::Atom(x), Term::Atom(y)) => x.name.as_bytes().cmp(y.name.as_bytes()),
         (Term::Binary(x), Term::Binary(y)) => x.bytes.cmp(&y.bytes),
         (Term::FixInteger(x), Term::FixInteger(y)) => x.value.cmp(&y.value),
+        // Horde's child ids: `{:process, id}` keys, the table of children.
+        (Term::BigInteger(x), Term::BigInteger(y)) => x.value.cmp(&y.value),
         (Term::Tuple(x), Term::Tuple(y)) => x
             .elements
             .len()

@@ -85,7 +85,9 @@ struct Child {
 #[derive(Debug, Default)]
 pub struct Children {
     opts: ChildrenOptions,
-    children: HashMap<Pid, Child>,
+    /// Hashed with foldhash: SipHash of a pid (its node's name) was a
+    /// measurable part of every start.
+    children: HashMap<Pid, Child, foldhash::fast::RandomState>,
     id_to_pid: std::collections::BTreeMap<OrdTerm, Pid>,
     restarts: Vec<i64>,
     /// The processes supervisor is stopping (graceful stop, lost quorum,

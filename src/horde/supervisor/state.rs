@@ -45,6 +45,7 @@
 //! will restart it drops it at once, see `update_process`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::crdt::awlww_map::{Diff, OrdTerm};
 use crate::horde::{crdt_neighbour, member};
@@ -186,7 +187,9 @@ pub struct SupervisorState {
     /// `{:member_node_info, _}` entries (and placeholders).
     members_info: BTreeMap<OrdTerm, Member>,
     processes_by_id: BTreeMap<OrdTerm, Running>,
-    process_pid_to_id: HashMap<Pid, Term>,
+    /// Hashed with foldhash (SipHash of a pid was a measurable part of
+    /// every start).
+    process_pid_to_id: HashMap<Pid, Term, foldhash::fast::RandomState>,
     local_process_count: i64,
     waiting_for_quorum: Vec<Term>,
     monitored: BTreeSet<OrdTerm>,
@@ -203,6 +206,9 @@ pub struct SupervisorState {
     proxy_operation_ttl: Option<(Term, Ttl)>,
     /// The placement ring of the current alive members.
     ring: RingCache,
+    /// [`SupervisorState::members`] as last computed, kept until `members`
+    /// or `members_info` change (each start places by it).
+    members_now: Option<Arc<Vec<Member>>>,
 }
 
 impl SupervisorState {
@@ -223,7 +229,7 @@ impl SupervisorState {
             members: BTreeSet::new(),
             members_info: BTreeMap::new(),
             processes_by_id: BTreeMap::new(),
-            process_pid_to_id: HashMap::new(),
+            process_pid_to_id: HashMap::default(),
             local_process_count: 0,
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
@@ -233,6 +239,7 @@ impl SupervisorState {
             shutting_down: false,
             proxy_operation_ttl: None,
             ring: RingCache::default(),
+            members_now: None,
         }
     }
 
@@ -556,7 +563,7 @@ impl SupervisorState {
         let Ok(spec) = ChildSpec::from_term(&with_id(spec, id)) else {
             return;
         };
-        let members = self.members();
+        let members = self.members_now();
         let random = (self.random)() as u64;
         let chosen = Placement::cached(
             self.settings.distribution_strategy,
@@ -675,7 +682,11 @@ impl SupervisorState {
             Diff::Add { key, value } => (key, Some(value)),
             Diff::Remove { key } => (key, None),
         };
-        match (Key::from_term(key), value) {
+        let key = Key::from_term(key);
+        if matches!(key, Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))) {
+            self.members_now = None;
+        }
+        match (key, value) {
             // Horde takes the entry only when its value is 1.
             (Ok(Key::Member(m)), Some(v)) if term::as_i64(v) == Some(1) => {
                 self.members.insert(OrdTerm(m.clone()));
@@ -890,6 +901,7 @@ impl SupervisorState {
         }
         self.members = new;
         self.members_info = new_info;
+        self.members_now = None;
         self.monitor_supervisors(out);
         self.handle_quorum_change(out);
         self.set_crdt_neighbours(out);
@@ -925,6 +937,7 @@ impl SupervisorState {
             value: info.to_term(),
         });
         self.members_info.insert(me, info);
+        self.members_now = None;
     }
 
     fn handle_quorum_change(&mut self, out: &mut Vec<Effect>) {
@@ -1064,7 +1077,7 @@ impl SupervisorState {
     // ---- helpers --------------------------------------------------------------------
 
     fn choose(&mut self, spec: &ChildSpec) -> Option<Term> {
-        let members = self.members();
+        let members = self.members_now();
         let random = (self.random)() as u64;
         Placement::cached(
             self.settings.distribution_strategy,
@@ -1074,6 +1087,16 @@ impl SupervisorState {
         .choose_node(spec.as_term(), random)
         .ok()
         .map(|m| m.name.clone())
+    }
+
+    /// [`SupervisorState::members`], computed once per membership change.
+    fn members_now(&mut self) -> Arc<Vec<Member>> {
+        if let Some(m) = &self.members_now {
+            return m.clone();
+        }
+        let m = Arc::new(self.members());
+        self.members_now = Some(m.clone());
+        m
     }
 
     fn random_id(&mut self) -> Term {
