@@ -863,7 +863,7 @@ impl Driver {
                         let replica = &mut self.replica;
                         match perform(p, action, &mut |t, r| replica.bind_monitor(t, r)) {
                             Some(Action::Diffs(diffs)) => {
-                                let e = self.state.crdt_update(&diffs);
+                                let e = self.state.crdt_update(diffs);
                                 self.queue.extend(e.into_iter().map(Work::Effect));
                             }
                             None | Some(Action::Persist) => {}

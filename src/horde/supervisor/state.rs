@@ -391,13 +391,13 @@ impl SupervisorState {
     }
 
     /// `{:crdt_update, diffs}`.
-    pub fn crdt_update(&mut self, diffs: &[Diff]) -> Vec<Effect> {
+    /// Owned, so a child's entry from another member is taken apart
+    /// without copying its spec.
+    pub fn crdt_update(&mut self, diffs: impl Into<Vec<Diff>>) -> Vec<Effect> {
+        let diffs: Vec<Diff> = diffs.into();
         let mut out = Vec::new();
-        for d in diffs {
+        for d in &diffs {
             self.update_member(d);
-        }
-        for d in diffs {
-            self.update_process(d, &mut out);
         }
         let membership_changed = diffs.iter().any(|d| {
             let key = match d {
@@ -408,6 +408,9 @@ impl SupervisorState {
                 Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))
             )
         });
+        for d in diffs {
+            self.update_process(d, &mut out);
+        }
         if membership_changed {
             self.monitor_supervisors(&mut out);
             self.set_own_node_status(&mut out);
@@ -560,7 +563,7 @@ impl SupervisorState {
         }
         let ttl_expired = self.proxy_message_ttl(&from) == Ttl::Hops(0);
         let id = self.random_id();
-        let Ok(spec) = ChildSpec::from_term(&with_id(spec, id)) else {
+        let Ok(spec) = ChildSpec::from_owned(with_id(spec, id)) else {
             return;
         };
         let members = self.members_now();
@@ -733,19 +736,19 @@ impl SupervisorState {
     /// entry arrives, ends that copy through its member
     /// ([`Effect::EndResurfaced`]), deletes an entry naming a member that
     /// is gone, and never starts a relinquished one.
-    fn update_process(&mut self, diff: &Diff, out: &mut Vec<Effect>) {
+    fn update_process(&mut self, diff: Diff, out: &mut Vec<Effect>) {
         match diff {
             Diff::Add { key, value } => {
-                let Ok(Key::Process(id)) = Key::from_term(key) else {
+                let Ok(Key::Process(id)) = Key::from_term(&key) else {
                     return;
                 };
-                if self.holds_as_running_here(&id, value) {
+                if self.holds_as_running_here(&id, &value) {
                     // Our own write of a child we already hold (every
                     // start comes back here): parsing the spec again
                     // would change nothing.
                     return;
                 }
-                match ProcessValue::from_term(value) {
+                match ProcessValue::from_owned(value) {
                     Ok(ProcessValue::Relinquished { .. }) if self.was_ended(&id) => {
                         // Relinquished on the other side of a netsplit
                         // after it ended here: it stays ended.
@@ -800,7 +803,7 @@ impl SupervisorState {
                 }
             }
             Diff::Remove { key } => {
-                let Ok(Key::Process(id)) = Key::from_term(key) else {
+                let Ok(Key::Process(id)) = Key::from_term(&key) else {
                     return;
                 };
                 // Our own deletes (terminate, disown) left the table first.
@@ -1034,14 +1037,9 @@ impl SupervisorState {
 
     fn update_state_with_child(&mut self, spec: ChildSpec, pid: Pid, out: &mut Vec<Effect>) {
         let id = spec.id().clone();
-        let value = ProcessValue::Running {
-            member: self.me.clone(),
-            spec: spec.clone(),
-            pid: pid.clone(),
-        };
         out.push(Effect::Put {
             key: Key::Process(id.clone()).to_term(),
-            value: value.to_term(),
+            value: ProcessValue::running_term(&self.me, &spec, &pid),
         });
         self.processes_by_id.insert(
             OrdTerm(id.clone()),
