@@ -757,7 +757,7 @@ impl Replica {
     /// `System.monotonic_time(:nanosecond)` equivalent, passed in.
     pub fn put(&mut self, key: Term, value: Term, ts: i64) -> Vec<Action> {
         let delta = self.state.add(key.clone(), value, self.cfg.node_id, ts);
-        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        let out = self.join_delta(delta, std::slice::from_ref(&key));
         self.written(key);
         out
     }
@@ -765,7 +765,7 @@ impl Replica {
     /// `DeltaCrdt.delete/2` (`{:remove, [key]}`).
     pub fn delete(&mut self, key: Term) -> Vec<Action> {
         let delta = self.state.remove(&key, self.cfg.node_id);
-        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        let out = self.join_delta(delta, std::slice::from_ref(&key));
         self.written(key);
         out
     }
@@ -1364,7 +1364,7 @@ impl Replica {
         for k in &keys {
             check_depth(k)?;
         }
-        Ok(self.join_delta(&delta, &keys))
+        Ok(self.join_delta(delta, &keys))
     }
 
     /// `{:DOWN, ..}` of a neighbour monitor: the neighbour is no longer
@@ -1391,13 +1391,13 @@ impl Replica {
 
     /// DeltaCrdt's `update_state_with_delta`: join, mirror raw entry changes
     /// into the merkle map, report read changes, persist.
-    fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
+    fn join_delta(&mut self, delta: AwLwwMap, keys: &[Term]) -> Vec<Action> {
         let outcome = match &mut self.exact {
             Some(x) => {
                 self.state
-                    .apply_exact(delta, keys, self.form, &mut x.seen, &mut x.tombstones)
+                    .apply_exact_owned(delta, keys, self.form, &mut x.seen, &mut x.tombstones)
             }
-            None => self.state.apply_in(delta, keys, self.form),
+            None => self.state.apply_in_owned(delta, keys, self.form),
         };
         let changed = !outcome.raw.is_empty();
         for change in outcome.raw {
