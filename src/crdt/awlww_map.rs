@@ -224,9 +224,18 @@ impl hashbrown::Equivalent<HashedKey> for Keyed<'_> {
 /// references with the same first word) share a hash, and a map full of
 /// such keys is searched linearly. The BEAM's own maps share that property;
 /// a peer that could send such keys could also run code on any BEAM member.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeyMap<V> {
     map: hashbrown::HashMap<HashedKey, V, std::hash::BuildHasherDefault<KeyedHasher>>,
+}
+
+/// Empty, for any value type (a derive would ask `V: Default`).
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            map: Default::default(),
+        }
+    }
 }
 
 impl<V> KeyMap<V> {

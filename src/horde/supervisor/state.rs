@@ -47,7 +47,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::crdt::awlww_map::{Diff, OrdTerm};
+use crate::crdt::awlww_map::{Diff, KeyMap, OrdTerm};
 use crate::horde::{crdt_neighbour, member};
 use crate::term::{self, BigInteger, Pid, Term};
 
@@ -186,7 +186,9 @@ pub struct SupervisorState {
     members: BTreeSet<OrdTerm>,
     /// `{:member_node_info, _}` entries (and placeholders).
     members_info: BTreeMap<OrdTerm, Member>,
-    processes_by_id: BTreeMap<OrdTerm, Running>,
+    /// By id, hashed (a B-tree compared ids a few dozen times per start);
+    /// read in id order where an order shows.
+    processes_by_id: KeyMap<Running>,
     /// Hashed with foldhash (SipHash of a pid was a measurable part of
     /// every start).
     process_pid_to_id: HashMap<Pid, Term, foldhash::fast::RandomState>,
@@ -228,7 +230,7 @@ impl SupervisorState {
             random,
             members: BTreeSet::new(),
             members_info: BTreeMap::new(),
-            processes_by_id: BTreeMap::new(),
+            processes_by_id: KeyMap::new(),
             process_pid_to_id: HashMap::default(),
             local_process_count: 0,
             waiting_for_quorum: Vec::new(),
@@ -282,8 +284,8 @@ impl SupervisorState {
 
     /// Children running on this member: `(id, pid)`.
     pub fn local_children(&self) -> Vec<(Term, Pid)> {
-        self.processes_by_id
-            .iter()
+        self.running_in_id_order()
+            .into_iter()
             .filter(|(_, r)| r.member == self.me)
             .map(|(id, r)| (id.0.clone(), r.pid.clone()))
             .collect()
@@ -291,8 +293,8 @@ impl SupervisorState {
 
     /// `(id, member, pid)` of every child the table holds.
     pub fn children(&self) -> Vec<(Term, Term, Pid)> {
-        self.processes_by_id
-            .iter()
+        self.running_in_id_order()
+            .into_iter()
             .map(|(id, r)| (id.0.clone(), r.member.clone(), r.pid.clone()))
             .collect()
     }
@@ -336,7 +338,7 @@ impl SupervisorState {
                 self.set_child_pid(id, pid, &mut out);
             }
             Some([tag, id]) if term::is_atom(tag, "relinquish_child_process") => {
-                if let Some(r) = self.processes_by_id.get(&OrdTerm(id.clone())) {
+                if let Some(r) = self.processes_by_id.get(id) {
                     let value = ProcessValue::Relinquished {
                         spec: r.spec.clone(),
                     };
@@ -347,7 +349,7 @@ impl SupervisorState {
                 }
             }
             Some([tag, id]) if term::is_atom(tag, "disown_child_process") => {
-                if let Some(r) = self.processes_by_id.remove(&OrdTerm(id.clone())) {
+                if let Some(r) = self.processes_by_id.remove(id) {
                     out.push(Effect::Delete {
                         key: Key::Process(id.clone()).to_term(),
                     });
@@ -589,7 +591,7 @@ impl SupervisorState {
         let entry = self
             .process_pid_to_id
             .get(pid)
-            .and_then(|id| self.processes_by_id.get(&OrdTerm(id.clone())))
+            .and_then(|id| self.processes_by_id.get(id))
             .cloned();
         match entry {
             Some(r) if r.member == self.me => {
@@ -597,7 +599,7 @@ impl SupervisorState {
                 // before it answers; the runtime terminates and answers
                 // in one step, so the delete goes first.
                 let id = r.spec.id().clone();
-                self.processes_by_id.remove(&OrdTerm(id.clone()));
+                self.processes_by_id.remove(&id);
                 self.local_process_count -= 1;
                 self.remember_ended(&id);
                 out.push(Effect::Delete {
@@ -809,7 +811,7 @@ impl SupervisorState {
                 // Our own deletes (terminate, disown) left the table first.
                 let ours = self
                     .processes_by_id
-                    .get(&OrdTerm(id.clone()))
+                    .get(&id)
                     .is_some_and(|r| r.member == self.me);
                 self.forget(&id);
                 if ours {
@@ -854,13 +856,13 @@ impl SupervisorState {
         *member == self.me
             && self
                 .processes_by_id
-                .get(&OrdTerm(id.clone()))
+                .get(id)
                 .is_some_and(|r| r.member == self.me && r.pid == *pid)
     }
 
     /// Drops a child from the table (not from the CRDT).
     fn forget(&mut self, id: &Term) {
-        if let Some(old) = self.processes_by_id.remove(&OrdTerm(id.clone())) {
+        if let Some(old) = self.processes_by_id.remove(id) {
             self.process_pid_to_id.remove(&old.pid);
         }
     }
@@ -976,7 +978,11 @@ impl SupervisorState {
             &members,
             &mut self.ring,
         );
-        let children: Vec<Running> = self.processes_by_id.values().cloned().collect();
+        let children: Vec<Running> = self
+            .running_in_id_order()
+            .into_iter()
+            .map(|(_, r)| r.clone())
+            .collect();
         for child in children {
             // Horde draws anew for every child (the random strategy only).
             let random = (self.random)() as u64;
@@ -1023,7 +1029,7 @@ impl SupervisorState {
     }
 
     fn handoff_child(&mut self, spec: &ChildSpec, out: &mut Vec<Effect>) {
-        if let Some(r) = self.processes_by_id.get(&OrdTerm(spec.id().clone())) {
+        if let Some(r) = self.processes_by_id.get(spec.id()) {
             // Once it exited, the processes supervisor casts
             // `{:relinquish_child_process, id}` and the child is written
             // `{nil, spec}` for its new member to start.
@@ -1085,6 +1091,13 @@ impl SupervisorState {
         .choose_node(spec.as_term(), random)
         .ok()
         .map(|m| m.name.clone())
+    }
+
+    /// Every child the table holds, by id in term order.
+    fn running_in_id_order(&self) -> Vec<(&OrdTerm, &Running)> {
+        let mut all: Vec<(&OrdTerm, &Running)> = self.processes_by_id.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
     }
 
     /// [`SupervisorState::members`], computed once per membership change.
