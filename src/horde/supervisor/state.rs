@@ -405,10 +405,8 @@ impl SupervisorState {
             let key = match d {
                 Diff::Add { key, .. } | Diff::Remove { key } => key,
             };
-            matches!(
-                Key::from_term(key),
-                Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))
-            )
+            // Parsed only when it is one, as it was always parsed here.
+            is_member_key(key) && Key::from_term(key).is_ok()
         });
         for d in diffs {
             self.update_process(d, &mut out);
@@ -687,6 +685,11 @@ impl SupervisorState {
             Diff::Add { key, value } => (key, Some(value)),
             Diff::Remove { key } => (key, None),
         };
+        if !is_member_key(key) {
+            // A child's entry (nearly every diff): not parsed, so its id is
+            // not copied, here.
+            return;
+        }
         let key = Key::from_term(key);
         if matches!(key, Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))) {
             self.members_now = None;
@@ -1143,6 +1146,13 @@ impl SupervisorState {
             _ => crdt_neighbour(m).map(|_| m.clone()),
         }
     }
+}
+
+/// `{:member, _}` or `{:member_node_info, _}`, told apart without parsing
+/// (or copying) the rest.
+fn is_member_key(key: &Term) -> bool {
+    matches!(term::as_tuple(key), Some([tag, _])
+        if term::is_atom(tag, "member") || term::is_atom(tag, "member_node_info"))
 }
 
 fn reply(to: &Term, reply: Term) -> Effect {
