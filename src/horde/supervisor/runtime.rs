@@ -174,9 +174,12 @@ pub struct SupervisorOptions {
 /// one being looked up and built (its key, its saved state) at each start.
 #[derive(Clone)]
 enum WorkerStart {
-    Plain(Arc<dyn Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync>),
+    Plain(PlainWorker),
     WithState(Worker),
 }
+
+/// A worker's start function that takes no [`ChildState`].
+type PlainWorker = Arc<dyn Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync>;
 
 impl SupervisorOptions {
     /// `members: :auto`, `UniformDistribution`, Horde's defaults.
