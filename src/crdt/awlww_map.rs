@@ -158,6 +158,23 @@ impl std::hash::Hasher for KeyedHasher {
 
 type KeyedMap<'a, V> = HashMap<Keyed<'a>, V, std::hash::BuildHasherDefault<KeyedHasher>>;
 
+/// Drops every key `=:=` to an earlier one, keeping the first of each in
+/// place: one hash per key, where sorting compared each key a dozen times.
+pub fn dedup_keys(keys: &mut Vec<Term>) {
+    let keep: Vec<bool> = {
+        let mut seen: KeyedMap<'_, ()> =
+            KeyedMap::with_capacity_and_hasher(keys.len(), Default::default());
+        keys.iter()
+            .map(|k| seen.insert(Keyed::new(k), ()).is_none())
+            .collect()
+    };
+    let mut i = 0;
+    keys.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}
+
 impl PartialEq for Keyed<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash && term_cmp(self.term, other.term) == Ordering::Equal
@@ -207,9 +224,18 @@ impl hashbrown::Equivalent<HashedKey> for Keyed<'_> {
 /// references with the same first word) share a hash, and a map full of
 /// such keys is searched linearly. The BEAM's own maps share that property;
 /// a peer that could send such keys could also run code on any BEAM member.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeyMap<V> {
     map: hashbrown::HashMap<HashedKey, V, std::hash::BuildHasherDefault<KeyedHasher>>,
+}
+
+/// Empty, for any value type (a derive would ask `V: Default`).
+impl<V> Default for KeyMap<V> {
+    fn default() -> Self {
+        KeyMap {
+            map: Default::default(),
+        }
+    }
 }
 
 impl<V> KeyMap<V> {
@@ -632,7 +658,19 @@ impl AwLwwMap {
 
     /// [`AwLwwMap::apply`], reporting raw entries with MapSets of `form`.
     pub fn apply_in(&mut self, delta: &AwLwwMap, keys: &[Term], form: MapSetForm) -> JoinOutcome {
-        self.apply_with(delta, keys, form, None)
+        self.apply_with(Cow::Borrowed(delta), keys, form, None)
+    }
+
+    /// [`AwLwwMap::apply_in`] of a delta the caller gives up: a key new
+    /// here that keeps all of its entries takes them from the delta
+    /// instead of copying them (every local write, most of a peer's push).
+    pub fn apply_in_owned(
+        &mut self,
+        delta: AwLwwMap,
+        keys: &[Term],
+        form: MapSetForm,
+    ) -> JoinOutcome {
+        self.apply_with(Cow::Owned(delta), keys, form, None)
     }
 
     /// [`AwLwwMap::apply_in`] for a replica that keeps an exact [`Seen`]
@@ -656,12 +694,25 @@ impl AwLwwMap {
         seen: &mut Seen,
         tombstones: &mut Tombstones,
     ) -> JoinOutcome {
-        self.apply_with(delta, keys, form, Some((seen, tombstones)))
+        self.apply_with(Cow::Borrowed(delta), keys, form, Some((seen, tombstones)))
+    }
+
+    /// [`AwLwwMap::apply_exact`] of a delta the caller gives up (see
+    /// [`AwLwwMap::apply_in_owned`]).
+    pub fn apply_exact_owned(
+        &mut self,
+        delta: AwLwwMap,
+        keys: &[Term],
+        form: MapSetForm,
+        seen: &mut Seen,
+        tombstones: &mut Tombstones,
+    ) -> JoinOutcome {
+        self.apply_with(Cow::Owned(delta), keys, form, Some((seen, tombstones)))
     }
 
     fn apply_with(
         &mut self,
-        delta: &AwLwwMap,
+        mut delta: Cow<'_, AwLwwMap>,
         keys: &[Term],
         form: MapSetForm,
         mut exact: Option<(&mut Seen, &mut Tombstones)>,
@@ -680,6 +731,7 @@ impl AwLwwMap {
             KeyedMap::with_capacity_and_hasher(keys.len(), Default::default());
         let mut changes: Vec<Change> = Vec::new();
         let mut order: Vec<Option<usize>> = Vec::with_capacity(keys.len());
+        let mut taken_dots: Vec<Dot> = Vec::new();
         for key in keys {
             let keyed = Keyed::new(key);
             // A single key (every local operation) cannot repeat.
@@ -705,7 +757,22 @@ impl AwLwwMap {
                     .all(|d| d.iter().all(|dot| !delta.dots.covers(dot))),
                 (None, _) => false,
             };
-            let joined = if unchanged {
+            // A key new here whose incoming dots are all unseen here keeps
+            // their entries exactly as they are: taken from an owned delta
+            // below instead of copied (nothing is lost, so no tombstone).
+            let whole = !unchanged
+                && old.is_none()
+                && matches!(delta, Cow::Owned(_))
+                && theirs.is_some_and(|only| {
+                    only.values().all(|d| {
+                        !d.is_empty()
+                            && match &exact {
+                                Some((seen, _)) => d.iter().all(|dot| !seen.covers(dot)),
+                                None => d.iter().all(|dot| !self.dots.covers(dot)),
+                            }
+                    })
+                });
+            let joined = if unchanged || whole {
                 Entries::new()
             } else {
                 match &exact {
@@ -713,9 +780,25 @@ impl AwLwwMap {
                     None => join_entries(old, &self.dots, theirs, &delta.dots),
                 }
             };
-            if let (Some((_, tombs)), false) = (&mut exact, unchanged) {
+            if let (Some((_, tombs)), false, false) = (&mut exact, unchanged, whole) {
                 record_losses(tombs, &keyed, [old, theirs], &joined);
             }
+            let joined = match &mut delta {
+                Cow::Owned(d) if whole => {
+                    let taken = d
+                        .value
+                        .get_mut_keyed(&keyed)
+                        .map(std::mem::take)
+                        .unwrap_or_default();
+                    // Their dots are seen below from the delta's entries,
+                    // which no longer hold these.
+                    if exact.is_some() {
+                        taken_dots.extend(taken.values().flat_map(|d| d.iter()).copied());
+                    }
+                    taken
+                }
+                _ => joined,
+            };
             let new = (!joined.is_empty()).then_some(&joined);
             let at = if unchanged || old == new {
                 None
@@ -785,6 +868,7 @@ impl AwLwwMap {
                         .flat_map(|d| d.iter())
                         .for_each(|d| see(*d));
                 }
+                taken_dots.into_iter().for_each(&mut see);
                 if let Dots::Set(set) = &delta.dots {
                     set.iter().for_each(|d| see(*d));
                 }
@@ -1111,6 +1195,8 @@ pub fn term_cmp(a: &Term, b: &Term) -> Ordering {
         (Term::Atom(x), Term::Atom(y)) => x.name.as_bytes().cmp(y.name.as_bytes()),
         (Term::Binary(x), Term::Binary(y)) => x.bytes.cmp(&y.bytes),
         (Term::FixInteger(x), Term::FixInteger(y)) => x.value.cmp(&y.value),
+        // Horde's child ids: `{:process, id}` keys, the table of children.
+        (Term::BigInteger(x), Term::BigInteger(y)) => x.value.cmp(&y.value),
         (Term::Tuple(x), Term::Tuple(y)) => x
             .elements
             .len()

@@ -196,6 +196,12 @@ impl Context {
         self.max(dot.node) >= dot.counter
     }
 
+    /// True when [`Context::insert`] of `dot` would leave this context as
+    /// it is: `dot.node` is listed with a counter of at least `dot.counter`.
+    pub fn absorbs(&self, dot: &Dot) -> bool {
+        self.0.get(&dot.node).is_some_and(|&max| dot.counter <= max)
+    }
+
     /// Raises `dot.node`'s maximum to `dot.counter` when that is larger.
     pub fn insert(&mut self, dot: Dot) {
         let max = self.0.entry(dot.node).or_insert(dot.counter);

@@ -134,8 +134,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::crdt::awlww_map::{self, term_cmp, AwLwwMap, OrdTerm, RawChange, Tombstones};
-use crate::crdt::dots::{Context, Dots, Seen};
+use crate::crdt::awlww_map::{self, AwLwwMap, OrdTerm, RawChange, Tombstones};
+use crate::crdt::dots::{Context, Dot, Dots, Seen};
 use crate::crdt::merkle::{DiffStep, MerkleError, MerkleMap, PartialDiff};
 use crate::crdt::{CrdtTermError, NodeId};
 use crate::term::elixir::{self, MapSetForm, StructBuilder};
@@ -757,7 +757,7 @@ impl Replica {
     /// `System.monotonic_time(:nanosecond)` equivalent, passed in.
     pub fn put(&mut self, key: Term, value: Term, ts: i64) -> Vec<Action> {
         let delta = self.state.add(key.clone(), value, self.cfg.node_id, ts);
-        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        let out = self.join_delta(delta, std::slice::from_ref(&key));
         self.written(key);
         out
     }
@@ -765,7 +765,7 @@ impl Replica {
     /// `DeltaCrdt.delete/2` (`{:remove, [key]}`).
     pub fn delete(&mut self, key: Term) -> Vec<Action> {
         let delta = self.state.remove(&key, self.cfg.node_id);
-        let out = self.join_delta(&delta, std::slice::from_ref(&key));
+        let out = self.join_delta(delta, std::slice::from_ref(&key));
         self.written(key);
         out
     }
@@ -1213,8 +1213,8 @@ impl Replica {
         if keys.is_empty() || to.is_empty() {
             return 0;
         }
-        keys.sort_unstable_by(term_cmp);
-        keys.dedup();
+        // In the order written, each key once.
+        awlww_map::dedup_keys(&mut keys);
         for n in to {
             out.extend(self.exact_states(x, &n.0, keys.clone()));
         }
@@ -1230,7 +1230,28 @@ impl Replica {
         // many distinct contexts (a replica with gaps) groups in linear time.
         let mut groups: Vec<(Context, Vec<Term>)> = Vec::new();
         let mut index: std::collections::HashMap<Context, usize> = Default::default();
+        // Where the keys vouched for with the prefix alone go: most keys
+        // (every one this replica wrote itself and saw no gap under), so
+        // found without building and hashing a context per key.
+        let mut prefix_at: Option<usize> = None;
         for key in keys {
+            if self.vouched_by_prefix(x, &prefix, &key) {
+                match prefix_at {
+                    Some(i) => groups[i].1.push(key),
+                    None => match index.get(&prefix) {
+                        Some(&i) => {
+                            prefix_at = Some(i);
+                            groups[i].1.push(key);
+                        }
+                        None => {
+                            prefix_at = Some(groups.len());
+                            index.insert(prefix.clone(), groups.len());
+                            groups.push((prefix.clone(), vec![key]));
+                        }
+                    },
+                }
+                continue;
+            }
             let ctx = self.vouched_for_key(x, &prefix, &key);
             match index.get(&ctx) {
                 Some(&i) => groups[i].1.push(key),
@@ -1271,6 +1292,25 @@ impl Replica {
             ctx.merge(lost);
         }
         ctx
+    }
+
+    /// True when [`Replica::vouched_for_key`] of `key` is `prefix` itself:
+    /// every dot it would add is already there.
+    fn vouched_by_prefix(&self, x: &Exact, prefix: &Context, key: &Term) -> bool {
+        let held = self
+            .state
+            .value
+            .get(awlww_map::by_term(key))
+            .is_none_or(|entries| {
+                entries
+                    .values()
+                    .flat_map(|set| set.iter())
+                    .all(|d| prefix.absorbs(d))
+            });
+        held && x
+            .tombstones
+            .get(awlww_map::by_term(key))
+            .is_none_or(|lost| lost.iter().all(|(n, c)| prefix.absorbs(&Dot::new(n, c))))
     }
 
     /// What our round-start diffs carry in `vouched_dots`: our vouched
@@ -1324,7 +1364,7 @@ impl Replica {
         for k in &keys {
             check_depth(k)?;
         }
-        Ok(self.join_delta(&delta, &keys))
+        Ok(self.join_delta(delta, &keys))
     }
 
     /// `{:DOWN, ..}` of a neighbour monitor: the neighbour is no longer
@@ -1351,13 +1391,13 @@ impl Replica {
 
     /// DeltaCrdt's `update_state_with_delta`: join, mirror raw entry changes
     /// into the merkle map, report read changes, persist.
-    fn join_delta(&mut self, delta: &AwLwwMap, keys: &[Term]) -> Vec<Action> {
+    fn join_delta(&mut self, delta: AwLwwMap, keys: &[Term]) -> Vec<Action> {
         let outcome = match &mut self.exact {
             Some(x) => {
                 self.state
-                    .apply_exact(delta, keys, self.form, &mut x.seen, &mut x.tombstones)
+                    .apply_exact_owned(delta, keys, self.form, &mut x.seen, &mut x.tombstones)
             }
-            None => self.state.apply_in(delta, keys, self.form),
+            None => self.state.apply_in_owned(delta, keys, self.form),
         };
         let changed = !outcome.raw.is_empty();
         for change in outcome.raw {

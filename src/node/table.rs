@@ -148,11 +148,17 @@ enum Outcome {
 struct Entry {
     trap_exit: bool,
     name: Option<String>,
-    links: HashSet<Pid>,
-    monitors_out: HashMap<RefKey, OutgoingMonitor>,
-    monitors_in: HashMap<RefKey, IncomingMonitor>,
-    aliases: HashSet<RefKey>,
+    links: HashSet<Pid, Fast>,
+    monitors_out: HashMap<RefKey, OutgoingMonitor, Fast>,
+    monitors_in: HashMap<RefKey, IncomingMonitor, Fast>,
+    aliases: HashSet<RefKey, Fast>,
 }
+
+/// foldhash (randomly seeded) for the per-process sets and the alias
+/// table: every gen_server call adds and removes a monitor and an alias,
+/// and SipHash of a reference or a pid (its node's name) was a measurable
+/// part of each.
+type Fast = foldhash::fast::RandomState;
 
 /// One process's entry as `process_info` reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +179,7 @@ pub struct ProcessTable {
     creation: u32,
     entries: HashMap<u32, Entry, LocalHash>,
     names: HashMap<String, u32, LocalHash>,
-    aliases: HashMap<RefKey, u32>,
+    aliases: HashMap<RefKey, u32, Fast>,
     /// Counts changes to `names` (a registration, an unregistration, a named
     /// process's end), shared with readers that remember where a name led
     /// ([`crate::node::NameCache`]): an unchanged count, read without the
@@ -199,7 +205,7 @@ impl ProcessTable {
             creation,
             entries: HashMap::default(),
             names: HashMap::default(),
-            aliases: HashMap::new(),
+            aliases: HashMap::default(),
             names_epoch: Default::default(),
         }
     }
@@ -258,10 +264,10 @@ impl ProcessTable {
             Entry {
                 trap_exit: false,
                 name: None,
-                links: HashSet::new(),
-                monitors_out: HashMap::new(),
-                monitors_in: HashMap::new(),
-                aliases: HashSet::new(),
+                links: HashSet::default(),
+                monitors_out: HashMap::default(),
+                monitors_in: HashMap::default(),
+                aliases: HashSet::default(),
             },
         );
         self.make_pid(n)

@@ -217,7 +217,9 @@ pub fn mapset_in(form: MapSetForm, elements: impl IntoIterator<Item = Term>) -> 
         .into_iter()
         .map(|e| (e, Term::List(List::nil())))
         .collect();
-    let set = StructBuilder::new("MapSet").field("map", Term::Map(Map::from(map)));
+    // Spelt out in full: a short name is prefixed through `format!`, and
+    // every CRDT entry holds MapSets, built at each write and each ship.
+    let set = StructBuilder::new("Elixir.MapSet").field("map", Term::Map(Map::from(map)));
     match form {
         MapSetForm::Versioned => set.field("version", int(i64::from(MAPSET_VERSION))),
         MapSetForm::Sets2 => set,

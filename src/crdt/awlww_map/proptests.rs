@@ -286,6 +286,52 @@ proptest! {
     }
 
     #[test]
+    fn an_owned_delta_joins_as_a_borrowed_one(
+        ops in scenario(),
+        i in any::<prop::sample::Index>(),
+        j in any::<prop::sample::Index>(),
+        picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+        seen_a in any::<bool>(),
+    ) {
+        // The owned joins move a new key's entries out of the delta
+        // instead of copying them: same outcome, state, seen dots and
+        // tombstones as the borrowed joins, for any keys and either side.
+        let run = run(&ops);
+        let mut pool: Vec<&AwLwwMap> = run.snapshots.iter().collect();
+        pool.extend(&run.deltas);
+        let (a, b) = (pool[i.index(pool.len())], pool[j.index(pool.len())]);
+        let key_pool = key_pool();
+        let mut keys: Vec<Term> = picks.iter().map(|p| key_pool[p.index(key_pool.len())].clone()).collect();
+        keys.extend(all_keys(&[b]));
+        let form = MapSetForm::Versioned;
+        let (mut x, mut y) = (a.clone(), a.clone());
+        prop_assert_eq!(x.apply_in(b, &keys, form), y.apply_in_owned(b.clone(), &keys, form));
+        prop_assert_eq!(&x, &y);
+        // Exact: start from a's own dots as seen, or from nothing seen.
+        let mut seen = Seen::default();
+        if seen_a {
+            for e in a.value.values() {
+                for d in e.values().flat_map(|d| d.iter()) {
+                    seen.insert(*d);
+                }
+            }
+        }
+        let (mut sx, mut sy) = (seen.clone(), seen);
+        let (mut tx, mut ty) = (Tombstones::default(), Tombstones::default());
+        let (mut x, mut y) = (a.clone(), a.clone());
+        prop_assert_eq!(
+            x.apply_exact(b, &keys, form, &mut sx, &mut tx),
+            y.apply_exact_owned(b.clone(), &keys, form, &mut sy, &mut ty)
+        );
+        prop_assert_eq!(&x, &y);
+        prop_assert_eq!(sx, sy);
+        prop_assert_eq!(
+            tx.iter().map(|(k, c)| (k.clone(), c.clone())).collect::<BTreeMap<_, _>>(),
+            ty.iter().map(|(k, c)| (k.clone(), c.clone())).collect::<BTreeMap<_, _>>()
+        );
+    }
+
+    #[test]
     fn diffs_describe_the_read_change(
         ops in scenario(),
         i in any::<prop::sample::Index>(),

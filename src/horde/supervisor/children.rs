@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 
-use crate::crdt::awlww_map::OrdTerm;
+use crate::crdt::awlww_map::{KeyMap, OrdTerm};
 use crate::term::{self, Pid, Term};
 
 use super::codec::{ChildSpec, ChildType, Restart, ValidChild};
@@ -85,8 +85,11 @@ struct Child {
 #[derive(Debug, Default)]
 pub struct Children {
     opts: ChildrenOptions,
-    children: HashMap<Pid, Child>,
-    id_to_pid: std::collections::BTreeMap<OrdTerm, Pid>,
+    /// Hashed with foldhash: SipHash of a pid (its node's name) was a
+    /// measurable part of every start.
+    children: HashMap<Pid, Child, foldhash::fast::RandomState>,
+    /// Hashed by id (never read in order).
+    id_to_pid: KeyMap<Pid>,
     restarts: Vec<i64>,
     /// The processes supervisor is stopping (graceful stop, lost quorum,
     /// or restart intensity): every child that exits from now on is given
@@ -156,7 +159,7 @@ impl Children {
     }
 
     pub fn pid_of(&self, id: &Term) -> Option<&Pid> {
-        self.id_to_pid.get(&OrdTerm(id.clone()))
+        self.id_to_pid.get(id)
     }
 
     /// Every child's pid and shutdown, for stopping them all.
@@ -332,7 +335,7 @@ impl Children {
 
     fn delete(&mut self, pid: &Pid) {
         if let Some(c) = self.children.remove(pid) {
-            self.id_to_pid.remove(&OrdTerm(c.spec.id));
+            self.id_to_pid.remove(&c.spec.id);
         }
     }
 }

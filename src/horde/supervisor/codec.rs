@@ -23,7 +23,7 @@
 //! skip it.
 
 use crate::horde::crdt_neighbour;
-use crate::term::{self, elixir, Pid, Term};
+use crate::term::{self, elixir, List, Pid, Term};
 
 /// The Elixir module of a member's info struct.
 pub const MEMBER_STRUCT: &str = "Elixir.Horde.DynamicSupervisor.Member";
@@ -260,6 +260,14 @@ impl ChildSpec {
         }
     }
 
+    /// [`ChildSpec::from_term`] of a term the caller gives up (no copy).
+    pub fn from_owned(t: Term) -> Result<ChildSpec, CodecError> {
+        match &t {
+            Term::Map(m) if m.map.contains_key(&term::atom("id")) => Ok(ChildSpec(t)),
+            _ => ChildSpec::from_term(&t),
+        }
+    }
+
     /// `%{id: id, start: {module, function, args}}` with the given extra
     /// fields (`restart`, `shutdown`, `type`, `modules`, ...).
     pub fn new(
@@ -438,6 +446,35 @@ impl ProcessValue {
             ProcessValue::Relinquished { spec } => {
                 crate::tup![elixir::nil_atom(), spec.as_term().clone()]
             }
+        }
+    }
+
+    /// `{member, spec, pid}` of a running child, built with one copy of
+    /// each part (what a member writes at every start).
+    pub fn running_term(member: &Term, spec: &ChildSpec, pid: &Pid) -> Term {
+        crate::tup![
+            member.clone(),
+            spec.as_term().clone(),
+            Term::Pid(pid.clone())
+        ]
+    }
+
+    /// [`ProcessValue::from_term`] of a term the caller gives up: the spec
+    /// is moved out, not copied.
+    pub fn from_owned(t: Term) -> Result<ProcessValue, CodecError> {
+        let Term::Tuple(mut tuple) = t else {
+            return ProcessValue::from_term(&t);
+        };
+        match tuple.elements.as_mut_slice() {
+            [member, spec, Term::Pid(pid)] => Ok(ProcessValue::Running {
+                member: member_name("process", member)?,
+                pid: pid.clone(),
+                spec: ChildSpec::from_owned(std::mem::replace(spec, Term::List(List::nil())))?,
+            }),
+            [nil, spec] if elixir::is_nil(nil) => Ok(ProcessValue::Relinquished {
+                spec: ChildSpec::from_owned(std::mem::replace(spec, Term::List(List::nil())))?,
+            }),
+            _ => ProcessValue::from_term(&Term::Tuple(tuple)),
         }
     }
 

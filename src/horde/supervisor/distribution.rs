@@ -288,22 +288,31 @@ impl<'m> Placement<'m> {
         let mut ring = Arc::default();
         let mut owners = Vec::new();
         if strategy != DistributionStrategy::UniformRandom {
-            let mut by_name: BTreeMap<OrdTerm, &Member> = BTreeMap::new();
+            // By name, one per name (the last in the list, as a map built
+            // from it keeps), without copying any name: this runs per start.
+            let mut by_name: Vec<&Member> = Vec::with_capacity(alive.len());
             for m in &alive {
-                by_name.insert(m.name.clone().into(), m);
+                match by_name.binary_search_by(|b| term_cmp(&b.name, &m.name)) {
+                    Ok(i) => by_name[i] = *m,
+                    Err(i) => by_name.insert(i, *m),
+                }
             }
             let same = cache.names.len() == by_name.len()
-                && cache.names.iter().zip(by_name.keys()).all(|(a, b)| a == b);
+                && cache
+                    .names
+                    .iter()
+                    .zip(&by_name)
+                    .all(|(a, b)| term_cmp(&a.0, &b.name).is_eq());
             if !same {
                 let mut built = HashRing::new();
-                for name in by_name.keys() {
-                    built.add_node(&name.0);
+                for m in &by_name {
+                    built.add_node(&m.name);
                 }
-                cache.names = by_name.keys().cloned().collect();
+                cache.names = by_name.iter().map(|m| OrdTerm(m.name.clone())).collect();
                 cache.ring = Arc::new(built);
             }
             ring = cache.ring.clone();
-            owners.extend(by_name.into_values());
+            owners = by_name;
         }
         Placement {
             strategy,

@@ -167,8 +167,19 @@ pub struct SupervisorOptions {
     /// `shutdown`: how long a graceful stop of the node waits for this
     /// member to hand its children over (default 30 s).
     pub shutdown: Duration,
-    workers: HashMap<String, Worker>,
+    workers: HashMap<String, WorkerStart>,
 }
+
+/// A registered worker: one that takes no [`ChildState`] is started without
+/// one being looked up and built (its key, its saved state) at each start.
+#[derive(Clone)]
+enum WorkerStart {
+    Plain(PlainWorker),
+    WithState(Worker),
+}
+
+/// A worker's start function that takes no [`ChildState`].
+type PlainWorker = Arc<dyn Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync>;
 
 impl SupervisorOptions {
     /// `members: :auto`, `UniformDistribution`, Horde's defaults.
@@ -227,10 +238,8 @@ impl SupervisorOptions {
         module: impl Into<String>,
         start: impl Fn(&Node, Vec<Term>) -> Result<Pid, Term> + Send + Sync + 'static,
     ) -> Self {
-        self.workers.insert(
-            module.into(),
-            Arc::new(move |node, args, _| start(node, args)),
-        );
+        self.workers
+            .insert(module.into(), WorkerStart::Plain(Arc::new(start)));
         self
     }
 
@@ -241,7 +250,8 @@ impl SupervisorOptions {
         module: impl Into<String>,
         start: impl Fn(&Node, Vec<Term>, ChildState) -> Result<Pid, Term> + Send + Sync + 'static,
     ) -> Self {
-        self.workers.insert(module.into(), Arc::new(start));
+        self.workers
+            .insert(module.into(), WorkerStart::WithState(Arc::new(start)));
         self
     }
 }
@@ -863,7 +873,7 @@ impl Driver {
                         let replica = &mut self.replica;
                         match perform(p, action, &mut |t, r| replica.bind_monitor(t, r)) {
                             Some(Action::Diffs(diffs)) => {
-                                let e = self.state.crdt_update(&diffs);
+                                let e = self.state.crdt_update(diffs);
                                 self.queue.extend(e.into_iter().map(Work::Effect));
                             }
                             None | Some(Action::Persist) => {}
@@ -1019,14 +1029,20 @@ impl Driver {
                 .spawn_on_beam(p, module, function, args, shutdown)
                 .await;
         };
-        let key = child_state_key(module, function, &args);
-        let state = ChildState {
-            node: p.node().clone(),
-            member: p.pid().clone(),
-            restored: self.replica.get(&key).cloned(),
-            key,
+        let started = match worker {
+            WorkerStart::Plain(start) => start(p.node(), args),
+            WorkerStart::WithState(start) => {
+                let key = child_state_key(module, function, &args);
+                let state = ChildState {
+                    node: p.node().clone(),
+                    member: p.pid().clone(),
+                    restored: self.replica.get(&key).cloned(),
+                    key,
+                };
+                start(p.node(), args, state)
+            }
         };
-        match worker(p.node(), args, state) {
+        match started {
             Ok(pid) => {
                 p.link(&pid);
                 crate::tup![term::atom("ok"), Term::Pid(pid)]

@@ -52,8 +52,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use crate::crdt::awlww_map::{Diff, OrdTerm};
+use crate::crdt::awlww_map::{Diff, KeyMap, OrdTerm};
 use crate::horde::{crdt_neighbour, member};
 use crate::term::{self, BigInteger, Pid, Term};
 
@@ -203,8 +204,12 @@ pub struct SupervisorState {
     members: BTreeSet<OrdTerm>,
     /// `{:member_node_info, _}` entries (and placeholders).
     members_info: BTreeMap<OrdTerm, Member>,
-    processes_by_id: BTreeMap<OrdTerm, Running>,
-    process_pid_to_id: HashMap<Pid, Term>,
+    /// By id, hashed (a B-tree compared ids a few dozen times per start);
+    /// read in id order where an order shows.
+    processes_by_id: KeyMap<Running>,
+    /// Hashed with foldhash (SipHash of a pid was a measurable part of
+    /// every start).
+    process_pid_to_id: HashMap<Pid, Term, foldhash::fast::RandomState>,
     local_process_count: i64,
     waiting_for_quorum: Vec<Term>,
     monitored: BTreeSet<OrdTerm>,
@@ -222,6 +227,9 @@ pub struct SupervisorState {
     proxy_operation_ttl: Option<(Term, Ttl)>,
     /// The placement ring of the current alive members.
     ring: RingCache,
+    /// [`SupervisorState::members`] as last computed, kept until `members`
+    /// or `members_info` change (each start places by it).
+    members_now: Option<Arc<Vec<Member>>>,
 }
 
 impl SupervisorState {
@@ -241,8 +249,8 @@ impl SupervisorState {
             random,
             members: BTreeSet::new(),
             members_info: BTreeMap::new(),
-            processes_by_id: BTreeMap::new(),
-            process_pid_to_id: HashMap::new(),
+            processes_by_id: KeyMap::new(),
+            process_pid_to_id: HashMap::default(),
             local_process_count: 0,
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
@@ -252,6 +260,7 @@ impl SupervisorState {
             shutting_down: false,
             proxy_operation_ttl: None,
             ring: RingCache::default(),
+            members_now: None,
         }
     }
 
@@ -294,8 +303,8 @@ impl SupervisorState {
 
     /// Children running on this member: `(id, pid)`.
     pub fn local_children(&self) -> Vec<(Term, Pid)> {
-        self.processes_by_id
-            .iter()
+        self.running_in_id_order()
+            .into_iter()
             .filter(|(_, r)| r.member == self.me)
             .map(|(id, r)| (id.0.clone(), r.pid.clone()))
             .collect()
@@ -303,8 +312,8 @@ impl SupervisorState {
 
     /// `(id, member, pid)` of every child the table holds.
     pub fn children(&self) -> Vec<(Term, Term, Pid)> {
-        self.processes_by_id
-            .iter()
+        self.running_in_id_order()
+            .into_iter()
             .map(|(id, r)| (id.0.clone(), r.member.clone(), r.pid.clone()))
             .collect()
     }
@@ -348,7 +357,7 @@ impl SupervisorState {
                 self.set_child_pid(id, pid, &mut out);
             }
             Some([tag, id]) if term::is_atom(tag, "relinquish_child_process") => {
-                if let Some(r) = self.processes_by_id.get(&OrdTerm(id.clone())) {
+                if let Some(r) = self.processes_by_id.get(id) {
                     let value = ProcessValue::Relinquished {
                         spec: r.spec.clone(),
                     };
@@ -359,7 +368,7 @@ impl SupervisorState {
                 }
             }
             Some([tag, id]) if term::is_atom(tag, "disown_child_process") => {
-                if let Some(r) = self.processes_by_id.remove(&OrdTerm(id.clone())) {
+                if let Some(r) = self.processes_by_id.remove(id) {
                     out.push(Effect::Delete {
                         key: Key::Process(id.clone()).to_term(),
                     });
@@ -403,23 +412,24 @@ impl SupervisorState {
     }
 
     /// `{:crdt_update, diffs}`.
-    pub fn crdt_update(&mut self, diffs: &[Diff]) -> Vec<Effect> {
+    /// Owned, so a child's entry from another member is taken apart
+    /// without copying its spec.
+    pub fn crdt_update(&mut self, diffs: impl Into<Vec<Diff>>) -> Vec<Effect> {
+        let diffs: Vec<Diff> = diffs.into();
         let mut out = Vec::new();
-        for d in diffs {
+        for d in &diffs {
             self.update_member(d);
-        }
-        for d in diffs {
-            self.update_process(d, &mut out);
         }
         let membership_changed = diffs.iter().any(|d| {
             let key = match d {
                 Diff::Add { key, .. } | Diff::Remove { key } => key,
             };
-            matches!(
-                Key::from_term(key),
-                Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))
-            )
+            // Parsed only when it is one, as it was always parsed here.
+            is_member_key(key) && Key::from_term(key).is_ok()
         });
+        for d in diffs {
+            self.update_process(d, &mut out);
+        }
         if membership_changed {
             self.monitor_supervisors(&mut out);
             self.set_own_node_status(&mut out);
@@ -572,10 +582,10 @@ impl SupervisorState {
         }
         let ttl_expired = self.proxy_message_ttl(&from) == Ttl::Hops(0);
         let id = self.random_id();
-        let Ok(spec) = ChildSpec::from_term(&with_id(spec, id)) else {
+        let Ok(spec) = ChildSpec::from_owned(with_id(spec, id)) else {
             return;
         };
-        let members = self.members();
+        let members = self.members_now();
         let random = (self.random)() as u64;
         let chosen = Placement::cached(
             self.settings.distribution_strategy,
@@ -598,7 +608,7 @@ impl SupervisorState {
         let entry = self
             .process_pid_to_id
             .get(pid)
-            .and_then(|id| self.processes_by_id.get(&OrdTerm(id.clone())))
+            .and_then(|id| self.processes_by_id.get(id))
             .cloned();
         match entry {
             Some(r) if r.member == self.me => {
@@ -694,7 +704,16 @@ impl SupervisorState {
             Diff::Add { key, value } => (key, Some(value)),
             Diff::Remove { key } => (key, None),
         };
-        match (Key::from_term(key), value) {
+        if !is_member_key(key) {
+            // A child's entry (nearly every diff): not parsed, so its id is
+            // not copied, here.
+            return;
+        }
+        let key = Key::from_term(key);
+        if matches!(key, Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))) {
+            self.members_now = None;
+        }
+        match (key, value) {
             // Horde takes the entry only when its value is 1.
             (Ok(Key::Member(m)), Some(v)) if term::as_i64(v) == Some(1) => {
                 self.members.insert(OrdTerm(m.clone()));
@@ -741,19 +760,19 @@ impl SupervisorState {
     /// entry arrives, ends that copy through its member
     /// ([`Effect::EndResurfaced`]), deletes an entry naming a member that
     /// is gone, and never starts a relinquished one.
-    fn update_process(&mut self, diff: &Diff, out: &mut Vec<Effect>) {
+    fn update_process(&mut self, diff: Diff, out: &mut Vec<Effect>) {
         match diff {
             Diff::Add { key, value } => {
-                let Ok(Key::Process(id)) = Key::from_term(key) else {
+                let Ok(Key::Process(id)) = Key::from_term(&key) else {
                     return;
                 };
-                if self.holds_as_running_here(&id, value) {
+                if self.holds_as_running_here(&id, &value) {
                     // Our own write of a child we already hold (every
                     // start comes back here): parsing the spec again
                     // would change nothing.
                     return;
                 }
-                match ProcessValue::from_term(value) {
+                match ProcessValue::from_owned(value) {
                     Ok(ProcessValue::Relinquished { .. }) if self.was_ended(&id) => {
                         // Relinquished on the other side of a netsplit
                         // after it ended here: it stays ended.
@@ -808,13 +827,13 @@ impl SupervisorState {
                 }
             }
             Diff::Remove { key } => {
-                let Ok(Key::Process(id)) = Key::from_term(key) else {
+                let Ok(Key::Process(id)) = Key::from_term(&key) else {
                     return;
                 };
                 // Our own deletes (terminate, disown) left the table first.
                 let ours = self
                     .processes_by_id
-                    .get(&OrdTerm(id.clone()))
+                    .get(&id)
                     .is_some_and(|r| r.member == self.me);
                 self.forget(&id);
                 if ours {
@@ -860,13 +879,13 @@ impl SupervisorState {
         *member == self.me
             && self
                 .processes_by_id
-                .get(&OrdTerm(id.clone()))
+                .get(id)
                 .is_some_and(|r| r.member == self.me && r.pid == *pid)
     }
 
     /// Drops a child from the table (not from the CRDT).
     fn forget(&mut self, id: &Term) {
-        if let Some(old) = self.processes_by_id.remove(&OrdTerm(id.clone())) {
+        if let Some(old) = self.processes_by_id.remove(id) {
             self.process_pid_to_id.remove(&old.pid);
         }
     }
@@ -910,6 +929,7 @@ impl SupervisorState {
         }
         self.members = new;
         self.members_info = new_info;
+        self.members_now = None;
         self.monitor_supervisors(out);
         self.handle_quorum_change(out);
         self.set_crdt_neighbours(out);
@@ -945,6 +965,7 @@ impl SupervisorState {
             value: info.to_term(),
         });
         self.members_info.insert(me, info);
+        self.members_now = None;
     }
 
     fn handle_quorum_change(&mut self, out: &mut Vec<Effect>) {
@@ -980,7 +1001,11 @@ impl SupervisorState {
             &members,
             &mut self.ring,
         );
-        let children: Vec<Running> = self.processes_by_id.values().cloned().collect();
+        let children: Vec<Running> = self
+            .running_in_id_order()
+            .into_iter()
+            .map(|(_, r)| r.clone())
+            .collect();
         for child in children {
             // Horde draws anew for every child (the random strategy only).
             let random = (self.random)() as u64;
@@ -1027,7 +1052,7 @@ impl SupervisorState {
     }
 
     fn handoff_child(&mut self, spec: &ChildSpec, out: &mut Vec<Effect>) {
-        if let Some(r) = self.processes_by_id.get(&OrdTerm(spec.id().clone())) {
+        if let Some(r) = self.processes_by_id.get(spec.id()) {
             // Once it exited, the processes supervisor casts
             // `{:relinquish_child_process, id}` and the child is written
             // `{nil, spec}` for its new member to start.
@@ -1041,14 +1066,9 @@ impl SupervisorState {
 
     fn update_state_with_child(&mut self, spec: ChildSpec, pid: Pid, out: &mut Vec<Effect>) {
         let id = spec.id().clone();
-        let value = ProcessValue::Running {
-            member: self.me.clone(),
-            spec: spec.clone(),
-            pid: pid.clone(),
-        };
         out.push(Effect::Put {
             key: Key::Process(id.clone()).to_term(),
-            value: value.to_term(),
+            value: ProcessValue::running_term(&self.me, &spec, &pid),
         });
         self.processes_by_id.insert(
             OrdTerm(id.clone()),
@@ -1084,7 +1104,7 @@ impl SupervisorState {
     // ---- helpers --------------------------------------------------------------------
 
     fn choose(&mut self, spec: &ChildSpec) -> Option<Term> {
-        let members = self.members();
+        let members = self.members_now();
         let random = (self.random)() as u64;
         Placement::cached(
             self.settings.distribution_strategy,
@@ -1094,6 +1114,23 @@ impl SupervisorState {
         .choose_node(spec.as_term(), random)
         .ok()
         .map(|m| m.name.clone())
+    }
+
+    /// Every child the table holds, by id in term order.
+    fn running_in_id_order(&self) -> Vec<(&OrdTerm, &Running)> {
+        let mut all: Vec<(&OrdTerm, &Running)> = self.processes_by_id.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all
+    }
+
+    /// [`SupervisorState::members`], computed once per membership change.
+    fn members_now(&mut self) -> Arc<Vec<Member>> {
+        if let Some(m) = &self.members_now {
+            return m.clone();
+        }
+        let m = Arc::new(self.members());
+        self.members_now = Some(m.clone());
+        m
     }
 
     fn random_id(&mut self) -> Term {
@@ -1129,6 +1166,13 @@ impl SupervisorState {
             _ => crdt_neighbour(m).map(|_| m.clone()),
         }
     }
+}
+
+/// `{:member, _}` or `{:member_node_info, _}`, told apart without parsing
+/// (or copying) the rest.
+fn is_member_key(key: &Term) -> bool {
+    matches!(term::as_tuple(key), Some([tag, _])
+        if term::is_atom(tag, "member") || term::is_atom(tag, "member_node_info"))
 }
 
 fn reply(to: &Term, reply: Term) -> Effect {

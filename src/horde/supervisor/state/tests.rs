@@ -809,7 +809,7 @@ fn the_recorded_failover_is_the_one_we_decide() {
         counter(7),
     );
     st.init(Some(&[a_name.clone(), b_name.clone()]));
-    st.crdt_update(&as_diffs(&get(&fx, "before_kill")));
+    st.crdt_update(as_diffs(&get(&fx, "before_kill")));
     assert_eq!(st.children().len(), 5);
     let down = st.member_down(&b_name);
     let dead = first_put(&down).expect("b is written dead");
@@ -946,7 +946,7 @@ fn a_relinquished_child_arriving_with_its_members_death_starts_once() {
             .to_term(),
         })
         .collect();
-    m.crdt_update(&running);
+    m.crdt_update(&*running);
     let mut batch = vec![Diff::Add {
         key: Key::MemberNodeInfo(name(0)).to_term(),
         value: Member::new(name(0), MemberStatus::Dead).to_term(),
@@ -955,7 +955,7 @@ fn a_relinquished_child_arriving_with_its_members_death_starts_once() {
         key: Key::Process(s.id().clone()).to_term(),
         value: ProcessValue::Relinquished { spec: s.clone() }.to_term(),
     }));
-    let effects = m.crdt_update(&batch);
+    let effects = m.crdt_update(&*batch);
     let mut starts: Vec<i64> = effects
         .iter()
         .filter_map(|e| match e {
