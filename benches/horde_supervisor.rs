@@ -31,66 +31,27 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
-use beam_peer::horde::supervisor::{self, ChildSpec, MemberStatus, Supervisor};
-use beam_peer::process::gen_server::{CallReply, GenServer};
-use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Discovery, Node, NodeConfig, Process};
+use beam_peer::horde::supervisor::{self, Supervisor};
+use beam_peer::term::{self};
+use beam_peer::{Discovery, Node, NodeConfig};
 
 mod common;
+use common::supervisor_load::{all_alive, spec, telemetry_count, worker, WORKER};
 use common::{env_or, free_port};
 
 const COOKIE: &str = "beam_peer_bench";
-const WORKER: &str = "Elixir.BeamPeerBench.Worker";
-
-struct Pong;
-
-impl GenServer for Pong {
-    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
-        CallReply::Reply(term::atom("pong"))
-    }
-}
-
-fn worker(node: &Node, _args: Vec<Term>) -> Result<Pid, Term> {
-    beam_peer::gen_server::start(node, Pong, Default::default())
-        .map_err(|e| term::binary(e.to_string().into_bytes()))
-}
-
-fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        WORKER,
-        "start_link",
-        vec![term::int(arg)],
-        [],
-    )
-}
 
 async fn local(s: &Supervisor) -> i64 {
-    match s
-        .call(term::atom("get_telemetry"), Duration::from_secs(30))
-        .await
-    {
-        Ok(Term::Map(m)) => m
-            .map
-            .get(&term::atom("local_supervised_process_count"))
-            .and_then(term::as_i64)
-            .unwrap_or(-1),
-        _ => -1,
-    }
+    telemetry_count(s, "local_supervised_process_count", Duration::from_secs(30)).await
 }
 
 async fn global(s: &Supervisor) -> i64 {
-    match s
-        .call(term::atom("get_telemetry"), Duration::from_secs(30))
-        .await
-    {
-        Ok(Term::Map(m)) => m
-            .map
-            .get(&term::atom("global_supervised_process_count"))
-            .and_then(term::as_i64)
-            .unwrap_or(-1),
-        _ => -1,
-    }
+    telemetry_count(
+        s,
+        "global_supervised_process_count",
+        Duration::from_secs(30),
+    )
+    .await
 }
 
 /// Two fresh members, A and B, on two fresh nodes.
@@ -116,15 +77,7 @@ async fn pair(epmd: u16, tag: &str, sync_ms: u64) -> (Node, Node, Supervisor, Su
     };
     let sa = supervisor::start(&a, opts()).expect("member a");
     let sb = supervisor::start(&b, opts()).expect("member b");
-    for s in [&sa, &sb] {
-        while !s
-            .member_statuses()
-            .await
-            .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    all_alive(&[&sa, &sb]).await;
     (a, b, sa, sb)
 }
 

@@ -25,49 +25,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use beam_peer::horde::supervisor::{self, ChildSpec, MemberStatus, Supervisor};
-use beam_peer::process::gen_server::{CallReply, GenServer};
-use beam_peer::term::{self, Pid, Term};
-use beam_peer::{Discovery, Node, NodeConfig, Process};
+use beam_peer::horde::supervisor::{self, Supervisor};
+use beam_peer::term::{self};
+use beam_peer::{Discovery, Node, NodeConfig};
 
 const COOKIE: &str = "supervisor_starts";
-const WORKER: &str = "Elixir.BeamPeerBench.Worker";
-
-struct Pong;
-
-impl GenServer for Pong {
-    async fn handle_call(&mut self, _: Term, _: Term, _: &mut Process) -> CallReply {
-        CallReply::Reply(term::atom("pong"))
-    }
-}
-
-fn worker(node: &Node, _args: Vec<Term>) -> Result<Pid, Term> {
-    beam_peer::gen_server::start(node, Pong, Default::default())
-        .map_err(|e| term::binary(e.to_string().into_bytes()))
-}
-
-fn spec(arg: i64) -> ChildSpec {
-    ChildSpec::new(
-        term::int(arg),
-        WORKER,
-        "start_link",
-        vec![term::int(arg)],
-        [],
-    )
-}
+#[path = "../benches/common/supervisor_load.rs"]
+mod supervisor_load;
+use supervisor_load::{all_alive, spec, telemetry_count, worker, WORKER};
 
 async fn global(s: &Supervisor) -> i64 {
-    match s
-        .call(term::atom("get_telemetry"), Duration::from_secs(60))
-        .await
-    {
-        Ok(Term::Map(m)) => m
-            .map
-            .get(&term::atom("global_supervised_process_count"))
-            .and_then(term::as_i64)
-            .unwrap_or(-1),
-        _ => -1,
-    }
+    telemetry_count(
+        s,
+        "global_supervised_process_count",
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 async fn run(n: i64, sync_ms: u64) -> anyhow::Result<()> {
@@ -97,15 +70,7 @@ async fn run(n: i64, sync_ms: u64) -> anyhow::Result<()> {
     };
     let sa = supervisor::start(&a, opts())?;
     let sb = supervisor::start(&b, opts())?;
-    for s in [&sa, &sb] {
-        while !s
-            .member_statuses()
-            .await
-            .is_ok_and(|m| m.iter().filter(|m| m.status == MemberStatus::Alive).count() == 2)
-        {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
+    all_alive(&[&sa, &sb]).await;
     let t0 = Instant::now();
     for i in 0..n {
         let r = sa

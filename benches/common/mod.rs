@@ -3,6 +3,8 @@
 //! Each bench uses part of it.
 #![allow(dead_code)]
 
+pub mod supervisor_load;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
