@@ -23,11 +23,10 @@
 //!   stays the same (up to [`PollPolicy::MAX_HOLD`] epochs), so a settled
 //!   connection spends about 1% of its first 20,000 reads on the other way
 //!   and 0.4% after that, and a change in load is still noticed. A way
-//!   losing by far ([`PollPolicy::DECISIVE`]) is tried more rarely (the
-//!   answer is held for the longest hold at once), and a poll try losing by
-//!   that much ends after [`PollPolicy::EARLY_READS`] reads, since on a
-//!   small machine each poll try is a call several times slower than the
-//!   rest;
+//!   losing by far ([`PollPolicy::DECISIVE`]) is tried more briefly and
+//!   more rarely: its epoch ends after [`PollPolicy::EARLY_READS`] reads
+//!   and the answer is held for the longest hold at once, since on a small
+//!   machine each poll try is a call several times slower than the rest;
 //! - while polling, the window adapts as Linux's halt polling does: a poll
 //!   that ran out and the bytes came soon after grows it (a longer one
 //!   would have paid), a poll that ran out before a long silence shrinks it
@@ -279,9 +278,9 @@ impl PollPolicy {
     pub(crate) const MIN_HOLD: u32 = 4;
     pub(crate) const MAX_HOLD: u32 = 256;
     /// A way whose turns take this many times the other's has lost
-    /// clearly: the answer is held for [`PollPolicy::MAX_HOLD`] at once,
-    /// and a poll epoch losing by this much ends after
-    /// [`PollPolicy::EARLY_READS`] reads instead of 32. Measured on a 2-core machine with BEAM callers, a poll
+    /// clearly: its epoch ends after [`PollPolicy::EARLY_READS`] reads
+    /// instead of 32, and the answer is held for [`PollPolicy::MAX_HOLD`]
+    /// at once. Measured on a 2-core machine with BEAM callers, a poll
     /// epoch's turns took 3-7 times a sleeping one's (52-88 against 11-17
     /// µs a message), and the 1.5-3.5% of calls served in poll epochs made
     /// the connection's call p99 (0.71-0.76x of BEAM->BEAM's in that run).
@@ -386,15 +385,13 @@ impl Adaptive {
         }
     }
 
-    /// Whether a poll epoch so far takes [`PollPolicy::DECISIVE`] times the
-    /// last sleeping epoch per message, after enough reads to say. Sleeping
-    /// epochs always run whole: a short one is noisier, and a noisy one
-    /// could only tip the answer towards holding a core.
+    /// Whether the epoch so far takes [`PollPolicy::DECISIVE`] times the
+    /// other way's last epoch per message, after enough reads to say.
     fn losing_clearly(&self, report: &PollReport) -> bool {
-        if self.way() != Way::Poll {
-            return false;
-        }
-        let other = report.sleep_ns_per_message;
+        let other = match self.way() {
+            Way::Poll => report.sleep_ns_per_message,
+            Way::Sleep => report.poll_ns_per_message,
+        };
         let e = &self.epoch;
         e.reads >= PollPolicy::EARLY_READS
             && other > 0
