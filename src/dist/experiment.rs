@@ -30,10 +30,6 @@ pub(crate) struct Comparison {
     margin: f64,
     min_hold: u32,
     max_hold: u32,
-    /// A way that costs this many times the other's has lost by so much
-    /// that the answer is held for `max_hold` at once (see
-    /// [`Comparison::decisive`]).
-    decisive: f64,
 }
 
 impl Comparison {
@@ -48,18 +44,7 @@ impl Comparison {
             margin,
             min_hold,
             max_hold,
-            decisive: f64::INFINITY,
         }
-    }
-
-    /// When the held way wins a check and the other cost at least `factor`
-    /// times as much, the hold goes straight to its longest instead of
-    /// doubling: trying a way that loses by that much is itself costly
-    /// (each try is an epoch served that way), and a clear answer needs
-    /// fewer checks.
-    pub(crate) fn decisive(mut self, factor: f64) -> Self {
-        self.decisive = factor;
-        self
     }
 
     /// The way to serve now.
@@ -97,14 +82,7 @@ impl Comparison {
                 // The way held before this comparison is the one measured
                 // first in it, i.e. not the one just measured.
                 let confirmed = winner != way;
-                let (won, lost) = if winner == 0 {
-                    (zero, one)
-                } else {
-                    (one, zero)
-                };
-                self.hold = if confirmed && lost as f64 >= won as f64 * self.decisive {
-                    self.max_hold
-                } else if confirmed {
+                self.hold = if confirmed {
                     (self.hold * 2).min(self.max_hold)
                 } else {
                     self.min_hold
@@ -150,23 +128,6 @@ mod tests {
         let zero = run(&mut c, 1000, [95, 100]);
         assert!(zero < 50, "way 0 served {zero} of 1000 epochs");
         assert_eq!(c.way(), 1);
-    }
-
-    #[test]
-    fn a_decisive_answer_is_held_longest_at_once() {
-        let mut gradual = Comparison::new(1, 0.1, 4, 256);
-        let mut decisive = Comparison::new(1, 0.1, 4, 256).decisive(2.0);
-        // Epochs served way 0, which costs three times way 1.
-        let g = run(&mut gradual, 10_000, [300, 100]);
-        let d = run(&mut decisive, 10_000, [300, 100]);
-        // Way 0 tried once per hold: about log2(256/4) + 10000/256 times
-        // gradually, 10000/256 decisively.
-        assert!(g > d, "gradual {g}, decisive {d}");
-        assert!(d <= 10_000 / 256 + 2, "decisive tried way 0 {d} times");
-        // A loss within the factor still doubles.
-        let mut close = Comparison::new(1, 0.1, 4, 256).decisive(2.0);
-        let tries = run(&mut close, 100, [150, 100]);
-        assert!(tries >= 3, "way 0 tried {tries} times in 100 epochs");
     }
 
     #[test]

@@ -22,11 +22,7 @@
 //!   The loser is tried again after a hold that doubles while the answer
 //!   stays the same (up to [`PollPolicy::MAX_HOLD`] epochs), so a settled
 //!   connection spends about 1% of its first 20,000 reads on the other way
-//!   and 0.4% after that, and a change in load is still noticed. A way
-//!   losing by far ([`PollPolicy::DECISIVE`]) is tried more briefly and
-//!   more rarely: its epoch ends after [`PollPolicy::EARLY_READS`] reads
-//!   and the answer is held for the longest hold at once, since on a small
-//!   machine each poll try is a call several times slower than the rest;
+//!   and 0.4% after that, and a change in load is still noticed;
 //! - while polling, the window adapts as Linux's halt polling does: a poll
 //!   that ran out and the bytes came soon after grows it (a longer one
 //!   would have paid), a poll that ran out before a long silence shrinks it
@@ -277,15 +273,6 @@ impl PollPolicy {
     /// Epochs an answer is first held for, and at most.
     pub(crate) const MIN_HOLD: u32 = 4;
     pub(crate) const MAX_HOLD: u32 = 256;
-    /// A way whose turns take this many times the other's has lost
-    /// clearly: its epoch ends after [`PollPolicy::EARLY_READS`] reads
-    /// instead of 32, and the answer is held for [`PollPolicy::MAX_HOLD`]
-    /// at once. Measured on a 2-core machine with BEAM callers, a poll
-    /// epoch's turns took 3-7 times a sleeping one's (52-88 against 11-17
-    /// µs a message), and the 1.5-3.5% of calls served in poll epochs made
-    /// the connection's call p99 (0.71-0.76x of BEAM->BEAM's in that run).
-    pub(crate) const DECISIVE: f64 = 2.0;
-    pub(crate) const EARLY_READS: u32 = 8;
 
     /// The policy `setting` gives on a machine where this process may use
     /// `cores` cores.
@@ -307,8 +294,7 @@ impl PollPolicy {
                     Self::MARGIN,
                     Self::MIN_HOLD,
                     Self::MAX_HOLD,
-                )
-                .decisive(Self::DECISIVE),
+                ),
             }),
         };
         let report = PollReport {
@@ -380,23 +366,9 @@ impl Adaptive {
             self.epoch.messages += read.messages as u64;
             self.epoch.busy += read.interval;
         }
-        if self.epoch.reads >= PollPolicy::EPOCH_READS || self.losing_clearly(report) {
+        if self.epoch.reads >= PollPolicy::EPOCH_READS {
             self.close_epoch(report);
         }
-    }
-
-    /// Whether the epoch so far takes [`PollPolicy::DECISIVE`] times the
-    /// other way's last epoch per message, after enough reads to say.
-    fn losing_clearly(&self, report: &PollReport) -> bool {
-        let other = match self.way() {
-            Way::Poll => report.sleep_ns_per_message,
-            Way::Sleep => report.poll_ns_per_message,
-        };
-        let e = &self.epoch;
-        e.reads >= PollPolicy::EARLY_READS
-            && other > 0
-            && e.messages > 0
-            && e.busy.as_nanos() as f64 / e.messages as f64 >= other as f64 * PollPolicy::DECISIVE
     }
 
     /// As Linux's halt polling adapts its window: grow it when a poll ran
@@ -559,27 +531,6 @@ mod tests {
         assert!(r
             .to_string()
             .starts_with("adaptive: chose sleeping, now sleeping"));
-    }
-
-    #[test]
-    fn polling_that_loses_by_far_is_tried_briefly_and_rarely() {
-        // A BEAM caller on two cores: turns take 5 times as long while we
-        // poll. Every poll try is a slow call; under 0.5% of them keeps
-        // the p99 clear.
-        let mut p = PollPolicy::new(BusyPoll::Adaptive, 2);
-        let polls = run(&mut p, 20_000, 400, 80);
-        assert!(polls < 100, "polled {polls} of 20000");
-        let r = p.report();
-        assert!(r.poll_epochs >= 1, "polling was measured");
-        assert_eq!(r.chose_polling, Some(false));
-        // Where polling loses by less, it is tried as before: a whole
-        // epoch each time, checked again after holds that double.
-        let mut p = PollPolicy::new(BusyPoll::Adaptive, 2);
-        let polls = run(&mut p, 20_000, 95, 78);
-        assert!(
-            polls >= 3 * PollPolicy::EPOCH_READS as usize,
-            "polled {polls}"
-        );
     }
 
     #[test]
