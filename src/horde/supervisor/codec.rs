@@ -253,18 +253,15 @@ impl ChildSpec {
     /// stores and places any such map, and only starting it looks further
     /// ([`ChildSpec::validate`]).
     pub fn from_term(t: &Term) -> Result<ChildSpec, CodecError> {
-        match t {
-            Term::Map(m) if m.map.contains_key(&term::atom("id")) => Ok(ChildSpec(t.clone())),
-            Term::Map(_) => Err(CodecError::new("child spec", "no :id", t)),
-            _ => Err(CodecError::new("child spec", "not a map", t)),
-        }
+        ChildSpec::from_owned(t.clone())
     }
 
     /// [`ChildSpec::from_term`] of a term the caller gives up (no copy).
     pub fn from_owned(t: Term) -> Result<ChildSpec, CodecError> {
         match &t {
             Term::Map(m) if m.map.contains_key(&term::atom("id")) => Ok(ChildSpec(t)),
-            _ => ChildSpec::from_term(&t),
+            Term::Map(_) => Err(CodecError::new("child spec", "no :id", &t)),
+            _ => Err(CodecError::new("child spec", "not a map", &t)),
         }
     }
 

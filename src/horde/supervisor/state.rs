@@ -709,11 +709,9 @@ impl SupervisorState {
             // not copied, here.
             return;
         }
-        let key = Key::from_term(key);
-        if matches!(key, Ok(Key::Member(_)) | Ok(Key::MemberNodeInfo(_))) {
-            self.members_now = None;
-        }
-        match (key, value) {
+        // A membership entry: the cached member list is stale.
+        self.members_now = None;
+        match (Key::from_term(key), value) {
             // Horde takes the entry only when its value is 1.
             (Ok(Key::Member(m)), Some(v)) if term::as_i64(v) == Some(1) => {
                 self.members.insert(OrdTerm(m.clone()));
