@@ -142,6 +142,22 @@ enum Mode {
     Adaptive { epoch: Epoch, ways: Comparison },
 }
 
+/// What a connection's reader saw in one read, for [`CoalescePolicy::after_read`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StreamRead {
+    /// Messages the read brought.
+    pub messages: usize,
+    /// How many of them were `MONITOR_P` or `DEMONITOR_P`: each
+    /// `gen_server:call` brings both, a stream of sends none.
+    pub monitors: usize,
+    /// Its bytes.
+    pub bytes: usize,
+    /// How long after the read before it completed.
+    pub interval: Duration,
+    /// Messages sent to the peer since the read before.
+    pub answered: u64,
+}
+
 /// A connection reader's coalescing: after each read, whether to pause
 /// before the next one.
 #[derive(Debug)]
@@ -215,20 +231,23 @@ impl CoalescePolicy {
         self.report
     }
 
-    /// After the `messages` of a read of `bytes`, which completed
-    /// `interval` after the one before, were handled, and with `answered`
-    /// messages sent to the peer since the read before: how long to pause
-    /// before the next read, if at all.
-    pub(crate) fn after_read(
-        &mut self,
-        messages: usize,
-        bytes: usize,
-        interval: Duration,
-        answered: u64,
-    ) -> Option<Duration> {
+    /// After a read's messages were handled: how long to pause before the
+    /// next read, if at all.
+    pub(crate) fn after_read(&mut self, read: StreamRead) -> Option<Duration> {
+        let StreamRead {
+            messages,
+            monitors,
+            bytes,
+            interval,
+            answered,
+        } = read;
         // Traffic we answer is not a stream, however many messages a read
         // brings: many callers at once would wait a tick for every turn.
-        let one_way = answered.saturating_mul(Self::ONE_WAY_RATIO) < messages.max(1) as u64;
+        // Calls show by their monitors at once; our answers only once they
+        // were written, which with the servers on another thread can be
+        // after the next read.
+        let one_way =
+            monitors == 0 && answered.saturating_mul(Self::ONE_WAY_RATIO) < messages.max(1) as u64;
         if let Mode::Adaptive { epoch, ways } = &mut self.mode {
             if interval <= Self::QUIET && one_way {
                 epoch.messages += messages as u64;
@@ -268,13 +287,34 @@ mod tests {
 
     const US: fn(u64) -> Duration = Duration::from_micros;
 
+    /// A read of `messages` sends (no monitors).
+    fn read(messages: usize, bytes: usize, interval: Duration, answered: u64) -> StreamRead {
+        StreamRead {
+            messages,
+            monitors: 0,
+            bytes,
+            interval,
+            answered,
+        }
+    }
+
+    trait AfterSends {
+        fn after_sends(&mut self, m: usize, b: usize, i: Duration, a: u64) -> Option<Duration>;
+    }
+
+    impl AfterSends for CoalescePolicy {
+        fn after_sends(&mut self, m: usize, b: usize, i: Duration, a: u64) -> Option<Duration> {
+            self.after_read(read(m, b, i, a))
+        }
+    }
+
     /// Streams `messages` messages from a peer whose messages take
     /// `pausing_ns` each while the reader pauses and `following_ns` while it
     /// follows; returns how many reads were followed by a pause.
     fn stream(p: &mut CoalescePolicy, messages: u64, pausing_ns: u64, following_ns: u64) -> u64 {
         let mut pauses = 0;
         let mut sent = 0;
-        let mut next = p.after_read(1, 40, US(50), 0);
+        let mut next = p.after_sends(1, 40, US(50), 0);
         while sent < messages {
             // A paused read brings a tick's worth; a followed one, what
             // came while the last was handled.
@@ -283,7 +323,7 @@ mod tests {
                 None => (50, following_ns),
             };
             pauses += u64::from(next.is_some());
-            next = p.after_read(n as usize, n as usize * 40, Duration::from_nanos(n * ns), 0);
+            next = p.after_sends(n as usize, n as usize * 40, Duration::from_nanos(n * ns), 0);
             sent += n;
         }
         pauses
@@ -292,13 +332,17 @@ mod tests {
     #[test]
     fn fixed_pauses_only_streams_and_zero_never_pauses() {
         let mut off = CoalescePolicy::new(ReadCoalesce::Fixed(Duration::ZERO));
-        assert_eq!(off.after_read(500, 20_000, US(900), 0), None);
+        assert_eq!(off.after_sends(500, 20_000, US(900), 0), None);
         let tick = Duration::from_millis(1);
         let mut fixed = CoalescePolicy::new(ReadCoalesce::Fixed(tick));
-        assert_eq!(fixed.after_read(500, 20_000, US(900), 0), Some(tick));
-        assert_eq!(fixed.after_read(2, 80, US(40), 0), None, "request/response");
+        assert_eq!(fixed.after_sends(500, 20_000, US(900), 0), Some(tick));
         assert_eq!(
-            fixed.after_read(2000, CoalescePolicy::LARGE_READ, US(900), 0),
+            fixed.after_sends(2, 80, US(40), 0),
+            None,
+            "request/response"
+        );
+        assert_eq!(
+            fixed.after_sends(2000, CoalescePolicy::LARGE_READ, US(900), 0),
             None,
             "a large read"
         );
@@ -349,19 +393,39 @@ mod tests {
         let mut fixed = CoalescePolicy::new(ReadCoalesce::Fixed(tick));
         let mut adaptive = CoalescePolicy::new(ReadCoalesce::Adaptive);
         for _ in 0..100_000 {
-            assert_eq!(fixed.after_read(30, 1_500, US(20), 10), None);
-            assert_eq!(adaptive.after_read(30, 1_500, US(20), 10), None);
+            assert_eq!(fixed.after_sends(30, 1_500, US(20), 10), None);
+            assert_eq!(adaptive.after_sends(30, 1_500, US(20), 10), None);
         }
         let r = adaptive.report();
         assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
-        assert_eq!(fixed.after_read(30, 1_500, US(20), 0), Some(tick));
+        assert_eq!(fixed.after_sends(30, 1_500, US(20), 0), Some(tick));
+    }
+
+    #[test]
+    fn calls_whose_answers_are_not_written_yet_are_not_a_stream() {
+        // Many callers again, but the servers answer on another thread and
+        // their replies go out after our next read: only the calls'
+        // monitors tell.
+        let tick = Duration::from_millis(1);
+        let mut fixed = CoalescePolicy::new(ReadCoalesce::Fixed(tick));
+        let mut adaptive = CoalescePolicy::new(ReadCoalesce::Adaptive);
+        let calls = StreamRead {
+            monitors: 20,
+            ..read(30, 1_500, US(20), 0)
+        };
+        for _ in 0..100_000 {
+            assert_eq!(fixed.after_read(calls), None);
+            assert_eq!(adaptive.after_read(calls), None);
+        }
+        let r = adaptive.report();
+        assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
     }
 
     #[test]
     fn request_response_traffic_is_not_evidence() {
         let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
         for _ in 0..100_000 {
-            assert_eq!(p.after_read(2, 120, US(40), 0), None);
+            assert_eq!(p.after_sends(2, 120, US(40), 0), None);
         }
         let r = p.report();
         assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));
@@ -372,7 +436,7 @@ mod tests {
     fn quiet_spells_are_not_evidence() {
         let mut p = CoalescePolicy::new(ReadCoalesce::Adaptive);
         for _ in 0..10_000 {
-            p.after_read(20, 800, Duration::from_secs(1), 0);
+            p.after_sends(20, 800, Duration::from_secs(1), 0);
         }
         let r = p.report();
         assert_eq!((r.pause_epochs, r.follow_epochs), (0, 0));

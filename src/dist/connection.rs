@@ -49,7 +49,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::dist::coalesce::{CoalescePolicy, CoalesceReport};
+use crate::dist::coalesce::{CoalescePolicy, CoalesceReport, StreamRead};
 use crate::dist::codec::{self, Fragmenter, Frame, FrameDecoder, InPlace};
 use crate::dist::flags;
 use crate::dist::handshake::{Handshake, HandshakeError, HandshakeEvent, PeerInfo, ServerStatus};
@@ -712,6 +712,10 @@ async fn read_loop<R: TryRead>(
     let mut sent_before = counters.messages_out.load(Ordering::Relaxed);
     loop {
         let mut frames = 0;
+        // MONITOR_P and DEMONITOR_P frames of this read: a caller's
+        // `gen_server:call` brings both around its request (BEAM and Rust
+        // callers alike), a stream of sends neither.
+        let mut monitors = 0;
         loop {
             match decoder.decode_in_place(&mut buf) {
                 Ok(Some(InPlace::Frame(Frame::Tick))) => {}
@@ -745,7 +749,13 @@ async fn read_loop<R: TryRead>(
                         InPlace::Frame(Frame::Tick) => continue,
                     };
                     match decoded {
-                        Ok(msg) => node.handle_control(peer, msg),
+                        Ok(msg) => {
+                            monitors += usize::from(matches!(
+                                msg,
+                                Message::MonitorP(_) | Message::DemonitorP(_)
+                            ));
+                            node.handle_control(peer, msg)
+                        }
                         Err(e) => {
                             crate::peer_warn!(node, &peer.name, peer = %peer.name, error = %e, "undecodable control message from {} dropped", peer.name);
                         }
@@ -774,12 +784,13 @@ async fn read_loop<R: TryRead>(
             found,
         });
         let sent = counters.messages_out.load(Ordering::Relaxed);
-        let pause = coalesce.after_read(
-            frames,
-            last_read,
-            read_at.saturating_duration_since(previous_read_at),
-            sent.saturating_sub(sent_before),
-        );
+        let pause = coalesce.after_read(StreamRead {
+            messages: frames,
+            monitors,
+            bytes: last_read,
+            interval: read_at.saturating_duration_since(previous_read_at),
+            answered: sent.saturating_sub(sent_before),
+        });
         sent_before = sent;
         counters.publish_decisions(policy.report(), coalesce.report());
         found = Found::Woken {
