@@ -34,6 +34,7 @@ pub mod horde;
 pub mod node;
 pub mod process;
 pub mod pubsub;
+pub mod runtime;
 pub mod services;
 pub mod term;
 mod warn_limit;

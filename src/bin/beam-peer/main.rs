@@ -46,6 +46,12 @@ use clap::{Args, Parser, Subcommand};
                   Colour only when stderr is a terminal and NO_COLOR is unset."
 )]
 struct Cli {
+    /// Runtime worker threads (1: one thread). Default: the
+    /// BEAM_PEER_WORKER_THREADS environment variable, else one thread where
+    /// this process may use at most 2 cores and one per core beyond (see
+    /// `beam_peer::runtime`).
+    #[arg(long, global = true, value_name = "N")]
+    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -328,11 +334,15 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     beam_peer::demo::init_logging();
     let cli = Cli::parse();
-    match run(cli.command).await {
+    let choice = beam_peer::runtime::choose(cli.worker_threads);
+    tracing::debug!(%choice, "runtime");
+    let result = beam_peer::runtime::build(choice)
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line with every cause, and no backtrace even under
