@@ -697,6 +697,8 @@ async fn read_loop<R: TryRead>(
     let mut names = crate::node::NameCache::default();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut policy = PollPolicy::new(node.config().busy_poll, cores);
+    let one_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
     let mut coalesce = CoalescePolicy::new(node.config().read_coalesce);
     // How the bytes of the last read were found, when that read completed,
     // and how large it was: what the poll policy and the coalescing learn
@@ -825,7 +827,14 @@ async fn read_loop<R: TryRead>(
                             found = Found::Woken { polled };
                             break;
                         }
-                        std::hint::spin_loop();
+                        if one_thread {
+                            // The runtime's only thread: a spin would hold
+                            // every other connection and process of the
+                            // node for the whole window.
+                            tokio::task::yield_now().await;
+                        } else {
+                            std::hint::spin_loop();
+                        }
                     }
                     Err(e) => return read_error(&e),
                 }
