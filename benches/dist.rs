@@ -31,7 +31,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -410,6 +410,27 @@ async fn rust_many_callers(
     )
 }
 
+/// Runs blocking bench work (waiting for an OS process) off the runtime's
+/// threads: on a one-thread runtime it would stop the client node, and the
+/// embedded EPMD that node serves, until it returned.
+async fn off_runtime<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking bench work")
+}
+
+/// [`beam_driver`] off the runtime's threads ([`off_runtime`]).
+async fn beam_driver_off_runtime(
+    ebin: &Path,
+    extra: &[String],
+    epmd_port: u16,
+    (target, target_pid): (&str, u32),
+    w: Work,
+) -> Figures {
+    let (ebin, extra, target) = (ebin.to_path_buf(), extra.to_vec(), target.to_string());
+    off_runtime(move || beam_driver(&ebin, &extra, epmd_port, (&target, target_pid), w)).await
+}
+
 /// A `beam-peer node` target with `callers` echo servers more, logging
 /// how each connection ended (with its poll policy's decisions) to a pipe
 /// read into the returned list.
@@ -417,7 +438,7 @@ fn start_rust_target(
     name: &str,
     epmd_port: u16,
     callers: usize,
-    extra: &[&std::ffi::OsStr],
+    extra: &[std::ffi::OsString],
 ) -> (common::Guard, Arc<Mutex<Vec<String>>>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_beam-peer"));
     cmd.args(["node", "--name", name, "--cookie", COOKIE])
@@ -467,8 +488,12 @@ fn ended_summary(line: &str) -> String {
 /// Prints the machine's cores and the poll and coalescing decisions of the client node's
 /// connections and of the target's connections that ended so far.
 fn print_decisions(client: &Node, target_ended: &Mutex<Vec<String>>) {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("\nheuristics: {cores} cores available to this process (available_parallelism); runtime worker threads {cores}");
+    // `beam-peer node` chooses as this process does (same machine, same
+    // rule, unless BEAM_PEER_WORKER_THREADS or --worker-threads says).
+    println!(
+        "\nheuristics: {} (beam_peer::runtime; the client node and `beam-peer node` alike)",
+        beam_peer::runtime::choose(None)
+    );
     for (peer, stats) in client.connection_stats() {
         println!(
             "  client -> {peer}: poll {}; coalescing {}",
@@ -523,20 +548,23 @@ async fn tls_pairs(ebin: &PathBuf, epmd_port: u16, work: Work, repeats: usize) {
     .args(&tls_args)
     .args(["-eval", &beam_target_code(work.callers)])
     .env("ERL_EPMD_PORT", epmd_port.to_string());
-    let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+    let beam_guard =
+        off_runtime(move || start_until_ready(cmd, None, Duration::from_secs(30))).await;
     let beam = (beam_target.as_str(), beam_guard.0.id());
     let rust_target = format!("bench_tls_rust_{id}@127.0.0.1");
-    let (rust_guard, ended) = start_rust_target(
-        &rust_target,
-        epmd_port,
-        work.callers,
-        &["--ssl-dist-optfile".as_ref(), optfile.as_os_str()],
-    );
+    let (rust_guard, ended) = {
+        let (name, callers) = (rust_target.clone(), work.callers);
+        let extra = vec![
+            "--ssl-dist-optfile".into(),
+            optfile.clone().into_os_string(),
+        ];
+        off_runtime(move || start_rust_target(&name, epmd_port, callers, &extra)).await
+    };
     let rust = (rust_target.as_str(), rust_guard.0.id());
     let (mut bbs, mut brs, mut rbs, mut rrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats {
-        bbs.push(beam_driver(ebin, &tls_args, epmd_port, beam, work));
-        brs.push(beam_driver(ebin, &tls_args, epmd_port, rust, work));
+        bbs.push(beam_driver_off_runtime(ebin, &tls_args, epmd_port, beam, work).await);
+        brs.push(beam_driver_off_runtime(ebin, &tls_args, epmd_port, rust, work).await);
         for (target, into) in [(beam, &mut rbs), (rust, &mut rrs)] {
             let (node, name, pid) = (client.clone(), target.0.to_string(), target.1);
             let run = tokio::spawn(async move { rust_driver(&node, (&name, pid), work).await });
@@ -581,14 +609,11 @@ fn main() {
         callers: env_or("BENCH_CALLERS", 100usize),
         calls_each: env_or("BENCH_CALLS_EACH", 1_000usize),
     };
-    // As many workers as cores this process may use (tokio's own default,
-    // and what `beam-peer node` runs with).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The runtime `beam-peer node` chooses on this machine (see
+    // `beam_peer::runtime`), so that Rust->Rust compares like with like.
+    let cores = beam_peer::runtime::available_cores();
+    let choice = beam_peer::runtime::choose(None);
+    let rt = beam_peer::runtime::build(choice).expect("runtime");
     let epmd_port = free_port();
     let ebin = compile_erlang(
         "beam_peer_bench_ebin",
@@ -611,7 +636,7 @@ fn main() {
             .arg(&ebin)
             .args(["-eval", &beam_target_code(work.callers)])
             .env("ERL_EPMD_PORT", epmd_port.to_string());
-        let beam_guard = start_until_ready(cmd, None, Duration::from_secs(30));
+        let beam_guard = off_runtime(move || start_until_ready(cmd, None, Duration::from_secs(30))).await;
         let beam = (beam_target.as_str(), beam_guard.0.id());
 
         let rust_target = format!("bench_rust_{}@127.0.0.1", std::process::id());
@@ -622,8 +647,10 @@ fn main() {
             .split_whitespace()
             .map(Into::into)
             .collect();
-        let extra: Vec<&std::ffi::OsStr> = extra.iter().map(|s| s.as_os_str()).collect();
-        let (rust_guard, ended) = start_rust_target(&rust_target, epmd_port, work.callers, &extra);
+        let (rust_guard, ended) = {
+            let (name, callers) = (rust_target.clone(), work.callers);
+            off_runtime(move || start_rust_target(&name, epmd_port, callers, &extra)).await
+        };
         let rust = (rust_target.as_str(), rust_guard.0.id());
 
         println!("dist bench: {} messages, {} calls, {} x 10 MB round trips, {} callers x {} calls; {cores}-core machine, OTP {}",
@@ -637,8 +664,8 @@ fn main() {
         let repeats: usize = env_or("BENCH_DIST_REPEATS", 5usize).max(1);
         let (mut bbs, mut brs, mut rbs, mut rrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats {
-            bbs.push(beam_driver(&ebin, &[], epmd_port, beam, work));
-            brs.push(beam_driver(&ebin, &[], epmd_port, rust, work));
+            bbs.push(beam_driver_off_runtime(&ebin, &[], epmd_port, beam, work).await);
+            brs.push(beam_driver_off_runtime(&ebin, &[], epmd_port, rust, work).await);
             // On a runtime worker, as a node's processes run (the BEAM
             // driver is a process on a scheduler too); from `block_on` every
             // send and reply would cross threads.

@@ -20,6 +20,12 @@
 //!   bytes on the wire between the two members, both ways, per idle sync
 //!   interval (averaged over `BENCH_SUP_IDLE_INTERVALS`, default 5).
 //!
+//! The Rust pair shares one process and the runtime `beam-peer` would run
+//! on here ([`beam_peer::runtime`]; `BEAM_PEER_WORKER_THREADS` sets it):
+//! on a 2-core machine one thread, so a proxied start's round trip between
+//! the members costs no thread wake-up (with tokio's default of a worker
+//! per core, 10,000 starts took 0.59-0.67 s here against 0.28-0.29 s).
+//!
 //! Ratios are "times as fast as Horde" (and Horde's bytes over ours). Run
 //! with `scripts/bench.sh`.
 
@@ -221,12 +227,35 @@ fn main() {
     let intervals: u32 = env_or("BENCH_SUP_IDLE_INTERVALS", 5);
     let sync_ms: u64 = env_or("BENCH_SUP_SYNC_MS", 300);
     let epmd = free_port();
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let _epmd = rt
-        .block_on(beam_peer::epmd::EmbeddedEpmd::bind(
-            std::net::SocketAddr::from(([127, 0, 0, 1], epmd)),
-        ))
-        .expect("embedded EPMD");
+    // The runtime `beam-peer` chooses on this machine (`beam_peer::runtime`:
+    // one thread up to 2 cores, one per core beyond), both members on it.
+    let choice = beam_peer::runtime::choose(None);
+    let rt = beam_peer::runtime::build(choice).expect("runtime");
+    // The EPMD on a thread of its own, as a system's epmd is a process of
+    // its own: a one-thread runtime serves nothing between `block_on`s, and
+    // Horde's nodes register while the Rust pair is idle.
+    let (epmd_ready, ready) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = beam_peer::runtime::build(beam_peer::runtime::RuntimeChoice {
+            cores: 1,
+            worker_threads: 1,
+            overridden: true,
+        })
+        .expect("EPMD runtime");
+        rt.block_on(async {
+            let bound = beam_peer::epmd::EmbeddedEpmd::bind(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                epmd,
+            )))
+            .await;
+            let ok = bound.is_ok();
+            let _ = epmd_ready.send(ok);
+            if let Ok(_epmd) = bound {
+                std::future::pending::<()>().await;
+            }
+        });
+    });
+    assert!(ready.recv().unwrap_or(false), "embedded EPMD");
     println!("load average before: {}", load());
     let mut rust: Vec<(String, i64, f64)> = Vec::new();
     for &n in &starts {
@@ -251,6 +280,7 @@ fn main() {
     println!("load average after: {}", load());
     println!();
     println!("Horde.DynamicSupervisor, two members, sync interval {sync_ms} ms");
+    println!("Rust pair: one process, {choice}");
     println!(
         "{:<36} | {:>12} | {:>12} | {:>10}",
         "case", "Rust", "Horde", "ratio"
