@@ -7,7 +7,10 @@
 //!
 //! - start: one process on member A calls `start_child` N times in a row
 //!   (`BENCH_SUP_STARTS`, default 1000,10000); children land on both
-//!   members by the ring, half of them proxied. Seconds for all N.
+//!   members by the ring, half of them proxied. Seconds for all N. Then
+//!   again with member B's node on a thread and runtime of its own, so
+//!   that every exchange between the members crosses threads, as between
+//!   two processes (Horde's pair is two OS processes).
 //! - failover: children are started until member B holds K
 //!   (`BENCH_SUP_FAILOVERS`, default 200,2000), then B vanishes (Horde:
 //!   `kill -9` of its OS process; Rust: `Node::halt`, its sockets closed at
@@ -60,35 +63,75 @@ async fn global(s: &Supervisor) -> i64 {
     .await
 }
 
-/// Two fresh members, A and B, on two fresh nodes.
-async fn pair(epmd: u16, tag: &str, sync_ms: u64) -> (Node, Node, Supervisor, Supervisor) {
-    let start = |who: &str| {
-        Node::start(
-            NodeConfig::new(format!(
-                "bench_sup_{tag}_{who}_{}@127.0.0.1",
-                std::process::id()
-            ))
-            .cookie(COOKIE)
-            .discovery(Discovery::Epmd { port: epmd }),
-        )
+/// Member B's node on a thread and runtime of its own (see [`pair`]),
+/// stopped when this is dropped.
+struct Apart(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Apart {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Two fresh members, A and B, on two fresh nodes. With `apart`, B's node
+/// runs on a thread and runtime of its own (as a second process would have
+/// its own), so every exchange between the members crosses threads; else
+/// both share the bench's runtime.
+async fn pair(
+    epmd: u16,
+    tag: &str,
+    sync_ms: u64,
+    apart: bool,
+) -> (Node, Node, Supervisor, Supervisor, Option<Apart>) {
+    let config = move |who: &str| {
+        NodeConfig::new(format!(
+            "bench_sup_{tag}_{who}_{}@127.0.0.1",
+            std::process::id()
+        ))
+        .cookie(COOKIE)
+        .discovery(Discovery::Epmd { port: epmd })
     };
-    let a = start("a").await.expect("node a");
-    let b = start("b").await.expect("node b");
-    b.join(a.name()).await.expect("b joins a");
     let name = format!("Elixir.BenchSup_{tag}");
-    let opts = || {
-        supervisor::SupervisorOptions::new(&name)
+    let opts = move |name: &str| {
+        supervisor::SupervisorOptions::new(name)
             .sync_interval(sync_ms)
             .worker(WORKER, worker)
     };
-    let sa = supervisor::start(&a, opts()).expect("member a");
-    let sb = supervisor::start(&b, opts()).expect("member b");
+    let a = Node::start(config("a")).await.expect("node a");
+    let sa = supervisor::start(&a, opts(&name)).expect("member a");
+    let (b, sb, guard) = if apart {
+        // B's connection tasks must be spawned on B's runtime: B joins A
+        // from there.
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (b_config, a_name, name) = (config("b"), a.name().to_string(), name.clone());
+        std::thread::spawn(move || {
+            let rt = beam_peer::runtime::build(beam_peer::runtime::choose(None)).expect("runtime");
+            rt.block_on(async move {
+                let b = Node::start(b_config).await.expect("node b");
+                b.join(&a_name).await.expect("b joins a");
+                let sb = supervisor::start(&b, opts(&name)).expect("member b");
+                let _ = ready_tx.send((b, sb));
+                let _ = stopped.await;
+            });
+        });
+        let (b, sb) = ready.await.expect("member b on its thread");
+        (b, sb, Some(Apart(Some(stop))))
+    } else {
+        let b = Node::start(config("b")).await.expect("node b");
+        b.join(a.name()).await.expect("b joins a");
+        let sb = supervisor::start(&b, opts(&name)).expect("member b");
+        (b, sb, None)
+    };
     all_alive(&[&sa, &sb]).await;
-    (a, b, sa, sb)
+    (a, b, sa, sb, guard)
 }
 
-async fn rust_start(epmd: u16, n: usize, sync_ms: u64) -> f64 {
-    let (a, b, sa, _sb) = pair(epmd, &format!("start{n}"), sync_ms).await;
+async fn rust_start(epmd: u16, n: usize, sync_ms: u64, apart: bool) -> f64 {
+    let tag = format!("start{n}{}", if apart { "apart" } else { "" });
+    let (a, b, sa, _sb, _apart) = pair(epmd, &tag, sync_ms, apart).await;
     let t0 = Instant::now();
     for i in 0..n as i64 {
         let r = sa
@@ -107,7 +150,7 @@ async fn rust_start(epmd: u16, n: usize, sync_ms: u64) -> f64 {
 }
 
 async fn rust_failover(epmd: u16, k: i64, sync_ms: u64) -> f64 {
-    let (a, b, sa, sb) = pair(epmd, &format!("failover{k}"), sync_ms).await;
+    let (a, b, sa, sb, _) = pair(epmd, &format!("failover{k}"), sync_ms, false).await;
     let mut total = 0;
     while local(&sb).await < k {
         total += 1;
@@ -130,7 +173,7 @@ async fn rust_failover(epmd: u16, k: i64, sync_ms: u64) -> f64 {
 }
 
 async fn rust_idle(epmd: u16, n: usize, intervals: u32, sync_ms: u64) -> u64 {
-    let (a, b, sa, sb) = pair(epmd, &format!("idle{n}"), sync_ms).await;
+    let (a, b, sa, sb, _) = pair(epmd, &format!("idle{n}"), sync_ms, false).await;
     for i in 0..n as i64 {
         sa.start_child(spec(i), Duration::from_secs(30))
             .await
@@ -262,7 +305,14 @@ fn main() {
         rust.push((
             "start".into(),
             n,
-            rt.block_on(rust_start(epmd, n as usize, sync_ms)),
+            rt.block_on(rust_start(epmd, n as usize, sync_ms, false)),
+        ));
+    }
+    for &n in &starts {
+        rust.push((
+            "start apart".into(),
+            n,
+            rt.block_on(rust_start(epmd, n as usize, sync_ms, true)),
         ));
     }
     for &k in &failovers {
@@ -286,13 +336,20 @@ fn main() {
         "case", "Rust", "Horde", "ratio"
     );
     for (kind, n, v) in &rust {
+        // Horde's members are two OS processes either way.
+        let horde_kind = if kind == "start apart" { "start" } else { kind };
         let h = horde
             .as_ref()
-            .and_then(|h| h.iter().find(|r| &r.0 == kind && r.1 == *n))
+            .and_then(|h| h.iter().find(|r| r.0 == horde_kind && r.1 == *n))
             .map(|r| r.2);
         let (label, rv, hv) = match kind.as_str() {
             "start" => (
                 format!("start {n} children (s)"),
+                format!("{v:.3}"),
+                h.map(|h| format!("{h:.3}")),
+            ),
+            "start apart" => (
+                format!("start {n}, B on its own thread (s)"),
                 format!("{v:.3}"),
                 h.map(|h| format!("{h:.3}")),
             ),
