@@ -10,8 +10,20 @@
 //! a check overturns it, so a settled connection spends little time on the
 //! losing way and a change in load or peer is still noticed.
 //!
+//! Two of our nodes serving each other's calls read in lock-step: each turn
+//! is one read at either end, so identical schedules would try the other
+//! way at both ends at once, forever comparing "both poll" with "both
+//! sleep" and never seeing one end poll while the other sleeps (the best
+//! state there; see `dist::poll`). A connection's comparison can
+//! therefore be [desynchronized](Comparison::desynchronize): each hold is
+//! drawn between half and one and a half times its length, from a seed of
+//! its own.
+//!
 //! This module owns only that bookkeeping: what an epoch costs, and what
 //! "way" means, are its users'. It never reads a clock or does I/O.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 /// Two ways, `0` and `1`. Way `1` is the default: it wins ties, and way `0`
 /// must cost `margin` less to be chosen.
@@ -30,6 +42,8 @@ pub(crate) struct Comparison {
     margin: f64,
     min_hold: u32,
     max_hold: u32,
+    /// Draws each hold's length when desynchronized.
+    jitter: Option<SmallRng>,
 }
 
 impl Comparison {
@@ -44,6 +58,21 @@ impl Comparison {
             margin,
             min_hold,
             max_hold,
+            jitter: None,
+        }
+    }
+
+    /// Holds of random length (from `seed`) instead of the exact ones, so
+    /// that the two ends of a connection stop checking at the same time.
+    pub(crate) fn desynchronize(&mut self, seed: u64) {
+        self.jitter = Some(SmallRng::seed_from_u64(seed));
+    }
+
+    /// How many epochs a hold of `hold` lasts this time.
+    fn held(&mut self, hold: u32) -> u32 {
+        match &mut self.jitter {
+            Some(rng) => rng.random_range(hold.div_ceil(2)..=hold + hold / 2).max(1),
+            None => hold,
         }
     }
 
@@ -87,7 +116,7 @@ impl Comparison {
                 } else {
                     self.min_hold
                 };
-                self.settled_for = Some(self.hold);
+                self.settled_for = Some(self.held(self.hold));
                 self.way = winner;
                 Some(winner)
             }
