@@ -611,8 +611,8 @@ fn main() {
     };
     // The runtime `beam-peer node` chooses on this machine (see
     // `beam_peer::runtime`), so that Rust->Rust compares like with like.
-    let cores = beam_peer::runtime::available_cores();
     let choice = beam_peer::runtime::choose(None);
+    let cores = choice.cores;
     let rt = beam_peer::runtime::build(choice).expect("runtime");
     let epmd_port = free_port();
     let ebin = compile_erlang(

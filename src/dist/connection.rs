@@ -695,7 +695,7 @@ async fn read_loop<R: TryRead>(
     buf.extend_from_slice(&leftover);
     let mut decoder = FrameDecoder::new(node.config().max_message_size);
     let mut names = crate::node::NameCache::default();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::runtime::available_cores();
     let mut policy = PollPolicy::new(node.config().busy_poll, cores).desynchronized(rand::random());
     let one_thread = tokio::runtime::Handle::current().runtime_flavor()
         == tokio::runtime::RuntimeFlavor::CurrentThread;

@@ -251,9 +251,9 @@ pub(crate) fn register(node: &Node) {
             "system_version" => Ok(term::elixir::charlist(&format!(
                 "{WHAT_WE_ARE} (a Rust node, not an OTP release)\n"
             ))),
-            "logical_processors" | "schedulers" | "schedulers_online" => Ok(term::int(
-                std::thread::available_parallelism().map_or(1, |p| p.get()) as i64,
-            )),
+            "logical_processors" | "schedulers" | "schedulers_online" => {
+                Ok(term::int(crate::runtime::available_cores() as i64))
+            }
             _ => Err(badarg()),
         }
     });
