@@ -780,20 +780,22 @@ async fn read_loop<R: TryRead>(
         if spare < missing.max(16 * 1024) {
             buf.reserve(missing.clamp(codec::READ_CHUNK, MAX_READ_RESERVE));
         }
+        let sent = counters.messages_out.load(Ordering::Relaxed);
+        let answered = sent.saturating_sub(sent_before);
+        sent_before = sent;
         let poll = policy.after_read(Read {
             messages: frames,
             interval: read_at.saturating_duration_since(previous_read_at),
             found,
+            answered,
         });
-        let sent = counters.messages_out.load(Ordering::Relaxed);
         let pause = coalesce.after_read(StreamRead {
             messages: frames,
             monitors,
             bytes: last_read,
             interval: read_at.saturating_duration_since(previous_read_at),
-            answered: sent.saturating_sub(sent_before),
+            answered,
         });
-        sent_before = sent;
         counters.publish_decisions(policy.report(), coalesce.report());
         found = Found::Woken {
             polled: Duration::ZERO,

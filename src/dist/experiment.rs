@@ -13,11 +13,10 @@
 //! Two of our nodes serving each other's calls read in lock-step: each turn
 //! is one read at either end, so identical schedules would try the other
 //! way at both ends at once, forever comparing "both poll" with "both
-//! sleep" and never seeing one end poll while the other sleeps (the best
-//! state there; see `dist::poll`). A connection's comparison can
-//! therefore be [desynchronized](Comparison::desynchronize): each hold is
-//! drawn between half and one and a half times its length, from a seed of
-//! its own.
+//! sleep" and never seeing what one end's change alone does. A
+//! connection's comparison can therefore be
+//! [desynchronized](Comparison::desynchronize): each hold is drawn between
+//! half and one and a half times its length, from a seed of its own.
 //!
 //! This module owns only that bookkeeping: what an epoch costs, and what
 //! "way" means, are its users'. It never reads a clock or does I/O.
