@@ -216,6 +216,11 @@ pub struct SupervisorState {
     /// Ids of a dead member's children this member is restarting (under
     /// their own id, see `handoff_processes`), until the start's answer.
     failing_over: BTreeSet<OrdTerm>,
+    /// Relinquished children this member decided to start, until the
+    /// start's answer: the same `{nil, spec}` entry can be reported twice
+    /// before our own entry replaces it (a push and a sync round bringing
+    /// it in one batch), and each report would start another copy.
+    taking_over: BTreeSet<OrdTerm>,
     /// Fingerprints of the ids of the children terminated here, the
     /// latest [`ENDED_REMEMBERED`] (the queue holds them oldest first):
     /// 8 bytes each where the id terms took ~150 (see [`fingerprint`]).
@@ -255,6 +260,7 @@ impl SupervisorState {
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
             failing_over: BTreeSet::new(),
+            taking_over: BTreeSet::new(),
             ended: HashSet::new(),
             ended_order: VecDeque::new(),
             shutting_down: false,
@@ -470,6 +476,7 @@ impl SupervisorState {
     ) -> Vec<Effect> {
         let mut out = Vec::new();
         let failover = self.failing_over.remove(&OrdTerm(spec.id().clone()));
+        self.taking_over.remove(&OrdTerm(spec.id().clone()));
         let started = matches!(
             term::as_tuple(result),
             Some([ok, Term::Pid(_)]) | Some([ok, Term::Pid(_), _]) if term::is_atom(ok, "ok")
@@ -778,7 +785,9 @@ impl SupervisorState {
                         out.push(Effect::Delete { key: key.clone() });
                     }
                     Ok(ProcessValue::Relinquished { spec }) => {
-                        if self.choose(&spec) == Some(self.me.clone()) {
+                        if self.choose(&spec) == Some(self.me.clone())
+                            && self.taking_over.insert(OrdTerm(id.clone()))
+                        {
                             // Horde starts it right here and holds it as its
                             // own from then on; the start is an effect carried
                             // out later, so the old member's entry goes now,

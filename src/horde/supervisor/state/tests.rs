@@ -1323,3 +1323,48 @@ fn a_terminated_child_leaves_no_pid_mapping_behind() {
         "each ended child remembered by the member that ended it"
     );
 }
+
+/// The same `{nil, spec}` entry reported twice before this member's start
+/// of it answered (a push and a sync round can both bring it) starts one
+/// copy, not two; once that start answered, a later relinquish of the
+/// child is taken over again.
+#[test]
+fn a_relinquished_child_reported_twice_starts_once() {
+    let mut m = SupervisorState::new(S, &node(1), settings(), counter(1));
+    m.init(Some(&[name(1)]));
+    m.crdt_update(&[
+        Diff::Add {
+            key: Key::Member(name(1)).to_term(),
+            value: int(1),
+        },
+        Diff::Add {
+            key: Key::MemberNodeInfo(name(1)).to_term(),
+            value: Member::new(name(1), MemberStatus::Alive).to_term(),
+        },
+    ]);
+    let child = ChildSpec::from_term(&spec(7)).unwrap();
+    let relinquished = Diff::Add {
+        key: Key::Process(child.id().clone()).to_term(),
+        value: ProcessValue::Relinquished {
+            spec: child.clone(),
+        }
+        .to_term(),
+    };
+    let starts = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::StartChild { .. }))
+            .count()
+    };
+    let first = m.crdt_update(&[relinquished.clone(), relinquished.clone()]);
+    let again = m.crdt_update(std::slice::from_ref(&relinquished));
+    assert_eq!(starts(&first) + starts(&again), 1, "{first:?} {again:?}");
+    m.child_started(
+        child.clone(),
+        &tuple(vec![atom("ok"), Term::Pid(Pid::new(node(1), 900, 0, 1))]),
+        None,
+    );
+    // It ran here, moved away and came back relinquished: taken over again.
+    let later = m.crdt_update(&[relinquished]);
+    assert_eq!(starts(&later), 1, "{later:?}");
+}
