@@ -193,6 +193,16 @@ struct Running {
     pid: Pid,
 }
 
+/// Why a member starts a child in another member's place (see
+/// `SupervisorState::taking_over`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TakeOver {
+    /// Its member died: given up if the start fails, as Horde does.
+    Failover,
+    /// Its member relinquished it (redistribution, shutdown).
+    Relinquished,
+}
+
 /// One `Horde.DynamicSupervisor` member.
 pub struct SupervisorState {
     name: String,
@@ -213,14 +223,13 @@ pub struct SupervisorState {
     local_process_count: i64,
     waiting_for_quorum: Vec<Term>,
     monitored: BTreeSet<OrdTerm>,
-    /// Ids of a dead member's children this member is restarting (under
-    /// their own id, see `handoff_processes`), until the start's answer.
-    failing_over: BTreeSet<OrdTerm>,
-    /// Relinquished children this member decided to start, until the
-    /// start's answer: the same `{nil, spec}` entry can be reported twice
-    /// before our own entry replaces it (a push and a sync round bringing
-    /// it in one batch), and each report would start another copy.
-    taking_over: BTreeSet<OrdTerm>,
+    /// Children this member decided to start in another member's place,
+    /// until the start's answer: a dead member's (restarted under their
+    /// own id, see `handoff_processes`) and relinquished ones. A
+    /// relinquished `{nil, spec}` entry can be reported twice before our
+    /// own entry replaces it (a push and a sync round bringing it in one
+    /// batch), and each report would start another copy.
+    taking_over: BTreeMap<OrdTerm, TakeOver>,
     /// Fingerprints of the ids of the children terminated here, the
     /// latest [`ENDED_REMEMBERED`] (the queue holds them oldest first):
     /// 8 bytes each where the id terms took ~150 (see [`fingerprint`]).
@@ -259,8 +268,7 @@ impl SupervisorState {
             local_process_count: 0,
             waiting_for_quorum: Vec::new(),
             monitored: BTreeSet::new(),
-            failing_over: BTreeSet::new(),
-            taking_over: BTreeSet::new(),
+            taking_over: BTreeMap::new(),
             ended: HashSet::new(),
             ended_order: VecDeque::new(),
             shutting_down: false,
@@ -475,8 +483,8 @@ impl SupervisorState {
         reply_to: Option<Term>,
     ) -> Vec<Effect> {
         let mut out = Vec::new();
-        let failover = self.failing_over.remove(&OrdTerm(spec.id().clone()));
-        self.taking_over.remove(&OrdTerm(spec.id().clone()));
+        let failover =
+            self.taking_over.remove(&OrdTerm(spec.id().clone())) == Some(TakeOver::Failover);
         let started = matches!(
             term::as_tuple(result),
             Some([ok, Term::Pid(_)]) | Some([ok, Term::Pid(_), _]) if term::is_atom(ok, "ok")
@@ -786,7 +794,7 @@ impl SupervisorState {
                     }
                     Ok(ProcessValue::Relinquished { spec }) => {
                         if self.choose(&spec) == Some(self.me.clone())
-                            && self.taking_over.insert(OrdTerm(id.clone()))
+                            && !self.taking_over.contains_key(&OrdTerm(id.clone()))
                         {
                             // Horde starts it right here and holds it as its
                             // own from then on; the start is an effect carried
@@ -794,6 +802,8 @@ impl SupervisorState {
                             // or a death of that member in the same update
                             // would restart the child a second time.
                             self.forget(&id);
+                            self.taking_over
+                                .insert(OrdTerm(id.clone()), TakeOver::Relinquished);
                             out.push(Effect::StartChild {
                                 spec,
                                 reply_to: None,
@@ -1048,7 +1058,8 @@ impl SupervisorState {
                     // CRDT's last writer names one member and the other
                     // stops its copy (`update_process`). Under new ids both
                     // copies would be legitimate entries and run for good.
-                    self.failing_over.insert(OrdTerm(child.spec.id().clone()));
+                    self.taking_over
+                        .insert(OrdTerm(child.spec.id().clone()), TakeOver::Failover);
                     out.push(Effect::StartChild {
                         spec: child.spec.clone(),
                         reply_to: None,
