@@ -106,28 +106,31 @@ async fn pair(
     };
     let a = Node::start(config("a")).await.expect("node a");
     let sa = supervisor::start(&a, opts(&name)).expect("member a");
+    let member_b = {
+        let (b_config, a_name, name) = (config("b"), a.name().to_string(), name.clone());
+        async move {
+            let b = Node::start(b_config).await.expect("node b");
+            b.join(&a_name).await.expect("b joins a");
+            let sb = supervisor::start(&b, opts(&name)).expect("member b");
+            (b, sb)
+        }
+    };
     let (b, sb, guard) = if apart {
         // B's connection tasks must be spawned on B's runtime: B joins A
         // from there.
         let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (b_config, a_name, name) = (config("b"), a.name().to_string(), name.clone());
         std::thread::spawn(move || {
             let rt = beam_peer::runtime::build(beam_peer::runtime::choose(None)).expect("runtime");
             rt.block_on(async move {
-                let b = Node::start(b_config).await.expect("node b");
-                b.join(&a_name).await.expect("b joins a");
-                let sb = supervisor::start(&b, opts(&name)).expect("member b");
-                let _ = ready_tx.send((b, sb));
+                let _ = ready_tx.send(member_b.await);
                 let _ = stopped.await;
             });
         });
         let (b, sb) = ready.await.expect("member b on its thread");
         (b, sb, Some(Apart(Some(stop))))
     } else {
-        let b = Node::start(config("b")).await.expect("node b");
-        b.join(a.name()).await.expect("b joins a");
-        let sb = supervisor::start(&b, opts(&name)).expect("member b");
+        let (b, sb) = member_b.await;
         (b, sb, None)
     };
     all_alive(&[&sa, &sb]).await;
@@ -386,7 +389,7 @@ fn main() {
     // sync round; one that does also ships the children to the other
     // member, and takes about twice as long. Said, so a slow line is read
     // for what it is.
-    println!("bytes between the Rust members during each start run (10,000 starts: ~1.1 MB without a sync round inside the run, 3.5-4.5 MB with one):");
+    println!("bytes between the Rust members during each start run (10,000 starts: ~1.0-1.3 MB without a sync round inside the run, 3.5-4.8 MB with one):");
     for (kind, n, bytes) in &start_bytes {
         println!("  {kind} {n}: {:.2} MB", *bytes as f64 / 1e6);
     }
